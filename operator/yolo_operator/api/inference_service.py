@@ -1,0 +1,206 @@
+"""The YoloInferenceService kind: a batched, GPU-resident YOLOv8 detection service that scales on load."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints
+
+from yolo_operator.api.common import (
+    API_VERSION,
+    NAME_RULE,
+    ApiModel,
+    Condition,
+    ModelVolume,
+    Name,
+    ObjectMeta,
+    Resources,
+    StatusModel,
+)
+from yolo_operator.api.rules import Rule, exactly_one, exactly_one_cel
+
+ServicePhase = Literal["Pending", "Tuning", "Ready", "Degraded", "Failed"]
+
+
+class ServeModel(ApiModel):
+    """The weights to serve: a file on a volume, or the best weights of a finished YoloTrainJob. Exactly one."""
+
+    weights: ModelVolume | None = None
+    """Weights (`.pt`) on a PersistentVolumeClaim."""
+    from_train_job: Name | None = None
+    """Name of a YoloTrainJob in this namespace; served once it has succeeded, from its output volume."""
+
+    __rules__ = (
+        Rule(
+            cel=exactly_one_cel("weights", "fromTrainJob"),
+            message="set exactly one of weights or fromTrainJob",
+            check=exactly_one("weights", "from_train_job"),
+        ),
+    )
+
+
+class ScalingPolicy(ApiModel):
+    """A limit on how much replicas may change in a period, as in autoscaling/v2 HPAScalingPolicy."""
+
+    type: Literal["Pods", "Percent"]
+    value: int = Field(gt=0)
+    period_seconds: int = Field(gt=0, le=1800)
+
+
+class ScalingRules(ApiModel):
+    """Scaling in one direction, as in autoscaling/v2 HPAScalingRules."""
+
+    stabilization_window_seconds: int | None = Field(default=None, ge=0, le=3600)
+    """Recommendations over this window are considered; defaults 0 s up, 300 s down."""
+    select_policy: Literal["Max", "Min", "Disabled"] = "Max"
+    policies: list[ScalingPolicy] | None = Field(default=None, max_length=10)
+    """Defaults as the HPA's: up 100% or 4 pods per 15 s (the larger); down 100% per 15 s."""
+
+
+class Behavior(ApiModel):
+    """Scale-up and scale-down behaviour, as in autoscaling/v2 HorizontalPodAutoscalerBehavior."""
+
+    scale_up: ScalingRules | None = None
+    scale_down: ScalingRules | None = None
+
+
+class PrometheusSource(ApiModel):
+    """A PromQL query returning one number: the metric's mean over the service's replicas."""
+
+    url: Annotated[str, StringConstraints(pattern=r"^https?://.+")]
+    """Base URL of the Prometheus HTTP API, e.g. http://prometheus.monitoring:9090."""
+    query: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+    """PromQL; `$namespace` and `$service` are substituted."""
+
+
+class Autoscaling(ApiModel):
+    """Replicas follow measured load with the HPA's algorithm, run by the operator."""
+
+    enabled: bool = False
+    min_replicas: int = Field(default=1, ge=1, le=1000)
+    max_replicas: int = Field(default=4, ge=1, le=1000)
+    metric: Literal["gpuUtilization", "queueDepth"] = "gpuUtilization"
+    """gpuUtilization: mean NVML utilisation of the replicas' GPUs (percent). queueDepth: requests waiting per
+    replica."""
+    target: float = Field(default=70, gt=0)
+    """Target value of the metric per replica (percent for gpuUtilization)."""
+    source: Literal["pods", "prometheus"] = "pods"
+    """pods: scrape each ready replica's /metrics. prometheus: run `prometheus.query`."""
+    prometheus: PrometheusSource | None = None
+    behavior: Behavior | None = None
+
+    __rules__ = (
+        Rule(
+            cel="self.minReplicas <= self.maxReplicas",
+            message="minReplicas must not exceed maxReplicas",
+            check=lambda a: a.min_replicas <= a.max_replicas,
+            field="minReplicas",
+        ),
+        Rule(
+            cel="self.source != 'prometheus' || has(self.prometheus)",
+            message="source prometheus needs prometheus.url and prometheus.query",
+            check=lambda a: a.source != "prometheus" or a.prometheus is not None,
+            field="prometheus",
+        ),
+        Rule(
+            cel="self.metric != 'gpuUtilization' || self.target <= 100.0",
+            message="target is a percentage for gpuUtilization and must be at most 100",
+            check=lambda a: a.metric != "gpuUtilization" or a.target <= 100,
+            field="target",
+        ),
+    )
+
+
+class Serving(ApiModel):
+    """How each replica batches and runs the model."""
+
+    imgsz: int = Field(default=640, ge=32, le=4096, multiple_of=32)
+    """Inference image size; a multiple of 32."""
+    half: bool = True
+    """fp16 on GPU."""
+    max_batch_size: int = Field(default=32, ge=1, le=1024)
+    """Largest batch the dynamic batcher forms."""
+    max_queue_delay_ms: float = Field(default=5, ge=0, le=1000)
+    """Longest a request waits for its batch to fill."""
+    max_queue_size: int = Field(default=512, ge=1, le=100_000)
+    """Requests waiting beyond this are answered 503 with Retry-After."""
+    conf: float = Field(default=0.25, ge=0, le=1)
+    """Confidence threshold."""
+    iou: float = Field(default=0.7, ge=0, le=1)
+    """NMS IoU threshold."""
+    port: int = Field(default=8080, ge=1024, le=65535)
+    """Container port of the HTTP server (also serves /metrics)."""
+
+
+class ServeTuning(ApiModel):
+    """A short sweep at start of maxBatchSize and maxQueueDelayMs under synthetic load."""
+
+    enabled: bool = False
+    latency_slo_ms: float = Field(default=100, gt=0, le=60_000)
+    """Highest acceptable p99 latency; the sweep keeps the fastest setting under it."""
+
+
+class ServicePort(ApiModel):
+    """How the service is exposed."""
+
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    port: int = Field(default=80, ge=1, le=65535)
+
+
+class YoloInferenceServiceSpec(ApiModel):
+    """A YOLOv8 detection service."""
+
+    model: ServeModel
+    """The weights to serve."""
+    replicas: int = Field(default=1, ge=0, le=1000)
+    """Replicas when autoscaling is off (driven by `kubectl scale`, an HPA or KEDA through the scale
+    subresource)."""
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling, json_schema_extra={"default": {}})
+    serving: Serving = Field(default_factory=Serving, json_schema_extra={"default": {}})
+    tuning: ServeTuning = Field(default_factory=ServeTuning, json_schema_extra={"default": {}})
+    resources: Resources = Field(default_factory=Resources, json_schema_extra={"default": {}})
+    service: ServicePort = Field(default_factory=ServicePort, json_schema_extra={"default": {}})
+
+
+class ServingStatus(StatusModel):
+    """The serving settings in effect (after serving tuning)."""
+
+    max_batch_size: int | None = None
+    max_queue_delay_ms: float | None = None
+    imgsz: int | None = None
+    half: bool | None = None
+
+
+class YoloInferenceServiceStatus(StatusModel):
+    """What the operator observed. Written only by the operator."""
+
+    phase: ServicePhase | None = None
+    replicas: int | None = None
+    ready_replicas: int | None = None
+    desired_replicas: int | None = None
+    selector: str | None = None
+    """Label selector of the pods, for the scale subresource."""
+    current_metric_value: float | None = None
+    gpu_utilization: float | None = None
+    """Mean GPU utilisation of the replicas, percent."""
+    last_scale_time: str | None = None
+    url: str | None = None
+    model_path: str | None = None
+    conditions: list[Condition] | None = None
+    observed_generation: int | None = None
+    serving: ServingStatus | None = None
+    message: str | None = None
+
+
+class YoloInferenceService(ApiModel):
+    """Serve a YOLOv8 detector over HTTP (Open Inference Protocol v2), autoscaled on measured load."""
+
+    model_config = ApiModel.model_config | {"extra": "ignore"}
+
+    api_version: Literal["yolo-operator.io/v1alpha1"] = API_VERSION
+    kind: Literal["YoloInferenceService"] = "YoloInferenceService"
+    metadata: ObjectMeta
+    spec: YoloInferenceServiceSpec
+    status: YoloInferenceServiceStatus | None = None
+
+    __rules__ = (NAME_RULE,)

@@ -1,0 +1,275 @@
+"""The YoloTrainJob kind: tune, then train, a YOLOv8 detector on the cluster's GPUs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, StringConstraints
+
+from yolo_operator.api.common import (
+    API_VERSION,
+    NAME_RULE,
+    ApiModel,
+    Condition,
+    ModelVolume,
+    Name,
+    ObjectMeta,
+    Resources,
+    StatusModel,
+    VolumeFile,
+)
+from yolo_operator.api.rules import Rule, exactly_one, exactly_one_cel, immutable
+from yolo_operator.api.ultralytics_args import EXTRA_TRAIN_ARGS, RESERVED_ARGS
+
+ARCHITECTURE_PATTERN = r"^yolov8[nsmlx]\.yaml$"
+TrainPhase = Literal["Pending", "Tuning", "Training", "Succeeded", "Failed", "Suspended"]
+
+
+class TrainModel(ApiModel):
+    """What to train: an architecture built from scratch, or weights to fine-tune. Exactly one."""
+
+    architecture: Annotated[str, StringConstraints(pattern=ARCHITECTURE_PATTERN)] | None = None
+    """An Ultralytics architecture YAML, `yolov8n.yaml` to `yolov8x.yaml`: random initial weights, nothing
+    downloaded."""
+    weights: ModelVolume | None = None
+    """Initial weights (`.pt`) on a volume, for fine-tuning."""
+
+    __rules__ = (
+        Rule(
+            cel=exactly_one_cel("architecture", "weights"),
+            message="set exactly one of architecture or weights",
+            check=exactly_one("architecture", "weights"),
+        ),
+    )
+
+
+class ShapesData(ApiModel):
+    """The built-in synthetic data set: coloured shapes on noise, generated in the pod; no download."""
+
+    images: int = Field(default=1000, ge=8, le=1_000_000)
+    """Number of training images (a fifth as many validation images are added)."""
+    seed: int = Field(default=0, ge=0)
+    """Seed of the generator: the same seed gives the same images."""
+
+
+class TrainData(ApiModel):
+    """The data set: a dataset YAML on a volume, or the synthetic shapes set. Exactly one."""
+
+    volume: VolumeFile | None = None
+    """An Ultralytics dataset YAML on a PersistentVolumeClaim; its paths are relative to the YAML's folder."""
+    shapes: ShapesData | None = None
+    """The built-in synthetic set."""
+
+    __rules__ = (
+        Rule(
+            cel=exactly_one_cel("volume", "shapes"),
+            message="set exactly one of volume or shapes",
+            check=exactly_one("volume", "shapes"),
+        ),
+    )
+
+
+def _extra_args_ok(args: dict[str, Any] | None) -> bool:
+    return args is None or all(k in EXTRA_TRAIN_ARGS for k in args)
+
+
+class TrainSettings(ApiModel):
+    """Ultralytics training arguments. batch, workers, amp and cache are chosen by tuning unless set here."""
+
+    epochs: int = Field(default=100, ge=1, le=10_000)
+    """Epochs to train."""
+    imgsz: int = Field(default=640, ge=32, le=4096, multiple_of=32)
+    """Training image size in pixels; a multiple of 32 (the model's largest stride)."""
+    patience: int = Field(default=100, ge=0, le=10_000)
+    """Epochs without improvement before stopping early; 0 never stops early."""
+    optimizer: Literal["auto", "SGD", "Adam", "Adamax", "AdamW", "NAdam", "RAdam", "RMSProp"] = "auto"
+    """The optimizer."""
+    lr0: float = Field(default=0.01, gt=0, le=1)
+    """Initial learning rate."""
+    seed: int = Field(default=0, ge=0)
+    """Random seed, for reproducible runs."""
+    batch: int | None = Field(default=None, ge=1, le=4096)
+    """Fixed batch size (all GPUs together); left to tuning when unset."""
+    workers: int | None = Field(default=None, ge=0, le=128)
+    """Fixed dataloader workers per GPU; left to tuning when unset."""
+    amp: bool | None = None
+    """Fixed mixed precision on or off; left to tuning when unset."""
+    cache: Literal["none", "ram", "disk"] | None = None
+    """Fixed image caching; left to tuning when unset."""
+    extra_args: dict[str, Any] | None = Field(
+        default=None,
+        max_length=64,
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True, "maxProperties": 64},
+    )
+    """Other Ultralytics train arguments by their Ultralytics name (`mosaic: 0.5`, `cos_lr: true`)."""
+
+    __rules__ = (
+        Rule(
+            cel="!has(self.extraArgs) || self.extraArgs.all(k, k in ["
+            + ", ".join(f"'{a}'" for a in EXTRA_TRAIN_ARGS)
+            + "])",
+            message="extraArgs accepts only Ultralytics train arguments the operator does not set itself; "
+            f"these are set from the spec: {', '.join(RESERVED_ARGS)}",
+            check=lambda s: _extra_args_ok(s.extra_args),
+            field="extraArgs",
+        ),
+    )
+
+
+class Range(ApiModel):
+    """An inclusive range of whole numbers."""
+
+    min: int = Field(ge=0)
+    max: int = Field(ge=0)
+
+    __rules__ = (
+        Rule(cel="self.min <= self.max", message="min must not exceed max", check=lambda r: r.min <= r.max),
+    )
+
+
+class Tuning(ApiModel):
+    """The tuning phase: a short measured search for the fastest batch, workers, mixed precision and caching."""
+
+    enabled: bool = True
+    """Measure before training. When off, unset settings take Ultralytics' defaults (batch 16, workers 8)."""
+    batch: Range = Field(default_factory=lambda: Range(min=8, max=256), json_schema_extra={"default": {"min": 8, "max": 256}})
+    """Batch sizes tried (powers of two inside the range, capped by free GPU memory)."""
+    workers: Range = Field(default_factory=lambda: Range(min=2, max=16), json_schema_extra={"default": {"min": 2, "max": 16}})
+    """Dataloader workers tried per GPU (capped by the CPUs the pod may use)."""
+    amp: list[bool] = Field(default=[True, False], min_length=1, max_length=2)
+    """Mixed-precision settings tried."""
+    cache: list[Literal["none", "ram"]] = Field(default=["none", "ram"], min_length=1, max_length=2)
+    """Caching settings tried (ram only if the decoded data set fits the pod's memory)."""
+    max_trials: int = Field(default=12, ge=1, le=100)
+    """Most trials to run."""
+    time_budget_seconds: int = Field(default=120, ge=10, le=3600)
+    """Wall-clock budget of the whole phase."""
+    reuse: Literal["IfAvailable", "Never"] = "IfAvailable"
+    """Reuse a cached result for the same GPU product, model, image size, data size and CPU budget."""
+
+
+class Output(ApiModel):
+    """Where checkpoints, weights and results go."""
+
+    claim_name: Name
+    """PersistentVolumeClaim that receives the run's folder."""
+    path: Annotated[str, StringConstraints(max_length=1024)] = ""
+    """Folder inside the volume; the job's name is appended."""
+    checkpoint_every_epochs: int = Field(default=1, ge=1, le=1000)
+    """Write `last.pt` every this many epochs; a restarted pod resumes from it."""
+
+
+class RunPolicy(ApiModel):
+    """How the run is retried, bounded, cleaned up and paused."""
+
+    backoff_limit: int = Field(default=3, ge=0, le=100)
+    """Pod failures tolerated per Job (evictions and preemptions do not count)."""
+    active_deadline_seconds: int | None = Field(default=None, ge=1)
+    """Wall-clock limit of each Job."""
+    ttl_seconds_after_finished: int | None = Field(default=None, ge=0)
+    """Delete finished Jobs (not this resource) after this many seconds."""
+    suspend: bool = False
+    """Pause: running Jobs are suspended (pods stop) and resume from the last checkpoint when unset."""
+
+
+class YoloTrainJobSpec(ApiModel):
+    """A YOLOv8 training run: tuned on the hardware it gets, checkpointed, observable."""
+
+    model: TrainModel
+    """The model to train."""
+    data: TrainData
+    """The data set."""
+    train: TrainSettings = Field(default_factory=TrainSettings, json_schema_extra={"default": {}})
+    """Training arguments."""
+    tuning: Tuning = Field(default_factory=Tuning, json_schema_extra={"default": {}})
+    """The tuning phase."""
+    resources: Resources = Field(default_factory=Resources, json_schema_extra={"default": {}})
+    """Pod resources and placement."""
+    output: Output | None = None
+    """Output volume; without it, results live only as long as the pod (fine for trials)."""
+    run_policy: RunPolicy = Field(default_factory=RunPolicy, json_schema_extra={"default": {}})
+    """Retries, deadlines, clean-up, suspension."""
+
+    __rules__ = (
+        Rule(cel="self.model == oldSelf.model", message="spec.model is immutable: create a new YoloTrainJob"),
+        Rule(cel="self.data == oldSelf.data", message="spec.data is immutable: create a new YoloTrainJob"),
+        Rule(cel="self.train == oldSelf.train", message="spec.train is immutable: create a new YoloTrainJob"),
+        Rule(cel="self.tuning == oldSelf.tuning", message="spec.tuning is immutable: create a new YoloTrainJob"),
+        Rule(
+            cel="self.resources == oldSelf.resources",
+            message="spec.resources is immutable: create a new YoloTrainJob",
+        ),
+        Rule(
+            cel="has(self.output) == has(oldSelf.output) && (!has(self.output) || self.output == oldSelf.output)",
+            message="spec.output is immutable: create a new YoloTrainJob",
+        ),
+    )
+
+
+class TuningStatus(StatusModel):
+    """What the tuning phase chose and how fast it measured it."""
+
+    batch: int | None = None
+    workers: int | None = None
+    amp: bool | None = None
+    cache: str | None = None
+    images_per_second: float | None = None
+    """Training throughput measured with the chosen settings."""
+    trials: int | None = None
+    """Trials run (including infeasible ones)."""
+    infeasible_trials: int | None = None
+    duration_seconds: float | None = None
+    source: Literal["Measured", "Cache", "Fixed"] | None = None
+    """Measured now, reused from the tuning cache, or fixed by the spec (tuning off)."""
+    gpu_product: str | None = None
+    cache_key: str | None = None
+
+
+class Progress(StatusModel):
+    """Training progress, read from the training pod's metrics."""
+
+    epoch: int | None = None
+    epochs: int | None = None
+    images_per_second: float | None = None
+    map50to95: float | None = None
+    """Latest validation mAP50-95."""
+    eta_seconds: int | None = None
+    updated: str | None = None
+
+
+class Artifacts(StatusModel):
+    """Where the results are, as paths on the output volume."""
+
+    best_weights: str | None = None
+    last_weights: str | None = None
+    results_dir: str | None = None
+
+
+class YoloTrainJobStatus(StatusModel):
+    """What the operator observed. Written only by the operator."""
+
+    phase: TrainPhase | None = None
+    conditions: list[Condition] | None = None
+    observed_generation: int | None = None
+    tuning: TuningStatus | None = None
+    progress: Progress | None = None
+    artifacts: Artifacts | None = None
+    start_time: str | None = None
+    completion_time: str | None = None
+    restarts: int | None = None
+    """Training pods that failed or were disrupted and replaced."""
+    message: str | None = None
+
+
+class YoloTrainJob(ApiModel):
+    """Tune and train a YOLOv8 detector on the cluster's GPUs."""
+
+    model_config = ApiModel.model_config | {"extra": "ignore"}
+
+    api_version: Literal["yolo-operator.io/v1alpha1"] = API_VERSION
+    kind: Literal["YoloTrainJob"] = "YoloTrainJob"
+    metadata: ObjectMeta
+    spec: YoloTrainJobSpec
+    status: YoloTrainJobStatus | None = None
+
+    __rules__ = (NAME_RULE,)

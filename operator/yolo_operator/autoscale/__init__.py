@@ -1,0 +1,1 @@
+"""PURE: the HPA algorithm over metric samples and history → desired replicas."""

@@ -1,0 +1,29 @@
+"""`yolo-operator`: run the controller on a cluster, run a manifest locally, or write the CRDs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="yolo-operator", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    crds = sub.add_parser("crds", help="write the CRDs generated from the API models")
+    crds.add_argument("--out", default="crds", help="folder to write into (default: crds)")
+    crds.add_argument("--check", action="store_true", help="fail if the folder differs from the models")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "crds":
+        from yolo_operator.crdgen import write_crds
+
+        return write_crds(args.out, check=args.check)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Thin Kopf wiring, one module per kind: parse → decide → apply → one status patch."""

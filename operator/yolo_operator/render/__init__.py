@@ -1,0 +1,1 @@
+"""PURE: spec (+ tuning result) → the Kubernetes objects the operator wants to exist, as plain dicts."""

@@ -1,0 +1,40 @@
+"""`yolo-workload`: one verb per job, as the operator's pods and users run them.
+
+Each verb lives in its own module exposing `add_arguments(parser)` and `run(args) -> int`. Those modules import
+torch and Ultralytics lazily, inside `run`, so `--help` and argument errors are instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+VERBS: dict[str, tuple[str, str]] = {
+    "dataset": ("yolo_workloads.datasets.cli", "generate a data set (the synthetic `shapes` set)"),
+    "tune": ("yolo_workloads.tune.cli", "measure training throughput and choose batch, workers, amp, cache"),
+    "train": ("yolo_workloads.train.cli", "train with the chosen settings, checkpointing and resuming"),
+    "serve": ("yolo_workloads.serve.cli", "serve detections over HTTP (Open Inference Protocol v2)"),
+    "bench": ("yolo_workloads.bench.cli", "benchmark a model's inference on this machine"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="yolo-workload", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for verb, (module_name, help_text) in VERBS.items():
+        module = importlib.import_module(module_name)
+        verb_parser = sub.add_parser(verb, help=help_text, description=help_text)
+        module.add_arguments(verb_parser)
+        verb_parser.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args._module.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

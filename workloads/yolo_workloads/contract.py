@@ -1,0 +1,215 @@
+"""The configs the operator hands to workload pods, and the results pods hand back.
+
+Both sides import these models: the operator renders a config into a ConfigMap and validates the JSON a pod
+leaves in its termination message; the workload reads the config and writes the result. Pure: pydantic only.
+Results that travel through a termination message must stay under Kubernetes' 4096-byte limit, so they are
+compact; full details go to the output folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+TERMINATION_MESSAGE_LIMIT = 4096
+DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+Cache = Literal["none", "ram", "disk"]
+
+
+class ContractModel(BaseModel):
+    """Strict on both ends: a typo in a rendered config is a bug, not something to ignore."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSource(ContractModel):
+    """An Ultralytics architecture YAML (random init) or a path to `.pt` weights. Exactly one."""
+
+    architecture: str | None = None
+    weights: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Self:
+        if (self.architecture is None) == (self.weights is None):
+            raise ValueError("model: set exactly one of architecture or weights")
+        return self
+
+    @property
+    def ref(self) -> str:
+        """What to hand to `ultralytics.YOLO(...)`."""
+        return self.architecture or self.weights or ""
+
+
+class ShapesSpec(ContractModel):
+    """The synthetic shapes data set, generated into `DataSource.root` when absent."""
+
+    images: int = Field(ge=1)
+    val_images: int | None = Field(default=None, ge=1)
+    imgsz: int = Field(default=640, ge=32)
+    seed: int = 0
+
+
+class DataSource(ContractModel):
+    """Where the data set is: a dataset YAML, or the shapes set to generate under `root` (once)."""
+
+    yaml: str | None = None
+    shapes: ShapesSpec | None = None
+    root: str | None = None
+    """Folder the shapes set is generated in (its YAML is `root/data.yaml`)."""
+
+    @model_validator(mode="after")
+    def _one(self) -> Self:
+        if (self.yaml is None) == (self.shapes is None):
+            raise ValueError("data: set exactly one of yaml or shapes")
+        if self.shapes is not None and self.root is None:
+            raise ValueError("data.root is required with data.shapes")
+        return self
+
+    def yaml_path(self) -> Path:
+        return Path(self.yaml) if self.yaml else Path(self.root or ".") / "data.yaml"
+
+
+class IntRange(ContractModel):
+    min: int = Field(ge=0)
+    max: int = Field(ge=0)
+
+
+class SearchSpace(ContractModel):
+    """What tuning may vary. A fixed value (from the spec) pins that dimension."""
+
+    batch: IntRange = IntRange(min=8, max=256)
+    workers: IntRange = IntRange(min=2, max=16)
+    amp: list[bool] = [True, False]
+    cache: list[Cache] = ["none", "ram"]
+    fixed_batch: int | None = None
+    fixed_workers: int | None = None
+    fixed_amp: bool | None = None
+    fixed_cache: Cache | None = None
+
+
+class TuneConfig(ContractModel):
+    """Input of `yolo-workload tune`."""
+
+    model: ModelSource
+    data: DataSource
+    imgsz: int = Field(default=640, ge=32)
+    gpus: int = Field(default=1, ge=0)
+    search: SearchSpace = SearchSpace()
+    max_trials: int = Field(default=12, ge=1)
+    time_budget_seconds: float = Field(default=120, gt=0)
+    cpu_budget: float | None = None
+    """CPUs the container may use; read from its cgroup quota when unset."""
+    memory_budget_bytes: int | None = None
+    """Memory the container may use; read from its cgroup limit when unset."""
+    output_dir: str
+    termination_log: str = DEFAULT_TERMINATION_LOG
+    seed: int = 0
+
+
+class TrialResult(ContractModel):
+    """One tuning trial. Field names are short: a dozen of these must fit a termination message."""
+
+    n: int
+    batch: int
+    workers: int
+    amp: bool
+    cache: Cache
+    ips: float | None = None
+    """Steady-state training images/s; None when the trial did not complete."""
+    state: Literal["ok", "infeasible", "pruned"]
+    error: str | None = Field(default=None, max_length=120)
+
+
+class TuneResult(ContractModel):
+    """Output of `yolo-workload tune`: the chosen settings and every trial."""
+
+    batch: int = Field(ge=1)
+    workers: int = Field(ge=0)
+    amp: bool
+    cache: Cache
+    images_per_second: float = Field(ge=0)
+    duration_seconds: float = Field(ge=0)
+    trials: list[TrialResult]
+    gpu_product: str | None = None
+    """e.g. NVIDIA H100 80GB HBM3; None on CPU."""
+    cpu_budget: float | None = None
+    device: str = "cpu"
+
+
+class TrainConfig(ContractModel):
+    """Input of `yolo-workload train`."""
+
+    model: ModelSource
+    data: DataSource
+    imgsz: int = Field(default=640, ge=32)
+    epochs: int = Field(default=100, ge=1)
+    patience: int = 100
+    optimizer: str = "auto"
+    lr0: float = 0.01
+    seed: int = 0
+    batch: int = 16
+    workers: int = 8
+    amp: bool = True
+    cache: Cache = "none"
+    gpus: int = Field(default=1, ge=0)
+    save_period: int = 1
+    extra_args: dict[str, object] = {}
+    output_dir: str
+    """Run folder: `weights/last.pt` and `weights/best.pt` land here; a restart resumes from last.pt."""
+    metrics_port: int | None = 9090
+    termination_log: str = DEFAULT_TERMINATION_LOG
+
+
+class FinalMetrics(ContractModel):
+    map50to95: float | None = None
+    map50: float | None = None
+    precision: float | None = None
+    recall: float | None = None
+
+
+class TrainSummary(ContractModel):
+    """Output of `yolo-workload train`."""
+
+    best_weights: str
+    last_weights: str
+    results_dir: str
+    epochs_completed: int = Field(ge=0)
+    metrics: FinalMetrics = FinalMetrics()
+    images_per_second: float | None = None
+    resumed: bool = False
+
+
+class ServeTuningConfig(ContractModel):
+    enabled: bool = False
+    latency_slo_ms: float = 100
+
+
+class ServeConfig(ContractModel):
+    """Input of `yolo-workload serve`."""
+
+    model_name: str = "yolo"
+    model: ModelSource
+    imgsz: int = Field(default=640, ge=32)
+    half: bool = True
+    max_batch_size: int = Field(default=32, ge=1)
+    max_queue_delay_ms: float = Field(default=5, ge=0)
+    max_queue_size: int = Field(default=512, ge=1)
+    conf: float = 0.25
+    iou: float = 0.7
+    host: str = "0.0.0.0"
+    port: int = 8080
+    max_image_pixels: int = 40_000_000
+    max_body_bytes: int = 64 * 1024 * 1024
+    device: str | None = None
+    """`cuda:0`, `cpu`; the first GPU when present otherwise."""
+    tuning: ServeTuningConfig = ServeTuningConfig()
+
+
+def encode_result(result: BaseModel) -> str:
+    """JSON for a termination message, checked against Kubernetes' size limit."""
+    text = result.model_dump_json(exclude_none=True)
+    if len(text.encode()) > TERMINATION_MESSAGE_LIMIT:
+        raise ValueError(f"result is {len(text.encode())} bytes, over the {TERMINATION_MESSAGE_LIMIT}-byte limit")
+    return text

@@ -1,0 +1,1 @@
+"""`yolo-workload` tune."""
