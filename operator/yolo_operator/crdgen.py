@@ -65,7 +65,8 @@ def structural_schema(model: type[BaseModel]) -> Schema:
         target = raw if cls is model else defs.get(name)
         if target is not None and cls.__rules__:
             target["x-kubernetes-validations"] = [r.as_validation() for r in cls.__rules__]
-    return _clean(raw, defs)
+    cleaned: Schema = _clean(raw, defs)
+    return cleaned
 
 
 def _clean(node: Any, defs: dict[str, Schema]) -> Any:
@@ -195,7 +196,9 @@ def write_crds(out: str | Path, check: bool = False) -> int:
         current = path.read_text() if path.exists() else ""
         if check:
             if current != text:
-                diff = difflib.unified_diff(current.splitlines(), text.splitlines(), str(path), "generated", lineterm="")
+                diff = difflib.unified_diff(
+                    current.splitlines(), text.splitlines(), str(path), "generated", lineterm=""
+                )
                 drift.append("\n".join(list(diff)[:40]))
         else:
             out.mkdir(parents=True, exist_ok=True)

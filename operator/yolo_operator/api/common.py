@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import re
-
-from typing import Annotated, Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Final, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -23,12 +22,13 @@ from yolo_operator.api.rules import Rule
 
 GROUP = "yolo-operator.io"
 VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
+API_VERSION: Final = "yolo-operator.io/v1alpha1"
 
 QUANTITY_PATTERN = (
     r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
 
 def _quantity(value: int | str) -> int | str:
     if isinstance(value, bool) or (isinstance(value, str) and not re.match(QUANTITY_PATTERN, value)):
@@ -40,7 +40,11 @@ Quantity = Annotated[
     int | str,
     AfterValidator(_quantity),
     WithJsonSchema(
-        {"anyOf": [{"type": "integer"}, {"type": "string"}], "pattern": QUANTITY_PATTERN, "x-kubernetes-int-or-string": True}
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "pattern": QUANTITY_PATTERN,
+            "x-kubernetes-int-or-string": True,
+        }
     ),
 ]
 """A Kubernetes resource quantity such as `8`, `500m` or `32Gi`."""
@@ -89,7 +93,9 @@ class Condition(StatusModel):
     """The .metadata.generation the condition was set for."""
     last_transition_time: str
     """When the status last changed (RFC 3339)."""
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")]
+    reason: Annotated[
+        str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+    ]
     """A CamelCase word saying why, for machines."""
     message: Annotated[str, StringConstraints(max_length=32768)] = ""
     """A sentence saying why, for people."""
@@ -103,7 +109,7 @@ class VolumeFile(ApiModel):
     path: Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[^\x00]+$")]
     """Path inside the volume, relative to its root (`models/best.pt`)."""
 
-    __rules__ = (
+    __rules__: ClassVar[tuple[Rule, ...]] = (
         Rule(
             cel="!self.path.startsWith('/') && !self.path.contains('..')",
             message="path must be relative to the volume's root and must not contain '..'",

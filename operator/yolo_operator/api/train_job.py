@@ -18,7 +18,7 @@ from yolo_operator.api.common import (
     StatusModel,
     VolumeFile,
 )
-from yolo_operator.api.rules import Rule, exactly_one, exactly_one_cel, immutable
+from yolo_operator.api.rules import Rule, exactly_one, exactly_one_cel
 from yolo_operator.api.ultralytics_args import EXTRA_TRAIN_ARGS, RESERVED_ARGS
 
 ARCHITECTURE_PATTERN = r"^yolov8[nsmlx]\.yaml$"
@@ -122,9 +122,7 @@ class Range(ApiModel):
     min: int = Field(ge=0)
     max: int = Field(ge=0)
 
-    __rules__ = (
-        Rule(cel="self.min <= self.max", message="min must not exceed max", check=lambda r: r.min <= r.max),
-    )
+    __rules__ = (Rule(cel="self.min <= self.max", message="min must not exceed max", check=lambda r: r.min <= r.max),)
 
 
 class Tuning(ApiModel):
@@ -132,9 +130,13 @@ class Tuning(ApiModel):
 
     enabled: bool = True
     """Measure before training. When off, unset settings take Ultralytics' defaults (batch 16, workers 8)."""
-    batch: Range = Field(default_factory=lambda: Range(min=8, max=256), json_schema_extra={"default": {"min": 8, "max": 256}})
+    batch: Range = Field(
+        default_factory=lambda: Range(min=8, max=256), json_schema_extra={"default": {"min": 8, "max": 256}}
+    )
     """Batch sizes tried (powers of two inside the range, capped by free GPU memory)."""
-    workers: Range = Field(default_factory=lambda: Range(min=2, max=16), json_schema_extra={"default": {"min": 2, "max": 16}})
+    workers: Range = Field(
+        default_factory=lambda: Range(min=2, max=16), json_schema_extra={"default": {"min": 2, "max": 16}}
+    )
     """Dataloader workers tried per GPU (capped by the CPUs the pod may use)."""
     amp: list[bool] = Field(default=[True, False], min_length=1, max_length=2)
     """Mixed-precision settings tried."""

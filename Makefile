@@ -1,0 +1,47 @@
+# The commands the README names. `make test` is what CI runs (.ci/run).
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+BIN   := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+# Every process the tests start stays offline: Ultralytics must not reach its hub, fonts or update checks.
+export YOLO_OFFLINE := 1
+
+.PHONY: setup cluster-bin crds lint test test-unit test-workloads test-cluster demo lock clean
+
+setup:  ## Python environment (cached by lock hash), Debian packages
+	bash scripts/bootstrap.sh
+
+cluster-bin: ## kube-apiserver, controller-manager, scheduler, kubectl, etcd, kwok, kwokctl (cached by version)
+	bash tests/cluster/controlplane/build.sh >/dev/null
+
+crds: setup  ## regenerate crds/ from the API models
+	$(BIN)/yolo-operator crds --out crds
+
+lint: setup  ## ruff, formatting, mypy --strict, import-linter contracts, CRD drift
+	$(BIN)/ruff check operator workloads tests benchmarks
+	$(BIN)/ruff format --check operator workloads tests benchmarks
+	$(BIN)/mypy operator/yolo_operator
+	$(BIN)/lint-imports
+	$(BIN)/yolo-operator crds --out crds --check
+
+test: setup cluster-bin lint  ## everything CI runs
+	bash scripts/run-tests.sh
+
+test-unit: setup
+	$(PY) -m pytest -m unit tests
+
+test-workloads: setup
+	$(PY) -m pytest -m workloads tests
+
+test-cluster: setup cluster-bin
+	$(PY) -m pytest -m cluster tests
+
+demo: setup  ## the main job, no cluster: tune, train and serve the quickstart YoloTrainJob locally
+	$(BIN)/yolo-operator run manifests/samples/quickstart/yolotrainjob.yaml --workdir .work/quickstart --serve
+
+lock:  ## re-pin requirements.lock from a fresh resolve of pyproject's extras
+	bash scripts/lock.sh
+
+clean:
+	rm -rf .work .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Sets up everything the project needs on a fresh Debian machine, idempotently:
+#   - Debian packages: prometheus (promtool and the server, for the monitoring tests), openssh-server;
+#   - a Python virtual environment built from requirements.lock, cached outside the repository and keyed by the
+#     lock's hash and the Python version (PyTorch is large: the second run reuses it in seconds);
+#   - this checkout installed into it (editable), and .venv pointing at it.
+# The Go-built control plane is built separately by tests/cluster/controlplane/build.sh (`make cluster-bin`).
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cache="${YOLO_OPERATOR_CACHE:-$HOME/.cache/yolo-operator}"
+python="${PYTHON:-python3}"
+log() { printf '[bootstrap] %s\n' "$*" >&2; }
+
+apt_packages=(prometheus openssh-server openssh-client)
+missing=()
+for pkg in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    log "installing Debian packages: ${missing[*]}"
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+    # The prometheus package starts services on install; the tests start their own on loopback.
+    for svc in prometheus prometheus-node-exporter ssh; do service "$svc" stop >/dev/null 2>&1 || true; done
+  else
+    log "missing Debian packages (install them as root): ${missing[*]}"
+  fi
+fi
+
+key="$( (cat "$root/requirements.lock"; "$python" -c 'import sys; print(sys.version)') | sha256sum | cut -c1-16)"
+venv="$cache/venv-$key"
+if [[ ! -f "$venv/.complete" ]]; then
+  log "creating $venv from requirements.lock (PyTorch is large: minutes the first time, cached after)"
+  rm -rf "$venv.partial"
+  mkdir -p "$cache"
+  "$python" -m venv "$venv.partial"
+  "$venv.partial/bin/pip" install -q --upgrade pip >&2
+  "$venv.partial/bin/pip" install -q -r "$root/requirements.lock" >&2
+  rm -rf "$venv"
+  mv "$venv.partial" "$venv"
+  # venv scripts carry their own path in the shebang: rebuild it where it now lives.
+  "$python" -m venv --upgrade "$venv" >/dev/null
+  sed -i "1s|^#!.*venv-$key.partial/bin/python.*|#!$venv/bin/python3|" "$venv"/bin/* 2>/dev/null || true
+  touch "$venv/.complete"
+fi
+log "installing this checkout into $venv"
+"$venv/bin/pip" install -q --no-deps --no-build-isolation -e "$root" >&2
+ln -sfn "$venv" "$root/.venv"
+log "ready: $root/.venv -> $venv"
