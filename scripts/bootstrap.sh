@@ -33,16 +33,11 @@ key="$( (cat "$root/requirements.lock"; "$python" -c 'import sys; print(sys.vers
 venv="$cache/venv-$key"
 if [[ ! -f "$venv/.complete" ]]; then
   log "creating $venv from requirements.lock (PyTorch is large: minutes the first time, cached after)"
-  rm -rf "$venv.partial"
+  rm -rf "$venv"  # an interrupted build has no .complete marker: start it over
   mkdir -p "$cache"
-  "$python" -m venv "$venv.partial"
-  "$venv.partial/bin/pip" install -q --upgrade pip >&2
-  "$venv.partial/bin/pip" install -q -r "$root/requirements.lock" >&2
-  rm -rf "$venv"
-  mv "$venv.partial" "$venv"
-  # venv scripts carry their own path in the shebang: rebuild it where it now lives.
-  "$python" -m venv --upgrade "$venv" >/dev/null
-  sed -i "1s|^#!.*venv-$key.partial/bin/python.*|#!$venv/bin/python3|" "$venv"/bin/* 2>/dev/null || true
+  "$python" -m venv "$venv"
+  "$venv/bin/pip" install -q --upgrade pip >&2
+  "$venv/bin/pip" install -q -r "$root/requirements.lock" >&2
   touch "$venv/.complete"
 fi
 log "installing this checkout into $venv"
