@@ -1,13 +1,167 @@
-"""Command-line entry of this verb (placeholder until implemented)."""
+"""`yolo-workload train --config FILE`: train with the chosen settings, checkpointing and resuming.
+
+Order matters: the config and the data set are checked before torch touches a GPU, so a user's mistake ends in
+seconds with a message naming the file and line (exit code 2, also in the termination message). A restarted pod
+finds `output_dir/weights/last.pt` and resumes from it; a pod restarted after training completed only reports.
+"""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from yolo_workloads.contract import FinalMetrics, TrainConfig, TrainSummary, encode_result
+from yolo_workloads.train.runtime import EXIT_USER_ERROR, UserError, load_config, report_error
+
+SUMMARY_FILE = "summary.json"
+_RESERVED = frozenset(
+    ("task", "mode", "model", "data", "epochs", "patience", "batch", "imgsz", "save", "save_period", "cache",
+     "device", "workers", "project", "name", "exist_ok", "optimizer", "seed", "resume", "amp", "lr0", "save_dir")
+)  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="path of the contract config (YAML or JSON)")
+    parser.add_argument("--config", required=True, help="path of the TrainConfig (YAML or JSON)")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("not implemented yet")
+    config: TrainConfig | None = None
+    try:
+        config = load_config(args.config, TrainConfig)
+        bad = sorted(_RESERVED & config.extra_args.keys())
+        if bad:
+            raise UserError(f"extra_args: {bad} are set by the operator and cannot be passed through")
+        return _train(config)
+    except UserError as e:
+        report_error(config.termination_log if config else None, str(e))
+        return EXIT_USER_ERROR
+
+
+def _train(config: TrainConfig) -> int:
+    from yolo_workloads import offline
+
+    offline.prepare_environment()
+    from yolo_workloads.datasets.validate import DatasetError, validate_dataset
+    from yolo_workloads.train.runtime import prepare_data
+
+    yaml_path = prepare_data(config.data)
+    try:
+        info = validate_dataset(yaml_path)
+    except DatasetError as e:
+        raise UserError(str(e)) from None
+    print(f"data set {yaml_path}: {info.train_images} train / {info.val_images} val images", file=sys.stderr)
+
+    out = Path(config.output_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / SUMMARY_FILE).exists():  # a restart after completion: report again, train nothing
+        return _finish(config, TrainSummary.model_validate_json((out / SUMMARY_FILE).read_text()))
+
+    import torch
+
+    from yolo_workloads.train.metrics import TrainTelemetry, read_throughput
+    from yolo_workloads.train.runtime import device_string, ultralytics_cache
+    from yolo_workloads.train.trainer import OfflineDetectionTrainer
+
+    last = out / "weights" / "last.pt"
+    epoch = _checkpoint_epoch(last, torch)
+    if epoch == -1:  # training finished, only the summary was lost
+        return _finish(config, _summary(config, out, None, resumed=True))
+    resumed = epoch is not None
+    overrides: dict[str, Any] = {
+        **config.extra_args,
+        "model": config.model.ref,
+        "data": str(yaml_path),
+        "epochs": config.epochs,
+        "patience": config.patience,
+        "imgsz": config.imgsz,
+        "batch": config.batch,
+        "workers": config.workers,
+        "amp": config.amp,
+        "cache": ultralytics_cache(config.cache),
+        "device": device_string(config.gpus),
+        "optimizer": config.optimizer,
+        "lr0": config.lr0,
+        "seed": config.seed,
+        "save_period": config.save_period,
+        "project": str(out.parent),
+        "name": out.name,
+        "exist_ok": True,
+        "save_dir": str(out),
+    }
+    if resumed:
+        overrides["resume"] = str(last)
+        print(f"resuming from {last} (epoch {epoch + 1} done)", file=sys.stderr)
+    from ultralytics.utils import DEFAULT_CFG_DICT
+
+    cfg = {**DEFAULT_CFG_DICT, "save_dir": str(out)}  # save_dir is no default key; declare it to pass alignment
+    trainer = OfflineDetectionTrainer(cfg=cfg, overrides=overrides)
+    TrainTelemetry(config.metrics_port, str(out)).register(trainer)
+    trainer.train()
+    summary = _summary(config, out, trainer, resumed=resumed)
+    summary = summary.model_copy(update={"images_per_second": read_throughput(out)})
+    return _finish(config, summary)
+
+
+def _checkpoint_epoch(last: Path, torch: Any) -> int | None:
+    """The epoch recorded in last.pt (-1 once training finished); None when there is nothing to resume."""
+    if not last.is_file():
+        return None
+    try:
+        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+        return int(ckpt.get("epoch", -1))
+    except Exception as e:  # unreadable: start over rather than crash-loop
+        print(f"warning: {last} is unreadable ({e}); starting a new run", file=sys.stderr)
+        last.rename(last.with_suffix(".pt.unreadable"))
+        return None
+
+
+def _summary(config: TrainConfig, out: Path, trainer: Any, resumed: bool) -> TrainSummary:
+    rows = _results(out)
+    source: dict[str, Any] = dict(rows[-1]) if rows else {}
+    metrics = getattr(trainer, "metrics", None) or {}
+    if "metrics/mAP50-95(B)" in metrics:  # final evaluation of best.pt (single process)
+        source = {k: float(v) for k, v in metrics.items()}
+
+    def pick(key: str) -> float | None:
+        value = source.get(key)
+        try:
+            return float(value) if value not in (None, "") else None  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return None
+
+    return TrainSummary(
+        best_weights=str(out / "weights" / "best.pt"),
+        last_weights=str(out / "weights" / "last.pt"),
+        results_dir=str(out),
+        epochs_completed=len(rows),
+        metrics=FinalMetrics(
+            map50to95=pick("metrics/mAP50-95(B)"),
+            map50=pick("metrics/mAP50(B)"),
+            precision=pick("metrics/precision(B)"),
+            recall=pick("metrics/recall(B)"),
+        ),
+        resumed=resumed,
+    )
+
+
+def _results(out: Path) -> list[dict[str, str]]:
+    path = out / "results.csv"
+    if not path.is_file():
+        return []
+    with path.open() as f:
+        return [{k.strip(): v.strip() for k, v in row.items() if k} for row in csv.DictReader(f)]
+
+
+def _finish(config: TrainConfig, summary: TrainSummary) -> int:
+    from yolo_workloads.train.runtime import write_termination
+
+    text = encode_result(summary)
+    out = Path(config.output_dir)
+    (out / SUMMARY_FILE).write_text(json.dumps(summary.model_dump(mode="json"), indent=2) + "\n")
+    write_termination(config.termination_log, text)
+    print(text)
+    return 0

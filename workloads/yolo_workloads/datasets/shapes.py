@@ -1,0 +1,142 @@
+"""The synthetic `shapes` detection data set: coloured shapes on noise, in Ultralytics' layout.
+
+Nothing can be downloaded in our pods, yet samples, tests and benchmarks need a detection data set. This one is
+generated from a seed (each image from its own RNG stream, so the result does not depend on the number of worker
+processes), written as JPEG images with YOLO-format labels and a `data.yaml` naming the classes.
+
+`ensure_shapes` is what the tune and train verbs call: it generates the set once. `data.yaml` is written last and
+atomically, so its presence marks a complete set; a pod killed mid-way leaves no `data.yaml`, and the next start
+clears the partial folders and generates again. Generation happens in a hidden folder inside `root` and is moved
+into place by rename, which also works when `root` is itself a mounted volume.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+CLASS_NAMES: tuple[str, ...] = ("circle", "square", "triangle", "diamond", "hexagon", "star")
+_SPLITS = {"train": 0, "val": 1}
+
+
+def _polygon(kind: str, cx: float, cy: float, r: float, angle: float) -> np.ndarray:
+    """Vertices of a regular shape (circles are drawn separately)."""
+    if kind == "square":
+        n, radii = 4, [r]
+    elif kind == "triangle":
+        n, radii = 3, [r]
+    elif kind == "diamond":
+        n, radii, angle = 4, [r], 0.0
+    elif kind == "hexagon":
+        n, radii = 6, [r]
+    else:  # star
+        n, radii = 10, [r, r * 0.45]
+    points = []
+    for i in range(n):
+        theta = angle + 2 * math.pi * i / n
+        radius = radii[i % len(radii)]
+        points.append((cx + radius * math.cos(theta), cy + radius * math.sin(theta)))
+    return np.array(points, dtype=np.float64)
+
+
+def render_image(index: int, split: str, imgsz: int, seed: int) -> tuple[np.ndarray, list[str]]:
+    """One image (BGR uint8) and its YOLO label lines; a pure function of its arguments."""
+    import cv2
+
+    rng = np.random.default_rng([seed, _SPLITS[split], index])
+    base = rng.integers(40, 200, size=3)
+    image = np.clip(base + rng.normal(0, 25, size=(imgsz, imgsz, 3)), 0, 255).astype(np.uint8)
+    lines: list[str] = []
+    for _ in range(int(rng.integers(1, 7))):
+        cls = int(rng.integers(0, len(CLASS_NAMES)))
+        r = float(rng.uniform(0.04, 0.18) * imgsz)
+        cx, cy = (float(v) for v in rng.uniform(r, imgsz - r, size=2))
+        colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
+        if CLASS_NAMES[cls] == "circle":
+            cv2.circle(image, (round(cx), round(cy)), round(r), colour, thickness=-1, lineType=cv2.LINE_AA)
+            x0, y0, x1, y1 = cx - r, cy - r, cx + r, cy + r
+        else:
+            pts = _polygon(CLASS_NAMES[cls], cx, cy, r, float(rng.uniform(0, 2 * math.pi)))
+            cv2.fillPoly(image, [np.round(pts).astype(np.int32)], colour, lineType=cv2.LINE_AA)
+            x0, y0 = pts.min(axis=0)
+            x1, y1 = pts.max(axis=0)
+        x0, y0, x1, y1 = (min(max(v / imgsz, 0.0), 1.0) for v in (x0, y0, x1, y1))
+        lines.append(f"{cls} {(x0 + x1) / 2:.6f} {(y0 + y1) / 2:.6f} {x1 - x0:.6f} {y1 - y0:.6f}")
+    return image, lines
+
+
+def _write_chunk(out: str, split: str, start: int, stop: int, imgsz: int, seed: int) -> int:
+    import cv2
+
+    cv2.setNumThreads(1)  # one process per core already
+    root = Path(out)
+    for i in range(start, stop):
+        image, lines = render_image(i, split, imgsz, seed)
+        name = f"{split}_{i:06d}"
+        cv2.imwrite(str(root / "images" / split / f"{name}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        (root / "labels" / split / f"{name}.txt").write_text("\n".join(lines) + "\n")
+    return stop - start
+
+
+def generate(
+    out: Path, n: int, imgsz: int = 640, val: int | None = None, seed: int = 0, processes: int | None = None
+) -> Path:
+    """Write the set into `out` (images/, labels/, data.yaml) and return the YAML path. `out` is overwritten."""
+    if n < 1:
+        raise ValueError("n must be at least 1")
+    n_val = max(1, n // 10) if val is None else val
+    for split in _SPLITS:
+        (out / "images" / split).mkdir(parents=True, exist_ok=True)
+        (out / "labels" / split).mkdir(parents=True, exist_ok=True)
+    if processes is None:
+        from yolo_workloads.system import cpu_workers_budget
+
+        processes = cpu_workers_budget()
+    jobs = []
+    for split, count in (("train", n), ("val", n_val)):
+        step = max(1, math.ceil(count / (processes * 4)))
+        jobs += [(str(out), split, s, min(s + step, count), imgsz, seed) for s in range(0, count, step)]
+    if processes <= 1 or len(jobs) == 1:
+        for job in jobs:
+            _write_chunk(*job)
+    else:
+        with ProcessPoolExecutor(max_workers=processes) as pool:
+            for future in [pool.submit(_write_chunk, *job) for job in jobs]:
+                future.result()
+    return _write_yaml(out)
+
+
+def _write_yaml(out: Path) -> Path:
+    data = {"train": "images/train", "val": "images/val", "names": dict(enumerate(CLASS_NAMES))}
+    target = out / "data.yaml"
+    tmp = out / f".data.yaml.tmp{os.getpid()}"
+    tmp.write_text(
+        "# Synthetic shapes data set generated by `yolo-workload dataset shapes`.\n"
+        "# No `path` key: Ultralytics then resolves folders relative to this file.\n"
+        + yaml.safe_dump(data, sort_keys=False)
+    )
+    os.replace(tmp, target)
+    return target
+
+
+def ensure_shapes(root: Path, n: int, imgsz: int = 640, val: int | None = None, seed: int = 0) -> Path:
+    """Generate the set under `root` unless `root/data.yaml` already exists; return the YAML path."""
+    target = root / "data.yaml"
+    if target.exists():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    # No data.yaml: anything here is a partial earlier attempt.
+    for stale in [root / "images", root / "labels", *root.glob(".partial-*")]:
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = root / f".partial-{os.getpid()}"
+    generate(staging, n=n, imgsz=imgsz, val=val, seed=seed)
+    for sub in ("images", "labels"):
+        os.replace(staging / sub, root / sub)
+    shutil.rmtree(staging, ignore_errors=True)
+    return _write_yaml(root)

@@ -1,0 +1,91 @@
+"""What the tune and train verbs share: reading a contract config, preparing the data, reporting the outcome.
+
+Both verbs run as Kubernetes pods whose only channel back to the operator is the termination message file, so
+every outcome (a result or a user-fixable error) goes there as well as to stdout/stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from yolo_workloads.contract import TERMINATION_MESSAGE_LIMIT, Cache, DataSource
+
+M = TypeVar("M", bound=BaseModel)
+
+EXIT_USER_ERROR = 2
+"""Exit code for errors the user can fix (bad config, bad data set); the message names the field or file."""
+
+
+class UserError(Exception):
+    """A problem in the config or the data that a user can fix. The message says where and what is expected."""
+
+
+def load_config(path: str | None, model: type[M]) -> M:
+    """Parse a YAML or JSON config file into a contract model."""
+    if not path:
+        raise UserError("--config is required (a YAML or JSON file)")
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the config ({e.strerror})") from None
+    try:
+        raw = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as e:
+        raise UserError(f"{path}: not valid {'JSON' if path.endswith('.json') else 'YAML'} ({e})") from None
+    try:
+        return model.model_validate(raw)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in e.errors())
+        raise UserError(f"{path}: {problems}") from None
+
+
+def write_termination(path: str, text: str) -> None:
+    """Write the pod's termination message, truncated to Kubernetes' limit; never fails the caller."""
+    data = text.encode()[:TERMINATION_MESSAGE_LIMIT]
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+    except OSError as e:
+        if path != "/dev/termination-log" or os.path.exists(os.path.dirname(path) or "."):
+            print(f"warning: cannot write termination message to {path}: {e}", file=sys.stderr)
+
+
+def report_error(termination_log: str | None, message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    if termination_log:
+        write_termination(termination_log, message)
+
+
+def prepare_data(source: DataSource) -> Path:
+    """The data set's YAML, generating the shapes set first when the config asks for it and it is absent."""
+    if source.shapes is not None:
+        from yolo_workloads.datasets.shapes import ensure_shapes
+
+        spec = source.shapes
+        return ensure_shapes(
+            Path(source.root or "."), n=spec.images, imgsz=spec.imgsz, val=spec.val_images, seed=spec.seed
+        ).resolve()
+    return source.yaml_path().resolve()
+
+
+def device_string(gpus: int) -> str:
+    """Ultralytics' `device` for this pod: `cpu`, `0`, or `0,1,...` (DDP) over the visible GPUs."""
+    import torch
+
+    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus <= 0 or available == 0:
+        return "cpu"
+    if gpus > available:
+        raise UserError(f"gpus: {gpus} requested but only {available} visible in this pod")
+    return ",".join(str(i) for i in range(gpus))
+
+
+def ultralytics_cache(cache: Cache) -> bool | str:
+    return False if cache == "none" else cache
