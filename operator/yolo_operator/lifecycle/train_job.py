@@ -1,0 +1,437 @@
+"""The YoloTrainJob state machine: (resource, what was observed, now) → new status, actions, events.
+
+Pure and backend-neutral: the Kubernetes controller (handlers/train_job.py) and the local runner
+(`yolo-operator run`, local/) both drive it. Neither Kubernetes objects nor files appear here; each backend adapts
+what it sees into plain data first.
+
+Interface
+---------
+Input  ``decide(job: YoloTrainJob, observed: Observed, policy: Policy = Policy()) -> Decision``
+
+- ``Observed.tuning`` / ``Observed.training``: a ``StepObservation`` per step: ``state`` (absent, pending,
+  running, suspended, succeeded, failed), the finished pod's termination ``message`` and ``exit_code`` (a
+  ``contract.TuneResult`` / ``contract.TrainSummary`` as JSON when the workload succeeded, an error or log tail
+  otherwise), the backend's ``failure_reason``/``failure_message`` (a Job's Failed condition, say), ``restarts``
+  (pods replaced), ``gpu_product`` (of the machine the tuning pod ran on; ``"cpu"`` without GPUs).
+- ``Observed.cached``: the tuning-cache entry for ``cache_key(spec, expected product)``, when one exists.
+- ``Observed.missing_claims``: volume claims the spec names that do not exist; ``max_allocatable_gpus``: the most
+  GPUs any eligible machine offers (None: unknown, never blocks).
+- ``Observed.now``: the clock, so the function stays pure.
+
+Output ``Decision``: the complete new ``status`` (one write), ``actions`` for the backend to carry out, in order
+(``CreateTuningJob``, ``CreateTrainingJob(choice)``, ``SuspendJobs``, ``ResumeJobs``, ``WriteCache(key, result)``),
+and ``events`` to record. Every action is idempotent: creating an existing step again must be a no-op.
+
+Phases: Pending (nothing running yet) → Tuning → Training → Succeeded | Failed; Suspended while
+``runPolicy.suspend`` holds (steps are suspended, never deleted; resuming continues them). Succeeded and Failed are
+final. The status is the memory: once tuning's choice is in ``status.tuning``, a tuning step that disappears (TTL)
+is never run again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import ValidationError
+from yolo_workloads.contract import TrainSummary, TuneResult
+
+from yolo_operator.api.common import Condition
+from yolo_operator.api.train_job import (
+    Artifacts,
+    TrainPhase,
+    TuningStatus,
+    YoloTrainJob,
+    YoloTrainJobSpec,
+    YoloTrainJobStatus,
+)
+from yolo_operator.lifecycle import conditions as cond
+from yolo_operator.lifecycle.tuning_cache import cache_key
+
+# Condition types.
+TUNED = "Tuned"
+SUSPENDED = "Suspended"
+COMPLETE = "Complete"
+FAILED = "Failed"
+INPUT_ERROR_EXIT_CODE = 2
+FINAL_PHASES = ("Succeeded", "Failed")
+ULTRALYTICS_DEFAULTS = (16, 8, True, "none")
+
+
+class StepState(StrEnum):
+    ABSENT = "absent"
+    PENDING = "pending"
+    RUNNING = "running"
+    SUSPENDED = "suspended"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+Step = Literal["tuning", "training"]
+
+
+@dataclass(frozen=True)
+class StepObservation:
+    state: StepState = StepState.ABSENT
+    message: str | None = None
+    exit_code: int | None = None
+    failure_reason: str | None = None
+    failure_message: str | None = None
+    restarts: int = 0
+    gpu_product: str | None = None
+
+
+@dataclass(frozen=True)
+class CachedTuning:
+    key: str
+    result: TuneResult
+
+
+@dataclass(frozen=True)
+class Observed:
+    now: datetime
+    tuning: StepObservation = StepObservation()
+    training: StepObservation = StepObservation()
+    cached: CachedTuning | None = None
+    missing_claims: tuple[str, ...] = ()
+    max_allocatable_gpus: int | None = None
+
+
+@dataclass(frozen=True)
+class Policy:
+    claim_grace_seconds: float = 30.0
+    """How long a missing volume claim is waited for (GitOps tools may create it just after the job)."""
+
+
+@dataclass(frozen=True)
+class TrainChoice:
+    """The four settings tuning decides; the training step runs with them."""
+
+    batch: int
+    workers: int
+    amp: bool
+    cache: str
+
+    @classmethod
+    def from_result(cls, result: TuneResult, spec: YoloTrainJobSpec) -> TrainChoice:
+        """A tuning result, with whatever the spec fixes taking precedence."""
+        t = spec.train
+        return cls(
+            batch=t.batch if t.batch is not None else result.batch,
+            workers=t.workers if t.workers is not None else result.workers,
+            amp=t.amp if t.amp is not None else result.amp,
+            cache=t.cache if t.cache is not None else result.cache,
+        )
+
+    @classmethod
+    def fixed(cls, spec: YoloTrainJobSpec) -> TrainChoice:
+        """Tuning off: the spec's values, Ultralytics' defaults for the rest."""
+        t = spec.train
+        batch, workers, amp, cache = ULTRALYTICS_DEFAULTS
+        return cls(
+            batch=t.batch if t.batch is not None else batch,
+            workers=t.workers if t.workers is not None else workers,
+            amp=t.amp if t.amp is not None else amp,
+            cache=t.cache if t.cache is not None else cache,
+        )
+
+
+@dataclass(frozen=True)
+class CreateTuningJob:
+    pass
+
+
+@dataclass(frozen=True)
+class CreateTrainingJob:
+    choice: TrainChoice
+
+
+@dataclass(frozen=True)
+class SuspendJobs:
+    step: Step
+
+
+@dataclass(frozen=True)
+class ResumeJobs:
+    step: Step
+
+
+@dataclass(frozen=True)
+class WriteCache:
+    key: str
+    result: TuneResult
+
+
+Action = CreateTuningJob | CreateTrainingJob | SuspendJobs | ResumeJobs | WriteCache
+
+
+@dataclass(frozen=True)
+class EventNote:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: YoloTrainJobStatus
+    actions: tuple[Action, ...] = ()
+    events: tuple[EventNote, ...] = ()
+
+    @property
+    def phase(self) -> TrainPhase | None:
+        return self.status.phase
+
+
+@dataclass
+class _Draft:
+    """The decision being built: status fields, actions, events."""
+
+    job: YoloTrainJob
+    now: datetime
+    status: YoloTrainJobStatus
+    conditions: list[Condition]
+    actions: list[Action] = field(default_factory=list)
+    events: list[EventNote] = field(default_factory=list)
+
+    def condition(self, type_: str, status: bool | str, reason: str, message: str = "") -> None:
+        self.conditions = cond.set_condition(
+            self.conditions, type_, status, reason, message, self.now, self.job.metadata.generation
+        )
+
+    def set(self, **fields: object) -> None:
+        self.status = self.status.model_copy(update=fields)
+
+    def finish(self, phase: TrainPhase, message: str | None = None) -> Decision:
+        previous = (self.job.status.phase if self.job.status else None) or None
+        start = self.status.start_time or (cond.rfc3339(self.now) if self.actions or phase != "Pending" else None)
+        done = self.status.completion_time
+        if phase in FINAL_PHASES and not done:
+            done = cond.rfc3339(self.now)
+        if phase != previous and phase == "Suspended":
+            self.events.append(EventNote("Normal", "Suspended", "runPolicy.suspend is set: the running step is paused"))
+        if previous == "Suspended" and phase not in ("Suspended", *FINAL_PHASES):
+            self.events.append(EventNote("Normal", "Resumed", f"runPolicy.suspend was cleared: {phase}"))
+        status = self.status.model_copy(
+            update={
+                "phase": phase,
+                "conditions": self.conditions,
+                "observed_generation": self.job.metadata.generation,
+                "start_time": start,
+                "completion_time": done,
+                "message": message,
+            }
+        )
+        return Decision(status, tuple(self.actions), tuple(self.events))
+
+    def fail(self, reason: str, message: str) -> Decision:
+        self.condition(FAILED, True, reason, message)
+        self.events.append(EventNote("Warning", reason, message))
+        return self.finish("Failed", message)
+
+
+def decide(job: YoloTrainJob, observed: Observed, policy: Policy = Policy()) -> Decision:
+    """The next status, actions and events; see the module docstring."""
+    previous = job.status or YoloTrainJobStatus()
+    draft = _Draft(job, observed.now, previous, list(previous.conditions or []))
+    if previous.phase in FINAL_PHASES:
+        draft.set(restarts=observed.training.restarts or previous.restarts)
+        return draft.finish(previous.phase, previous.message)  # final: nothing more to do
+    spec = job.spec
+    suspend = spec.run_policy.suspend
+    draft.condition(SUSPENDED, suspend, "SuspendRequested" if suspend else "NotSuspended")
+
+    try:
+        choice = _choice_known(draft, spec, observed)
+    except _InvalidResult as exc:
+        draft.condition(TUNED, False, "InvalidTuningResult", str(exc))
+        return draft.fail("InvalidTuningResult", str(exc))
+    if choice is None:
+        # Tuning has to run (or is running).
+        blocked = _blocked(draft, observed, policy, observed.tuning)
+        if blocked is not None:
+            return blocked
+        return _run_step(draft, "tuning", observed.tuning, CreateTuningJob(), suspend)
+    blocked = _blocked(draft, observed, policy, observed.training)
+    if blocked is not None:
+        return blocked
+    return _training_step(draft, choice, observed)
+
+
+def _choice_known(draft: _Draft, spec: YoloTrainJobSpec, observed: Observed) -> TrainChoice | None:
+    """The training settings when tuning is off, done before, cached or just finished; None otherwise."""
+    remembered = draft.status.tuning
+    if not spec.tuning.enabled:
+        choice = TrainChoice.fixed(spec)
+        draft.set(tuning=TuningStatus(source="Fixed", **_choice_fields(choice)))
+        draft.condition(TUNED, True, "Fixed", "tuning is disabled: the spec's settings and Ultralytics' defaults")
+        return choice
+    if remembered and remembered.source in ("Measured", "Cache") and remembered.batch is not None:
+        return TrainChoice(
+            batch=remembered.batch,
+            workers=remembered.workers if remembered.workers is not None else ULTRALYTICS_DEFAULTS[1],
+            amp=remembered.amp if remembered.amp is not None else True,
+            cache=remembered.cache or "none",
+        )
+    hit = observed.cached
+    if hit and spec.tuning.reuse == "IfAvailable" and observed.tuning.state == StepState.ABSENT:
+        choice = TrainChoice.from_result(hit.result, spec)
+        draft.set(tuning=_tuning_status(hit.result, choice, "Cache", hit.key))
+        message = f"reused the cached result {hit.key}: {_describe(choice)}"
+        draft.condition(TUNED, True, "Cache", message)
+        draft.events.append(EventNote("Normal", "TuningCacheHit", message))
+        return choice
+    tuning = observed.tuning
+    if tuning.state != StepState.SUCCEEDED:
+        return None
+    try:
+        result = TuneResult.model_validate_json(tuning.message or "")
+    except (ValidationError, ValueError) as exc:
+        raise _InvalidResult(_validation_summary(exc, tuning.message)) from None
+    choice = TrainChoice.from_result(result, spec)
+    product = tuning.gpu_product or result.gpu_product or ("cpu" if spec.resources.gpus == 0 else "unknown")
+    key = cache_key(spec, product)
+    draft.set(tuning=_tuning_status(result, choice, "Measured", key, product))
+    message = f"measured {result.images_per_second:.0f} images/s with {_describe(choice)} on {product}"
+    draft.condition(TUNED, True, "Measured", message)
+    draft.events.append(EventNote("Normal", "Tuned", message))
+    draft.actions.append(WriteCache(key, result))
+    return choice
+
+
+class _InvalidResult(Exception):
+    pass
+
+
+def _validation_summary(exc: Exception, message: str | None) -> str:
+    shown = (message or "")[:200]
+    if isinstance(exc, ValidationError):
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'message'}: {e['msg']}" for e in exc.errors()[:5])
+    else:
+        problems = str(exc)
+    return (
+        "the tuning pod's termination message is not a valid TuneResult "
+        f"(contract.TuneResult): {problems}; message was {json.dumps(shown)}"
+    )
+
+
+def _blocked(draft: _Draft, observed: Observed, policy: Policy, step: StepObservation) -> Decision | None:
+    """A spec the server accepted but that cannot run: fail it with a reason instead of waiting forever."""
+    if step.state not in (StepState.ABSENT, StepState.PENDING):
+        return None
+    gpus = draft.job.spec.resources.gpus
+    if observed.max_allocatable_gpus is not None and gpus > observed.max_allocatable_gpus:
+        return draft.fail(
+            "Unschedulable",
+            f"spec.resources.gpus: {gpus} nvidia.com/gpu per pod, but no eligible node has more than "
+            f"{observed.max_allocatable_gpus} allocatable (check spec.resources.nodeSelector and tolerations)",
+        )
+    if observed.missing_claims:
+        names = ", ".join(observed.missing_claims)
+        created = cond.parse_time(draft.job.metadata.creation_timestamp)
+        waited = (observed.now - created).total_seconds() if created else policy.claim_grace_seconds
+        message = f"PersistentVolumeClaim {names} not found in namespace {draft.job.metadata.namespace}"
+        if waited >= policy.claim_grace_seconds:
+            return draft.fail("ClaimNotFound", message)
+        return draft.finish("Pending", f"waiting for {message}")
+    return None
+
+
+def _training_step(draft: _Draft, choice: TrainChoice, observed: Observed) -> Decision:
+    training = observed.training
+    draft.set(restarts=training.restarts)
+    if training.state == StepState.SUCCEEDED:
+        return _succeeded(draft, training)
+    return _run_step(draft, "training", training, CreateTrainingJob(choice), draft.job.spec.run_policy.suspend)
+
+
+def _run_step(draft: _Draft, step: Step, seen: StepObservation, create: Action, suspend: bool) -> Decision:
+    active: TrainPhase = "Tuning" if step == "tuning" else "Training"
+    if step == "tuning" and seen.state != StepState.FAILED:
+        draft.condition(TUNED, "Unknown", "Tuning", "measuring the fastest settings on this hardware")
+    if seen.state == StepState.FAILED:
+        return _step_failed(draft, step, seen)
+    if suspend:
+        if seen.state in (StepState.PENDING, StepState.RUNNING):
+            draft.actions.append(SuspendJobs(step))
+        return draft.finish("Suspended", f"the {step} step is suspended (runPolicy.suspend)")
+    if seen.state == StepState.ABSENT:
+        draft.actions.append(create)
+        return draft.finish("Pending" if step == "tuning" else "Training")
+    if seen.state == StepState.SUSPENDED:
+        draft.actions.append(ResumeJobs(step))
+        return draft.finish(active)
+    if seen.state == StepState.PENDING and step == "tuning":
+        return draft.finish("Pending", "waiting for the tuning pod to start")
+    return draft.finish(active)
+
+
+def _step_failed(draft: _Draft, step: Step, seen: StepObservation) -> Decision:
+    detail = (seen.message or seen.failure_message or "no message").strip()
+    if seen.exit_code == INPUT_ERROR_EXIT_CODE:
+        reason = "InvalidInput"
+        message = f"the {step} pod rejected its input (exit code 2): {detail}"
+    else:
+        given = seen.failure_reason or ""
+        reason = given if given[:1].isalpha() and given.isalnum() else f"{step.capitalize()}Failed"
+        message = f"the {step} step failed ({seen.failure_reason or 'no reason given'}): {detail}"
+    if step == "tuning":
+        draft.condition(TUNED, False, reason, message)
+    return draft.fail(reason, message[:4000])
+
+
+def _succeeded(draft: _Draft, seen: StepObservation) -> Decision:
+    try:
+        summary = TrainSummary.model_validate_json(seen.message or "")
+    except (ValidationError, ValueError):
+        note = "training succeeded but its termination message is not a TrainSummary: artifacts unknown"
+        draft.condition(COMPLETE, True, "Succeeded", note)
+        draft.events.append(EventNote("Warning", "NoTrainSummary", note))
+        return draft.finish("Succeeded", note)
+    draft.set(
+        artifacts=Artifacts(
+            best_weights=summary.best_weights,
+            last_weights=summary.last_weights,
+            results_dir=summary.results_dir,
+        )
+    )
+    if draft.status.progress is not None:
+        draft.set(progress=draft.status.progress.model_copy(update={"epoch": summary.epochs_completed}))
+    map_ = summary.metrics.map50to95
+    message = f"trained {summary.epochs_completed} epochs" + (f", mAP50-95 {map_:.3f}" if map_ is not None else "")
+    draft.condition(COMPLETE, True, "Succeeded", message)
+    draft.events.append(EventNote("Normal", "Succeeded", f"{message}; best weights {summary.best_weights}"))
+    return draft.finish("Succeeded", message)
+
+
+def _choice_fields(choice: TrainChoice) -> dict[str, object]:
+    return {"batch": choice.batch, "workers": choice.workers, "amp": choice.amp, "cache": choice.cache}
+
+
+def _tuning_status(
+    result: TuneResult, choice: TrainChoice, source: str, key: str, product: str | None = None
+) -> TuningStatus:
+    return TuningStatus.model_validate(
+        {
+            **_choice_fields(choice),
+            "images_per_second": result.images_per_second,
+            "trials": len(result.trials),
+            "infeasible_trials": sum(1 for t in result.trials if t.state == "infeasible"),
+            "duration_seconds": result.duration_seconds,
+            "source": source,
+            "gpu_product": product or result.gpu_product,
+            "cache_key": key,
+        }
+    )
+
+
+def _describe(choice: TrainChoice) -> str:
+    return f"batch {choice.batch}, workers {choice.workers}, amp {choice.amp}, cache {choice.cache}"
+
+
+def with_now(observed: Observed, now: datetime) -> Observed:
+    """The same observation at another moment (tests, the local runner's clock)."""
+    return replace(observed, now=now)

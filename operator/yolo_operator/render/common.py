@@ -1,0 +1,146 @@
+"""Pieces every rendered object shares, for both kinds: names, standard labels, ownerReferences, the restricted
+pod security context and the pod-template parts derived from `api.common.Resources`.
+
+Pure: plain dicts in the shape the API server stores them. The inference-service renderer reuses all of it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from yolo_operator.api.common import Resources
+
+# Standard labels (ARCHITECTURE.md): `kubectl get -l app.kubernetes.io/instance=<cr>` finds every child.
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_INSTANCE = "app.kubernetes.io/instance"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_PART_OF = "app.kubernetes.io/part-of"
+APP_NAME = "yolo-workload"
+MANAGER = "yolo-operator"
+FIELD_MANAGER = "yolo-operator"
+
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+WORKLOAD_UID = 10001
+"""Fixed non-root UID/GID of workload containers (the standard image owns its files by this id)."""
+WORKLOAD_CONTAINER = "workload"
+DEFAULT_IMAGE = "ghcr.io/yolo-operator/yolo-workload:0.1.0"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The custom resource that owns rendered objects."""
+
+    api_version: str
+    kind: str
+    name: str
+    namespace: str
+    uid: str
+
+
+def standard_labels(owner: Owner, component: str, kind_label: str | None = None) -> dict[str, str]:
+    """The labels every child carries; `component` is tuning, training, inference, ..."""
+    labels = {
+        LABEL_NAME: APP_NAME,
+        LABEL_INSTANCE: owner.name,
+        LABEL_COMPONENT: component,
+        LABEL_MANAGED_BY: MANAGER,
+    }
+    if kind_label:
+        labels[LABEL_PART_OF] = kind_label
+    return labels
+
+
+def selector_labels(owner: Owner, component: str) -> dict[str, str]:
+    """The stable subset used in selectors (a Deployment's selector is immutable: keep it small)."""
+    return {LABEL_NAME: APP_NAME, LABEL_INSTANCE: owner.name, LABEL_COMPONENT: component}
+
+
+def owner_reference(owner: Owner) -> dict[str, Any]:
+    """controller=true so `kubectl` and GC know who manages it; blockOwnerDeletion for foreground deletion."""
+    return {
+        "apiVersion": owner.api_version,
+        "kind": owner.kind,
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def object_meta(owner: Owner, name: str, component: str, kind_label: str | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": standard_labels(owner, component, kind_label),
+        "ownerReferences": [owner_reference(owner)],
+    }
+
+
+def config_map(owner: Owner, name: str, component: str, data: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": object_meta(owner, name, component), "data": data}
+
+
+# --- pod security: the `restricted` Pod Security Standard --------------------------------------------------------
+
+POD_SECURITY_CONTEXT: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": WORKLOAD_UID,
+    "runAsGroup": WORKLOAD_UID,
+    "fsGroup": WORKLOAD_UID,  # so the pod can write to freshly provisioned output volumes
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "runAsNonRoot": True,
+    "runAsUser": WORKLOAD_UID,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def quantity_str(value: int | str) -> str:
+    return str(value)
+
+
+# --- pod template pieces from Resources -------------------------------------------------------------------------
+
+
+def resource_requirements(resources: Resources) -> dict[str, Any]:
+    """Requests equal limits (Guaranteed QoS: training must not be the first evicted); GPUs only when asked."""
+    amounts: dict[str, str] = {"cpu": quantity_str(resources.cpu), "memory": quantity_str(resources.memory)}
+    if resources.gpus:
+        amounts[GPU_RESOURCE] = str(resources.gpus)
+    return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def shm_volume(resources: Resources, name: str = "dshm") -> tuple[dict[str, Any], dict[str, Any]]:
+    """/dev/shm as a memory-backed emptyDir: Docker's 64 MiB default starves PyTorch dataloader workers."""
+    volume = {"name": name, "emptyDir": {"medium": "Memory", "sizeLimit": quantity_str(resources.shm_size)}}
+    return volume, {"name": name, "mountPath": "/dev/shm"}
+
+
+def placement(resources: Resources) -> dict[str, Any]:
+    """nodeSelector, tolerations, priorityClassName and imagePullSecrets of a pod spec (only those set)."""
+    spec: dict[str, Any] = {}
+    if resources.node_selector:
+        spec["nodeSelector"] = dict(resources.node_selector)
+    if resources.tolerations:
+        spec["tolerations"] = [t.to_wire() for t in resources.tolerations]
+    if resources.priority_class_name:
+        spec["priorityClassName"] = resources.priority_class_name
+    if resources.image_pull_secrets:
+        spec["imagePullSecrets"] = [s.to_wire() for s in resources.image_pull_secrets]
+    return spec
+
+
+def container_image(resources: Resources, default_image: str) -> str:
+    return resources.image or default_image
+
+
+def canonical_json(data: Any) -> str:
+    """Stable JSON (sorted keys, no spaces): for hashes and for comparing rendered configs."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))

@@ -1,0 +1,254 @@
+"""The YoloTrainJob state machine, driven with plain observations (no cluster)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from test_render_train_job import make_job
+from yolo_operator.api import YoloTrainJob
+from yolo_operator.lifecycle.train_job import (
+    CachedTuning,
+    CreateTrainingJob,
+    CreateTuningJob,
+    Decision,
+    Observed,
+    ResumeJobs,
+    StepObservation,
+    StepState,
+    SuspendJobs,
+    TrainChoice,
+    WriteCache,
+    decide,
+)
+from yolo_operator.lifecycle.tuning_cache import cache_key, decode_entry, encode_entry, expected_gpu_product
+from yolo_workloads.contract import TrainSummary, TuneResult, encode_result
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+RESULT = TuneResult(
+    batch=64, workers=12, amp=True, cache="ram", images_per_second=800.0, duration_seconds=95.0, trials=[],
+    gpu_product="NVIDIA H100 80GB HBM3",
+)  # fmt: skip
+SUMMARY = TrainSummary(
+    best_weights="/claims/r/x/weights/best.pt", last_weights="/claims/r/x/weights/last.pt",
+    results_dir="/claims/r/x", epochs_completed=30,
+)  # fmt: skip
+
+
+def step(state: StepState, **kw: Any) -> StepObservation:
+    return StepObservation(state=state, **kw)
+
+
+def advance(job: YoloTrainJob, decision: Decision) -> YoloTrainJob:
+    """What the controller does after a decision: write the status."""
+    return job.model_copy(update={"status": decision.status})
+
+
+def test_new_job_creates_the_tuning_step_and_waits_pending() -> None:
+    d = decide(make_job(), Observed(now=NOW))
+    assert d.actions == (CreateTuningJob(),)
+    assert d.phase == "Pending"
+    assert d.status.observed_generation == 1
+    assert d.status.start_time == "2026-01-01T12:00:00Z"
+
+
+def test_the_whole_way_through() -> None:
+    job = make_job()
+    d = decide(job, Observed(now=NOW))
+    job = advance(job, d)
+    d = decide(job, Observed(now=NOW, tuning=step(StepState.RUNNING)))
+    assert (d.phase, d.actions) == ("Tuning", ())
+    job = advance(job, d)
+    tuned = step(StepState.SUCCEEDED, message=encode_result(RESULT), gpu_product="NVIDIA-H100-80GB-HBM3")
+    d = decide(job, Observed(now=NOW, tuning=tuned))
+    key = cache_key(job.spec, "NVIDIA-H100-80GB-HBM3")
+    assert d.actions == (WriteCache(key, RESULT), CreateTrainingJob(TrainChoice(64, 12, True, "ram")))
+    assert d.phase == "Training"
+    assert d.status.tuning is not None and d.status.tuning.source == "Measured"
+    assert d.status.tuning.images_per_second == 800.0
+    assert any(e.reason == "Tuned" for e in d.events)
+    tuned_cond = next(c for c in d.status.conditions or [] if c.type == "Tuned")
+    assert (tuned_cond.status, tuned_cond.reason) == ("True", "Measured")
+    job = advance(job, d)
+    # The tuning Job was cleaned up by its TTL: it is not run again.
+    d = decide(job, Observed(now=NOW, training=step(StepState.RUNNING, restarts=1)))
+    assert (d.phase, d.actions, d.status.restarts) == ("Training", (), 1)
+    job = advance(job, d)
+    d = decide(job, Observed(now=NOW, training=step(StepState.SUCCEEDED, message=encode_result(SUMMARY))))
+    assert d.phase == "Succeeded"
+    assert d.status.artifacts is not None and d.status.artifacts.best_weights == SUMMARY.best_weights
+    assert d.status.completion_time == "2026-01-01T12:00:00Z"
+    job = advance(job, d)
+    # Final: nothing is recreated even when every child is gone.
+    d = decide(job, Observed(now=NOW + timedelta(days=2)))
+    assert (d.phase, d.actions) == ("Succeeded", ())
+
+
+def test_tuning_disabled_starts_training_at_once_with_fixed_settings() -> None:
+    job = make_job(tuning={"enabled": False}, train={"batch": 32, "imgsz": 640})
+    d = decide(job, Observed(now=NOW))
+    assert d.actions == (CreateTrainingJob(TrainChoice(32, 8, True, "none")),)
+    assert d.status.tuning is not None and d.status.tuning.source == "Fixed"
+
+
+def test_cache_hit_skips_tuning() -> None:
+    job = make_job()
+    key = cache_key(job.spec, "NVIDIA-H100-80GB-HBM3")
+    d = decide(job, Observed(now=NOW, cached=CachedTuning(key, RESULT)))
+    assert d.actions == (CreateTrainingJob(TrainChoice(64, 12, True, "ram")),)
+    assert d.status.tuning is not None and d.status.tuning.source == "Cache"
+    assert d.status.tuning.cache_key == key
+
+
+def test_cache_is_ignored_when_reuse_is_never() -> None:
+    job = make_job(tuning={"reuse": "Never"})
+    d = decide(job, Observed(now=NOW, cached=CachedTuning("k", RESULT)))
+    assert d.actions == (CreateTuningJob(),)
+
+
+def test_spec_fixed_values_override_the_tuned_ones() -> None:
+    job = make_job(train={"workers": 4, "imgsz": 640})
+    tuned = step(StepState.SUCCEEDED, message=encode_result(RESULT))
+    d = decide(job, Observed(now=NOW, tuning=tuned))
+    assert CreateTrainingJob(TrainChoice(64, 4, True, "ram")) in d.actions
+
+
+@pytest.mark.parametrize("message", ["", "not json", '{"batch": 0}', '{"batch": 8, "workers": 1}'])
+def test_malformed_tuning_result_fails_with_a_clear_condition(message: str) -> None:
+    d = decide(make_job(), Observed(now=NOW, tuning=step(StepState.SUCCEEDED, message=message)))
+    assert d.phase == "Failed"
+    assert d.actions == ()
+    failed = next(c for c in d.status.conditions or [] if c.type == "Failed")
+    assert (failed.status, failed.reason) == ("True", "InvalidTuningResult")
+    assert "TuneResult" in failed.message
+    assert [e.type for e in d.events] == ["Warning"]
+
+
+def test_exit_code_2_is_an_input_error() -> None:
+    failed = step(
+        StepState.FAILED, exit_code=2, message="model file /claims/m/x.pt not found", failure_reason="PodFailurePolicy"
+    )
+    d = decide(make_job(), Observed(now=NOW, tuning=failed))
+    assert d.phase == "Failed"
+    cond = next(c for c in d.status.conditions or [] if c.type == "Failed")
+    assert cond.reason == "InvalidInput"
+    assert "x.pt not found" in cond.message
+
+
+def test_training_failure_keeps_the_jobs_reason() -> None:
+    job = make_job(tuning={"enabled": False})
+    d = decide(job, Observed(now=NOW, training=step(StepState.FAILED, failure_reason="BackoffLimitExceeded")))
+    cond = next(c for c in d.status.conditions or [] if c.type == "Failed")
+    assert (d.phase, cond.reason) == ("Failed", "BackoffLimitExceeded")
+
+
+def test_failed_is_final() -> None:
+    job = make_job()
+    job = advance(job, decide(job, Observed(now=NOW, tuning=step(StepState.FAILED, failure_reason="X y"))))
+    d = decide(job, Observed(now=NOW))
+    assert (d.phase, d.actions) == ("Failed", ())
+    cond = next(c for c in d.status.conditions or [] if c.type == "Failed")
+    assert cond.reason == "TuningFailed"  # "X y" is not a CamelCase reason
+
+
+def test_suspend_and_resume_keep_the_job() -> None:
+    job = make_job(runPolicy={"suspend": True})
+    d = decide(job, Observed(now=NOW, tuning=step(StepState.RUNNING)))
+    assert (d.phase, d.actions) == ("Suspended", (SuspendJobs("tuning"),))
+    job = advance(job, d)
+    d = decide(job, Observed(now=NOW, tuning=step(StepState.SUSPENDED)))
+    assert (d.phase, d.actions) == ("Suspended", ())
+    job = advance(job.model_copy(update={"spec": make_job().spec}), d)
+    d = decide(job, Observed(now=NOW, tuning=step(StepState.SUSPENDED)))
+    assert (d.phase, d.actions) == ("Tuning", (ResumeJobs("tuning"),))
+    assert any(e.reason == "Resumed" for e in d.events)
+    suspended = next(c for c in d.status.conditions or [] if c.type == "Suspended")
+    assert suspended.status == "False"
+
+
+def test_suspended_before_anything_runs_creates_nothing() -> None:
+    d = decide(make_job(runPolicy={"suspend": True}), Observed(now=NOW))
+    assert (d.phase, d.actions) == ("Suspended", ())
+
+
+def test_suspend_during_training() -> None:
+    job = make_job(tuning={"enabled": False}, runPolicy={"suspend": True})
+    d = decide(job, Observed(now=NOW, training=step(StepState.RUNNING)))
+    assert (d.phase, d.actions) == ("Suspended", (SuspendJobs("training"),))
+
+
+def test_missing_claim_waits_then_fails() -> None:
+    job = make_job()
+    job = job.model_copy(
+        update={"metadata": job.metadata.model_copy(update={"creation_timestamp": "2026-01-01T12:00:00Z"})}
+    )
+    d = decide(job, Observed(now=NOW + timedelta(seconds=5), missing_claims=("yolo-runs",)))
+    assert (d.phase, d.actions) == ("Pending", ())
+    assert "yolo-runs" in (d.status.message or "")
+    d = decide(job, Observed(now=NOW + timedelta(seconds=60), missing_claims=("yolo-runs",)))
+    cond = next(c for c in d.status.conditions or [] if c.type == "Failed")
+    assert (d.phase, cond.reason) == ("Failed", "ClaimNotFound")
+
+
+def test_gpu_request_no_node_can_satisfy_fails() -> None:
+    job = make_job(resources={"gpus": 16})
+    d = decide(job, Observed(now=NOW, max_allocatable_gpus=8))
+    cond = next(c for c in d.status.conditions or [] if c.type == "Failed")
+    assert (d.phase, cond.reason) == ("Failed", "Unschedulable")
+    assert "spec.resources.gpus" in cond.message
+    assert decide(job, Observed(now=NOW, max_allocatable_gpus=None)).actions == (CreateTuningJob(),)
+
+
+def test_transition_time_kept_while_status_unchanged() -> None:
+    job = make_job(runPolicy={"suspend": True})
+    d1 = decide(job, Observed(now=NOW))
+    job = advance(job, d1)
+    d2 = decide(job, Observed(now=NOW + timedelta(hours=1)))
+    t1 = next(c for c in d1.status.conditions or [] if c.type == "Suspended").last_transition_time
+    t2 = next(c for c in d2.status.conditions or [] if c.type == "Suspended").last_transition_time
+    assert t1 == t2 == "2026-01-01T12:00:00Z"
+
+
+def test_training_job_deleted_by_someone_is_recreated() -> None:
+    job = make_job(tuning={"enabled": False})
+    job = advance(job, decide(job, Observed(now=NOW, training=step(StepState.RUNNING))))
+    d = decide(job, Observed(now=NOW))
+    assert d.actions == (CreateTrainingJob(TrainChoice(16, 8, True, "none")),)
+
+
+def test_succeeded_without_summary_still_succeeds() -> None:
+    job = make_job(tuning={"enabled": False})
+    d = decide(job, Observed(now=NOW, training=step(StepState.SUCCEEDED, message="log tail")))
+    assert d.phase == "Succeeded"
+    assert d.status.artifacts is None
+
+
+def test_cache_key_depends_on_what_tuning_depends_on() -> None:
+    base = make_job().spec
+    key = cache_key(base, "NVIDIA-H100-80GB-HBM3")
+    assert key == cache_key(make_job().spec, "NVIDIA-H100-80GB-HBM3")
+    assert key.startswith("NVIDIA-H100-80GB-HBM3.yolov8n.640.")
+    assert key != cache_key(base, "NVIDIA-A100")
+    assert key != cache_key(make_job(train={"imgsz": 320}).spec, "NVIDIA-H100-80GB-HBM3")
+    assert key != cache_key(make_job(data={"shapes": {"images": 10}}).spec, "NVIDIA-H100-80GB-HBM3")
+    cpu = {"cpu": 4, "memory": "64Gi", "shmSize": "16Gi"}
+    assert key != cache_key(make_job(resources=cpu).spec, "NVIDIA-H100-80GB-HBM3")
+    # Unrelated settings do not split the cache.
+    assert key == cache_key(make_job(train={"epochs": 1, "imgsz": 640}).spec, "NVIDIA-H100-80GB-HBM3")
+    odd = cache_key(base, "NVIDIA H100 80GB/HBM3")
+    assert all(ch.isalnum() or ch in "-._" for ch in odd)
+
+
+def test_expected_gpu_product_and_cache_entries() -> None:
+    spec = make_job().spec  # the sample pins the product by nodeSelector
+    assert expected_gpu_product(spec, ["A", "B"]) == "NVIDIA-H100-80GB-HBM3"
+    free = make_job(resources={"gpus": 1}).spec
+    assert expected_gpu_product(free, ["A", "A"]) == "A"
+    assert expected_gpu_product(free, ["A", "B"]) is None
+    assert expected_gpu_product(make_job(resources={"gpus": 0}).spec, []) == "cpu"
+    assert decode_entry(encode_entry(RESULT)) == RESULT
+    assert decode_entry("garbage") is None
+    assert decode_entry(None) is None
