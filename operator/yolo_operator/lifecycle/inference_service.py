@@ -1,0 +1,206 @@
+"""YoloInferenceService decisions: where the weights come from, how many replicas to render, and the status.
+
+Pure: (spec, observed children, previous status, now) → decisions and a status dict. The handler reads the
+objects, calls these, applies what `render` produced and writes the status once.
+
+Phases: Pending (waiting for weights, or for the first replica to become ready), Tuning (serving tuning enabled
+and no replica ready yet), Ready (at least one replica serves and the rollout progresses), Degraded (it was
+serving and is not, or the rollout is stuck), Failed (the weights can never come: the training job failed or
+keeps its results on no volume).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from yolo_operator.api.common import Condition
+from yolo_operator.api.inference_service import YoloInferenceService
+from yolo_operator.api.train_job import YoloTrainJob
+from yolo_operator.lifecycle.conditions import find, set_condition
+from yolo_operator.render.inference_service import CLAIMS_ROOT, ModelMount, selector_string, url
+
+READY = "Ready"
+FAILED = "Failed"
+SCALING_ACTIVE = "ScalingActive"
+SCALING_LIMITED = "ScalingLimited"
+
+
+@dataclass(frozen=True)
+class ModelResolution:
+    """The weights to serve, or why there are none yet (`waiting`) or ever (`failed`)."""
+
+    mount: ModelMount | None
+    reason: str
+    message: str
+    failed: bool = False
+
+    @property
+    def waiting(self) -> bool:
+        return self.mount is None and not self.failed
+
+
+def _volume_path(best: str, claim: str) -> str | None:
+    """status.artifacts.bestWeights as a path relative to the output volume's root.
+
+    Accepts a path already relative to the volume, or the absolute path inside the training pod
+    (`/claims/<claim>/...`); anything else is not on the volume.
+    """
+    prefix = f"{CLAIMS_ROOT}/{claim}/"
+    if best.startswith(prefix):
+        return posixpath.normpath(best[len(prefix) :])
+    if best.startswith("/"):
+        return None
+    return posixpath.normpath(best)
+
+
+def resolve_model(svc: YoloInferenceService, train_job: YoloTrainJob | None) -> ModelResolution:
+    """spec.model.weights directly, or the best weights of spec.model.fromTrainJob once it has succeeded."""
+    m = svc.spec.model
+    if m.weights is not None:
+        return ModelResolution(ModelMount(m.weights.claim_name, m.weights.path), "WeightsFromVolume", "")
+    job_name = m.from_train_job or ""
+    if train_job is None:
+        return ModelResolution(
+            None, "WaitingForTrainJob", f"spec.model.fromTrainJob: YoloTrainJob {job_name!r} does not exist (yet)"
+        )
+    status = train_job.status
+    phase = status.phase if status else None
+    if phase == "Failed":
+        return ModelResolution(
+            None, "TrainJobFailed", f"spec.model.fromTrainJob: YoloTrainJob {job_name!r} failed", failed=True
+        )
+    if train_job.spec.output is None:
+        return ModelResolution(
+            None,
+            "TrainJobHasNoOutputVolume",
+            f"spec.model.fromTrainJob: YoloTrainJob {job_name!r} has no spec.output volume, so its weights "
+            "disappear with its pod; give it spec.output.claimName or use spec.model.weights",
+            failed=True,
+        )
+    if phase != "Succeeded":
+        return ModelResolution(
+            None,
+            "WaitingForTrainJob",
+            f"waiting for YoloTrainJob {job_name!r} to succeed (phase {phase or 'unknown'})",
+        )
+    best = status.artifacts.best_weights if status and status.artifacts else None
+    claim = train_job.spec.output.claim_name
+    path = _volume_path(best, claim) if best else None
+    if path is None or path.startswith(".."):
+        return ModelResolution(
+            None,
+            "TrainJobHasNoWeights",
+            f"YoloTrainJob {job_name!r} succeeded but status.artifacts.bestWeights ({best!r}) is not a file on "
+            f"its output volume {claim!r}",
+            failed=True,
+        )
+    return ModelResolution(ModelMount(claim, path), "WeightsFromTrainJob", f"best weights of {job_name!r}")
+
+
+def replicas_to_render(svc: YoloInferenceService, deployment: dict[str, Any] | None) -> int:
+    """spec.replicas when autoscaling is off (so the scale subresource drives it); otherwise what the autoscaler
+    last decided (status.desiredReplicas) or the Deployment has, kept within min..max."""
+    a = svc.spec.autoscaling
+    if not a.enabled:
+        return svc.spec.replicas
+    desired = svc.status.desired_replicas if svc.status else None
+    if desired is None and deployment is not None:
+        desired = deployment.get("spec", {}).get("replicas")
+    if desired is None:
+        desired = a.min_replicas
+    return max(a.min_replicas, min(a.max_replicas, int(desired)))
+
+
+def _deployment_stuck(deployment: dict[str, Any]) -> str | None:
+    for cond in deployment.get("status", {}).get("conditions", []) or []:
+        if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
+            return str(cond.get("message") or "the rollout exceeded its progress deadline")
+    return None
+
+
+def status(
+    svc: YoloInferenceService,
+    model: ModelResolution,
+    deployment: dict[str, Any] | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """The status patch of one reconcile (wire names). Autoscaler fields are left to the autoscaler's timer."""
+    old = svc.status
+    gen = svc.metadata.generation
+    conditions: list[Condition] = list(old.conditions or []) if old else []
+    was_serving = bool(old and old.phase in ("Ready", "Degraded"))
+    dep_status = (deployment or {}).get("status", {})
+    replicas = int(dep_status.get("replicas") or 0)
+    ready = int(dep_status.get("readyReplicas") or 0)
+    wanted = int((deployment or {}).get("spec", {}).get("replicas") or 0)
+
+    if model.failed:
+        phase, ready_ok, reason, message = "Failed", False, model.reason, model.message
+    elif model.waiting:
+        phase, ready_ok, reason, message = "Pending", False, model.reason, model.message
+    elif deployment is None:
+        phase, ready_ok, reason, message = "Pending", False, "Creating", "creating the Deployment"
+    else:
+        stuck = _deployment_stuck(deployment)
+        counts = f"{ready}/{wanted} replicas ready"
+        if ready > 0 and stuck is None:
+            phase, ready_ok, reason, message = "Ready", True, "ReplicasReady", counts
+        elif ready > 0 or was_serving:
+            phase, ready_ok = "Degraded", ready > 0
+            reason = "RolloutStuck" if stuck else "NoReplicaReady"
+            message = f"{counts}: {stuck}" if stuck else f"{counts}: no replica is serving"
+        elif wanted == 0:
+            phase, ready_ok, reason, message = "Pending", False, "ScaledToZero", "spec.replicas is 0"
+        elif svc.spec.tuning.enabled:
+            phase, ready_ok, reason, message = "Tuning", False, "TuningServing", f"{counts}: tuning batching"
+        else:
+            phase, ready_ok, reason, message = "Pending", False, "WaitingForReplicas", counts
+
+    conditions = set_condition(conditions, READY, ready_ok, reason, message, now, gen)
+    if model.failed:
+        conditions = set_condition(conditions, FAILED, True, model.reason, model.message, now, gen)
+    elif find(conditions, FAILED) is not None:
+        conditions = set_condition(conditions, FAILED, False, "Recovered", "", now, gen)
+    if not svc.spec.autoscaling.enabled:
+        text = "spec.autoscaling.enabled is false: spec.replicas (the scale subresource) sets the replicas"
+        conditions = set_condition(conditions, SCALING_ACTIVE, False, "AutoscalingDisabled", text, now, gen)
+        conditions = set_condition(conditions, SCALING_LIMITED, False, "AutoscalingDisabled", "", now, gen)
+
+    s = svc.spec.serving
+    result: dict[str, Any] = {
+        "phase": phase,
+        "replicas": replicas,
+        "readyReplicas": ready,
+        "selector": selector_string(svc),
+        "url": url(svc),
+        "modelPath": model.mount.file if model.mount else None,
+        "conditions": [c.to_wire() for c in conditions],
+        "observedGeneration": gen,
+        "serving": {
+            "maxBatchSize": s.max_batch_size,
+            "maxQueueDelayMs": s.max_queue_delay_ms,
+            "imgsz": s.imgsz,
+            "half": s.half,
+        },
+        "message": message,
+    }
+    if not svc.spec.autoscaling.enabled:
+        result["desiredReplicas"] = svc.spec.replicas
+    return result
+
+
+def autoscaler_conditions(
+    svc: YoloInferenceService,
+    active: tuple[bool, str, str],
+    limited: tuple[bool, str, str],
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """The conditions list with ScalingActive and ScalingLimited set from one autoscaler step."""
+    gen = svc.metadata.generation
+    conditions: list[Condition] = list(svc.status.conditions or []) if svc.status else []
+    conditions = set_condition(conditions, SCALING_ACTIVE, active[0], active[1], active[2], now, gen)
+    conditions = set_condition(conditions, SCALING_LIMITED, limited[0], limited[1], limited[2], now, gen)
+    return [c.to_wire() for c in conditions]
