@@ -17,6 +17,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "train": ("yolo_workloads.train.cli", "train with the chosen settings, checkpointing and resuming"),
     "serve": ("yolo_workloads.serve.cli", "serve detections over HTTP (Open Inference Protocol v2)"),
     "bench": ("yolo_workloads.bench.cli", "benchmark a model's inference on this machine"),
+    "dev": ("yolo_workloads.dev.cli", "interactive JupyterLab (token) and sshd (keys only) as the non-root user"),
 }
 
 
