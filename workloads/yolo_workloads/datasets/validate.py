@@ -124,3 +124,17 @@ def validate_dataset(yaml_path: Path) -> DatasetInfo:
         counts[key] = len(images)
         label_files += len(labels)
     return DatasetInfo(yaml_path, names, counts["train"], counts["val"], label_files)
+
+
+def split_images(yaml_path: Path, key: str = "train") -> list[Path]:
+    """Image files of one split of a data set YAML (already validated)."""
+    data = yaml.safe_load(yaml_path.read_text())
+    root = Path(str(data["path"])) if data.get("path") else yaml_path.parent
+    if not root.is_absolute():
+        root = (yaml_path.parent / root).resolve()
+    entry = data[key]
+    images: list[Path] = []
+    for item in entry if isinstance(entry, list) else [entry]:
+        source = Path(str(item))
+        images += _image_files(source if source.is_absolute() else root / source, key, yaml_path)
+    return images

@@ -1,0 +1,259 @@
+"""One tuning trial: real Ultralytics training for a few dozen batches, timed in steady state.
+
+The figure that matters is what training will achieve, so a trial runs Ultralytics' own trainer, dataloader and
+augmentation with the candidate settings, and stops it from a callback once it has measured enough. Two things
+make naive timing wrong, and are handled here:
+
+- Warm-up: worker start, cuDNN autotuning, and above all the dataloader's prefetch queue (prefetch_factor 4 per
+  worker: 64 batches at 16 workers) filled while the trainer was being set up. Consuming that queue runs at GPU
+  speed even when the loader is the bottleneck. We leave warm-up once the trainer has waited for data (the queue
+  is drained, so the loader's steady rate shows) or after a bounded time; a loader that never makes the trainer
+  wait is faster than the GPU, and then the GPU's rate is the right figure anyway.
+- Ultralytics halves the batch and retries on out-of-memory; in a trial that would hide the failure, so it is
+  switched off and an OOM marks the trial infeasible.
+
+Datasets are built once per process and shared by all trials (the label scan and the RAM cache are the slow part).
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+FAULT_ENV = "YOLO_TUNE_INJECT_FAULT"
+"""Test hook: `oom:N` or `dataloader:N` makes trial N (1-based) fail that way at its first batch."""
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    batch: int
+    workers: int
+    amp: bool
+    cache: str
+
+
+@dataclass
+class Window:
+    """Limits of one trial's timing."""
+
+    warmup_min_batches: int = 3
+    warmup_max_seconds: float = 8.0
+    measure_min_batches: int = 8
+    measure_min_seconds: float = 2.0
+    measure_max_seconds: float = 6.0
+    deadline: float = float("inf")  # time.monotonic() by which the trial must stop
+
+
+@dataclass
+class Measurement:
+    ips: float | None = None
+    warmup_batches: int = 0
+    measured_batches: int = 0
+    measured_seconds: float = 0.0
+    data_wait_fraction: float | None = None
+    setup_seconds: float = 0.0
+    seconds: float = 0.0
+    error: str | None = None
+    state: str = "ok"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _Stop(Exception):
+    """Raised from a callback to end a trial once its measurement is complete."""
+
+
+class InjectedFault(RuntimeError):
+    pass
+
+
+def injected_fault(trial_number: int) -> str | None:
+    spec = os.environ.get(FAULT_ENV, "")
+    for item in spec.split(","):
+        kind, _, number = item.partition(":")
+        if number.strip().isdigit() and int(number) == trial_number and kind in {"oom", "dataloader"}:
+            return kind
+    return None
+
+
+class _Meter:
+    """Callbacks timing batches; reports running images/s to Optuna for pruning."""
+
+    def __init__(self, window: Window, batch: int, report: Any, fault: str | None) -> None:
+        self.window, self.batch, self.report, self.fault = window, batch, report, fault
+        self.result = Measurement()
+        self.phase = "warmup"
+        self.warm_start = 0.0
+        self.batch_start = 0.0
+        self.last_end: float | None = None
+        self.waited = False
+        self.t0 = 0.0
+        self.wait_total = 0.0
+        self._prev_start = 0.0
+
+    def on_train_epoch_start(self, trainer: Any) -> None:
+        trainer._oom_retries = 1 << 30  # no silent batch halving inside a trial
+        if not self.warm_start:
+            self.warm_start = time.monotonic()
+
+    def on_train_batch_start(self, trainer: Any) -> None:
+        self.batch_start = time.monotonic()
+        if self.last_end is not None:
+            wait = self.batch_start - self.last_end
+            self.waited = wait > 0.002 and wait > 0.1 * max(self.batch_start - self._prev_start, 1e-9)
+            if self.phase == "measure":
+                self.wait_total += wait
+        self._prev_start = self.batch_start
+
+    def on_train_batch_end(self, trainer: Any) -> None:
+        if self.fault == "oom":
+            import torch
+
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected by " + FAULT_ENV + ")")
+        if self.fault == "dataloader":
+            raise InjectedFault("DataLoader worker exited unexpectedly (injected by " + FAULT_ENV + ")")
+        if int(trainer.batch_size) != self.batch:
+            raise RuntimeError(f"out of memory: Ultralytics reduced batch {self.batch} to {trainer.batch_size}")
+        now = time.monotonic()
+        self.last_end = now
+        w = self.window
+        if self.phase == "warmup":
+            self.result.warmup_batches += 1
+            done = self.result.warmup_batches >= w.warmup_min_batches and (
+                self.waited or now - self.warm_start >= w.warmup_max_seconds
+            )
+            if now >= w.deadline:
+                raise _Stop
+            if done:
+                _sync(trainer)
+                self.phase, self.t0 = "measure", time.monotonic()
+            return
+        self.result.measured_batches += 1
+        elapsed = now - self.t0
+        n = self.result.measured_batches
+        if n >= 2:
+            self.report(n * self.batch / elapsed, n)
+        if (n >= w.measure_min_batches and elapsed >= w.measure_min_seconds) or elapsed >= w.measure_max_seconds:
+            self._finish(trainer)
+        if now >= w.deadline:
+            if n >= 2:
+                self._finish(trainer)
+            raise _Stop
+
+    def _finish(self, trainer: Any) -> None:
+        _sync(trainer)
+        seconds = time.monotonic() - self.t0
+        self.result.measured_seconds = seconds
+        self.result.ips = self.result.measured_batches * self.batch / seconds
+        self.result.data_wait_fraction = self.wait_total / seconds
+        raise _Stop
+
+
+def _sync(trainer: Any) -> None:
+    import torch
+
+    if getattr(trainer.device, "type", "cpu") == "cuda":
+        torch.cuda.synchronize(trainer.device)
+
+
+@functools.cache
+def _tune_trainer_class() -> type:
+    from yolo_workloads.train.trainer import OfflineDetectionTrainer
+
+    class TuneTrainer(OfflineDetectionTrainer):  # type: ignore[misc, valid-type]
+        """Builds each dataset once per process: later trials reuse the scan and the RAM cache."""
+
+        datasets: ClassVar[dict[tuple[Any, ...], Any]] = {}
+
+        def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None) -> Any:
+            key = (img_path, mode, str(self.args.cache), self.args.imgsz, None if mode == "train" else batch)
+            if key not in self.datasets:
+                self.datasets[key] = super().build_dataset(img_path, mode, batch)
+            return self.datasets[key]
+
+    return TuneTrainer
+
+
+def run_trial(
+    number: int,
+    settings: TrialSettings,
+    *,
+    model: str,
+    data: str,
+    imgsz: int,
+    device: str,
+    work_dir: Path,
+    window: Window,
+    report: Any,
+) -> Measurement:
+    """Train with `settings` until measured; never raises for OOM, dataloader or trainer failures."""
+    import torch
+    from ultralytics.utils import DEFAULT_CFG_DICT
+
+    start = time.monotonic()
+    meter = _Meter(window, settings.batch, report, injected_fault(number))
+    run_dir = work_dir / f"trial{number}"
+    overrides = {
+        "model": model,
+        "data": data,
+        "imgsz": imgsz,
+        "batch": settings.batch,
+        "workers": settings.workers,
+        "amp": settings.amp,
+        "cache": False if settings.cache == "none" else settings.cache,
+        "device": device,
+        "epochs": 1000,  # the trial stops itself; many epochs keep the loader running on tiny data sets
+        "val": False,
+        "plots": False,
+        "save": False,
+        "verbose": False,
+        "project": str(work_dir),
+        "name": run_dir.name,
+        "exist_ok": True,
+        "save_dir": str(run_dir),
+    }
+    trainer = None
+    result = meter.result
+    try:
+        trainer = _tune_trainer_class()(cfg={**DEFAULT_CFG_DICT, "save_dir": str(run_dir)}, overrides=overrides)
+        for event in ("on_train_epoch_start", "on_train_batch_start", "on_train_batch_end"):
+            trainer.add_callback(event, getattr(meter, event))
+        trainer.train()
+        result.state, result.error = "infeasible", "training ended before the measurement"
+    except _Stop:
+        if result.ips is None:
+            result.state, result.error = "infeasible", "time budget ran out during warm-up"
+    except torch.cuda.OutOfMemoryError as e:
+        result.state, result.error = "infeasible", _short("out of memory", e)
+    except Exception as e:  # optuna.TrialPruned is re-raised by the caller's check of result.state
+        if type(e).__name__ == "TrialPruned":
+            result.state = "pruned"
+        else:
+            text = str(e)
+            kind = "out of memory" if "out of memory" in text.lower() else type(e).__name__
+            if "DataLoader" in text or "worker" in text.lower():
+                kind = "dataloader"
+            result.state, result.error = "infeasible", _short(kind, e)
+    finally:
+        if trainer is not None:
+            result.setup_seconds = max(0.0, meter.warm_start - start) if meter.warm_start else 0.0
+            for loader in (getattr(trainer, "train_loader", None), getattr(trainer, "test_loader", None)):
+                if loader is not None and hasattr(loader, "close"):
+                    loader.close()  # stop this trial's workers before the next one forks its own
+        del trainer
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        shutil.rmtree(run_dir, ignore_errors=True)
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def _short(kind: str, error: BaseException) -> str:
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return f"{kind}: {first}"[:120]

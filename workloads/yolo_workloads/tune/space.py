@@ -1,0 +1,150 @@
+"""The search space of a tuning run, bounded by what this pod actually has.
+
+Batch sizes are powers of two up to what free GPU memory holds, measured by a forward and backward pass of the
+model at two small batch sizes and extrapolated (on a CPU, the same probe against the process's peak RSS and the
+memory budget). Workers are bounded by the container's CPU quota split among the ranks. The RAM cache is offered
+only when the decoded images fit comfortably in the memory budget.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from yolo_workloads.contract import SearchSpace
+
+MEMORY_SAFETY = 0.8  # share of free GPU memory a trial may plan to use
+RAM_CACHE_SHARE = 0.5  # share of the memory budget the decoded data set may take
+
+
+@dataclass
+class Bounds:
+    batches: list[int]
+    workers: list[int]
+    amp: list[bool]
+    cache: list[str]
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def powers_of_two(low: int, high: int) -> list[int]:
+    low = max(1, low)
+    start = 1 << max(0, math.ceil(math.log2(low)))
+    out = []
+    value = start
+    while value <= high:
+        out.append(value)
+        value *= 2
+    return out or [1 << max(0, int(math.log2(max(high, 1))))]
+
+
+def worker_candidates(low: int, high: int) -> list[int]:
+    """A few worker counts spanning [low, high]: the ends and the powers of two between."""
+    low = min(low, high)
+    values = {low, high, *[p for p in powers_of_two(max(low, 1), high) if low <= p <= high]}
+    return sorted(values)
+
+
+def probe_memory_per_image(model_ref: str, nc: int, imgsz: int, device: str) -> dict[str, float]:
+    """Bytes a training step needs: fixed part and per image, from forward+backward at batch 2 and 4."""
+    import resource
+
+    import torch
+    from ultralytics.nn.tasks import DetectionModel
+
+    model = DetectionModel(model_ref, nc=nc, verbose=False).to(device).train()
+    peaks: dict[int, float] = {}
+    for batch in (2, 4):
+        x = torch.rand(batch, 3, imgsz, imgsz, device=device)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            with torch.autocast("cuda"):
+                out = model(x)
+            sum(o.float().sum() for o in out).backward()  # type: ignore[union-attr]
+            torch.cuda.synchronize()
+            peaks[batch] = torch.cuda.max_memory_allocated() - base
+        else:
+            try:  # reset the peak RSS so each probe reads its own high-water mark
+                Path("/proc/self/clear_refs").write_text("5")
+            except OSError:
+                pass
+            out = model(x)
+            sum(o.sum() for o in out).backward()  # type: ignore[union-attr]
+            peaks[batch] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0
+        model.zero_grad(set_to_none=True)
+        del x, out
+    del model
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    per_image = max((peaks[4] - peaks[2]) / 2, 1.0)
+    return {"per_image_bytes": per_image, "fixed_bytes": max(peaks[2] - 2 * per_image, 0.0)}
+
+
+def max_batch_for_memory(free_bytes: float, fixed: float, per_image: float, safety: float = MEMORY_SAFETY) -> int:
+    """Largest batch whose planned training memory fits `safety` of what is free (at least 1)."""
+    # Ultralytics' trainer holds an EMA copy and optimizer state next to the activations: count the fixed part twice.
+    return max(1, int((free_bytes * safety - 2 * fixed) // per_image))
+
+
+def decoded_dataset_bytes(image_files: list[Path], imgsz: int, sample: int = 64) -> int:
+    """Bytes the RAM cache would take: images resized so their long side is `imgsz`, 3 bytes a pixel."""
+    from PIL import Image
+
+    if not image_files:
+        return 0
+    step = max(1, len(image_files) // sample)
+    sizes = []
+    for path in image_files[::step][:sample]:
+        with Image.open(path) as im:
+            w, h = im.size
+        r = imgsz / max(w, h)
+        sizes.append(round(w * r) * round(h * r) * 3)
+    return int(sum(sizes) / len(sizes) * len(image_files))
+
+
+def make_bounds(
+    search: SearchSpace,
+    *,
+    n_train: int,
+    decoded_bytes: int,
+    memory_budget: int | None,
+    cpu_budget: float,
+    ranks: int,
+    on_gpu: bool,
+    memory_probe: dict[str, float] | None,
+    free_memory: float | None,
+) -> Bounds:
+    """Pure: the candidate values of each dimension."""
+    detail: dict[str, Any] = {"cpu_budget": cpu_budget, "memory_budget": memory_budget, "ranks": ranks}
+    if search.fixed_batch is not None:
+        batches = [search.fixed_batch]
+    else:
+        high = min(search.batch.max, 1 << int(math.log2(max(n_train, 1))))
+        if memory_probe is not None and free_memory is not None:
+            fit = max_batch_for_memory(free_memory, memory_probe["fixed_bytes"], memory_probe["per_image_bytes"])
+            detail.update(memory_probe, free_memory=free_memory, memory_max_batch=fit)
+            high = min(high, fit)
+        batches = powers_of_two(search.batch.min, max(high, 1))
+        batches = [b for b in batches if b <= max(high, batches[0])]
+    per_rank_cpus = max(1, math.floor(cpu_budget / max(ranks, 1)))
+    if search.fixed_workers is not None:
+        workers = [search.fixed_workers]
+    else:
+        workers = worker_candidates(search.workers.min, min(search.workers.max, per_rank_cpus))
+    if search.fixed_amp is not None:
+        amp = [search.fixed_amp]
+    else:
+        amp = sorted(set(search.amp), reverse=True) if on_gpu else [False]  # AMP does nothing on a CPU
+    ram_fits = memory_budget is not None and decoded_bytes <= RAM_CACHE_SHARE * memory_budget
+    detail.update(decoded_dataset_bytes=decoded_bytes, ram_cache_fits=ram_fits)
+    if search.fixed_cache is not None:
+        cache = [search.fixed_cache]
+    else:
+        cache = [c for c in search.cache if c != "ram" or ram_fits] or ["none"]
+    return Bounds(batches, workers, amp or [False], cache, detail)
