@@ -13,6 +13,10 @@ def build_parser() -> argparse.ArgumentParser:
     crds = sub.add_parser("crds", help="write the CRDs generated from the API models")
     crds.add_argument("--out", default="crds", help="folder to write into (default: crds)")
     crds.add_argument("--check", action="store_true", help="fail if the folder differs from the models")
+    from yolo_operator.local import cli as local_cli
+
+    run = sub.add_parser("run", help="run a YoloTrainJob or YoloInferenceService on this machine, no cluster")
+    local_cli.add_arguments(run)
     return parser
 
 
@@ -22,6 +26,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from yolo_operator.crdgen import write_crds
 
         return write_crds(args.out, check=args.check)
+    if args.command == "run":
+        from yolo_operator.local import cli as local_cli
+
+        return local_cli.run(args)
     return 2
 
 

@@ -1,0 +1,191 @@
+"""`yolo-operator run` for serving: a YoloInferenceService until Ctrl-C, or a finished train job's weights once.
+
+A YoloInferenceService goes through `lifecycle.inference_service` as on a cluster: `resolve_model` finds the
+weights (a volume mapped with `--volume`, or a YoloTrainJob run locally before, whose work directory stands in for
+its output volume), and `status` turns the one local server (a Deployment of one replica) into the phase and
+conditions the operator would write.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from yolo_operator.api.common import SpecError
+from yolo_operator.api.inference_service import YoloInferenceService, YoloInferenceServiceStatus
+from yolo_operator.api.train_job import YoloTrainJob, YoloTrainJobStatus
+from yolo_operator.lifecycle import inference_service as lifecycle
+from yolo_operator.local import report, serving
+from yolo_operator.local.train_job import EXIT_INTERRUPTED, RunOptions, Stop, child_env, load_status
+from yolo_operator.local.workdir import Workdir
+
+if TYPE_CHECKING:
+    from yolo_operator.local.train_job import TrainJobRunner
+
+LOCAL_OUTPUT_CLAIM = "local-workdir"
+
+
+def serve_trained(runner: TrainJobRunner) -> int:
+    """--serve: serve the best weights, send one image of the data set, print the detections, stop."""
+    status = runner.job.status
+    best = status.artifacts.best_weights if status and status.artifacts else None
+    if not best or not Path(best).exists():
+        runner.say(report.note_line(f"--serve: no best weights to serve (status.artifacts.bestWeights: {best})"))
+        return 1
+    svc = serving.service_for_train_job(runner.job, best)
+    config = serving.local_serve_config(svc, Path(best), serving.free_port())
+    url = serving.base_url(config)
+    log = runner.workdir.root / "serve.log"
+    runner.say(report.phase_line("Serving", f"{best} at {url} (log: {log})"))
+    server = serving.start_server(config, runner.workdir.root, log, child_env(runner.job.spec.resources.gpus))
+    try:
+        if not serving.wait_ready(url, server):
+            runner.say(report.note_line(f"the server did not become ready; see {log}:\n{_tail(log)}"))
+            return 1
+        image = serving.sample_image(runner.workdir.shapes)
+        if image is None:
+            runner.say(report.note_line(f"serving at {url}; no image of the data set to send"))
+            return 0
+        start = time.monotonic()
+        answer = serving.detect(url, image.read_bytes())
+        took = (time.monotonic() - start) * 1000
+        runner.say(report.note_line(f"POST {url}{serving.DETECT_PATH} with {image} answered in {took:.0f} ms:"))
+        runner.say(serving.describe_detections(answer))
+        (runner.workdir.root / "detections.json").write_text(json.dumps(answer, indent=1) + "\n")
+        return 0
+    except OSError as exc:
+        runner.say(report.note_line(f"the request to {url} failed: {exc}; see {log}"))
+        return 1
+    finally:
+        server.stop()
+        runner.say(report.note_line("server stopped"))
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def local_train_job(name: str, folder: Path) -> YoloTrainJob | None:
+    """A YoloTrainJob run locally before, as the operator would read it: its spec, with its work directory as
+    the output volume, and its status with the weights' path relative to that volume."""
+    wd = Workdir(folder)
+    if not wd.spec.exists():
+        return None
+    status: YoloTrainJobStatus | None = load_status(wd.status)
+    if status is not None and status.artifacts and status.artifacts.best_weights:
+        best = Path(status.artifacts.best_weights)
+        relative = best.relative_to(folder.resolve()) if best.is_absolute() else best
+        status = status.model_copy(
+            update={"artifacts": status.artifacts.model_copy(update={"best_weights": str(relative)})}
+        )
+    spec = json.loads(wd.spec.read_text())
+    spec["output"] = {"claimName": LOCAL_OUTPUT_CLAIM}
+    return YoloTrainJob.model_validate(
+        {"metadata": {"name": name}, "spec": spec, "status": status.to_wire() if status else None}
+    )
+
+
+def run_inference_service(svc: YoloInferenceService, options: RunOptions, train_workdir: Path | None) -> int:
+    """Serve until Ctrl-C (or until the server exits), writing the status the operator would write."""
+    out = options.out
+    volumes = dict(options.volumes)
+    train_job = None
+    if svc.spec.model.from_train_job:
+        folder = train_workdir or Path(".work") / svc.spec.model.from_train_job
+        train_job = local_train_job(svc.spec.model.from_train_job, folder)
+        volumes[LOCAL_OUTPUT_CLAIM] = folder.resolve()
+    model = lifecycle.resolve_model(svc, train_job)
+    if model.mount is None:
+        where = (
+            f" (looked in {train_workdir or Path('.work') / str(svc.spec.model.from_train_job)}; "
+            "run the YoloTrainJob there first or pass --train-workdir)"
+            if svc.spec.model.from_train_job
+            else ""
+        )
+        print(report.phase_line("Failed" if model.failed else "Pending", model.message + where), file=out)
+        return 1
+    if model.mount.claim_name not in volumes:
+        raise SpecError(
+            [
+                f"spec.model.weights.claimName: PersistentVolumeClaim {model.mount.claim_name!r} has no local "
+                f"folder; pass --volume {model.mount.claim_name}=DIR"
+            ]
+        )
+    weights = volumes[model.mount.claim_name] / model.mount.path
+    if not weights.exists():
+        raise SpecError([f"spec.model.weights.path: {weights} does not exist"])
+
+    wd = Workdir(options.workdir)
+    wd.root.mkdir(parents=True, exist_ok=True)
+    port = svc.spec.serving.port if _port_free(svc.spec.serving.port) else serving.free_port()
+    config = serving.local_serve_config(svc, weights, port)
+    url = serving.base_url(config)
+    log = wd.root / "serve.log"
+    stop = Stop()
+    stop.install()
+    server = serving.start_server(config, wd.root, log, child_env(svc.spec.resources.gpus))
+    print(report.note_line(f"serving {weights} at {url} (log: {log}); Ctrl-C stops it"), file=out, flush=True)
+    phase: str | None = None
+    ready = False
+    code = 0
+    try:
+        while not stop.requested:
+            running = server.running()
+            ready = running and _ready(url)
+            deployment: dict[str, Any] = {
+                "spec": {"replicas": 1},
+                "status": {"replicas": int(running), "readyReplicas": int(ready)},
+            }
+            status = lifecycle.status(svc, model, deployment, datetime.now(UTC))
+            svc = svc.model_copy(update={"status": YoloInferenceServiceStatus.model_validate(status)})
+            (wd.root / "status.yaml").write_text(yaml.safe_dump(_clean(status), sort_keys=False))
+            if status["phase"] != phase:
+                phase = status["phase"]
+                print(report.phase_line(str(phase), str(status.get("message") or "")), file=out, flush=True)
+                if phase == "Ready":
+                    print(report.note_line(f"ready: POST a JPEG to {url}{serving.DETECT_PATH}"), file=out, flush=True)
+            if not running:
+                print(report.note_line(f"the server exited; see {log}:\n{_tail(log)}"), file=out, flush=True)
+                code = 1
+                break
+            time.sleep(1.0)
+        else:
+            code = EXIT_INTERRUPTED
+    finally:
+        server.stop()
+    print(report.status_yaml(svc.kind, svc.metadata.name, _clean(svc.status.to_wire() if svc.status else {})), file=out)
+    return code
+
+
+def _clean(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def _ready(url: str) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url + serving.READY_PATH, timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

@@ -1,0 +1,137 @@
+"""Serving weights locally: start `yolo-workload serve`, wait until it is ready, send it a request.
+
+Used by `yolo-operator run` for a YoloInferenceService (serve until Ctrl-C) and after a YoloTrainJob with `--serve`
+(serve the best weights, send one real request with an image of the data set, print the detections, stop). The
+ServeConfig comes from the controller's own builder (`render.inference_service.serve_config`); only the weights'
+path, the address and the device move onto this machine.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from yolo_workloads.contract import ServeConfig
+
+from yolo_operator.api.inference_service import YoloInferenceService
+from yolo_operator.api.train_job import YoloTrainJob
+from yolo_operator.local.backend import LocalJob
+from yolo_operator.local.workdir import write_config
+from yolo_operator.render import inference_service as render_svc
+
+READY_PATH = render_svc.READY_PATH
+DETECT_PATH = "/v1/detect"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def service_for_train_job(job: YoloTrainJob, best_weights: str) -> YoloInferenceService:
+    """The YoloInferenceService a user would write to serve this job's weights (imgsz and GPUs carried over)."""
+    return YoloInferenceService.model_validate(
+        {
+            "apiVersion": job.api_version,
+            "kind": "YoloInferenceService",
+            "metadata": {"name": job.metadata.name, "namespace": job.metadata.namespace},
+            "spec": {
+                "model": {"weights": {"claimName": "local", "path": Path(best_weights).name}},
+                "serving": {"imgsz": job.spec.train.imgsz, "maxBatchSize": 8},
+                "resources": {"gpus": min(job.spec.resources.gpus, 1)},
+            },
+        }
+    )
+
+
+def local_serve_config(svc: YoloInferenceService, weights: Path, port: int) -> ServeConfig:
+    """The controller's ServeConfig with the weights' local path, a loopback address and a free port."""
+    base = render_svc.serve_config(svc, render_svc.ModelMount("local", weights.name))
+    update: dict[str, Any] = {
+        "model": {"weights": str(weights.resolve())},
+        "host": "127.0.0.1",
+        "port": port,
+    }
+    if svc.spec.resources.gpus == 0:
+        update["half"] = False  # fp16 is a GPU feature
+        update["device"] = "cpu"
+    return ServeConfig.model_validate({**base.model_dump(), **update})
+
+
+def start_server(config: ServeConfig, folder: Path, log_path: Path | None, env: dict[str, str]) -> LocalJob:
+    path = write_config(folder / "serve.yaml", config)
+    job = LocalJob("serve", "serve", path, folder / "serve.termination-log", log_path=log_path, env=env)
+    job.start()
+    return job
+
+
+def base_url(config: ServeConfig) -> str:
+    return f"http://{config.host}:{config.port}"
+
+
+def wait_ready(url: str, server: LocalJob, timeout: float = 300.0) -> bool:
+    """Poll the readiness endpoint (as the Deployment's probe does) until it answers 200 or the server exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not server.running():
+            return False
+        try:
+            with urllib.request.urlopen(url + READY_PATH, timeout=5) as response:
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def detect(url: str, jpeg: bytes, timeout: float = 120.0) -> dict[str, Any]:
+    """POST a raw JPEG to /v1/detect and return the JSON answer."""
+    request = urllib.request.Request(
+        url + DETECT_PATH, data=jpeg, method="POST", headers={"Content-Type": "image/jpeg"}
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        answer: dict[str, Any] = json.loads(response.read())
+    return answer
+
+
+def sample_image(shapes_root: Path) -> Path | None:
+    """An image of the data set to send: a validation image when there is one."""
+    for split in ("val", "train"):
+        images = sorted((shapes_root / "images" / split).glob("*.jpg"))
+        if images:
+            return images[0]
+    return None
+
+
+def describe_detections(answer: dict[str, Any], names: dict[int, str] | None = None) -> str:
+    """One line per detection (class, score, box); tolerant of the answer's exact shape."""
+    dets = answer.get("detections")
+    if dets is None and isinstance(answer.get("results"), list) and answer["results"]:
+        dets = answer["results"][0].get("detections")
+    if not isinstance(dets, list):
+        return json.dumps(answer)[:2000]
+    if not dets:
+        return "  (no detections above the confidence threshold)"
+    lines = []
+    for d in dets[:20]:
+        label = d.get("class_name") or d.get("name") or d.get("label")
+        cls = d.get("class_id", d.get("class", d.get("cls")))
+        if label is None and names and isinstance(cls, int):
+            label = names.get(cls)
+        score = d.get("confidence", d.get("score", d.get("conf")))
+        box = d.get("box") or d.get("bbox") or d.get("xyxy")
+        if isinstance(box, dict):
+            box = [box.get(k) for k in ("x1", "y1", "x2", "y2")]
+        box_text = ", ".join(f"{float(v):.0f}" for v in box) if isinstance(box, list) else "?"
+        score_text = f"{float(score):.2f}" if isinstance(score, int | float) else "?"
+        lines.append(f"  {label if label is not None else cls}: {score_text} at [{box_text}]")
+    if len(dets) > 20:
+        lines.append(f"  ... and {len(dets) - 20} more")
+    return "\n".join(lines)
