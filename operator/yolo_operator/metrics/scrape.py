@@ -12,7 +12,7 @@ import asyncio
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
@@ -80,3 +80,19 @@ class HttpPodScraper:
         async with aiohttp.ClientSession(timeout=timeout) as session:
             results = await asyncio.gather(*(self._one(session, metric, p) for p in pods))
         return {p.name: v for p, v in zip(pods, results, strict=True)}
+
+
+def endpoint_of(pod: dict[str, Any], port: int) -> PodEndpoint:
+    """Classify a pod as the HPA does: terminating or finished pods are gone, Pending or not-Ready are unready."""
+    meta, status = pod.get("metadata", {}), pod.get("status", {})
+    phase = status.get("phase")
+    state: PodState
+    if meta.get("deletionTimestamp") or phase in ("Failed", "Succeeded"):
+        state = "gone"
+    elif phase == "Running" and any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
+    ):
+        state = "ready"
+    else:
+        state = "unready"
+    return PodEndpoint(str(meta.get("name", "")), state, status.get("podIP"), port)

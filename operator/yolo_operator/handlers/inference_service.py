@@ -1,0 +1,299 @@
+"""Kopf wiring of the YoloInferenceService controller and its autoscaler.
+
+Two loops per service, both level-based (each run reads fresh objects and can run twice harmlessly):
+- reconcile (on create/update/resume, on every event of its Deployment or of a YoloTrainJob, and on a slow timer):
+  resolve the weights → apply ConfigMap, Deployment, Service, PDB → one status patch;
+- autoscale (a timer every `autoscaler_period_seconds` when autoscaling is on): read the metric → the HPA step →
+  one status patch (desiredReplicas first, so a concurrent reconcile renders the new count) → patch the Deployment's
+  replicas → an Event with the numbers → operator metrics.
+The autoscaler's history (recent recommendations and scales) lives in memory, as the HPA's does; after a restart it
+starts with the current replicas as a recommendation, so a restart never triggers an early scale-down.
+Metric sources are injected (`PodMetricsSource`, `ServiceMetricSource`) so tests can serve chosen values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from yolo_operator.api.common import API_VERSION, GROUP, VERSION, format_errors
+from yolo_operator.api.inference_service import YoloInferenceService
+from yolo_operator.api.train_job import YoloTrainJob
+from yolo_operator.autoscale import (
+    History,
+    MetricsUnavailable,
+    PodSample,
+    Recommendation,
+    decide,
+    events_to_keep,
+    from_mean_value,
+    from_pod_samples,
+    record_scale,
+)
+from yolo_operator.k8s.client import Kube, Ref
+from yolo_operator.k8s.scaling import delete_if_present, list_pods, set_replicas
+from yolo_operator.lifecycle import inference_service as life
+from yolo_operator.lifecycle.conditions import rfc3339
+from yolo_operator.metrics import autoscaler_metrics as om
+from yolo_operator.metrics.prometheus import PrometheusHttpSource, ServiceMetricSource, substitute
+from yolo_operator.metrics.scrape import (
+    GPU_UTILIZATION_METRIC,
+    METRIC_NAMES,
+    HttpPodScraper,
+    PodEndpoint,
+    PodMetricsSource,
+    endpoint_of,
+)
+from yolo_operator.render import inference_service as render
+from yolo_operator.render.common import LABEL_COMPONENT, LABEL_MANAGED_BY, MANAGER, selector_labels
+from yolo_operator.settings import OperatorSettings
+
+log = logging.getLogger(__name__)
+
+KIND = "YoloInferenceService"
+PLURAL = "yoloinferenceservices"
+
+
+class InferenceController:
+    """The controller's state (autoscaler histories) and its two loops, independent of Kopf for testing."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        settings: OperatorSettings,
+        pod_source: PodMetricsSource | None = None,
+        service_source: ServiceMetricSource | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.pod_source = pod_source or HttpPodScraper(timeout_s=settings.scrape_timeout_seconds)
+        self.service_source = service_source or PrometheusHttpSource(timeout_s=settings.scrape_timeout_seconds)
+        self.clock = clock
+        self.options = render.RenderOptions(default_image=settings.default_image)
+        self._histories: dict[str, History] = {}
+        self._lock = threading.Lock()
+        self._object_locks: dict[str, threading.Lock] = {}
+
+    def _object_lock(self, namespace: str, name: str) -> threading.Lock:
+        """Reconcile and autoscale of one service never interleave: the autoscaler writes desiredReplicas before
+        it scales, and a reconcile reads it fresh, so neither undoes the other."""
+        with self._lock:
+            return self._object_locks.setdefault(f"{namespace}/{name}", threading.Lock())
+
+    # --- reconcile ------------------------------------------------------------------------------------------
+
+    def reconcile(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """Bring the children in line with the spec; return the status written (None if the service is gone)."""
+        with self._object_lock(namespace, name):
+            return self._reconcile(namespace, name)
+
+    def _reconcile(self, namespace: str, name: str) -> dict[str, Any] | None:
+        body = self.kube.get(API_VERSION, KIND, name, namespace)
+        if body is None:
+            return None
+        ref = Ref.of(body)
+        try:
+            svc = YoloInferenceService.model_validate(body)
+        except ValidationError as exc:
+            message = "; ".join(format_errors(exc))
+            self.kube.patch_status(ref, {"phase": "Failed", "message": message})
+            self.kube.post_event(ref, "Warning", "InvalidSpec", message)
+            return None
+        job: YoloTrainJob | None = None
+        if svc.spec.model.from_train_job:
+            raw = self.kube.get(API_VERSION, "YoloTrainJob", svc.spec.model.from_train_job, namespace)
+            try:
+                job = YoloTrainJob.model_validate(raw) if raw else None
+            except ValidationError:
+                job = None  # an unreadable job is treated as absent: the service waits, with the reason shown
+        model = life.resolve_model(svc, job)
+        deployment = self.kube.get("apps/v1", "Deployment", render.deployment_name(name), namespace)
+        if model.mount is not None:
+            replicas = life.replicas_to_render(svc, deployment)
+            for obj in render.objects(svc, model.mount, replicas, self.options):
+                applied = self.kube.apply(obj)
+                if obj["kind"] == "Deployment":
+                    deployment = applied
+            if not render.wants_pdb(svc, replicas):
+                delete_if_present(self.kube, "policy/v1", "PodDisruptionBudget", namespace, render.pdb_name(name))
+        status = life.status(svc, model, deployment, datetime.now(UTC))
+        self.kube.patch_status(ref, status)
+        old_phase = svc.status.phase if svc.status else None
+        if status["phase"] != old_phase:
+            ready = next(c for c in status["conditions"] if c["type"] == life.READY)
+            kind = "Warning" if status["phase"] in ("Failed", "Degraded") else "Normal"
+            self.kube.post_event(ref, kind, ready["reason"], f"phase {status['phase']}: {ready['message']}")
+        return status
+
+    # --- autoscale ------------------------------------------------------------------------------------------
+
+    def autoscale(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """One autoscaler step; returns the status patch written (None when autoscaling does not apply)."""
+        with self._object_lock(namespace, name):
+            return self._autoscale(namespace, name)
+
+    def _autoscale(self, namespace: str, name: str) -> dict[str, Any] | None:
+        body = self.kube.get(API_VERSION, KIND, name, namespace)
+        if body is None:
+            return None
+        try:
+            svc = YoloInferenceService.model_validate(body)
+        except ValidationError:
+            return None
+        uid = svc.metadata.uid or f"{namespace}/{name}"
+        a = svc.spec.autoscaling
+        if not a.enabled:
+            with self._lock:
+                self._histories.pop(uid, None)
+            return None
+        deployment = self.kube.get("apps/v1", "Deployment", render.deployment_name(name), namespace)
+        if deployment is None:
+            return None
+        current = int(deployment.get("spec", {}).get("replicas") or 0)
+        now = self.clock()
+        with self._lock:
+            history = self._histories.get(uid) or History.starting(now, current)
+        reading, gpu = self._read(svc, current)
+        decision, history = decide(a, current, reading, history, now)
+        wall = datetime.now(UTC)
+        patch: dict[str, Any] = {
+            "desiredReplicas": decision.desired_replicas,
+            "conditions": life.autoscaler_conditions(
+                svc,
+                (decision.scaling_active.status, decision.scaling_active.reason, decision.scaling_active.message),
+                (decision.scaling_limited.status, decision.scaling_limited.reason, decision.scaling_limited.message),
+                wall,
+            ),
+        }
+        if decision.recommendation is not None:
+            patch["currentMetricValue"] = round(decision.recommendation.metric_value, 3)
+        if gpu is not None:
+            patch["gpuUtilization"] = round(gpu, 2)
+        if decision.direction is not None:
+            patch["lastScaleTime"] = rfc3339(wall)
+        ref = Ref.of(body)
+        self.kube.patch_status(ref, patch)
+        if decision.direction is not None:
+            set_replicas(self.kube, namespace, render.deployment_name(name), decision.desired_replicas)
+            history = record_scale(history, now, current, decision.desired_replicas, events_to_keep(a))
+            om.scale_events.labels(namespace, name, decision.direction).inc()
+            reason = "ScaledUp" if decision.direction == "up" else "ScaledDown"
+            self.kube.post_event(ref, "Normal", reason, decision.message)
+        with self._lock:
+            self._histories[uid] = history
+        om.current_replicas.labels(namespace, name).set(current)
+        om.desired_replicas.labels(namespace, name).set(decision.desired_replicas)
+        om.metric_target.labels(namespace, name, a.metric).set(a.target)
+        if isinstance(reading, MetricsUnavailable):
+            om.metric_errors.labels(namespace, name, reading.reason).inc()
+        else:
+            om.metric_value.labels(namespace, name, a.metric).set(reading.metric_value)
+        return patch
+
+    def _read(
+        self, svc: YoloInferenceService, current: int
+    ) -> tuple[Recommendation | MetricsUnavailable, float | None]:
+        """The calculator's recommendation (or why there is none) and the mean GPU utilisation when known."""
+        a, ns, name = svc.spec.autoscaling, svc.metadata.namespace, svc.metadata.name
+        pods = list_pods(self.kube, ns, selector_labels(render.owner_of(svc), render.COMPONENT))
+        endpoints = [endpoint_of(p, svc.spec.serving.port) for p in pods]
+        ready = [e for e in endpoints if e.state == "ready"]
+        if a.source == "prometheus" and a.prometheus is not None:
+            promql = substitute(a.prometheus.query, ns, render.service_name(name))
+            try:
+                value = asyncio.run(self.service_source.query(a.prometheus.url, promql))
+                rec = from_mean_value(current, len(ready), a.target, value)
+            except MetricsUnavailable as exc:
+                return exc, None
+            return rec, (value if a.metric == "gpuUtilization" else None)
+        values = self._scrape(METRIC_NAMES[a.metric], ready)
+        samples = [PodSample(e.name, e.state, values.get(e.name)) for e in endpoints]
+        try:
+            rec = from_pod_samples(current, a.target, samples)
+        except MetricsUnavailable as exc:
+            return exc, None
+        if a.metric == "gpuUtilization":
+            return rec, rec.metric_value
+        gpu_values = [v for v in self._scrape(GPU_UTILIZATION_METRIC, ready).values() if v is not None]
+        return rec, (sum(gpu_values) / len(gpu_values) if gpu_values else None)
+
+    def _scrape(self, metric: str, pods: list[PodEndpoint]) -> dict[str, float | None]:
+        return asyncio.run(self.pod_source.pod_values(metric, pods)) if pods else {}
+
+    def forget(self, namespace: str, name: str, uid: str | None) -> None:
+        with self._lock:
+            self._histories.pop(uid or f"{namespace}/{name}", None)
+            self._object_locks.pop(f"{namespace}/{name}", None)
+        om.forget(namespace, name)
+
+    # --- fan-in from related objects ------------------------------------------------------------------------
+
+    def services_using_train_job(self, namespace: str, job: str) -> list[str]:
+        items = self.kube.list(API_VERSION, KIND, namespace)
+        return [
+            i["metadata"]["name"] for i in items if (i.get("spec", {}).get("model") or {}).get("fromTrainJob") == job
+        ]
+
+
+def _owner_name(body: Any) -> str | None:
+    for ref in body.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("kind") == KIND and ref.get("apiVersion") == API_VERSION:
+            return str(ref["name"])
+    return None
+
+
+def register(registry: kopf.OperatorRegistry, controller: InferenceController) -> None:
+    """Register the controller's handlers into a Kopf registry (main.py and the test fixture call this)."""
+    settings = controller.settings
+
+    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry)
+    def inference_service_changed(*, name: str, namespace: str | None, **_: Any) -> None:
+        controller.reconcile(namespace or "default", name)
+
+    @kopf.timer(GROUP, VERSION, PLURAL, interval=settings.reconcile_period_seconds, registry=registry)
+    def inference_service_recheck(*, name: str, namespace: str | None, **_: Any) -> None:
+        controller.reconcile(namespace or "default", name)
+
+    @kopf.timer(
+        GROUP,
+        VERSION,
+        PLURAL,
+        interval=settings.autoscaler_period_seconds,
+        registry=registry,
+        when=lambda spec, **_: bool((spec.get("autoscaling") or {}).get("enabled")),
+    )
+    def inference_service_autoscale(*, name: str, namespace: str | None, **_: Any) -> None:
+        controller.autoscale(namespace or "default", name)
+
+    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, optional=True)
+    def inference_service_deleted(*, name: str, namespace: str | None, uid: str, **_: Any) -> None:
+        controller.forget(namespace or "default", name, uid)  # children go by ownerReference (garbage collector)
+
+    @kopf.on.event(
+        "apps",
+        "v1",
+        "deployments",
+        labels={LABEL_COMPONENT: render.COMPONENT, LABEL_MANAGED_BY: MANAGER},
+        registry=registry,
+    )
+    def inference_deployment_event(*, body: Any, namespace: str | None, type: str, **_: Any) -> None:
+        owner = _owner_name(body)
+        if owner and type != "DELETED":
+            controller.reconcile(namespace or "default", owner)
+
+    @kopf.on.event(GROUP, VERSION, "yolotrainjobs", registry=registry)
+    def train_job_event_for_inference(*, name: str, namespace: str | None, **_: Any) -> None:
+        ns = namespace or "default"
+        for service in controller.services_using_train_job(ns, name):
+            controller.reconcile(ns, service)
