@@ -17,6 +17,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a YoloTrainJob or YoloInferenceService on this machine, no cluster")
     local_cli.add_arguments(run)
+    controller = sub.add_parser(
+        "controller", help="run the controllers against a cluster (settings from YOLO_OPERATOR_* variables)"
+    )
+    controller.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster service account, then ~/.kube)")
     return parser
 
 
@@ -30,6 +34,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         from yolo_operator.local import cli as local_cli
 
         return local_cli.run(args)
+    if args.command == "controller":
+        from yolo_operator.main import run as run_controller
+        from yolo_operator.settings import SettingsError, load_settings
+
+        try:
+            settings = load_settings()
+        except SettingsError as exc:
+            print(f"yolo-operator: {exc}", file=sys.stderr)
+            return 2
+        return run_controller(settings, args.kubeconfig)
     return 2
 
 

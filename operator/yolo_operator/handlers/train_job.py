@@ -1,0 +1,305 @@
+"""Kopf wiring of the YoloTrainJob controller: observe → decide (lifecycle) → act → one status patch.
+
+Level-based: every trigger (a watch event on the resource or on one of its Jobs, the periodic timer, an operator
+restart) runs the same `reconcile`, which reads the current state fresh from the API server, so running it twice
+or after a crash creates nothing twice (children have fixed names and are created only when absent). A per-resource
+lock keeps two triggers of one resource from interleaving. A second timer copies the training pod's metrics into
+status.progress.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from yolo_operator.api.common import GROUP, VERSION, Condition, format_errors
+from yolo_operator.api.train_job import YoloTrainJob, YoloTrainJobStatus
+from yolo_operator.k8s.client import ApiError, Kube, Ref
+from yolo_operator.k8s.workloads import JobView, eligible_nodes, job_view, max_allocatable, node_label
+from yolo_operator.lifecycle import conditions as cond
+from yolo_operator.lifecycle.train_job import (
+    Action,
+    CachedTuning,
+    CreateTrainingJob,
+    CreateTuningJob,
+    Decision,
+    Observed,
+    Policy,
+    ResumeJobs,
+    StepObservation,
+    StepState,
+    SuspendJobs,
+    WriteCache,
+    decide,
+)
+from yolo_operator.lifecycle.tuning_cache import (
+    CACHE_CONFIG_MAP,
+    GPU_PRODUCT_LABEL,
+    cache_key,
+    decode_entry,
+    encode_entry,
+    expected_gpu_product,
+)
+from yolo_operator.metrics import operator_metrics as m
+from yolo_operator.metrics.progress import HttpMetricsSource, MetricsSource, progress_from
+from yolo_operator.render.common import (
+    APP_NAME,
+    GPU_RESOURCE,
+    LABEL_INSTANCE,
+    LABEL_MANAGED_BY,
+    LABEL_NAME,
+    MANAGER,
+    WORKLOAD_CONTAINER,
+)
+from yolo_operator.render.train_job import (
+    TRAINING,
+    TUNING,
+    RenderOptions,
+    claims_of,
+    job_name,
+    training_objects,
+    tuning_objects,
+)
+from yolo_operator.settings import OperatorSettings
+
+log = logging.getLogger(__name__)
+KIND = "YoloTrainJob"
+PLURAL = "yolotrainjobs"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+
+@dataclass
+class TrainJobController:
+    """What the handlers share: the API client, settings, the metrics source, per-resource locks."""
+
+    kube: Kube
+    settings: OperatorSettings
+    metrics_source: MetricsSource = field(default_factory=HttpMetricsSource)
+    _locks: dict[str, threading.Lock] = field(default_factory=dict)
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def options(self) -> RenderOptions:
+        return RenderOptions(self.settings.default_image, self.settings.workload_metrics_port)
+
+    def lock(self, namespace: str, name: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(f"{namespace}/{name}", threading.Lock())
+
+    # --- reconcile ------------------------------------------------------------------------------------------
+
+    def reconcile(self, namespace: str, name: str) -> Decision | None:
+        with self.lock(namespace, name):
+            try:
+                decision = self._reconcile(namespace, name)
+            except Exception:
+                m.reconciles.labels(KIND, "error").inc()
+                m.reconcile_errors.labels(KIND).inc()
+                raise
+            m.reconciles.labels(KIND, "ok").inc()
+            return decision
+
+    def _reconcile(self, namespace: str, name: str) -> Decision | None:
+        raw = self.kube.get(API_VERSION, KIND, name, namespace)
+        if raw is None or raw.get("metadata", {}).get("deletionTimestamp"):
+            return None  # gone or going: garbage collection removes the children
+        try:
+            job = YoloTrainJob.model_validate(raw)
+        except ValidationError as exc:
+            self._reject(raw, "; ".join(format_errors(exc)))
+            return None
+        observed = self.observe(job)
+        decision = decide(job, observed, Policy(claim_grace_seconds=self.settings.claim_grace_seconds))
+        for action in decision.actions:
+            self.execute(job, action)
+        self.write_status(job, decision)
+        return decision
+
+    def observe(self, job: YoloTrainJob) -> Observed:
+        ns, name, spec = job.metadata.namespace, job.metadata.name, job.spec
+        pods = self.kube.list("v1", "Pod", ns, labels={LABEL_INSTANCE: name, LABEL_MANAGED_BY: MANAGER})
+        tuning = job_view(self.kube.get("batch/v1", "Job", job_name(name, TUNING), ns), pods, WORKLOAD_CONTAINER)
+        training = job_view(self.kube.get("batch/v1", "Job", job_name(name, TRAINING), ns), pods, WORKLOAD_CONTAINER)
+        product = None
+        if tuning.state == "succeeded":
+            product = "cpu" if spec.resources.gpus == 0 else self._gpu_product(tuning.node_name)
+        not_started = all(v.state in ("absent", "pending") for v in (tuning, training))
+        missing: tuple[str, ...] = ()
+        max_gpus: int | None = None
+        cached: CachedTuning | None = None
+        if not_started:
+            missing = tuple(c for c in claims_of(spec) if self.kube.get("v1", "PersistentVolumeClaim", c, ns) is None)
+            nodes = eligible_nodes(
+                self.kube.list("v1", "Node"),
+                spec.resources.node_selector,
+                [t.to_wire() for t in spec.resources.tolerations or []],
+            )
+            if spec.resources.gpus:
+                max_gpus = max_allocatable(nodes, GPU_RESOURCE)
+            reusable = spec.tuning.enabled and spec.tuning.reuse == "IfAvailable"
+            if reusable and tuning.state == "absent" and not (job.status and job.status.tuning):
+                cached = self._cache_lookup(job, [node_label(n, GPU_PRODUCT_LABEL) or "" for n in nodes])
+        return Observed(
+            now=datetime.now(UTC),
+            tuning=_step(tuning, product),
+            training=_step(training, None),
+            cached=cached,
+            missing_claims=missing,
+            max_allocatable_gpus=max_gpus,
+        )
+
+    def _gpu_product(self, node_name: str | None) -> str | None:
+        if not node_name:
+            return None
+        return node_label(self.kube.get("v1", "Node", node_name), GPU_PRODUCT_LABEL)
+
+    def _cache_lookup(self, job: YoloTrainJob, node_products: list[str]) -> CachedTuning | None:
+        product = expected_gpu_product(job.spec, [p for p in node_products if p])
+        if product is None:
+            return None
+        key = cache_key(job.spec, product)
+        cm = self.kube.get("v1", "ConfigMap", CACHE_CONFIG_MAP, job.metadata.namespace)
+        result = decode_entry(((cm or {}).get("data") or {}).get(key))
+        return CachedTuning(key, result) if result is not None else None
+
+    # --- act ------------------------------------------------------------------------------------------------
+
+    def execute(self, job: YoloTrainJob, action: Action) -> None:
+        ns, name = job.metadata.namespace, job.metadata.name
+        if isinstance(action, CreateTuningJob | CreateTrainingJob):
+            objects = (
+                tuning_objects(job, self.options)
+                if isinstance(action, CreateTuningJob)
+                else training_objects(job, action.choice, self.options)
+            )
+            config_map, batch_job = objects
+            self.kube.apply(config_map)
+            _, created = self.kube.ensure(batch_job)
+            if created:
+                log.info("created Job %s/%s", ns, batch_job["metadata"]["name"])
+        elif isinstance(action, SuspendJobs | ResumeJobs):
+            component = TUNING if action.step == "tuning" else TRAINING
+            ref = Ref("batch/v1", "Job", job_name(name, component), ns)
+            self.kube.merge_patch(ref, {"spec": {"suspend": isinstance(action, SuspendJobs)}})
+        elif isinstance(action, WriteCache):
+            self._write_cache(ns, action)
+            m.tuning_duration.observe(action.result.duration_seconds)
+
+    def _write_cache(self, namespace: str, action: WriteCache) -> None:
+        """Merge-patch one key (apply would drop the keys other jobs wrote under the same field manager)."""
+        ref = Ref("v1", "ConfigMap", CACHE_CONFIG_MAP, namespace)
+        data = {action.key: encode_entry(action.result)}
+        if self.kube.get("v1", "ConfigMap", CACHE_CONFIG_MAP, namespace) is None:
+            labels = {LABEL_NAME: APP_NAME, LABEL_MANAGED_BY: MANAGER, "app.kubernetes.io/component": "tuning-cache"}
+            meta = {"name": ref.name, "namespace": namespace, "labels": labels}
+            try:
+                self.kube.ensure({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data})
+                return
+            except ApiError as exc:
+                log.warning("creating the tuning cache failed, patching instead: %s", exc)
+        self.kube.merge_patch(ref, {"data": data})
+
+    def write_status(self, job: YoloTrainJob, decision: Decision) -> None:
+        """One status patch, only when something changed; then events and transition metrics."""
+        before = (job.status or YoloTrainJobStatus()).to_wire()
+        after = decision.status.to_wire()
+        ref = Ref(API_VERSION, KIND, job.metadata.name, job.metadata.namespace, job.metadata.uid)
+        if before != after:
+            self.kube.patch_status(ref, decision.status.model_dump(by_alias=True, mode="json"))
+        previous = job.status.phase if job.status else None
+        if decision.phase != previous:
+            m.phase_transitions.labels(KIND, previous or "", decision.phase or "").inc()
+            log.info("%s/%s: %s -> %s", job.metadata.namespace, job.metadata.name, previous, decision.phase)
+        for event in decision.events:
+            self.kube.post_event(ref, event.type, event.reason, event.message)
+
+    def _reject(self, raw: dict[str, Any], message: str) -> None:
+        """A stored object our models reject (an older CRD, a hand-edited status): say so, do nothing else."""
+        meta = raw["metadata"]
+        ref = Ref(API_VERSION, KIND, meta["name"], meta.get("namespace"), meta.get("uid"))
+        now = datetime.now(UTC)
+        failed = Condition(
+            type="Failed", status="True", reason="InvalidSpec", message=message[:4000],
+            last_transition_time=cond.rfc3339(now), observed_generation=meta.get("generation"),
+        )  # fmt: skip
+        status = {"phase": "Failed", "message": message[:4000], "conditions": [failed.to_wire()]}
+        if (raw.get("status") or {}).get("phase") != "Failed":
+            self.kube.patch_status(ref, status)
+            self.kube.post_event(ref, "Warning", "InvalidSpec", message)
+
+    # --- progress -------------------------------------------------------------------------------------------
+
+    def update_progress(self, namespace: str, name: str) -> None:
+        raw = self.kube.get(API_VERSION, KIND, name, namespace)
+        if raw is None or (raw.get("status") or {}).get("phase") != "Training":
+            return
+        pods = self.kube.list("v1", "Pod", namespace, labels={LABEL_INSTANCE: name, LABEL_MANAGED_BY: MANAGER})
+        view = job_view(self.kube.get("batch/v1", "Job", job_name(name, TRAINING), namespace), pods, WORKLOAD_CONTAINER)
+        if view.state != "running" or not view.pod_ip:
+            return
+        try:
+            samples = self.metrics_source.read(view.pod_ip, self.settings.workload_metrics_port)
+        except (OSError, ValueError) as exc:
+            m.progress_scrape_errors.labels(KIND).inc()
+            log.debug("metrics of %s/%s not readable: %s", namespace, view.pod_name, exc)
+            return
+        progress = progress_from(samples, view.started_at, datetime.now(UTC))
+        if progress is not None:
+            ref = Ref(API_VERSION, KIND, name, namespace)
+            self.kube.patch_status(ref, {"progress": progress.model_dump(by_alias=True, mode="json")})
+
+
+def _step(view: JobView, gpu_product: str | None) -> StepObservation:
+    return StepObservation(
+        state=StepState(view.state),
+        message=view.message,
+        exit_code=view.exit_code,
+        failure_reason=view.failure_reason,
+        failure_message=view.failure_message,
+        restarts=view.restarts,
+        gpu_product=gpu_product,
+    )
+
+
+def _owner_name(body: Any) -> str | None:
+    for ref in body.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("kind") == KIND and ref.get("apiVersion", "").startswith(GROUP + "/") and ref.get("controller"):
+            return str(ref["name"])
+    return None
+
+
+def register(registry: kopf.OperatorRegistry, controller: TrainJobController) -> None:
+    """Add the YoloTrainJob handlers to `registry`."""
+    settings = controller.settings
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    def train_job_event(*, name: str, namespace: str | None, type: str, **_: Any) -> None:
+        if type != "DELETED":
+            controller.reconcile(namespace or "default", name)
+
+    @kopf.on.event("batch", "v1", "jobs", labels={LABEL_MANAGED_BY: MANAGER, LABEL_NAME: APP_NAME}, registry=registry)
+    def child_job_event(*, body: Any, namespace: str | None, **_: Any) -> None:
+        owner = _owner_name(body)
+        if owner:
+            controller.reconcile(namespace or "default", owner)
+
+    @kopf.timer(GROUP, VERSION, PLURAL, interval=settings.reconcile_period_seconds, registry=registry)
+    def train_job_resync(*, name: str, namespace: str | None, **_: Any) -> None:
+        controller.reconcile(namespace or "default", name)
+
+    @kopf.timer(
+        GROUP,
+        VERSION,
+        PLURAL,
+        interval=settings.progress_period_seconds,
+        when=lambda body, **_: (body.get("status") or {}).get("phase") == "Training",
+        registry=registry,
+    )
+    def train_job_progress(*, name: str, namespace: str | None, **_: Any) -> None:
+        controller.update_progress(namespace or "default", name)

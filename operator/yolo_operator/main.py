@@ -1,0 +1,167 @@
+"""Starting the operator: settings → Kopf settings, one registry with both controllers, login from a kubeconfig or
+the pod's service account, metrics and liveness endpoints; `run` for the CLI, `OperatorThread` for tests.
+
+Kopf is configured explicitly (nothing from Kopf's global default registry is used): its bookkeeping lives in
+annotations and a finalizer under the `yolo-operator.io` prefix, never in status (the CRD's schema has no place
+for it) and never in spec.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+
+from yolo_operator.handlers import inference_service, train_job
+from yolo_operator.k8s.client import Kube
+from yolo_operator.metrics import operator_metrics
+from yolo_operator.settings import OperatorSettings
+
+log = logging.getLogger(__name__)
+
+
+def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
+    ks = kopf.OperatorSettings()
+    prefix = settings.persistence_prefix
+    ks.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=prefix)
+    ks.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=prefix, key="last-handled-configuration")
+    ks.persistence.finalizer = f"{prefix}/finalizer"
+    ks.watching.server_timeout = settings.watch_server_timeout_seconds
+    ks.watching.client_timeout = settings.watch_client_timeout_seconds
+    ks.watching.connect_timeout = settings.watch_connect_timeout_seconds
+    ks.posting.level = logging.getLevelName(settings.posting_level)
+    ks.peering.standalone = not settings.peering
+    ks.peering.name = "yolo-operator"
+    ks.peering.clusterwide = settings.clusterwide
+    return ks
+
+
+def connection_info(kube: Kube) -> kopf.ConnectionInfo:
+    """Kopf's credentials from the same configuration our client uses (kubeconfig or service account)."""
+    cfg = kube.configuration
+    auth = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
+    token = auth.removeprefix("Bearer ").strip() if auth else None
+    return kopf.ConnectionInfo(
+        server=cfg.host,
+        ca_path=cfg.ssl_ca_cert or None,
+        insecure=not cfg.verify_ssl,
+        token=token,
+        certificate_path=cfg.cert_file or None,
+        private_key_path=cfg.key_file or None,
+        username=cfg.username or None,
+        password=cfg.password or None,
+    )
+
+
+@dataclass
+class Controllers:
+    train_job: train_job.TrainJobController
+    inference_service: inference_service.InferenceController
+
+
+def build_registry(
+    kube: Kube, settings: OperatorSettings, customize: Callable[[Controllers], None] | None = None
+) -> tuple[kopf.OperatorRegistry, Controllers]:
+    registry = kopf.OperatorRegistry()
+    controllers = Controllers(
+        train_job.TrainJobController(kube, settings), inference_service.InferenceController(kube, settings)
+    )
+    if customize:
+        customize(controllers)  # tests swap the metrics sources here
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return connection_info(kube)
+
+    train_job.register(registry, controllers.train_job)
+    inference_service.register(registry, controllers.inference_service)
+    return registry, controllers
+
+
+async def run_async(
+    settings: OperatorSettings,
+    kubeconfig: str | None = None,
+    stop_flag: threading.Event | None = None,
+    ready_flag: threading.Event | None = None,
+    serve_metrics: bool = True,
+    liveness: bool = True,
+    customize: Callable[[Controllers], None] | None = None,
+) -> None:
+    kube = Kube.connect(kubeconfig, settings.field_manager)
+    registry, _ = build_registry(kube, settings, customize)
+    server = operator_metrics.serve(settings.metrics_port) if serve_metrics else None
+    try:
+        await kopf.operator(
+            registry=registry,
+            settings=kopf_settings(settings),
+            standalone=not settings.peering,
+            clusterwide=settings.clusterwide,
+            namespaces=list(settings.namespaces),
+            liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz" if liveness else None,
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+        )
+    finally:
+        if server is not None:
+            server.shutdown()  # type: ignore[attr-defined]
+        kube.close()
+
+
+def run(settings: OperatorSettings, kubeconfig: str | None = None) -> int:
+    """Run until SIGTERM/SIGINT (Kopf handles them in the main thread)."""
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(run_async(settings, kubeconfig))
+    return 0
+
+
+class OperatorThread:
+    """The operator in a background thread with its own event loop: start, wait until ready, stop."""
+
+    def __init__(
+        self,
+        settings: OperatorSettings,
+        kubeconfig: str | None,
+        serve_metrics: bool = False,
+        liveness: bool = False,
+        customize: Callable[[Controllers], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.kubeconfig = kubeconfig
+        self.stop_flag = threading.Event()
+        self.ready_flag = threading.Event()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="yolo-operator", daemon=True)
+        self._kwargs = {"serve_metrics": serve_metrics, "liveness": liveness, "customize": customize}
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(
+                run_async(self.settings, self.kubeconfig, self.stop_flag, self.ready_flag, **self._kwargs)  # type: ignore[arg-type]
+            )
+        except BaseException as exc:
+            self.error = exc
+            log.exception("operator thread ended with an error")
+
+    def start(self, timeout_s: float = 60) -> OperatorThread:
+        self._thread.start()
+        if not self.ready_flag.wait(timeout_s):
+            self.stop()
+            raise RuntimeError(f"the operator was not ready within {timeout_s} s (error: {self.error})")
+        return self
+
+    def stop(self, timeout_s: float = 30) -> None:
+        self.stop_flag.set()
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            raise RuntimeError(f"the operator thread did not stop within {timeout_s} s")
+
+    def __enter__(self) -> OperatorThread:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()

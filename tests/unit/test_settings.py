@@ -1,0 +1,61 @@
+"""Operator settings from YOLO_OPERATOR_* variables: defaults, parsing, and errors that name the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from yolo_operator.settings import SettingsError, load_settings
+
+pytestmark = pytest.mark.unit
+
+
+def test_defaults_watch_the_whole_cluster() -> None:
+    s = load_settings({"PATH": "/bin"})
+    assert s.clusterwide and s.namespaces == ()
+    assert s.persistence_prefix == "yolo-operator.io"
+    assert s.metrics_port != s.health_port
+
+
+def test_values_are_parsed() -> None:
+    s = load_settings(
+        {
+            "YOLO_OPERATOR_NAMESPACES": "team-a, team-b,",
+            "YOLO_OPERATOR_DEFAULT_IMAGE": "registry.example/yolo:2",
+            "YOLO_OPERATOR_RECONCILE_PERIOD_SECONDS": "2.5",
+            "YOLO_OPERATOR_PEERING": "true",
+            "YOLO_OPERATOR_POSTING_LEVEL": "INFO",
+        }
+    )
+    assert s.namespaces == ("team-a", "team-b") and not s.clusterwide
+    assert s.default_image == "registry.example/yolo:2"
+    assert s.reconcile_period_seconds == 2.5
+    assert s.peering is True
+    assert s.posting_level == "INFO"
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"YOLO_OPERATOR_METRICS_PORT": "http"}, "YOLO_OPERATOR_METRICS_PORT='http'"),
+        ({"YOLO_OPERATOR_METRICS_PORT": "70000"}, "YOLO_OPERATOR_METRICS_PORT"),
+        ({"YOLO_OPERATOR_POSTING_LEVEL": "LOUD"}, "YOLO_OPERATOR_POSTING_LEVEL"),
+        ({"YOLO_OPERATOR_RECONCILE_PERIOD_SECONDS": "0"}, "YOLO_OPERATOR_RECONCILE_PERIOD_SECONDS"),
+        ({"YOLO_OPERATOR_PERSISTENCE_PREFIX": "Not A Prefix"}, "YOLO_OPERATOR_PERSISTENCE_PREFIX"),
+        ({"YOLO_OPERATOR_NAMESPACE": "typo"}, "YOLO_OPERATOR_NAMESPACE: unknown setting"),
+        (
+            {"YOLO_OPERATOR_WATCH_CLIENT_TIMEOUT_SECONDS": "10", "YOLO_OPERATOR_WATCH_SERVER_TIMEOUT_SECONDS": "60"},
+            "must exceed",
+        ),
+        ({"YOLO_OPERATOR_METRICS_PORT": "9000", "YOLO_OPERATOR_HEALTH_PORT": "9000"}, "must differ"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match="invalid operator settings") as info:
+        load_settings(env)
+    assert named in str(info.value)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings({"YOLO_OPERATOR_METRICS_PORT": "x", "YOLO_OPERATOR_HEALTH_PORT": "y"})
+    assert "METRICS_PORT" in str(info.value) and "HEALTH_PORT" in str(info.value)
