@@ -1,13 +1,90 @@
-"""Command-line entry of this verb (placeholder until implemented)."""
+"""`yolo-workload serve --config FILE`: the inference server behind each YoloInferenceService replica.
+
+The config (contract.ServeConfig, YAML or JSON) is the contract with the operator; a few flags override it for
+hand use (`--weights`, `--architecture`, `--port`, `--device`). SIGTERM (pod deletion) first marks the server
+not-ready, then uvicorn stops accepting connections, in-flight requests finish, the queue drains, and it exits 0.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from yolo_workloads.contract import ServeConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="path of the contract config (YAML or JSON)")
+    parser.add_argument("--config", type=Path, help="ServeConfig as YAML or JSON")
+    parser.add_argument("--weights", help="override model: path to .pt weights")
+    parser.add_argument("--architecture", help="override model: Ultralytics YAML such as yolov8n.yaml")
+    parser.add_argument("--host", help="override host")
+    parser.add_argument("--port", type=int, help="override port")
+    parser.add_argument("--device", help="override device (cuda:0, cpu)")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def load_config(path: Path | None, overrides: dict[str, Any]) -> ServeConfig:
+    """Read the config file (if any) and apply overrides; raises SystemExit naming the file and field."""
+    doc: dict[str, Any] = {}
+    if path is not None:
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise SystemExit(f"serve: cannot read config {path}: {exc.strerror}") from None
+        try:
+            loaded = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as exc:
+            raise SystemExit(
+                f"serve: {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}"
+            ) from None
+        if not isinstance(loaded, dict):
+            raise SystemExit(f"serve: {path} must hold a mapping of ServeConfig fields")
+        doc = loaded
+    if overrides.get("weights") or overrides.get("architecture"):
+        doc["model"] = {k: overrides[k] for k in ("weights", "architecture") if overrides.get(k)}
+    for key in ("host", "port", "device"):
+        if overrides.get(key) is not None:
+            doc[key] = overrides[key]
+    try:
+        return ServeConfig.model_validate(doc)
+    except ValidationError as exc:
+        where = str(path) if path else "arguments"
+        raise SystemExit(f"serve: invalid config in {where}:\n{exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("not implemented yet")
+    cfg = load_config(args.config, vars(args))
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import importlib.util
+
+    import uvicorn
+
+    from yolo_workloads.serve.app import create_app
+
+    app = create_app(cfg)
+    state = app.state.serve
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            state.draining = True  # readiness goes 503 at once, before connections close
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(
+        app,
+        host=cfg.host,
+        port=cfg.port,
+        log_level=args.log_level,
+        access_log=False,  # per-request logs cost more than the request at thousands per second
+        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        timeout_graceful_shutdown=60,
+        backlog=4096,
+    )
+    Server(config).run()
+    return 0

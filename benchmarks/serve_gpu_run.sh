@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# One device call for issue 5: bench (forward / serving pipeline / Ultralytics predict), then the HTTP server
+# under load from benchmarks/serve_load.py on the same machine. Writes everything under $OUT.
+# Usage (device tool, repo root, .whl carried): bash benchmarks/serve_gpu_run.sh
+set -u
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 YOLO_OFFLINE=1 YOLO_CONFIG_DIR=/tmp/ycfg
+PY=python3
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+nproc
+CONF=${CONF:-0.25}; BIAS=${BIAS:--4}; MAXB=${MAXB:-128}; DELAY=${DELAY:-4}; CONC=${CONC:-64,256,512,1024}
+DUR=${DUR:-8}; PROCS=${PROCS:-10}; SERVER_CPUS=${SERVER_CPUS:-0-3}; CLIENT_CPUS=${CLIENT_CPUS:-4-15}
+$PY - <<PYEOF
+from yolo_workloads.serve.synthetic import make_signal_weights
+make_signal_weights("/tmp/w.pt", "yolov8n.yaml", seed=0, cls_bias=$BIAS, cls_scale=100.0)
+PYEOF
+cat > /tmp/serve.yaml <<YEOF
+model: {weights: /tmp/w.pt}
+imgsz: 640
+half: true
+conf: $CONF
+max_batch_size: $MAXB
+max_queue_delay_ms: $DELAY
+max_queue_size: 4096
+host: 127.0.0.1
+port: 8080
+YEOF
+$PY - <<'PYEOF' 2>&1 | tee "$OUT/detections.txt"
+import numpy as np
+from yolo_workloads.serve.cli import load_config
+from yolo_workloads.serve.pipeline import Detector, EncodedImage
+from yolo_workloads.serve import synthetic
+from pathlib import Path
+d = Detector(load_config(Path("/tmp/serve.yaml"), {}))
+rng = np.random.default_rng(0)
+items = [EncodedImage(synthetic.encode(synthetic.scene(480, 640, rng)), "jpeg") for _ in range(64)]
+res = d.run(items)
+print("mean detections per image", np.mean([len(r.scores) for r in res]))
+PYEOF
+if [ "${SKIP_BENCH:-0}" != 1 ]; then
+  timeout 200 $PY -m yolo_workloads.cli bench --config /tmp/serve.yaml --batch-sizes 1,32,128,256 --modes forward,pipeline \
+    --seconds 3 --json "$OUT/bench.json" 2>&1 | grep -v '^{' | tee "$OUT/bench.txt"
+  timeout 120 $PY -m yolo_workloads.cli bench --config /tmp/serve.yaml --batch-sizes 1,32 --modes predict \
+    --seconds 4 --json "$OUT/bench_predict.json" 2>&1 | grep -v '^{' | tee "$OUT/bench_predict.txt"
+fi
+taskset -c "$SERVER_CPUS" $PY -m yolo_workloads.cli serve --config /tmp/serve.yaml > "$OUT/server.log" 2>&1 &
+SPID=$!
+for i in $(seq 1 120); do curl -sf localhost:8080/v2/health/ready >/dev/null && break; sleep 1; done
+curl -s localhost:8080/v2/health/ready; echo
+taskset -c "$CLIENT_CPUS" timeout 300 $PY benchmarks/serve_load.py --url http://127.0.0.1:8080 --endpoint v2 --sweep \
+  --concurrency "$CONC" --duration "$DUR" --processes "$PROCS" --json "$OUT/load_v2.json" 2>&1 | tee "$OUT/load.txt"
+taskset -c "$CLIENT_CPUS" timeout 60 $PY benchmarks/serve_load.py --url http://127.0.0.1:8080 --endpoint v1 \
+  --concurrency 512 --duration 5 --processes "$PROCS" --json "$OUT/load_v1.json" 2>&1 | tee -a "$OUT/load.txt"
+curl -s localhost:8080/metrics > "$OUT/metrics.txt"
+grep -E '^yolo_serve_(batch_size_(sum|count)|images_total|gpu_)' "$OUT/metrics.txt"
+kill -TERM $SPID; wait $SPID; echo "server exit code $?"
+tail -5 "$OUT/server.log"

@@ -1,0 +1,248 @@
+"""The device pipeline: decode, letterbox, normalise, forward, NMS, boxes back to image pixels, batched.
+
+Why not `YOLO.predict`: it decodes, letterboxes and runs NMS image by image on the CPU, which leaves an H100
+waiting (187 images/s vs ~6,000 for the bare forward). Here every step works on the whole batch on the device:
+JPEGs go through the GPU decoder in one call, images of the same size are resized together, and NMS is one
+`batched_nms` over all images with (image, class) as the group. The geometry copies Ultralytics' (LetterBox with
+auto=False and centred padding of 114; `scale_boxes`; best-class NMS with conf > threshold, class-aware IoU,
+max_det per image) so detections match `predict(rect=False)` within fp16 rounding. Not copied: Ultralytics'
+30,000-candidate cap before NMS (only reached by degenerate models at tiny conf).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torchvision
+from torch.nn import functional as F  # noqa: N812
+from torchvision.io import ImageReadMode
+
+from yolo_workloads.contract import ServeConfig
+from yolo_workloads.serve.imagecheck import ImageError
+
+log = logging.getLogger(__name__)
+PAD_VALUE = 114.0
+MAX_DET = 300
+
+
+@dataclass
+class Detections:
+    """One image's detections, in original image pixels, best score first."""
+
+    boxes: np.ndarray  # float32 [K, 4] xyxy
+    scores: np.ndarray  # float32 [K]
+    classes: np.ndarray  # int32 [K]
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    data: bytes
+    format: str  # "jpeg" | "png"
+
+
+Item = EncodedImage | torch.Tensor  # encoded bytes, or an RGB uint8 CHW tensor
+Outcome = Detections | ImageError
+
+
+def ensure_offline() -> None:
+    """Keep Ultralytics from reaching the network; the shared helper when present, else the same settings."""
+    try:
+        from yolo_workloads import offline  # type: ignore[attr-defined]
+
+        offline.ensure_offline()
+        return
+    except (ImportError, AttributeError):
+        pass
+    import os
+    import tempfile
+
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_CONFIG_DIR", os.path.join(tempfile.gettempdir(), "yolo-workload-config"))
+    os.environ.setdefault("YOLO_VERBOSE", "False")
+
+
+def pick_device(requested: str | None) -> torch.device:
+    if requested:
+        return torch.device(requested)
+    return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+
+
+def load_model(ref: str, device: torch.device, half: bool) -> tuple[torch.nn.Module, dict[int, str], int]:
+    """Ultralytics model, fused conv+bn, eval, fp16 on GPU, channels-last. Returns (module, names, stride)."""
+    ensure_offline()
+    from ultralytics import YOLO
+
+    yolo = YOLO(ref, task="detect")
+    model: Any = yolo.model
+    model = model.fuse(verbose=False) if "verbose" in model.fuse.__code__.co_varnames else model.fuse()
+    model = model.to(device).eval()
+    if half:
+        model = model.half()
+    model = model.to(memory_format=torch.channels_last)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    names = {int(k): str(v) for k, v in dict(model.names).items()}
+    stride = int(max(model.stride)) if hasattr(model, "stride") else 32
+    return model, names, stride
+
+
+class Detector:
+    """Loaded model plus the batched pre/post-processing around it."""
+
+    def __init__(self, cfg: ServeConfig) -> None:
+        self.cfg = cfg
+        self.device = pick_device(cfg.device)
+        self.half = cfg.half and self.device.type == "cuda"
+        self.dtype = torch.float16 if self.half else torch.float32
+        self.imgsz = cfg.imgsz
+        self.conf = cfg.conf
+        self.iou = cfg.iou
+        self.max_det = MAX_DET
+        t0 = time.perf_counter()
+        self.model, self.names, self.stride = load_model(cfg.model.ref, self.device, self.half)
+        if self.imgsz % self.stride:
+            raise ValueError(f"imgsz {self.imgsz} must be a multiple of the model stride {self.stride}")
+        self.gpu_decode = self.device.type == "cuda"
+        log.info("model %s loaded on %s in %.1fs", cfg.model.ref, self.device, time.perf_counter() - t0)
+
+    # -- decode ------------------------------------------------------------------------------------------------
+    def decode(self, items: list[Item]) -> list[torch.Tensor | ImageError]:
+        """RGB uint8 CHW tensors on the device, JPEGs batched through the GPU decoder when there is one."""
+        out: list[torch.Tensor | ImageError | None] = [None] * len(items)
+        jpeg_idx: list[int] = []
+        for i, item in enumerate(items):
+            if isinstance(item, torch.Tensor):
+                out[i] = item.to(self.device, non_blocking=True)
+            elif item.format == "jpeg" and self.gpu_decode:
+                jpeg_idx.append(i)
+            else:
+                out[i] = self._decode_cpu(item)
+        if jpeg_idx:
+            datas = [torch.frombuffer(bytearray(items[i].data), dtype=torch.uint8) for i in jpeg_idx]  # type: ignore[union-attr]
+            try:
+                decoded = torchvision.io.decode_jpeg(datas, mode=ImageReadMode.RGB, device=self.device)
+                for i, img in zip(jpeg_idx, decoded, strict=True):
+                    out[i] = img
+            except RuntimeError:
+                # One bad image fails the whole batched call: find it by decoding one by one (GPU, then CPU).
+                for i, data in zip(jpeg_idx, datas, strict=True):
+                    try:
+                        out[i] = torchvision.io.decode_jpeg(data, mode=ImageReadMode.RGB, device=self.device)
+                    except RuntimeError:
+                        out[i] = self._decode_cpu(items[i])  # type: ignore[arg-type]
+        return [o if o is not None else ImageError("image could not be decoded") for o in out]
+
+    def _decode_cpu(self, item: EncodedImage) -> torch.Tensor | ImageError:
+        try:
+            data = torch.frombuffer(bytearray(item.data), dtype=torch.uint8)
+            img = torchvision.io.decode_image(data, mode=ImageReadMode.RGB)
+        except RuntimeError as exc:
+            return ImageError(f"corrupt {item.format.upper()}: {str(exc).splitlines()[0][:160]}")
+        return img.to(self.device, non_blocking=True)
+
+    # -- letterbox ---------------------------------------------------------------------------------------------
+    def geometry(self, h: int, w: int) -> tuple[int, int, int, int]:
+        """(new_h, new_w, top, left) exactly as Ultralytics LetterBox(auto=False, center=True)."""
+        s = self.imgsz
+        r = min(s / h, s / w)
+        nw, nh = max(round(w * r), 1), max(round(h * r), 1)
+        dw, dh = (s - nw) / 2, (s - nh) / 2
+        return nh, nw, round(dh - 0.1), round(dw - 0.1)
+
+    def letterbox(self, images: list[torch.Tensor]) -> torch.Tensor:
+        """Batch [B,3,S,S] normalised to 0-1 in the model dtype, channels-last; same-size images resized together."""
+        s = self.imgsz
+        batch = torch.full((len(images), 3, s, s), PAD_VALUE / 255.0, dtype=self.dtype, device=self.device)
+        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for i, img in enumerate(images):
+            groups[(int(img.shape[1]), int(img.shape[2]))].append(i)
+        for (h, w), idx in groups.items():
+            nh, nw, top, left = self.geometry(h, w)
+            x = torch.stack([images[i] for i in idx]).float()
+            if (nh, nw) != (h, w):
+                # cv2.INTER_LINEAR == bilinear, half-pixel centres, no antialias; round like cv2's uint8 output.
+                x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False).round_().clamp_(0, 255)
+            index = torch.tensor(idx, device=self.device)
+            batch[index, :, top : top + nh, left : left + nw] = (x / 255.0).to(self.dtype)
+        return batch.contiguous(memory_format=torch.channels_last)
+
+    # -- model + NMS -------------------------------------------------------------------------------------------
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        out = self.model(batch)
+        return out[0] if isinstance(out, (tuple, list)) else out  # [B, 4+nc, A]
+
+    def nms(self, pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One batched NMS for all images. Returns (rows [M,6] xyxy,score,cls in letterbox pixels, image index [M])."""
+        b_size, _, _ = pred.shape
+        p = pred.transpose(1, 2)  # [B, A, 4+nc]
+        scores, cls = p[..., 4:].max(-1)
+        b_idx, a_idx = (scores > self.conf).nonzero(as_tuple=True)
+        xywh = p[b_idx, a_idx, :4].float()
+        boxes = torch.cat((xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2), 1)
+        sc = scores[b_idx, a_idx].float()
+        cl = cls[b_idx, a_idx]
+        nc = pred.shape[1] - 4
+        keep = torchvision.ops.batched_nms(boxes, sc, b_idx * nc + cl, self.iou)  # sorted by score
+        kb = b_idx[keep]
+        order = torch.sort(kb, stable=True).indices  # group by image, keeping score order inside
+        keep, kb = keep[order], kb[order]
+        counts = torch.bincount(kb, minlength=b_size)
+        starts = torch.cumsum(counts, 0) - counts
+        rank = torch.arange(kb.numel(), device=kb.device) - starts[kb]
+        sel = rank < self.max_det
+        keep, kb = keep[sel], kb[sel]
+        rows = torch.cat((boxes[keep], sc[keep, None], cl[keep, None].float()), 1)
+        return rows, kb
+
+    @torch.inference_mode()
+    def run(self, items: list[Item]) -> list[Outcome]:
+        """Detections for each item (or the ImageError of that item)."""
+        results: list[Outcome | None] = [None] * len(items)
+        decoded = self.decode(items)
+        ok = [i for i, d in enumerate(decoded) if isinstance(d, torch.Tensor)]
+        for i, d in enumerate(decoded):
+            if isinstance(d, ImageError):
+                results[i] = d
+        if ok:
+            images: list[torch.Tensor] = [decoded[i] for i in ok]  # type: ignore[misc]
+            batch = self.letterbox(images)
+            rows, kb = self.nms(self.forward(batch))
+            # Boxes back to original pixels (Ultralytics scale_boxes), on the device, then one copy to the host.
+            g = torch.tensor([self._unletterbox(im) for im in images], dtype=torch.float32, device=self.device)
+            gi = g[kb]  # [M, 6]: pad_x, pad_y, gain_x, gain_y, w0, h0
+            xy = rows[:, :4].view(-1, 2, 2)
+            xy = (xy - gi[:, None, 0:2]) / gi[:, None, 2:4]
+            xy = torch.minimum(xy.clamp_(min=0), gi[:, None, 4:6])
+            host = torch.cat((xy.view(-1, 4), rows[:, 4:6], kb[:, None].float()), 1).cpu().numpy()
+            counts = np.bincount(host[:, 6].astype(np.int64), minlength=len(images))
+            start = 0
+            for j, n in enumerate(counts.tolist()):
+                r = host[start : start + n]
+                start += n
+                results[ok[j]] = Detections(
+                    boxes=np.ascontiguousarray(r[:, :4], dtype=np.float32),
+                    scores=np.ascontiguousarray(r[:, 4], dtype=np.float32),
+                    classes=r[:, 5].astype(np.int32),
+                )
+        return [r if r is not None else ImageError("internal: no result") for r in results]
+
+    def _unletterbox(self, img: torch.Tensor) -> list[float]:
+        h0, w0 = int(img.shape[1]), int(img.shape[2])
+        nh, nw, _, _ = self.geometry(h0, w0)
+        pad_x = round((self.imgsz - nw) / 2 - 0.1)
+        pad_y = round((self.imgsz - nh) / 2 - 0.1)
+        return [pad_x, pad_y, nw / w0, nh / h0, w0, h0]
+
+    def warmup(self, batch_sizes: list[int]) -> None:
+        """Run each batch size once so kernels are selected and memory is allocated before `ready`."""
+        for b in batch_sizes:
+            img = torch.randint(0, 255, (3, self.imgsz * 3 // 4, self.imgsz), dtype=torch.uint8)
+            self.run([img] * b)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)

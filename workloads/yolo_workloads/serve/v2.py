@@ -1,0 +1,214 @@
+"""Open Inference Protocol v2 (KServe / Triton REST) request parsing and response encoding, with the binary
+tensor extension that tritonclient uses by default (`Inference-Header-Content-Length`).
+
+Input: exactly one tensor (name free; `images` advertised):
+- BYTES, shape [N]: N encoded JPEG/PNG images (binary extension: each element is a 4-byte little-endian length
+  then the bytes; in JSON, each element is a base64 string);
+- UINT8 (0-255) or FP32 (0-1, Ultralytics' tensor convention) RGB pixels, shape [N,H,W,3] (NHWC) or [N,3,H,W]
+  (NCHW); the layout is read from the shape, or from the input's `parameters.layout` when H or W is 3.
+Outputs: boxes FP32 [N,K,4] (xyxy, original image pixels), scores FP32 [N,K], classes INT32 [N,K] (-1 pads),
+counts INT32 [N] (valid detections per image); K is the largest count in the request.
+Pure numpy: no torch here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from yolo_workloads.serve.imagecheck import ImageError
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+INPUT_NAME = "images"
+OUTPUTS = ("boxes", "scores", "classes", "counts")
+_NP = {"UINT8": np.uint8, "FP32": np.float32, "INT32": np.int32}
+
+
+@dataclass
+class V2Request:
+    id: str | None
+    encoded: list[bytes] | None  # BYTES input
+    pixels: np.ndarray | None  # uint8 [N,3,H,W] RGB, from a UINT8/FP32 input
+    outputs: list[str]
+    binary: dict[str, bool]
+
+
+def _bad(msg: str) -> ImageError:
+    return ImageError(f"invalid inference request: {msg}", status=400)
+
+
+def _split_bytes(raw: bytes, count: int) -> list[bytes]:
+    out: list[bytes] = []
+    i = 0
+    while i < len(raw):
+        if i + 4 > len(raw):
+            raise _bad("BYTES element length prefix is cut short")
+        (n,) = struct.unpack_from("<I", raw, i)
+        i += 4
+        if i + n > len(raw):
+            raise _bad("BYTES element is shorter than its length prefix")
+        out.append(raw[i : i + n])
+        i += n
+    if len(out) != count:
+        raise _bad(f"BYTES input holds {len(out)} elements, shape says {count}")
+    return out
+
+
+def _flatten(data: Any) -> list[Any]:
+    if isinstance(data, list):
+        return [y for x in data for y in _flatten(x)]
+    return [data]
+
+
+def parse_request(body: bytes, header_length: str | None) -> V2Request:
+    """Parse a v2 infer body (JSON, optionally followed by binary tensor data). Raises ImageError (400)."""
+    if header_length is not None:
+        try:
+            hlen = int(header_length)
+        except ValueError:
+            raise _bad(f"{HEADER_LENGTH} is not an integer: {header_length!r}") from None
+        if not 0 <= hlen <= len(body):
+            raise _bad(f"{HEADER_LENGTH}={hlen} is outside the body of {len(body)} bytes")
+        head, binary = body[:hlen], body[hlen:]
+    else:
+        head, binary = body, b""
+    try:
+        doc = json.loads(head)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _bad(f"body is not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise _bad("body must be a JSON object")
+    inputs = doc.get("inputs")
+    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
+        raise _bad("`inputs` must be a list of exactly one tensor (encoded images or pixels)")
+    inp = inputs[0]
+    shape, dtype = inp.get("shape"), inp.get("datatype")
+    if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape) or not shape:
+        raise _bad("`inputs[0].shape` must be a non-empty list of non-negative integers")
+    params = inp.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise _bad("`inputs[0].parameters` must be an object")
+    count = int(np.prod(shape))
+    raw: bytes | None = None
+    if "binary_data_size" in params:
+        size = params["binary_data_size"]
+        if not isinstance(size, int) or size < 0 or size > len(binary):
+            raise _bad(f"binary_data_size {size!r} does not fit the {len(binary)} binary bytes sent")
+        raw = binary[:size]
+    elif "data" not in inp:
+        raise _bad("`inputs[0]` has neither `data` nor `parameters.binary_data_size`")
+
+    encoded: list[bytes] | None = None
+    pixels: np.ndarray | None = None
+    if dtype == "BYTES":
+        if len(shape) != 1:
+            raise _bad(f"BYTES input must have shape [N], got {shape}")
+        if raw is not None:
+            encoded = _split_bytes(raw, count)
+        else:
+            items = _flatten(inp["data"])
+            if len(items) != count or not all(isinstance(x, str) for x in items):
+                raise _bad(f"BYTES `data` must be {count} base64 strings")
+            try:
+                encoded = [base64.b64decode(x, validate=True) for x in items]
+            except (binascii.Error, ValueError):
+                raise _bad("BYTES `data` elements must be base64-encoded images") from None
+    elif dtype in ("UINT8", "FP32"):
+        pixels = _pixels(inp, shape, dtype, raw, params)
+    else:
+        raise _bad(f"datatype {dtype!r} not supported: use BYTES (encoded images), UINT8 or FP32 (pixels)")
+
+    outputs, binary_flags = _requested_outputs(doc)
+    rid = doc.get("id")
+    return V2Request(str(rid) if rid is not None else None, encoded, pixels, outputs, binary_flags)
+
+
+def _pixels(inp: dict[str, Any], shape: list[int], dtype: str, raw: bytes | None, params: dict[str, Any]) -> np.ndarray:
+    if len(shape) != 4:
+        raise _bad(f"{dtype} input must be 4-D [N,H,W,3] or [N,3,H,W], got {shape}")
+    np_type = _NP[dtype]
+    try:
+        if raw is not None:
+            arr = np.frombuffer(raw, dtype=np_type).reshape(shape)
+        else:
+            arr = np.asarray(inp["data"], dtype=np_type).reshape(shape)
+    except (ValueError, TypeError) as exc:
+        raise _bad(f"tensor data does not match shape {shape} and datatype {dtype}: {exc}") from None
+    layout = params.get("layout")
+    if layout is None:
+        layout = "NHWC" if shape[3] == 3 and shape[1] != 3 else "NCHW" if shape[1] == 3 else None
+    if layout == "NHWC" and shape[3] == 3:
+        arr = arr.transpose(0, 3, 1, 2)
+    elif layout != "NCHW" or shape[1] != 3:
+        raise _bad(f"cannot read RGB layout from shape {shape}: use [N,H,W,3] or [N,3,H,W] (parameters.layout)")
+    if dtype == "FP32":
+        if not np.isfinite(arr).all():
+            raise _bad("FP32 pixels must be finite")
+        arr = np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(arr)
+
+
+def _requested_outputs(doc: dict[str, Any]) -> tuple[list[str], dict[str, bool]]:
+    params = doc.get("parameters") or {}
+    default_binary = bool(params.get("binary_data_output", False)) if isinstance(params, dict) else False
+    req = doc.get("outputs")
+    if req is None:
+        return list(OUTPUTS), dict.fromkeys(OUTPUTS, default_binary)
+    if not isinstance(req, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in req):
+        raise _bad("`outputs` must be a list of objects with a `name`")
+    names: list[str] = []
+    flags: dict[str, bool] = {}
+    for o in req:
+        if o["name"] not in OUTPUTS:
+            raise _bad(f"unknown output {o['name']!r}; outputs are {', '.join(OUTPUTS)}")
+        names.append(o["name"])
+        oparams = o.get("parameters") or {}
+        flags[o["name"]] = bool(oparams.get("binary_data", default_binary))
+    return names, flags
+
+
+def pack(dets: list[Any]) -> dict[str, np.ndarray]:
+    """Stack per-image Detections into padded output tensors."""
+    n = len(dets)
+    k = max((len(d.scores) for d in dets), default=0)
+    boxes = np.zeros((n, k, 4), np.float32)
+    scores = np.zeros((n, k), np.float32)
+    classes = np.full((n, k), -1, np.int32)
+    counts = np.zeros((n,), np.int32)
+    for i, d in enumerate(dets):
+        c = len(d.scores)
+        counts[i] = c
+        boxes[i, :c] = d.boxes
+        scores[i, :c] = d.scores
+        classes[i, :c] = d.classes
+    return {"boxes": boxes, "scores": scores, "classes": classes, "counts": counts}
+
+
+def encode_response(model_name: str, req: V2Request, tensors: dict[str, np.ndarray]) -> tuple[bytes, dict[str, str]]:
+    """The response body and extra headers (binary extension when any output asked for binary data)."""
+    dtypes = {"boxes": "FP32", "scores": "FP32", "classes": "INT32", "counts": "INT32"}
+    outputs: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for name in req.outputs:
+        arr = tensors[name]
+        out: dict[str, Any] = {"name": name, "datatype": dtypes[name], "shape": list(arr.shape)}
+        if req.binary.get(name):
+            blob = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+            out["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            out["data"] = arr.ravel().tolist()
+        outputs.append(out)
+    doc: dict[str, Any] = {"model_name": model_name, "model_version": "1", "outputs": outputs}
+    if req.id is not None:
+        doc["id"] = req.id
+    head = json.dumps(doc, separators=(",", ":")).encode()
+    if not blobs:
+        return head, {"content-type": "application/json"}
+    return head + b"".join(blobs), {"content-type": "application/octet-stream", HEADER_LENGTH: str(len(head))}
