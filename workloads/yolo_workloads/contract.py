@@ -184,6 +184,8 @@ class TrainSummary(ContractModel):
 class ServeTuningConfig(ContractModel):
     enabled: bool = False
     latency_slo_ms: float = 100
+    trial_seconds: float = Field(default=1.0, gt=0)
+    """Length of each max_batch_size x max_queue_delay_ms trial of the start-up sweep."""
 
 
 class ServeConfig(ContractModel):
