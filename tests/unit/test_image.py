@@ -521,3 +521,48 @@ def test_sshd_effective_config_is_keys_only(running_sshd: tuple[str, int, Path, 
     assert effective["permitrootlogin"] == "no"
     assert effective["pubkeyauthentication"] == "yes"
     assert effective["usepam"] == "no"
+
+
+def rendered_pod_commands() -> list[tuple[str, list[str]]]:
+    """(what, argv) of every container the operator renders for the two sample resources."""
+    from yolo_operator.api import YoloInferenceService, YoloTrainJob
+    from yolo_operator.lifecycle.train_job import TrainChoice
+    from yolo_operator.render import inference_service, train_job
+
+    samples = REPO / "manifests" / "samples"
+    train_doc = yaml.safe_load((samples / "yolotrainjob.yaml").read_text())
+    train_doc["metadata"].update(namespace="ns", uid="uid-1", generation=1)
+    job = YoloTrainJob.model_validate(train_doc)
+    choice = TrainChoice(batch=16, workers=2, amp=True, cache="none")
+    service_doc = yaml.safe_load((samples / "yoloinferenceservice.yaml").read_text())
+    service_doc["metadata"].update(namespace="ns", uid="uid-2", generation=1)
+    svc = YoloInferenceService.model_validate(service_doc)
+    objects = [
+        *train_job.tuning_objects(job, train_job.RenderOptions()),
+        *train_job.training_objects(job, choice, train_job.RenderOptions()),
+        *inference_service.objects(
+            svc, inference_service.ModelMount("models", "best.pt"), 1, inference_service.RenderOptions()
+        ),
+    ]
+    found = []
+    for obj in objects:
+        for container in containers(obj):
+            argv = [*container.get("command", []), *container.get("args", [])]
+            found.append((f"{obj['kind']}/{obj['metadata']['name']}:{container.get('name')}", argv))
+    return found
+
+
+def test_every_command_the_operator_renders_exists() -> None:
+    from yolo_workloads.cli import build_parser
+
+    parser = build_parser()
+    commands = rendered_pod_commands()
+    verbs_run = {argv[1] for _, argv in commands if len(argv) > 1}
+    assert {"tune", "train", "serve"} <= verbs_run, verbs_run
+    for where, argv in commands:
+        assert argv[0] == "yolo-workload", f"{where}: runs {argv[0]}, not the image's CLI"
+        assert argv[1] in verbs(parser), f"{where}: `yolo-workload {argv[1]}` is not a verb"
+        try:
+            parser.parse_args(argv[1:])
+        except SystemExit as exc:
+            pytest.fail(f"{where}: `{shlex.join(argv)}` does not parse ({exc})")
