@@ -113,8 +113,9 @@ def sample_image(shapes_root: Path) -> Path | None:
 def describe_detections(answer: dict[str, Any], names: dict[int, str] | None = None) -> str:
     """One line per detection (class, score, box); tolerant of the answer's exact shape."""
     dets = answer.get("detections")
-    if dets is None and isinstance(answer.get("results"), list) and answer["results"]:
-        dets = answer["results"][0].get("detections")
+    for key in ("images", "results"):  # /v1/detect answers {"images": [{"detections": [...]}]}
+        if dets is None and isinstance(answer.get(key), list) and answer[key]:
+            dets = answer[key][0].get("detections")
     if not isinstance(dets, list):
         return json.dumps(answer)[:2000]
     if not dets:

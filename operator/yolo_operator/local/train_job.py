@@ -32,7 +32,6 @@ from yolo_operator.local.backend import JobObservation, LocalJob
 from yolo_operator.local.workdir import Machine, Workdir, train_config, tune_config, write_config
 
 POLL_SECONDS = 1.0
-HEARTBEAT_SECONDS = 15.0
 EXIT_INTERRUPTED = 130
 
 
@@ -141,10 +140,9 @@ class TrainJobRunner:
         env = child_env(job.spec.resources.gpus)
         backoff = job.spec.run_policy.backoff_limit
         w = self.workdir
-        self.tuning = LocalJob(
-            "tuning", "tune", w.tuning / "tune.yaml", w.tune_result, w.tuning / "tune.log", backoff, env=env
-        )
-        # Training's output (Ultralytics' epoch progress) goes straight to the terminal.
+        # Both steps' output goes straight to the terminal: tuning prints a line per trial, training
+        # Ultralytics' epoch progress.
+        self.tuning = LocalJob("tuning", "tune", w.tuning / "tune.yaml", w.tune_result, None, backoff, env=env)
         self.training = LocalJob(
             "training", "train", w.training / "train.yaml", w.train_summary, None, backoff, env=env
         )
@@ -152,8 +150,6 @@ class TrainJobRunner:
         self.tune_result: TuneResult | None = None
         self._shown_trials = False
         self._phase: str | None = None
-        self._tuning_started = 0.0
-        self._last_heartbeat = 0.0
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -196,13 +192,11 @@ class TrainJobRunner:
         config = tune_config(self.job, self.workdir, self.options.volumes, self.machine)
         write_config(self.tuning.config_path, config)
         self.tuning.start()
-        self._tuning_started = self._last_heartbeat = time.monotonic()
         self.say(
             report.note_line(
                 f"tuning: up to {config.max_trials} trials in {config.time_budget_seconds:.0f} s "
                 f"(batch {config.search.batch.min}-{config.search.batch.max}, workers "
-                f"{config.search.workers.min}-{config.search.workers.max}, cpu budget {config.cpu_budget}); "
-                f"log: {self.workdir.tuning / 'tune.log'}"
+                f"{config.search.workers.min}-{config.search.workers.max}, cpu budget {config.cpu_budget})"
             )
         )
 
@@ -236,9 +230,6 @@ class TrainJobRunner:
             if result is not None:
                 self.say(report.tuning_summary(result, tuning.source or "Measured"))
                 self.say(report.trials_table(result))
-        if self.tuning.running() and time.monotonic() - self._last_heartbeat >= HEARTBEAT_SECONDS:
-            self._last_heartbeat = time.monotonic()
-            self.say(report.note_line(f"tuning: {time.monotonic() - self._tuning_started:.0f} s so far"))
 
     def progress(self, status: YoloTrainJobStatus) -> YoloTrainJobStatus:
         """status.progress from results.csv (the controller reads the pod's metrics instead)."""

@@ -1,0 +1,197 @@
+"""`yolo-operator run` end to end, as a user runs it: a subprocess, real workloads on the CPU, no network.
+
+A tiny YoloTrainJob (16 images at 64 px, one epoch, two tuning trials) goes through tuning, training and serving;
+then a Ctrl-C during training and a second run on the same work directory resume from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from yolo_operator.api import YoloTrainJobStatus
+from yolo_workloads.contract import TrainSummary
+
+pytestmark = pytest.mark.workloads
+
+OPERATOR = str(Path(sys.executable).with_name("yolo-operator"))
+# Non-Python tools and the children's own imports reach no network: a fresh network namespace (loopback only)
+# when the kernel allows it, else a guard inherited by every Python child that refuses non-loopback connects.
+GUARD = """
+import socket
+_connect = socket.socket.connect
+def _loopback_only(self, address):
+    host = address[0] if isinstance(address, tuple) else ""
+    if self.family in (socket.AF_INET, socket.AF_INET6) and host not in ("127.0.0.1", "::1", "localhost"):
+        raise OSError("network blocked by the test")
+    return _connect(self, address)
+socket.socket.connect = _loopback_only
+"""
+
+
+def _offline_prefix() -> list[str]:
+    unshare = shutil.which("unshare")
+    if unshare:
+        probe = subprocess.run(
+            [unshare, "-rn", "sh", "-c", "ip link set lo up"], capture_output=True, check=False, timeout=30
+        )
+        if probe.returncode == 0:
+            return [unshare, "-rn", "sh", "-c", 'ip link set lo up && exec "$@"', "offline"]
+    return []
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("env")
+    (root / "guard").mkdir()
+    (root / "guard" / "sitecustomize.py").write_text(GUARD)
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(root / "guard"), os.environ.get("PYTHONPATH")])),
+        "YOLO_OPERATOR_CACHE": str(root / "cache"),
+        "YOLO_CONFIG_DIR": str(root / "ultralytics"),
+        "HOME": str(root / "home"),
+    }
+
+
+def _manifest(path: Path, name: str, **spec: object) -> Path:
+    doc = {
+        "apiVersion": "yolo-operator.io/v1alpha1",
+        "kind": "YoloTrainJob",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"architecture": "yolov8n.yaml"},
+            "data": {"shapes": {"images": 16}},
+            "resources": {"gpus": 0, "cpu": 2, "memory": "4Gi"},
+            **spec,
+        },
+    }
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _run(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*_offline_prefix(), OPERATOR, "run", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _phases(output: str) -> list[str]:
+    return [line.split(" phase ")[1].split(":")[0] for line in output.splitlines() if line.startswith("==> ")]
+
+
+def test_tunes_trains_and_serves_a_train_job(tmp_path: Path, env: dict[str, str]) -> None:
+    manifest = _manifest(
+        tmp_path / "job.yaml",
+        "tiny",
+        train={"imgsz": 64, "epochs": 1, "extraArgs": {"plots": False}},
+        tuning={
+            "maxTrials": 2,
+            "timeBudgetSeconds": 30,
+            "batch": {"min": 4, "max": 8},
+            "workers": {"min": 0, "max": 1},
+            "amp": [False],
+            "cache": ["none"],
+        },
+    )
+    work = tmp_path / "work"
+    done = _run([str(manifest), "--workdir", str(work), "--serve"], env, tmp_path)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    assert _phases(done.stdout) == ["Pending", "Tuning", "Training", "Succeeded", "Serving"]
+    assert "trial  batch  workers" in done.stdout  # the trials table
+
+    status = YoloTrainJobStatus.model_validate(yaml.safe_load((work / "status.yaml").read_text()))
+    assert status.phase == "Succeeded"
+    assert status.tuning is not None and status.tuning.source == "Measured" and status.tuning.trials == 2
+    assert status.artifacts is not None and Path(status.artifacts.best_weights or "").is_file()
+    assert {c.type: c.status for c in status.conditions or []}["Complete"] == "True"
+    assert "kind: YoloTrainJob" in done.stdout and "phase: Succeeded" in done.stdout  # printed as YAML too
+
+    for png in ("training-curves.png", "tuning-trials.png"):
+        assert (work / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    answer = yaml.safe_load((work / "detections.json").read_text())
+    assert isinstance(answer["images"][0]["detections"], list)  # the server answered the real request
+    assert "answered in" in done.stdout
+
+    # The same command again: the finished run is reported, nothing is tuned or trained again.
+    again = _run([str(manifest), "--workdir", str(work)], env, tmp_path, timeout=60)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert _phases(again.stdout) == ["Succeeded"] and "trial 1/" not in again.stderr
+
+
+def test_bad_manifest_names_the_fields(tmp_path: Path, env: dict[str, str]) -> None:
+    manifest = _manifest(tmp_path / "bad.yaml", "bad", train={"imgsz": 65, "epochs": 0})
+    done = _run([str(manifest)], env, tmp_path, timeout=60)
+    assert done.returncode == 2
+    assert "spec.train.epochs: Input should be greater than or equal to 1" in done.stderr.splitlines()
+    assert any(line.startswith("spec.train.imgsz: ") for line in done.stderr.splitlines())
+
+
+def _children_of(work: Path) -> list[int]:
+    """Processes still running with this work directory in their command line."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if str(work).encode() in (proc / "cmdline").read_bytes():
+                    pids.append(int(proc.name))
+            except OSError:
+                continue
+    return pids
+
+
+def test_ctrl_c_stops_training_and_the_next_run_resumes(tmp_path: Path, env: dict[str, str]) -> None:
+    manifest = _manifest(
+        tmp_path / "job.yaml",
+        "resume",
+        train={"imgsz": 64, "epochs": 12, "batch": 8, "workers": 0, "extraArgs": {"plots": False}},
+        tuning={"enabled": False},
+    )
+    work = tmp_path / "work"
+    runner = subprocess.Popen(
+        [*_offline_prefix(), OPERATOR, "run", str(manifest), "--workdir", str(work)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        last = work / "training" / "weights" / "last.pt"
+        deadline = time.monotonic() + 180
+        while not last.exists() and runner.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert last.exists(), "no checkpoint was written"
+        os.kill(runner.pid, signal.SIGINT)  # unshare and sh exec: the pid is the runner's
+        output, _ = runner.communicate(timeout=60)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    assert runner.returncode == 130, output[-3000:]
+    assert "interrupted" in output
+    assert _children_of(work) == []  # the training process and its workers are gone
+    interrupted = YoloTrainJobStatus.model_validate(yaml.safe_load((work / "status.yaml").read_text()))
+    assert interrupted.phase == "Training"
+
+    done = _run([str(manifest), "--workdir", str(work)], env, tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "resuming from" in done.stdout
+    summary = TrainSummary.model_validate_json((work / "training" / "termination-log").read_text())
+    assert summary.resumed and summary.epochs_completed == 12
+    status = YoloTrainJobStatus.model_validate(yaml.safe_load((work / "status.yaml").read_text()))
+    assert status.phase == "Succeeded"
