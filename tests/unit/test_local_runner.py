@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from yolo_operator.api import SpecError, YoloTrainJob, YoloTrainJobStatus
 from yolo_operator.api.train_job import TuningStatus
 from yolo_operator.lifecycle import train_job as lifecycle

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from yolo_operator.api import YoloTrainJobStatus
 from yolo_workloads.contract import TrainSummary
 
