@@ -566,3 +566,62 @@ def test_every_command_the_operator_renders_exists() -> None:
             parser.parse_args(argv[1:])
         except SystemExit as exc:
             pytest.fail(f"{where}: `{shlex.join(argv)}` does not parse ({exc})")
+
+
+def find_jupyter_lab() -> str | None:
+    """jupyter-lab from $YOLO_JUPYTER_LAB, beside this Python, or on PATH (it ships in the dev image only)."""
+    candidates = [os.environ.get("YOLO_JUPYTER_LAB"), str(Path(sys.executable).parent / "jupyter-lab")]
+    for candidate in [*candidates, shutil.which("jupyter-lab")]:
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return None
+
+
+def test_real_jupyter_requires_the_token(tmp_path: Path) -> None:
+    """Start JupyterLab as `yolo-workload dev` would; a request without the token is refused, with it accepted."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    from yolo_workloads.dev.jupyter import JupyterSettings, command, environment, prepare
+
+    executable = find_jupyter_lab()
+    if executable is None:
+        pytest.skip("jupyter-lab is not installed (it ships in the dev image): set YOLO_JUPYTER_LAB to run this")
+    token = "test-token-0123456789abcdef0123"
+    port = free_port()
+    settings = JupyterSettings(state_dir=tmp_path / "state", root_dir=tmp_path, port=port, ip="127.0.0.1")
+    prepare(settings)
+    env = environment(settings, token)
+    env["HOME"] = str(tmp_path)  # keep Jupyter's data files out of the real home
+    argv = command(settings, executable)
+    if os.geteuid() == 0:  # the image runs it as UID 10001; only this test may run as root
+        argv = [a.replace("allow_root=False", "allow_root=True") for a in argv]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+
+    def status(path: str, headers: dict[str, str] | None = None) -> int:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(base + path, headers=headers or {}), timeout=5) as r:
+                return int(r.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, f"jupyter-lab exited: {proc.stdout.read() if proc.stdout else ''}"
+            try:
+                if status("/api") == 200:
+                    break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            assert time.monotonic() < deadline, "jupyter-lab did not answer within 90 s"
+            time.sleep(0.5)
+        assert status("/api/contents") == 403
+        assert status("/api/contents", {"Authorization": "token wrong-token-0123456789"}) == 403
+        assert status("/api/contents", {"Authorization": f"token {token}"}) == 200
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=20)[0]
+    assert token not in output, "Jupyter printed the token in its log"
