@@ -625,3 +625,23 @@ def test_real_jupyter_requires_the_token(tmp_path: Path) -> None:
         proc.terminate()
         output = proc.communicate(timeout=20)[0]
     assert token not in output, "Jupyter printed the token in its log"
+
+
+def test_compose_runs_the_dev_target_with_data_output_and_env_settings() -> None:
+    compose = yaml.safe_load((REPO / "docker-compose.yaml").read_text())
+    (service,) = compose["services"].values()
+    assert service["build"]["target"] == "dev" and service["command"] == ["dev"]
+    assert service["user"].split(":")[0] == UID
+    mounts = {v.split(":")[-1] for v in service["volumes"]}
+    assert {"/workspace/data", "/workspace/runs"} <= mounts
+    assert "JUPYTER_TOKEN" not in service["environment"], "the token comes from a compose secret file"
+    # Every ${VAR} the compose file reads is documented in .env.example, and nothing else is.
+    used = set(re.findall(r"\$\{(\w+)", (REPO / "docker-compose.yaml").read_text()))
+    example = {
+        line.split("=", 1)[0]
+        for line in (REPO / ".env.example").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    }
+    assert used == example, (
+        f"compose reads {sorted(used - example)} undocumented; .env.example has extra {sorted(example - used)}"
+    )
