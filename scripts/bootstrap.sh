@@ -41,6 +41,6 @@ if [[ ! -f "$venv/.complete" ]]; then
   touch "$venv/.complete"
 fi
 log "installing this checkout into $venv"
-"$venv/bin/pip" install -q --no-deps --no-build-isolation -e "$root" >&2
+"$venv/bin/pip" install -q --no-deps -e "$root" >&2
 ln -sfn "$venv" "$root/.venv"
 log "ready: $root/.venv -> $venv"
