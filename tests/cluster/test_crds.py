@@ -1,0 +1,269 @@
+"""The generated CRDs on a real API server: install, samples, schema and CEL validation, kubectl UX, scale."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .harness import Cluster, load_yaml_documents
+
+pytestmark = pytest.mark.cluster
+
+REPO = Path(__file__).resolve().parents[2]
+CRDS = sorted((REPO / "crds").glob("*.yaml"))
+SAMPLES = REPO / "manifests" / "samples"
+TRAIN_SAMPLE = load_yaml_documents(SAMPLES / "yolotrainjob.yaml")[0]
+INFER_SAMPLE = load_yaml_documents(SAMPLES / "yoloinferenceservice.yaml")[0]
+DELETE = object()  # in a patch: remove this key
+
+
+def patched(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge `patch` into a copy of `base`; DELETE removes a key, lists and scalars replace."""
+    out = copy.deepcopy(dict(base))
+    for key, value in patch.items():
+        if value is DELETE:
+            out.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = patched(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def train(spec: Mapping[str, Any]) -> dict[str, Any]:
+    return patched(TRAIN_SAMPLE, {"spec": spec})
+
+
+def infer(spec: Mapping[str, Any]) -> dict[str, Any]:
+    return patched(INFER_SAMPLE, {"spec": spec})
+
+
+# (id, object, a fragment the API server's error must contain: the field, or the CEL rule's message)
+MALFORMED: list[tuple[str, dict[str, Any], str]] = [
+    ("train-name-too-long", patched(TRAIN_SAMPLE, {"metadata": {"name": "x" * 46}}), "at most 45 characters"),
+    (
+        "train-model-both",
+        train({"model": {"weights": {"claimName": "w", "path": "a.pt"}}}),
+        "exactly one of architecture",
+    ),
+    ("train-model-none", train({"model": {"architecture": DELETE}}), "exactly one of architecture"),
+    ("train-arch-unknown", train({"model": {"architecture": "yolov9n.yaml"}}), "spec.model.architecture"),
+    (
+        "train-weights-absolute",
+        train({"model": {"architecture": DELETE, "weights": {"claimName": "w", "path": "/etc/a.pt"}}}),
+        "relative",
+    ),
+    (
+        "train-weights-dotdot",
+        train({"model": {"architecture": DELETE, "weights": {"claimName": "w", "path": "x/../../a.pt"}}}),
+        "relative",
+    ),
+    (
+        "train-weights-not-pt",
+        train({"model": {"architecture": DELETE, "weights": {"claimName": "w", "path": "best.onnx"}}}),
+        ".pt",
+    ),
+    (
+        "train-weights-bad-claim",
+        train({"model": {"architecture": DELETE, "weights": {"claimName": "Bad_Name", "path": "a.pt"}}}),
+        "spec.model.weights.claimName",
+    ),
+    (
+        "train-data-both",
+        train({"data": {"volume": {"claimName": "d", "path": "coco"}}}),
+        "exactly one of volume",
+    ),
+    ("train-shapes-too-few", train({"data": {"shapes": {"images": 4}}}), "spec.data.shapes.images"),
+    ("train-volume-no-claim", train({"data": {"shapes": DELETE, "volume": {"path": "coco"}}}), "claimName"),
+    ("train-no-data", train({"data": DELETE}), "spec.data"),
+    ("train-epochs-zero", train({"train": {"epochs": 0}}), "spec.train.epochs"),
+    ("train-epochs-string", train({"train": {"epochs": "ten"}}), "spec.train.epochs"),
+    ("train-imgsz-tiny", train({"train": {"imgsz": 8}}), "spec.train.imgsz"),
+    ("train-optimizer-unknown", train({"train": {"optimizer": "Lion"}}), "spec.train.optimizer"),
+    ("train-lr0-zero", train({"train": {"lr0": 0}}), "spec.train.lr0"),
+    ("train-batch-zero", train({"train": {"batch": 0}}), "spec.train.batch"),
+    ("train-cache-gpu", train({"train": {"cache": "gpu"}}), "spec.train.cache"),
+    ("train-extra-args-owned", train({"train": {"extraArgs": {"epochs": 5}}}), "extraArgs"),
+    (
+        "train-tuning-batch-inverted",
+        train({"tuning": {"batch": {"min": 64, "max": 8}}}),
+        "min must not exceed max",
+    ),
+    ("train-tuning-amp-empty", train({"tuning": {"amp": []}}), "spec.tuning.amp"),
+    ("train-tuning-cache-disk", train({"tuning": {"cache": ["disk"]}}), "spec.tuning.cache"),
+    (
+        "train-tuning-budget-short",
+        train({"tuning": {"timeBudgetSeconds": 5}}),
+        "spec.tuning.timeBudgetSeconds",
+    ),
+    ("train-tuning-reuse-unknown", train({"tuning": {"reuse": "Always"}}), "spec.tuning.reuse"),
+    ("train-gpus-17", train({"resources": {"gpus": 17}}), "spec.resources.gpus"),
+    ("train-cpu-garbage", train({"resources": {"cpu": "lots"}}), "spec.resources.cpu"),
+    (
+        "train-toleration-operator",
+        train({"resources": {"tolerations": [{"key": "k", "operator": "In"}]}}),
+        "operator",
+    ),
+    ("train-output-no-claim", train({"output": {"claimName": DELETE}}), "claimName"),
+    ("train-backoff-negative", train({"runPolicy": {"backoffLimit": -1}}), "spec.runPolicy.backoffLimit"),
+    (
+        "infer-model-both",
+        infer({"model": {"weights": {"claimName": "w", "path": "a.pt"}}}),
+        "exactly one of weights or fromTrainJob",
+    ),
+    ("infer-min-over-max", infer({"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}), "minReplicas"),
+    ("infer-prometheus-missing", infer({"autoscaling": {"source": "prometheus"}}), "prometheus"),
+    (
+        "infer-prometheus-url",
+        infer({"autoscaling": {"source": "prometheus", "prometheus": {"url": "ftp://p", "query": "up"}}}),
+        "url",
+    ),
+    ("infer-gpu-target-150", infer({"autoscaling": {"target": 150}}), "at most 100"),
+    ("infer-metric-unknown", infer({"autoscaling": {"metric": "cpu"}}), "spec.autoscaling.metric"),
+    ("infer-port-privileged", infer({"serving": {"port": 80}}), "spec.serving.port"),
+    ("infer-conf-above-one", infer({"serving": {"conf": 1.5}}), "spec.serving.conf"),
+    ("infer-replicas-negative", infer({"replicas": -1}), "spec.replicas"),
+    ("infer-service-type", infer({"service": {"type": "ExternalName"}}), "spec.service.type"),
+    (
+        "infer-policy-type",
+        infer(
+            {
+                "autoscaling": {
+                    "behavior": {"scaleUp": {"policies": [{"type": "Replicas", "value": 1, "periodSeconds": 15}]}}
+                }
+            }
+        ),
+        "type",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def crds(cluster: Cluster) -> Cluster:
+    """Install the CRDs once and wait until the API server serves them."""
+    assert CRDS, "crds/*.yaml is empty: run the CRD generator"
+    for path in CRDS:
+        cluster.kubectl("apply", "--server-side", "--field-manager=tests", "-f", str(path))
+    names = [load_yaml_documents(p)[0]["metadata"]["name"] for p in CRDS]
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=30s", *(f"crd/{n}" for n in names))
+    return cluster
+
+
+@pytest.fixture()
+def namespace(crds: Cluster) -> str:
+    return crds.create_namespace(f"crd-{uuid.uuid4().hex[:6]}")
+
+
+def dry_run(cluster: Cluster, namespace: str, obj: Mapping[str, Any]) -> subprocess.CompletedProcess[str]:
+    """Create `obj` with server-side dry run: validated and defaulted, nothing stored."""
+    return cluster.kubectl(
+        "create",
+        "--dry-run=server",
+        "-o",
+        "json",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=json.dumps(obj),
+        check=False,
+    )
+
+
+def test_crds_are_established_and_structural(crds: Cluster) -> None:
+    for path in CRDS:
+        name = load_yaml_documents(path)[0]["metadata"]["name"]
+        crd = crds.get_json("crd", name)
+        conditions = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
+        assert conditions["Established"] == "True"
+        assert conditions.get("NonStructuralSchema", "False") == "False"
+
+
+@pytest.mark.parametrize("sample", sorted(SAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_samples_apply(crds: Cluster, namespace: str, sample: Path) -> None:
+    crds.kubectl("apply", "-n", namespace, "-f", str(sample))
+    obj = load_yaml_documents(sample)[0]
+    stored = crds.get_json(obj["kind"].lower(), obj["metadata"]["name"], namespace=namespace)
+    assert stored["spec"]["model"] == {**obj["spec"]["model"]}
+
+
+def test_defaults_are_applied_by_the_api_server(crds: Cluster, namespace: str) -> None:
+    minimal = {
+        "apiVersion": TRAIN_SAMPLE["apiVersion"],
+        "kind": "YoloTrainJob",
+        "metadata": {"name": "minimal"},
+        "spec": {"model": {"architecture": "yolov8n.yaml"}, "data": {"shapes": {}}},
+    }
+    proc = dry_run(crds, namespace, minimal)
+    assert proc.returncode == 0, proc.stderr
+    spec = json.loads(proc.stdout)["spec"]
+    assert spec["data"]["shapes"]["images"] == 1000
+    assert spec["train"]["epochs"] == 100
+    assert spec["tuning"]["enabled"] is True
+    assert spec["resources"]["gpus"] == 1
+
+
+def test_malformed_corpus_is_large_enough() -> None:
+    assert len(MALFORMED) >= 30
+
+
+@pytest.mark.parametrize(("obj", "fragment"), [(o, f) for _, o, f in MALFORMED], ids=[i for i, _, _ in MALFORMED])
+def test_malformed_object_is_rejected(crds: Cluster, namespace: str, obj: dict[str, Any], fragment: str) -> None:
+    proc = dry_run(crds, namespace, obj)
+    assert proc.returncode != 0, f"accepted: {yaml.safe_dump(obj)}"
+    assert "is invalid" in proc.stderr or "Invalid value" in proc.stderr or "Required value" in proc.stderr, proc.stderr
+    assert fragment in proc.stderr, proc.stderr
+
+
+def test_spec_model_is_immutable(crds: Cluster, namespace: str) -> None:
+    crds.kubectl("apply", "-n", namespace, "-f", str(SAMPLES / "yolotrainjob.yaml"))
+    name = TRAIN_SAMPLE["metadata"]["name"]
+    patch = json.dumps({"spec": {"model": {"architecture": "yolov8s.yaml"}}})
+    proc = crds.kubectl("patch", "-n", namespace, f"ytj/{name}", "--type=merge", "-p", patch, check=False)
+    assert proc.returncode != 0
+    assert "immutable" in proc.stderr
+
+
+def test_kubectl_explain_shows_descriptions(crds: Cluster) -> None:
+    out = crds.kubectl("explain", "yolotrainjob.spec.model").stdout
+    assert "architecture" in out and "weights" in out
+    assert "yolov8n.yaml" in out  # the field description, not just the name
+
+
+def test_printer_columns(crds: Cluster, namespace: str) -> None:
+    crds.kubectl("apply", "-n", namespace, "-f", str(SAMPLES / "yolotrainjob.yaml"))
+    crds.kubectl("apply", "-n", namespace, "-f", str(SAMPLES / "yoloinferenceservice.yaml"))
+    for short, kind in (("ytj", "YoloTrainJob"), ("yis", "YoloInferenceService")):
+        header = crds.kubectl("get", short, "-n", namespace).stdout.splitlines()[0].split()
+        crd = next(
+            load_yaml_documents(p)[0] for p in CRDS if load_yaml_documents(p)[0]["spec"]["names"]["kind"] == kind
+        )
+        columns = crd["spec"]["versions"][0]["additionalPrinterColumns"]
+        assert header == ["NAME", *(c["name"].upper() for c in columns)]
+    # the `yolo` category lists both kinds
+    listed = crds.kubectl("get", "yolo", "-n", namespace, "-o", "name").stdout
+    assert "yolotrainjob" in listed and "yoloinferenceservice" in listed
+
+
+def test_kubectl_scale_yolo_inference_service(crds: Cluster, namespace: str) -> None:
+    service = infer({"autoscaling": {"enabled": False}})
+    crds.apply(service, namespace=namespace)
+    name = service["metadata"]["name"]
+    crds.kubectl("scale", "-n", namespace, f"yis/{name}", "--replicas=3")
+    assert crds.get_json("yis", name, namespace=namespace)["spec"]["replicas"] == 3
+    scale = json.loads(
+        crds.kubectl(
+            "get",
+            "--raw",
+            f"/apis/yolo-operator.io/v1alpha1/namespaces/{namespace}/yoloinferenceservices/{name}/scale",
+        ).stdout
+    )
+    assert scale["spec"]["replicas"] == 3
