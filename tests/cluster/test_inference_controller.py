@@ -1,0 +1,430 @@
+"""The YoloInferenceService controller and its autoscaler on a real control plane, with kwok playing the kubelet.
+
+The operator runs in-process (only the inference controller's handlers) under its own ServiceAccount bound to the
+operator's ClusterRole, so a missing RBAC rule fails these tests. The autoscaler reads pod metrics through the
+real HTTP scraper from a loopback server that serves Prometheus text per pod, with values the test chooses (kwok
+pods have fake IPs, so only the URL mapping is swapped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import kopf
+import pytest
+import yaml
+from yolo_operator.handlers.inference_service import InferenceController, register
+from yolo_operator.k8s.client import Kube
+from yolo_operator.main import connection_info, kopf_settings
+from yolo_operator.metrics.scrape import HttpPodScraper, PodEndpoint
+from yolo_operator.settings import OperatorSettings
+
+from .harness import Cluster, load_yaml_documents, wait_until
+
+pytestmark = pytest.mark.cluster
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = load_yaml_documents(REPO / "manifests/samples/yoloinferenceservice.yaml")[0]
+RBAC_DIR = REPO / "manifests/base/rbac"
+SA = "yolo-operator-test"
+GPU_METRIC = "yolo_serve_gpu_utilization_percent"
+
+
+# --- a loopback server playing the serving pods' /metrics ---------------------------------------------------------
+
+
+@dataclass
+class PodMetrics:
+    """Utilisation served per pod: `default` for every pod, `per_pod` overrides; None means 404 (no metrics)."""
+
+    default: float | None = None
+    per_pod: dict[str, float | None] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def set(self, default: float | None) -> None:
+        with self.lock:
+            self.default, self.per_pod = default, {}
+
+    def value(self, pod: str) -> float | None:
+        with self.lock:
+            return self.per_pod.get(pod, self.default)
+
+
+def metrics_server(values: PodMetrics) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            parts = self.path.strip("/").split("/")  # pods/<name>/metrics
+            value = values.value(parts[1]) if len(parts) == 3 and parts[0] == "pods" else None
+            body = f"# TYPE {GPU_METRIC} gauge\n{GPU_METRIC} {value}\n".encode() if value is not None else b""
+            self.send_response(200 if value is not None else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+# --- the operator, in a thread ------------------------------------------------------------------------------------
+
+
+class InferenceOperator:
+    def __init__(self, settings: OperatorSettings, kubeconfig: Path, metrics_url: str) -> None:
+        self.settings, self.kubeconfig, self.metrics_url = settings, kubeconfig, metrics_url
+        self.stop_flag, self.ready_flag = threading.Event(), threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._main, name="inference-operator", daemon=True)
+
+    def _url_for(self, pod: PodEndpoint) -> str | None:
+        return f"{self.metrics_url}/pods/{pod.name}/metrics" if pod.ip else None
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._run())
+        except BaseException as exc:
+            self.error = exc
+
+    async def _run(self) -> None:
+        kube = Kube.connect(str(self.kubeconfig), self.settings.field_manager)
+        registry = kopf.OperatorRegistry()
+        scraper = HttpPodScraper(timeout_s=2, url_for=self._url_for)
+        register(registry, InferenceController(kube, self.settings, pod_source=scraper))
+
+        @kopf.on.login(registry=registry)
+        def login(**_: Any) -> kopf.ConnectionInfo:
+            return connection_info(kube)
+
+        try:
+            await kopf.operator(
+                registry=registry,
+                settings=kopf_settings(self.settings),
+                standalone=True,
+                clusterwide=False,
+                namespaces=list(self.settings.namespaces),
+                stop_flag=self.stop_flag,
+                ready_flag=self.ready_flag,
+            )
+        finally:
+            kube.close()
+
+    def __enter__(self) -> InferenceOperator:
+        self.thread.start()
+        if not self.ready_flag.wait(60):
+            self.stop_flag.set()
+            raise RuntimeError(f"operator not ready in 60 s: {self.error}")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop_flag.set()
+        self.thread.join(30)
+
+
+# --- fixtures -----------------------------------------------------------------------------------------------------
+
+
+def bind_operator_rbac(cluster: Cluster, namespace: str) -> Path:
+    """The operator's ClusterRole(s) from manifests/base/rbac, bound to a fresh ServiceAccount in `namespace`."""
+    docs = [d for f in sorted(RBAC_DIR.glob("*.yaml")) for d in load_yaml_documents(f)]
+    # only the operator's own role: the aggregated edit/view roles are for users
+    roles = [d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "yolo-operator"]
+    if not roles:
+        pytest.fail(f"no ClusterRole yolo-operator in {RBAC_DIR}: the operator's RBAC is missing")
+    cluster.apply(*roles)
+    kubeconfig = cluster.service_account_kubeconfig(namespace, SA)
+    for role in roles:
+        cluster.apply(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": f"{namespace}-{role['metadata']['name']}"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": role["metadata"]["name"],
+                },
+                "subjects": [{"kind": "ServiceAccount", "name": SA, "namespace": namespace}],
+            }
+        )
+    return kubeconfig
+
+
+def bound_claim(cluster: Cluster, namespace: str, name: str) -> None:
+    """A PersistentVolumeClaim bound to its own hostPath PV, so the scheduler places pods that mount it."""
+    pv = f"{namespace}-{name}"
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": pv},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteMany"],
+                "storageClassName": "",
+                "hostPath": {"path": f"/tmp/{pv}"},
+                "claimRef": {"namespace": namespace, "name": name},
+            },
+        }
+    )
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "accessModes": ["ReadWriteMany"],
+                "storageClassName": "",
+                "volumeName": pv,
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        }
+    )
+
+
+@dataclass
+class Env:
+    cluster: Cluster
+    namespace: str
+    metrics: PodMetrics
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        proc = self.cluster.kubectl("get", kind, name, "-n", self.namespace, "-o", "json", check=False)
+        return json.loads(proc.stdout) if proc.returncode == 0 else None
+
+    def wait(self, what: str, check: Any, timeout_s: float = 60) -> Any:
+        return wait_until(check, timeout_s, what, interval_s=0.5)
+
+    def status(self, name: str) -> dict[str, Any]:
+        obj = self.get("yoloinferenceservice", name)
+        return (obj or {}).get("status") or {}
+
+    def condition(self, name: str, type_: str) -> dict[str, Any]:
+        return next((c for c in self.status(name).get("conditions") or [] if c["type"] == type_), {})
+
+    def replicas(self, name: str) -> int | None:
+        dep = self.get("deployment", name)
+        return dep["spec"]["replicas"] if dep else None
+
+    def events(self, name: str, reason: str) -> list[dict[str, Any]]:
+        items = self.cluster.get_json("events", namespace=self.namespace)["items"]
+        return [e for e in items if e["involvedObject"]["name"] == name and e["reason"] == reason]
+
+
+@pytest.fixture(scope="module")
+def env(cluster: Cluster) -> Iterator[Env]:
+    namespace = cluster.create_namespace(
+        f"infer-{uuid.uuid4().hex[:6]}", labels={"pod-security.kubernetes.io/enforce": "restricted"}
+    )
+    for crd in sorted((REPO / "crds").glob("*.yaml")):
+        cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
+    for crd in ("yoloinferenceservices", "yolotrainjobs"):
+        cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}.yolo-operator.io", "--timeout=30s")
+    kubeconfig = bind_operator_rbac(cluster, namespace)
+    bound_claim(cluster, namespace, "models")
+    values = PodMetrics()
+    server = metrics_server(values)
+    settings = OperatorSettings(
+        namespaces=(namespace,), reconcile_period_seconds=5, autoscaler_period_seconds=1, scrape_timeout_seconds=2
+    )
+    try:
+        with InferenceOperator(settings, kubeconfig, f"http://127.0.0.1:{server.server_address[1]}"):
+            yield Env(cluster, namespace, values)
+    finally:
+        server.shutdown()
+        server.server_close()
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def service(name: str, **spec: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(SAMPLE)
+    doc["metadata"]["name"] = name
+    doc["spec"]["model"] = {"weights": {"claimName": "models", "path": "yolo/best.pt"}}
+    doc["spec"]["autoscaling"] = {"enabled": False}
+    doc["spec"].update(spec)
+    return doc
+
+
+def apply(env: Env, *docs: dict[str, Any]) -> None:
+    env.cluster.kubectl("apply", "-n", env.namespace, "-f", "-", input=yaml.safe_dump_all(docs))
+
+
+# --- tests --------------------------------------------------------------------------------------------------------
+
+
+def test_service_becomes_ready_with_its_children(env: Env) -> None:
+    apply(env, service("detector", replicas=2))
+    env.wait("phase Ready", lambda: env.status("detector").get("phase") == "Ready")
+    env.wait("2 ready replicas", lambda: env.status("detector").get("readyReplicas") == 2)
+    st = env.status("detector")
+    assert st["url"] == f"http://detector.{env.namespace}.svc:80"
+    assert "app.kubernetes.io/instance=detector" in st["selector"]
+    assert st["observedGeneration"] == 1
+    assert env.condition("detector", "Ready")["status"] == "True"
+    assert env.condition("detector", "ScalingActive")["reason"] == "AutoscalingDisabled"
+    dep = env.get("deployment", "detector")
+    assert dep is not None and dep["spec"]["replicas"] == 2
+    assert dep["metadata"]["ownerReferences"][0]["kind"] == "YoloInferenceService"
+    assert env.get("service", "detector") is not None
+    assert env.get("configmap", "detector-serve-config") is not None
+    assert env.get("poddisruptionbudget", "detector") is not None
+
+
+def test_scale_subresource_and_spec_changes_roll_out(env: Env) -> None:
+    env.wait("detector ready", lambda: env.status("detector").get("phase") == "Ready")
+    env.cluster.kubectl("scale", "-n", env.namespace, "yoloinferenceservice/detector", "--replicas=3")
+    env.wait("deployment scaled to 3", lambda: env.replicas("detector") == 3)
+    env.wait("3 ready", lambda: env.status("detector").get("readyReplicas") == 3)
+    before = env.get("deployment", "detector")
+    assert before is not None
+    old_hash = before["spec"]["template"]["metadata"]["annotations"]["yolo-operator.io/config-hash"]
+    patch = {"spec": {"serving": {"maxBatchSize": 16}}}
+    env.cluster.kubectl(
+        "patch", "-n", env.namespace, "yoloinferenceservice/detector", "--type=merge", "-p", json.dumps(patch)
+    )
+
+    def rolled_out() -> bool:
+        dep = env.get("deployment", "detector") or {}
+        ann = dep["spec"]["template"]["metadata"]["annotations"]["yolo-operator.io/config-hash"]
+        st = dep.get("status", {})
+        return (
+            ann != old_hash
+            and st.get("observedGeneration") == dep["metadata"]["generation"]
+            and st.get("updatedReplicas") == 3
+            and st.get("readyReplicas") == 3
+            and st.get("replicas") == 3
+        )
+
+    env.wait("the serving change to roll out", rolled_out, timeout_s=90)
+    cm = env.get("configmap", "detector-serve-config")
+    assert cm is not None and "max_batch_size: 16" in cm["data"]["config.yaml"]
+    env.wait("status serving updated", lambda: env.status("detector")["serving"]["maxBatchSize"] == 16)
+    assert env.status("detector")["observedGeneration"] == 3  # scale + patch
+
+
+def test_from_train_job_waits_then_resolves(env: Env) -> None:
+    job = load_yaml_documents(REPO / "manifests/samples/yolotrainjob.yaml")[0]
+    job["metadata"]["name"] = "trainer"
+    job["spec"]["output"] = {"claimName": "models", "path": "runs"}
+    apply(env, job)
+    apply(env, service("from-job", model={"fromTrainJob": "trainer"}))
+    env.wait("WaitingForTrainJob", lambda: env.condition("from-job", "Ready").get("reason") == "WaitingForTrainJob")
+    assert env.status("from-job")["phase"] == "Pending"
+    assert env.get("deployment", "from-job") is None
+    status = {
+        "status": {
+            "phase": "Succeeded",
+            "artifacts": {"bestWeights": "/claims/models/runs/trainer/weights/best.pt"},
+        }
+    }
+    env.cluster.kubectl(
+        "patch", "-n", env.namespace, "yolotrainjob/trainer", "--subresource=status", "--type=merge",
+        "-p", json.dumps(status),
+    )  # fmt: skip
+    env.wait("Ready from the job's weights", lambda: env.status("from-job").get("phase") == "Ready")
+    assert env.status("from-job")["modelPath"] == "/claims/models/runs/trainer/weights/best.pt"
+    cm = env.get("configmap", "from-job-serve-config")
+    assert cm is not None and "/claims/models/runs/trainer/weights/best.pt" in cm["data"]["config.yaml"]
+
+
+def test_failed_train_job_fails_the_service(env: Env) -> None:
+    job = load_yaml_documents(REPO / "manifests/samples/yolotrainjob.yaml")[0]
+    job["metadata"]["name"] = "broken"
+    apply(env, job)
+    env.cluster.kubectl(
+        "patch", "-n", env.namespace, "yolotrainjob/broken", "--subresource=status", "--type=merge",
+        "-p", json.dumps({"status": {"phase": "Failed"}}),
+    )  # fmt: skip
+    apply(env, service("from-broken", model={"fromTrainJob": "broken"}))
+    env.wait("phase Failed", lambda: env.status("from-broken").get("phase") == "Failed")
+    assert env.condition("from-broken", "Failed")["reason"] == "TrainJobFailed"
+    assert env.events("from-broken", "TrainJobFailed")
+
+
+def test_autoscaler_scales_up_and_down_with_the_load(env: Env) -> None:
+    env.metrics.set(90.0)
+    autoscaling = {
+        "enabled": True,
+        "minReplicas": 1,
+        "maxReplicas": 4,
+        "target": 50,
+        "behavior": {"scaleDown": {"stabilizationWindowSeconds": 4}},
+    }
+    apply(env, service("scaled", autoscaling=autoscaling))
+    # 1 pod at 90% of a 50% target → 2; 2 pods at 90% → 4 (the cap)
+    env.wait("scale-up to 4", lambda: env.replicas("scaled") == 4, timeout_s=90)
+    st = env.status("scaled")
+    assert st["desiredReplicas"] == 4 and st["gpuUtilization"] == 90 and st["lastScaleTime"]
+    env.wait(
+        "ScalingLimited TooManyReplicas", lambda: env.condition("scaled", "ScalingLimited").get("status") == "True"
+    )
+    assert env.condition("scaled", "ScalingActive")["status"] == "True"
+    ups = env.events("scaled", "ScaledUp")
+    assert ups and "gpuUtilization 90" in ups[0]["message"]
+
+    env.metrics.set(10.0)  # 4 × 10 / 50 = 0.8 → 1, but only after the 4 s scale-down window
+    env.wait("scale-down to 1", lambda: env.replicas("scaled") == 1, timeout_s=90)
+    assert env.events("scaled", "ScaledDown")
+    assert env.status("scaled")["currentMetricValue"] == pytest.approx(10)
+
+
+def test_missing_metrics_and_unreachable_prometheus_keep_replicas(env: Env) -> None:
+    env.metrics.set(90.0)
+    autoscaling = {"enabled": True, "minReplicas": 1, "maxReplicas": 3, "target": 50}
+    apply(env, service("gappy", autoscaling=autoscaling))
+    env.wait("scale-up to 3", lambda: env.replicas("gappy") == 3, timeout_s=90)
+    env.wait("3 ready", lambda: env.status("gappy").get("readyReplicas") == 3)
+
+    env.metrics.set(None)  # every pod answers 404
+    env.wait(
+        "ScalingActive False MissingMetrics",
+        lambda: env.condition("gappy", "ScalingActive").get("reason") == "MissingMetrics",
+    )
+    assert env.condition("gappy", "ScalingActive")["status"] == "False"
+    for _ in range(5):  # several autoscaler periods: never towards minReplicas
+        threading.Event().wait(1)
+        assert env.replicas("gappy") == 3
+
+    prom = {"spec": {"autoscaling": {"source": "prometheus", "prometheus": {
+        "url": "http://127.0.0.1:1", "query": 'avg(DCGM_FI_DEV_GPU_UTIL{namespace="$namespace"})'}}}}  # fmt: skip
+    env.cluster.kubectl(
+        "patch", "-n", env.namespace, "yoloinferenceservice/gappy", "--type=merge", "-p", json.dumps(prom)
+    )
+    env.wait(
+        "ScalingActive False PrometheusUnreachable",
+        lambda: env.condition("gappy", "ScalingActive").get("reason") == "PrometheusUnreachable",
+    )
+    threading.Event().wait(3)
+    assert env.replicas("gappy") == 3
+
+
+def test_deletion_cascades(env: Env) -> None:
+    apply(env, service("doomed", replicas=2))
+    env.wait("doomed ready", lambda: env.status("doomed").get("phase") == "Ready")
+    env.cluster.kubectl("delete", "-n", env.namespace, "yoloinferenceservice/doomed", "--wait=true", timeout_s=60)
+
+    def children_gone() -> bool:
+        return all(
+            env.get(kind, name) is None
+            for kind, name in (
+                ("deployment", "doomed"),
+                ("service", "doomed"),
+                ("configmap", "doomed-serve-config"),
+                ("poddisruptionbudget", "doomed"),
+            )
+        )
+
+    env.wait("children garbage-collected", children_gone, timeout_s=90)
+    pods = env.cluster.get_json("pods", "-l", "app.kubernetes.io/instance=doomed", namespace=env.namespace)
+    assert all(p["metadata"].get("deletionTimestamp") for p in pods["items"])
