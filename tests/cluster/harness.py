@@ -346,7 +346,7 @@ def kill_processes_under(workdir: Path) -> None:
 
     Matching on our unique tmp dir only ever hits processes this harness started.
     """
-    marker = str(workdir)
+    marker = str(workdir) + os.sep  # the separator keeps /tmp/x-ab from matching /tmp/x-abc
     me = os.getpid()
     for proc_dir in Path("/proc").iterdir():
         if not proc_dir.name.isdigit() or int(proc_dir.name) == me:
