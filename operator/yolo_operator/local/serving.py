@@ -119,7 +119,10 @@ def describe_detections(answer: dict[str, Any], names: dict[int, str] | None = N
     if not isinstance(dets, list):
         return json.dumps(answer)[:2000]
     if not dets:
-        return "  (no detections above the confidence threshold)"
+        return (
+            "  (no detections above the confidence threshold: a few epochs from scratch teach the model little;"
+            " raise spec.train.epochs for a useful one)"
+        )
     lines = []
     for d in dets[:20]:
         label = d.get("class_name") or d.get("name") or d.get("label")

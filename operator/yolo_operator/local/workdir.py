@@ -104,12 +104,8 @@ class Workdir:
     def train_summary(self) -> Path:
         return self.training / "termination-log"
 
-    @property
-    def cache(self) -> Path:
-        return self.root / "tuning-cache"
-
     def prepare(self) -> None:
-        for folder in (self.root, self.tuning, self.training, self.shapes.parent, self.cache):
+        for folder in (self.root, self.tuning, self.training, self.shapes.parent):
             folder.mkdir(parents=True, exist_ok=True)
 
     def claim_spec(self, spec_wire: dict[str, Any]) -> None:
