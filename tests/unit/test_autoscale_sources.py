@@ -125,3 +125,19 @@ def test_metric_names_equal_the_serving_workloads() -> None:
     serve_metrics = pytest.importorskip("yolo_workloads.serve.metrics")
     assert serve_metrics.GPU_UTILIZATION_PERCENT == GPU_UTILIZATION_METRIC
     assert serve_metrics.QUEUE_DEPTH == QUEUE_DEPTH_METRIC
+
+
+def test_autoscaler_metrics_are_served_under_their_constant_names() -> None:
+    from prometheus_client import generate_latest
+
+    from yolo_operator.metrics import autoscaler_metrics as am
+    from yolo_operator.metrics.operator_metrics import REGISTRY
+
+    labels = {"namespace": "ns-x", "name": "svc-x"}
+    am.desired_replicas.labels("ns-x", "svc-x").set(3)
+    am.scale_events.labels("ns-x", "svc-x", "up").inc()
+    assert REGISTRY.get_sample_value(am.DESIRED_REPLICAS, labels) == 3
+    assert REGISTRY.get_sample_value(am.SCALE_EVENTS_TOTAL, {**labels, "direction": "up"}) == 1
+    assert am.DESIRED_REPLICAS in generate_latest(REGISTRY).decode()
+    am.forget("ns-x", "svc-x")
+    assert REGISTRY.get_sample_value(am.DESIRED_REPLICAS, labels) is None
