@@ -96,6 +96,25 @@ def test_gpu_pod_is_scheduled_and_becomes_ready(cluster: Cluster) -> None:
     assert ready["status"]["podIP"]
 
 
+def test_deployment_pods_become_available(cluster: Cluster) -> None:
+    ns = cluster.create_namespace(unique("deploy"))
+    spec = pod("unused", gpus=1)["spec"]
+    template = {"metadata": {"labels": {"app": "serve"}}, "spec": spec}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "serve"},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "serve"}}, "template": template},
+    }
+    cluster.apply(deployment, namespace=ns)
+    cluster.kubectl("wait", "-n", ns, "--for=condition=Available", "deployment/serve", "--timeout=30s")
+    wait_until(
+        lambda: cluster.get_json("deployment", "serve", namespace=ns)["status"].get("readyReplicas") == 3,
+        30,
+        "3 ready replicas",
+    )
+
+
 def test_pod_asking_more_gpus_than_a_node_has_stays_pending(cluster: Cluster) -> None:
     ns = cluster.create_namespace(unique("toobig"))
     cluster.apply(pod("greedy", gpus=9), namespace=ns)
@@ -135,6 +154,9 @@ def test_held_job_pod_finishes_with_chosen_exit_code_and_message(
     assert terminated["exitCode"] == exit_code
     assert terminated["reason"] == reason
     assert json.loads(terminated["message"]) == json.loads(result)
+    # The Job controller sees the outcome as it would from a kubelet.
+    condition = "Complete" if exit_code == 0 else "Failed"
+    cluster.kubectl("wait", "-n", ns, f"--for=condition={condition}", "job/tune", "--timeout=30s")
 
 
 def test_job_pods_in_a_hold_namespace_wait_for_the_test(cluster: Cluster) -> None:
