@@ -129,7 +129,6 @@ def test_metric_names_equal_the_serving_workloads() -> None:
 
 def test_autoscaler_metrics_are_served_under_their_constant_names() -> None:
     from prometheus_client import generate_latest
-
     from yolo_operator.metrics import autoscaler_metrics as am
     from yolo_operator.metrics.operator_metrics import REGISTRY
 
