@@ -139,7 +139,7 @@ class Kube:
                 method,
                 url,
                 header_params=headers,
-                body=json.dumps(body) if body is not None else None,
+                body=body,  # the REST layer JSON-encodes it (also for the +json/+yaml patch types)
                 _request_timeout=REQUEST_TIMEOUT_S,
             )
             response.read()  # type: ignore[no-untyped-call]
