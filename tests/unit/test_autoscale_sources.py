@@ -18,6 +18,7 @@ from yolo_operator.metrics.scrape import (
     QUEUE_DEPTH_METRIC,
     HttpPodScraper,
     PodEndpoint,
+    endpoint_of,
     parse_metric,
 )
 
@@ -140,3 +141,15 @@ def test_autoscaler_metrics_are_served_under_their_constant_names() -> None:
     assert am.DESIRED_REPLICAS in generate_latest(REGISTRY).decode()
     am.forget("ns-x", "svc-x")
     assert REGISTRY.get_sample_value(am.DESIRED_REPLICAS, labels) is None
+
+
+def test_pods_are_classified_as_the_hpa_does() -> None:
+    ready_cond = {"conditions": [{"type": "Ready", "status": "True"}]}
+    running = {"metadata": {"name": "a"}, "status": {"phase": "Running", "podIP": "10.0.0.9", **ready_cond}}
+    assert endpoint_of(running, 8080) == PodEndpoint("a", "ready", "10.0.0.9", 8080)
+    not_ready = {"metadata": {"name": "b"}, "status": {"phase": "Running", "conditions": []}}
+    assert endpoint_of(not_ready, 8080).state == "unready"
+    assert endpoint_of({"metadata": {"name": "c"}, "status": {"phase": "Pending"}}, 1).state == "unready"
+    deleting = {"metadata": {"name": "d", "deletionTimestamp": "2026-01-01T00:00:00Z"}, "status": running["status"]}
+    assert endpoint_of(deleting, 1).state == "gone"
+    assert endpoint_of({"metadata": {"name": "e"}, "status": {"phase": "Failed"}}, 1).state == "gone"
