@@ -1,7 +1,8 @@
 """The YoloInferenceService controller and its autoscaler on a real control plane, with kwok playing the kubelet.
 
-The operator runs in-process (only the inference controller's handlers) under its own ServiceAccount bound to the
-operator's ClusterRole, so a missing RBAC rule fails these tests. The autoscaler reads pod metrics through the
+The operator runs in-process under its own ServiceAccount bound to the operator's ClusterRole (operator_fixture.py),
+so a missing RBAC rule fails these tests. Only the inference controller's handlers run: the tests play the
+YoloTrainJob controller themselves by writing a job's status as admin. The autoscaler reads pod metrics through the
 real HTTP scraper from a loopback server that serves Prometheus text per pod, with values the test chooses (kwok
 pods have fake IPs, so only the URL mapping is swapped).
 """
@@ -12,7 +13,6 @@ import asyncio
 import copy
 import json
 import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,13 +29,12 @@ from yolo_operator.metrics.scrape import HttpPodScraper, PodEndpoint
 from yolo_operator.settings import OperatorSettings
 
 from .harness import Cluster, load_yaml_documents, wait_until
+from .operator_fixture import TEST_SETTINGS, drop_namespace, install_crds, operator_identity, restricted_namespace
 
 pytestmark = pytest.mark.cluster
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = load_yaml_documents(REPO / "manifests/samples/yoloinferenceservice.yaml")[0]
-RBAC_DIR = REPO / "manifests/base/rbac"
-SA = "yolo-operator-test"
 GPU_METRIC = "yolo_serve_gpu_utilization_percent"
 
 
@@ -135,32 +134,6 @@ class InferenceOperator:
 # --- fixtures -----------------------------------------------------------------------------------------------------
 
 
-def bind_operator_rbac(cluster: Cluster, namespace: str) -> Path:
-    """The operator's ClusterRole(s) from manifests/base/rbac, bound to a fresh ServiceAccount in `namespace`."""
-    docs = [d for f in sorted(RBAC_DIR.glob("*.yaml")) for d in load_yaml_documents(f)]
-    # only the operator's own role: the aggregated edit/view roles are for users
-    roles = [d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "yolo-operator"]
-    if not roles:
-        pytest.fail(f"no ClusterRole yolo-operator in {RBAC_DIR}: the operator's RBAC is missing")
-    cluster.apply(*roles)
-    kubeconfig = cluster.service_account_kubeconfig(namespace, SA)
-    for role in roles:
-        cluster.apply(
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "ClusterRoleBinding",
-                "metadata": {"name": f"{namespace}-{role['metadata']['name']}"},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "ClusterRole",
-                    "name": role["metadata"]["name"],
-                },
-                "subjects": [{"kind": "ServiceAccount", "name": SA, "namespace": namespace}],
-            }
-        )
-    return kubeconfig
-
-
 def bound_claim(cluster: Cluster, namespace: str, name: str) -> None:
     """A PersistentVolumeClaim bound to its own hostPath PV, so the scheduler places pods that mount it."""
     pv = f"{namespace}-{name}"
@@ -224,19 +197,14 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(cluster: Cluster) -> Iterator[Env]:
-    namespace = cluster.create_namespace(
-        f"infer-{uuid.uuid4().hex[:6]}", labels={"pod-security.kubernetes.io/enforce": "restricted"}
-    )
-    for crd in sorted((REPO / "crds").glob("*.yaml")):
-        cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
-    for crd in ("yoloinferenceservices", "yolotrainjobs"):
-        cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}.yolo-operator.io", "--timeout=30s")
-    kubeconfig = bind_operator_rbac(cluster, namespace)
+    install_crds(cluster)
+    kubeconfig = operator_identity(cluster)
+    namespace = restricted_namespace(cluster, "infer")
     bound_claim(cluster, namespace, "models")
     values = PodMetrics()
     server = metrics_server(values)
-    settings = OperatorSettings(
-        namespaces=(namespace,), reconcile_period_seconds=5, autoscaler_period_seconds=1, scrape_timeout_seconds=2
+    settings = OperatorSettings.model_validate(
+        {**TEST_SETTINGS, "namespaces": (namespace,), "reconcile_period_seconds": 5, "scrape_timeout_seconds": 2}
     )
     try:
         with InferenceOperator(settings, kubeconfig, f"http://127.0.0.1:{server.server_address[1]}"):
@@ -244,7 +212,7 @@ def env(cluster: Cluster) -> Iterator[Env]:
     finally:
         server.shutdown()
         server.server_close()
-        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        drop_namespace(cluster, namespace)
 
 
 def service(name: str, **spec: Any) -> dict[str, Any]:
