@@ -71,10 +71,14 @@ def running_operator(
     kubeconfig: Path,
     namespaces: list[str],
     customize: Callable[[Controllers], None] | None = None,
+    endpoints: bool = False,
     **overrides: Any,
 ) -> Iterator[OperatorThread]:
+    """`endpoints` also serves the metrics and liveness endpoints (on `metrics_port`/`health_port` overrides)."""
     settings = OperatorSettings.model_validate({**TEST_SETTINGS, "namespaces": tuple(namespaces), **overrides})
-    op = OperatorThread(settings, str(kubeconfig), customize=customize).start()
+    op = OperatorThread(
+        settings, str(kubeconfig), serve_metrics=endpoints, liveness=endpoints, customize=customize
+    ).start()
     try:
         yield op
     finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import pytest
 from yolo_operator.main import Controllers
 from yolo_workloads.contract import TrainSummary, TuneResult, encode_result
 
-from .harness import Cluster
+from .harness import Cluster, free_port
 from .operator_fixture import (
     drop_namespace,
     operator_kubeconfig,
@@ -203,7 +204,9 @@ def test_every_phase_with_operator_restarts_and_cache_reuse(
 def test_tuning_disabled_suspend_resume_and_immutable_spec(
     cluster: Cluster, operator_kubeconfig: Path, ns: str
 ) -> None:
-    with running_operator(operator_kubeconfig, [ns]):
+    metrics_port, health_port = free_port(), free_port()
+    ports = {"metrics_port": metrics_port, "health_port": health_port}
+    with running_operator(operator_kubeconfig, [ns], endpoints=True, **ports):
         cluster.apply(train_job("pausable", tuning={"enabled": False}), namespace=ns)
         first = running_pod(cluster, ns, "pausable-train")
         st = wait_phase(cluster, ns, "pausable", "Training")
@@ -235,6 +238,13 @@ def test_tuning_disabled_suspend_resume_and_immutable_spec(
         assert cluster.get_json("job", "pausable-train", namespace=ns)["metadata"]["uid"] == uid  # same Job resumed
         cluster.finish_pod(ns, second, 0, encode_result(summary("pausable")))
         wait_phase(cluster, ns, "pausable", "Succeeded")
+        # The operator's own endpoints: Prometheus metrics and Kopf's liveness probe.
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        assert 'yolo_operator_reconciles_total{kind="YoloTrainJob",result="ok"}' in text
+        assert 'yolo_operator_phase_transitions_total{from="Suspended",kind="YoloTrainJob",to="Training"}' in text
+        with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/healthz", timeout=5) as response:
+            assert response.status == 200
     assert {"Suspended", "Resumed"} <= {e["reason"] for e in events(cluster, ns, "pausable")}
 
 
