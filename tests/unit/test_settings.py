@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from yolo_operator.settings import SettingsError, load_settings
 
 pytestmark = pytest.mark.unit
