@@ -17,6 +17,7 @@ cluster-bin: ## kube-apiserver, controller-manager, scheduler, kubectl, etcd, kw
 
 crds: setup  ## regenerate crds/ from the API models
 	$(BIN)/yolo-operator crds --out crds
+	$(BIN)/yolo-operator crds --out manifests/base/crds
 
 lint: setup  ## ruff, formatting, mypy --strict, import-linter contracts, CRD drift
 	$(BIN)/ruff check operator workloads tests benchmarks
@@ -24,6 +25,7 @@ lint: setup  ## ruff, formatting, mypy --strict, import-linter contracts, CRD dr
 	$(BIN)/mypy operator/yolo_operator
 	$(BIN)/lint-imports
 	$(BIN)/yolo-operator crds --out crds --check
+	$(BIN)/yolo-operator crds --out manifests/base/crds --check
 
 test: setup cluster-bin lint  ## everything CI runs
 	bash scripts/run-tests.sh

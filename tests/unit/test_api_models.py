@@ -112,6 +112,7 @@ MALFORMED: list[tuple[str, dict[str, Any], str, Any, str, str]] = [
     ),
     ("extra-args-reserved", TRAIN, "spec.train.extraArgs", {"batch": 64}, "spec.train.extraArgs", "batch"),
     ("extra-args-unknown", TRAIN, "spec.train.extraArgs", {"mosiac": 0.5}, "spec.train.extraArgs", "Ultralytics"),
+    ("extra-args-type", TRAIN, "spec.train.extraArgs", {"cos_lr": "yes"}, "spec.train.extraArgs", "boolean"),
     ("optimizer-unknown", TRAIN, "spec.train.optimizer", "Adagrad", "spec.train.optimizer", "SGD"),
     ("lr0-zero", TRAIN, "spec.train.lr0", 0, "spec.train.lr0", "greater"),
     ("tuning-range-inverted", TRAIN, "spec.tuning.batch", {"min": 64, "max": 8}, "spec.tuning.batch", "min must not"),

@@ -76,6 +76,15 @@ class ApiModel(BaseModel):
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
+def defaulted(model: type[ApiModel]) -> Any:
+    """A nested object that defaults to the model's own defaults, in Python and in the CRD alike.
+
+    The CRD needs the whole default object, not `{}`: the API server checks a default against the schema's CEL
+    rules as written, without filling in nested defaults first.
+    """
+    return Field(default_factory=model, json_schema_extra={"default": model().to_wire()})
+
+
 class StatusModel(ApiModel):
     """Status is written by the operator; tolerate fields a newer operator may have added."""
 
@@ -238,5 +247,4 @@ class ObjectMeta(BaseModel):
 NAME_RULE = Rule(
     cel="size(self.metadata.name) <= 45 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",
     message="metadata.name must be a DNS label of at most 45 characters: child objects append suffixes to it",
-    field="metadata.name",
 )

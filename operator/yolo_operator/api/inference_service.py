@@ -16,6 +16,7 @@ from yolo_operator.api.common import (
     ObjectMeta,
     Resources,
     StatusModel,
+    defaulted,
 )
 from yolo_operator.api.rules import Rule, exactly_one, exactly_one_cel
 
@@ -155,11 +156,11 @@ class YoloInferenceServiceSpec(ApiModel):
     replicas: int = Field(default=1, ge=0, le=1000)
     """Replicas when autoscaling is off (driven by `kubectl scale`, an HPA or KEDA through the scale
     subresource)."""
-    autoscaling: Autoscaling = Field(default_factory=Autoscaling, json_schema_extra={"default": {}})
-    serving: Serving = Field(default_factory=Serving, json_schema_extra={"default": {}})
-    tuning: ServeTuning = Field(default_factory=ServeTuning, json_schema_extra={"default": {}})
-    resources: Resources = Field(default_factory=Resources, json_schema_extra={"default": {}})
-    service: ServicePort = Field(default_factory=ServicePort, json_schema_extra={"default": {}})
+    autoscaling: Autoscaling = defaulted(Autoscaling)
+    serving: Serving = defaulted(Serving)
+    tuning: ServeTuning = defaulted(ServeTuning)
+    resources: Resources = defaulted(Resources)
+    service: ServicePort = defaulted(ServicePort)
 
 
 class ServingStatus(StatusModel):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, WithJsonSchema, field_validator
+from pydantic_core import PydanticCustomError
 
 from yolo_operator.api.common import (
     API_VERSION,
@@ -17,9 +18,10 @@ from yolo_operator.api.common import (
     Resources,
     StatusModel,
     VolumeFile,
+    defaulted,
 )
 from yolo_operator.api.rules import Rule, exactly_one, exactly_one_cel
-from yolo_operator.api.ultralytics_args import EXTRA_TRAIN_ARGS, RESERVED_ARGS
+from yolo_operator.api.ultralytics_args import EXTRA_TRAIN_ARGS, extra_arg_problem
 
 ARCHITECTURE_PATTERN = r"^yolov8[nsmlx]\.yaml$"
 TrainPhase = Literal["Pending", "Tuning", "Training", "Succeeded", "Failed", "Suspended"]
@@ -69,10 +71,6 @@ class TrainData(ApiModel):
     )
 
 
-def _extra_args_ok(args: dict[str, Any] | None) -> bool:
-    return args is None or all(k in EXTRA_TRAIN_ARGS for k in args)
-
-
 class TrainSettings(ApiModel):
     """Ultralytics training arguments. batch, workers, amp and cache are chosen by tuning unless set here."""
 
@@ -96,24 +94,27 @@ class TrainSettings(ApiModel):
     """Fixed mixed precision on or off; left to tuning when unset."""
     cache: Literal["none", "ram", "disk"] | None = None
     """Fixed image caching; left to tuning when unset."""
-    extra_args: dict[str, Any] | None = Field(
-        default=None,
-        max_length=64,
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True, "maxProperties": 64},
-    )
+    extra_args: Annotated[
+        dict[str, Any] | None,
+        WithJsonSchema(
+            {
+                "type": "object",
+                "properties": {name: {"type": kind} for name, kind in EXTRA_TRAIN_ARGS.items()},
+                "description": "Other Ultralytics train arguments by their Ultralytics name (`mosaic: 0.5`, "
+                "`cos_lr: true`). Arguments the operator sets itself (batch, workers, amp, cache, imgsz, ...) "
+                "are not accepted here.",
+            }
+        ),
+    ] = None
     """Other Ultralytics train arguments by their Ultralytics name (`mosaic: 0.5`, `cos_lr: true`)."""
 
-    __rules__ = (
-        Rule(
-            cel="!has(self.extraArgs) || self.extraArgs.all(k, k in ["
-            + ", ".join(f"'{a}'" for a in EXTRA_TRAIN_ARGS)
-            + "])",
-            message="extraArgs accepts only Ultralytics train arguments the operator does not set itself; "
-            f"these are set from the spec: {', '.join(RESERVED_ARGS)}",
-            check=lambda s: _extra_args_ok(s.extra_args),
-            field="extraArgs",
-        ),
-    )
+    @field_validator("extra_args")
+    @classmethod
+    def _known_extra_args(cls, args: dict[str, Any] | None) -> dict[str, Any] | None:
+        problems = [p for name, value in (args or {}).items() if (p := extra_arg_problem(name, value))]
+        if problems:
+            raise PydanticCustomError("extra_args", "; ".join(problems))
+        return args
 
 
 class Range(ApiModel):
@@ -181,15 +182,15 @@ class YoloTrainJobSpec(ApiModel):
     """The model to train."""
     data: TrainData
     """The data set."""
-    train: TrainSettings = Field(default_factory=TrainSettings, json_schema_extra={"default": {}})
+    train: TrainSettings = defaulted(TrainSettings)
     """Training arguments."""
-    tuning: Tuning = Field(default_factory=Tuning, json_schema_extra={"default": {}})
+    tuning: Tuning = defaulted(Tuning)
     """The tuning phase."""
-    resources: Resources = Field(default_factory=Resources, json_schema_extra={"default": {}})
+    resources: Resources = defaulted(Resources)
     """Pod resources and placement."""
     output: Output | None = None
     """Output volume; without it, results live only as long as the pod (fine for trials)."""
-    run_policy: RunPolicy = Field(default_factory=RunPolicy, json_schema_extra={"default": {}})
+    run_policy: RunPolicy = defaulted(RunPolicy)
     """Retries, deadlines, clean-up, suspension."""
 
     __rules__ = (
