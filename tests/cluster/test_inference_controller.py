@@ -281,29 +281,30 @@ def test_scale_subresource_and_spec_changes_roll_out(env: Env) -> None:
     assert env.status("detector")["observedGeneration"] == 3  # scale + patch
 
 
-def test_from_train_job_waits_then_resolves(env: Env) -> None:
+def test_samples_from_train_job_wait_then_serve_and_autoscale(env: Env) -> None:
+    """The two samples unchanged: the service waits for the training job, then serves its best weights."""
+    bound_claim(env.cluster, env.namespace, "yolo-runs")
+    env.metrics.set(70.0)  # exactly the sample's target: the autoscaler keeps one replica
     job = load_yaml_documents(REPO / "manifests/samples/yolotrainjob.yaml")[0]
-    job["metadata"]["name"] = "trainer"
-    job["spec"]["output"] = {"claimName": "models", "path": "runs"}
-    apply(env, job)
-    apply(env, service("from-job", model={"fromTrainJob": "trainer"}))
-    env.wait("WaitingForTrainJob", lambda: env.condition("from-job", "Ready").get("reason") == "WaitingForTrainJob")
-    assert env.status("from-job")["phase"] == "Pending"
-    assert env.get("deployment", "from-job") is None
-    status = {
-        "status": {
-            "phase": "Succeeded",
-            "artifacts": {"bestWeights": "/claims/models/runs/trainer/weights/best.pt"},
-        }
-    }
+    apply(env, job, SAMPLE)
+    name, job_name = SAMPLE["metadata"]["name"], job["metadata"]["name"]
+    env.wait("WaitingForTrainJob", lambda: env.condition(name, "Ready").get("reason") == "WaitingForTrainJob")
+    assert env.status(name)["phase"] == "Pending"
+    assert env.get("deployment", name) is None
+    # play the training controller: the job succeeded, its summary's best weights as the training pod saw them
+    best = f"/claims/yolo-runs/experiments/{job_name}/weights/best.pt"
+    status = {"status": {"phase": "Succeeded", "artifacts": {"bestWeights": best}}}
     env.cluster.kubectl(
-        "patch", "-n", env.namespace, "yolotrainjob/trainer", "--subresource=status", "--type=merge",
+        "patch", "-n", env.namespace, f"yolotrainjob/{job_name}", "--subresource=status", "--type=merge",
         "-p", json.dumps(status),
     )  # fmt: skip
-    env.wait("Ready from the job's weights", lambda: env.status("from-job").get("phase") == "Ready")
-    assert env.status("from-job")["modelPath"] == "/claims/models/runs/trainer/weights/best.pt"
-    cm = env.get("configmap", "from-job-serve-config")
-    assert cm is not None and "/claims/models/runs/trainer/weights/best.pt" in cm["data"]["config.yaml"]
+    env.wait("Ready from the job's weights", lambda: env.status(name).get("phase") == "Ready")
+    assert env.status(name)["modelPath"] == best
+    cm = env.get("configmap", f"{name}-serve-config")
+    assert cm is not None and best in cm["data"]["config.yaml"]
+    env.wait("the autoscaler ran", lambda: env.status(name).get("currentMetricValue") == 70)
+    assert env.condition(name, "ScalingActive")["status"] == "True"
+    assert env.replicas(name) == 1 and env.status(name)["desiredReplicas"] == 1
 
 
 def test_failed_train_job_fails_the_service(env: Env) -> None:
