@@ -6,17 +6,19 @@ then a Ctrl-C during training and a second run on the same work directory resume
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
-from yolo_operator.api import YoloTrainJobStatus
+from yolo_operator.api import YoloInferenceServiceStatus, YoloTrainJobStatus
 from yolo_workloads.contract import TrainSummary
 
 pytestmark = pytest.mark.workloads
@@ -131,6 +133,54 @@ def test_tunes_trains_and_serves_a_train_job(tmp_path: Path, env: dict[str, str]
     again = _run([str(manifest), "--workdir", str(work)], env, tmp_path, timeout=60)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     assert _phases(again.stdout) == ["Succeeded"] and "trial 1/" not in again.stderr
+
+    # A YoloInferenceService serving this job's weights (fromTrainJob) until Ctrl-C.
+    svc = tmp_path / "svc.yaml"
+    svc.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "yolo-operator.io/v1alpha1",
+                "kind": "YoloInferenceService",
+                "metadata": {"name": "tiny-svc"},
+                "spec": {"model": {"fromTrainJob": "tiny"}, "serving": {"imgsz": 64}, "resources": {"gpus": 0}},
+            }
+        )
+    )
+    _serve_until_ready_then_interrupt(svc, work, env, tmp_path)
+
+
+def _serve_until_ready_then_interrupt(svc: Path, train_work: Path, env: dict[str, str], cwd: Path) -> None:
+    work = cwd / "svc-work"
+    # No network namespace here: the test must reach the server; the inherited guard still blocks the network.
+    server = subprocess.Popen(
+        [OPERATOR, "run", str(svc), "--train-workdir", str(train_work), "--workdir", str(work)],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines = []
+        assert server.stdout is not None
+        for line in server.stdout:
+            lines.append(line)
+            if "phase Ready" in line:
+                break
+        url = next(line.split("POST a JPEG to ")[1].strip() for line in [server.stdout.readline()])
+        image = sorted((train_work / "data" / "shapes" / "images" / "val").glob("*.jpg"))[0]
+        request = urllib.request.Request(url, data=image.read_bytes(), headers={"Content-Type": "image/jpeg"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert "detections" in json.loads(response.read())["images"][0]
+        server.send_signal(signal.SIGINT)
+        rest, _ = server.communicate(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert server.returncode == 130, "".join(lines) + rest
+    status = YoloInferenceServiceStatus.model_validate(yaml.safe_load((work / "status.yaml").read_text()))
+    assert status.phase == "Ready" and status.ready_replicas == 1
+    assert status.model_path and status.model_path.endswith("training/weights/best.pt")
 
 
 def test_bad_manifest_names_the_fields(tmp_path: Path, env: dict[str, str]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -97,6 +98,9 @@ def run_inference_service(svc: YoloInferenceService, options: RunOptions, train_
     """Serve until Ctrl-C (or until the server exits), writing the status the operator would write."""
     out = options.out
     volumes = dict(options.volumes)
+    if not svc.metadata.uid:  # what the API server would assign; the status's selector is derived from it
+        uid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"local/{svc.metadata.namespace}/{svc.metadata.name}"))
+        svc = svc.model_copy(update={"metadata": svc.metadata.model_copy(update={"uid": uid})})
     train_job = None
     if svc.spec.model.from_train_job:
         folder = train_workdir or Path(".work") / svc.spec.model.from_train_job
