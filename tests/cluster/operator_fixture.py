@@ -111,9 +111,8 @@ def drop_namespace(cluster: Cluster, namespace: str) -> None:
 
 @pytest.fixture(scope="session")
 def operator_kubeconfig(cluster: Cluster) -> Path:
-    """The YoloTrainJob CRD installed and the operator's own identity; session-wide. (Kopf logs and skips the
-    handlers of a kind whose CRD is absent; tests of the other kind install theirs with `install_crds`.)"""
-    install_crds(cluster, only="yolotrainjobs")
+    """Both CRDs installed and the operator's own identity; session-wide."""
+    install_crds(cluster)
     return operator_identity(cluster)
 
 
