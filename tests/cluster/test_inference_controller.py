@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import re
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -339,13 +341,28 @@ def test_autoscaler_scales_up_and_down_with_the_load(env: Env) -> None:
         "ScalingLimited TooManyReplicas", lambda: env.condition("scaled", "ScalingLimited").get("status") == "True"
     )
     assert env.condition("scaled", "ScalingActive")["status"] == "True"
-    ups = env.events("scaled", "ScaledUp")
-    assert ups and "gpuUtilization 90" in ups[0]["message"]
+    # the trace, from the Events: 1 → 2 (one pod at 90%: ratio 1.8), then 2 → 4 (ratio 1.8 × 2 = 3.6 → 4)
+    assert scale_steps(env, "scaled", "ScaledUp") == [(1, 2), (2, 4)]
+    assert "gpuUtilization 90" in env.events("scaled", "ScaledUp")[0]["message"]
 
+    dropped = time.monotonic()
     env.metrics.set(10.0)  # 4 × 10 / 50 = 0.8 → 1, but only after the 4 s scale-down window
     env.wait("scale-down to 1", lambda: env.replicas("scaled") == 1, timeout_s=90)
-    assert env.events("scaled", "ScaledDown")
+    # the last high reading is at most one 1 s period after the drop: no scale-down before ~3 s
+    assert time.monotonic() - dropped >= 3
+    assert scale_steps(env, "scaled", "ScaledDown") == [(4, 1)]
     assert env.status("scaled")["currentMetricValue"] == pytest.approx(10)
+
+
+def scale_steps(env: Env, name: str, reason: str) -> list[tuple[int, int]]:
+    """(from, to) of each scale Event, oldest first, parsed from '... desired N (from M)'."""
+    events = sorted(env.events(name, reason), key=lambda e: (e.get("firstTimestamp") or "", e["metadata"]["name"]))
+    steps = []
+    for e in events:
+        match = re.search(r"desired (\d+) \(from (\d+)\)", e["message"])
+        assert match, e["message"]
+        steps.append((int(match.group(2)), int(match.group(1))))
+    return steps
 
 
 def test_missing_metrics_and_unreachable_prometheus_keep_replicas(env: Env) -> None:
