@@ -10,6 +10,7 @@ lose the whole run. We write to a temporary file and rename, so `last.pt` is alw
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,20 @@ from ultralytics.models.yolo.detect import DetectionTrainer  # noqa: E402  (afte
 
 
 class OfflineDetectionTrainer(DetectionTrainer):  # type: ignore[misc]
-    """DetectionTrainer with atomic checkpoint writes."""
+    """DetectionTrainer with atomic checkpoint writes, reading results.csv without polars."""
+
+    def read_results_csv(self) -> dict[str, list[Any]]:
+        # Ultralytics reads this with polars for every checkpoint; the csv module does the same job and keeps
+        # polars (a large native wheel) off the training path.
+        try:
+            with open(self.csv, newline="") as f:
+                rows = list(csv.reader(f))
+        except OSError:
+            return {}
+        if not rows:
+            return {}
+        header, body = [h.strip() for h in rows[0]], rows[1:]
+        return {h: [_number(r[i]) for r in body if i < len(r)] for i, h in enumerate(header)}
 
     def save_model(self) -> Any:
         last, best = Path(self.last), Path(self.best)
@@ -38,3 +52,10 @@ class OfflineDetectionTrainer(DetectionTrainer):  # type: ignore[misc]
         if tmp_last.exists():
             os.replace(tmp_last, last)
         return result
+
+
+def _number(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text.strip()

@@ -8,6 +8,7 @@ only when the decoded images fit comfortably in the memory budget.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -66,16 +67,14 @@ def probe_memory_per_image(model_ref: str, nc: int, imgsz: int, device: str) -> 
             base = torch.cuda.memory_allocated()
             with torch.autocast("cuda"):
                 out = model(x)
-            sum(o.float().sum() for o in out).backward()  # type: ignore[union-attr]
+            _total(out).backward()
             torch.cuda.synchronize()
             peaks[batch] = torch.cuda.max_memory_allocated() - base
         else:
-            try:  # reset the peak RSS so each probe reads its own high-water mark
+            with contextlib.suppress(OSError):  # reset the peak RSS so each probe reads its own high-water mark
                 Path("/proc/self/clear_refs").write_text("5")
-            except OSError:
-                pass
             out = model(x)
-            sum(o.sum() for o in out).backward()  # type: ignore[union-attr]
+            _total(out).backward()
             peaks[batch] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0
         model.zero_grad(set_to_none=True)
         del x, out
@@ -84,6 +83,16 @@ def probe_memory_per_image(model_ref: str, nc: int, imgsz: int, device: str) -> 
         torch.cuda.empty_cache()
     per_image = max((peaks[4] - peaks[2]) / 2, 1.0)
     return {"per_image_bytes": per_image, "fixed_bytes": max(peaks[2] - 2 * per_image, 0.0)}
+
+
+def _total(out: Any) -> Any:
+    """A scalar depending on every output tensor (the head returns tensors, lists or dicts by version)."""
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return out.float().sum()
+    values = out.values() if isinstance(out, dict) else out
+    return sum((_total(v) for v in values), torch.zeros(()))
 
 
 def max_batch_for_memory(free_bytes: float, fixed: float, per_image: float, safety: float = MEMORY_SAFETY) -> int:

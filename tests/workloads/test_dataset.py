@@ -1,0 +1,120 @@
+"""The shapes generator and the data set checks that run before any GPU work."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from yolo_workloads.datasets.shapes import ensure_shapes, generate
+from yolo_workloads.datasets.validate import DatasetError, validate_dataset
+
+pytestmark = pytest.mark.workloads
+
+
+def test_generation_is_deterministic_and_independent_of_processes(tmp_path: Path) -> None:
+    a = generate(tmp_path / "a", n=6, imgsz=64, val=2, seed=3, processes=1).parent
+    b = generate(tmp_path / "b", n=6, imgsz=64, val=2, seed=3, processes=2).parent
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert len([f for f in files if f.suffix == ".jpg"]) == 8
+    for rel in files:
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+    c = generate(tmp_path / "c", n=6, imgsz=64, val=2, seed=4, processes=1).parent
+    assert (c / "labels/train/train_000000.txt").read_text() != (a / "labels/train/train_000000.txt").read_text()
+
+
+def test_generated_set_passes_validation(shapes_data: Path) -> None:
+    info = validate_dataset(shapes_data)
+    assert (info.train_images, info.val_images) == (24, 4)
+    assert info.names[0] == "circle"
+
+
+def test_ensure_shapes_replaces_a_partial_set_and_is_idempotent(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    (root / "images" / "train").mkdir(parents=True)
+    (root / "images" / "train" / "leftover.jpg").write_bytes(b"half a file")  # a killed earlier attempt
+    path = ensure_shapes(root, n=4, imgsz=64, val=1)
+    assert not (root / "images" / "train" / "leftover.jpg").exists()
+    assert validate_dataset(path).train_images == 4
+    mtime = path.stat().st_mtime_ns
+    assert ensure_shapes(root, n=4, imgsz=64, val=1) == path and path.stat().st_mtime_ns == mtime
+    assert not list(root.glob(".partial-*"))
+
+
+def _copy(shapes_data: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "set"
+    shutil.copytree(shapes_data.parent, root)
+    return root
+
+
+@pytest.mark.parametrize(
+    ("label", "expected"),
+    [
+        ("0 0.5 0.5 0.1", r"train_000002.txt:2: expected 5 fields"),
+        ("9 0.5 0.5 0.1 0.1", r"train_000002.txt:2: class id 9 is not in `names`"),
+        ("1 0.5 1.5 0.1 0.1", r"train_000002.txt:2: cy=1.5 is outside \[0, 1\]"),
+        ("1 0.5 abc 0.1 0.1", r"train_000002.txt:2: fields must be numbers"),
+        ("1.5 0.5 0.5 0.1 0.1", r"train_000002.txt:2: class id 1.5"),
+    ],
+)
+def test_bad_label_line_is_named(shapes_data: Path, tmp_path: Path, label: str, expected: str) -> None:
+    root = _copy(shapes_data, tmp_path)
+    target = root / "labels/train/train_000002.txt"
+    first = target.read_text().splitlines()[0]
+    target.write_text(f"{first}\n{label}\n")
+    with pytest.raises(DatasetError, match=expected):
+        validate_dataset(root / "data.yaml")
+
+
+def test_yaml_problems_are_named(shapes_data: Path, tmp_path: Path) -> None:
+    root = _copy(shapes_data, tmp_path)
+    data = root / "data.yaml"
+    with pytest.raises(DatasetError, match="data set YAML not found"):
+        validate_dataset(root / "missing.yaml")
+    data.write_text("train: images/train\nval: [unclosed\n")
+    with pytest.raises(DatasetError, match=r"data.yaml:\d+: not valid YAML"):
+        validate_dataset(data)
+    data.write_text("train: images/train\nval: images/val\n")
+    with pytest.raises(DatasetError, match="`names` is missing"):
+        validate_dataset(data)
+
+
+def test_missing_or_empty_folders_are_named(shapes_data: Path, tmp_path: Path) -> None:
+    root = _copy(shapes_data, tmp_path)
+    shutil.rmtree(root / "labels" / "val")
+    with pytest.raises(DatasetError, match=r"labels/val: no label files for the `val` images"):
+        validate_dataset(root / "data.yaml")
+    shutil.rmtree(root / "images" / "val")
+    (root / "images" / "val").mkdir()
+    with pytest.raises(DatasetError, match=r"`val` \(images/val\) contains no images"):
+        validate_dataset(root / "data.yaml")
+    shutil.rmtree(root / "images" / "train")
+    with pytest.raises(DatasetError, match=r"`train` points to .*images/train, which does not exist"):
+        validate_dataset(root / "data.yaml")
+
+
+def test_train_verb_refuses_a_bad_set_with_exit_2_and_a_termination_message(
+    shapes_data: Path, tmp_path: Path, netblock, workload
+) -> None:
+    root = _copy(shapes_data, tmp_path)
+    (root / "labels/val/val_000001.txt").write_text("0 0.5 0.5 0.2 0.2\n3 0.5 0.5 0.2\n")
+    config = {
+        "model": {"architecture": "yolov8n.yaml"},
+        "data": {"yaml": str(root / "data.yaml")},
+        "imgsz": 64,
+        "gpus": 0,
+        "output_dir": str(tmp_path / "out"),
+        "termination_log": str(tmp_path / "termination-log"),
+        "metrics_port": None,
+    }
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(config))
+    env, attempts = netblock
+    proc = workload(["train", "--config", str(tmp_path / "train.yaml")], env)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err
+    message = (tmp_path / "termination-log").read_text()
+    assert "labels/val/val_000001.txt:2: expected 5 fields" in message
+    assert message in err
+    assert not (tmp_path / "out" / "weights").exists()
+    assert attempts.read_text() == ""

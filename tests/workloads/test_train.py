@@ -1,0 +1,86 @@
+"""Training: offline, killed after a checkpoint, restarted, and finished from where it stopped."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from yolo_workloads.contract import TrainSummary
+
+pytestmark = pytest.mark.workloads
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_killed_training_resumes_from_last_checkpoint_offline(tmp_path: Path, netblock, workload) -> None:
+    port = _free_port()
+    config = {
+        "model": {"architecture": "yolov8n.yaml"},
+        "data": {"shapes": {"images": 16, "val_images": 4, "imgsz": 64, "seed": 2}, "root": str(tmp_path / "data")},
+        "imgsz": 64,
+        "epochs": 3,
+        "batch": 8,
+        "workers": 0,
+        "gpus": 0,
+        "save_period": -1,
+        "output_dir": str(tmp_path / "run"),
+        "termination_log": str(tmp_path / "termination-log"),
+        "metrics_port": port,
+    }
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(config))
+    env, attempts = netblock
+    last = tmp_path / "run" / "weights" / "last.pt"
+
+    first = workload(["train", "--config", str(tmp_path / "train.yaml")], env)
+    deadline = time.monotonic() + 240
+    scraped = ""
+    while not last.exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        if not scraped:
+            try:
+                scraped = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1).read().decode()
+            except OSError:
+                pass
+    assert last.exists(), first.communicate()[1][-3000:]
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert "yolo_train_epochs_total 3.0" in scraped
+
+    second = workload(["train", "--config", str(tmp_path / "train.yaml")], env)
+    out, err = second.communicate(timeout=300)
+    assert second.returncode == 0, err[-3000:]
+    assert "resuming from" in err
+    summary = TrainSummary.model_validate_json((tmp_path / "termination-log").read_text())
+    assert summary.resumed and summary.epochs_completed == 3
+    assert Path(summary.best_weights).exists() and Path(summary.last_weights).exists()
+    assert json.loads(out.strip().splitlines()[-1])["epochs_completed"] == 3
+    assert attempts.read_text() == "", "the workload tried to reach the network"
+    # No font was downloaded: ours was installed into the (fresh) config dir.
+    assert list(Path(env["YOLO_CONFIG_DIR"]).rglob("Arial.ttf"))
+
+    # A restart after completion trains nothing and reports the same summary.
+    third = workload(["train", "--config", str(tmp_path / "train.yaml")], env)
+    out3, _ = third.communicate(timeout=120)
+    assert third.returncode == 0 and json.loads(out3.strip().splitlines()[-1]) == json.loads(
+        summary.model_dump_json(exclude_none=True)
+    )
+
+
+def test_extra_args_names_exist_in_ultralytics_defaults() -> None:
+    import ultralytics
+    from yolo_operator.api.ultralytics_args import EXTRA_TRAIN_ARGS, RESERVED_ARGS
+
+    defaults = yaml.safe_load((Path(ultralytics.__file__).parent / "cfg" / "default.yaml").read_text())
+    missing = sorted(n for n in set(EXTRA_TRAIN_ARGS) | set(RESERVED_ARGS) if n not in defaults)
+    assert missing == []

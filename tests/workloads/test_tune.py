@@ -1,0 +1,60 @@
+"""Tuning on a CPU: a valid result inside its bounds and budget, with an injected OOM recorded as infeasible."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from yolo_workloads.contract import TERMINATION_MESSAGE_LIMIT, TuneResult
+
+pytestmark = pytest.mark.workloads
+
+
+def test_tune_returns_result_within_bounds_and_budget_and_survives_oom(
+    shapes_data: Path, tmp_path: Path, netblock, workload
+) -> None:
+    budget = 60.0
+    config = {
+        "model": {"architecture": "yolov8n.yaml"},
+        "data": {"yaml": str(shapes_data)},
+        "imgsz": 64,
+        "gpus": 0,
+        "max_trials": 3,
+        "time_budget_seconds": budget,
+        "cpu_budget": 2,
+        "search": {"batch": {"min": 4, "max": 16}, "workers": {"min": 0, "max": 8}, "cache": ["none", "ram"]},
+        "output_dir": str(tmp_path / "out"),
+        "termination_log": str(tmp_path / "termination-log"),
+    }
+    (tmp_path / "tune.yaml").write_text(yaml.safe_dump(config))
+    env, attempts = netblock
+    env["YOLO_TUNE_INJECT_FAULT"] = "oom:2"
+    proc = workload(["tune", "--config", str(tmp_path / "tune.yaml")], env)
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err[-3000:]
+
+    message = (tmp_path / "termination-log").read_bytes()
+    assert len(message) <= TERMINATION_MESSAGE_LIMIT
+    result = TuneResult.model_validate_json(message)
+    assert TuneResult.model_validate_json(out.strip().splitlines()[-1]) == result
+    assert result.duration_seconds <= budget
+    assert result.device == "cpu" and result.cpu_budget == 2
+    assert [t.n for t in result.trials] == [1, 2, 3]
+    oom = result.trials[1]
+    assert oom.state == "infeasible" and oom.ips is None and "out of memory" in (oom.error or "")
+    for trial in result.trials:
+        assert trial.batch in (4, 8, 16)
+        assert 0 <= trial.workers <= 2  # the CPU budget, not the search maximum
+        assert trial.amp is False  # AMP does nothing on a CPU
+    best = max((t for t in result.trials if t.state == "ok"), key=lambda t: t.ips or 0)
+    assert (result.batch, result.workers, result.cache) == (best.batch, best.workers, best.cache)
+    assert result.images_per_second == best.ips and result.images_per_second > 0
+
+    progress = [line for line in err.splitlines() if line.startswith("tune: trial")]
+    assert len(progress) == 3 and "infeasible" in progress[1]
+    detail = json.loads((tmp_path / "out" / "tune_result.json").read_text())
+    assert detail["result"] == json.loads(result.model_dump_json())
+    assert all("measured_batches" in t for t in detail["trials"])
+    assert attempts.read_text() == "", "tuning tried to reach the network"
