@@ -8,7 +8,7 @@ export PYTHONUNBUFFERED=1 YOLO_OFFLINE=1 YOLO_CONFIG_DIR=/tmp/ycfg
 PY=python3
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 nproc
-CONF=${CONF:-0.25}; BIAS=${BIAS:--4}; MAXB=${MAXB:-128}; DELAY=${DELAY:-4}; CONC=${CONC:-64,256,512,1024}
+CONF=${CONF:-0.25}; BIAS=${BIAS:--9.5}; MAXB=${MAXB:-128}; DELAY=${DELAY:-4}; CONC=${CONC:-64,256,512,1024}
 DUR=${DUR:-8}; PROCS=${PROCS:-10}; SERVER_CPUS=${SERVER_CPUS:-0-3}; CLIENT_CPUS=${CLIENT_CPUS:-4-15}
 $PY - <<PYEOF
 from yolo_workloads.serve.synthetic import make_signal_weights
@@ -36,6 +36,16 @@ rng = np.random.default_rng(0)
 items = [EncodedImage(synthetic.encode(synthetic.scene(480, 640, rng)), "jpeg") for _ in range(64)]
 res = d.run(items)
 print("mean detections per image", np.mean([len(r.scores) for r in res]))
+import time, torch
+items = items * 2  # 128
+def t():
+    torch.cuda.synchronize(); return time.perf_counter()
+for rep in range(3):
+    with torch.inference_mode():
+        t0 = t(); dec = d.decode(items); t1 = t(); b = d.letterbox(dec); t2 = t(); p = d.forward(b); t3 = t()
+        cand = int((p[:, 4:].max(1).values > d.conf).sum()); rows, kb = d.nms(p); t4 = t(); d.run(items); t5 = t()
+    print(f"batch 128 stages ms: decode {1e3*(t1-t0):.1f} letterbox {1e3*(t2-t1):.1f} forward {1e3*(t3-t2):.1f} "
+          f"nms {1e3*(t4-t3):.1f} (candidates/img {cand/128:.0f}) | whole run() {1e3*(t5-t4):.1f}")
 PYEOF
 if [ "${SKIP_BENCH:-0}" != 1 ]; then
   timeout 200 $PY -m yolo_workloads.cli bench --config /tmp/serve.yaml --batch-sizes 1,32,128,256 --modes forward,pipeline \

@@ -6,7 +6,8 @@ JPEGs go through the GPU decoder in one call, images of the same size are resize
 `batched_nms` over all images with (image, class) as the group. The geometry copies Ultralytics' (LetterBox with
 auto=False and centred padding of 114; `scale_boxes`; best-class NMS with conf > threshold, class-aware IoU,
 max_det per image) so detections match `predict(rect=False)` within fp16 rounding. Not copied: Ultralytics'
-30,000-candidate cap before NMS (only reached by degenerate models at tiny conf).
+30,000-candidates-per-image cap before NMS (reached only by degenerate models at tiny conf; here such an
+image costs one large NMS call instead).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from yolo_workloads.serve.imagecheck import ImageError
 log = logging.getLogger(__name__)
 PAD_VALUE = 114.0
 MAX_DET = 300
+NMS_CHUNK = 16384  # candidates per NMS call: bounds its N^2 mask (32 MiB)
 
 
 @dataclass
@@ -178,22 +180,46 @@ class Detector:
         return out[0] if isinstance(out, (tuple, list)) else out  # [B, 4+nc, A]
 
     def nms(self, pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One batched NMS for all images. Returns (rows [M,6] xyxy,score,cls in letterbox pixels, image index [M])."""
-        b_size, _, _ = pred.shape
+        """Batched NMS. Returns (rows [M,6] xyxy,score,cls in letterbox pixels, image index [M]), per image best first.
+
+        One `torchvision.ops.nms` call per chunk of images, boxes offset by (image, class) group in float64 (a
+        float32 offset of 10^7 would blur boxes by pixels); chunks bound the candidates per call because NMS
+        costs N^2 in time and N^2/8 bytes of mask. `batched_nms` itself would loop over the thousands of
+        (image, class) groups of a large batch.
+        """
+        b_size, ch, _ = pred.shape
+        nc = ch - 4
         p = pred.transpose(1, 2)  # [B, A, 4+nc]
         scores, cls = p[..., 4:].max(-1)
-        b_idx, a_idx = (scores > self.conf).nonzero(as_tuple=True)
+        b_idx, a_idx = (scores > self.conf).nonzero(as_tuple=True)  # row-major: sorted by image
         xywh = p[b_idx, a_idx, :4].float()
         boxes = torch.cat((xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2), 1)
         sc = scores[b_idx, a_idx].float()
         cl = cls[b_idx, a_idx]
-        nc = pred.shape[1] - 4
-        keep = torchvision.ops.batched_nms(boxes, sc, b_idx * nc + cl, self.iou)  # sorted by score
+        counts = torch.bincount(b_idx, minlength=b_size).tolist()  # the one host sync before NMS
+        span = float(4 * self.imgsz)  # wider than any box the head can emit around a square input
+        offsets = ((b_idx * nc + cl).double() * span)[:, None]
+        keeps: list[torch.Tensor] = []
+        start = 0
+        chunk_start, chunk_n = 0, 0
+        bounds: list[tuple[int, int]] = []
+        for n in counts:
+            if chunk_n and chunk_n + n > NMS_CHUNK:
+                bounds.append((chunk_start, chunk_start + chunk_n))
+                chunk_start, chunk_n = start, 0
+            chunk_n += n
+            start += n
+        if chunk_n:
+            bounds.append((chunk_start, chunk_start + chunk_n))
+        for lo, hi in bounds:
+            keep = torchvision.ops.nms(boxes[lo:hi].double() + offsets[lo:hi], sc[lo:hi].double(), self.iou) + lo
+            keeps.append(keep)
+        keep = torch.cat(keeps) if keeps else torch.zeros(0, dtype=torch.long, device=pred.device)
         kb = b_idx[keep]
         order = torch.sort(kb, stable=True).indices  # group by image, keeping score order inside
         keep, kb = keep[order], kb[order]
-        counts = torch.bincount(kb, minlength=b_size)
-        starts = torch.cumsum(counts, 0) - counts
+        kcounts = torch.bincount(kb, minlength=b_size)
+        starts = torch.cumsum(kcounts, 0) - kcounts
         rank = torch.arange(kb.numel(), device=kb.device) - starts[kb]
         sel = rank < self.max_det
         keep, kb = keep[sel], kb[sel]

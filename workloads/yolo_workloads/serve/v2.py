@@ -131,7 +131,7 @@ def parse_request(body: bytes, header_length: str | None) -> V2Request:
 
 def _pixels(inp: dict[str, Any], shape: list[int], dtype: str, raw: bytes | None, params: dict[str, Any]) -> np.ndarray:
     if len(shape) != 4:
-        raise _bad(f"{dtype} input must be 4-D [N,H,W,3] or [N,3,H,W], got {shape}")
+        raise _bad(f"{dtype} input must have a 4-D shape [N,H,W,3] or [N,3,H,W], got {shape}")
     np_type = _NP[dtype]
     try:
         if raw is not None:
