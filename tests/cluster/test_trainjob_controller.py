@@ -146,9 +146,16 @@ def test_every_phase_with_operator_restarts_and_cache_reuse(
     def operator() -> Any:
         return running_operator(operator_kubeconfig, [ns], customize=customize)
 
+    # The namespace really enforces `restricted`: a root pod is refused there.
+    root_pod = cluster.kubectl(
+        "run", "root", "-n", ns, "--image=busybox", "--dry-run=server", "--overrides",
+        json.dumps({"spec": {"securityContext": {"runAsUser": 0}}}), check=False,
+    )  # fmt: skip
+    assert root_pod.returncode != 0 and "violates PodSecurity" in root_pod.stderr
+
     with operator():
         cluster.apply(train_job("shapes"), namespace=ns)
-        tune_pod = running_pod(cluster, ns, "shapes-tune")  # admitted in a `restricted` namespace
+        tune_pod = running_pod(cluster, ns, "shapes-tune")  # admitted in that namespace
         st = wait_phase(cluster, ns, "shapes", "Tuning")
         assert st["observedGeneration"] == 1
         assert condition(st, "Tuned")["status"] == "Unknown"
@@ -229,6 +236,13 @@ def test_tuning_disabled_suspend_resume_and_immutable_spec(
         assert job["spec"]["suspend"] is True
         uid = job["metadata"]["uid"]
         wait_for(lambda: not cluster.get_json("pods", namespace=ns)["items"], "the suspended Job's pod to go")
+
+    # Restarted while suspended: still suspended, the same Job, nothing new.
+    with running_operator(operator_kubeconfig, [ns], endpoints=True, **ports):
+        time.sleep(3)
+        assert status(cluster, ns, "pausable")["phase"] == "Suspended"
+        assert jobs(cluster, ns) == {"pausable-train": uid}
+        assert not cluster.get_json("pods", namespace=ns)["items"]
 
         cluster.kubectl(
             "patch", "yolotrainjob", "pausable", "-n", ns, "--type=merge", "-p", '{"spec":{"runPolicy":{"suspend":false}}}'

@@ -58,3 +58,19 @@ def test_every_problem_is_reported_at_once() -> None:
     with pytest.raises(SettingsError) as info:
         load_settings({"YOLO_OPERATOR_METRICS_PORT": "x", "YOLO_OPERATOR_HEALTH_PORT": "y"})
     assert "METRICS_PORT" in str(info.value) and "HEALTH_PORT" in str(info.value)
+
+
+def test_kopf_keeps_its_bookkeeping_under_our_prefix() -> None:
+    import kopf
+    from yolo_operator.main import kopf_settings
+
+    ks = kopf_settings(
+        load_settings({"YOLO_OPERATOR_WATCH_SERVER_TIMEOUT_SECONDS": "120", "YOLO_OPERATOR_POSTING_LEVEL": "ERROR"})
+    )
+    assert isinstance(ks.persistence.progress_storage, kopf.AnnotationsProgressStorage)
+    assert ks.persistence.progress_storage.prefix == "yolo-operator.io"
+    assert isinstance(ks.persistence.diffbase_storage, kopf.AnnotationsDiffBaseStorage)
+    assert ks.persistence.finalizer == "yolo-operator.io/finalizer"
+    assert ks.watching.server_timeout == 120
+    assert ks.posting.level == 40
+    assert ks.peering.standalone is True
