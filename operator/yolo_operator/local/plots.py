@@ -83,11 +83,22 @@ def plot_trials(trials: Sequence[TrialResult], out: Path, chosen: TrialResult | 
     groups: dict[tuple[int, bool, str], list[TrialResult]] = {}
     for trial in trials:
         groups.setdefault((trial.workers, trial.amp, trial.cache), []).append(trial)
-    for (workers, amp, cache), group in sorted(groups.items()):
-        ok = sorted((t for t in group if t.ips is not None), key=lambda t: t.batch)
+    for index, ((workers, amp, cache), group) in enumerate(sorted(groups.items())):
+        colour = f"C{index % 10}"
         label = f"workers {workers}, amp {'on' if amp else 'off'}, cache {cache}"
+        ok = sorted((t for t in group if t.state == "ok" and t.ips is not None), key=lambda t: t.batch)
         if ok:
-            ax.plot([t.batch for t in ok], [t.ips for t in ok], marker="o", label=label)
+            ax.plot([t.batch for t in ok], [t.ips for t in ok], marker="o", color=colour, label=label)
+        # Pruned trials stopped early: what they measured, hollow; infeasible ones (no figure) as crosses at 0.
+        pruned = [t for t in group if t.state == "pruned" and t.ips is not None]
+        if pruned:
+            ax.scatter(
+                [t.batch for t in pruned],
+                [t.ips for t in pruned],
+                facecolors="none",
+                edgecolors=colour,
+                label=None if ok else label + " (pruned)",
+            )
         failed = [t for t in group if t.ips is None]
         if failed:
             ax.scatter([t.batch for t in failed], [0] * len(failed), marker="x", color="grey")
@@ -96,7 +107,7 @@ def plot_trials(trials: Sequence[TrialResult], out: Path, chosen: TrialResult | 
     ax.set_xscale("log", base=2)
     ax.set_xlabel("batch size")
     ax.set_ylabel("training images/s")
-    ax.set_title("tuning trials (x: infeasible or pruned)")
+    ax.set_title("tuning trials (hollow: pruned early; x: infeasible)")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
