@@ -205,3 +205,32 @@ def test_local_job_runs_a_process_and_keeps_its_outcome(tmp_path: Path, monkeypa
     assert again.observe() == obs  # a second run on the same directory sees the outcome
     again.forget()
     assert LocalJob("training", "train", config, log).observe().state == "absent"
+
+
+def test_an_input_error_is_not_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exit code 2 (the workload's "your input is wrong") fails at once, as the Job's podFailurePolicy does."""
+    script = tmp_path / "yolo-workload"
+    script.write_text(f"#!{sys.executable}\nimport sys\nsys.exit(2)\n")
+    script.chmod(0o755)
+    monkeypatch.setattr("yolo_operator.local.backend.workload_command", lambda: [str(script)])
+    config = tmp_path / "c.yaml"
+    config.write_text("{}\n")
+    job = LocalJob("training", "train", config, tmp_path / "msg", backoff_limit=3)
+    job.start()
+    while (obs := job.observe()).state == "running":
+        time.sleep(0.05)
+    assert (obs.state, obs.exit_code, obs.restarts) == ("failed", 2, 0)
+
+
+def test_plots_are_png_files(tmp_path: Path) -> None:
+    from yolo_operator.local import plots
+
+    csv_path = tmp_path / "results.csv"
+    csv_path.write_text("epoch,train/box_loss,metrics/mAP50-95(B)\n1,1.5,0.1\n2,1.2,0.2\n")
+    written = [
+        plots.plot_training(csv_path, tmp_path / "curves.png"),
+        plots.plot_trials(_result().trials, tmp_path / "trials.png", _result().trials[1]),
+    ]
+    for path in written:
+        assert path is not None and path.read_bytes()[:4] == b"\x89PNG"
+    assert plots.plot_trials([], tmp_path / "none.png") is None

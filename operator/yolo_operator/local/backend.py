@@ -22,6 +22,8 @@ from typing import IO, Literal
 
 JobState = Literal["absent", "running", "succeeded", "failed"]
 
+INPUT_ERROR_EXIT_CODE = 2
+"""The workloads exit 2 when their input is wrong; the Job's podFailurePolicy fails those at once, so do we."""
 STOP_GRACE_SECONDS = 20.0
 """How long children get between SIGTERM and SIGKILL (Kubernetes' default grace period is 30 s)."""
 
@@ -158,7 +160,7 @@ class LocalJob:
         if code is None:
             return JobObservation(self.name, "running", restarts=self.restarts)
         self._close_log()
-        if code != 0 and self.restarts < self.backoff_limit:
+        if code not in (0, INPUT_ERROR_EXIT_CODE) and self.restarts < self.backoff_limit:
             self.restarts += 1
             self._proc = None
             self.start()

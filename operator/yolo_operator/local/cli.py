@@ -82,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
         from yolo_operator.local.serve_run import run_inference_service
 
         return run_inference_service(resource, options, args.train_workdir)
+    except KeyboardInterrupt:  # a second Ctrl-C: the children were already stopped on the way out
+        return 130
     except SpecError as exc:
         print(f"{args.manifest}: invalid:", file=sys.stderr)
         for problem in exc.problems:

@@ -45,7 +45,9 @@ def serve_trained(runner: TrainJobRunner) -> int:
     runner.say(report.phase_line("Serving", f"{best} at {url} (log: {log})"))
     server = serving.start_server(config, runner.workdir.root, log, child_env(runner.job.spec.resources.gpus))
     try:
-        if not serving.wait_ready(url, server):
+        if not serving.wait_ready(url, server, stopped=lambda: runner.stop.requested):
+            if runner.stop.requested:
+                return EXIT_INTERRUPTED
             runner.say(report.note_line(f"the server did not become ready; see {log}:\n{_tail(log)}"))
             return 1
         image = serving.sample_image(runner.workdir.shapes)

@@ -13,6 +13,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,11 +76,12 @@ def base_url(config: ServeConfig) -> str:
     return f"http://{config.host}:{config.port}"
 
 
-def wait_ready(url: str, server: LocalJob, timeout: float = 300.0) -> bool:
-    """Poll the readiness endpoint (as the Deployment's probe does) until it answers 200 or the server exits."""
+def wait_ready(url: str, server: LocalJob, timeout: float = 300.0, stopped: Callable[[], bool] = lambda: False) -> bool:
+    """Poll the readiness endpoint (as the Deployment's probe does) until it answers 200, the server exits or
+    the user interrupts."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not server.running():
+        if not server.running() or stopped():
             return False
         try:
             with urllib.request.urlopen(url + READY_PATH, timeout=5) as response:

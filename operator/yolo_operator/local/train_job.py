@@ -29,7 +29,7 @@ from yolo_operator.lifecycle import train_job as lifecycle
 from yolo_operator.lifecycle.tuning_cache import cache_key, decode_entry, encode_entry
 from yolo_operator.local import plots, report
 from yolo_operator.local.backend import JobObservation, LocalJob
-from yolo_operator.local.workdir import Machine, Workdir, train_config, tune_config, write_config
+from yolo_operator.local.workdir import Machine, Workdir, local_sources, train_config, tune_config, write_config
 
 POLL_SECONDS = 1.0
 EXIT_INTERRUPTED = 130
@@ -254,6 +254,7 @@ class TrainJobRunner:
     # --- the loop -------------------------------------------------------------------------------------------------
 
     def prepare(self) -> None:
+        local_sources(self.job, self.workdir, self.options.volumes)  # unmapped or missing volumes: fail first
         self.workdir.prepare()
         self.workdir.claim_spec(self.job.spec.to_wire())
         previous = load_status(self.workdir.status)
@@ -314,7 +315,7 @@ class TrainJobRunner:
                 self.job.metadata.name,
                 str(status.phase),
                 self.tune_result,
-                _settings(status.tuning),
+                self.settings(status.tuning),
                 read_train_summary(self.workdir.train_summary),
                 [str(p) for p in written],
                 str(self.workdir.status),
@@ -329,6 +330,13 @@ class TrainJobRunner:
 
             return serve_trained(self)
         return 0
+
+    def settings(self, tuning: TuningStatus | None) -> dict[str, object]:
+        try:
+            ran = yaml.safe_load(self.training.config_path.read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            ran = {}
+        return _settings(tuning, ran if isinstance(ran, dict) else {})
 
     def write_plots(self) -> list[Path]:
         written: list[Path] = []
@@ -348,13 +356,14 @@ class TrainJobRunner:
         return written
 
 
-def _settings(tuning: TuningStatus | None) -> dict[str, object]:
+def _settings(tuning: TuningStatus | None, ran: dict[str, object]) -> dict[str, object]:
+    """What training ran with (its config: workers may be capped by this machine's cores), else the status."""
     if tuning is None:
         return {}
     return {
-        "batch": tuning.batch,
-        "workers": tuning.workers,
-        "amp": tuning.amp,
-        "cache": tuning.cache,
+        "batch": ran.get("batch", tuning.batch),
+        "workers": ran.get("workers", tuning.workers),
+        "amp": ran.get("amp", tuning.amp),
+        "cache": ran.get("cache", tuning.cache),
         "source": (tuning.source or "").lower() or None,
     }
