@@ -289,7 +289,16 @@ def register(registry: kopf.OperatorRegistry, controller: TrainJobController) ->
         if owner:
             controller.reconcile(namespace or "default", owner)
 
-    @kopf.timer(GROUP, VERSION, PLURAL, interval=settings.reconcile_period_seconds, registry=registry)
+    # A failed timer run is retried after `backoff` (Kopf's default is 60 s): one resync period, so a transient
+    # error (a lost permission restored, the API server back) costs seconds, not a minute.
+    @kopf.timer(
+        GROUP,
+        VERSION,
+        PLURAL,
+        interval=settings.reconcile_period_seconds,
+        backoff=settings.reconcile_period_seconds,
+        registry=registry,
+    )
     def train_job_resync(*, name: str, namespace: str | None, **_: Any) -> None:
         controller.reconcile(namespace or "default", name)
 
@@ -298,6 +307,7 @@ def register(registry: kopf.OperatorRegistry, controller: TrainJobController) ->
         VERSION,
         PLURAL,
         interval=settings.progress_period_seconds,
+        backoff=settings.progress_period_seconds,
         when=lambda body, **_: (body.get("status") or {}).get("phase") == "Training",
         registry=registry,
     )
