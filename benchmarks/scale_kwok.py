@@ -1,0 +1,409 @@
+"""Scale benchmark on the real control plane: hundreds of fake GPU nodes, a thousand YoloTrainJobs and hundreds of
+YoloInferenceServices applied in bursts, the operator running as a subprocess (as in its Deployment).
+
+Why: platform teams need to know the operator keeps up and stays small at pool scale. Not part of CI (minutes of
+wall clock, all cores). Measures: apply → children created (p50/p99, from watches), a child's change → the
+resource's status (p50/p99), the operator's peak RSS and CPU, API requests per reconcile (the API server's own
+apiserver_request_total before/after, over the operator's reconcile counter), WATCH requests (watch
+(re)connections) and error-level log lines. `--profile` runs the operator under py-spy (speedscope + top table).
+
+    nice python benchmarks/scale_kwok.py --nodes 500 --jobs 1000 --services 300 --out .work/scale
+    nice python benchmarks/scale_kwok.py --nodes 100 --jobs 200 --services 60 --profile --out .work/scale-small
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from cluster import harness  # noqa: E402  (tests/cluster: the control plane harness)
+from cluster.operator_fixture import install_crds, operator_identity  # noqa: E402
+from kubernetes import client, config, watch  # noqa: E402
+from yolo_workloads.contract import TrainSummary, encode_result  # noqa: E402
+
+GROUP, VERSION = "yolo-operator.io", "v1alpha1"
+
+
+def fake_nodes(count: int) -> list[dict[str, Any]]:
+    template = harness.load_yaml_documents(ROOT / "tests/cluster/kwok/nodes.yaml")[0]
+    out = []
+    for i in range(count):
+        n = copy.deepcopy(template)
+        name = f"scale-node-{i}"
+        n["metadata"]["name"] = name
+        n["metadata"]["labels"]["kubernetes.io/hostname"] = name
+        n["status"]["addresses"] = [
+            {"type": "InternalIP", "address": f"10.129.{i // 250}.{i % 250 + 1}"},
+            {"type": "Hostname", "address": name},
+        ]
+        out.append(n)
+    return out
+
+
+def train_job(name: str) -> dict[str, Any]:
+    spec = {
+        "model": {"architecture": "yolov8n.yaml"},
+        "data": {"shapes": {"images": 64}},
+        "train": {"epochs": 3, "imgsz": 320},
+        "tuning": {"enabled": False},
+        "resources": {"gpus": 1, "cpu": 4, "memory": "16Gi", "shmSize": "1Gi"},
+    }
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "YoloTrainJob", "metadata": {"name": name}, "spec": spec}
+
+
+def inference_service(name: str) -> dict[str, Any]:
+    spec = {
+        "model": {"weights": {"claimName": "models", "path": "yolo/best.pt"}},
+        "replicas": 1,
+        "autoscaling": {"enabled": False},
+        "resources": {"gpus": 1, "cpu": 8, "memory": "16Gi"},
+    }
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "YoloInferenceService",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def bound_claim(namespace: str) -> list[dict[str, Any]]:
+    pv = f"{namespace}-models"
+    return [
+        {
+            "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
+            "spec": {
+                "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany"], "storageClassName": "",
+                "hostPath": {"path": f"/tmp/{pv}"}, "claimRef": {"namespace": namespace, "name": "models"},
+            },
+        },
+        {
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "models", "namespace": namespace},
+            "spec": {
+                "accessModes": ["ReadWriteMany"], "storageClassName": "", "volumeName": pv,
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    ]  # fmt: skip
+
+
+class Watcher:
+    """First time each object is seen (children) and when each resource's status.phase took each value."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.first_seen: dict[tuple[str, str, str], float] = {}
+        self.phase_at: dict[tuple[str, str, str], float] = {}
+        self.stop = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def _loop(self, kind: str, list_fn: Any, **kw: Any) -> None:
+        while not self.stop.is_set():
+            try:
+                for ev in watch.Watch().stream(list_fn, timeout_seconds=30, **kw):
+                    obj = ev["object"]
+                    meta = obj["metadata"] if isinstance(obj, dict) else obj.metadata
+                    ns = meta["namespace"] if isinstance(meta, dict) else meta.namespace
+                    name = meta["name"] if isinstance(meta, dict) else meta.name
+                    now = time.monotonic()
+                    self.first_seen.setdefault((kind, ns, name), now)
+                    if isinstance(obj, dict):
+                        ph = (obj.get("status") or {}).get("phase")
+                        if ph:
+                            self.phase_at.setdefault((ns, name, ph), now)
+                    if self.stop.is_set():
+                        return
+            except Exception as exc:  # the benchmark's own watch: reconnect
+                print(f"[watch {kind}] {exc}", file=sys.stderr)
+                time.sleep(0.5)
+
+    def start(self) -> None:
+        batch, apps, co = client.BatchV1Api(self.api), client.AppsV1Api(self.api), client.CustomObjectsApi(self.api)
+        targets = [
+            ("Job", batch.list_job_for_all_namespaces, {}),
+            ("Deployment", apps.list_deployment_for_all_namespaces, {}),
+            ("YoloTrainJob", co.list_cluster_custom_object, {"group": GROUP, "version": VERSION, "plural": "yolotrainjobs"}),
+        ]  # fmt: skip
+        for kind, fn, kw in targets:
+            t = threading.Thread(target=self._loop, args=(kind, fn), kwargs=kw, daemon=True)
+            t.start()
+            self.threads.append(t)
+
+
+class Sampler:
+    """The operator process's RSS and CPU from /proc, every 0.5 s."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.samples, self.stop = pid, [], threading.Event()
+        self.samples: list[tuple[float, float, float]] = []  # (t, rss MiB, cpu seconds)
+        self.peak_hwm_mib = 0.0
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _pids(self) -> list[int]:
+        # py-spy runs the operator as its child: follow the python process under it too.
+        kids = Path(f"/proc/{self.pid}/task/{self.pid}/children")
+        children = [int(c) for c in kids.read_text().split()] if kids.exists() else []
+        return [self.pid, *children]
+
+    def _loop(self) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        while not self.stop.is_set():
+            rss = cpu = 0.0
+            try:
+                for pid in self._pids():
+                    status = Path(f"/proc/{pid}/status").read_text()
+                    if "python" not in Path(f"/proc/{pid}/cmdline").read_text():
+                        continue
+                    rss += int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
+                    hwm = int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
+                    self.peak_hwm_mib = max(self.peak_hwm_mib, hwm)
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                    cpu += (int(fields[11]) + int(fields[12])) / tick
+            except (OSError, AttributeError):
+                pass
+            self.samples.append((time.monotonic(), rss, cpu))
+            time.sleep(0.5)
+
+
+def request_counts(cluster: harness.Cluster) -> dict[str, float]:
+    """apiserver_request_total summed by verb/resource/subresource."""
+    text = cluster.kubectl("get", "--raw", "/metrics").stdout
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+        key = f"{labels.get('verb')} {labels.get('resource')}" + (
+            f"/{labels['subresource']}" if labels.get("subresource") else ""
+        )
+        out[key] = out.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def operator_counter(port: int, name: str) -> float:
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    except OSError:
+        return float("nan")
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--nodes", type=int, default=500)
+    p.add_argument("--jobs", type=int, default=1000)
+    p.add_argument("--services", type=int, default=300)
+    p.add_argument("--namespaces", type=int, default=10)
+    p.add_argument("--burst", type=int, default=100, help="objects created at once")
+    p.add_argument("--pause", type=float, default=3.0, help="seconds between bursts")
+    p.add_argument("--finish", type=int, default=100, help="training pods finished to time status updates")
+    p.add_argument("--profile", action="store_true", help="run the operator under py-spy record")
+    p.add_argument("--out", type=Path, default=ROOT / ".work" / "scale")
+    args = p.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}}
+
+    workdir = Path(tempfile.mkdtemp(prefix="yolo-cluster-scale-"))
+    (workdir / "owner.pid").write_text(str(os.getpid()))
+    cluster = harness.Cluster.start(harness.build_binaries(), workdir)
+    op: subprocess.Popen[bytes] | None = None
+    try:
+        t0 = time.monotonic()
+        nodes = fake_nodes(args.nodes)
+        for i in range(0, len(nodes), 100):
+            cluster.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(nodes[i : i + 100]))
+        harness.wait_until(
+            lambda: sum(harness.node_is_ready(n) for n in cluster.get_json("nodes")["items"]) >= args.nodes + 4,
+            600, f"{args.nodes} fake nodes Ready", interval_s=2,
+        )  # fmt: skip
+        report["nodes_ready_s"] = time.monotonic() - t0
+        print(f"{args.nodes} nodes Ready in {report['nodes_ready_s']:.1f} s", flush=True)
+        install_crds(cluster)
+        kubeconfig = operator_identity(cluster)
+        namespaces = [f"hold-scale-{i}" for i in range(args.namespaces)]
+        for ns in namespaces:
+            cluster.create_namespace(ns)
+            cluster.apply(*bound_claim(ns))
+
+        metrics_port = harness.free_port()
+        env = {
+            **os.environ,
+            "YOLO_OPERATOR_METRICS_PORT": str(metrics_port),
+            "YOLO_OPERATOR_HEALTH_PORT": str(harness.free_port()),
+            "YOLO_OPERATOR_DEFAULT_IMAGE": "registry.example/yolo-workload:scale",
+            # kwok's pod IPs are not reachable from here: the progress scrape would only measure timeouts.
+            "YOLO_OPERATOR_PROGRESS_PERIOD_SECONDS": "3600",
+        }
+        cmd = [sys.executable, "-m", "yolo_operator.cli", "controller", "--kubeconfig", str(kubeconfig)]
+        if args.profile:
+            spy = str(Path(sys.executable).parent / "py-spy")
+            cmd = [spy, "record", "--subprocesses", "--rate", "50", "--format", "speedscope",
+                   "-o", str(args.out / "profile.speedscope.json"), "--", *cmd]  # fmt: skip
+        log_path = args.out / "operator.log"
+        with open(log_path, "wb") as log:
+            op = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        sampler = Sampler(op.pid)
+        config.load_kube_config(str(cluster.kubeconfig))
+        api = client.ApiClient()
+        api.configuration.connection_pool_maxsize = 16  # type: ignore[attr-defined]
+        co = client.CustomObjectsApi(api)
+        watcher = Watcher(api)
+        watcher.start()
+        time.sleep(5)  # the operator logs in and lists
+        before = request_counts(cluster)
+        rec_before = operator_counter(metrics_port, "yolo_operator_reconciles_total")
+
+        objects = [("YoloTrainJob", "yolotrainjobs", train_job(f"ytj-{i}")) for i in range(args.jobs)]
+        svc = [("YoloInferenceService", "yoloinferenceservices", inference_service(f"yis-{i}")) for i in range(args.services)]  # fmt: skip
+        # Interleave the kinds so every burst carries both.
+        step = max(1, len(objects) // max(1, len(svc)))
+        mixed: list[tuple[str, str, dict[str, Any]]] = []
+        for i, o in enumerate(objects):
+            mixed.append(o)
+            if i % step == step - 1 and svc:
+                mixed.append(svc.pop())
+        mixed.extend(svc)
+        created: dict[tuple[str, str, str], float] = {}
+
+        def create(idx: int, item: tuple[str, str, dict[str, Any]]) -> None:
+            kind, plural, body = item
+            ns = namespaces[idx % len(namespaces)]
+            co.create_namespaced_custom_object(GROUP, VERSION, ns, plural, body)
+            created[(kind, ns, body["metadata"]["name"])] = time.monotonic()
+
+        apply_start = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:
+            for b in range(0, len(mixed), args.burst):
+                list(pool.map(lambda a: create(*a), [(i, mixed[i]) for i in range(b, min(len(mixed), b + args.burst))]))
+                print(f"burst {b // args.burst + 1}: {min(len(mixed), b + args.burst)} objects", flush=True)
+                time.sleep(args.pause)
+
+        def child_of(key: tuple[str, str, str]) -> tuple[str, str, str]:
+            kind, ns, name = key
+            return ("Job", ns, f"{name}-train") if kind == "YoloTrainJob" else ("Deployment", ns, name)
+
+        try:
+            harness.wait_until(
+                lambda: all(child_of(k) in watcher.first_seen for k in created), 300, "every child", interval_s=1
+            )
+        except harness.ClusterError as exc:
+            print(exc, file=sys.stderr)
+        report["apply_phase_s"] = time.monotonic() - apply_start
+        lat = {"YoloTrainJob": [], "YoloInferenceService": []}  # type: dict[str, list[float]]
+        missing = 0
+        for key, t in created.items():
+            seen = watcher.first_seen.get(child_of(key))
+            if seen is None:
+                missing += 1
+            else:
+                lat[key[0]].append(max(0.0, seen - t))
+        everything = lat["YoloTrainJob"] + lat["YoloInferenceService"]
+        report["apply_to_children_s"] = {
+            k: {"n": len(v), "p50": pct(v, 50), "p99": pct(v, 99), "max": max(v, default=float("nan"))}
+            for k, v in {**lat, "all": everything}.items()
+        }
+        report["children_missing"] = missing
+
+        # A child's change → the resource's status: finish training pods, time until phase Succeeded.
+        time.sleep(3)
+        core = client.CoreV1Api(api)
+        finished: dict[tuple[str, str], float] = {}
+        picked = [k for k in created if k[0] == "YoloTrainJob"][: args.finish]
+        for _, ns, name in picked:
+            pods = core.list_namespaced_pod(ns, label_selector=f"batch.kubernetes.io/job-name={name}-train").items
+            running = [q for q in pods if q.status.phase == "Running"]
+            if not running:
+                continue
+            msg = encode_result(TrainSummary(best_weights="/o/best.pt", last_weights="/o/last.pt", results_dir="/o", epochs_completed=3))  # fmt: skip
+            ann = {"kwok.yolo-operator.io/exit-code": "0", "kwok.yolo-operator.io/message": msg}
+            core.patch_namespaced_pod(running[0].metadata.name, ns, {"metadata": {"annotations": ann}})
+            finished[(ns, name)] = time.monotonic()
+        try:
+            harness.wait_until(
+                lambda: all((ns, n, "Succeeded") in watcher.phase_at for ns, n in finished), 120, "Succeeded",
+                interval_s=1,
+            )  # fmt: skip
+        except harness.ClusterError as exc:
+            print(exc, file=sys.stderr)
+        status_lat = [watcher.phase_at[(ns, n, "Succeeded")] - t for (ns, n), t in finished.items() if (ns, n, "Succeeded") in watcher.phase_at]  # fmt: skip
+        report["child_change_to_status_s"] = {
+            "n": len(status_lat), "of": len(finished), "p50": pct(status_lat, 50), "p99": pct(status_lat, 99),
+        }  # fmt: skip
+        time.sleep(5)  # let resyncs run at steady state
+
+        after = request_counts(cluster)
+        rec_after = operator_counter(metrics_port, "yolo_operator_reconciles_total")
+        delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+        delta = {k: v for k, v in sorted(delta.items(), key=lambda kv: -kv[1]) if v > 0}
+        # What only the operator sends: everything on the two kinds except the benchmark's own creates, the
+        # operator's writes and reads of children, its pod lists. (Controllers and kwok use informers, not GETs;
+        # their PATCH/PUT of pods and nodes are left out.)
+        mine = 0.0
+        for k, v in delta.items():
+            verb, res = k.split(" ", 1)
+            if res.startswith(("yolotrainjobs", "yoloinferenceservices")):
+                mine += v - (len(created) if (verb == "POST" and "/" not in res) else 0)
+            elif (res in ("jobs", "configmaps", "deployments", "services", "poddisruptionbudgets", "persistentvolumeclaims") and verb in ("GET", "POST", "PATCH", "APPLY")) or (res == "pods" and verb == "LIST"):  # fmt: skip
+                mine += v
+        reconciles = rec_after - rec_before
+        report["api"] = {
+            "operator_requests": mine, "reconciles": reconciles,
+            "requests_per_reconcile": mine / reconciles if reconciles else float("nan"),
+            "watch_requests": {k: v for k, v in delta.items() if k.startswith("WATCH")},
+            "top": dict(list(delta.items())[:25]),
+        }  # fmt: skip
+        s = sampler.samples
+        cpu_total = s[-1][2] - s[0][2] if s else float("nan")
+        peaks = [(b[2] - a[2]) / (b[0] - a[0]) for a, b in zip(s, s[2:], strict=False) if b[0] > a[0]]
+        report["operator"] = {
+            "peak_rss_mib": sampler.peak_hwm_mib,
+            "rss_end_mib": s[-1][1] if s else float("nan"),
+            "cpu_seconds": cpu_total,
+            "peak_cpu_cores_1s": max(peaks, default=float("nan")),
+            "mean_cpu_cores": cpu_total / (s[-1][0] - s[0][0]) if len(s) > 1 else float("nan"),
+        }
+        watcher.stop.set()
+    finally:
+        if op is not None:
+            op.terminate()
+            try:
+                op.wait(60)
+            except subprocess.TimeoutExpired:
+                op.kill()
+        cluster.stop()
+        harness.remove_tree(workdir)
+    log_text = (args.out / "operator.log").read_text(errors="replace")
+    errors = [ln for ln in log_text.splitlines() if " ERROR " in ln or ln.startswith("Traceback")]
+    report["error_log_lines"] = len(errors)
+    report["error_log_sample"] = errors[:10]
+    report["watch_reconnect_log_lines"] = sum("watch" in ln.lower() and "retry" in ln.lower() for ln in log_text.splitlines())  # fmt: skip
+    (args.out / "report.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps({k: v for k, v in report.items() if k not in ("error_log_sample",)}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
