@@ -1,9 +1,12 @@
 """Training throughput: Ultralytics defaults against the settings `yolo-workload tune` picks (issue 4).
 
-For each model: one full training epoch with Ultralytics' defaults (batch 16, workers 8, AMP, no cache), then the
-tuning phase (timed, as the pod runs it), then one full epoch with the tuned settings. Each epoch runs in its own
-process and reports images/s over the whole epoch, mean GPU utilisation (NVML sampled every 0.2 s during the
-epoch) and peak GPU memory. A dataloader-alone pass with the tuned settings shows whether the host bounds training.
+For each model: training with Ultralytics' defaults (batch 16, workers 8, AMP, no cache, deterministic=True), then
+the tuning phase (timed, as the pod runs it), then training with the tuned settings as `yolo-workload train` runs
+them (deterministic=False, so cuDNN autotunes). Each run is its own process, configured for 30 epochs (mosaic on,
+as in most epochs of a real run; no validation) and stopped after `--epochs` epochs. Reported per run: the first
+epoch (worker start, cuDNN search, cache warm-up included) and the steady state (the mean of the later epochs,
+whose workers and prefetch carry over from the previous epoch, as in a long run): images/s over the whole epoch,
+mean GPU utilisation (NVML every 0.2 s during the epoch), and peak GPU memory.
 
     PYTHONPATH=operator:workloads python benchmarks/train_throughput.py --out /tmp/bench --models yolov8n yolov8s
 """
@@ -11,6 +14,7 @@ epoch) and peak GPU memory. A dataloader-alone pass with the tuned settings show
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -19,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-DEFAULTS = {"batch": 16, "workers": 8, "amp": True, "cache": "none"}
+DEFAULTS = {"batch": 16, "workers": 8, "amp": True, "cache": "none", "deterministic": True}  # Ultralytics'
 
 
 class _EpochDone(Exception):
@@ -27,7 +31,7 @@ class _EpochDone(Exception):
 
 
 def epoch(args: argparse.Namespace) -> dict[str, Any]:
-    """One full training epoch in this process; stops before validation."""
+    """`--epochs` training epochs in this process; each is timed from its start to its end, before validation."""
     from yolo_workloads import offline
 
     offline.apply()
@@ -36,19 +40,21 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
     from yolo_workloads.system import GpuSampler
     from yolo_workloads.train.trainer import OfflineDetectionTrainer
 
-    run_dir = Path(args.out) / f"run-{args.model}-{args.batch}-{args.workers}-{args.cache}"
+    run_dir = Path(args.out) / f"run-{args.model}-{args.batch}-{args.workers}-{args.cache}-{args.deterministic}"
     overrides = {
         "model": f"{args.model}.yaml",
         "data": args.data,
         "imgsz": args.imgsz,
-        "epochs": 1,
+        "epochs": 30,  # a long run's schedule; the run is stopped after args.epochs
         "batch": args.batch,
         "workers": args.workers,
         "amp": args.amp == "true",
         "cache": False if args.cache == "none" else args.cache,
+        "deterministic": args.deterministic == "true",
         "device": "0",
         "val": False,
         "plots": False,
+        "save": False,
         "project": str(run_dir.parent),
         "name": run_dir.name,
         "exist_ok": True,
@@ -56,77 +62,55 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
     }
     trainer = OfflineDetectionTrainer(cfg={**DEFAULT_CFG_DICT, "save_dir": str(run_dir)}, overrides=overrides)
     sampler = GpuSampler(period=0.2)
-    state: dict[str, Any] = {"images": 0}
+    state: dict[str, Any] = {"epochs": []}
 
     def start(t: Any) -> None:
         torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        state["t0"] = time.monotonic()
+        sampler.reset()
         sampler.start()
-
-    def batch_end(t: Any) -> None:
-        state["images"] += int(t.batch_size)
+        state["t0"] = time.monotonic()
 
     def end(t: Any) -> None:
         torch.cuda.synchronize()
-        state["seconds"] = time.monotonic() - state["t0"]
+        seconds = time.monotonic() - state["t0"]
         sampler.stop()
-        raise _EpochDone
+        images = len(t.train_loader.dataset)  # the last batch may be short: count the data set, not batches
+        state["epochs"].append(
+            {"seconds": round(seconds, 2), "ips": round(images / seconds, 1),
+             "gpu_util": round(sampler.mean_utilization() or 0.0, 1)}
+        )  # fmt: skip
+        if len(state["epochs"]) >= args.epochs:
+            raise _EpochDone
 
     trainer.add_callback("on_train_epoch_start", start)
-    trainer.add_callback("on_train_batch_end", batch_end)
     trainer.add_callback("on_train_epoch_end", end)
     t_setup = time.monotonic()
-    try:
+    with contextlib.suppress(_EpochDone):
         trainer.train()
-    except _EpochDone:
-        pass
-    images = len(trainer.train_loader.dataset)  # the last batch may be short: count the data set, not batches
+    epochs = state["epochs"]
+    steady = epochs[1:] or epochs
     return {
         "model": args.model,
         "batch": args.batch,
         "workers": args.workers,
         "amp": args.amp == "true",
         "cache": args.cache,
-        "images": images,
-        "epoch_seconds": round(state["seconds"], 2),
-        "images_per_second": round(images / state["seconds"], 1),
-        "mean_gpu_util_percent": round(sampler.mean_utilization() or 0.0, 1),
+        "deterministic": args.deterministic == "true",
+        "images": len(trainer.train_loader.dataset),
+        "first_epoch_images_per_second": epochs[0]["ips"],
+        "images_per_second": round(sum(e["ips"] for e in steady) / len(steady), 1),
+        "mean_gpu_util_percent": round(sum(e["gpu_util"] for e in steady) / len(steady), 1),
+        "first_epoch_gpu_util_percent": epochs[0]["gpu_util"],
+        "epochs": epochs,
         "peak_gpu_memory_gib": round(torch.cuda.max_memory_reserved() / 2**30, 2),
         "peak_gpu_memory_nvml_gib": round((sampler.peak_memory_bytes() or 0) / 2**30, 2),
-        "setup_and_epoch_seconds": round(time.monotonic() - t_setup, 1),
-    }
-
-
-def loader(args: argparse.Namespace) -> dict[str, Any]:
-    """Ultralytics' train dataloader alone (mosaic augmentation, no GPU work): the host's ceiling."""
-    from yolo_workloads import offline
-
-    offline.apply()
-    from ultralytics.cfg import get_cfg
-    from ultralytics.data import build_dataloader, build_yolo_dataset
-    from ultralytics.data.utils import check_det_dataset
-
-    cfg = get_cfg(overrides={"imgsz": args.imgsz, "cache": False if args.cache == "none" else args.cache})
-    data = check_det_dataset(args.data)
-    dataset = build_yolo_dataset(cfg, data["train"], args.batch, data, mode="train", stride=32)
-    dl = build_dataloader(dataset, args.batch, args.workers, shuffle=True, rank=-1)
-    it = iter(dl)
-    for _ in range(min(20, len(dl) - 1)):
-        next(it)
-    t0, n = time.monotonic(), 0
-    for _ in range(len(dl) - 21):
-        batch = next(it)
-        n += batch["img"].shape[0]
-    return {
-        "loader_images_per_second": round(n / (time.monotonic() - t0), 1),
-        "batch": args.batch,
-        "workers": args.workers,
+        "setup_and_epochs_seconds": round(time.monotonic() - t_setup, 1),
     }
 
 
 def _sub(kind: str, ns: argparse.Namespace, **kw: Any) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, kind, "--out", ns.out, "--data", ns.data, "--imgsz", str(ns.imgsz)]
+    cmd = [sys.executable, __file__, kind, "--out", ns.out, "--data", ns.data, "--imgsz", str(ns.imgsz),
+           "--epochs", str(ns.epochs)]  # fmt: skip
     for k, v in kw.items():
         cmd += [f"--{k}", str(v).lower() if isinstance(v, bool) else str(v)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -137,7 +121,7 @@ def _sub(kind: str, ns: argparse.Namespace, **kw: Any) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("phase", nargs="?", default="all", choices=["all", "epoch", "loader"])
+    parser.add_argument("phase", nargs="?", default="all", choices=["all", "epoch"])
     parser.add_argument("--out", default="/tmp/train-bench")
     parser.add_argument("--data", default="")
     parser.add_argument("--images", type=int, default=4000)
@@ -149,12 +133,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--amp", default="true")
     parser.add_argument("--cache", default="none")
+    parser.add_argument("--deterministic", default="false")
+    parser.add_argument("--epochs", type=int, default=3)
     ns = parser.parse_args()
     if ns.phase == "epoch":
         print(json.dumps(epoch(ns)))
-        return
-    if ns.phase == "loader":
-        print(json.dumps(loader(ns)))
         return
 
     from yolo_workloads.datasets.shapes import ensure_shapes
@@ -199,12 +182,8 @@ def main() -> None:
         entry["tune"] = tuned
         _log(f"{model} tune ({entry['tune_wall_seconds']} s): {tuned}")
         settings = {k: tuned[k] for k in ("batch", "workers", "amp", "cache")}
-        entry["tuned"] = _sub("epoch", ns, model=model, **settings)
+        entry["tuned"] = _sub("epoch", ns, model=model, deterministic=False, **settings)
         _log(f"{model} tuned: {entry['tuned']}")
-        if model == ns.models[0]:
-            entry["loader_tuned"] = _sub("loader", ns, batch=settings["batch"], workers=settings["workers"],
-                                         cache=settings["cache"])  # fmt: skip
-            _log(f"{model} loader alone: {entry['loader_tuned']}")
         results_file.write_text(json.dumps(report, indent=2))
     results_file.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

@@ -72,6 +72,9 @@ def _train(config: TrainConfig) -> int:
         return _finish(config, _summary(config, out, None, resumed=True))
     resumed = epoch is not None
     overrides: dict[str, Any] = {
+        # Ultralytics defaults to deterministic=True, which pins cuDNN to deterministic kernels and costs speed;
+        # reproducible runs ask for it in extraArgs.
+        "deterministic": False,
         **config.extra_args,
         "model": config.model.ref,
         "data": str(yaml_path),

@@ -6,9 +6,12 @@ make naive timing wrong, and are handled here:
 
 - Warm-up: worker start, cuDNN autotuning, and above all the dataloader's prefetch queue (prefetch_factor 4 per
   worker: 64 batches at 16 workers) filled while the trainer was being set up. Consuming that queue runs at GPU
-  speed even when the loader is the bottleneck. We leave warm-up once the trainer has waited for data (the queue
-  is drained, so the loader's steady rate shows) or after a bounded time; a loader that never makes the trainer
-  wait is faster than the GPU, and then the GPU's rate is the right figure anyway.
+  speed even when the loader is the bottleneck. We leave warm-up after at least one batch per worker, once the
+  trainer has waited for data (the queue is drained, so the loader's steady rate shows) or after a bounded time; a
+  loader that never makes the trainer wait is faster than the GPU, and then the GPU's rate is the right figure.
+- Phase: the DataLoader hands out batches in order, worker after worker, and workers started together deliver in
+  waves. A window shorter than a round of workers reads a wave or a gap; we measure whole rounds (every worker
+  delivering the same number of batches), so the figure does not depend on where the window fell.
 - Ultralytics halves the batch and retries on out-of-memory; in a trial that would hide the failure, so it is
   switched off and an OOM marks the trial infeasible.
 
@@ -43,10 +46,11 @@ class Window:
     """Limits of one trial's timing."""
 
     warmup_min_batches: int = 3
-    warmup_max_seconds: float = 8.0
+    warmup_max_seconds: float = 6.0
     measure_min_batches: int = 8
+    measure_rounds: int = 2  # whole rounds of workers (a batch from each) to measure
     measure_min_seconds: float = 2.0
-    measure_max_seconds: float = 6.0
+    measure_max_seconds: float = 10.0
     deadline: float = float("inf")  # time.monotonic() by which the trial must stop
 
 
@@ -84,8 +88,11 @@ def injected_fault(trial_number: int) -> str | None:
 class _Meter:
     """Callbacks timing batches; reports running images/s to Optuna for pruning."""
 
-    def __init__(self, window: Window, batch: int, report: Any, fault: str | None) -> None:
+    def __init__(self, window: Window, batch: int, workers: int, report: Any, fault: str | None) -> None:
         self.window, self.batch, self.report, self.fault = window, batch, report, fault
+        self.round = max(1, workers)
+        self.warmup_batches = max(window.warmup_min_batches, self.round)
+        self.measure_batches = self.round * max(window.measure_rounds, -(-window.measure_min_batches // self.round))
         self.result = Measurement()
         self.phase = "warmup"
         self.warm_start = 0.0
@@ -124,7 +131,7 @@ class _Meter:
         w = self.window
         if self.phase == "warmup":
             self.result.warmup_batches += 1
-            done = self.result.warmup_batches >= w.warmup_min_batches and (
+            done = self.result.warmup_batches >= self.warmup_batches and (
                 self.waited or now - self.warm_start >= w.warmup_max_seconds
             )
             if now >= w.deadline:
@@ -138,7 +145,10 @@ class _Meter:
         n = self.result.measured_batches
         if n >= 2:
             self.report(n * self.batch / elapsed, n)
-        if (n >= w.measure_min_batches and elapsed >= w.measure_min_seconds) or elapsed >= w.measure_max_seconds:
+        whole_rounds = n % self.round == 0
+        if (n >= self.measure_batches and elapsed >= w.measure_min_seconds and whole_rounds) or (
+            elapsed >= w.measure_max_seconds and (whole_rounds or n > 2 * self.measure_batches)
+        ):
             self._finish(trainer)
         if now >= w.deadline:
             if n >= 2:
@@ -196,7 +206,7 @@ def run_trial(
     from ultralytics.utils import DEFAULT_CFG_DICT
 
     start = time.monotonic()
-    meter = _Meter(window, settings.batch, report, injected_fault(number))
+    meter = _Meter(window, settings.batch, settings.workers, report, injected_fault(number))
     run_dir = work_dir / f"trial{number}"
     overrides = {
         "model": model,
@@ -205,6 +215,7 @@ def run_trial(
         "batch": settings.batch,
         "workers": settings.workers,
         "amp": settings.amp,
+        "deterministic": False,  # as `yolo-workload train` runs unless the spec asks for determinism
         "cache": False if settings.cache == "none" else settings.cache,
         "device": device,
         "epochs": 1000,  # the trial stops itself; many epochs keep the loader running on tiny data sets
