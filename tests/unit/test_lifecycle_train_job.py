@@ -252,3 +252,13 @@ def test_expected_gpu_product_and_cache_entries() -> None:
     assert decode_entry(encode_entry(RESULT)) == RESULT
     assert decode_entry("garbage") is None
     assert decode_entry(None) is None
+
+
+def test_pending_step_says_why_its_pod_does_not_run() -> None:
+    waiting = step(StepState.PENDING, waiting_message="0/4 nodes are available: 4 Insufficient nvidia.com/gpu.")
+    d = decide(make_job(), Observed(now=NOW, tuning=waiting))
+    assert (d.phase, d.actions) == ("Pending", ())
+    assert d.status.message is not None and "Insufficient nvidia.com/gpu" in d.status.message
+    trained = make_job(tuning={"enabled": False})
+    d = decide(trained, Observed(now=NOW, training=waiting))
+    assert d.phase == "Training" and "training pod" in (d.status.message or "")

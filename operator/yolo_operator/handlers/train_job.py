@@ -264,6 +264,7 @@ def _step(view: JobView, gpu_product: str | None) -> StepObservation:
         failure_message=view.failure_message,
         restarts=view.restarts,
         gpu_product=gpu_product,
+        waiting_message=view.unschedulable,
     )
 
 

@@ -12,7 +12,8 @@ Input  ``decide(job: YoloTrainJob, observed: Observed, policy: Policy = Policy()
   running, suspended, succeeded, failed), the finished pod's termination ``message`` and ``exit_code`` (a
   ``contract.TuneResult`` / ``contract.TrainSummary`` as JSON when the workload succeeded, an error or log tail
   otherwise), the backend's ``failure_reason``/``failure_message`` (a Job's Failed condition, say), ``restarts``
-  (pods replaced), ``gpu_product`` (of the machine the tuning pod ran on; ``"cpu"`` without GPUs).
+  (pods replaced), ``gpu_product`` (of the machine the tuning pod ran on; ``"cpu"`` without GPUs),
+  ``waiting_message`` (why a pending step's pod does not run yet, e.g. the scheduler's message).
 - ``Observed.cached``: the tuning-cache entry for ``cache_key(spec, expected product)``, when one exists.
 - ``Observed.missing_claims``: volume claims the spec names that do not exist; ``max_allocatable_gpus``: the most
   GPUs any eligible machine offers (None: unknown, never blocks).
@@ -82,6 +83,8 @@ class StepObservation:
     failure_message: str | None = None
     restarts: int = 0
     gpu_product: str | None = None
+    waiting_message: str | None = None
+    """Why the step's pod is not running yet (the scheduler's message), shown in status.message."""
 
 
 @dataclass(frozen=True)
@@ -364,8 +367,9 @@ def _run_step(draft: _Draft, step: Step, seen: StepObservation, create: Action, 
     if seen.state == StepState.SUSPENDED:
         draft.actions.append(ResumeJobs(step))
         return draft.finish(active)
-    if seen.state == StepState.PENDING and step == "tuning":
-        return draft.finish("Pending", "waiting for the tuning pod to start")
+    if seen.state == StepState.PENDING:
+        waiting = f"waiting for the {step} pod to start" + (f": {seen.waiting_message}" if seen.waiting_message else "")
+        return draft.finish("Pending" if step == "tuning" else "Training", waiting)
     return draft.finish(active)
 
 
