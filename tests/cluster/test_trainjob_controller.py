@@ -184,7 +184,7 @@ def test_every_phase_with_operator_restarts_and_cache_reuse(
     with operator():
         st = wait_for(lambda: (status(cluster, ns, "shapes").get("progress") or {}).get("epoch") == 1, "progress")
         progress = status(cluster, ns, "shapes")["progress"]
-        assert progress["epochs"] == 3 and progress["imagesPerSecond"] == 640.0 and progress["map50To95"] == 0.25
+        assert progress["epochs"] == 3 and progress["imagesPerSecond"] == 640.0 and progress["map50to95"] == 0.25
         assert metrics.reads and metrics.reads[-1][1] == 9090
         assert jobs(cluster, ns) == before
         cluster.finish_pod(ns, train_pod, 0, encode_result(summary("shapes")))

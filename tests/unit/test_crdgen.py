@@ -69,3 +69,16 @@ def test_cross_field_rules_become_cel() -> None:
     train = render_crds()["yolo-operator.io_yolotrainjobs.yaml"]
     assert "self.model == oldSelf.model" in train
     assert "multipleOf: 32" in train
+
+
+@pytest.mark.parametrize("name", sorted(render_crds()))
+def test_printer_columns_point_at_schema_fields(name: str) -> None:
+    version = yaml.safe_load(render_crds()[name])["spec"]["versions"][0]
+    root = version["schema"]["openAPIV3Schema"]
+    for column in version["additionalPrinterColumns"]:
+        node = root
+        for part in column["jsonPath"].strip(".").split("."):
+            if part == "metadata":
+                break
+            assert part in node.get("properties", {}), f"{column['name']}: {column['jsonPath']} is not in the schema"
+            node = node["properties"][part]

@@ -547,7 +547,8 @@ def rendered_pod_commands() -> list[tuple[str, list[str]]]:
     found = []
     for obj in objects:
         for container in containers(obj):
-            argv = [*container.get("command", []), *container.get("args", [])]
+            # Without a command the image's entrypoint runs: `tini -- yolo-workload` (checked above).
+            argv = [*container.get("command", ["yolo-workload"]), *container.get("args", [])]
             found.append((f"{obj['kind']}/{obj['metadata']['name']}:{container.get('name')}", argv))
     return found
 

@@ -55,7 +55,8 @@ def test_tuning_step_is_a_config_map_then_a_job_running_tune() -> None:
     assert (cm["kind"], cm["metadata"]["name"]) == ("ConfigMap", "shapes-yolov8n-tune-config")
     assert (job["kind"], job["apiVersion"], job["metadata"]["name"]) == ("Job", "batch/v1", "shapes-yolov8n-tune")
     container = pod_spec(job)["containers"][0]
-    assert container["command"] + container["args"] == ["yolo-workload", "tune", "--config", "/etc/yolo/config.yaml"]
+    assert "command" not in container  # the image's entrypoint, tini -- yolo-workload, runs it
+    assert container["args"] == ["tune", "--config", "/etc/yolo/config.yaml"]
     assert container["image"] == "registry.example/yolo:1"
     assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}

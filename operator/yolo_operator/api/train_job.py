@@ -234,7 +234,7 @@ class Progress(StatusModel):
     epoch: int | None = None
     epochs: int | None = None
     images_per_second: float | None = None
-    map50to95: float | None = None
+    map50to95: float | None = Field(default=None, alias="map50to95")
     """Latest validation mAP50-95."""
     eta_seconds: int | None = None
     updated: str | None = None

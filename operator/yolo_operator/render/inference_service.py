@@ -166,7 +166,7 @@ def deployment(
     container: dict[str, Any] = {
         "name": WORKLOAD_CONTAINER,
         "image": container_image(spec.resources, options.default_image),
-        "command": ["yolo-workload"],
+        # No `command`: the image's entrypoint (`tini -- yolo-workload`) forwards SIGTERM and reaps workers.
         "args": ["serve", "--config", f"{CONFIG_DIR}/{CONFIG_KEY}"],
         "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}, {"name": "YOLO_OFFLINE", "value": "1"}],
         "ports": [{"name": PORT_NAME, "containerPort": port, "protocol": "TCP"}],

@@ -242,7 +242,7 @@ def _job(
     container: dict[str, Any] = {
         "name": WORKLOAD_CONTAINER,
         "image": container_image(spec.resources, options.default_image),
-        "command": ["yolo-workload"],
+        # No `command`: the image's entrypoint (`tini -- yolo-workload`) forwards SIGTERM and reaps workers.
         "args": [verb, "--config", f"{CONFIG_DIR}/{CONFIG_KEY}"],
         "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}, {"name": "YOLO_OFFLINE", "value": "1"}],
         "resources": resource_requirements(spec.resources),
