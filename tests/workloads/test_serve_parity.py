@@ -134,3 +134,23 @@ def test_config_errors_name_the_file(tmp_path: Path) -> None:
     good = tmp_path / "ok.json"
     good.write_text('{"model": {"architecture": "yolov8n.yaml"}, "imgsz": 64}')
     assert load_config(good, {"port": 9999}).port == 9999
+
+
+def test_chunked_nms_equals_one_call(weights: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Splitting NMS into chunks of images (to bound its N^2 mask) must not change any detection."""
+    import torch
+    from yolo_workloads.contract import ModelSource, ServeConfig
+    from yolo_workloads.serve import pipeline
+
+    det = pipeline.Detector(
+        ServeConfig(model=ModelSource(weights=weights), imgsz=IMGSZ, half=False, conf=0.5, device="cpu")
+    )
+    imgs = [torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1))) for im in images(6, seed=9)]
+    with torch.inference_mode():
+        pred = det.forward(det.letterbox(imgs))
+        whole = det.nms(pred)
+        monkeypatch.setattr(pipeline, "NMS_CHUNK", 8)  # smaller than one image's candidates: one chunk per image
+        chunked = det.nms(pred)
+    assert whole[0].shape[0] > 30
+    torch.testing.assert_close(whole[0], chunked[0])
+    torch.testing.assert_close(whole[1], chunked[1])

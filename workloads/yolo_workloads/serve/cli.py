@@ -11,7 +11,9 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +24,8 @@ from pydantic import ValidationError
 
 from yolo_workloads.contract import ServeConfig
 
+CONFIG_ENV = "YOLO_SERVE_CONFIG_JSON"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="ServeConfig as YAML or JSON")
@@ -30,6 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="override host")
     parser.add_argument("--port", type=int, help="override port")
     parser.add_argument("--device", help="override device (cuda:0, cpu)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="HTTP server processes, each with its own model and batcher on the same GPU (experimental: "
+        "/metrics then answers for the worker that took the scrape, except the GPU gauges)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
@@ -71,6 +82,23 @@ def run(args: argparse.Namespace) -> int:
 
     from yolo_workloads.serve.app import create_app
 
+    # The device threads and the event loop share the GIL: a short switch interval keeps request handling
+    # responsive while a batch is prepared (the default 5 ms would add up to 5 ms to every request).
+    sys.setswitchinterval(0.0005)
+    common: dict[str, Any] = {
+        "host": cfg.host,
+        "port": cfg.port,
+        "log_level": args.log_level,
+        "access_log": False,  # per-request logs cost more than the request at thousands per second
+        "http": "httptools" if importlib.util.find_spec("httptools") else "h11",
+        "loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        "timeout_graceful_shutdown": 60,
+        "backlog": 4096,
+    }
+    if args.workers > 1:
+        os.environ[CONFIG_ENV] = cfg.model_dump_json()
+        uvicorn.run(f"{__name__}:app_from_env", factory=True, workers=args.workers, **common)
+        return 0
     app = create_app(cfg)
     state = app.state.serve
 
@@ -93,16 +121,13 @@ def run(args: argparse.Namespace) -> int:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
 
-    config = uvicorn.Config(
-        app,
-        host=cfg.host,
-        port=cfg.port,
-        log_level=args.log_level,
-        access_log=False,  # per-request logs cost more than the request at thousands per second
-        http="httptools" if importlib.util.find_spec("httptools") else "h11",
-        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        timeout_graceful_shutdown=60,
-        backlog=4096,
-    )
-    Server(config).run()
+    Server(uvicorn.Config(app, **common)).run()
     return 0
+
+
+def app_from_env() -> Any:
+    """Factory for `--workers N`: each worker process builds its app from the config its parent validated."""
+    from yolo_workloads.serve.app import create_app
+
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return create_app(ServeConfig.model_validate_json(os.environ[CONFIG_ENV]))
