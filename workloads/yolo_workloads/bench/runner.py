@@ -79,19 +79,24 @@ def run_bench(
     points: list[Point] = []
     for mode in modes:
         for b in batch_sizes:
+            step: Callable[[], Any]
             if mode == "forward":
                 x = torch.rand(b, 3, cfg.imgsz, cfg.imgsz, device=det.device, dtype=det.dtype)
                 x = x.contiguous(memory_format=torch.channels_last)
 
-                def step(x: torch.Tensor = x) -> Any:
+                def forward_step(x: torch.Tensor = x) -> Any:
                     with torch.inference_mode():
                         return det.forward(x)
+
+                step = forward_step
 
             elif mode == "pipeline":
                 items = [EncodedImage(j, "jpeg") for j in jpegs[:b]]
 
-                def step(items: list[Any] = items) -> Any:  # type: ignore[misc]
+                def pipeline_step(items: list[Any] = items) -> Any:
                     return det.run(items)
+
+                step = pipeline_step
 
             else:
                 step = _predict_step(cfg, det.device, jpegs[:b], b)
@@ -100,7 +105,7 @@ def run_bench(
 
 
 def _predict_step(cfg: ServeConfig, device: torch.device, jpegs: list[bytes], batch: int) -> Callable[[], Any]:
-    from ultralytics import YOLO
+    from ultralytics import YOLO  # type: ignore[attr-defined]
 
     folder = Path(tempfile.mkdtemp(prefix="yolo-bench-"))
     files = []
@@ -108,7 +113,7 @@ def _predict_step(cfg: ServeConfig, device: torch.device, jpegs: list[bytes], ba
         (folder / f"{i}.jpg").write_bytes(data)
         files.append(str(folder / f"{i}.jpg"))
     yolo = YOLO(cfg.model.ref, task="detect")
-    kw = dict(
+    kw: dict[str, Any] = dict(
         imgsz=cfg.imgsz,
         conf=cfg.conf,
         iou=cfg.iou,

@@ -110,12 +110,17 @@ class ServerState:
             await loop.run_in_executor(None, det.warmup, sizes)
             self.detector = det
             m = self.metrics
+
+            def on_batch(n: int) -> None:
+                m.batch_size.observe(n)
+                m.images.inc(n)
+
             batcher: Batcher[Item, Outcome] = Batcher(
                 det.run,
                 cfg.max_batch_size,
                 cfg.max_queue_delay_ms,
                 cfg.max_queue_size,
-                on_batch=lambda n: (m.batch_size.observe(n), m.images.inc(n)),
+                on_batch=on_batch,
                 on_depth=m.queue_depth.set,
             )
             batcher.start()

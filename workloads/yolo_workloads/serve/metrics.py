@@ -57,7 +57,7 @@ class ServeMetrics:
     """The server's metric objects on a private registry."""
 
     def __init__(self) -> None:
-        disable_created_metrics()  # `_created` series double the scrape for nothing a dashboard uses
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # `_created` series double the scrape for nothing a dashboard uses
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(

@@ -53,20 +53,10 @@ Outcome = Detections | ImageError
 
 
 def ensure_offline() -> None:
-    """Keep Ultralytics from reaching the network; the shared helper when present, else the same settings."""
-    try:
-        from yolo_workloads import offline  # type: ignore[attr-defined]
+    """Keep Ultralytics from reaching the network (the shared helper: env, settings, fonts, AMP check)."""
+    from yolo_workloads import offline
 
-        offline.ensure_offline()
-        return
-    except (ImportError, AttributeError):
-        pass
-    import os
-    import tempfile
-
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    os.environ.setdefault("YOLO_CONFIG_DIR", os.path.join(tempfile.gettempdir(), "yolo-workload-config"))
-    os.environ.setdefault("YOLO_VERBOSE", "False")
+    offline.apply()
 
 
 def pick_device(requested: str | None) -> torch.device:
@@ -78,7 +68,7 @@ def pick_device(requested: str | None) -> torch.device:
 def load_model(ref: str, device: torch.device, half: bool) -> tuple[torch.nn.Module, dict[int, str], int]:
     """Ultralytics model, fused conv+bn, eval, fp16 on GPU, channels-last. Returns (module, names, stride)."""
     ensure_offline()
-    from ultralytics import YOLO
+    from ultralytics import YOLO  # type: ignore[attr-defined]
 
     yolo = YOLO(ref, task="detect")
     model: Any = yolo.model
@@ -117,33 +107,33 @@ class Detector:
     def decode(self, items: list[Item]) -> list[torch.Tensor | ImageError]:
         """RGB uint8 CHW tensors on the device, JPEGs batched through the GPU decoder when there is one."""
         out: list[torch.Tensor | ImageError | None] = [None] * len(items)
-        jpeg_idx: list[int] = []
+        jpegs: dict[int, EncodedImage] = {}
         for i, item in enumerate(items):
             if isinstance(item, torch.Tensor):
                 out[i] = item.to(self.device, non_blocking=True)
             elif item.format == "jpeg" and self.gpu_decode:
-                jpeg_idx.append(i)
+                jpegs[i] = item
             else:
                 out[i] = self._decode_cpu(item)
-        if jpeg_idx:
-            datas = [torch.frombuffer(bytearray(items[i].data), dtype=torch.uint8) for i in jpeg_idx]  # type: ignore[union-attr]
+        if jpegs:
+            datas = [torch.frombuffer(bytearray(item.data), dtype=torch.uint8) for item in jpegs.values()]
             try:
                 decoded = torchvision.io.decode_jpeg(datas, mode=ImageReadMode.RGB, device=self.device)
-                for i, img in zip(jpeg_idx, decoded, strict=True):
+                for i, img in zip(jpegs, decoded, strict=True):
                     out[i] = img
             except RuntimeError:
                 # One bad image fails the whole batched call: find it by decoding one by one (GPU, then CPU).
-                for i, data in zip(jpeg_idx, datas, strict=True):
+                for (i, item), data in zip(jpegs.items(), datas, strict=True):
                     try:
                         out[i] = torchvision.io.decode_jpeg(data, mode=ImageReadMode.RGB, device=self.device)
                     except RuntimeError:
-                        out[i] = self._decode_cpu(items[i])  # type: ignore[arg-type]
+                        out[i] = self._decode_cpu(item)
         return [o if o is not None else ImageError("image could not be decoded") for o in out]
 
     def _decode_cpu(self, item: EncodedImage) -> torch.Tensor | ImageError:
         try:
             data = torch.frombuffer(bytearray(item.data), dtype=torch.uint8)
-            img = torchvision.io.decode_image(data, mode=ImageReadMode.RGB)
+            img: torch.Tensor = torchvision.io.decode_image(data, mode=ImageReadMode.RGB)
         except RuntimeError as exc:
             return ImageError(f"corrupt {item.format.upper()}: {str(exc).splitlines()[0][:160]}")
         return img.to(self.device, non_blocking=True)
@@ -177,7 +167,8 @@ class Detector:
     # -- model + NMS -------------------------------------------------------------------------------------------
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         out = self.model(batch)
-        return out[0] if isinstance(out, (tuple, list)) else out  # [B, 4+nc, A]
+        pred: torch.Tensor = out[0] if isinstance(out, (tuple, list)) else out  # [B, 4+nc, A]
+        return pred
 
     def nms(self, pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Batched NMS. Returns (rows [M,6] xyxy,score,cls in letterbox pixels, image index [M]), per image best first.
@@ -236,7 +227,7 @@ class Detector:
             if isinstance(d, ImageError):
                 results[i] = d
         if ok:
-            images: list[torch.Tensor] = [decoded[i] for i in ok]  # type: ignore[misc]
+            images = [d for d in decoded if isinstance(d, torch.Tensor)]
             batch = self.letterbox(images)
             rows, kb = self.nms(self.forward(batch))
             # Boxes back to original pixels (Ultralytics scale_boxes), on the device, then one copy to the host.

@@ -22,7 +22,8 @@ def scene(height: int, width: int, rng: np.random.Generator, shapes: int = 8) ->
         y1 = min(height, y0 + int(rng.integers(4, max(height // 2, 5))))
         img[y0:y1, x0:x1] = rng.integers(0, 255, 3, dtype=np.uint8)
     noise = rng.integers(-8, 9, img.shape, dtype=np.int16)
-    return np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+    return out
 
 
 def encode(img_rgb: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> bytes:
@@ -44,14 +45,14 @@ def make_signal_weights(
     from yolo_workloads.serve.pipeline import ensure_offline
 
     ensure_offline()
-    from ultralytics import YOLO
+    from ultralytics import YOLO  # type: ignore[attr-defined]
 
     torch.manual_seed(seed)
     yolo = YOLO(architecture, task="detect")
     for mod in yolo.model.modules():  # type: ignore[union-attr]
         if isinstance(mod, torch.nn.Conv2d):
             torch.nn.init.kaiming_normal_(mod.weight, nonlinearity="relu")
-    for seq in yolo.model.model[-1].cv3:  # type: ignore[union-attr,index]
+    for seq in yolo.model.model[-1].cv3:  # type: ignore[union-attr]
         seq[-1].bias.data.normal_(cls_bias, 0.5)
         seq[-1].weight.data.mul_(cls_scale)
     yolo.save(path)
