@@ -121,15 +121,15 @@ CMD ["--help"]
 # ---------------------------------------------------------------------------------------------------------------
 # dev: the workload image plus an interactive notebook and shell (`yolo-workload dev`, docs/install.md).
 FROM workload AS dev
-ARG JUPYTERLAB_VERSION=4.6.6
 USER 0:0
+COPY requirements.lock /tmp/requirements.lock
 # openssh-server only for its sshd binary: its package-generated host keys are deleted so no private key ships
 # in the image; `yolo-workload dev` generates fresh ones at start in a writable folder.
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends openssh-server openssh-client git \
  && rm -rf /var/lib/apt/lists/* /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub \
- && /opt/venv/bin/pip install --no-cache-dir "jupyterlab==${JUPYTERLAB_VERSION}" \
+ && /opt/venv/bin/pip install --no-cache-dir --constraint /tmp/requirements.lock jupyterlab \
  && mkdir -p /workspace \
  && chown 10001:10001 /workspace
 USER 10001:10001
