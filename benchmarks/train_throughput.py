@@ -88,7 +88,9 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
     with contextlib.suppress(_EpochDone):
         trainer.train()
     epochs = state["epochs"]
-    steady = epochs[1:] or epochs
+    # The prefetch queue (workers x 4 batches) fills while the first epoch is slow and can carry a whole later
+    # epoch at GPU speed; the steady state is the mean of the epochs after it has drained (the last half).
+    steady = epochs[max(1, len(epochs) // 2) :] or epochs
     return {
         "model": args.model,
         "batch": args.batch,
@@ -97,6 +99,8 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
         "cache": args.cache,
         "deterministic": args.deterministic == "true",
         "images": len(trainer.train_loader.dataset),
+        "prefetch_queue_images": 4 * args.workers * args.batch,
+        "steady_epochs": len(steady),
         "first_epoch_images_per_second": epochs[0]["ips"],
         "images_per_second": round(sum(e["ips"] for e in steady) / len(steady), 1),
         "mean_gpu_util_percent": round(sum(e["gpu_util"] for e in steady) / len(steady), 1),
@@ -108,9 +112,9 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _sub(kind: str, ns: argparse.Namespace, **kw: Any) -> dict[str, Any]:
+def _sub(kind: str, ns: argparse.Namespace, epochs: int, **kw: Any) -> dict[str, Any]:
     cmd = [sys.executable, __file__, kind, "--out", ns.out, "--data", ns.data, "--imgsz", str(ns.imgsz),
-           "--epochs", str(ns.epochs)]  # fmt: skip
+           "--epochs", str(epochs)]  # fmt: skip
     for k, v in kw.items():
         cmd += [f"--{k}", str(v).lower() if isinstance(v, bool) else str(v)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -134,7 +138,8 @@ def main() -> None:
     parser.add_argument("--amp", default="true")
     parser.add_argument("--cache", default="none")
     parser.add_argument("--deterministic", default="false")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=6, help="epochs of a tuned run (the last half are steady)")
+    parser.add_argument("--default-epochs", type=int, default=2, help="epochs of a run with Ultralytics' defaults")
     ns = parser.parse_args()
     if ns.phase == "epoch":
         print(json.dumps(epoch(ns)))
@@ -152,7 +157,7 @@ def main() -> None:
     for model in ns.models:
         entry: dict[str, Any] = {}
         report["models"][model] = entry
-        entry["defaults"] = _sub("epoch", ns, model=model, **DEFAULTS)
+        entry["defaults"] = _sub("epoch", ns, ns.default_epochs, model=model, **DEFAULTS)
         _log(f"{model} defaults: {entry['defaults']}")
         config = {
             "model": {"architecture": f"{model}.yaml"},
@@ -182,7 +187,7 @@ def main() -> None:
         entry["tune"] = tuned
         _log(f"{model} tune ({entry['tune_wall_seconds']} s): {tuned}")
         settings = {k: tuned[k] for k in ("batch", "workers", "amp", "cache")}
-        entry["tuned"] = _sub("epoch", ns, model=model, deterministic=False, **settings)
+        entry["tuned"] = _sub("epoch", ns, ns.epochs, model=model, deterministic=False, **settings)
         _log(f"{model} tuned: {entry['tuned']}")
         results_file.write_text(json.dumps(report, indent=2))
     results_file.write_text(json.dumps(report, indent=2))

@@ -7,10 +7,9 @@ ranks through this import rather than through the parent's memory.
 Ultralytics writes `last.pt` in place; a pod killed during that write would leave a truncated checkpoint and
 lose the whole run. We write to a temporary file and rename, so `last.pt` is always a complete checkpoint.
 
-Speed: unless the run asks for determinism, cuDNN autotuning is switched on for the training loop. Ultralytics
-never enables it (and its default `deterministic=True` pins cuDNN to deterministic kernels); training batches have
-one fixed shape, so the one-off search pays back within the first epoch. It is switched off around validation,
-whose letterboxed batches change shape and would each trigger a new search.
+Speed: `yolo-workload train` passes `deterministic=False` unless the spec asks otherwise (Ultralytics' default of True
+restricts cuDNN and torch to deterministic kernels). cuDNN autotuning stays off: on the H100 it gained under 1% on a
+YOLOv8 training step but cost seconds of search whenever a new batch shape appears (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -28,12 +27,7 @@ from ultralytics.models.yolo.detect import DetectionTrainer  # noqa: E402  (afte
 
 
 class OfflineDetectionTrainer(DetectionTrainer):  # type: ignore[misc]
-    """DetectionTrainer with atomic checkpoint writes, reading results.csv without polars, cuDNN autotuning."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.add_callback("on_train_epoch_start", _autotune_on)
-        self.add_callback("on_train_epoch_end", _autotune_off)
+    """DetectionTrainer with atomic checkpoint writes, reading results.csv without polars."""
 
     def read_results_csv(self) -> dict[str, list[Any]]:
         # Ultralytics reads this with polars for every checkpoint; the csv module does the same job and keeps
@@ -62,19 +56,6 @@ class OfflineDetectionTrainer(DetectionTrainer):  # type: ignore[misc]
         if tmp_last.exists():
             os.replace(tmp_last, last)
         return result
-
-
-def _autotune_on(trainer: Any) -> None:
-    import torch
-
-    if not trainer.args.deterministic:
-        torch.backends.cudnn.benchmark = True
-
-
-def _autotune_off(trainer: Any) -> None:
-    import torch
-
-    torch.backends.cudnn.benchmark = False
 
 
 def _number(text: str) -> float | str:
