@@ -1,0 +1,150 @@
+"""The workloads on a real NVIDIA GPU: serving parity in fp16, GPU JPEG decoding, and tune/train on CUDA.
+
+Run on the lent H100 (see docs/benchmarks.md); skipped with a reason elsewhere (tests/gpu/conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+pytestmark = pytest.mark.gpu
+
+REPO = Path(__file__).resolve().parents[2]
+IMGSZ = 320
+
+
+def _images(n: int, seed: int) -> list[np.ndarray]:
+    """RGB uint8 images of assorted sizes with bright blocks, so detections vary with content."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        h, w = [(480, 640), (320, 320), (240, 400), (500, 375)][i % 4]
+        img = rng.integers(0, 60, (h, w, 3), dtype=np.uint8)
+        for _ in range(4):
+            y, x = rng.integers(0, h - 60), rng.integers(0, w - 60)
+            img[y : y + 50, x : x + 50] = rng.integers(120, 255, 3, dtype=np.uint8)
+        out.append(img)
+    return out
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from yolo_workloads.serve.synthetic import make_signal_weights
+
+    return make_signal_weights(str(tmp_path_factory.mktemp("w") / "signal.pt"), seed=1)
+
+
+def test_fp16_detections_match_ultralytics_predict_on_cuda(weights: str) -> None:
+    import torch
+    from ultralytics import YOLO
+    from yolo_workloads.contract import ModelSource, ServeConfig
+    from yolo_workloads.serve.pipeline import Detections, Detector
+
+    conf = 0.5
+    imgs = _images(8, seed=2)
+    det = Detector(ServeConfig(model=ModelSource(weights=weights), imgsz=IMGSZ, half=True, conf=conf, device="cuda:0"))
+    ours = det.run([torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1))) for im in imgs])
+    ref = YOLO(weights, task="detect").predict(
+        [np.ascontiguousarray(im[..., ::-1]) for im in imgs],
+        imgsz=IMGSZ, conf=conf, rect=False, half=True, device="cuda:0", verbose=False, save=False,
+    )  # fmt: skip
+    total = matched = 0
+    for mine, r in zip(ours, ref, strict=True):
+        assert isinstance(mine, Detections), mine
+        boxes, scores, classes = (r.boxes.xyxy.cpu().numpy(), r.boxes.conf.cpu().numpy(), r.boxes.cls.cpu().numpy())
+        assert len(scores) >= 3, "the reference must detect something for the comparison to mean anything"
+        rows = np.concatenate([boxes, scores[:, None], classes[:, None]], 1)
+        for box, score, cls in zip(mine.boxes, mine.scores, mine.classes, strict=True):
+            # fp16 tolerance: a pixel or two on boxes at 640, a hundredth on scores; same class
+            near = (
+                (np.abs(rows[:, :4] - box).max(1) <= 2.0) & (np.abs(rows[:, 4] - score) <= 1e-2) & (rows[:, 5] == cls)
+            )
+            matched += int(near.any())
+        total += len(scores)
+        assert abs(len(mine.scores) - len(scores)) <= max(2, len(scores) // 20)
+    assert total >= 24
+    assert matched >= 0.95 * total, f"{matched} of {total} detections matched"
+
+
+def test_jpeg_decodes_on_the_gpu_like_the_cpu(weights: str) -> None:
+    import cv2
+    import torch
+    from yolo_workloads.contract import ModelSource, ServeConfig
+    from yolo_workloads.serve.pipeline import Detector, EncodedImage
+
+    det = Detector(ServeConfig(model=ModelSource(weights=weights), imgsz=IMGSZ, half=True, device="cuda:0"))
+    imgs = _images(4, seed=3)
+    jpegs = [cv2.imencode(".jpg", im[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes() for im in imgs]
+    decoded = det.decode([EncodedImage(j, "jpeg") for j in jpegs])
+    for img, out, jpeg in zip(imgs, decoded, jpegs, strict=True):
+        assert isinstance(out, torch.Tensor), out
+        assert out.is_cuda, "JPEG should be decoded on the GPU when one is present"
+        assert tuple(out.shape) == (3, *img.shape[:2])
+        cpu = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)[..., ::-1].transpose(2, 0, 1)
+        assert np.abs(out.cpu().numpy().astype(int) - cpu.astype(int)).mean() < 2.0  # decoders round differently
+
+
+def _run(verb: str, config: dict[str, object], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / f"{verb}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_CONFIG_DIR": str(tmp_path / "ucfg")}
+    cmd = [sys.executable, "-m", "yolo_workloads.cli", verb, "--config", str(path)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=540, check=False)
+
+
+def test_tune_then_train_on_cuda(tmp_path: Path) -> None:
+    from yolo_workloads.contract import TrainSummary, TuneResult
+
+    data = {"shapes": {"images": 256, "val_images": 32, "imgsz": IMGSZ, "seed": 0}, "root": str(tmp_path / "data")}
+    tune = _run(
+        "tune",
+        {
+            "model": {"architecture": "yolov8n.yaml"},
+            "data": data,
+            "imgsz": IMGSZ,
+            "gpus": 1,
+            "search": {"batch": {"min": 16, "max": 64}, "workers": {"min": 2, "max": 4}},
+            "max_trials": 3,
+            "time_budget_seconds": 150,
+            "output_dir": str(tmp_path / "tune"),
+            "termination_log": str(tmp_path / "tune.msg"),
+        },
+        tmp_path,
+    )
+    assert tune.returncode == 0, tune.stderr[-3000:]
+    result = TuneResult.model_validate_json((tmp_path / "tune.msg").read_text())
+    assert result.device.startswith("cuda") and result.gpu_product and "NVIDIA" in result.gpu_product
+    assert 16 <= result.batch <= 64 and result.images_per_second > 0
+    assert result.duration_seconds <= 150 + 30
+
+    train = _run(
+        "train",
+        {
+            "model": {"architecture": "yolov8n.yaml"},
+            "data": data,
+            "imgsz": IMGSZ,
+            "epochs": 2,
+            "batch": result.batch,
+            "workers": result.workers,
+            "amp": result.amp,
+            "cache": result.cache,
+            "gpus": 1,
+            "output_dir": str(tmp_path / "run"),
+            "metrics_port": None,
+            "termination_log": str(tmp_path / "train.msg"),
+        },
+        tmp_path,
+    )
+    assert train.returncode == 0, train.stderr[-3000:]
+    summary = TrainSummary.model_validate_json((tmp_path / "train.msg").read_text())
+    assert summary.epochs_completed == 2
+    assert Path(summary.best_weights).is_file() and Path(summary.last_weights).is_file()
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["epochs_completed"] == 2
