@@ -97,10 +97,10 @@ def apply() -> None:
     wanted = {key: False for key in _OFF_SETTINGS if key in SETTINGS and SETTINGS[key] is not False}
     if wanted:
         try:
-            SETTINGS.update(wanted)
+            SETTINGS.update(wanted)  # type: ignore[no-untyped-call]
         except Exception:  # a read-only settings file: the in-memory dict still governs this process
             dict.update(SETTINGS, wanted)
     _install_fonts(Path(USER_CONFIG_DIR))
     checks.check_amp = offline_check_amp
-    trainer_module.check_amp = offline_check_amp  # the trainer imported the name directly
+    setattr(trainer_module, "check_amp", offline_check_amp)  # noqa: B010 (not re-exported); the trainer imported the name directly
     _applied = True

@@ -97,13 +97,13 @@ def _train(config: TrainConfig) -> int:
     }
     if resumed:
         overrides["resume"] = str(last)
-        print(f"resuming from {last} (epoch {epoch + 1} done)", file=sys.stderr)
+        print(f"resuming from {last} (epoch {(epoch or 0) + 1} done)", file=sys.stderr)
     from ultralytics.utils import DEFAULT_CFG_DICT
 
     cfg = {**DEFAULT_CFG_DICT, "save_dir": str(out)}  # save_dir is no default key; declare it to pass alignment
     trainer = OfflineDetectionTrainer(cfg=cfg, overrides=overrides)
     TrainTelemetry(config.metrics_port, str(out)).register(trainer)
-    trainer.train()
+    trainer.train()  # type: ignore[no-untyped-call]
     summary = _summary(config, out, trainer, resumed=resumed)
     summary = summary.model_copy(update={"images_per_second": read_throughput(out)})
     return _finish(config, summary)
@@ -132,7 +132,7 @@ def _summary(config: TrainConfig, out: Path, trainer: Any, resumed: bool) -> Tra
     def pick(key: str) -> float | None:
         value = source.get(key)
         try:
-            return float(value) if value not in (None, "") else None  # type: ignore[arg-type]
+            return float(value) if value not in (None, "") else None
         except (TypeError, ValueError):
             return None
 

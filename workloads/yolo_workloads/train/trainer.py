@@ -26,7 +26,7 @@ offline.apply()
 from ultralytics.models.yolo.detect import DetectionTrainer  # noqa: E402  (after the offline patches)
 
 
-class OfflineDetectionTrainer(DetectionTrainer):  # type: ignore[misc]
+class OfflineDetectionTrainer(DetectionTrainer):
     """DetectionTrainer with atomic checkpoint writes, reading results.csv without polars."""
 
     def read_results_csv(self) -> dict[str, list[Any]]:
@@ -48,7 +48,7 @@ class OfflineDetectionTrainer(DetectionTrainer):  # type: ignore[misc]
         tmp_best = best.with_name(f".{best.name}.tmp")
         self.last, self.best = tmp_last, tmp_best
         try:
-            result = super().save_model()
+            result = super().save_model()  # type: ignore[no-untyped-call]
         finally:
             self.last, self.best = last, best
         if tmp_best.exists():

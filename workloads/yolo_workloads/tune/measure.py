@@ -175,7 +175,7 @@ def _sync(trainer: Any) -> None:
 def _tune_trainer_class() -> type:
     from yolo_workloads.train.trainer import OfflineDetectionTrainer
 
-    class TuneTrainer(OfflineDetectionTrainer):  # type: ignore[misc, valid-type]
+    class TuneTrainer(OfflineDetectionTrainer):
         """Builds each dataset once per process: later trials reuse the scan and the RAM cache."""
 
         datasets: ClassVar[dict[tuple[Any, ...], Any]] = {}

@@ -57,7 +57,7 @@ def probe_memory_per_image(model_ref: str, nc: int, imgsz: int, device: str) -> 
     import torch
     from ultralytics.nn.tasks import DetectionModel
 
-    model = DetectionModel(model_ref, nc=nc, verbose=False).to(device).train()
+    model = DetectionModel(model_ref, nc=nc, verbose=False).to(device).train()  # type: ignore[no-untyped-call]
     peaks: dict[int, float] = {}
     for batch in (2, 4):
         x = torch.rand(batch, 3, imgsz, imgsz, device=device)
@@ -153,7 +153,7 @@ def make_bounds(
     ram_fits = memory_budget is not None and decoded_bytes <= RAM_CACHE_SHARE * memory_budget
     detail.update(decoded_dataset_bytes=decoded_bytes, ram_cache_fits=ram_fits)
     if search.fixed_cache is not None:
-        cache = [search.fixed_cache]
+        cache: list[str] = [search.fixed_cache]
     else:
-        cache = [c for c in search.cache if c != "ram" or ram_fits] or ["none"]
+        cache = [str(c) for c in search.cache if c != "ram" or ram_fits] or ["none"]
     return Bounds(batches, workers, amp or [False], cache, detail)

@@ -89,7 +89,7 @@ def run_study(config: TuneConfig, yaml_path: Path, n_train: int, start: float) -
     )
     _log(f"tune: space batch={bounds.batches} workers={bounds.workers} amp={bounds.amp} cache={bounds.cache}")
 
-    dists = {
+    dists: dict[str, optuna.distributions.BaseDistribution] = {
         "batch": optuna.distributions.CategoricalDistribution(bounds.batches),
         "workers": optuna.distributions.CategoricalDistribution(bounds.workers),
         "amp": optuna.distributions.CategoricalDistribution(bounds.amp),
@@ -139,9 +139,9 @@ def run_study(config: TuneConfig, yaml_path: Path, n_train: int, start: float) -
             batch=settings.batch,
             workers=settings.workers,
             amp=settings.amp,
-            cache=settings.cache,  # type: ignore[arg-type]
+            cache=settings.cache,
             ips=round(result.ips, 1) if result.ips is not None else None,
-            state=result.state,  # type: ignore[arg-type]
+            state=result.state,
             error=result.error,
         )
         records.append(record)
@@ -161,9 +161,9 @@ def run_study(config: TuneConfig, yaml_path: Path, n_train: int, start: float) -
             return remaining >= _FINISH_RESERVE + 2
         # The first trial's setup includes one-off work (RAM cache fill, CUDA and cuDNN start): later trials reuse
         # it, so budget a trial as its slowest warm-up and measurement plus a typical later setup.
-        later = [d["setup_seconds"] for d in details[1:]]
+        later: list[float] = [d["setup_seconds"] for d in details[1:]]
         setup = statistics.median(later) if later else _LATER_SETUP
-        runs = [d["seconds"] - d["setup_seconds"] for d in details]
+        runs: list[float] = [d["seconds"] - d["setup_seconds"] for d in details]
         trial = max(runs) + setup
         typical = statistics.median(runs) + setup
         return remaining >= trial + reserve_repeats * typical + _FINISH_RESERVE
