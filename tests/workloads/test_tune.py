@@ -58,3 +58,24 @@ def test_tune_returns_result_within_bounds_and_budget_and_survives_oom(
     assert detail["result"] == json.loads(result.model_dump_json())
     assert all("measured_batches" in t for t in detail["trials"])
     assert attempts.read_text() == "", "tuning tried to reach the network"
+
+
+def test_trial_measures_whole_rounds_of_workers_after_a_round_of_warmup() -> None:
+    """Batches come from workers in turn: a window of whole rounds cannot start or end mid-wave."""
+    from types import SimpleNamespace
+
+    from yolo_workloads.tune.measure import Window, _Meter, _Stop
+
+    window = Window(warmup_min_batches=3, warmup_max_seconds=0.0, measure_min_batches=8, measure_rounds=2,
+                    measure_min_seconds=0.0, measure_max_seconds=60.0)  # fmt: skip
+    meter = _Meter(window, batch=4, workers=6, report=lambda value, step: None, fault=None)
+    trainer = SimpleNamespace(batch_size=4, device=SimpleNamespace(type="cpu"))
+    meter.on_train_epoch_start(trainer)
+    with pytest.raises(_Stop):
+        for _ in range(100):
+            meter.on_train_batch_start(trainer)
+            meter.on_train_batch_end(trainer)
+    result = meter.result
+    assert result.warmup_batches == 6  # one batch from each worker, not just warmup_min_batches
+    assert result.measured_batches == 12  # two whole rounds of six workers (more than measure_min_batches)
+    assert result.ips is not None and result.ips > 0
