@@ -139,6 +139,7 @@ def main() -> None:
     parser.add_argument("--cache", default="none")
     parser.add_argument("--deterministic", default="false")
     parser.add_argument("--epochs", type=int, default=6, help="epochs of a tuned run (the last half are steady)")
+    parser.add_argument("--skip-defaults", action="store_true", help="only tune and train with the tuned settings")
     parser.add_argument("--default-epochs", type=int, default=2, help="epochs of a run with Ultralytics' defaults")
     ns = parser.parse_args()
     if ns.phase == "epoch":
@@ -157,8 +158,9 @@ def main() -> None:
     for model in ns.models:
         entry: dict[str, Any] = {}
         report["models"][model] = entry
-        entry["defaults"] = _sub("epoch", ns, ns.default_epochs, model=model, **DEFAULTS)
-        _log(f"{model} defaults: {entry['defaults']}")
+        if not ns.skip_defaults:
+            entry["defaults"] = _sub("epoch", ns, ns.default_epochs, model=model, **DEFAULTS)
+            _log(f"{model} defaults: {entry['defaults']}")
         config = {
             "model": {"architecture": f"{model}.yaml"},
             "data": {"yaml": ns.data},
