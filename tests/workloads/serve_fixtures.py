@@ -52,8 +52,10 @@ class Server:
 
 
 @contextmanager
-def serve(tmp: Path, weights: str, **overrides: Any) -> Iterator[Server]:
-    """Start `yolo-workload serve` on a free loopback port; wait until ready; SIGTERM it at the end."""
+def serve(tmp: Path, weights: str, env: dict[str, str] | None = None, **overrides: Any) -> Iterator[Server]:
+    """Start `yolo-workload serve` on a free loopback port; wait until ready; SIGTERM it at the end.
+
+    `env`: the subprocess environment, e.g. conftest's `netblock` one (network refused and logged)."""
     port = free_port()
     cfg: dict[str, Any] = {
         "model": {"weights": weights},
@@ -73,7 +75,7 @@ def serve(tmp: Path, weights: str, **overrides: Any) -> Iterator[Server]:
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "yolo_workloads.cli", "serve", "--config", str(path), "--log-level", "warning"],
-            env=offline_env(),
+            env=env or offline_env(),
             stdout=out,
             stderr=subprocess.STDOUT,
         )

@@ -19,13 +19,17 @@ from serve_fixtures import images, serve
 pytestmark = pytest.mark.workloads
 
 
-def test_queue_full_is_503_with_retry_after_and_sigterm_drains(tmp_path: Path) -> None:
+def test_queue_full_is_503_with_retry_after_and_sigterm_drains(
+    tmp_path: Path, netblock: tuple[dict[str, str], Path]
+) -> None:
     from yolo_workloads.serve import synthetic
     from yolo_workloads.serve.synthetic import make_signal_weights
 
     weights = make_signal_weights(str(tmp_path / "w.pt"), seed=3)
     pngs = [synthetic.encode(im, "png") for im in images(4, seed=7)]
-    with serve(tmp_path, weights, imgsz=64, max_batch_size=64, max_queue_delay_ms=4000, max_queue_size=3) as server:
+    with serve(
+        tmp_path, weights, netblock[0], imgsz=64, max_batch_size=64, max_queue_delay_ms=4000, max_queue_size=3
+    ) as server:
         results: dict[int, httpx.Response] = {}
 
         def send(i: int) -> None:
@@ -56,3 +60,4 @@ def test_queue_full_is_503_with_retry_after_and_sigterm_drains(tmp_path: Path) -
             assert isinstance(r.json()["images"][0]["detections"], list)
         with pytest.raises(httpx.TransportError):  # no longer listening
             httpx.get(server.url + "/v2/health/live", timeout=5)
+    assert netblock[1].read_text() == "", "the server tried to reach the network"

@@ -10,14 +10,16 @@ from serve_fixtures import serve
 pytestmark = pytest.mark.workloads
 
 
-def test_tuning_choice_is_in_model_metadata(tmp_path: Path) -> None:
+def test_tuning_choice_is_in_model_metadata(tmp_path: Path, netblock: tuple[dict[str, str], Path]) -> None:
     from yolo_workloads.serve.synthetic import make_signal_weights
     from yolo_workloads.serve.tuning import candidates
 
     weights = make_signal_weights(str(tmp_path / "w.pt"), seed=4)
     tuning = {"enabled": True, "latency_slo_ms": 10_000, "trial_seconds": 0.3}
     with (
-        serve(tmp_path, weights, imgsz=64, max_batch_size=8, max_queue_delay_ms=2, tuning=tuning) as server,
+        serve(
+            tmp_path, weights, netblock[0], imgsz=64, max_batch_size=8, max_queue_delay_ms=2, tuning=tuning
+        ) as server,
         server.client() as c,
     ):
         params = c.get("/v2/models/yolo").json()["parameters"]
@@ -32,6 +34,7 @@ def test_tuning_choice_is_in_model_metadata(tmp_path: Path) -> None:
         chosen["max_queue_delay_ms"],
     )
     assert params["tuned"] is True
+    assert netblock[1].read_text() == "", "the server tried to reach the network"
 
 
 def test_candidates_cover_the_configured_point() -> None:
