@@ -4,6 +4,13 @@ The model loads in a background task after the socket opens, so `/v2/health/live
 `/v2/health/ready` says 503 until the model is loaded, warmed up (and tuned, when asked). Hot endpoints read
 the raw body and answer pre-serialised JSON: no pydantic validation per request, which matters at thousands
 of requests per second. Every client error is a 4xx with `{"error": "..."}`.
+
+Endpoints: `GET /v2`, `/v2/health/live`, `/v2/health/ready`, `/v2/models/{name}[/versions/1]` (metadata; its
+`parameters` hold the batching settings in force and the tuning sweep), `.../ready`, `POST .../infer` (see v2.py
+for tensors and layouts); `POST /v1/detect` with a raw JPEG/PNG body (image/jpeg, image/png,
+application/octet-stream) or multipart files, answering `{"model": name, "images": [{"detections": [{"box":
+[x1, y1, x2, y2], "score", "class_id", "class_name"}]}]}` in upload order, boxes in original image pixels;
+`GET /metrics`. Queue full: 503 with Retry-After.
 """
 
 from __future__ import annotations
