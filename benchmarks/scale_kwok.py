@@ -18,6 +18,7 @@ import copy
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,18 @@ from kubernetes import client, config, watch  # noqa: E402
 from yolo_workloads.contract import TrainSummary, encode_result  # noqa: E402
 
 GROUP, VERSION = "yolo-operator.io", "v1alpha1"
+
+
+class ScaleCluster(harness.Cluster):
+    """The test cluster with a /16 service range: kwokctl's default /24 runs out of ClusterIPs at ~250 Services."""
+
+    def _config_path(self) -> Path:
+        path = super()._config_path()
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+        patch = {"name": "kube-apiserver", "extraArgs": [{"key": "service-cluster-ip-range", "value": "10.96.0.0/16"}]}
+        docs[0].setdefault("componentsPatches", []).append(patch)
+        path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+        return path
 
 
 def fake_nodes(count: int) -> list[dict[str, Any]]:
@@ -221,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pause", type=float, default=3.0, help="seconds between bursts")
     p.add_argument("--finish", type=int, default=100, help="training pods finished to time status updates")
     p.add_argument("--profile", action="store_true", help="run the operator under py-spy record")
+    p.add_argument("--node-cache-s", type=float, default=0.0, help="EXPERIMENT: cache the operator's node list")
+    p.add_argument("--max-workers", type=int, default=0, help="EXPERIMENT: Kopf's handler thread pool size")
     p.add_argument("--out", type=Path, default=ROOT / ".work" / "scale")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -228,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="yolo-cluster-scale-"))
     (workdir / "owner.pid").write_text(str(os.getpid()))
-    cluster = harness.Cluster.start(harness.build_binaries(), workdir)
+    cluster = ScaleCluster.start(harness.build_binaries(), workdir)
     op: subprocess.Popen[bytes] | None = None
     try:
         t0 = time.monotonic()
@@ -258,6 +273,10 @@ def main(argv: list[str] | None = None) -> int:
             "YOLO_OPERATOR_PROGRESS_PERIOD_SECONDS": "3600",
         }
         cmd = [sys.executable, "-m", "yolo_operator.cli", "controller", "--kubeconfig", str(kubeconfig)]
+        if args.node_cache_s > 0 or args.max_workers > 0:
+            env["SCALE_NODE_CACHE_S"] = str(args.node_cache_s)
+            env["SCALE_MAX_WORKERS"] = str(args.max_workers)
+            cmd = [sys.executable, __file__, "_operator_node_cache", "controller", "--kubeconfig", str(kubeconfig)]
         if args.profile:
             spy = str(Path(sys.executable).parent / "py-spy")
             cmd = [spy, "record", "--subprocesses", "--rate", "50", "--format", "speedscope",
@@ -388,7 +407,8 @@ def main(argv: list[str] | None = None) -> int:
         watcher.stop.set()
     finally:
         if op is not None:
-            op.terminate()
+            # py-spy writes its profile on SIGINT (and passes it on to the operator, which stops on it too).
+            op.send_signal(signal.SIGINT if args.profile else signal.SIGTERM)
             try:
                 op.wait(60)
             except subprocess.TimeoutExpired:
@@ -405,5 +425,49 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def operator_with_node_cache(argv: list[str]) -> int:
+    """EXPERIMENT (--node-cache-s): the operator with its node list cached for a few seconds, to measure what the
+    profile's top cost (a LIST of every node in each not-yet-started YoloTrainJob's reconcile) is worth. The real
+    fix belongs in the controller (an informer or TTL cache of eligible nodes); this only patches Kube.list."""
+    from yolo_operator import cli
+    from yolo_operator.k8s.client import Kube
+
+    ttl = float(os.environ["SCALE_NODE_CACHE_S"])
+    original = Kube.list
+    cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+    lock = threading.Lock()
+
+    def cached_list(self: Kube, api_version: str, kind: str, *a: Any, **kw: Any) -> list[dict[str, Any]]:
+        if (api_version, kind) != ("v1", "Node") or a or kw:
+            return original(self, api_version, kind, *a, **kw)
+        with lock:
+            hit = cache.get("nodes")
+            if hit and time.monotonic() - hit[0] < ttl:
+                return hit[1]
+        nodes = original(self, api_version, kind)
+        with lock:
+            cache["nodes"] = (time.monotonic(), nodes)
+        return nodes
+
+    if ttl > 0:
+        Kube.list = cached_list  # type: ignore[method-assign]
+    workers = int(os.environ.get("SCALE_MAX_WORKERS", "0"))
+    if workers:
+        # EXPERIMENT (--max-workers): Kopf runs sync handlers in a thread pool of min(32, cores + 4) threads.
+        from yolo_operator import main as operator_main
+
+        original_settings = operator_main.kopf_settings
+
+        def more_workers(settings: Any) -> Any:
+            ks = original_settings(settings)
+            ks.execution.max_workers = workers
+            return ks
+
+        operator_main.kopf_settings = more_workers  # type: ignore[assignment]
+    return cli.main(argv)
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["_operator_node_cache"]:
+        raise SystemExit(operator_with_node_cache(sys.argv[2:]))
     raise SystemExit(main())
