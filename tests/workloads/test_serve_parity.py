@@ -136,21 +136,49 @@ def test_config_errors_name_the_file(tmp_path: Path) -> None:
     assert load_config(good, {"port": 9999}).port == 9999
 
 
-def test_chunked_nms_equals_one_call(weights: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Splitting NMS into chunks of images (to bound its N^2 mask) must not change any detection."""
+def _reference_nms(pred, conf: float, iou: float, max_det: int):  # type: ignore[no-untyped-def]
+    """Ultralytics' per-image NMS (best class, conf filter, class offsets, torchvision.ops.nms, max_det) in float64."""
+    import torch
+    import torchvision
+
+    rows, idx = [], []
+    for b, pb in enumerate(pred.double()):
+        p = pb.T  # [A, 4+nc]
+        score, cls = p[:, 4:].max(1)
+        sel = score > conf
+        xywh, score, cls = p[sel, :4], score[sel], cls[sel]
+        xyxy = torch.cat((xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2), 1)
+        keep = torchvision.ops.nms(xyxy + cls[:, None] * 10_000.0, score, iou)[:max_det]
+        rows.append(torch.cat((xyxy[keep], score[keep, None], cls[keep, None].double()), 1))
+        idx.append(torch.full((len(keep),), b))
+    return torch.cat(rows).float(), torch.cat(idx)
+
+
+@pytest.mark.parametrize(("pairs", "max_det"), [(1 << 25, 300), (50, 300), (1 << 25, 7)])
+def test_nms_equals_greedy_reference(weights: str, monkeypatch: pytest.MonkeyPatch, pairs: int, max_det: int) -> None:
+    """Dense clusters of overlapping boxes (long suppression chains), several classes, an image without candidates,
+    images processed in chunks (`pairs` small) and a max_det cut: the batched NMS equals greedy NMS image by image."""
     import torch
     from yolo_workloads.contract import ModelSource, ServeConfig
     from yolo_workloads.serve import pipeline
 
-    det = pipeline.Detector(
-        ServeConfig(model=ModelSource(weights=weights), imgsz=IMGSZ, half=False, conf=0.5, device="cpu")
-    )
-    imgs = [torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1))) for im in images(6, seed=9)]
+    det = pipeline.Detector(ServeConfig(model=ModelSource(weights=weights), imgsz=64, half=False, conf=0.3))
+    det.max_det = max_det
+    monkeypatch.setattr(pipeline, "NMS_PAIRS", pairs)
+    g = torch.Generator().manual_seed(0)
+    b, nc, a = 5, 3, 400
+    centres = torch.rand(b, 2, 6, generator=g) * 500 + 50  # six clusters per image
+    pick = torch.randint(0, 6, (b, 1, a), generator=g).expand(-1, 2, -1)
+    xy = centres.gather(2, pick) + torch.randn(b, 2, a, generator=g) * 6
+    wh = 40 + torch.rand(b, 2, a, generator=g) * 30
+    cls = torch.rand(b, nc, a, generator=g) * 0.6
+    cls[3] = 0.1  # image 3: no candidate above conf
+    pred = torch.cat((xy, wh, cls), 1)
     with torch.inference_mode():
-        pred = det.forward(det.letterbox(imgs))
-        whole = det.nms(pred)
-        monkeypatch.setattr(pipeline, "NMS_CHUNK", 8)  # smaller than one image's candidates: one chunk per image
-        chunked = det.nms(pred)
-    assert whole[0].shape[0] > 30
-    torch.testing.assert_close(whole[0], chunked[0])
-    torch.testing.assert_close(whole[1], chunked[1])
+        rows, kb = det.nms(pred)
+    ref_rows, ref_kb = _reference_nms(pred, 0.3, det.iou, max_det)
+    assert (ref_kb == 3).sum() == 0 and len(ref_kb) > 4 * min(max_det, 6)
+    if max_det == 7:
+        assert torch.bincount(ref_kb).max() == 7
+    torch.testing.assert_close(kb, ref_kb)
+    torch.testing.assert_close(rows, ref_rows)
