@@ -131,6 +131,10 @@ class Serving(ApiModel):
     """NMS IoU threshold."""
     port: int = Field(default=8080, ge=1024, le=65535)
     """Container port of the HTTP server (also serves /metrics)."""
+    workers: int = Field(default=1, ge=1, le=16)
+    """HTTP server processes per replica sharing its GPU, each with its own model copy and batcher. One process
+    is bound by one core of Python (HTTP parsing, batching); more keep a fast GPU fed. Give the pod about one
+    CPU per worker plus two; /metrics merges all workers."""
 
 
 class ServeTuning(ApiModel):

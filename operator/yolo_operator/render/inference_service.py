@@ -123,6 +123,7 @@ def serve_config(svc: YoloInferenceService, model: ModelMount) -> ServeConfig:
         conf=s.conf,
         iou=s.iou,
         port=s.port,
+        workers=s.workers,
         device="cpu" if svc.spec.resources.gpus == 0 else None,
         tuning=ServeTuningConfig(enabled=svc.spec.tuning.enabled, latency_slo_ms=svc.spec.tuning.latency_slo_ms),
     )

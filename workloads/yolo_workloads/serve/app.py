@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -247,7 +248,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
     @app.get("/v2/health/ready")
     async def ready() -> Response:
         ok = state.ready and not state.draining
-        doc: dict[str, Any] = {"ready": ok}
+        doc: dict[str, Any] = {"ready": ok, "worker_pid": os.getpid()}  # which of `workers` processes answered
         if state.load_error:
             doc["error"] = state.load_error
         return _json(200 if ok else 503, doc)

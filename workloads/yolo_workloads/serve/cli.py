@@ -37,9 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers",
         type=int,
-        default=1,
-        help="HTTP server processes, each with its own model and batcher on the same GPU (experimental: "
-        "/metrics then answers for the worker that took the scrape, except the GPU gauges)",
+        help="override workers: HTTP server processes, each with its own model and batcher on the same GPU "
+        "(metrics are merged across them; readiness answers for the worker that takes the probe)",
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
@@ -63,7 +62,7 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> ServeConfig:
         doc = loaded
     if overrides.get("weights") or overrides.get("architecture"):
         doc["model"] = {k: overrides[k] for k in ("weights", "architecture") if overrides.get(k)}
-    for key in ("host", "port", "device"):
+    for key in ("host", "port", "device", "workers"):
         if overrides.get(key) is not None:
             doc[key] = overrides[key]
     try:
@@ -95,9 +94,13 @@ def run(args: argparse.Namespace) -> int:
         "timeout_graceful_shutdown": 60,
         "backlog": 4096,
     }
-    if args.workers > 1:
+    if cfg.workers > 1:
+        from yolo_workloads.serve.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
+
+        # Before any worker imports prometheus_client: that import picks the multiprocess value store.
+        prepare_multiprocess_dir(os.environ.get(MULTIPROC_ENV))
         os.environ[CONFIG_ENV] = cfg.model_dump_json()
-        uvicorn.run(f"{__name__}:app_from_env", factory=True, workers=args.workers, **common)
+        uvicorn.run(f"{__name__}:app_from_env", factory=True, workers=cfg.workers, **common)
         return 0
     app = create_app(cfg)
     state = app.state.serve

@@ -4,15 +4,24 @@ The operator's autoscaler scrapes `yolo_serve_gpu_utilization_percent` and `yolo
 pod's /metrics, and dashboards are cross-checked against these names, so they are constants that other code
 (and people) can import and grep. Each server builds its own registry so several servers can live in one
 process (tests) without clashing. NVML is optional: on a machine without a GPU the GPU gauges stay at 0.
+
+Several worker processes (`workers > 1`) use prometheus_client's multiprocess mode: the parent sets
+PROMETHEUS_MULTIPROC_DIR (emptied at start) before the workers import prometheus_client, each worker writes its
+values to files there, and whichever worker takes a scrape answers for all of them (counters and histograms
+summed; queue depth and in-flight requests summed over live workers; GPU gauges, device-wide, the live maximum).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 REQUESTS_TOTAL = "yolo_serve_requests_total"
 """Counter {endpoint, code}: HTTP requests answered. (prometheus_client adds `_total` to the counter name.)"""
@@ -57,6 +66,8 @@ class ServeMetrics:
     """The server's metric objects on a private registry."""
 
     def __init__(self) -> None:
+        # Multiprocess values are chosen when prometheus_client is imported; the env says which mode that was.
+        self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
         disable_created_metrics()  # type: ignore[no-untyped-call]  # `_created` series double the scrape for nothing a dashboard uses
         self.registry = CollectorRegistry()
         r = self.registry
@@ -67,16 +78,26 @@ class ServeMetrics:
             REQUEST_DURATION_SECONDS, "Request latency", ["endpoint"], buckets=_LATENCY_BUCKETS, registry=r
         )
         self.batch_size = Histogram(BATCH_SIZE, "Images per device batch", buckets=_BATCH_BUCKETS, registry=r)
-        self.queue_depth = Gauge(QUEUE_DEPTH, "Images waiting for the device", registry=r)
-        self.inflight = Gauge(INFLIGHT_REQUESTS, "HTTP requests being handled", registry=r)
+        self.queue_depth = Gauge(QUEUE_DEPTH, "Images waiting for the device", registry=r, multiprocess_mode="livesum")
+        self.inflight = Gauge(INFLIGHT_REQUESTS, "HTTP requests being handled", registry=r, multiprocess_mode="livesum")
         self.images = Counter(_base(IMAGES_TOTAL, "_total"), "Images run through the model", registry=r)
-        self.gpu_util = Gauge(GPU_UTILIZATION_PERCENT, "GPU utilisation (NVML), percent", registry=r)
-        self.gpu_mem = Gauge(GPU_MEMORY_USED_BYTES, "GPU memory used (NVML), bytes", registry=r)
+        self.gpu_util = Gauge(
+            GPU_UTILIZATION_PERCENT, "GPU utilisation (NVML), percent", registry=r, multiprocess_mode="livemax"
+        )
+        self.gpu_mem = Gauge(
+            GPU_MEMORY_USED_BYTES, "GPU memory used (NVML), bytes", registry=r, multiprocess_mode="livemax"
+        )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+        return generate_latest(merged)
 
     def start_gpu_sampler(self, gpu_index: int | None, period_s: float = 1.0) -> None:
         """Sample NVML in a thread; silently absent (0) when there is no GPU or no NVML."""
@@ -104,3 +125,21 @@ class ServeMetrics:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.multiprocess:  # this worker's live gauges leave the sums
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+def prepare_multiprocess_dir(path: str | None) -> str:
+    """Create (or empty) the directory for multiprocess metrics and export it; call before workers start.
+
+    Values left by a previous run would otherwise be summed into this one's counters."""
+    import tempfile
+
+    d = Path(path) if path else Path(tempfile.mkdtemp(prefix="yolo-serve-metrics-"))
+    d.mkdir(parents=True, exist_ok=True)
+    for f in d.glob("*.db"):
+        f.unlink()
+    os.environ[MULTIPROC_ENV] = str(d)
+    return str(d)
