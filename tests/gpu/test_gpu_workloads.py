@@ -89,7 +89,12 @@ def test_jpeg_decodes_on_the_gpu_like_the_cpu(weights: str) -> None:
         assert out.is_cuda, "JPEG should be decoded on the GPU when one is present"
         assert tuple(out.shape) == (3, *img.shape[:2])
         cpu = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)[..., ::-1].transpose(2, 0, 1)
-        assert np.abs(out.cpu().numpy().astype(int) - cpu.astype(int)).mean() < 2.0  # decoders round differently
+        original = img.transpose(2, 0, 1).astype(int)
+        # The decoders upsample chroma differently, so compare each with the original: nvJPEG must be as faithful
+        # as libjpeg, within a grey level on average.
+        gpu_error = np.abs(out.cpu().numpy().astype(int) - original).mean()
+        cpu_error = np.abs(cpu.astype(int) - original).mean()
+        assert gpu_error <= cpu_error + 1.0, (gpu_error, cpu_error)
 
 
 def _run(verb: str, config: dict[str, object], tmp_path: Path) -> subprocess.CompletedProcess[str]:
@@ -139,6 +144,8 @@ def test_tune_then_train_on_cuda(tmp_path: Path) -> None:
             "gpus": 1,
             "output_dir": str(tmp_path / "run"),
             "metrics_port": None,
+            # Ultralytics' end-of-run plots import polars, which the device's carried wheels leave out (size)
+            "extra_args": {"plots": False},
             "termination_log": str(tmp_path / "train.msg"),
         },
         tmp_path,
