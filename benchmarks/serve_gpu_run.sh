@@ -1,68 +1,102 @@
 #!/usr/bin/env bash
-# One device call for issue 5: bench (forward / serving pipeline / Ultralytics predict), then the HTTP server
-# under load from benchmarks/serve_load.py on the same machine, for each worker count in $WORKERS.
-# Usage (device tool, repo root, .whl carried): bash benchmarks/serve_gpu_run.sh      (writes under $OUT)
-# Knobs: MODES (bench modes), BENCH_BATCHES, WORKERS (e.g. "1 3"), CONC, DUR, PROCS, PYSPY=1 (profile worker 1).
+# One device call for issue 5 (~4-5 min on an H100 with 16 CPUs): the serving pipeline alone (batch 128/256, one
+# and two calling threads), then the HTTP server (Open Inference Protocol v2) under closed-loop load with 1 and 4
+# worker processes at 1 and 8 images per request, then open loops at 50% and 80% of the best configuration's
+# peak request rate (p50/p99 there). Prints a compact table; JSON under $OUT (pipeline.json, load_*.json,
+# summary.json) plus server logs.
+# Usage (device tool, repo root, .whl carried, PYTHONPATH set):   bash benchmarks/serve_gpu_run.sh
+# CPU smoke test of the same logic (tiny sizes, seconds):         SERVE_SMOKE=1 OUT=/tmp/o bash benchmarks/serve_gpu_run.sh
+# Knobs: WORKERS ("1 4"), KS ("1 8"), DUR (s per level), PROCS (load processes), MAXB, DELAY, FRACTIONS.
 set -u
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 YOLO_OFFLINE=1 YOLO_CONFIG_DIR=/tmp/ycfg
-PY=python3
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-nproc
-CONF=${CONF:-0.25}; BIAS=${BIAS:--9.5}; MAXB=${MAXB:-128}; DELAY=${DELAY:-4}; CONC=${CONC:-64,256,512,1024}
-DUR=${DUR:-8}; PROCS=${PROCS:-10}; SERVER_CPUS=${SERVER_CPUS:-0-5}; CLIENT_CPUS=${CLIENT_CPUS:-6-15}
-MODES=${MODES:-forward,pipeline}; BENCH_BATCHES=${BENCH_BATCHES:-1,32,128,256}; WORKERS=${WORKERS:-1}
-$PY - <<PYEOF
+OUT=${OUT:-/tmp/serve_out}; mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 YOLO_OFFLINE=1 YOLO_CONFIG_DIR=${YOLO_CONFIG_DIR:-/tmp/ycfg}
+PY=${PY:-python3}
+HERE=$(cd "$(dirname "$0")" && pwd)
+T0=$SECONDS
+if [ "${SERVE_SMOKE:-0}" = 1 ]; then
+  DEVICE=cpu; HALF=false; IMGSZ=64; IMG=48x64; BATCHES=4,8; PSEC=1; WORKERS=${WORKERS:-"1 2"}; DUR=${DUR:-2}
+  PROCS=${PROCS:-2}; MAXB=${MAXB:-8}; DELAY=${DELAY:-5}; CONC1=${CONC1:-4,8}; CONC8=${CONC8:-1,2}; PORT=${PORT:-18080}
+  PIN_SERVER=""; PIN_CLIENT=""; READY_WAIT=120
+else
+  DEVICE=cuda:0; HALF=true; IMGSZ=640; IMG=480x640; BATCHES=128,256; PSEC=3; WORKERS=${WORKERS:-"1 4"}; DUR=${DUR:-6}
+  PROCS=${PROCS:-7}; MAXB=${MAXB:-128}; DELAY=${DELAY:-4}; CONC1=${CONC1:-128,384}; CONC8=${CONC8:-16,48}; PORT=${PORT:-8080}
+  # Server processes on CPUs 0-8, the load generator on 9-15 (16 CPUs).
+  PIN_SERVER="taskset -c ${SERVER_CPUS:-0-8}"; PIN_CLIENT="taskset -c ${CLIENT_CPUS:-9-15}"; READY_WAIT=120
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+fi
+KS=${KS:-"1 8"}; FRACTIONS=${FRACTIONS:-0.5,0.8}
+BUDGET=${BUDGET:-330}  # seconds: later steps are skipped (and said so) rather than overrun the device call
+late() { if [ $((SECONDS - T0)) -gt "$BUDGET" ]; then echo "SKIPPED ($*): ${BUDGET}s budget spent"; return 0; fi; return 1; }
+echo "date $(date -u +%FT%TZ)  cpus $(nproc)  workers [$WORKERS]  images/request [$KS]  ${DUR}s per level"
+
+$PY - <<PYEOF || exit 1
 from yolo_workloads.serve.synthetic import make_signal_weights
-make_signal_weights("/tmp/w.pt", "yolov8n.yaml", seed=0, cls_bias=$BIAS, cls_scale=100.0)
+make_signal_weights("$OUT/w.pt", "yolov8n.yaml", seed=0, cls_bias=-9.5, cls_scale=100.0)
 PYEOF
-cat > /tmp/serve.yaml <<YEOF
-model: {weights: /tmp/w.pt}
-imgsz: 640
-half: true
-conf: $CONF
+cat > "$OUT/serve.yaml" <<YEOF
+model: {weights: $OUT/w.pt}
+imgsz: $IMGSZ
+half: $HALF
+device: $DEVICE
+conf: 0.25
 max_batch_size: $MAXB
 max_queue_delay_ms: $DELAY
-max_queue_size: 4096
+max_queue_size: 8192
 host: 127.0.0.1
-port: 8080
+port: $PORT
 YEOF
-$PY - <<'PYEOF' 2>&1
-import time, numpy as np, torch
-from pathlib import Path
-from yolo_workloads.serve.cli import load_config
-from yolo_workloads.serve.pipeline import Detector, EncodedImage
-from yolo_workloads.serve import synthetic
-d = Detector(load_config(Path("/tmp/serve.yaml"), {}))
-rng = np.random.default_rng(0)
-items = [EncodedImage(synthetic.encode(synthetic.scene(480, 640, rng)), "jpeg") for _ in range(64)]
-print("mean detections per image", np.mean([len(r.scores) for r in d.run(items)]))
-items = items * 2  # 128
-def t():
-    torch.cuda.synchronize(); return time.perf_counter()
-for rep in range(3):
-    with torch.inference_mode():
-        t0 = t(); dec = d.decode(items); t1 = t(); b = d.letterbox(dec); t2 = t(); p = d.forward(b); t3 = t()
-        cand = int((p[:, 4:].max(1).values > d.conf).sum()); rows, kb = d.nms(p); t4 = t(); d.run(items); t5 = t()
-    print(f"batch 128 stages ms: decode {1e3*(t1-t0):.1f} letterbox {1e3*(t2-t1):.1f} forward {1e3*(t3-t2):.1f} "
-          f"nms {1e3*(t4-t3):.1f} (candidates/img {cand/128:.0f}) | whole run() {1e3*(t5-t4):.1f}")
-PYEOF
-if [ -n "$MODES" ]; then
-  timeout 200 $PY -m yolo_workloads.cli bench --config /tmp/serve.yaml --batch-sizes "$BENCH_BATCHES" --modes "$MODES" \
-    --seconds 3 --json "$OUT/bench.json" 2>&1 | grep -v '^{'
-fi
-for W in $WORKERS; do
-  taskset -c "$SERVER_CPUS" $PY -m yolo_workloads.cli serve --config /tmp/serve.yaml --workers "$W" > "$OUT/server_w$W.log" 2>&1 &
+
+echo "== pipeline alone"
+timeout 150 $PY "$HERE/serve_pipeline_bench.py" pipeline --config "$OUT/serve.yaml" --batch-sizes "$BATCHES" \
+  --seconds "$PSEC" --image-size "$IMG" --json "$OUT/pipeline.json" 2>&1 | grep -v -E '^\s*$' | tail -8
+
+SPID=""
+start_server() {  # $1 = workers; waits until every worker has logged that it is ready
+  local w=$1 log="$OUT/server_w$1.log"
+  late "server with $w workers" && return 1
+  OMP_NUM_THREADS=2 $PIN_SERVER $PY -m yolo_workloads.cli serve --config "$OUT/serve.yaml" --workers "$w" > "$log" 2>&1 &
   SPID=$!
-  for i in $(seq 1 150); do curl -sf localhost:8080/v2/health/ready >/dev/null && break; sleep 1; done
-  sleep $((W > 1 ? 15 : 0))  # every worker loaded (ready answers for the worker that took the probe)
-  echo "== workers=$W ready after ${i}s: $(curl -s localhost:8080/v2/health/ready)"
-  if [ "${PYSPY:-0}" = 1 ] && [ "$W" = 1 ]; then
-    (sleep 2; timeout 20 /tmp/site/bin/py-spy record -d 8 -r 200 --nonblocking --threads -f raw -o "$OUT/pyspy_w1.txt" --pid $SPID \
-      >/dev/null 2>&1 || echo "py-spy failed") &
-  fi
-  taskset -c "$CLIENT_CPUS" timeout 300 $PY benchmarks/serve_load.py --url http://127.0.0.1:8080 --endpoint v2 --sweep \
-    --concurrency "$CONC" --duration "$DUR" --processes "$PROCS" --json "$OUT/load_w$W.json" 2>&1
-  curl -s localhost:8080/metrics | grep -E '^yolo_serve_(batch_size_(sum|count)|images_total|gpu_)'
-  kill -TERM $SPID; wait $SPID; echo "server exit code $?"
+  local i
+  for i in $(seq 1 "$READY_WAIT"); do
+    [ "$(grep -c 'ready: model' "$log")" -ge "$w" ] && break
+    kill -0 "$SPID" 2>/dev/null || { echo "server exited:"; tail -20 "$log"; return 1; }
+    sleep 1
+  done
+  echo "== workers=$w: $(grep -c 'ready: model' "$log") ready after ${i}s"
+}
+stop_server() {
+  [ -n "$SPID" ] || return 0
+  curl -s "localhost:$PORT/metrics" | grep -E '^yolo_serve_(batch_size_(sum|count)|images_total)' | tr '\n' ' '; echo
+  kill -TERM "$SPID"; timeout 90 tail --pid="$SPID" -f /dev/null; wait "$SPID"; echo "server exit code $?"; SPID=""
+}
+load() {  # $1 label, $2 k, then serve_load args
+  local label=$1 k=$2; shift 2
+  late "load $label k=$k $*" && return 0
+  timeout 90 $PIN_CLIENT $PY "$HERE/serve_load.py" --url "http://127.0.0.1:$PORT" --endpoint v2 --processes "$PROCS" \
+    --duration "$DUR" --image-size "$IMG" --images-per-request "$k" --label "$label" "$@" 2>&1 | grep -v '^payloads'
+}
+
+LAST_W=""
+for W in $WORKERS; do
+  start_server "$W" || { stop_server; continue; }
+  for K in $KS; do
+    if [ "$K" = 1 ]; then C=$CONC1; else C=$CONC8; fi
+    load "w$W" "$K" --mode closed --concurrency "$C" --json "$OUT/load_w${W}_k${K}.json"
+  done
+  LAST_W=$W
+  read -r BEST_LABEL BEST_K BEST_RPS <<< "$($PY "$HERE/serve_pipeline_bench.py" best --dir "$OUT")"
+  # Keep the last server up when it is the best configuration (saves a restart), else stop it.
+  if [ "$W" != "${WORKERS##* }" ] || [ "$BEST_LABEL" != "w$W" ]; then stop_server; fi
 done
+
+echo "== open loop at $FRACTIONS of the best closed-loop peak: $BEST_LABEL k=$BEST_K ${BEST_RPS} req/s (t=$((SECONDS - T0))s)"
+if [ "$BEST_LABEL" != none ]; then
+  if [ -z "$SPID" ]; then start_server "${BEST_LABEL#w}"; fi
+  for F in ${FRACTIONS//,/ }; do
+    RATE=$($PY -c "print(round($F * $BEST_RPS, 1))")
+    load "$BEST_LABEL" "$BEST_K" --mode open --rate "$RATE" --peak-rps "$BEST_RPS" --duration "$((DUR + 4))" --json "$OUT/load_open_${F}.json"
+  done
+  stop_server
+fi
+$PY "$HERE/serve_pipeline_bench.py" summary --dir "$OUT"
+echo "total ${SECONDS}s (t=$((SECONDS - T0))s since start)"

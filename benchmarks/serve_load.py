@@ -3,9 +3,11 @@
 Closed loop: C concurrent clients each send the next request when the last one answered (finds peak
 throughput). Open loop: Poisson arrivals at a fixed rate, latency measured from the scheduled send time so a
 slow server cannot hide its queueing (no coordinated omission). `--sweep` runs closed loop at each concurrency,
-takes the peak images/s, then an open loop at `--load-fraction` (0.8) of it: the p99 there is the figure to
-hold against the latency target. One image per request; --endpoint v1 (raw JPEG body) or v2 (Open Inference
-Protocol, binary BYTES tensor, as tritonclient sends it).
+takes the peak, then open loops at each `--load-fraction` (0.8) of its request rate: the p99 there is the
+figure to hold against the latency target. `--images-per-request k` sends k images per request (v2: a BYTES
+input of shape [k], like perf_analyzer's batch size; v1: k multipart files); images/s counts images, latency
+is per request. --endpoint v1 (raw JPEG body, or multipart for k > 1) or v2 (Open Inference Protocol, binary
+BYTES tensor, as tritonclient sends it).
 
     python benchmarks/serve_load.py --url http://127.0.0.1:8080 --sweep --concurrency 64,256,512 --processes 8
 """
@@ -32,17 +34,45 @@ def make_payloads(count: int, height: int, width: int, seed: int = 0) -> list[by
     return [synthetic.encode(synthetic.scene(height, width, rng)) for _ in range(count)]
 
 
-def v2_body(jpeg: bytes) -> tuple[bytes, dict[str, str]]:
+def v2_body(jpegs: list[bytes]) -> tuple[bytes, dict[str, str]]:
+    """One v2 request with a BYTES input of shape [k]: each element a 4-byte little-endian length, then the bytes."""
+    data = b"".join(struct.pack("<I", len(j)) + j for j in jpegs)
     head = json.dumps(
         {
             "inputs": [
-                {"name": "images", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 4 + len(jpeg)}}
+                {
+                    "name": "images",
+                    "shape": [len(jpegs)],
+                    "datatype": "BYTES",
+                    "parameters": {"binary_data_size": len(data)},
+                }
             ],
             "parameters": {"binary_data_output": True},
         }
     ).encode()
-    body = head + struct.pack("<I", len(jpeg)) + jpeg
-    return body, {"Inference-Header-Content-Length": str(len(head)), "Content-Type": "application/octet-stream"}
+    return head + data, {"Inference-Header-Content-Length": str(len(head)), "Content-Type": "application/octet-stream"}
+
+
+def v1_body(jpegs: list[bytes]) -> tuple[bytes, dict[str, str]]:
+    if len(jpegs) == 1:
+        return jpegs[0], {"Content-Type": "image/jpeg"}
+    boundary = "yoloserveloadboundary"
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{i}.jpg"\r\n'
+        f"Content-Type: image/jpeg\r\n\r\n".encode()
+        + j
+        + b"\r\n"
+        for i, j in enumerate(jpegs)
+    ]
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+def make_bodies(opts: dict[str, Any], payloads: list[bytes]) -> list[tuple[bytes, dict[str, str]]]:
+    """Requests of k images each, cycling through the payloads so consecutive requests differ."""
+    k = opts["images_per_request"]
+    groups = [[payloads[(i * k + j) % len(payloads)] for j in range(k)] for i in range(len(payloads))]
+    return [(v1_body if opts["endpoint"] == "v1" else v2_body)(g) for g in groups]
 
 
 async def _worker_main(opts: dict[str, Any], payloads: list[bytes], share: int, seed: int) -> dict[str, Any]:
@@ -50,10 +80,9 @@ async def _worker_main(opts: dict[str, Any], payloads: list[bytes], share: int, 
 
     if opts["endpoint"] == "v1":
         url = opts["url"].rstrip("/") + "/v1/detect"
-        bodies = [(p, {"Content-Type": "image/jpeg"}) for p in payloads]
     else:
         url = opts["url"].rstrip("/") + f"/v2/models/{opts['model']}/infer"
-        bodies = [v2_body(p) for p in payloads]
+    bodies = make_bodies(opts, payloads)
     lat: list[float] = []
     codes: dict[str, int] = {}
     rnd = random.Random(seed)
@@ -125,12 +154,19 @@ def run_level(opts: dict[str, Any], payloads: list[bytes], pool: Any) -> dict[st
             codes[k] = codes.get(k, 0) + v
     elapsed = max(r["elapsed"] for r in results)
     ok = int(lat.size)
+    sent = sum(codes.values())
     pct = (lambda q: float(np.percentile(lat, q))) if ok else (lambda q: float("nan"))
     return {
         "mode": opts["mode"],
+        "endpoint": opts["endpoint"],
+        "images_per_request": opts["images_per_request"],
         "concurrency": opts.get("concurrency"),
         "rate": opts.get("rate"),
-        "images_per_second": ok / elapsed,
+        "images_per_second": ok * opts["images_per_request"] / elapsed,
+        "requests_per_second": ok / elapsed,
+        "offered_requests_per_second": opts.get("rate"),
+        "requests_sent": sent,
+        "requests_ok": ok,
         "p50_ms": pct(50),
         "p90_ms": pct(90),
         "p99_ms": pct(99),
@@ -141,9 +177,10 @@ def run_level(opts: dict[str, Any], payloads: list[bytes], pool: Any) -> dict[st
 
 
 def fmt(r: dict[str, Any]) -> str:
-    load = f"c={r['concurrency']}" if r["mode"] == "closed" else f"rate={r['rate']:.0f}/s"
+    load = f"c={r['concurrency']}" if r["mode"] == "closed" else f"rate={r['rate']:.0f}req/s"
     return (
-        f"{r['mode']:<6} {load:<13} {r['images_per_second']:>9.1f} img/s  p50 {r['p50_ms']:7.1f} ms  "
+        f"{r['mode']:<6} k={r['images_per_request']:<3} {load:<16} {r['images_per_second']:>9.1f} img/s "
+        f"{r['requests_per_second']:>8.1f} req/s  p50 {r['p50_ms']:7.1f} ms  "
         f"p90 {r['p90_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  codes {r['codes']}"
     )
 
@@ -159,7 +196,10 @@ def main() -> int:
     ap.add_argument(
         "--sweep", action="store_true", help="closed loop at each concurrency, then open at a fraction of peak"
     )
-    ap.add_argument("--load-fraction", type=float, default=0.8)
+    ap.add_argument("--load-fraction", default="0.8", help="--sweep: comma-separated fractions of the peak rate")
+    ap.add_argument("--images-per-request", type=int, default=1, help="images in each request (k)")
+    ap.add_argument("--peak-rps", type=float, help="open loop: the closed-loop peak req/s, to record the fraction")
+    ap.add_argument("--label", default="", help="free text stored with each result (e.g. the server config)")
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--processes", type=int, default=4)
     ap.add_argument("--images", type=int, default=64, help="distinct payloads")
@@ -172,7 +212,16 @@ def main() -> int:
         f"payloads: {len(payloads)} JPEGs {w}x{h}, mean {np.mean([len(p) for p in payloads]) / 1024:.0f} KiB",
         flush=True,
     )
-    base = {"url": a.url, "model": a.model, "endpoint": a.endpoint, "duration": a.duration, "processes": a.processes}
+    if a.images_per_request < 1:
+        ap.error("--images-per-request must be at least 1")
+    base = {
+        "url": a.url,
+        "model": a.model,
+        "endpoint": a.endpoint,
+        "duration": a.duration,
+        "processes": a.processes,
+        "images_per_request": a.images_per_request,
+    }
     results = []
     with mp.get_context("fork").Pool(a.processes) as pool:
         if a.sweep or a.mode == "closed":
@@ -181,16 +230,24 @@ def main() -> int:
                 results.append(r)
                 print(fmt(r), flush=True)
         if a.sweep:
-            peak = max(r["images_per_second"] for r in results)
-            r = run_level({**base, "mode": "open", "rate": a.load_fraction * peak}, payloads, pool)
-            r["fraction_of_peak"] = a.load_fraction
-            results.append(r)
-            print(fmt(r), flush=True)
+            # Fractions of the peak request rate (latency is per request; the server sees requests of k images).
+            peak = max(r["requests_per_second"] for r in results)
+            for frac in (float(x) for x in a.load_fraction.split(",")):
+                r = run_level({**base, "mode": "open", "rate": frac * peak}, payloads, pool)
+                r["fraction_of_peak"] = frac
+                r["peak_requests_per_second"] = peak
+                results.append(r)
+                print(fmt(r), flush=True)
         elif a.mode == "open":
             for rate in (float(x) for x in a.rate.split(",")):
                 r = run_level({**base, "mode": "open", "rate": rate}, payloads, pool)
+                if a.peak_rps:
+                    r["fraction_of_peak"] = rate / a.peak_rps
+                    r["peak_requests_per_second"] = a.peak_rps
                 results.append(r)
                 print(fmt(r), flush=True)
+    for r in results:
+        r["label"] = a.label
     if a.json:
         with open(a.json, "w") as f:
             json.dump(results, f, indent=1)

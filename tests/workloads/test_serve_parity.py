@@ -182,3 +182,19 @@ def test_nms_equals_greedy_reference(weights: str, monkeypatch: pytest.MonkeyPat
         assert torch.bincount(ref_kb).max() == 7
     torch.testing.assert_close(kb, ref_kb)
     torch.testing.assert_close(rows, ref_rows)
+
+
+def test_anchor_grid_is_computed_once_for_every_batch_size(weights: str) -> None:
+    """Two device threads on two CUDA streams must never see the head replace its anchors (batch sizes vary)."""
+    import torch
+    from yolo_workloads.contract import ModelSource, ServeConfig
+    from yolo_workloads.serve import pipeline
+
+    det = pipeline.Detector(ServeConfig(model=ModelSource(weights=weights), imgsz=64, half=False, device="cpu"))
+    head = det.model.model[-1]
+    anchors = head.anchors
+    with torch.inference_mode():
+        one = det.forward(torch.rand(1, 3, 64, 64))
+        three = det.forward(torch.rand(3, 3, 64, 64))
+    assert head.anchors is anchors
+    assert one.shape[0] == 1 and three.shape[0] == 3

@@ -90,6 +90,21 @@ def load_model(ref: str, device: torch.device, half: bool) -> tuple[torch.nn.Mod
     return model, names, stride
 
 
+class _AnyBatch:
+    """A BCHW shape key equal to any shape with the same CHW (the anchor grid does not depend on the batch)."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self, shape: torch.Size) -> None:
+        self.chw = tuple(shape[1:])
+
+    def __ne__(self, other: object) -> bool:
+        return not isinstance(other, (tuple, torch.Size)) or tuple(other[1:]) != self.chw
+
+    def __eq__(self, other: object) -> bool:
+        return not self.__ne__(other)
+
+
 class Detector:
     """Loaded model plus the batched pre/post-processing around it."""
 
@@ -108,7 +123,25 @@ class Detector:
             raise ValueError(f"imgsz {self.imgsz} must be a multiple of the model stride {self.stride}")
         self.gpu_decode = self.device.type == "cuda"
         self._local = threading.local()  # per-thread CUDA stream
+        self._pin_anchors()
         log.info("model %s loaded on %s in %.1fs", cfg.model.ref, self.device, time.perf_counter() - t0)
+
+    def _pin_anchors(self) -> None:
+        """Compute the head's anchor grid once, before any side stream exists, and keep it for every batch size.
+
+        Ultralytics' Detect head recomputes (and replaces) its anchors whenever the input's BCHW shape changes,
+        batch size included. With two threads on two CUDA streams that would free a tensor one stream may still
+        read; letterboxed batches are always imgsz x imgsz, so the grid never changes and one copy serves all."""
+        layers: Any = getattr(self.model, "model", None)
+        head = layers[-1] if layers is not None else None
+        if head is None or getattr(head, "dynamic", True) or not hasattr(head, "shape"):
+            return
+        with torch.inference_mode():
+            self.forward(torch.zeros(1, 3, self.imgsz, self.imgsz, dtype=self.dtype, device=self.device))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        if head.shape is not None:
+            head.shape = _AnyBatch(head.shape)
 
     # -- decode ------------------------------------------------------------------------------------------------
     def decode(self, items: list[Item]) -> list[torch.Tensor | ImageError]:
