@@ -163,7 +163,7 @@ class Sampler:
     """The operator process's RSS and CPU from /proc, every 0.5 s."""
 
     def __init__(self, pid: int) -> None:
-        self.pid, self.samples, self.stop = pid, [], threading.Event()
+        self.pid, self.stop = pid, threading.Event()
         self.samples: list[tuple[float, float, float]] = []  # (t, rss MiB, cpu seconds)
         self.peak_hwm_mib = 0.0
         threading.Thread(target=self._loop, daemon=True).start()
@@ -353,12 +353,12 @@ def main(argv: list[str] | None = None) -> int:
         picked = [k for k in created if k[0] == "YoloTrainJob"][: args.finish]
         for _, ns, name in picked:
             pods = core.list_namespaced_pod(ns, label_selector=f"batch.kubernetes.io/job-name={name}-train").items
-            running = [q for q in pods if q.status.phase == "Running"]
+            running = [q.metadata.name for q in pods if q.status and q.metadata and q.status.phase == "Running"]
             if not running:
                 continue
             msg = encode_result(TrainSummary(best_weights="/o/best.pt", last_weights="/o/last.pt", results_dir="/o", epochs_completed=3))  # fmt: skip
             ann = {"kwok.yolo-operator.io/exit-code": "0", "kwok.yolo-operator.io/message": msg}
-            core.patch_namespaced_pod(running[0].metadata.name, ns, {"metadata": {"annotations": ann}})
+            core.patch_namespaced_pod(str(running[0]), ns, {"metadata": {"annotations": ann}})
             finished[(ns, name)] = time.monotonic()
         try:
             harness.wait_until(
