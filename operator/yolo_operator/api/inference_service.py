@@ -18,7 +18,7 @@ from yolo_operator.api.common import (
     StatusModel,
     defaulted,
 )
-from yolo_operator.api.rules import Rule, exactly_one, exactly_one_cel
+from yolo_operator.api.rules import Rule, exactly_one
 
 ServicePhase = Literal["Pending", "Tuning", "Ready", "Degraded", "Failed"]
 
@@ -31,13 +31,7 @@ class ServeModel(ApiModel):
     from_train_job: Name | None = None
     """Name of a YoloTrainJob in this namespace; served once it has succeeded, from its output volume."""
 
-    __rules__ = (
-        Rule(
-            cel=exactly_one_cel("weights", "fromTrainJob"),
-            message="set exactly one of weights or fromTrainJob",
-            check=exactly_one("weights", "from_train_job"),
-        ),
-    )
+    __rules__ = (exactly_one("weights", "from_train_job"),)
 
 
 class ScalingPolicy(ApiModel):

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic.alias_generators import to_camel
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -31,23 +33,23 @@ class Rule:
         return out
 
 
-def exactly_one(*names: str) -> Callable[[Any], bool]:
-    """True when exactly one of the named attributes is set."""
-
-    def check(obj: Any) -> bool:
-        return sum(getattr(obj, n) is not None for n in names) == 1
-
-    return check
-
-
-def exactly_one_cel(*json_names: str) -> str:
-    terms = " + ".join(f"(has(self.{n}) ? 1 : 0)" for n in json_names)
-    return f"{terms} == 1"
-
-
-def immutable(field: str) -> Rule:
-    """A transition rule: the field may not change once the object exists."""
+def exactly_one(*names: str) -> Rule:
+    """Exactly one of the named optional fields (Python names) is set: a union the schema cannot express."""
+    wire = [to_camel(n) for n in names]
+    terms = " + ".join(f"(has(self.{n}) ? 1 : 0)" for n in wire)
     return Rule(
-        cel="self == oldSelf",
-        message=f"{field} is immutable: delete and re-create the resource to change it",
+        cel=f"{terms} == 1",
+        message=f"set exactly one of {' or '.join(wire)}",
+        check=lambda obj: sum(getattr(obj, n) is not None for n in names) == 1,
+    )
+
+
+def immutable(*fields: str, kind: str) -> tuple[Rule, ...]:
+    """Transition rules: each named field (wire name) may not change, appear or vanish once the object exists."""
+    return tuple(
+        Rule(
+            cel=f"has(self.{f}) == has(oldSelf.{f}) && (!has(self.{f}) || self.{f} == oldSelf.{f})",
+            message=f"spec.{f} is immutable: create a new {kind}",
+        )
+        for f in fields
     )

@@ -20,7 +20,7 @@ from yolo_operator.api.common import (
     VolumeFile,
     defaulted,
 )
-from yolo_operator.api.rules import Rule, exactly_one, exactly_one_cel
+from yolo_operator.api.rules import Rule, exactly_one, immutable
 from yolo_operator.api.ultralytics_args import EXTRA_TRAIN_ARGS, extra_arg_problem
 
 ARCHITECTURE_PATTERN = r"^yolov8[nsmlx]\.yaml$"
@@ -36,13 +36,7 @@ class TrainModel(ApiModel):
     weights: ModelVolume | None = None
     """Initial weights (`.pt`) on a volume, for fine-tuning."""
 
-    __rules__ = (
-        Rule(
-            cel=exactly_one_cel("architecture", "weights"),
-            message="set exactly one of architecture or weights",
-            check=exactly_one("architecture", "weights"),
-        ),
-    )
+    __rules__ = (exactly_one("architecture", "weights"),)
 
 
 class ShapesData(ApiModel):
@@ -62,13 +56,7 @@ class TrainData(ApiModel):
     shapes: ShapesData | None = None
     """The built-in synthetic set."""
 
-    __rules__ = (
-        Rule(
-            cel=exactly_one_cel("volume", "shapes"),
-            message="set exactly one of volume or shapes",
-            check=exactly_one("volume", "shapes"),
-        ),
-    )
+    __rules__ = (exactly_one("volume", "shapes"),)
 
 
 class TrainSettings(ApiModel):
@@ -193,20 +181,7 @@ class YoloTrainJobSpec(ApiModel):
     run_policy: RunPolicy = defaulted(RunPolicy)
     """Retries, deadlines, clean-up, suspension."""
 
-    __rules__ = (
-        Rule(cel="self.model == oldSelf.model", message="spec.model is immutable: create a new YoloTrainJob"),
-        Rule(cel="self.data == oldSelf.data", message="spec.data is immutable: create a new YoloTrainJob"),
-        Rule(cel="self.train == oldSelf.train", message="spec.train is immutable: create a new YoloTrainJob"),
-        Rule(cel="self.tuning == oldSelf.tuning", message="spec.tuning is immutable: create a new YoloTrainJob"),
-        Rule(
-            cel="self.resources == oldSelf.resources",
-            message="spec.resources is immutable: create a new YoloTrainJob",
-        ),
-        Rule(
-            cel="has(self.output) == has(oldSelf.output) && (!has(self.output) || self.output == oldSelf.output)",
-            message="spec.output is immutable: create a new YoloTrainJob",
-        ),
-    )
+    __rules__ = immutable("model", "data", "train", "tuning", "resources", "output", kind="YoloTrainJob")
 
 
 class TuningStatus(StatusModel):
