@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import time
@@ -48,10 +49,8 @@ def test_killed_training_resumes_from_last_checkpoint_offline(tmp_path: Path, ne
     while not last.exists() and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
         if not scraped:
-            try:
+            with contextlib.suppress(OSError):  # not listening yet
                 scraped = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1).read().decode()
-            except OSError:
-                pass
     assert last.exists(), first.communicate()[1][-3000:]
     first.send_signal(signal.SIGKILL)
     first.wait()
