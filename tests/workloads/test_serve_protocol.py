@@ -289,3 +289,36 @@ def test_bad_inputs_are_4xx_with_a_reason(server: Server, pngs: list[bytes], tmp
         # Multipart with two files: two results.
         r = c.post("/v1/detect", files=[("a", ("a.png", pngs[0], "image/png")), ("b", ("b.png", pngs[1], "image/png"))])
         assert r.status_code == 200 and len(r.json()["images"]) == 2
+
+
+def test_load_generator_bodies_carry_k_images(server: Server, pngs: list[bytes]) -> None:
+    """benchmarks/serve_load.py's requests of k images (v2 BYTES [k]; v1 multipart) are answered image by image."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("serve_load", Path(__file__).parents[2] / "benchmarks/serve_load.py")
+    assert spec is not None and spec.loader is not None
+    load = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(load)
+    with server.client() as c:
+        single = [
+            len(
+                c.post("/v1/detect", content=p, headers={"content-type": "image/png"}).json()["images"][0]["detections"]
+            )
+            for p in pngs[:3]
+        ]
+        body, headers = load.v1_body(pngs[:3])
+        doc = c.post("/v1/detect", content=body, headers=headers).json()
+        assert [len(im["detections"]) for im in doc["images"]] == single
+        body, headers = load.v2_body(pngs[:3])
+        r = c.post("/v2/models/yolo/infer", content=body, headers=headers)
+        assert r.status_code == 200, r.text
+        head_len = int(r.headers["Inference-Header-Content-Length"])
+        head = json.loads(r.content[:head_len])
+        counts = next(o for o in head["outputs"] if o["name"] == "counts")
+        assert counts["shape"] == [3]
+        offset = head_len
+        for o in head["outputs"]:
+            if o["name"] == "counts":
+                break
+            offset += o["parameters"]["binary_data_size"]
+        assert np.frombuffer(r.content[offset : offset + 12], dtype="<i4").tolist() == single
