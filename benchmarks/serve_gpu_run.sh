@@ -14,11 +14,11 @@ PY=${PY:-python3}
 HERE=$(cd "$(dirname "$0")" && pwd)
 T0=$SECONDS
 if [ "${SERVE_SMOKE:-0}" = 1 ]; then
-  DEVICE=cpu; HALF=false; IMGSZ=64; IMG=48x64; BATCHES=4,8; PSEC=1; WORKERS=${WORKERS:-"1 2"}; DUR=${DUR:-2}
+  CONF=${CONF:-0.02}; DEVICE=cpu; HALF=false; IMGSZ=64; IMG=48x64; BATCHES=4,8; PSEC=1; WORKERS=${WORKERS:-"1 2"}; DUR=${DUR:-2}
   PROCS=${PROCS:-2}; MAXB=${MAXB:-8}; DELAY=${DELAY:-5}; CONC1=${CONC1:-4,8}; CONC8=${CONC8:-1,2}; PORT=${PORT:-18080}
   PIN_SERVER=""; PIN_CLIENT=""; READY_WAIT=120
 else
-  DEVICE=cuda:0; HALF=true; IMGSZ=640; IMG=480x640; BATCHES=128,256; PSEC=3; WORKERS=${WORKERS:-"1 4"}; DUR=${DUR:-6}
+  CONF=${CONF:-0.25}; DEVICE=cuda:0; HALF=true; IMGSZ=640; IMG=480x640; BATCHES=128,256; PSEC=3; WORKERS=${WORKERS:-"1 4"}; DUR=${DUR:-6}
   PROCS=${PROCS:-7}; MAXB=${MAXB:-128}; DELAY=${DELAY:-4}; CONC1=${CONC1:-128,384}; CONC8=${CONC8:-16,48}; PORT=${PORT:-8080}
   # Server processes on CPUs 0-8, the load generator on 9-15 (16 CPUs).
   PIN_SERVER="taskset -c ${SERVER_CPUS:-0-8}"; PIN_CLIENT="taskset -c ${CLIENT_CPUS:-9-15}"; READY_WAIT=120
@@ -38,7 +38,7 @@ model: {weights: $OUT/w.pt}
 imgsz: $IMGSZ
 half: $HALF
 device: $DEVICE
-conf: 0.25
+conf: $CONF
 max_batch_size: $MAXB
 max_queue_delay_ms: $DELAY
 max_queue_size: 8192

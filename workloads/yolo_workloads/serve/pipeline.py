@@ -265,7 +265,8 @@ class Detector:
         inter = w * h
         iou = inter / (area[:, :, None] + area[:, None, :] - inter)
         k = boxes.shape[1]
-        earlier = torch.ones(k, k, dtype=torch.bool, device=boxes.device).triu_(1)  # [j, i]: j before i
+        ar = torch.arange(k, device=boxes.device)
+        earlier = ar[:, None] < ar[None, :]  # [j, i]: j before i
         sup = (iou > self.iou) & (cl[:, :, None] == cl[:, None, :]) & earlier & valid[:, :, None]  # [b, j, i]
         del w, h, inter, iou
         keep = valid
