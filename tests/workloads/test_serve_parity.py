@@ -154,17 +154,17 @@ def _reference_nms(pred, conf: float, iou: float, max_det: int):  # type: ignore
     return torch.cat(rows).float(), torch.cat(idx)
 
 
-@pytest.mark.parametrize(("pairs", "max_det"), [(1 << 25, 300), (50, 300), (1 << 25, 7)])
-def test_nms_equals_greedy_reference(weights: str, monkeypatch: pytest.MonkeyPatch, pairs: int, max_det: int) -> None:
+@pytest.mark.parametrize(("chunk", "max_det"), [(2048, 300), (50, 300), (2048, 7)])
+def test_nms_equals_greedy_reference(weights: str, monkeypatch: pytest.MonkeyPatch, chunk: int, max_det: int) -> None:
     """Dense clusters of overlapping boxes (long suppression chains), several classes, an image without candidates,
-    images processed in chunks (`pairs` small) and a max_det cut: the batched NMS equals greedy NMS image by image."""
+    images processed in chunks (`chunk` small) and a max_det cut: the batched NMS equals greedy NMS image by image."""
     import torch
     from yolo_workloads.contract import ModelSource, ServeConfig
     from yolo_workloads.serve import pipeline
 
     det = pipeline.Detector(ServeConfig(model=ModelSource(weights=weights), imgsz=64, half=False, conf=0.3))
     det.max_det = max_det
-    monkeypatch.setattr(pipeline, "NMS_PAIRS", pairs)
+    monkeypatch.setattr(pipeline, "NMS_CHUNK", chunk)
     g = torch.Generator().manual_seed(0)
     b, nc, a = 5, 3, 400
     centres = torch.rand(b, 2, 6, generator=g) * 500 + 50  # six clusters per image

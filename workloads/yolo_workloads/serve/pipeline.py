@@ -34,9 +34,9 @@ from yolo_workloads.serve.imagecheck import ImageError
 log = logging.getLogger(__name__)
 PAD_VALUE = 114.0
 MAX_DET = 300
-MAX_NMS = 30_000  # candidates per image kept for NMS, best first (Ultralytics' max_nms)
-NMS_PAIRS = 1 << 25  # box pairs per NMS step: bounds the [b, K, K] temporaries (~32 M pairs, ~130 MB as float32)
-NMS_STEPS = 4  # greedy-NMS fixed-point steps between convergence checks (each check is a host sync)
+# Candidates per NMS call: torchvision copies the N^2-bit mask to the host (0.5 MiB here). Measured on the H100
+# (docs/benchmarks.md, issue 5): 13.9 ms at batch 128, where a [B, K, K] fixed-point NMS took 62 ms.
+NMS_CHUNK = 2048
 
 
 @dataclass
@@ -217,66 +217,49 @@ class Detector:
     def nms(self, pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Batched NMS. Returns (rows [M,6] xyxy,score,cls in letterbox pixels, image index [M]), per image best first.
 
-        Candidates (best class score > conf) are sorted per image and padded to the batch's largest count K, then
-        one set of [B, K, K] tensor ops finds, for all images and classes at once, which better-scored box of the
-        same class overlaps each box by more than `iou`; greedy NMS is the fixed point of "kept unless a kept box
-        before it suppresses it", reached by repeating that step (see `_greedy`). No cross-image or cross-class
-        pairs are compared (torchvision's `nms` over offset boxes would build an N^2 mask over the whole batch and
-        scan it on the host). Host syncs: K, the convergence check, the number kept.
+        One `torchvision.ops.nms` call per chunk of images, boxes offset by (image, class) group in float64 (a
+        float32 offset of 10^7 would blur boxes by pixels); chunks bound the candidates per call because NMS
+        costs N^2 in time and N^2/8 bytes of mask. `batched_nms` itself would loop over the thousands of
+        (image, class) groups of a large batch.
         """
-        b_size = pred.shape[0]
-        scores, cls = pred[:, 4:].max(1)  # [B, A]
-        cand = scores > self.conf
-        counts = cand.sum(1)
-        k = min(int(counts.max()) if b_size else 0, MAX_NMS)  # sync: the padded width
-        if k == 0:
-            return pred.new_zeros((0, 6), dtype=torch.float32), torch.zeros(0, dtype=torch.long, device=pred.device)
-        masked = torch.where(cand, scores.float(), float("-inf"))
-        top_s, top_i = torch.sort(masked, dim=1, descending=True, stable=True)
-        top_s, top_i = top_s[:, :k], top_i[:, :k]
-        valid = torch.arange(k, device=pred.device)[None, :] < counts[:, None]
-        xywh = pred[:, :4].float().gather(2, top_i[:, None, :].expand(-1, 4, -1)).transpose(1, 2)  # [B, K, 4]
-        boxes = torch.cat((xywh[..., :2] - xywh[..., 2:] / 2, xywh[..., :2] + xywh[..., 2:] / 2), -1)
-        cl = cls.gather(1, top_i)
-        per_chunk = max(1, NMS_PAIRS // (k * k))  # bound the [b, K, K] temporaries
-        keep = torch.cat(
-            [
-                self._greedy(boxes[lo : lo + per_chunk], cl[lo : lo + per_chunk], valid[lo : lo + per_chunk])
-                for lo in range(0, b_size, per_chunk)
-            ]
-        )
-        rank = torch.cumsum(keep, 1) - 1  # keep is in score order: the first max_det kept of each image stay
-        keep &= rank < self.max_det
-        kb, kk = keep.nonzero(as_tuple=True)  # row-major: by image, best first
-        rows = torch.cat((boxes[kb, kk], top_s[kb, kk, None], cl[kb, kk, None].float()), 1)
+        b_size, ch, _ = pred.shape
+        nc = ch - 4
+        p = pred.transpose(1, 2)  # [B, A, 4+nc]
+        scores, cls = p[..., 4:].max(-1)
+        b_idx, a_idx = (scores > self.conf).nonzero(as_tuple=True)  # row-major: sorted by image
+        xywh = p[b_idx, a_idx, :4].float()
+        boxes = torch.cat((xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2), 1)
+        sc = scores[b_idx, a_idx].float()
+        cl = cls[b_idx, a_idx]
+        counts = torch.bincount(b_idx, minlength=b_size).tolist()  # the one host sync before NMS
+        span = float(4 * self.imgsz)  # wider than any box the head can emit around a square input
+        offsets = ((b_idx * nc + cl).double() * span)[:, None]
+        keeps: list[torch.Tensor] = []
+        start = 0
+        chunk_start, chunk_n = 0, 0
+        bounds: list[tuple[int, int]] = []
+        for n in counts:
+            if chunk_n and chunk_n + n > NMS_CHUNK:
+                bounds.append((chunk_start, chunk_start + chunk_n))
+                chunk_start, chunk_n = start, 0
+            chunk_n += n
+            start += n
+        if chunk_n:
+            bounds.append((chunk_start, chunk_start + chunk_n))
+        for lo, hi in bounds:
+            keep = torchvision.ops.nms(boxes[lo:hi].double() + offsets[lo:hi], sc[lo:hi].double(), self.iou) + lo
+            keeps.append(keep)
+        keep = torch.cat(keeps) if keeps else torch.zeros(0, dtype=torch.long, device=pred.device)
+        kb = b_idx[keep]
+        order = torch.sort(kb, stable=True).indices  # group by image, keeping score order inside
+        keep, kb = keep[order], kb[order]
+        kcounts = torch.bincount(kb, minlength=b_size)
+        starts = torch.cumsum(kcounts, 0) - kcounts
+        rank = torch.arange(kb.numel(), device=kb.device) - starts[kb]
+        sel = rank < self.max_det
+        keep, kb = keep[sel], kb[sel]
+        rows = torch.cat((boxes[keep], sc[keep, None], cl[keep, None].float()), 1)
         return rows, kb
-
-    def _greedy(self, boxes: torch.Tensor, cl: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """Greedy NMS keep-mask [b, K] of score-sorted boxes [b, K, 4] (xyxy) with classes [b, K].
-
-        Box i is kept iff no kept box j < i of its class has IoU > iou with it. Iterating that rule from "all
-        kept" fixes one more position per step from the front, so it reaches the greedy answer (the unique fixed
-        point) within K steps; in practice suppression chains are a few boxes long. IoU as torchvision computes it.
-        """
-        x1, y1, x2, y2 = boxes.unbind(-1)
-        area = (x2 - x1) * (y2 - y1)
-        w = (torch.minimum(x2[:, :, None], x2[:, None, :]) - torch.maximum(x1[:, :, None], x1[:, None, :])).clamp_(0)
-        h = (torch.minimum(y2[:, :, None], y2[:, None, :]) - torch.maximum(y1[:, :, None], y1[:, None, :])).clamp_(0)
-        inter = w * h
-        iou = inter / (area[:, :, None] + area[:, None, :] - inter)
-        k = boxes.shape[1]
-        ar = torch.arange(k, device=boxes.device)
-        earlier = ar[:, None] < ar[None, :]  # [j, i]: j before i
-        sup = (iou > self.iou) & (cl[:, :, None] == cl[:, None, :]) & earlier & valid[:, :, None]  # [b, j, i]
-        del w, h, inter, iou
-        keep = valid
-        while True:
-            for _ in range(NMS_STEPS):
-                keep = valid & ~(sup & keep[:, :, None]).any(1)
-            nxt = valid & ~(sup & keep[:, :, None]).any(1)
-            if torch.equal(nxt, keep):  # sync: converged?
-                return keep
-            keep = nxt
 
     def _stream(self) -> contextlib.AbstractContextManager[Any]:
         """This thread's CUDA stream as a context (a no-op on the CPU)."""
