@@ -385,12 +385,14 @@ def main(argv: list[str] | None = None) -> int:
             verb, res = k.split(" ", 1)
             if res.startswith(("yolotrainjobs", "yoloinferenceservices")):
                 mine += v - (len(created) if (verb == "POST" and "/" not in res) else 0)
-            elif (res in ("jobs", "configmaps", "deployments", "services", "poddisruptionbudgets", "persistentvolumeclaims") and verb in ("GET", "POST", "PATCH", "APPLY")) or (res == "pods" and verb == "LIST"):  # fmt: skip
+            # Also the operator's: its LIST of a resource's Jobs, node reads, PDB deletes (nothing else sends them).
+            elif (res in ("jobs", "configmaps", "deployments", "services", "poddisruptionbudgets", "persistentvolumeclaims") and verb in ("GET", "POST", "PATCH", "APPLY")) or (res == "pods" and verb == "LIST") or (verb, res) in (("LIST", "jobs"), ("LIST", "nodes"), ("GET", "nodes"), ("DELETE", "poddisruptionbudgets")):  # fmt: skip
                 mine += v
         reconciles = rec_after - rec_before
         report["api"] = {
             "operator_requests": mine, "reconciles": reconciles,
             "requests_per_reconcile": mine / reconciles if reconciles else float("nan"),
+            "requests_per_resource": mine / len(created) if created else float("nan"),
             "watch_requests": {k: v for k, v in delta.items() if k.startswith("WATCH")},
             "top": dict(list(delta.items())[:25]),
         }  # fmt: skip

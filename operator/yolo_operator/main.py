@@ -34,6 +34,7 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     ks.watching.server_timeout = settings.watch_server_timeout_seconds
     ks.watching.client_timeout = settings.watch_client_timeout_seconds
     ks.watching.connect_timeout = settings.watch_connect_timeout_seconds
+    ks.execution.max_workers = settings.handler_threads
     ks.posting.level = logging.getLevelName(settings.posting_level)
     ks.peering.standalone = not settings.peering
     ks.peering.name = "yolo-operator"

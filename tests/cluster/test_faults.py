@@ -82,6 +82,11 @@ def wait_phase(cluster: Cluster, ns: str, name: str, wanted: str, timeout_s: flo
         raise AssertionError(f"{exc}; status now: {json.dumps(st)}") from None
 
 
+def conditions(cluster: Cluster, ns: str, name: str) -> list[dict[str, Any]]:
+    st = cluster.get_json("yolotrainjob", name, namespace=ns).get("status") or {}
+    return list(st.get("conditions") or [])
+
+
 def jobs(cluster: Cluster, ns: str) -> dict[str, dict[str, Any]]:
     return {j["metadata"]["name"]: j for j in cluster.get_json("jobs", namespace=ns)["items"]}
 
@@ -343,14 +348,21 @@ def test_lost_permission_is_reported_and_recovers(
             assert any("jobs" in r.getMessage() for r in errors), [r.getMessage() for r in errors][:3]
             # Retries back off: far fewer than one attempt per 0.1 s.
             assert len(errors) < 60
+            # The resource says why: Degraded=True, reason Forbidden, naming the refused request; one Warning event.
+            degraded = [c for c in conditions(cluster, ns, "denied") if c["type"] == "Degraded"]
+            assert degraded and degraded[0]["status"] == "True" and degraded[0]["reason"] == "Forbidden", degraded
+            assert "jobs" in degraded[0]["message"] and "403" in degraded[0]["message"], degraded
+            warnings = cluster.get_json("events", "--field-selector", "reason=Forbidden", namespace=ns)["items"]
+            assert len(warnings) == 1 and warnings[0]["type"] == "Warning", warnings
 
             role["rules"] = full_rules  # permission restored: the next retry succeeds
             cluster.apply(role)
-            # The next retry is the resync timer's, and Kopf backs a failed timer off for 60 s (its default): up
-            # to a minute until recovery. (Reported: a shorter timer backoff would make this seconds.)
+            # The next retry is the resync timer's, backed off by one reconcile period (not Kopf's default 60 s).
             started = time.monotonic()
             wait_phase(cluster, ns, "denied", "Training", timeout_s=80)
             print(f"recovered {time.monotonic() - started:.1f} s after the permission was restored")
             assert list(jobs(cluster, ns)) == ["denied-train"]
+            degraded = [c for c in conditions(cluster, ns, "denied") if c["type"] == "Degraded"]
+            assert degraded and degraded[0]["status"] == "False", degraded  # cleared by the first good reconcile
     finally:
         cluster.kubectl("delete", "clusterrolebinding,clusterrole", role_name, "--wait=false", check=False)

@@ -14,10 +14,12 @@ Metric sources are injected (`PodMetricsSource`, `ServiceMetricSource`) so tests
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,7 +40,8 @@ from yolo_operator.autoscale import (
     from_pod_samples,
     record_scale,
 )
-from yolo_operator.k8s.client import Kube, Ref
+from yolo_operator.handlers import access
+from yolo_operator.k8s.client import ApiError, Kube, Ref
 from yolo_operator.k8s.scaling import delete_if_present, list_pods, set_replicas
 from yolo_operator.lifecycle import inference_service as life
 from yolo_operator.lifecycle.conditions import rfc3339
@@ -60,6 +63,9 @@ log = logging.getLogger(__name__)
 
 KIND = "YoloInferenceService"
 PLURAL = "yoloinferenceservices"
+WaitingIndex = Mapping[tuple[str, str], Iterable[str]]
+"""(namespace, YoloTrainJob name) → names of the services whose model comes from it (Kopf's
+`yolo_services_by_train_job` index)."""
 
 
 class InferenceController:
@@ -82,6 +88,12 @@ class InferenceController:
         self._histories: dict[str, History] = {}
         self._lock = threading.Lock()
         self._object_locks: dict[str, threading.Lock] = {}
+        # What this process last applied per service (a digest of the rendered children) and which services are
+        # known to have no PDB: an event-driven reconcile skips unchanged applies and the 404 DELETE of a PDB that
+        # is not there; the periodic recheck (`full=True`) applies everything again, so drift is undone within
+        # one reconcile period.
+        self._applied: dict[str, str] = {}
+        self._no_pdb: set[str] = set()
 
     def _object_lock(self, namespace: str, name: str) -> threading.Lock:
         """Reconcile and autoscale of one service never interleave: the autoscaler writes desiredReplicas before
@@ -91,16 +103,24 @@ class InferenceController:
 
     # --- reconcile ------------------------------------------------------------------------------------------
 
-    def reconcile(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """Bring the children in line with the spec; return the status written (None if the service is gone)."""
+    def reconcile(self, namespace: str, name: str, full: bool = True) -> dict[str, Any] | None:
+        """Bring the children in line with the spec; return the status written (None if the service is gone).
+        `full=False` (watch events) skips applying children identical to what this process applied last."""
         with self._object_lock(namespace, name):
-            return self._reconcile(namespace, name)
+            body = self.kube.get(API_VERSION, KIND, name, namespace)
+            if body is None:
+                return None
+            try:
+                return self._reconcile(body, full)
+            except ApiError as exc:
+                if access.is_access_error(exc):
+                    access.report_refused(self.kube, Ref.of(body), body, exc)
+                raise
 
-    def _reconcile(self, namespace: str, name: str) -> dict[str, Any] | None:
-        body = self.kube.get(API_VERSION, KIND, name, namespace)
-        if body is None:
-            return None
+    def _reconcile(self, body: dict[str, Any], full: bool) -> dict[str, Any] | None:
         ref = Ref.of(body)
+        namespace, name = ref.namespace or "default", ref.name
+        key = f"{namespace}/{name}"
         try:
             svc = YoloInferenceService.model_validate(body)
         except ValidationError as exc:
@@ -119,14 +139,24 @@ class InferenceController:
         deployment = self.kube.get("apps/v1", "Deployment", render.deployment_name(name), namespace)
         if model.mount is not None:
             replicas = life.replicas_to_render(svc, deployment)
-            for obj in render.objects(svc, model.mount, replicas, self.options):
-                applied = self.kube.apply(obj)
-                if obj["kind"] == "Deployment":
-                    deployment = applied
-            if not render.wants_pdb(svc, replicas):
+            children = render.objects(svc, model.mount, replicas, self.options)
+            digest = hashlib.sha256(json.dumps(children, sort_keys=True).encode()).hexdigest()
+            if full or deployment is None or self._applied.get(key) != digest:
+                for obj in children:
+                    applied = self.kube.apply(obj)
+                    if obj["kind"] == "Deployment":
+                        deployment = applied
+                self._applied[key] = digest
+            if render.wants_pdb(svc, replicas):
+                self._no_pdb.discard(key)
+            elif full or key not in self._no_pdb:
                 delete_if_present(self.kube, "policy/v1", "PodDisruptionBudget", namespace, render.pdb_name(name))
+                self._no_pdb.add(key)
         status = life.status(svc, model, deployment, datetime.now(UTC))
-        self.kube.patch_status(ref, status)
+        status["conditions"] = access.cleared_wire(status.get("conditions") or [], svc.metadata.generation)
+        current = body.get("status") or {}
+        if any(current.get(k) != v for k, v in status.items()):  # an unchanged status is not written again
+            self.kube.patch_status(ref, status)
         old_phase = svc.status.phase if svc.status else None
         if status["phase"] != old_phase:
             ready = next(c for c in status["conditions"] if c["type"] == life.READY)
@@ -233,11 +263,14 @@ class InferenceController:
         with self._lock:
             self._histories.pop(uid or f"{namespace}/{name}", None)
             self._object_locks.pop(f"{namespace}/{name}", None)
+            self._applied.pop(f"{namespace}/{name}", None)
+            self._no_pdb.discard(f"{namespace}/{name}")
         om.forget(namespace, name)
 
     # --- fan-in from related objects ------------------------------------------------------------------------
 
     def services_using_train_job(self, namespace: str, job: str) -> list[str]:
+        """A LIST of the namespace's services (tools, tests); the handlers read the index instead."""
         items = self.kube.list(API_VERSION, KIND, namespace)
         return [
             i["metadata"]["name"] for i in items if (i.get("spec", {}).get("model") or {}).get("fromTrainJob") == job
@@ -255,13 +288,15 @@ def register(registry: kopf.OperatorRegistry, controller: InferenceController) -
     """Register the controller's handlers into a Kopf registry (main.py and the test fixture call this)."""
     settings = controller.settings
 
-    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
-    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
-    @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry)
+    backoff = settings.reconcile_period_seconds  # a failed handler is retried after one period, not Kopf's 60 s
+
+    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry, backoff=backoff)
+    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry, backoff=backoff)
+    @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry, backoff=backoff)
     def inference_service_changed(*, name: str, namespace: str | None, **_: Any) -> None:
         controller.reconcile(namespace or "default", name)
 
-    @kopf.timer(GROUP, VERSION, PLURAL, interval=settings.reconcile_period_seconds, registry=registry)
+    @kopf.timer(GROUP, VERSION, PLURAL, interval=settings.reconcile_period_seconds, backoff=backoff, registry=registry)
     def inference_service_recheck(*, name: str, namespace: str | None, **_: Any) -> None:
         controller.reconcile(namespace or "default", name)
 
@@ -270,6 +305,7 @@ def register(registry: kopf.OperatorRegistry, controller: InferenceController) -
         VERSION,
         PLURAL,
         interval=settings.autoscaler_period_seconds,
+        backoff=settings.autoscaler_period_seconds,
         registry=registry,
         when=lambda spec, **_: bool((spec.get("autoscaling") or {}).get("enabled")),
     )
@@ -290,10 +326,20 @@ def register(registry: kopf.OperatorRegistry, controller: InferenceController) -
     def inference_deployment_event(*, body: Any, namespace: str | None, type: str, **_: Any) -> None:
         owner = _owner_name(body)
         if owner and type != "DELETED":
-            controller.reconcile(namespace or "default", owner)
+            controller.reconcile(namespace or "default", owner, full=False)
+
+    # Which services wait on which YoloTrainJob, kept from the services' own watch: a YoloTrainJob event looks
+    # its waiters up instead of listing every service in the namespace.
+    @kopf.index(GROUP, VERSION, PLURAL, id="yolo_services_by_train_job", registry=registry)
+    async def yolo_services_by_train_job(
+        *, name: str, namespace: str | None, spec: Any, **_: Any
+    ) -> dict[tuple[str, str], str] | None:
+        job = (spec.get("model") or {}).get("fromTrainJob")
+        return {(namespace or "default", str(job)): name} if job else None
 
     @kopf.on.event(GROUP, VERSION, "yolotrainjobs", registry=registry)
-    def train_job_event_for_inference(*, name: str, namespace: str | None, **_: Any) -> None:
+    def train_job_event_for_inference(*, name: str, namespace: str | None, **kw: Any) -> None:
         ns = namespace or "default"
-        for service in controller.services_using_train_job(ns, name):
-            controller.reconcile(ns, service)
+        waiting: WaitingIndex = kw["yolo_services_by_train_job"]
+        for service in sorted(set(waiting.get((ns, name), ()))):
+            controller.reconcile(ns, service, full=False)

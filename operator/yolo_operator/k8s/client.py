@@ -195,6 +195,12 @@ class Kube:
         existing = self.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
         if existing is not None:
             return existing, False
+        return self.create(obj)
+
+    def create(self, obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """POST the object; when it exists already (409), return the stored one. For callers that just saw it
+        absent (one request instead of `ensure`'s two). Returns (object, created)."""
+        meta = obj["metadata"]
         path = resource_path(obj["apiVersion"], obj["kind"], meta.get("namespace"))
         try:
             return self.request("POST", path, obj, {"fieldManager": self.field_manager}), True

@@ -177,3 +177,17 @@ def node_label(node: Obj | None, key: str) -> str | None:
         return None
     value = (node.get("metadata", {}).get("labels") or {}).get(key)
     return str(value) if value is not None else None
+
+
+def node_summary(node: Obj, resources: Iterable[str]) -> dict[str, Any]:
+    """The parts of a Node that `eligible_nodes`, `max_allocatable` and `node_label` read (name, labels, taints,
+    the allocatable amounts of `resources`), copied out of the watch event so the full object (images, conditions,
+    addresses: most of its ~5 KB) is not kept."""
+    meta = node.get("metadata", {})
+    allocatable = node.get("status", {}).get("allocatable") or {}
+    taints = [dict(t) for t in node.get("spec", {}).get("taints") or []]
+    return {
+        "metadata": {"name": meta.get("name"), "labels": dict(meta.get("labels") or {})},
+        "spec": {"taints": taints} if taints else {},
+        "status": {"allocatable": {r: allocatable[r] for r in resources if r in allocatable}},
+    }
