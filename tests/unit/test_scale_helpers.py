@@ -5,12 +5,14 @@ reconcile gets through."""
 from __future__ import annotations
 
 import copy
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from yolo_operator.api.common import Condition
 from yolo_operator.handlers import access
+from yolo_operator.handlers.resync import Resync
 from yolo_operator.k8s.client import ApiError
 from yolo_operator.k8s.workloads import eligible_nodes, max_allocatable, node_label, node_summary
 from yolo_operator.lifecycle import conditions as cond
@@ -84,3 +86,29 @@ def test_refused_request_condition_is_cleared_by_a_good_reconcile() -> None:
     assert access.cleared(ready, 2) is ready  # nothing to clear: the same list (no status patch)
     wire = [c.to_wire() for c in degraded]
     assert [Condition.model_validate(c).status for c in access.cleared_wire(wire, 2)] == ["False", "False"]
+
+
+def test_resync_visits_the_known_resources_that_pass_its_filter() -> None:
+    visited: list[tuple[str, str]] = []
+    done = threading.Event()
+
+    def visit(namespace: str, name: str) -> None:
+        visited.append((namespace, name))
+        if name == "boom":
+            raise RuntimeError("a failed run is logged, the loop goes on")
+        if len(visited) >= 3:
+            done.set()
+
+    resync: Resync[str] = Resync("test", 0.05, visit, when=lambda phase: phase == "Training", workers=2)
+    resync.seen("ns", "boom", "Training")
+    resync.seen("ns", "a", "Training")
+    resync.seen("ns", "idle", "Succeeded")
+    resync.seen("ns", "gone", "Training")
+    resync.gone("ns", "gone")
+    assert sorted(resync.due()) == [("ns", "a"), ("ns", "boom")]
+    resync.start()
+    try:
+        assert done.wait(30)  # generous: only that it happens, not when
+    finally:
+        resync.stop()
+    assert set(visited) == {("ns", "a"), ("ns", "boom")}

@@ -41,6 +41,7 @@ from yolo_operator.autoscale import (
     record_scale,
 )
 from yolo_operator.handlers import access
+from yolo_operator.handlers.resync import Resync
 from yolo_operator.k8s.client import ApiError, Kube, Ref
 from yolo_operator.k8s.scaling import delete_if_present, list_pods, set_replicas
 from yolo_operator.lifecycle import inference_service as life
@@ -149,7 +150,7 @@ class InferenceController:
                 self._applied[key] = digest
             if render.wants_pdb(svc, replicas):
                 self._no_pdb.discard(key)
-            elif full or key not in self._no_pdb:
+            elif key not in self._no_pdb:  # only we create it: after one DELETE (or 404) it is known absent
                 delete_if_present(self.kube, "policy/v1", "PodDisruptionBudget", namespace, render.pdb_name(name))
                 self._no_pdb.add(key)
         status = life.status(svc, model, deployment, datetime.now(UTC))
@@ -296,21 +297,37 @@ def register(registry: kopf.OperatorRegistry, controller: InferenceController) -
     def inference_service_changed(*, name: str, namespace: str | None, **_: Any) -> None:
         controller.reconcile(namespace or "default", name)
 
-    @kopf.timer(GROUP, VERSION, PLURAL, interval=settings.reconcile_period_seconds, backoff=backoff, registry=registry)
-    def inference_service_recheck(*, name: str, namespace: str | None, **_: Any) -> None:
-        controller.reconcile(namespace or "default", name)
-
-    @kopf.timer(
-        GROUP,
-        VERSION,
-        PLURAL,
-        interval=settings.autoscaler_period_seconds,
-        backoff=settings.autoscaler_period_seconds,
-        registry=registry,
-        when=lambda spec, **_: bool((spec.get("autoscaling") or {}).get("enabled")),
+    # Periodic work without Kopf timers (see handlers/resync.py): a full reconcile every reconcile period, an
+    # autoscaler step every autoscaler period for the services that enable it.
+    recheck: Resync[bool] = Resync(
+        "yoloinferenceservice-recheck", settings.reconcile_period_seconds, controller.reconcile
     )
-    def inference_service_autoscale(*, name: str, namespace: str | None, **_: Any) -> None:
-        controller.autoscale(namespace or "default", name)
+    autoscaler: Resync[bool] = Resync(
+        "yoloinferenceservice-autoscale",
+        settings.autoscaler_period_seconds,
+        controller.autoscale,
+        when=lambda enabled: enabled,
+    )
+
+    @kopf.on.startup(id="yoloinferenceservice-resync-start", registry=registry)
+    async def inference_service_resync_start(**_: Any) -> None:
+        recheck.start()
+        autoscaler.start()
+
+    @kopf.on.cleanup(id="yoloinferenceservice-resync-stop", registry=registry)
+    async def inference_service_resync_stop(**_: Any) -> None:
+        await asyncio.gather(asyncio.to_thread(recheck.stop), asyncio.to_thread(autoscaler.stop))
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    async def inference_service_seen(*, name: str, namespace: str | None, type: str, spec: Any, **_: Any) -> None:
+        ns = namespace or "default"
+        if type == "DELETED":
+            recheck.gone(ns, name)
+            autoscaler.gone(ns, name)
+            return
+        enabled = bool((spec.get("autoscaling") or {}).get("enabled"))
+        recheck.seen(ns, name, enabled)
+        autoscaler.seen(ns, name, enabled)
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, optional=True)
     def inference_service_deleted(*, name: str, namespace: str | None, uid: str, **_: Any) -> None:

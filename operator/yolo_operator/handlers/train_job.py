@@ -9,6 +9,7 @@ status.progress.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Iterable, Mapping
@@ -22,6 +23,7 @@ from pydantic import ValidationError
 from yolo_operator.api.common import GROUP, VERSION, Condition, format_errors
 from yolo_operator.api.train_job import YoloTrainJob, YoloTrainJobStatus
 from yolo_operator.handlers import access
+from yolo_operator.handlers.resync import Resync
 from yolo_operator.k8s.client import ApiError, Kube, Ref
 from yolo_operator.k8s.workloads import (
     JobView,
@@ -94,6 +96,8 @@ class TrainJobController:
     metrics_source: MetricsSource = field(default_factory=HttpMetricsSource)
     _locks: dict[str, threading.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
+    nodes: NodeIndex | None = None
+    """Kopf's node index, as last handed to a handler (the resync thread has no handler kwargs)."""
     _written: dict[str, str] = field(default_factory=dict)
     """resourceVersion of each resource right after our last status patch: the watch event it causes is skipped."""
 
@@ -341,12 +345,40 @@ def register(registry: kopf.OperatorRegistry, controller: TrainJobController) ->
     async def yolo_nodes(*, name: str, body: Any, **_: Any) -> dict[str, dict[str, Any]]:
         return {name: node_summary(body, (GPU_RESOURCE,))}
 
+    resync: Resync[str] = Resync(
+        "yolotrainjob-resync",
+        settings.reconcile_period_seconds,
+        lambda ns, name: controller.reconcile(ns, name, controller.nodes),
+    )
+    progress: Resync[str] = Resync(
+        "yolotrainjob-progress",
+        settings.progress_period_seconds,
+        controller.update_progress,
+        when=lambda phase: phase == "Training",
+    )
+
+    @kopf.on.startup(id="yolotrainjob-resync-start", registry=registry)
+    async def train_job_resync_start(**_: Any) -> None:
+        resync.start()
+        progress.start()
+
+    @kopf.on.cleanup(id="yolotrainjob-resync-stop", registry=registry)
+    async def train_job_resync_stop(**_: Any) -> None:
+        await asyncio.gather(asyncio.to_thread(resync.stop), asyncio.to_thread(progress.stop))
+
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     def train_job_event(*, name: str, namespace: str | None, type: str, body: Any, **kw: Any) -> None:
         ns = namespace or "default"
+        controller.nodes = _index(kw)  # the live index, for the resync thread
         if type == "DELETED":
             controller.forget(ns, name)
-        elif not controller.own_write(ns, name, body.get("metadata", {}).get("resourceVersion")):
+            resync.gone(ns, name)
+            progress.gone(ns, name)
+            return
+        phase = str((body.get("status") or {}).get("phase") or "")
+        resync.seen(ns, name, phase)
+        progress.seen(ns, name, phase)
+        if not controller.own_write(ns, name, body.get("metadata", {}).get("resourceVersion")):
             # The echo of our own status patch carries nothing new (it used to cost ~1.6 reconciles per resource).
             controller.reconcile(ns, name, _index(kw))
 
@@ -355,28 +387,3 @@ def register(registry: kopf.OperatorRegistry, controller: TrainJobController) ->
         owner = _owner_name(body)
         if owner:
             controller.reconcile(namespace or "default", owner, _index(kw))
-
-    # A failed timer run is retried after `backoff` (Kopf's default is 60 s): one resync period, so a transient
-    # error (a lost permission restored, the API server back) costs seconds, not a minute.
-    @kopf.timer(
-        GROUP,
-        VERSION,
-        PLURAL,
-        interval=settings.reconcile_period_seconds,
-        backoff=settings.reconcile_period_seconds,
-        registry=registry,
-    )
-    def train_job_resync(*, name: str, namespace: str | None, **kw: Any) -> None:
-        controller.reconcile(namespace or "default", name, _index(kw))
-
-    @kopf.timer(
-        GROUP,
-        VERSION,
-        PLURAL,
-        interval=settings.progress_period_seconds,
-        backoff=settings.progress_period_seconds,
-        when=lambda body, **_: (body.get("status") or {}).get("phase") == "Training",
-        registry=registry,
-    )
-    def train_job_progress(*, name: str, namespace: str | None, **_: Any) -> None:
-        controller.update_progress(namespace or "default", name)
