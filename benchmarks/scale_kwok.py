@@ -385,8 +385,8 @@ def main(argv: list[str] | None = None) -> int:
             verb, res = k.split(" ", 1)
             if res.startswith(("yolotrainjobs", "yoloinferenceservices")):
                 mine += v - (len(created) if (verb == "POST" and "/" not in res) else 0)
-            # Also the operator's: its LIST of a resource's Jobs, node reads, PDB deletes (nothing else sends them).
-            elif (res in ("jobs", "configmaps", "deployments", "services", "poddisruptionbudgets", "persistentvolumeclaims") and verb in ("GET", "POST", "PATCH", "APPLY")) or (res == "pods" and verb == "LIST") or (verb, res) in (("LIST", "jobs"), ("LIST", "nodes"), ("GET", "nodes"), ("DELETE", "poddisruptionbudgets")):  # fmt: skip
+            # Also the operator's: LIST of a resource's Jobs, of nodes; PDB deletes (GET nodes is kwok's, not ours).
+            elif (res in ("jobs", "configmaps", "deployments", "services", "poddisruptionbudgets", "persistentvolumeclaims") and verb in ("GET", "POST", "PATCH", "APPLY")) or (res == "pods" and verb == "LIST") or (verb, res) in (("LIST", "jobs"), ("LIST", "nodes"), ("DELETE", "poddisruptionbudgets")):  # fmt: skip
                 mine += v
         reconciles = rec_after - rec_before
         report["api"] = {

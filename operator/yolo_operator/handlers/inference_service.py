@@ -1,11 +1,12 @@
 """Kopf wiring of the YoloInferenceService controller and its autoscaler.
 
 Two loops per service, both level-based (each run reads fresh objects and can run twice harmlessly):
-- reconcile (on create/update/resume, on every event of its Deployment or of a YoloTrainJob, and on a slow timer):
+- reconcile (on create/update/resume, on events of its Deployment or of the YoloTrainJob it waits on, and every
+  reconcile period from a `handlers.resync.Resync` thread):
   resolve the weights → apply ConfigMap, Deployment, Service, PDB → one status patch;
-- autoscale (a timer every `autoscaler_period_seconds` when autoscaling is on): read the metric → the HPA step →
-  one status patch (desiredReplicas first, so a concurrent reconcile renders the new count) → patch the Deployment's
-  replicas → an Event with the numbers → operator metrics.
+- autoscale (every `autoscaler_period_seconds` from another Resync thread, when autoscaling is on): read the
+  metric → the HPA step → one status patch (desiredReplicas first, so a concurrent reconcile renders the new
+  count) → patch the Deployment's replicas → an Event with the numbers → operator metrics.
 The autoscaler's history (recent recommendations and scales) lives in memory, as the HPA's does; after a restart it
 starts with the current replicas as a recommendation, so a restart never triggers an early scale-down.
 Metric sources are injected (`PodMetricsSource`, `ServiceMetricSource`) so tests can serve chosen values.

@@ -1,10 +1,11 @@
 """Kopf wiring of the YoloTrainJob controller: observe → decide (lifecycle) → act → one status patch.
 
-Level-based: every trigger (a watch event on the resource or on one of its Jobs, the periodic timer, an operator
+Level-based: every trigger (a watch event on the resource or on one of its Jobs, the periodic resync, an operator
 restart) runs the same `reconcile`, which reads the current state fresh from the API server, so running it twice
 or after a crash creates nothing twice (children have fixed names and are created only when absent). A per-resource
-lock keeps two triggers of one resource from interleaving. A second timer copies the training pod's metrics into
-status.progress.
+lock keeps two triggers of one resource from interleaving. A second loop copies the training pod's metrics into
+status.progress. Both loops are `handlers.resync.Resync` threads, not Kopf timers; nodes come from a watch-fed
+index (issue 10: built for 1,000 resources on 500 nodes).
 """
 
 from __future__ import annotations
