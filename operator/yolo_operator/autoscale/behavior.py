@@ -115,6 +115,13 @@ def _changed_within(period: int, events: Sequence[ScaleEvent], now: float) -> in
     return sum(e.change for e in events if e.time > cutoff)
 
 
+def _period_start(
+    current: int, period: int, up_events: Sequence[ScaleEvent], down_events: Sequence[ScaleEvent], now: float
+) -> int:
+    """Replicas at the start of a policy's period: the count its limit is measured from."""
+    return current - _changed_within(period, up_events, now) + _changed_within(period, down_events, now)
+
+
 def scale_up_limit(
     current: int, rules: Rules, up_events: Sequence[ScaleEvent], down_events: Sequence[ScaleEvent], now: float
 ) -> int:
@@ -123,11 +130,7 @@ def scale_up_limit(
         return current
     proposals = []
     for p in rules.policies:
-        start = (
-            current
-            - _changed_within(p.period_seconds, up_events, now)
-            + _changed_within(p.period_seconds, down_events, now)
-        )
+        start = _period_start(current, p.period_seconds, up_events, down_events, now)
         if p.type == "Pods":
             proposals.append(start + p.value)
         else:
@@ -143,11 +146,7 @@ def scale_down_limit(
         return current
     proposals = []
     for p in rules.policies:
-        start = (
-            current
-            - _changed_within(p.period_seconds, up_events, now)
-            + _changed_within(p.period_seconds, down_events, now)
-        )
+        start = _period_start(current, p.period_seconds, up_events, down_events, now)
         if p.type == "Pods":
             proposals.append(start - p.value)
         else:
