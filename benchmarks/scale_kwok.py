@@ -195,16 +195,21 @@ class Sampler:
 
 
 def request_counts(cluster: harness.Cluster) -> dict[str, float]:
-    """apiserver_request_total summed by verb/resource/subresource."""
+    """apiserver_request_total summed by verb/resource/subresource, and apiserver_watch_events_total (events sent
+    to all watchers) as "EVENTS <resource>"."""
     text = cluster.kubectl("get", "--raw", "/metrics").stdout
     out: dict[str, float] = {}
     for line in text.splitlines():
-        if not line.startswith("apiserver_request_total{"):
+        if line.startswith("apiserver_watch_events_total{"):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+            key = f"EVENTS {labels.get('resource') or labels.get('kind')}"
+        elif line.startswith("apiserver_request_total{"):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+            key = f"{labels.get('verb')} {labels.get('resource')}" + (
+                f"/{labels['subresource']}" if labels.get("subresource") else ""
+            )
+        else:
             continue
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
-        key = f"{labels.get('verb')} {labels.get('resource')}" + (
-            f"/{labels['subresource']}" if labels.get("subresource") else ""
-        )
         out[key] = out.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
     return out
 
@@ -383,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
         mine = 0.0
         for k, v in delta.items():
             verb, res = k.split(" ", 1)
+            if verb == "EVENTS":
+                continue
             if res.startswith(("yolotrainjobs", "yoloinferenceservices")):
                 mine += v - (len(created) if (verb == "POST" and "/" not in res) else 0)
             # Also the operator's: LIST of a resource's Jobs, of nodes; PDB deletes (GET nodes is kwok's, not ours).
@@ -394,7 +401,8 @@ def main(argv: list[str] | None = None) -> int:
             "requests_per_reconcile": mine / reconciles if reconciles else float("nan"),
             "requests_per_resource": mine / len(created) if created else float("nan"),
             "watch_requests": {k: v for k, v in delta.items() if k.startswith("WATCH")},
-            "top": dict(list(delta.items())[:25]),
+            "watch_events_sent": {k.split(" ", 1)[1]: v for k, v in delta.items() if k.startswith("EVENTS")},
+            "top": dict([kv for kv in delta.items() if not kv[0].startswith("EVENTS")][:25]),
         }  # fmt: skip
         s = sampler.samples
         cpu_total = s[-1][2] - s[0][2] if s else float("nan")

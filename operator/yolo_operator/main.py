@@ -18,6 +18,7 @@ from typing import Any
 import kopf
 
 from yolo_operator.handlers import inference_service, train_job
+from yolo_operator.handlers.runtime import Runtime
 from yolo_operator.k8s.client import Kube
 from yolo_operator.metrics import operator_metrics
 from yolo_operator.settings import OperatorSettings
@@ -79,8 +80,10 @@ def build_registry(
     def login(**_: Any) -> kopf.ConnectionInfo:
         return connection_info(kube)
 
-    train_job.register(registry, controllers.train_job)
-    inference_service.register(registry, controllers.inference_service)
+    runtime = Runtime(kube, settings)
+    runtime.register(registry)
+    train_job.register(registry, controllers.train_job, runtime)
+    inference_service.register(registry, controllers.inference_service, runtime)
     return registry, controllers
 
 

@@ -25,6 +25,7 @@ import kopf
 import pytest
 import yaml
 from yolo_operator.handlers.inference_service import InferenceController, register
+from yolo_operator.handlers.runtime import Runtime
 from yolo_operator.k8s.client import Kube
 from yolo_operator.main import connection_info, kopf_settings
 from yolo_operator.metrics.scrape import HttpPodScraper, PodEndpoint
@@ -102,7 +103,9 @@ class InferenceOperator:
         kube = Kube.connect(str(self.kubeconfig), self.settings.field_manager)
         registry = kopf.OperatorRegistry()
         scraper = HttpPodScraper(timeout_s=2, url_for=self._url_for)
-        register(registry, InferenceController(kube, self.settings, pod_source=scraper))
+        runtime = Runtime(kube, self.settings)
+        runtime.register(registry)
+        register(registry, InferenceController(kube, self.settings, pod_source=scraper), runtime)
 
         @kopf.on.login(registry=registry)
         def login(**_: Any) -> kopf.ConnectionInfo:

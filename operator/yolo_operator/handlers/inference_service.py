@@ -1,8 +1,9 @@
 """Kopf wiring of the YoloInferenceService controller and its autoscaler.
 
-Two loops per service, both level-based (each run reads fresh objects and can run twice harmlessly):
-- reconcile (on create/update/resume, on events of its Deployment or of the YoloTrainJob it waits on, and every
-  reconcile period from a `handlers.resync.Resync` thread):
+Two loops per service, both level-based (each run reads the current objects and can run twice harmlessly; with a
+`ClusterCache`, the operator's case, from watch-fed copies, else fresh from the API server):
+- reconcile (queued on the shared work queue by events of the service, its Deployment or the YoloTrainJob it waits
+  on, and every reconcile period by a `handlers.resync.Resync` thread):
   resolve the weights → apply ConfigMap, Deployment, Service, PDB → one status patch;
 - autoscale (every `autoscaler_period_seconds` from another Resync thread, when autoscaling is on): read the
   metric → the HPA step → one status patch (desiredReplicas first, so a concurrent reconcile renders the new
@@ -43,6 +44,8 @@ from yolo_operator.autoscale import (
 )
 from yolo_operator.handlers import access
 from yolo_operator.handlers.resync import Resync
+from yolo_operator.handlers.runtime import Runtime
+from yolo_operator.k8s.cache import ClusterCache
 from yolo_operator.k8s.client import ApiError, Kube, Ref
 from yolo_operator.k8s.scaling import delete_if_present, list_pods, set_replicas
 from yolo_operator.lifecycle import inference_service as life
@@ -58,7 +61,7 @@ from yolo_operator.metrics.scrape import (
     endpoint_of,
 )
 from yolo_operator.render import inference_service as render
-from yolo_operator.render.common import LABEL_COMPONENT, LABEL_MANAGED_BY, MANAGER, selector_labels
+from yolo_operator.render.common import LABEL_INSTANCE, selector_labels
 from yolo_operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
@@ -86,6 +89,8 @@ class InferenceController:
         self.pod_source = pod_source or HttpPodScraper(timeout_s=settings.scrape_timeout_seconds)
         self.service_source = service_source or PrometheusHttpSource(timeout_s=settings.scrape_timeout_seconds)
         self.clock = clock
+        self.cache: ClusterCache | None = None
+        """Watch-fed copies to read from (set by `register`); None reads from the API server."""
         self.options = render.RenderOptions(default_image=settings.default_image)
         self._histories: dict[str, History] = {}
         self._lock = threading.Lock()
@@ -103,14 +108,36 @@ class InferenceController:
         with self._lock:
             return self._object_locks.setdefault(f"{namespace}/{name}", threading.Lock())
 
+    # --- reading --------------------------------------------------------------------------------------------
+
+    def _body(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        if self.cache is not None:
+            return self.cache.bodies.get(kind, namespace, name)
+        return self.kube.get(API_VERSION, kind, name, namespace)
+
+    def _deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        if self.cache is not None:
+            return self.cache.deployment(namespace, render.deployment_name(name))
+        return self.kube.get("apps/v1", "Deployment", render.deployment_name(name), namespace)
+
+    def _pods(self, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+        if self.cache is None:
+            return list_pods(self.kube, namespace, labels)
+        owned = self.cache.pods_of(namespace, labels.get(LABEL_INSTANCE, ""))
+        return [p for p in owned if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items())]
+
+    def _status_written(self, written: dict[str, Any]) -> None:
+        if self.cache is not None:
+            self.cache.bodies.put(written)
+
     # --- reconcile ------------------------------------------------------------------------------------------
 
     def reconcile(self, namespace: str, name: str, full: bool = True) -> dict[str, Any] | None:
         """Bring the children in line with the spec; return the status written (None if the service is gone).
         `full=False` (watch events) skips applying children identical to what this process applied last."""
         with self._object_lock(namespace, name):
-            body = self.kube.get(API_VERSION, KIND, name, namespace)
-            if body is None:
+            body = self._body(KIND, namespace, name)
+            if body is None or body.get("metadata", {}).get("deletionTimestamp"):
                 return None
             try:
                 return self._reconcile(body, full)
@@ -132,13 +159,13 @@ class InferenceController:
             return None
         job: YoloTrainJob | None = None
         if svc.spec.model.from_train_job:
-            raw = self.kube.get(API_VERSION, "YoloTrainJob", svc.spec.model.from_train_job, namespace)
+            raw = self._body("YoloTrainJob", namespace, svc.spec.model.from_train_job)
             try:
                 job = YoloTrainJob.model_validate(raw) if raw else None
             except ValidationError:
                 job = None  # an unreadable job is treated as absent: the service waits, with the reason shown
         model = life.resolve_model(svc, job)
-        deployment = self.kube.get("apps/v1", "Deployment", render.deployment_name(name), namespace)
+        deployment = self._deployment(namespace, name)
         if model.mount is not None:
             replicas = life.replicas_to_render(svc, deployment)
             children = render.objects(svc, model.mount, replicas, self.options)
@@ -148,6 +175,8 @@ class InferenceController:
                     applied = self.kube.apply(obj)
                     if obj["kind"] == "Deployment":
                         deployment = applied
+                        if self.cache is not None:
+                            self.cache.remember(applied)
                 self._applied[key] = digest
             if render.wants_pdb(svc, replicas):
                 self._no_pdb.discard(key)
@@ -158,7 +187,7 @@ class InferenceController:
         status["conditions"] = access.cleared_wire(status.get("conditions") or [], svc.metadata.generation)
         current = body.get("status") or {}
         if any(current.get(k) != v for k, v in status.items()):  # an unchanged status is not written again
-            self.kube.patch_status(ref, status)
+            self._status_written(self.kube.patch_status(ref, status))
         old_phase = svc.status.phase if svc.status else None
         if status["phase"] != old_phase:
             ready = next(c for c in status["conditions"] if c["type"] == life.READY)
@@ -174,7 +203,7 @@ class InferenceController:
             return self._autoscale(namespace, name)
 
     def _autoscale(self, namespace: str, name: str) -> dict[str, Any] | None:
-        body = self.kube.get(API_VERSION, KIND, name, namespace)
+        body = self._body(KIND, namespace, name)
         if body is None:
             return None
         try:
@@ -187,7 +216,7 @@ class InferenceController:
             with self._lock:
                 self._histories.pop(uid, None)
             return None
-        deployment = self.kube.get("apps/v1", "Deployment", render.deployment_name(name), namespace)
+        deployment = self._deployment(namespace, name)
         if deployment is None:
             return None
         current = int(deployment.get("spec", {}).get("replicas") or 0)
@@ -213,9 +242,11 @@ class InferenceController:
         if decision.direction is not None:
             patch["lastScaleTime"] = rfc3339(wall)
         ref = Ref.of(body)
-        self.kube.patch_status(ref, patch)
+        self._status_written(self.kube.patch_status(ref, patch))
         if decision.direction is not None:
-            set_replicas(self.kube, namespace, render.deployment_name(name), decision.desired_replicas)
+            scaled = set_replicas(self.kube, namespace, render.deployment_name(name), decision.desired_replicas)
+            if self.cache is not None:
+                self.cache.remember(scaled)
             history = record_scale(history, now, current, decision.desired_replicas, events_to_keep(a))
             om.scale_events.labels(namespace, name, decision.direction).inc()
             reason = "ScaledUp" if decision.direction == "up" else "ScaledDown"
@@ -236,7 +267,7 @@ class InferenceController:
     ) -> tuple[Recommendation | MetricsUnavailable, float | None]:
         """The calculator's recommendation (or why there is none) and the mean GPU utilisation when known."""
         a, ns, name = svc.spec.autoscaling, svc.metadata.namespace, svc.metadata.name
-        pods = list_pods(self.kube, ns, selector_labels(render.owner_of(svc), render.COMPONENT))
+        pods = self._pods(ns, selector_labels(render.owner_of(svc), render.COMPONENT))
         endpoints = [endpoint_of(p, svc.spec.serving.port) for p in pods]
         ready = [e for e in endpoints if e.state == "ready"]
         if a.source == "prometheus" and a.prometheus is not None:
@@ -286,22 +317,25 @@ def _owner_name(body: Any) -> str | None:
     return None
 
 
-def register(registry: kopf.OperatorRegistry, controller: InferenceController) -> None:
-    """Register the controller's handlers into a Kopf registry (main.py and the test fixture call this)."""
+FULL = f"{KIND}/full"
+"""The work queue's route for a reconcile that applies every child again (the periodic recheck)."""
+
+
+def register(registry: kopf.OperatorRegistry, controller: InferenceController, runtime: Runtime) -> None:
+    """Register the controller's handlers into a Kopf registry (main.py and the test fixture call this);
+    reconciles run on `runtime`'s queue, reading its cache."""
     settings = controller.settings
-
-    backoff = settings.reconcile_period_seconds  # a failed handler is retried after one period, not Kopf's 60 s
-
-    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry, backoff=backoff)
-    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry, backoff=backoff)
-    @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry, backoff=backoff)
-    def inference_service_changed(*, name: str, namespace: str | None, **_: Any) -> None:
-        controller.reconcile(namespace or "default", name)
+    cache = runtime.cache
+    controller.cache = cache
+    runtime.route(KIND, lambda ns, name: controller.reconcile(ns, name, full=False))
+    runtime.route(FULL, controller.reconcile)
 
     # Periodic work without Kopf timers (see handlers/resync.py): a full reconcile every reconcile period, an
     # autoscaler step every autoscaler period for the services that enable it.
     recheck: Resync[bool] = Resync(
-        "yoloinferenceservice-recheck", settings.reconcile_period_seconds, controller.reconcile
+        "yoloinferenceservice-recheck",
+        settings.reconcile_period_seconds,
+        lambda ns, name: runtime.enqueue(FULL, ns, name),
     )
     autoscaler: Resync[bool] = Resync(
         "yoloinferenceservice-autoscale",
@@ -319,32 +353,32 @@ def register(registry: kopf.OperatorRegistry, controller: InferenceController) -
     async def inference_service_resync_stop(**_: Any) -> None:
         await asyncio.gather(asyncio.to_thread(recheck.stop), asyncio.to_thread(autoscaler.stop))
 
+    # On the event loop and short: remember the body, queue the key. Every event (the first listing after a
+    # restart included) runs a reconcile; one that finds the children as this process last applied them and the
+    # status unchanged writes nothing.
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-    async def inference_service_seen(*, name: str, namespace: str | None, type: str, spec: Any, **_: Any) -> None:
+    async def inference_service_event(
+        *, name: str, namespace: str | None, type: str, body: Any, spec: Any, uid: str | None, **_: Any
+    ) -> None:
         ns = namespace or "default"
         if type == "DELETED":
+            cache.bodies.drop(KIND, ns, name)
             recheck.gone(ns, name)
             autoscaler.gone(ns, name)
+            controller.forget(ns, name, uid)  # children go by ownerReference (garbage collector)
             return
+        cache.bodies.put(dict(body))
         enabled = bool((spec.get("autoscaling") or {}).get("enabled"))
         recheck.seen(ns, name, enabled)
         autoscaler.seen(ns, name, enabled)
+        runtime.enqueue(KIND, ns, name)
 
-    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, optional=True)
-    def inference_service_deleted(*, name: str, namespace: str | None, uid: str, **_: Any) -> None:
-        controller.forget(namespace or "default", name, uid)  # children go by ownerReference (garbage collector)
+    def deployment_changed(kind: str, obj: dict[str, Any]) -> None:
+        owner = _owner_name(obj)
+        if owner and kind != "DELETED":
+            runtime.enqueue(KIND, obj["metadata"].get("namespace") or "default", owner)
 
-    @kopf.on.event(
-        "apps",
-        "v1",
-        "deployments",
-        labels={LABEL_COMPONENT: render.COMPONENT, LABEL_MANAGED_BY: MANAGER},
-        registry=registry,
-    )
-    def inference_deployment_event(*, body: Any, namespace: str | None, type: str, **_: Any) -> None:
-        owner = _owner_name(body)
-        if owner and type != "DELETED":
-            controller.reconcile(namespace or "default", owner, full=False)
+    cache.on_deployment(deployment_changed)
 
     # Which services wait on which YoloTrainJob, kept from the services' own watch: a YoloTrainJob event looks
     # its waiters up instead of listing every service in the namespace.
@@ -356,8 +390,14 @@ def register(registry: kopf.OperatorRegistry, controller: InferenceController) -
         return {(namespace or "default", str(job)): name} if job else None
 
     @kopf.on.event(GROUP, VERSION, "yolotrainjobs", registry=registry)
-    def train_job_event_for_inference(*, name: str, namespace: str | None, **kw: Any) -> None:
+    async def train_job_event_for_inference(
+        *, name: str, namespace: str | None, type: str, body: Any, **kw: Any
+    ) -> None:
         ns = namespace or "default"
+        if type == "DELETED":
+            cache.bodies.drop("YoloTrainJob", ns, name)
+        else:  # also kept by the YoloTrainJob controller's handler; this controller must not depend on it
+            cache.bodies.put(dict(body))
         waiting: WaitingIndex = kw["yolo_services_by_train_job"]
         for service in sorted(set(waiting.get((ns, name), ()))):
-            controller.reconcile(ns, service, full=False)
+            runtime.enqueue(KIND, ns, service)

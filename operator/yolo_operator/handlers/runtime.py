@@ -1,0 +1,71 @@
+"""What both controllers share while the operator runs: the watch-fed cache they read and the work queue their
+reconciles run from, started before Kopf handles the first watch event and stopped at cleanup.
+
+The controller-runtime shape (issue 10): Kopf's watch handlers for the custom resources, and the cache's hooks for
+children, only record the latest body and add a key (`enqueue`); `handler_threads` workers run the reconciles.
+A route names what a key means ("train": reconcile a YoloTrainJob, "serve": a YoloInferenceService...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import kopf
+
+from yolo_operator.handlers.workqueue import WorkQueue
+from yolo_operator.k8s.cache import ClusterCache
+from yolo_operator.k8s.client import Kube
+from yolo_operator.settings import OperatorSettings
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str, str]
+"""(route, namespace, name)."""
+
+
+class Runtime:
+    def __init__(self, kube: Kube, settings: OperatorSettings) -> None:
+        self.cache = ClusterCache(kube, settings.namespaces, settings.watch_server_timeout_seconds)
+        self.queue: WorkQueue[Key] = WorkQueue(
+            "reconcile", self._dispatch, settings.handler_threads, settings.reconcile_period_seconds
+        )
+        self._routes: dict[str, Callable[[str, str], object]] = {}
+        self.sync_timeout_s = settings.watch_connect_timeout_seconds * 6
+
+    def route(self, name: str, fn: Callable[[str, str], object]) -> None:
+        self._routes[name] = fn
+
+    def enqueue(self, route: str, namespace: str, name: str) -> None:
+        self.queue.add((route, namespace, name))
+
+    def _dispatch(self, key: Key) -> None:
+        route, namespace, name = key
+        self._routes[route](namespace, name)
+
+    def start(self) -> None:
+        self.cache.start(self.sync_timeout_s)
+        self.queue.start()
+        log.info("cache filled (%d nodes, %d jobs, %d pods); %d reconcile workers", *self.sizes(), self.queue.workers)
+
+    def stop(self) -> None:
+        self.queue.stop()
+        self.cache.stop()
+
+    def sizes(self) -> tuple[int, int, int]:
+        c = self.cache
+        return len(c.nodes), sum(map(len, c.jobs)), sum(map(len, c.pods))
+
+    def register(self, registry: kopf.OperatorRegistry) -> None:
+        """Start with the operator (before any watch event is handled: Kopf runs startup handlers first), stop
+        with it."""
+
+        @kopf.on.startup(id="yolo-runtime-start", registry=registry)
+        async def runtime_start(**_: Any) -> None:
+            await asyncio.to_thread(self.start)
+
+        @kopf.on.cleanup(id="yolo-runtime-stop", registry=registry)
+        async def runtime_stop(**_: Any) -> None:
+            await asyncio.to_thread(self.stop)

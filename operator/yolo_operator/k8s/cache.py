@@ -1,0 +1,182 @@
+"""What the controllers read instead of asking the API server each time: watch-fed copies of nodes and of the
+operator's Jobs, pods and Deployments (`Informer`s), and the latest body of each custom resource (`Bodies`, fed by
+Kopf's watch events and by our own status patches).
+
+Why (issue 10): at 1,300 resources the periodic recheck alone was a GET, two LISTs and more per resource every
+period. Reads now cost nothing; only writes reach the API server. The copies are trimmed to what `workloads`'
+readers use (node summaries, Job and pod status), so 1,000 Jobs and their pods fit in a few MB.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any
+
+from yolo_operator.k8s.client import Kube
+from yolo_operator.k8s.informer import Informer, Obj, OnChange, newer, wait_synced, without_managed_fields
+from yolo_operator.k8s.workloads import node_summary
+from yolo_operator.render.common import GPU_RESOURCE, LABEL_COMPONENT, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER
+from yolo_operator.render.inference_service import COMPONENT as INFERENCE
+
+
+def _meta(obj: Obj, *extra: str) -> dict[str, Any]:
+    meta = obj.get("metadata") or {}
+    keys = ("name", "namespace", "uid", "labels", "ownerReferences", "resourceVersion", "creationTimestamp", *extra)
+    return {k: meta[k] for k in keys if k in meta}
+
+
+def trim_job(job: Obj) -> Obj:
+    """What `workloads.job_view` reads of a Job."""
+    return {
+        "apiVersion": job.get("apiVersion"),
+        "kind": job.get("kind"),
+        "metadata": _meta(job),
+        "spec": {"suspend": (job.get("spec") or {}).get("suspend")},
+        "status": job.get("status") or {},
+    }
+
+
+def trim_pod(pod: Obj) -> Obj:
+    """What `workloads.job_view` and `metrics.scrape.endpoint_of` read of a pod."""
+    status = pod.get("status") or {}
+    keep = ("phase", "podIP", "startTime", "conditions", "containerStatuses")
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": _meta(pod, "deletionTimestamp"),
+        "spec": {"nodeName": (pod.get("spec") or {}).get("nodeName")},
+        "status": {k: status[k] for k in keep if k in status},
+    }
+
+
+def by_instance(obj: Obj) -> Hashable | None:
+    """(namespace, app.kubernetes.io/instance): the custom resource a child belongs to."""
+    meta = obj.get("metadata") or {}
+    instance = (meta.get("labels") or {}).get(LABEL_INSTANCE)
+    return (meta.get("namespace") or "", instance) if instance else None
+
+
+class Bodies:
+    """The latest body of each custom resource seen (watch events, our own patches' responses)."""
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[str, str, str], Obj] = {}
+        self._lock = threading.Lock()
+
+    def put(self, obj: Obj) -> None:
+        obj = without_managed_fields(obj)
+        meta = obj.get("metadata") or {}
+        key = (str(obj.get("kind")), str(meta.get("namespace") or ""), str(meta.get("name")))
+        with self._lock:
+            if newer(obj, self._items.get(key)):
+                self._items[key] = obj
+
+    def get(self, kind: str, namespace: str, name: str) -> Obj | None:
+        with self._lock:
+            return self._items.get((kind, namespace, name))
+
+    def drop(self, kind: str, namespace: str, name: str) -> None:
+        with self._lock:
+            self._items.pop((kind, namespace, name), None)
+
+
+class ClusterCache:
+    """The informers both controllers read, over the watched namespaces (all when `namespaces` is empty)."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        namespaces: Iterable[str],
+        watch_timeout_s: int = 300,
+    ) -> None:
+        scopes: list[str | None] = list(namespaces) or [None]
+        self.bodies = Bodies()
+        self._job_hooks: list[OnChange] = []
+        self._pod_hooks: list[OnChange] = []
+        self._deployment_hooks: list[OnChange] = []
+        mine = {LABEL_MANAGED_BY: MANAGER}
+
+        def fan_out(hooks: list[OnChange]) -> OnChange:
+            def call(kind: str, obj: Obj) -> None:
+                for hook in hooks:
+                    hook(kind, obj)
+
+            return call
+
+        def make(
+            api_version: str,
+            kind: str,
+            labels: dict[str, str],
+            project: Callable[[Obj], Obj],
+            hooks: list[OnChange],
+        ) -> list[Informer]:
+            return [
+                Informer(kube, api_version, kind, ns, labels, project, fan_out(hooks), by_instance, watch_timeout_s)
+                for ns in scopes
+            ]
+
+        self.nodes = Informer(
+            kube, "v1", "Node", project=lambda n: node_summary(n, (GPU_RESOURCE,)), watch_timeout_s=watch_timeout_s
+        )
+        self.jobs = make("batch/v1", "Job", mine, trim_job, self._job_hooks)
+        self.pods = make("v1", "Pod", mine, trim_pod, self._pod_hooks)
+        self.deployments = make(
+            "apps/v1",
+            "Deployment",
+            {**mine, LABEL_COMPONENT: INFERENCE},
+            without_managed_fields,
+            self._deployment_hooks,
+        )
+
+    @property
+    def informers(self) -> list[Informer]:
+        return [self.nodes, *self.jobs, *self.pods, *self.deployments]
+
+    # --- hooks (register before start) ------------------------------------------------------------------------
+
+    def on_job(self, hook: OnChange) -> None:
+        self._job_hooks.append(hook)
+
+    def on_pod(self, hook: OnChange) -> None:
+        self._pod_hooks.append(hook)
+
+    def on_deployment(self, hook: OnChange) -> None:
+        self._deployment_hooks.append(hook)
+
+    # --- lifecycle --------------------------------------------------------------------------------------------
+
+    def start(self, timeout_s: float = 60) -> None:
+        """Start every watch and wait until each has listed (a reconcile must never see a half-filled copy)."""
+        for informer in self.informers:
+            informer.start()
+        wait_synced(self.informers, timeout_s)
+
+    def stop(self) -> None:
+        for informer in self.informers:
+            informer.stop()
+
+    # --- reading ----------------------------------------------------------------------------------------------
+
+    def node_summaries(self) -> list[Obj]:
+        return self.nodes.items()
+
+    def node(self, name: str) -> Obj | None:
+        return self.nodes.get(None, name)
+
+    def jobs_of(self, namespace: str, instance: str) -> list[Obj]:
+        return [j for i in self.jobs for j in i.indexed((namespace, instance))]
+
+    def pods_of(self, namespace: str, instance: str) -> list[Obj]:
+        return [p for i in self.pods for p in i.indexed((namespace, instance))]
+
+    def remember(self, obj: Obj) -> None:
+        """A child we just created or applied (the server's reply), visible to the next reconcile at once."""
+        kind, namespace = obj.get("kind"), (obj.get("metadata") or {}).get("namespace")
+        group = {"Job": self.jobs, "Pod": self.pods, "Deployment": self.deployments}.get(str(kind), [])
+        for informer in group:
+            if informer.namespace in (None, namespace):
+                informer.remember(obj)
+
+    def deployment(self, namespace: str, name: str) -> Obj | None:
+        return next((d for i in self.deployments if (d := i.get(namespace, name)) is not None), None)
