@@ -96,7 +96,8 @@ async def run_async(
     liveness: bool = True,
     customize: Callable[[Controllers], None] | None = None,
 ) -> None:
-    kube = Kube.connect(kubeconfig, settings.field_manager)
+    # Each reconcile worker and each watch holds a connection; a few more for the resync and autoscaler threads.
+    kube = Kube.connect(kubeconfig, settings.field_manager, connections=settings.handler_threads + 16)
     registry, _ = build_registry(kube, settings, customize)
     server = operator_metrics.serve(settings.metrics_port) if serve_metrics else None
     try:
@@ -116,9 +117,22 @@ async def run_async(
         kube.close()
 
 
+class RetriedRequestsAreWarnings(logging.Filter):
+    """Kopf logs a request it is about to retry ("Request attempt 1/9 failed; will retry", e.g. a 429 while a new
+    CRD's storage initialises) at ERROR; only the last, escalated attempt is an error. The rest become WARNING, so
+    an error-level alert means something failed for good."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and "failed; will retry" in str(record.msg):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def run(settings: OperatorSettings, kubeconfig: str | None = None) -> int:
     """Run until SIGTERM/SIGINT (Kopf handles them in the main thread)."""
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RetriedRequestsAreWarnings())
     if settings.log_level == "INFO":
         # Kopf logs every handler run at INFO ("Handler ... succeeded"): ~10 % of the event loop at scale. Its
         # warnings and errors still show; YOLO_OPERATOR_LOG_LEVEL=DEBUG brings everything back.

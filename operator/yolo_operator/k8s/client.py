@@ -100,9 +100,14 @@ class Kube:
         self.field_manager = field_manager
 
     @classmethod
-    def connect(cls, kubeconfig: str | None = None, field_manager: str = "yolo-operator") -> Kube:
-        """From a kubeconfig file, or the pod's service account when `kubeconfig` is None and it exists."""
+    def connect(
+        cls, kubeconfig: str | None = None, field_manager: str = "yolo-operator", connections: int = 32
+    ) -> Kube:
+        """From a kubeconfig file, or the pod's service account when `kubeconfig` is None and it exists.
+        `connections`: kept-alive connections (urllib3's pool; its default of 10 is fewer than the reconcile
+        workers plus the watches, and every connection beyond it is a new TLS handshake for both sides)."""
         configuration = k8s_client.Configuration()
+        configuration.connection_pool_maxsize = connections
         if kubeconfig:
             k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)  # type: ignore[no-untyped-call]
         else:
