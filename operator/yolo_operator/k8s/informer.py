@@ -79,6 +79,9 @@ class Informer:
         self.synced = threading.Event()
         self.relists = 0
         self.reconnects = 0
+        self.changes = 0
+        """Bumped whenever the copy's content changes (not on events that leave the projection as it was, such as a
+        node's heartbeat): readers may keep what they derived from it while this stays the same."""
         self._items: dict[Key, Obj] = {}
         self._index_fn = index
         self._index: dict[Hashable, dict[Key, Obj]] = {}
@@ -111,6 +114,7 @@ class Informer:
                     self._index_drop(key, previous)
                 self._items[key] = projected
                 self._index_add(key, projected)
+                self.changes += 1
 
     def items(self) -> list[Obj]:
         with self._lock:
@@ -169,6 +173,8 @@ class Informer:
             fresh[key_of(obj)] = obj
         with self._lock:
             old, self._items = self._items, fresh
+            if old != fresh:
+                self.changes += 1
             self._index = {}
             for key, obj in fresh.items():
                 self._index_add(key, obj)
@@ -216,6 +222,8 @@ class Informer:
                 if kind != "DELETED":
                     self._items[key] = projected
                     self._index_add(key, projected)
+                if kind == "DELETED" or previous != projected:
+                    self.changes += 1
             if self.on_change is not None and kind in ("ADDED", "MODIFIED", "DELETED"):
                 self.on_change(str(kind), projected)
         return version
