@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 import pytest
-
 from yolo_operator.main import RetriedRequestsAreWarnings
 
 pytestmark = pytest.mark.unit
