@@ -353,21 +353,19 @@ def register(registry: kopf.OperatorRegistry, controller: InferenceController, r
     async def inference_service_resync_stop(**_: Any) -> None:
         await asyncio.gather(asyncio.to_thread(recheck.stop), asyncio.to_thread(autoscaler.stop))
 
-    # On the event loop and short: remember the body, queue the key. Every event (the first listing after a
-    # restart included) runs a reconcile; one that finds the children as this process last applied them and the
-    # status unchanged writes nothing.
+    # On the event loop and short: queue the key (the runtime's own handler has stored the body). Every event (the
+    # first listing after a restart included) runs a reconcile; one that finds the children as this process last
+    # applied them and the status unchanged writes nothing.
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     async def inference_service_event(
-        *, name: str, namespace: str | None, type: str, body: Any, spec: Any, uid: str | None, **_: Any
+        *, name: str, namespace: str | None, type: str, spec: Any, uid: str | None, **_: Any
     ) -> None:
         ns = namespace or "default"
         if type == "DELETED":
-            cache.bodies.drop(KIND, ns, name)
             recheck.gone(ns, name)
             autoscaler.gone(ns, name)
             controller.forget(ns, name, uid)  # children go by ownerReference (garbage collector)
             return
-        cache.bodies.put(dict(body))
         enabled = bool((spec.get("autoscaling") or {}).get("enabled"))
         recheck.seen(ns, name, enabled)
         autoscaler.seen(ns, name, enabled)
@@ -390,14 +388,8 @@ def register(registry: kopf.OperatorRegistry, controller: InferenceController, r
         return {(namespace or "default", str(job)): name} if job else None
 
     @kopf.on.event(GROUP, VERSION, "yolotrainjobs", registry=registry)
-    async def train_job_event_for_inference(
-        *, name: str, namespace: str | None, type: str, body: Any, **kw: Any
-    ) -> None:
+    async def train_job_event_for_inference(*, name: str, namespace: str | None, **kw: Any) -> None:
         ns = namespace or "default"
-        if type == "DELETED":
-            cache.bodies.drop("YoloTrainJob", ns, name)
-        else:  # also kept by the YoloTrainJob controller's handler; this controller must not depend on it
-            cache.bodies.put(dict(body))
         waiting: WaitingIndex = kw["yolo_services_by_train_job"]
         for service in sorted(set(waiting.get((ns, name), ()))):
             runtime.enqueue(KIND, ns, service)

@@ -15,6 +15,7 @@ from typing import Any
 
 import kopf
 
+from yolo_operator.api.common import GROUP, VERSION
 from yolo_operator.handlers.workqueue import WorkQueue
 from yolo_operator.k8s.cache import ClusterCache
 from yolo_operator.k8s.client import Kube
@@ -60,7 +61,17 @@ class Runtime:
 
     def register(self, registry: kopf.OperatorRegistry) -> None:
         """Start with the operator (before any watch event is handled: Kopf runs startup handlers first), stop
-        with it."""
+        with it; keep the custom resources' latest bodies. Register before the controllers: Kopf runs one event's
+        handlers in registration order, so a controller's handler queues a key only after the body is stored."""
+
+        @kopf.on.event(GROUP, VERSION, "yolotrainjobs", registry=registry)
+        @kopf.on.event(GROUP, VERSION, "yoloinferenceservices", registry=registry)
+        async def keep_body(*, type: str, body: Any, **_: Any) -> None:
+            if type == "DELETED":
+                meta = body.get("metadata", {})
+                self.cache.bodies.drop(str(body.get("kind")), meta.get("namespace") or "", str(meta.get("name")))
+            else:
+                self.cache.bodies.put(dict(body))
 
         @kopf.on.startup(id="yolo-runtime-start", registry=registry)
         async def runtime_start(**_: Any) -> None:

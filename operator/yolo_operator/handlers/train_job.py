@@ -401,17 +401,16 @@ def register(registry: kopf.OperatorRegistry, controller: TrainJobController, ru
     async def train_job_resync_stop(**_: Any) -> None:
         await asyncio.gather(asyncio.to_thread(resync.stop), asyncio.to_thread(progress.stop))
 
-    # On the event loop and short: remember the body, queue the key (Kopf's thread pool is not used).
+    # On the event loop and short: queue the key (the runtime's own handler has stored the body; Kopf's thread pool
+    # is not used).
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     async def train_job_event(*, name: str, namespace: str | None, type: str, body: Any, **_: Any) -> None:
         ns = namespace or "default"
         if type == "DELETED":
-            cache.bodies.drop(KIND, ns, name)
             controller.forget(ns, name)
             resync.gone(ns, name)
             progress.gone(ns, name)
             return
-        cache.bodies.put(dict(body))
         phase = str((body.get("status") or {}).get("phase") or "")
         resync.seen(ns, name, phase)
         progress.seen(ns, name, phase)
