@@ -7,13 +7,16 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # Every process the tests start stays offline: Ultralytics must not reach its hub, fonts or update checks.
 export YOLO_OFFLINE := 1
 
-.PHONY: setup cluster-bin crds lint test test-unit test-workloads test-cluster demo lock clean
+.PHONY: setup cluster-bin images crds lint test test-unit test-workloads test-cluster test-e2e demo lock clean
 
 setup:  ## Python environment (cached by lock hash), Debian packages
 	bash scripts/bootstrap.sh
 
-cluster-bin: ## kube-apiserver, controller-manager, scheduler, kubectl, etcd, kwok, kwokctl (cached by version)
+cluster-bin: ## kube-apiserver, controller-manager, scheduler, kubectl, kubelet, kube-proxy, etcd, kwok, kwokctl (cached by version)
 	bash tests/cluster/controlplane/build.sh >/dev/null
+
+images: ## operator, workload and dev images with a real Docker engine (started if none runs; layers cached)
+	bash scripts/images.sh >/dev/null
 
 crds: setup  ## regenerate crds/ from the API models
 	$(BIN)/yolo-operator crds --out crds
@@ -27,7 +30,7 @@ lint: setup  ## ruff, formatting, mypy --strict, import-linter contracts, CRD dr
 	$(BIN)/yolo-operator crds --out crds --check
 	$(BIN)/yolo-operator crds --out manifests/base/crds --check
 
-test: setup cluster-bin lint  ## everything CI runs
+test: setup cluster-bin images lint  ## everything CI runs
 	bash scripts/run-tests.sh
 
 test-unit: setup
@@ -38,6 +41,9 @@ test-workloads: setup
 
 test-cluster: setup cluster-bin
 	$(PY) -m pytest -m cluster tests
+
+test-e2e: setup cluster-bin images
+	$(PY) -m pytest -m e2e tests
 
 demo: setup  ## the main job, no cluster: tune, train and serve the quickstart YoloTrainJob locally
 	$(BIN)/yolo-operator run manifests/samples/quickstart/yolotrainjob.yaml --workdir .work/quickstart --serve
