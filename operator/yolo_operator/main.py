@@ -20,10 +20,15 @@ import kopf
 from yolo_operator.handlers import inference_service, train_job
 from yolo_operator.handlers.runtime import Runtime
 from yolo_operator.k8s.client import Kube
+from yolo_operator.k8s.peering import ensure_peering
 from yolo_operator.metrics import operator_metrics
 from yolo_operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
+
+# Named after the operator, not Kopf's `default`: another Kopf operator in the cluster must not share it (peers of
+# equal priority freeze each other).
+PEERING_NAME = "yolo-operator"
 
 
 def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
@@ -38,7 +43,7 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     ks.execution.max_workers = settings.handler_threads
     ks.posting.level = logging.getLevelName(settings.posting_level)
     ks.peering.standalone = not settings.peering
-    ks.peering.name = "yolo-operator"
+    ks.peering.name = PEERING_NAME
     ks.peering.clusterwide = settings.clusterwide
     return ks
 
@@ -46,8 +51,10 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
 def connection_info(kube: Kube) -> kopf.ConnectionInfo:
     """Kopf's credentials from the same configuration our client uses (kubeconfig or service account)."""
     cfg = kube.configuration
+    if cfg.refresh_api_key_hook is not None:
+        cfg.refresh_api_key_hook(cfg)  # a pod's projected token is rotated by the kubelet: read the current one
     auth = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
-    token = auth.removeprefix("Bearer ").strip() if auth else None
+    token = bearer_token(auth) if auth else None
     return kopf.ConnectionInfo(
         server=cfg.host,
         ca_path=cfg.ssl_ca_cert or None,
@@ -58,6 +65,16 @@ def connection_info(kube: Kube) -> kopf.ConnectionInfo:
         username=cfg.username or None,
         password=cfg.password or None,
     )
+
+
+def bearer_token(header: str) -> str:
+    """The token of an Authorization header value, whatever the scheme's case.
+
+    The kubernetes client's in-cluster loader stores `bearer <token>` (lower case), kubeconfigs give `Bearer
+    <token>`, and Kopf adds its own `Bearer ` prefix: sending `Bearer bearer ...` is a 401.
+    """
+    scheme, _, rest = header.strip().partition(" ")
+    return rest.strip() if scheme.lower() == "bearer" and rest.strip() else header.strip()
 
 
 @dataclass
@@ -99,6 +116,8 @@ async def run_async(
     # Each reconcile worker and each watch holds a connection; a few more for the resync and autoscaler threads.
     kube = Kube.connect(kubeconfig, settings.field_manager, connections=settings.handler_threads + 16)
     registry, _ = build_registry(kube, settings, customize)
+    if settings.peering:
+        await asyncio.to_thread(ensure_peering, kube, PEERING_NAME, settings.namespaces)
     server = operator_metrics.serve(settings.metrics_port) if serve_metrics else None
     try:
         await kopf.operator(

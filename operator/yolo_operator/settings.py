@@ -7,6 +7,7 @@ A bad value stops the operator at once with a message naming the variable and wh
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Annotated, Literal
 
@@ -16,6 +17,19 @@ from yolo_operator.render.common import DEFAULT_IMAGE
 
 ENV_PREFIX = "YOLO_OPERATOR_"
 PERSISTENCE_PREFIX = "yolo-operator.io"
+
+
+# The kubelet injects Docker-link style variables for every Service in the pod's namespace (unless the pod sets
+# `enableServiceLinks: false`): a Service `yolo-operator-metrics` yields YOLO_OPERATOR_METRICS_SERVICE_HOST,
+# YOLO_OPERATOR_METRICS_PORT=tcp://10.0.0.7:8080, YOLO_OPERATOR_METRICS_PORT_8080_TCP_ADDR, ... They are not
+# settings, and must neither stop the operator nor be read as one (METRICS_PORT would collide with a real setting).
+_SERVICE_LINK_NAME = re.compile(r"_SERVICE_(HOST|PORT)(_[A-Z0-9_]+)?$|_PORT_\d+_(TCP|UDP|SCTP)(_(ADDR|PORT|PROTO))?$")
+_SERVICE_LINK_VALUE = re.compile(r"^(tcp|udp|sctp)://[^\s]+:\d+$")
+
+
+def is_service_link(name: str, value: str) -> bool:
+    """True for a variable the kubelet derived from a Service, not one a person set."""
+    return bool(_SERVICE_LINK_NAME.search(name)) or (name.endswith("_PORT") and bool(_SERVICE_LINK_VALUE.match(value)))
 
 
 class SettingsError(ValueError):
@@ -85,7 +99,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> OperatorSettings:
     unknown: list[str] = []
     fields = OperatorSettings.model_fields
     for name, value in env.items():
-        if not name.startswith(ENV_PREFIX):
+        if not name.startswith(ENV_PREFIX) or is_service_link(name, value):
             continue
         key = name.removeprefix(ENV_PREFIX).lower()
         if key in fields:

@@ -93,7 +93,6 @@ def test_default_overlay_has_the_whole_install() -> None:
         ("CustomResourceDefinition", "yolotrainjobs.yolo-operator.io"),
         ("CustomResourceDefinition", "yoloinferenceservices.yolo-operator.io"),
         ("CustomResourceDefinition", "clusterkopfpeerings.kopf.dev"),
-        ("ClusterKopfPeering", "yolo-operator"),
         ("ServiceAccount", "yolo-operator"),
         ("ClusterRole", "yolo-operator"),
         ("ClusterRoleBinding", "yolo-operator"),

@@ -74,3 +74,25 @@ def test_kopf_keeps_its_bookkeeping_under_our_prefix() -> None:
     assert ks.watching.server_timeout == 120
     assert ks.posting.level == 40
     assert ks.peering.standalone is True
+
+
+def test_service_link_variables_of_a_real_pod_are_not_settings() -> None:
+    """What the kubelet injects for the install's Service `yolo-operator-metrics` (and any `yolo-operator-*`
+    Service in the namespace) must neither stop the operator nor be read as a setting."""
+    injected = {
+        "YOLO_OPERATOR_METRICS_SERVICE_HOST": "10.0.0.7",
+        "YOLO_OPERATOR_METRICS_SERVICE_PORT": "8080",
+        "YOLO_OPERATOR_METRICS_SERVICE_PORT_METRICS": "8080",
+        "YOLO_OPERATOR_METRICS_PORT": "tcp://10.0.0.7:8080",
+        "YOLO_OPERATOR_METRICS_PORT_8080_TCP": "tcp://10.0.0.7:8080",
+        "YOLO_OPERATOR_METRICS_PORT_8080_TCP_PROTO": "tcp",
+        "YOLO_OPERATOR_METRICS_PORT_8080_TCP_PORT": "8080",
+        "YOLO_OPERATOR_METRICS_PORT_8080_TCP_ADDR": "10.0.0.7",
+        "YOLO_OPERATOR_WEBHOOK_PORT": "udp://10.0.0.9:53",
+    }
+    s = load_settings({**injected, "YOLO_OPERATOR_HEALTH_PORT": "8081"})
+    assert s.metrics_port == 8080  # the default, not the Service's tcp://... address
+    # A real setting beside them is still read, and a real typo still refused.
+    assert load_settings({**injected, "YOLO_OPERATOR_METRICS_PORT": "9100"}).metrics_port == 9100
+    with pytest.raises(SettingsError, match="YOLO_OPERATOR_RECONCILE_PERIOD"):
+        load_settings({**injected, "YOLO_OPERATOR_RECONCILE_PERIOD": "5"})

@@ -33,6 +33,8 @@ RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     ("v1", "Secret"): ("secrets", True),
     ("v1", "Node"): ("nodes", False),
     ("v1", "Namespace"): ("namespaces", False),
+    ("kopf.dev/v1", "ClusterKopfPeering"): ("clusterkopfpeerings", False),
+    ("kopf.dev/v1", "KopfPeering"): ("kopfpeerings", True),
     ("batch/v1", "Job"): ("jobs", True),
     ("apps/v1", "Deployment"): ("deployments", True),
     ("policy/v1", "PodDisruptionBudget"): ("poddisruptionbudgets", True),

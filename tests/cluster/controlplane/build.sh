@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds (or reuses) the binaries of the test control plane from the Go module proxy:
-#   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd, kwok, kwokctl.
+#   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd, kwok, kwokctl, and the real node's
+#   kubelet and kube-proxy (same module set, one `go build` so they share its package cache).
 # They are cached outside the repository, keyed by the Kubernetes version:
 #   ${YOLO_OPERATOR_CACHE:-$HOME/.cache/yolo-operator}/k8s-vX.Y.Z/bin/
 # A second run only checks a stamp and takes well under a second.
@@ -28,7 +29,7 @@ done
 
 cache_root="${YOLO_OPERATOR_CACHE:-$HOME/.cache/yolo-operator}"
 bin="$cache_root/k8s-$k8s_version/bin"
-binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok kwokctl)
+binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy etcd kwok kwokctl)
 
 # The stamp covers the pinned versions and this script. Not the Go version: a Go upgrade alone should not
 # cost a rebuild, and with a warm cache Go need not even be installed.
@@ -91,10 +92,11 @@ log "(cold build on 2 cores takes tens of minutes; later runs reuse the binaries
 log "downloading modules"
 timed bash -c "cd '$k8s_mod' && go mod download && cd '$kwok_mod' && go mod download"
 
-log "building kube-apiserver kube-controller-manager kube-scheduler kubectl"
+log "building kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy"
 timed bash -c "cd '$k8s_mod' && go build -trimpath -ldflags '$k8s_ldflags' -o '$tmp/' \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl"
+  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet \
+  k8s.io/kubernetes/cmd/kube-proxy"
 
 log "building etcd"
 timed bash -c "cd '$k8s_mod' && go build -trimpath -ldflags '-s -w' -o '$tmp/etcd' go.etcd.io/etcd/server/v3"
@@ -111,7 +113,8 @@ echo "$stamp" > "$bin/.stamp"
 
 log "versions:"
 "$bin/kube-apiserver" --version >&2
-"$bin/etcd" --version | head -1 >&2
+# Not `| head -1`: under pipefail, etcd dying of SIGPIPE would fail the build (exit 141).
+"$bin/etcd" --version 2>&1 | sed -n 1p >&2
 "$bin/kwokctl" --version >&2
 log "built in $((SECONDS - build_started)) s: $bin"
 echo "$bin"

@@ -71,6 +71,8 @@ def render_sshd_config(settings: SshdSettings) -> str:
         "StrictModes": "yes",
         "X11Forwarding": "no",
         "PermitUserEnvironment": "no",
+        # sshd starts sessions with a bare PATH; the image's tools (python, yolo-workload) live in its venv.
+        "SetEnv": "PATH=" + os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
         "PrintMotd": "no",
         "LogLevel": "INFO",
         "Subsystem": "sftp internal-sftp",
