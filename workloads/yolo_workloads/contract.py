@@ -202,8 +202,14 @@ class ServeConfig(ContractModel):
     iou: float = 0.7
     host: str = "0.0.0.0"
     port: int = 8080
-    max_image_pixels: int = 40_000_000
-    max_body_bytes: int = 64 * 1024 * 1024
+    max_image_pixels: int = Field(default=40_000_000, ge=1)
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    """Request body limit, whether the body comes with a Content-Length, chunked or multipart (413 over it)."""
+    max_request_decoded_bytes: int = Field(default=1024**3, ge=1)
+    """Decoded pixel bytes one request may ask for (413 over it), counted from image headers before decoding."""
+    max_batch_decoded_bytes: int = Field(default=512 * 1024**2, ge=1)
+    """Decoded pixel bytes one device batch may hold: batches close early to stay under it, and an image that alone
+    is larger is refused with 413. The server decodes at most two batches at once."""
     device: str | None = None
     """`cuda:0`, `cpu`; the first GPU when present otherwise."""
     tuning: ServeTuningConfig = ServeTuningConfig()

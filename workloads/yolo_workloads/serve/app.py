@@ -11,6 +11,12 @@ for tensors and layouts); `POST /v1/detect` with a raw JPEG/PNG body (image/jpeg
 application/octet-stream) or multipart files, answering `{"model": name, "images": [{"detections": [{"box":
 [x1, y1, x2, y2], "score", "class_id", "class_name"}]}]}` in upload order, boxes in original image pixels;
 `GET /metrics`. Queue full: 503 with Retry-After.
+
+Limits (docs/inferenceservice.md): `max_body_bytes` holds for every body, with a Content-Length, chunked or
+multipart (413); images are counted in decoded bytes from their headers before anything is decoded: a request over
+`max_request_decoded_bytes`, an image over `max_batch_decoded_bytes` or more images than the queue holds can never
+be served (413), while a full queue is worth retrying (503). Only versions `1` exist (others 404). A client that
+hangs up mid-upload is logged at INFO; every error, unexpected ones included, is JSON.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from typing import Any
@@ -28,18 +34,25 @@ from typing import Any
 import numpy as np
 import torch
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
-from starlette.datastructures import UploadFile
+from starlette.datastructures import Headers, UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartParser
+from starlette.requests import ClientDisconnect
 
 from yolo_workloads.contract import ServeConfig
-from yolo_workloads.serve import v2
-from yolo_workloads.serve.batcher import Batcher, Closed, QueueFull
+from yolo_workloads.serve import schema, v2
+from yolo_workloads.serve.batcher import Batcher, Closed, QueueFull, TooLarge
 from yolo_workloads.serve.imagecheck import ImageError, inspect_image
 from yolo_workloads.serve.metrics import CONTENT_TYPE, ServeMetrics
-from yolo_workloads.serve.pipeline import Detections, Detector, EncodedImage, Item, Outcome
+from yolo_workloads.serve.pipeline import Detections, Detector, EncodedImage, Item, Outcome, item_bytes
 
 log = logging.getLogger(__name__)
 RAW_TYPES = ("image/jpeg", "image/png", "application/octet-stream")
+VERSIONS = ("1",)
+DISCONNECTED = 499  # nginx's code for "client closed the request": only metrics ever see it
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
 
@@ -51,6 +64,51 @@ def _json(status: int, doc: Any, headers: dict[str, str] | None = None) -> Respo
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     return _json(status, {"error": message}, headers)
+
+
+class BodyError(Exception):
+    """A body the server will not read to the end: too large (413), or its client hung up."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, but never more than `limit` bytes of it, whatever the framing: a Content-Length over the
+    limit is refused before reading, a chunked body as soon as it passes the limit."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise BodyError(413, f"body of {length} bytes is over max_body_bytes={limit}")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BodyError(413, f"body of more than {limit} bytes is over max_body_bytes={limit}")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        log.info("client disconnected after sending %d bytes of %s %s", size, request.method, request.url.path)
+        raise BodyError(DISCONNECTED, "client disconnected") from None
+    return b"".join(chunks)
+
+
+async def _once(data: bytes) -> AsyncGenerator[bytes, None]:
+    yield data
+
+
+async def multipart_files(headers: Headers, body: bytes, limit: int) -> list[bytes]:
+    """The file parts of a multipart body already read (and so already held to the body limit)."""
+    parser = MultiPartParser(headers, _once(body), max_part_size=limit)
+    try:
+        form = await parser.parse()
+    except Exception as exc:  # python-multipart raises several kinds for a malformed body
+        raise ImageError(f"malformed multipart body: {str(exc)[:200]}") from None
+    try:
+        return [await v.read() for _, v in form.multi_items() if isinstance(v, UploadFile)]
+    finally:
+        await form.close()
 
 
 def _endpoint(path: str) -> str:
@@ -130,6 +188,8 @@ class ServerState:
                 cfg.max_queue_size,
                 on_batch=on_batch,
                 on_depth=m.queue_depth.set,
+                cost=item_bytes,
+                max_batch_cost=cfg.max_batch_decoded_bytes,
             )
             batcher.start()
             self.batcher = batcher
@@ -196,22 +256,45 @@ class ServerState:
             outcomes = await self.batcher.submit(items)
         except QueueFull as full:
             return _error(503, "queue full, retry later", {"Retry-After": str(full.retry_after_s)})
+        except TooLarge as exc:
+            return _error(413, f"{exc}: split the request")
         except Closed:
             return _error(503, "server is shutting down")
+        except Exception as exc:  # logged by the batcher; this request alone fails
+            return _error(500, f"internal error: {type(exc).__name__}")
         for i, o in enumerate(outcomes):
             if isinstance(o, ImageError):
                 return _error(o.status, f"image {i}: {o}")
         return [o for o in outcomes if isinstance(o, Detections)]
 
     def check_encoded(self, datas: list[bytes]) -> list[Item]:
+        """Headers read, budgets checked (ImageError otherwise): the items, not yet decoded."""
         items: list[Item] = []
         for i, data in enumerate(datas):
             try:
                 info = inspect_image(data, self.cfg.max_image_pixels)
+                self.check_image_bytes(info.decoded_bytes, f"{info.width}x{info.height}")
             except ImageError as exc:
                 raise ImageError(f"image {i}: {exc}" if len(datas) > 1 else str(exc), exc.status) from None
-            items.append(EncodedImage(data, info.format))
+            items.append(EncodedImage(data, info.format, info.decoded_bytes))
+        self.check_request_bytes(items)
         return items
+
+    def check_image_bytes(self, decoded: int, size: str) -> None:
+        """An image that alone is over the batch budget can never be served: 413."""
+        limit = self.cfg.max_batch_decoded_bytes
+        if decoded > limit:
+            raise ImageError(f"image {size} decodes to {decoded} bytes, over max_batch_decoded_bytes={limit}", 413)
+
+    def check_request_bytes(self, items: list[Item]) -> None:
+        total = sum(item_bytes(item) for item in items)
+        limit = self.cfg.max_request_decoded_bytes
+        if total > limit:
+            raise ImageError(
+                f"request decodes to {total} bytes, over max_request_decoded_bytes={limit}: send fewer or smaller "
+                "images per request",
+                413,
+            )
 
 
 def create_app(cfg: ServeConfig) -> FastAPI:
@@ -231,15 +314,8 @@ def create_app(cfg: ServeConfig) -> FastAPI:
 
     app = FastAPI(title="yolo-workload serve", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.serve = state
-
-    async def body_of(request: Request) -> bytes | Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > cfg.max_body_bytes:
-            return _error(413, f"body of {length} bytes is over max_body_bytes={cfg.max_body_bytes}")
-        body = await request.body()
-        if len(body) > cfg.max_body_bytes:
-            return _error(413, f"body of {len(body)} bytes is over max_body_bytes={cfg.max_body_bytes}")
-        return body
+    _install_error_handlers(app)
+    _install_openapi(app)
 
     @app.get("/v2/health/live")
     async def live() -> Response:
@@ -257,47 +333,51 @@ def create_app(cfg: ServeConfig) -> FastAPI:
     async def server_metadata() -> Response:
         return _json(200, {"name": "yolo-workload", "version": "1", "extensions": ["binary_tensor_data"]})
 
-    def unknown(name: str) -> Response | None:
-        return (
-            None
-            if name == cfg.model_name
-            else _error(404, f"unknown model {name!r}; this server serves {cfg.model_name!r}")
-        )
+    def unknown(name: str, version: str = "1") -> Response | None:
+        if name != cfg.model_name:
+            return _error(404, f"unknown model {name!r}; this server serves {cfg.model_name!r}")
+        if version not in VERSIONS:
+            return _error(404, f"unknown version {version!r} of model {name!r}; versions are {', '.join(VERSIONS)}")
+        return None
 
     @app.get("/v2/models/{name}")
     @app.get("/v2/models/{name}/versions/{version}")
     async def model_metadata(name: str, version: str = "1") -> Response:
-        return unknown(name) or _json(200, state.metadata())
+        return unknown(name, version) or _json(200, state.metadata())
 
     @app.get("/v2/models/{name}/ready")
     @app.get("/v2/models/{name}/versions/{version}/ready")
     async def model_ready(name: str, version: str = "1") -> Response:
-        if (err := unknown(name)) is not None:
+        if (err := unknown(name, version)) is not None:
             return err
         ok = state.ready and not state.draining
         return _json(200 if ok else 503, {"name": name, "ready": ok})
 
-    @app.post("/v2/models/{name}/infer")
-    @app.post("/v2/models/{name}/versions/{version}/infer")
+    def pixel_items(pixels: np.ndarray) -> list[Item]:
+        _n, _, h, w = pixels.shape
+        if h * w > cfg.max_image_pixels:
+            raise ImageError(f"images are {w}x{h}, over max_image_pixels={cfg.max_image_pixels}", 413)
+        if h == 0 or w == 0:
+            raise ImageError(f"images have an empty size {w}x{h}")
+        state.check_image_bytes(3 * h * w, f"{w}x{h}")
+        items: list[Item] = list(torch.from_numpy(pixels).unbind(0))
+        state.check_request_bytes(items)
+        return items
+
+    @app.post("/v2/models/{name}/infer", openapi_extra=schema.INFER_OPENAPI)
+    @app.post("/v2/models/{name}/versions/{version}/infer", openapi_extra=schema.INFER_OPENAPI)
     async def infer_v2(name: str, request: Request, version: str = "1") -> Response:
-        if (err := unknown(name)) is not None:
+        if (err := unknown(name, version)) is not None:
             return err
-        body = await body_of(request)
-        if isinstance(body, Response):
-            return body
         try:
-            req = v2.parse_request(body, request.headers.get(v2.HEADER_LENGTH))
+            body = await read_body(request, cfg.max_body_bytes)
+            req = v2.parse_request(body, request.headers.get(v2.HEADER_LENGTH), cfg.max_request_decoded_bytes)
             if req.encoded is not None:
                 items = state.check_encoded(req.encoded)
             else:
                 assert req.pixels is not None
-                _n, _, h, w = req.pixels.shape
-                if h * w > cfg.max_image_pixels:
-                    raise ImageError(f"images are {w}x{h}, over max_image_pixels={cfg.max_image_pixels}", 413)
-                if h == 0 or w == 0:
-                    raise ImageError(f"images have an empty size {w}x{h}")
-                items = list(torch.from_numpy(req.pixels).unbind(0))
-        except ImageError as exc:
+                items = pixel_items(req.pixels)
+        except (ImageError, BodyError) as exc:
             return _error(exc.status, str(exc))
         if not items:
             return _error(400, "invalid inference request: no images in the input")
@@ -308,34 +388,28 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         media = headers.pop("content-type")
         return Response(payload, media_type=media, headers=headers)
 
-    @app.post("/v1/detect")
-    async def detect(request: Request) -> Response:
+    async def uploads(request: Request) -> list[bytes]:
+        """The images of a /v1/detect body (raw or multipart), or ImageError/BodyError."""
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        datas: list[bytes] = []
-        if ctype == "multipart/form-data":
-            try:
-                form = await request.form(max_part_size=cfg.max_body_bytes)
-            except Exception as exc:
-                return _error(400, f"malformed multipart body: {exc}")
-            for _, value in form.multi_items():
-                if isinstance(value, UploadFile):
-                    datas.append(await value.read())
-            if not datas:
-                return _error(400, "multipart body has no file parts: upload images as files")
-        elif ctype in RAW_TYPES or ctype == "":
-            body = await body_of(request)
-            if isinstance(body, Response):
-                return body
-            datas = [body]
-        else:
-            return _error(
-                415,
+        if ctype not in (*RAW_TYPES, "", "multipart/form-data"):
+            raise ImageError(
                 f"content type {ctype!r} not supported: send image/jpeg, image/png, "
                 "application/octet-stream or multipart/form-data",
+                415,
             )
+        body = await read_body(request, cfg.max_body_bytes)
+        if ctype != "multipart/form-data":
+            return [body]
+        datas = await multipart_files(request.headers, body, cfg.max_body_bytes)
+        if not datas:
+            raise ImageError("multipart body has no file parts: upload images as files")
+        return datas
+
+    @app.post("/v1/detect", openapi_extra=schema.DETECT_OPENAPI)
+    async def detect(request: Request) -> Response:
         try:
-            items = state.check_encoded(datas)
-        except ImageError as exc:
+            items = state.check_encoded(await uploads(request))
+        except (ImageError, BodyError) as exc:
             return _error(exc.status, str(exc))
         dets = await state.infer(items)
         if isinstance(dets, Response):
@@ -361,3 +435,35 @@ def create_app(cfg: ServeConfig) -> FastAPI:
 
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """FastAPI's own errors (unknown path, wrong method, bad path parameter) and unexpected exceptions answer in
+    the server's JSON error shape too, never `{"detail": ...}` or a plain-text 500."""
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return _error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        return _error(422, f"invalid request: {str(exc)[:300]}")
+
+    async def unexpected(request: Request, exc: Exception) -> Response:  # Starlette re-raises: uvicorn logs it
+        return _error(500, f"internal error: {type(exc).__name__}")
+
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, unexpected)
+
+
+def _install_openapi(app: FastAPI) -> None:
+    """The generated document, plus the request-body schemas the raw-body endpoints declare (schema.py)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = get_openapi(title=app.title, version="1", routes=app.routes)
+            doc.setdefault("components", {}).setdefault("schemas", {}).update(schema.components())
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -4,7 +4,11 @@ Requests (each one or more images) wait in a deque; a single batcher task waits 
 the oldest request to be `max_queue_delay_ms` old or the batch to be full, whichever comes first, and hands the
 batch to a worker thread. Two slots let the host prepare the next batch while the device runs the current one.
 Admission counts images not yet handed to the device: over `max_queue_size` the caller gets QueueFull (HTTP 503
-with Retry-After) instead of memory growing without bound. `close()` stops admission and drains what is queued.
+with Retry-After) instead of memory growing without bound, and a request that alone holds more images than the
+queue gets TooLarge (HTTP 413: waiting cannot help). A batch also closes before its items' cost (decoded bytes)
+would pass `max_batch_cost`, so the memory two batches in flight hold is bounded whatever the images' sizes.
+A batch that raises is run again request by request, so one request's bad input fails that request only.
+`close()` stops admission and drains what is queued.
 """
 
 from __future__ import annotations
@@ -36,10 +40,15 @@ class Closed(Exception):
     """The server is draining and accepts no new work."""
 
 
+class TooLarge(Exception):
+    """The request can never be admitted, however long it waits (more images than the whole queue)."""
+
+
 @dataclass
 class _Job(Generic[T, R]):
     items: list[T]
     future: asyncio.Future[list[R]]
+    cost: int = 0
     enqueued: float = field(default_factory=time.perf_counter)
 
 
@@ -55,9 +64,13 @@ class Batcher(Generic[T, R]):
         pipeline_depth: int = 2,
         on_batch: Callable[[int], None] | None = None,
         on_depth: Callable[[int], None] | None = None,
+        cost: Callable[[T], int] | None = None,
+        max_batch_cost: int | None = None,
     ) -> None:
         self.run_batch = run_batch
         self.max_batch_size = max_batch_size
+        self.cost = cost or (lambda item: 0)
+        self.max_batch_cost = max_batch_cost
         self.max_queue_delay_ms = max_queue_delay_ms
         self.max_queue_size = max_queue_size
         self._on_batch = on_batch or (lambda n: None)
@@ -88,10 +101,13 @@ class Batcher(Generic[T, R]):
         if self._closing:
             raise Closed()
         n = len(items)
+        if n > self.max_queue_size:
+            raise TooLarge(f"{n} images in one request, over max_queue_size={self.max_queue_size}")
         if self._pending + n > self.max_queue_size:
             batches_ahead = self._pending / max(self.max_batch_size, 1) + 1
             raise QueueFull(max(1, round(batches_ahead * self.batch_time_ema_s + 0.5)))
-        job: _Job[T, R] = _Job(items, asyncio.get_running_loop().create_future())
+        cost = sum(self.cost(item) for item in items)
+        job: _Job[T, R] = _Job(items, asyncio.get_running_loop().create_future(), cost)
         self._queue.append(job)
         self._pending += n
         self._on_depth(self._pending)
@@ -119,27 +135,44 @@ class Batcher(Generic[T, R]):
                     break
                 await self._wait(left)
             jobs: list[_Job[T, R]] = []
-            count = 0
-            while self._queue and (not jobs or count + len(self._queue[0].items) <= self.max_batch_size):
+            count = cost = 0
+            while self._queue and (not jobs or self._fits(count, cost, self._queue[0])):
                 job = self._queue.popleft()
                 jobs.append(job)
                 count += len(job.items)
+                cost += job.cost
             self._pending -= count
             self._on_depth(self._pending)
             task = asyncio.get_running_loop().create_task(self._dispatch(jobs, count))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
+    def _fits(self, count: int, cost: int, job: _Job[T, R]) -> bool:
+        """Whether `job` joins a batch that already holds `count` items costing `cost`."""
+        if count + len(job.items) > self.max_batch_size:
+            return False
+        return self.max_batch_cost is None or cost + job.cost <= self.max_batch_cost
+
     async def _dispatch(self, jobs: list[_Job[T, R]], count: int) -> None:
         items = [item for job in jobs for item in job.items]
         t0 = time.perf_counter()
+        loop = asyncio.get_running_loop()
         try:
-            results: Sequence[R] = await asyncio.get_running_loop().run_in_executor(self._pool, self._run_chunks, items)
-        except Exception as exc:  # a device failure fails this batch's requests, not the server
-            log.exception("batch of %d failed", count)
-            for job in jobs:
-                if not job.future.done():
-                    job.future.set_exception(exc)
+            results: Sequence[R] = await loop.run_in_executor(self._pool, self._run_chunks, items)
+        except Exception as exc:
+            if len(jobs) > 1:  # isolate: run each request alone, so only the one that fails gets the error
+                log.warning(
+                    "batch of %d failed (%s: %s); running its %d requests one by one",
+                    count,
+                    type(exc).__name__,
+                    exc,
+                    len(jobs),
+                )
+                for job in jobs:
+                    await self._run_alone(job)
+            else:  # a device failure fails this request, not the server
+                log.exception("batch of %d failed", count)
+                _fail(jobs[0], exc)
             return
         finally:
             self._slots.release()
@@ -152,11 +185,31 @@ class Batcher(Generic[T, R]):
                 job.future.set_result(list(results[start : start + n]))
             start += n
 
+    async def _run_alone(self, job: _Job[T, R]) -> None:
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(self._pool, self._run_chunks, job.items)
+        except Exception as exc:
+            log.exception("request of %d images failed", len(job.items))
+            _fail(job, exc)
+            return
+        if not job.future.done():
+            job.future.set_result(list(results))
+
     def _run_chunks(self, items: list[T]) -> list[R]:
-        """A single request may carry more images than max_batch_size: run it in chunks."""
+        """A single request may carry more images (or bytes) than one batch holds: run it in chunks."""
         out: list[R] = []
-        for i in range(0, len(items), self.max_batch_size):
-            out.extend(self.run_batch(items[i : i + self.max_batch_size]))
+        chunk: list[T] = []
+        cost = 0
+        for item in items:
+            c = self.cost(item)
+            over_cost = self.max_batch_cost is not None and cost + c > self.max_batch_cost
+            if chunk and (len(chunk) >= self.max_batch_size or over_cost):
+                out.extend(self.run_batch(chunk))
+                chunk, cost = [], 0
+            chunk.append(item)
+            cost += c
+        if chunk:
+            out.extend(self.run_batch(chunk))
         return out
 
     async def close(self) -> None:
@@ -171,3 +224,8 @@ class Batcher(Generic[T, R]):
 
     def stats(self) -> dict[str, Any]:
         return {"queued_images": self._pending, "batches_running": len(self._running)}
+
+
+def _fail(job: _Job[Any, Any], exc: BaseException) -> None:
+    if not job.future.done():
+        job.future.set_exception(exc)

@@ -52,10 +52,56 @@ class Detections:
 class EncodedImage:
     data: bytes
     format: str  # "jpeg" | "png"
+    decoded_bytes: int = 0  # from the header (imagecheck.ImageInfo.decoded_bytes); 0 when not counted
 
 
 Item = EncodedImage | torch.Tensor  # encoded bytes, or an RGB uint8 CHW tensor
 Outcome = Detections | ImageError
+# Pixels converted to float at once by `letterbox` (12 bytes each): bounds the working set of many images.
+LETTERBOX_CHUNK_PIXELS = 16 * 1024 * 1024
+# A host image larger than this is resized in two passes over bands of rows (`resize_banded`), so its float
+# working copy is a band and a narrow strip instead of the whole image (432 MB for 6000 x 6000).
+BANDED_RESIZE_PIXELS = 4 * 1024 * 1024
+BAND_PIXELS = 1024 * 1024
+_U16_MAX = 65535
+
+
+def resize_banded(img: torch.Tensor, nh: int, nw: int) -> torch.Tensor:
+    """Bilinear resize of a uint8 [3, H, W] image to float [1, 3, nh, nw], as `F.interpolate` of the whole image
+    but without its float copy: first the width over bands of rows (height unchanged, so rows do not mix), then
+    the height over the narrow result. The same weights, summed in another order: equal to the one-pass resize
+    within float rounding (a few 1e-5), so after rounding to 8 bits a pixel can differ by one level only where
+    the one-pass value lies within that of .5 (tests/workloads/test_serve_properties.py checks the bound)."""
+    _, h, w = img.shape
+    rows = max(1, BAND_PIXELS // w)
+    narrow = torch.empty((1, 3, h, nw), dtype=torch.float32, device=img.device)
+    for top in range(0, h, rows):
+        band = img[None, :, top : top + rows].float()
+        narrow[:, :, top : top + rows] = F.interpolate(
+            band, size=(band.shape[2], nw), mode="bilinear", align_corners=False
+        )
+    return F.interpolate(narrow, size=(nh, nw), mode="bilinear", align_corners=False)
+
+
+def item_bytes(item: Item) -> int:
+    """Decoded bytes an item takes in a batch: what the memory budgets count."""
+    if isinstance(item, torch.Tensor):
+        return item.numel() * item.element_size()
+    return item.decoded_bytes
+
+
+def to_rgb8(img: torch.Tensor) -> torch.Tensor:
+    """A decoded image as 3-channel uint8, or ImageError: 16-bit samples are scaled (65535 -> 255, rounded, as
+    OpenCV's imread does), anything else that is not [3, H, W] uint8 is refused rather than misread."""
+    if img.dtype == torch.uint16 and img.dim() == 3:
+        out = torch.empty(img.shape, dtype=torch.uint8, device=img.device)
+        for c in range(img.shape[0]):  # one channel at a time: the int32 working copy stays small
+            wide = img[c].to(torch.int32)
+            out[c] = wide.mul_(255).add_(_U16_MAX // 2).floor_divide_(_U16_MAX)
+        img = out
+    if img.dtype != torch.uint8 or img.dim() != 3 or img.shape[0] != 3:
+        raise ImageError(f"image decoded to {img.dtype} {tuple(img.shape)}, not 8-bit RGB", status=422)
+    return img
 
 
 def ensure_offline() -> None:
@@ -150,7 +196,7 @@ class Detector:
         jpegs: dict[int, EncodedImage] = {}
         for i, item in enumerate(items):
             if isinstance(item, torch.Tensor):
-                out[i] = item.to(self.device, non_blocking=True)
+                out[i] = self._checked(item)
             elif item.format == "jpeg" and self.gpu_decode:
                 jpegs[i] = item
             else:
@@ -160,23 +206,32 @@ class Detector:
             try:
                 decoded = torchvision.io.decode_jpeg(datas, mode=ImageReadMode.RGB, device=self.device)
                 for i, img in zip(jpegs, decoded, strict=True):
-                    out[i] = img
+                    out[i] = self._checked(img)
             except RuntimeError:
                 # One bad image fails the whole batched call: find it by decoding one by one (GPU, then CPU).
                 for (i, item), data in zip(jpegs.items(), datas, strict=True):
                     try:
-                        out[i] = torchvision.io.decode_jpeg(data, mode=ImageReadMode.RGB, device=self.device)
+                        out[i] = self._checked(
+                            torchvision.io.decode_jpeg(data, mode=ImageReadMode.RGB, device=self.device)
+                        )
                     except RuntimeError:
                         out[i] = self._decode_cpu(item)
         return [o if o is not None else ImageError("image could not be decoded") for o in out]
+
+    def _checked(self, img: torch.Tensor) -> torch.Tensor | ImageError:
+        """8-bit RGB on the device, or this image's own error (never an exception that fails the batch)."""
+        try:
+            return to_rgb8(img).to(self.device, non_blocking=True)
+        except ImageError as exc:
+            return exc
 
     def _decode_cpu(self, item: EncodedImage) -> torch.Tensor | ImageError:
         try:
             data = torch.frombuffer(bytearray(item.data), dtype=torch.uint8)
             img: torch.Tensor = torchvision.io.decode_image(data, mode=ImageReadMode.RGB)
-        except RuntimeError as exc:
+        except (RuntimeError, ValueError) as exc:
             return ImageError(f"corrupt {item.format.upper()}: {str(exc).splitlines()[0][:160]}")
-        return img.to(self.device, non_blocking=True)
+        return self._checked(img)
 
     # -- letterbox ---------------------------------------------------------------------------------------------
     def geometry(self, h: int, w: int) -> tuple[int, int, int, int]:
@@ -194,19 +249,32 @@ class Detector:
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
         for i, img in enumerate(images):
             groups[(int(img.shape[1]), int(img.shape[2]))].append(i)
-        for (h, w), idx in groups.items():
-            nh, nw, top, left = self.geometry(h, w)
-            x = torch.stack([images[i] for i in idx]).float()
-            if (nh, nw) != (h, w):
-                # cv2.INTER_LINEAR == bilinear, half-pixel centres, no antialias; round like cv2's uint8 output.
-                x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False).round_().clamp_(0, 255)
-            x = (x / 255.0).to(self.dtype)
-            if idx[-1] - idx[0] == len(idx) - 1:  # consecutive (always when all images share a size): no index copy
-                batch[idx[0] : idx[-1] + 1, :, top : top + nh, left : left + nw] = x
-            else:
-                index = torch.tensor(idx).pin_memory() if self.device.type == "cuda" else torch.tensor(idx)
-                batch[index.to(self.device, non_blocking=True), :, top : top + nh, left : left + nw] = x
+        for (h, w), group in groups.items():
+            step = max(1, LETTERBOX_CHUNK_PIXELS // (h * w)) if h * w <= BANDED_RESIZE_PIXELS else 1
+            for lo in range(0, len(group), step):
+                self._letterbox_group(batch, images, group[lo : lo + step], h, w)
         return batch.contiguous(memory_format=torch.channels_last)
+
+    def _letterbox_group(self, batch: torch.Tensor, images: list[torch.Tensor], idx: list[int], h: int, w: int) -> None:
+        """Resize images `idx` (all h x w) into their slots of `batch`; one float copy of just these images."""
+        nh, nw, top, left = self.geometry(h, w)
+        if len(idx) == 1 and h * w > BANDED_RESIZE_PIXELS and images[idx[0]].device.type == "cpu":
+            x = resize_banded(images[idx[0]], nh, nw).round_().clamp_(0, 255)
+        else:
+            x = self._resize(torch.stack([images[i] for i in idx]).float(), h, w, nh, nw)
+        x = (x / 255.0).to(self.dtype)
+        if idx[-1] - idx[0] == len(idx) - 1:  # consecutive (always when all images share a size): no index copy
+            batch[idx[0] : idx[-1] + 1, :, top : top + nh, left : left + nw] = x
+        else:
+            index = torch.tensor(idx).pin_memory() if self.device.type == "cuda" else torch.tensor(idx)
+            batch[index.to(self.device, non_blocking=True), :, top : top + nh, left : left + nw] = x
+
+    @staticmethod
+    def _resize(x: torch.Tensor, h: int, w: int, nh: int, nw: int) -> torch.Tensor:
+        if (nh, nw) != (h, w):
+            # cv2.INTER_LINEAR == bilinear, half-pixel centres, no antialias; round like cv2's uint8 output.
+            x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False).round_().clamp_(0, 255)
+        return x
 
     # -- model + NMS -------------------------------------------------------------------------------------------
     def forward(self, batch: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,10 @@ Input: exactly one tensor (name free; `images` advertised):
   (NCHW); the layout is read from the shape, or from the input's `parameters.layout` when H or W is 3.
 Outputs: boxes FP32 [N,K,4] (xyxy, original image pixels), scores FP32 [N,K], classes INT32 [N,K] (-1 pads),
 counts INT32 [N] (valid detections per image); K is the largest count in the request.
+
+Every malformed body is an ImageError (400; 413 when pixel tensors would pass the memory budget), never another
+exception: wrongly typed fields, out-of-range or non-numeric tensor data, nesting deeper than the shape, JSON
+nested past the parser's recursion limit. The budget is checked from the shape, before any tensor is built.
 Pure numpy: no torch here.
 """
 
@@ -16,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +33,8 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 INPUT_NAME = "images"
 OUTPUTS = ("boxes", "scores", "classes", "counts")
 _NP = {"UINT8": np.uint8, "FP32": np.float32, "INT32": np.int32}
+LAYOUTS = ("NHWC", "NCHW")
+RGB = 3
 
 
 @dataclass
@@ -60,14 +67,53 @@ def _split_bytes(raw: bytes, count: int) -> list[bytes]:
     return out
 
 
-def _flatten(data: Any) -> list[Any]:
-    if isinstance(data, list):
-        return [y for x in data for y in _flatten(x)]
-    return [data]
+def _flatten(data: Any, max_depth: int) -> list[Any]:
+    """Row-major elements of a flat or nested list, refusing nesting deeper than the tensor's rank."""
+    out: list[Any] = []
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, list):
+            out.append(node)
+            continue
+        if depth >= max_depth:
+            raise _bad(f"tensor `data` is nested deeper than its shape's {max_depth} dimensions")
+        stack.extend((child, depth + 1) for child in reversed(node))
+    return out
 
 
-def parse_request(body: bytes, header_length: str | None) -> V2Request:
-    """Parse a v2 infer body (JSON, optionally followed by binary tensor data). Raises ImageError (400)."""
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _load_json(head: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(head)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise _bad(f"body is not JSON: {str(exc)[:200]}") from None
+    if not isinstance(doc, dict):
+        raise _bad("body must be a JSON object")
+    return doc
+
+
+def _flag(params: dict[str, Any], key: str, default: bool) -> bool:
+    value = params.get(key, default)
+    if not isinstance(value, bool):
+        raise _bad(f"parameter `{key}` must be true or false, got {value!r:.40}")
+    return value
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _bad(f"`{where}` must be an object")
+    return value
+
+
+def parse_request(body: bytes, header_length: str | None, max_pixel_bytes: int | None = None) -> V2Request:
+    """Parse a v2 infer body (JSON, optionally followed by binary tensor data). Raises ImageError (400, or 413
+    when a pixel tensor holds more than `max_pixel_bytes` of 8-bit RGB)."""
     if header_length is not None:
         try:
             hlen = int(header_length)
@@ -78,27 +124,20 @@ def parse_request(body: bytes, header_length: str | None) -> V2Request:
         head, binary = body[:hlen], body[hlen:]
     else:
         head, binary = body, b""
-    try:
-        doc = json.loads(head)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _bad(f"body is not JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise _bad("body must be a JSON object")
+    doc = _load_json(head)
     inputs = doc.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise _bad("`inputs` must be a list of exactly one tensor (encoded images or pixels)")
     inp = inputs[0]
     shape, dtype = inp.get("shape"), inp.get("datatype")
-    if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape) or not shape:
-        raise _bad("`inputs[0].shape` must be a non-empty list of non-negative integers")
-    params = inp.get("parameters") or {}
-    if not isinstance(params, dict):
-        raise _bad("`inputs[0].parameters` must be an object")
-    count = int(np.prod(shape))
+    if not isinstance(shape, list) or not all(_is_int(s) and s >= 0 for s in shape) or not 1 <= len(shape) <= 4:
+        raise _bad("`inputs[0].shape` must be a list of 1 to 4 non-negative integers")
+    params = _object(inp.get("parameters"), "inputs[0].parameters")
+    count = math.prod(shape)
     raw: bytes | None = None
     if "binary_data_size" in params:
         size = params["binary_data_size"]
-        if not isinstance(size, int) or size < 0 or size > len(binary):
+        if not _is_int(size) or size < 0 or size > len(binary):
             raise _bad(f"binary_data_size {size!r} does not fit the {len(binary)} binary bytes sent")
         raw = binary[:size]
     elif "data" not in inp:
@@ -112,7 +151,7 @@ def parse_request(body: bytes, header_length: str | None) -> V2Request:
         if raw is not None:
             encoded = _split_bytes(raw, count)
         else:
-            items = _flatten(inp["data"])
+            items = _flatten(inp["data"], len(shape))
             if len(items) != count or not all(isinstance(x, str) for x in items):
                 raise _bad(f"BYTES `data` must be {count} base64 strings")
             try:
@@ -120,27 +159,55 @@ def parse_request(body: bytes, header_length: str | None) -> V2Request:
             except (binascii.Error, ValueError):
                 raise _bad("BYTES `data` elements must be base64-encoded images") from None
     elif dtype in ("UINT8", "FP32"):
+        if len(shape) != 4:
+            raise _bad(f"{dtype} input must have a 4-D shape [N,H,W,3] or [N,3,H,W], got {shape}")
+        if max_pixel_bytes is not None and count > max_pixel_bytes:
+            raise ImageError(
+                f"pixel tensor of shape {shape} is {count} bytes as 8-bit RGB, over "
+                f"max_request_decoded_bytes={max_pixel_bytes}",
+                status=413,
+            )
         pixels = _pixels(inp, shape, dtype, raw, params)
     else:
         raise _bad(f"datatype {dtype!r} not supported: use BYTES (encoded images), UINT8 or FP32 (pixels)")
 
     outputs, binary_flags = _requested_outputs(doc)
     rid = doc.get("id")
-    return V2Request(str(rid) if rid is not None else None, encoded, pixels, outputs, binary_flags)
+    if rid is not None and not isinstance(rid, str):
+        raise _bad("`id` must be a string")
+    return V2Request(rid, encoded, pixels, outputs, binary_flags)
+
+
+def _json_tensor(data: Any, shape: list[int], dtype: str) -> np.ndarray:
+    """A tensor from JSON `data` (flat or nested), refusing elements that are not numbers of the datatype's range
+    (numpy would wrap 300 to 44, or raise OverflowError, for UINT8)."""
+    flat = _flatten(data, len(shape))
+    if len(flat) != math.prod(shape):
+        raise _bad(f"tensor `data` holds {len(flat)} elements, shape {shape} needs {math.prod(shape)}")
+    try:
+        arr = np.asarray(flat)
+    except (ValueError, TypeError, OverflowError):
+        arr = np.asarray([], dtype=object)
+    if arr.size and arr.dtype.kind not in ("iu" if dtype == "UINT8" else "iuf"):
+        kind = "integers 0-255" if dtype == "UINT8" else "numbers"
+        raise _bad(f"{dtype} tensor `data` must hold only {kind}")
+    if dtype == "UINT8" and arr.size and (int(arr.min()) < 0 or int(arr.max()) > 255):
+        raise _bad("UINT8 tensor `data` must hold integers 0-255")
+    with np.errstate(over="ignore", invalid="ignore"):  # FP32 overflow becomes inf, refused as not finite
+        return arr.astype(_NP[dtype]).reshape(shape)
 
 
 def _pixels(inp: dict[str, Any], shape: list[int], dtype: str, raw: bytes | None, params: dict[str, Any]) -> np.ndarray:
-    if len(shape) != 4:
-        raise _bad(f"{dtype} input must have a 4-D shape [N,H,W,3] or [N,3,H,W], got {shape}")
     np_type = _NP[dtype]
-    try:
-        if raw is not None:
-            arr = np.frombuffer(raw, dtype=np_type).reshape(shape)
-        else:
-            arr = np.asarray(inp["data"], dtype=np_type).reshape(shape)
-    except (ValueError, TypeError) as exc:
-        raise _bad(f"tensor data does not match shape {shape} and datatype {dtype}: {exc}") from None
+    if raw is not None:
+        if len(raw) != math.prod(shape) * np.dtype(np_type).itemsize:
+            raise _bad(f"{len(raw)} binary bytes do not match shape {shape} and datatype {dtype}")
+        arr = np.frombuffer(raw, dtype=np_type).reshape(shape)
+    else:
+        arr = _json_tensor(inp["data"], shape, dtype)
     layout = params.get("layout")
+    if layout is not None and layout not in LAYOUTS:
+        raise _bad(f"parameter `layout` must be one of {', '.join(LAYOUTS)}, got {layout!r:.40}")
     if layout is None:
         layout = "NHWC" if shape[3] == 3 and shape[1] != 3 else "NCHW" if shape[1] == 3 else None
     if layout == "NHWC" and shape[3] == 3:
@@ -148,15 +215,16 @@ def _pixels(inp: dict[str, Any], shape: list[int], dtype: str, raw: bytes | None
     elif layout != "NCHW" or shape[1] != 3:
         raise _bad(f"cannot read RGB layout from shape {shape}: use [N,H,W,3] or [N,3,H,W] (parameters.layout)")
     if dtype == "FP32":
-        if not np.isfinite(arr).all():
-            raise _bad("FP32 pixels must be finite")
-        arr = np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)
+        with np.errstate(over="ignore", invalid="ignore"):
+            if not np.isfinite(arr).all():
+                raise _bad("FP32 pixels must be finite")
+            arr = np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)
     return np.ascontiguousarray(arr)
 
 
 def _requested_outputs(doc: dict[str, Any]) -> tuple[list[str], dict[str, bool]]:
-    params = doc.get("parameters") or {}
-    default_binary = bool(params.get("binary_data_output", False)) if isinstance(params, dict) else False
+    params = _object(doc.get("parameters"), "parameters")
+    default_binary = _flag(params, "binary_data_output", False)
     req = doc.get("outputs")
     if req is None:
         return list(OUTPUTS), dict.fromkeys(OUTPUTS, default_binary)
@@ -168,8 +236,8 @@ def _requested_outputs(doc: dict[str, Any]) -> tuple[list[str], dict[str, bool]]
         if o["name"] not in OUTPUTS:
             raise _bad(f"unknown output {o['name']!r}; outputs are {', '.join(OUTPUTS)}")
         names.append(o["name"])
-        oparams = o.get("parameters") or {}
-        flags[o["name"]] = bool(oparams.get("binary_data", default_binary))
+        oparams = _object(o.get("parameters"), f"outputs[{len(names) - 1}].parameters")
+        flags[o["name"]] = _flag(oparams, "binary_data", default_binary)
     return names, flags
 
 
