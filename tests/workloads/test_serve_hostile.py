@@ -95,6 +95,20 @@ def test_bit_depths_and_channels_read_as_their_8bit_rgb(server: Server, scenes: 
             assert _boxes(_detect(c, variant)) == want, label
 
 
+def test_grey_and_cmyk_jpegs_are_served(server: Server, scenes: list[np.ndarray]) -> None:
+    """Decoded by libjpeg to RGB (a GPU server sends CMYK to the CPU decoder rather than trust nvJPEG's)."""
+    import io
+
+    from PIL import Image
+
+    with server.client() as c:
+        for mode in ("L", "CMYK"):
+            buf = io.BytesIO()
+            Image.fromarray(scenes[1]).convert(mode).save(buf, "JPEG", quality=95)
+            r = c.post("/v1/detect", content=buf.getvalue(), headers={"content-type": "image/jpeg"})
+            assert _boxes(r), mode
+
+
 def _pil_png(img: Any) -> bytes:
     import io
 
@@ -170,6 +184,10 @@ def test_memory_budgets_are_counted_before_decoding(server: Server, scenes: list
         tiny = [("f", (f"{i}.png", _png8(scenes[0][:8, :8]), "image/png")) for i in range(17)]
         _error(c.post("/v1/detect", files=tiny), 413, "max_queue_size")
         assert _detect(c, _png8(scenes[0])).status_code == 200
+        # The limits in force are in the model's metadata, for clients to size their requests.
+        params = c.get("/v2/models/yolo").json()["parameters"]
+        for key in ("max_body_bytes", "max_image_pixels", "max_request_decoded_bytes", "max_batch_decoded_bytes"):
+            assert params[key] == LIMITS[key], key
 
 
 def _chunks(size: int, piece: int = 64 * 1024) -> Iterator[bytes]:

@@ -224,6 +224,10 @@ class ServerState:
             "max_batch_size": b.max_batch_size if b else cfg.max_batch_size,
             "max_queue_delay_ms": b.max_queue_delay_ms if b else cfg.max_queue_delay_ms,
             "max_queue_size": cfg.max_queue_size,
+            "max_body_bytes": cfg.max_body_bytes,
+            "max_image_pixels": cfg.max_image_pixels,
+            "max_request_decoded_bytes": cfg.max_request_decoded_bytes,
+            "max_batch_decoded_bytes": cfg.max_batch_decoded_bytes,
             "imgsz": cfg.imgsz,
             "conf": cfg.conf,
             "iou": cfg.iou,
@@ -276,7 +280,7 @@ class ServerState:
                 self.check_image_bytes(info.decoded_bytes, f"{info.width}x{info.height}")
             except ImageError as exc:
                 raise ImageError(f"image {i}: {exc}" if len(datas) > 1 else str(exc), exc.status) from None
-            items.append(EncodedImage(data, info.format, info.decoded_bytes))
+            items.append(EncodedImage(data, info.format, info.decoded_bytes, info.channels))
         self.check_request_bytes(items)
         return items
 

@@ -53,6 +53,7 @@ class EncodedImage:
     data: bytes
     format: str  # "jpeg" | "png"
     decoded_bytes: int = 0  # from the header (imagecheck.ImageInfo.decoded_bytes); 0 when not counted
+    channels: int = 3  # colour components in the header: 4 is a CMYK/YCCK JPEG
 
 
 Item = EncodedImage | torch.Tensor  # encoded bytes, or an RGB uint8 CHW tensor
@@ -64,6 +65,7 @@ LETTERBOX_CHUNK_PIXELS = 16 * 1024 * 1024
 BANDED_RESIZE_PIXELS = 4 * 1024 * 1024
 BAND_PIXELS = 1024 * 1024
 _U16_MAX = 65535
+CMYK = 4
 
 
 def resize_banded(img: torch.Tensor, nh: int, nw: int) -> torch.Tensor:
@@ -197,7 +199,7 @@ class Detector:
         for i, item in enumerate(items):
             if isinstance(item, torch.Tensor):
                 out[i] = self._checked(item)
-            elif item.format == "jpeg" and self.gpu_decode:
+            elif item.format == "jpeg" and self.gpu_decode and item.channels != CMYK:  # CMYK: libjpeg's conversion
                 jpegs[i] = item
             else:
                 out[i] = self._decode_cpu(item)
