@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 TERMINATION_MESSAGE_LIMIT = 4096
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 Cache = Literal["none", "ram", "disk"]
+ShapesVariant = Literal["shapes", "crowded"]
+BatchRuleName = Literal["defaults", "nbs", "any"]
 
 
 class ContractModel(BaseModel):
@@ -43,12 +45,14 @@ class ModelSource(ContractModel):
 
 
 class ShapesSpec(ContractModel):
-    """The synthetic shapes data set, generated into `DataSource.root` when absent."""
+    """A synthetic data set, generated into `DataSource.root` when absent (datasets.shapes)."""
 
     images: int = Field(ge=1)
     val_images: int | None = Field(default=None, ge=1)
     imgsz: int = Field(default=640, ge=32)
     seed: int = 0
+    variant: ShapesVariant = "shapes"
+    """`shapes`: a few large shapes, 6 classes. `crowded`: many small, overlapping shapes, 20 classes."""
 
 
 class DataSource(ContractModel):
@@ -87,6 +91,13 @@ class SearchSpace(ContractModel):
     fixed_workers: int | None = None
     fixed_amp: bool | None = None
     fixed_cache: Cache | None = None
+    batch_rule: BatchRuleName = "defaults"
+    """Which batch sizes keep the defaults' optimizer steps (tune.trajectory): `defaults` (batch 16, warm-up
+    included), `nbs` (up to nbs: the same steps after warm-up), `any`."""
+    nbs: int = Field(default=64, ge=1)
+    """Ultralytics' nominal batch size the training will use (the user's `nbs`, else 64)."""
+    warmup_epochs: float = Field(default=3.0, ge=0)
+    """Ultralytics' warm-up the training will use (the user's `warmup_epochs`, else 3)."""
 
 
 class TuneConfig(ContractModel):
@@ -106,6 +117,11 @@ class TuneConfig(ContractModel):
     output_dir: str
     termination_log: str = DEFAULT_TERMINATION_LOG
     seed: int = 0
+    epochs: int | None = Field(default=None, ge=1)
+    """Epochs the tuned training will run: with the first trial's speed, it sizes the budget (None: the cap only)."""
+    budget_share: float = Field(default=0.1, gt=0, le=1)
+    """Share of the estimated training time tuning may spend (at least `min_budget_seconds`)."""
+    min_budget_seconds: float = Field(default=30, gt=0)
 
 
 class TrialResult(ContractModel):
@@ -120,6 +136,8 @@ class TrialResult(ContractModel):
     """Steady-state training images/s; None when the trial did not complete."""
     state: Literal["ok", "infeasible", "pruned"]
     error: str | None = Field(default=None, max_length=120)
+    repeat: bool | None = None
+    """True when this trial re-measured an earlier setting (the best two were within noise of each other)."""
 
 
 class TuneResult(ContractModel):
@@ -136,6 +154,8 @@ class TuneResult(ContractModel):
     """e.g. NVIDIA H100 80GB HBM3; None on CPU."""
     cpu_budget: float | None = None
     device: str = "cpu"
+    reason: str | None = Field(default=None, max_length=400)
+    """Why this setting: the batch rule, the objective, the budget, any repeats (shown in the job's status)."""
 
 
 class TrainConfig(ContractModel):

@@ -428,6 +428,7 @@ def _tuning_status(
             "source": source,
             "gpu_product": product or result.gpu_product,
             "cache_key": key,
+            "reason": result.reason,
         }
     )
 

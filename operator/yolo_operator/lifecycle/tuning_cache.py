@@ -17,6 +17,7 @@ from yolo_workloads.contract import TuneResult
 
 from yolo_operator.api.train_job import YoloTrainJobSpec
 from yolo_operator.quantity import parse_quantity
+from yolo_operator.render.train_job import nominal_batch, warmup_epochs
 
 CACHE_CONFIG_MAP = "yolo-tuning-cache"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
@@ -25,7 +26,8 @@ _UNSAFE = re.compile(r"[^-._a-zA-Z0-9]+")
 
 def _data_identity(spec: YoloTrainJobSpec) -> str:
     if spec.data.shapes is not None:
-        return f"shapes:{spec.data.shapes.images}"
+        shapes = spec.data.shapes
+        return f"shapes:{shapes.images}" + (f":{shapes.variant}" if shapes.variant != "shapes" else "")
     assert spec.data.volume is not None
     return f"volume:{spec.data.volume.claim_name}/{spec.data.volume.path}"
 
@@ -49,6 +51,9 @@ def cache_key(spec: YoloTrainJobSpec, gpu_product: str) -> str:
         "memory": str(parse_quantity(spec.resources.memory).normalize()),
         "search": spec.tuning.model_dump(mode="json", exclude={"reuse", "time_budget_seconds", "max_trials"}),
         "fixed": spec.train.model_dump(mode="json", include={"batch", "workers", "amp", "cache"}),
+        # The batch sizes that keep the defaults' trajectory depend on these.
+        "nbs": nominal_batch(spec),
+        "warmup": warmup_epochs(spec),
     }
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     model = _model_identity(spec).removesuffix(".yaml").rsplit("/", 1)[-1]

@@ -169,6 +169,7 @@ def local_sources(job: YoloTrainJob, workdir: Workdir, volumes: dict[str, Path])
                     "val_images": max(2, shapes.images // 5),
                     "imgsz": spec.train.imgsz,
                     "seed": shapes.seed,
+                    "variant": shapes.variant,
                 },
                 "root": str(workdir.shapes.resolve()),
             }

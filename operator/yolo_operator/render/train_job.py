@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import yaml
 from yolo_workloads.contract import (
+    BatchRuleName,
     DataSource,
     IntRange,
     ModelSource,
@@ -29,6 +30,7 @@ from yolo_workloads.contract import (
     TrainConfig,
     TuneConfig,
 )
+from yolo_workloads.tune.trajectory import ULTRALYTICS_NBS
 
 from yolo_operator.api.train_job import YoloTrainJob, YoloTrainJobSpec
 from yolo_operator.quantity import parse_quantity
@@ -58,6 +60,8 @@ EPHEMERAL_OUTPUT = "/output"
 INPUT_ERROR_EXIT_CODE = 2
 """The workload exits 2 when its input is wrong (data set fails validation, model file missing): never retried."""
 CONFIG_HASH_ANNOTATION = "yolo-operator.io/config-hash"
+BATCH_RULES: dict[str, BatchRuleName] = {"Defaults": "defaults", "UpToNbs": "nbs", "Any": "any"}
+"""spec.tuning.batchRule → the contract's SearchSpace.batch_rule."""
 
 
 @dataclass(frozen=True)
@@ -153,7 +157,8 @@ def _layout(job: YoloTrainJob) -> _Layout:
         assert shapes is not None  # exactly one of volume/shapes: checked by the API model
         storage.empty_dir("data", posixpath.dirname(SHAPES_ROOT))
         data = DataSource(
-            shapes=ShapesSpec(images=shapes.images, imgsz=spec.train.imgsz, seed=shapes.seed), root=SHAPES_ROOT
+            shapes=ShapesSpec(images=shapes.images, imgsz=spec.train.imgsz, seed=shapes.seed, variant=shapes.variant),
+            root=SHAPES_ROOT,
         )
     return _Layout(storage, model, data, run_dir)
 
@@ -184,6 +189,9 @@ def tune_config(job: YoloTrainJob) -> TuneConfig:
         fixed_workers=train.workers,
         fixed_amp=train.amp,
         fixed_cache=train.cache,
+        batch_rule=BATCH_RULES[tuning.batch_rule],
+        nbs=nominal_batch(spec),
+        warmup_epochs=warmup_epochs(spec),
     )
     return TuneConfig(
         model=layout.model,
@@ -197,7 +205,20 @@ def tune_config(job: YoloTrainJob) -> TuneConfig:
         memory_budget_bytes=int(parse_quantity(spec.resources.memory)),
         output_dir=posixpath.join(layout.run_dir, "tuning"),
         seed=train.seed,
+        epochs=train.epochs,
     )
+
+
+def warmup_epochs(spec: YoloTrainJobSpec) -> float:
+    """Ultralytics' warm-up epochs the training will use: the user's extraArgs, else Ultralytics' 3."""
+    value = (spec.train.extra_args or {}).get("warmup_epochs")
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0 else 3.0
+
+
+def nominal_batch(spec: YoloTrainJobSpec) -> int:
+    """Ultralytics' nominal batch size (`nbs`) the training will use: the user's extraArgs, else Ultralytics' 64."""
+    value = (spec.train.extra_args or {}).get("nbs")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else ULTRALYTICS_NBS
 
 
 def train_config(job: YoloTrainJob, choice: TrainChoice, options: RenderOptions) -> TrainConfig:

@@ -1,4 +1,4 @@
-"""`yolo-workload dataset shapes`: generate the synthetic shapes data set (see `datasets.shapes`)."""
+"""`yolo-workload dataset shapes`: generate a synthetic data set (`datasets.shapes`, `--variant crowded`)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     shapes.add_argument("--imgsz", type=int, default=640, help="image side in pixels (default 640)")
     shapes.add_argument("--seed", type=int, default=0, help="same seed, same images (default 0)")
     shapes.add_argument("--processes", type=int, default=None, help="worker processes (default: CPU budget)")
+    shapes.add_argument(
+        "--variant",
+        choices=("shapes", "crowded"),
+        default="shapes",
+        help="shapes (few large shapes, 6 classes) or crowded (many small overlapping shapes, 20 classes)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,6 +32,9 @@ def run(args: argparse.Namespace) -> int:
         print("dataset shapes: --n and --val must be >= 1 and --imgsz >= 32", file=sys.stderr)
         return 2
     start = time.monotonic()
-    path = generate(args.out, n=args.n, imgsz=args.imgsz, val=args.val, seed=args.seed, processes=args.processes)
-    print(f"wrote {path} ({args.n} train images at {args.imgsz}px) in {time.monotonic() - start:.1f} s")
+    path = generate(
+        args.out, n=args.n, imgsz=args.imgsz, val=args.val, seed=args.seed, processes=args.processes,
+        variant=args.variant,
+    )  # fmt: skip
+    print(f"wrote {path} ({args.variant}: {args.n} train images at {args.imgsz}px) in {time.monotonic() - start:.1f} s")
     return 0

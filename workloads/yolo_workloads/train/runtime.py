@@ -64,13 +64,18 @@ def report_error(termination_log: str | None, message: str) -> None:
 
 
 def prepare_data(source: DataSource) -> Path:
-    """The data set's YAML, generating the shapes set first when the config asks for it and it is absent."""
+    """The data set's YAML, generating the synthetic set first when the config asks for it and it is absent."""
     if source.shapes is not None:
         from yolo_workloads.datasets.shapes import ensure_shapes
 
         spec = source.shapes
         return ensure_shapes(
-            Path(source.root or "."), n=spec.images, imgsz=spec.imgsz, val=spec.val_images, seed=spec.seed
+            Path(source.root or "."),
+            n=spec.images,
+            imgsz=spec.imgsz,
+            val=spec.val_images,
+            seed=spec.seed,
+            variant=spec.variant,
         ).resolve()
     return source.yaml_path().resolve()
 

@@ -29,16 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from yolo_workloads.tune.search import TrialSettings
+
+__all__ = ["Measurement", "TrialPruned", "TrialSettings", "Window", "run_trial"]
+
 FAULT_ENV = "YOLO_TUNE_INJECT_FAULT"
 """Test hook: `oom:N` or `dataloader:N` makes trial N (1-based) fail that way at its first batch."""
-
-
-@dataclass(frozen=True)
-class TrialSettings:
-    batch: int
-    workers: int
-    amp: bool
-    cache: str
 
 
 @dataclass
@@ -74,6 +70,10 @@ class _Stop(Exception):
 
 class InjectedFault(RuntimeError):
     pass
+
+
+class TrialPruned(Exception):
+    """Raised by a trial's `report` callback when the search judges the trial hopeless."""
 
 
 def injected_fault(trial_number: int) -> str | None:
@@ -179,11 +179,16 @@ def _tune_trainer_class() -> type:
         """Builds each dataset once per process: later trials reuse the scan and the RAM cache."""
 
         datasets: ClassVar[dict[tuple[Any, ...], Any]] = {}
+        train_build_seconds: ClassVar[float] = 0.0
+        """Seconds the latest trial spent building its training set (0 when it reused one): the RAM cache fill."""
 
         def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None) -> Any:
             key = (img_path, mode, str(self.args.cache), self.args.imgsz, None if mode == "train" else batch)
             if key not in self.datasets:
+                start = time.monotonic()
                 self.datasets[key] = super().build_dataset(img_path, mode, batch)
+                if mode == "train":
+                    type(self).train_build_seconds = time.monotonic() - start
             return self.datasets[key]
 
     return TuneTrainer
@@ -230,8 +235,10 @@ def run_trial(
     }
     trainer = None
     result = meter.result
+    trainer_class: Any = _tune_trainer_class()
+    trainer_class.train_build_seconds = 0.0
     try:
-        trainer = _tune_trainer_class()(cfg={**DEFAULT_CFG_DICT, "save_dir": str(run_dir)}, overrides=overrides)
+        trainer = trainer_class(cfg={**DEFAULT_CFG_DICT, "save_dir": str(run_dir)}, overrides=overrides)
         for event in ("on_train_epoch_start", "on_train_batch_start", "on_train_batch_end"):
             trainer.add_callback(event, getattr(meter, event))
         trainer.train()
@@ -241,15 +248,14 @@ def run_trial(
             result.state, result.error = "infeasible", "time budget ran out during warm-up"
     except torch.cuda.OutOfMemoryError as e:
         result.state, result.error = "infeasible", _short("out of memory", e)
-    except Exception as e:  # optuna.TrialPruned is re-raised by the caller's check of result.state
-        if type(e).__name__ == "TrialPruned":
-            result.state = "pruned"
-        else:
-            text = str(e)
-            kind = "out of memory" if "out of memory" in text.lower() else type(e).__name__
-            if "DataLoader" in text or "worker" in text.lower():
-                kind = "dataloader"
-            result.state, result.error = "infeasible", _short(kind, e)
+    except TrialPruned:
+        result.state = "pruned"
+    except Exception as e:
+        text = str(e)
+        kind = "out of memory" if "out of memory" in text.lower() else type(e).__name__
+        if "DataLoader" in text or "worker" in text.lower():
+            kind = "dataloader"
+        result.state, result.error = "infeasible", _short(kind, e)
     finally:
         if trainer is not None:
             result.setup_seconds = max(0.0, meter.warm_start - start) if meter.warm_start else 0.0
@@ -262,6 +268,7 @@ def run_trial(
             torch.cuda.empty_cache()
         shutil.rmtree(run_dir, ignore_errors=True)
     result.seconds = time.monotonic() - start
+    result.extra["train_build_seconds"] = trainer_class.train_build_seconds
     return result
 
 

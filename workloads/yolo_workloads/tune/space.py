@@ -1,9 +1,10 @@
 """The search space of a tuning run, bounded by what this pod actually has.
 
-Batch sizes are powers of two up to what free GPU memory holds, measured by a forward and backward pass of the
-model at two small batch sizes and extrapolated (on a CPU, the same probe against the process's peak RSS and the
-memory budget). Workers are bounded by the container's CPU quota split among the ranks. The RAM cache is offered
-only when the decoded images fit comfortably in the memory budget.
+Batch sizes are powers of two that keep the optimisation trajectory of Ultralytics' defaults (tune.trajectory:
+batch 16 by default, up to nbs or any when the spec says so) and that free GPU memory holds, measured by a forward
+and backward pass of the model at two small batch sizes and extrapolated (on a CPU, the same probe against the
+process's peak RSS and the memory budget). Workers are bounded by the container's CPU quota split among the
+ranks. The RAM cache is offered only when the decoded images fit comfortably in the memory budget.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from yolo_workloads.contract import SearchSpace
+from yolo_workloads.tune.trajectory import trajectory_batches
 
 MEMORY_SAFETY = 0.8  # share of free GPU memory a trial may plan to use
 RAM_CACHE_SHARE = 0.5  # share of the memory budget the decoded data set may take
@@ -27,6 +29,8 @@ class Bounds:
     amp: list[bool]
     cache: list[str]
     detail: dict[str, Any] = field(default_factory=dict)
+    batch_reason: str = ""
+    """Why these batch sizes (the trajectory rule, or the spec's fixed batch)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -133,6 +137,7 @@ def make_bounds(
     detail: dict[str, Any] = {"cpu_budget": cpu_budget, "memory_budget": memory_budget, "ranks": ranks}
     if search.fixed_batch is not None:
         batches = [search.fixed_batch]
+        batch_reason = f"batch {search.fixed_batch} fixed by the spec"
     else:
         high = min(search.batch.max, 1 << int(math.log2(max(n_train, 1))))
         if memory_probe is not None and free_memory is not None:
@@ -141,6 +146,8 @@ def make_bounds(
             high = min(high, fit)
         batches = powers_of_two(search.batch.min, max(high, 1))
         batches = [b for b in batches if b <= max(high, batches[0])]
+        rule = trajectory_batches(batches, search.nbs, search.batch_rule, search.warmup_epochs)
+        batches, batch_reason = rule.batches, rule.reason
     per_rank_cpus = max(1, math.floor(cpu_budget / max(ranks, 1)))
     if search.fixed_workers is not None:
         workers = [search.fixed_workers]
@@ -156,4 +163,4 @@ def make_bounds(
         cache: list[str] = [search.fixed_cache]
     else:
         cache = [str(c) for c in search.cache if c != "ram" or ram_fits] or ["none"]
-    return Bounds(batches, workers, amp or [False], cache, detail)
+    return Bounds(batches, workers, amp or [False], cache, detail, batch_reason)

@@ -1,13 +1,13 @@
-"""The tuning study: Optuna's TPE sampler over batch, workers, AMP and cache, each trial a real measurement.
+"""The tuning study: a hill climb (tune.search) over batch, workers, AMP and cache, each trial a real measurement.
 
 One process runs every trial, so the data set is scanned (and RAM-cached) once and CUDA is initialised once. The
-time budget covers the whole phase: a trial is started only when the slowest trial so far still fits, and a
-running trial stops measuring at the deadline. Trials that fail (out of memory, dataloader crash) are recorded as
-infeasible and the study goes on; slow ones are pruned by the median rule on their running images/s.
+phase must pay for itself: its budget is `budget_share` (10%) of the training time estimated from the first trial,
+`min_budget_seconds` (30 s) at least, `time_budget_seconds` at most. A trial is started only when the slowest trial
+so far still fits; a running trial stops measuring at the deadline. Trials that fail (out of memory, dataloader
+crash) are recorded as infeasible and the climb steps away from them; hopeless ones are pruned while they run.
 
-One trial is a few seconds of a noisy process (worker scheduling, page cache, a neighbour on the host), so the
-search ends early enough to measure the two best settings again; the choice is by the median of each setting's
-measurements, and the reported figure is that median.
+Batch sizes are limited to those that keep the defaults' optimisation trajectory (tune.trajectory), so the fastest
+setting found trains the same model sooner. The result says what was chosen and why.
 """
 
 from __future__ import annotations
@@ -22,12 +22,14 @@ from typing import Any
 import yaml
 
 from yolo_workloads.contract import TrialResult, TuneConfig, TuneResult
-from yolo_workloads.tune.measure import Measurement, TrialSettings, Window, run_trial
+from yolo_workloads.tune.measure import Measurement, TrialPruned, TrialSettings, Window, run_trial
+from yolo_workloads.tune.search import NOISE, Search, Space, tuning_budget
 from yolo_workloads.tune.space import Bounds
 
 _FINISH_RESERVE = 3.0  # seconds kept for writing results after the last trial
-_REPEATS = 2  # trials kept for measuring the best settings again
 _LATER_SETUP = 5.0  # seconds a trial's setup takes once the first trial has paid the one-off costs
+DEFAULT_EPOCHS = 100  # Ultralytics' default, when the config does not say how long training will be
+REASON_LIMIT = 400
 
 
 def _window(on_gpu: bool, deadline: float) -> Window:
@@ -45,31 +47,195 @@ def _window(on_gpu: bool, deadline: float) -> Window:
     )
 
 
-def first_guess(bounds: Bounds) -> dict[str, Any]:
-    """Where the study starts: the settings that are fastest on most hardware (large batch, all workers, AMP, RAM)."""
-    batch = max([b for b in bounds.batches if b <= 128] or bounds.batches[:1])
-    return {
-        "batch": batch,
-        "workers": max(bounds.workers),
-        "amp": bounds.amp[0],
-        "cache": "ram" if "ram" in bounds.cache else bounds.cache[0],
-    }
+class _Study:
+    """The trials of one tuning phase: runs them, records them, and keeps the deadline."""
+
+    def __init__(self, config: TuneConfig, yaml_path: Path, n_train: int, start: float, bounds: Bounds) -> None:
+        self.config, self.yaml_path, self.n_train, self.start, self.bounds = config, yaml_path, n_train, start, bounds
+        self.epochs = config.epochs or DEFAULT_EPOCHS
+        space = Space(bounds.batches, bounds.workers, bounds.amp, bounds.cache)
+        self.search = Search(space, images_per_run=float(self.epochs * n_train))
+        self.budget = config.time_budget_seconds
+        self.budget_fitted = False
+        self.on_gpu = bool(bounds.detail.get("on_gpu"))
+        self.device = "0" if self.on_gpu else "cpu"  # DDP ranks each get a copy of the settings measured on one GPU
+        self.work_dir = Path(config.output_dir) / "trials"
+        self.records: list[TrialResult] = []
+        self.details: list[dict[str, Any]] = []
+        self.repeated: list[TrialSettings] = []
+        self.build_seconds: dict[str, float] = {}
+
+    @property
+    def deadline(self) -> float:
+        return self.start + self.budget
+
+    def run(self) -> None:
+        """Climb until converged, out of trials or out of time; then settle a near tie by measuring again."""
+        while len(self.records) < self.config.max_trials and self.fits():
+            settings = self.search.next()
+            if settings is None:
+                break
+            self.measure(settings, repeat=False)
+        while len(self.records) < self.config.max_trials and self.fits():
+            again = self.search.to_repeat()
+            if again is None:
+                break
+            self.repeated.append(again)
+            self.measure(again, repeat=True)
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def measure(self, settings: TrialSettings, repeat: bool) -> Measurement:
+        """One trial (a repeat is never pruned), recorded, logged, and fed to the search."""
+        number = len(self.records) + 1
+        last_value: list[float] = []
+
+        def report(value: float, step: int) -> None:
+            last_value.append(value)
+            if not repeat and self.search.should_prune(value, step, settings.workers):
+                raise TrialPruned(f"{value:.1f} images/s is hopeless next to the best so far")
+
+        result = run_trial(
+            number,
+            settings,
+            model=self.config.model.ref,
+            data=str(self.yaml_path),
+            imgsz=self.config.imgsz,
+            device=self.device,
+            work_dir=self.work_dir,
+            window=_window(self.on_gpu, self.deadline - _FINISH_RESERVE),
+            report=report,
+        )
+        if result.state == "pruned":
+            result.ips = last_value[-1] if last_value else None
+        self._learn_one_off(settings, float(result.extra.get("train_build_seconds", 0.0)))
+        self.search.record(settings, result.ips if result.state == "ok" else None)
+        self._record(number, settings, result, repeat)
+        if result.state == "ok" and not self.budget_fitted:
+            self._fit_budget()
+        return result
+
+    def _learn_one_off(self, settings: TrialSettings, build_seconds: float) -> None:
+        """The RAM cache's fill, which training pays again: its build time beyond that of an uncached set."""
+        if build_seconds > 0:
+            self.build_seconds[settings.cache] = build_seconds
+        if "ram" in self.build_seconds:
+            fill = self.build_seconds["ram"] - self.build_seconds.get("none", 0.0)
+            self.search.one_off_seconds["ram"] = max(0.0, fill)
+
+    def _fit_budget(self) -> None:
+        """After the first measurement: the budget becomes a share of the training it tunes."""
+        best = self.search.best()
+        if best is None:
+            return
+        self.budget_fitted = True
+        c = self.config
+        self.budget = tuning_budget(c.time_budget_seconds, c.budget_share, c.min_budget_seconds, self.estimate(best))
+        _log(f"tune: budget {self.budget:.0f} s (training estimated at {self.estimate(best):.0f} s)")
+
+    def estimate(self, settings: TrialSettings) -> float:
+        return self.search.seconds(settings)
+
+    def _record(self, number: int, settings: TrialSettings, result: Measurement, repeat: bool) -> None:
+        record = TrialResult(
+            n=number,
+            batch=settings.batch,
+            workers=settings.workers,
+            amp=settings.amp,
+            cache=settings.cache,
+            ips=round(result.ips, 1) if result.ips is not None else None,
+            state=result.state,
+            error=result.error,
+            repeat=True if repeat else None,
+        )
+        self.records.append(record)
+        self.details.append({**record.model_dump(), **_timing(result), "repeat": repeat})
+        figure = f"{result.ips:.1f} images/s" if result.ips is not None else result.error
+        _log(
+            f"tune: trial {number}/{self.config.max_trials} batch={settings.batch} workers={settings.workers} "
+            f"amp={settings.amp} cache={settings.cache}{' (repeat)' if repeat else ''}: {result.state} "
+            f"{figure} ({result.seconds:.1f} s, {time.monotonic() - self.start:.0f}/{self.budget:.0f} s)"
+        )
+
+    def fits(self) -> bool:
+        """Whether another trial can end before the deadline."""
+        remaining = self.deadline - time.monotonic()
+        if not self.details:
+            return remaining >= _FINISH_RESERVE + 2
+        # The first trial's setup includes one-off work (RAM cache fill, CUDA and cuDNN start): later trials reuse
+        # it, so budget a trial as its slowest warm-up and measurement plus a typical later setup.
+        later: list[float] = [d["setup_seconds"] for d in self.details[1:]]
+        setup = statistics.median(later) if later else _LATER_SETUP
+        runs: list[float] = [d["seconds"] - d["setup_seconds"] for d in self.details]
+        return remaining >= max(runs) + setup + _FINISH_RESERVE
+
+    def reason(self, chosen: TrialSettings) -> str:
+        """Why `chosen`: the batch rule, the objective, the budget, repeats; short enough for the status."""
+        one_off = self.search.one_off_seconds.get(chosen.cache, 0.0)
+        ips = statistics.median(self.search.figures[chosen])
+        parts = [
+            self.bounds.batch_reason,
+            f"fastest estimated training: {self.estimate(chosen):.0f} s = {self.epochs} epochs x {self.n_train} "
+            f"images at {ips:.0f} images/s" + (f" + {one_off:.0f} s RAM cache fill" if one_off >= 0.5 else ""),
+            f"{len(self.search.tried)} settings measured in {time.monotonic() - self.start:.0f} s of a "
+            f"{self.budget:.0f} s budget" + ("; climb converged" if self.search.next() is None else ""),
+        ]
+        if self.repeated:
+            again = ", ".join(f"batch {s.batch} workers {s.workers} cache {s.cache}" for s in self.repeated)
+            parts.append(f"re-measured {again}: the best two were within {NOISE:.0%}")
+        text = "; ".join(p for p in parts if p)
+        return text if len(text) <= REASON_LIMIT else text[: REASON_LIMIT - 3] + "..."
 
 
 def run_study(config: TuneConfig, yaml_path: Path, n_train: int, start: float) -> tuple[TuneResult, dict[str, Any]]:
-    import optuna
+    import torch
+
+    from yolo_workloads import system
+
+    on_gpu = config.gpus > 0 and torch.cuda.is_available()
+    ranks = max(1, config.gpus) if on_gpu else 1
+    cpu_budget = config.cpu_budget or system.cpu_budget()
+    bounds = _bounds(config, yaml_path, n_train, on_gpu, ranks, cpu_budget)
+    _log(f"tune: space batch={bounds.batches} workers={bounds.workers} amp={bounds.amp} cache={bounds.cache}")
+    _log(f"tune: {bounds.batch_reason}")
+    study = _Study(config, yaml_path, n_train, start, bounds)
+    study.run()
+    chosen = study.search.best()
+    if chosen is None:
+        reasons = "; ".join(f"#{r.n} {r.error}" for r in study.records) or "no trial fitted in the time budget"
+        raise NoFeasibleSetting(f"tune: no feasible setting ({reasons})"[:1000])
+    result = TuneResult(
+        batch=chosen.batch * ranks,  # Ultralytics' batch is the total over DDP ranks
+        workers=chosen.workers,
+        amp=chosen.amp,
+        cache=chosen.cache,
+        images_per_second=round(statistics.median(study.search.figures[chosen]), 1),
+        duration_seconds=round(time.monotonic() - start, 1),
+        trials=study.records,
+        gpu_product=system.gpu_product() if on_gpu else None,
+        cpu_budget=cpu_budget,
+        device="cuda" if on_gpu else "cpu",
+        reason=study.reason(chosen),
+    )
+    detail = {
+        "bounds": bounds.as_dict(),
+        "trials": study.details,
+        "ranks": ranks,
+        "per_rank_batch": chosen.batch,
+        "budget_seconds": round(study.budget, 1),
+        "estimated_training_seconds": round(study.estimate(chosen), 1),
+        "one_off_seconds": study.search.one_off_seconds,
+    }
+    return result, detail
+
+
+def _bounds(config: TuneConfig, yaml_path: Path, n_train: int, on_gpu: bool, ranks: int, cpu_budget: float) -> Bounds:
+    """The search space on this pod: memory probe, CPU and memory budgets, the trajectory rule."""
     import torch
 
     from yolo_workloads import system
     from yolo_workloads.datasets.validate import split_images
     from yolo_workloads.tune.space import decoded_dataset_bytes, make_bounds, probe_memory_per_image
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    deadline = start + config.time_budget_seconds
-    on_gpu = config.gpus > 0 and torch.cuda.is_available()
-    device = "0" if on_gpu else "cpu"  # DDP ranks each get a copy of the per-rank settings measured on one GPU
-    ranks = max(1, config.gpus) if on_gpu else 1
-    cpu_budget = config.cpu_budget or system.cpu_budget()
     memory_budget = config.memory_budget_bytes or system.memory_budget()
     nc = len(yaml.safe_load(yaml_path.read_text())["names"])
     probe = free = None
@@ -87,137 +253,8 @@ def run_study(config: TuneConfig, yaml_path: Path, n_train: int, start: float) -
         memory_probe=probe,
         free_memory=free,
     )
-    _log(f"tune: space batch={bounds.batches} workers={bounds.workers} amp={bounds.amp} cache={bounds.cache}")
-
-    dists: dict[str, optuna.distributions.BaseDistribution] = {
-        "batch": optuna.distributions.CategoricalDistribution(bounds.batches),
-        "workers": optuna.distributions.CategoricalDistribution(bounds.workers),
-        "amp": optuna.distributions.CategoricalDistribution(bounds.amp),
-        "cache": optuna.distributions.CategoricalDistribution(bounds.cache),
-    }
-    study = optuna.create_study(
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=config.seed, n_startup_trials=3),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=3),
-    )
-    study.enqueue_trial(first_guess(bounds))
-    work_dir = Path(config.output_dir) / "trials"
-    records: list[TrialResult] = []
-    details: list[dict[str, Any]] = []
-    seen: dict[TrialSettings, float | None] = {}
-    figures: dict[TrialSettings, list[float]] = {}
-
-    def measure(settings: TrialSettings, trial: Any | None) -> Measurement:
-        """One trial (a repeat when `trial` is None: no pruning), recorded and logged."""
-        number = len(records) + 1
-        last_value: list[float] = []
-
-        def report(value: float, step: int) -> None:
-            last_value.append(value)
-            if trial is not None:
-                trial.report(value, step)
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"{value:.1f} images/s is below the median of earlier trials")
-
-        result: Measurement = run_trial(
-            number,
-            settings,
-            model=config.model.ref,
-            data=str(yaml_path),
-            imgsz=config.imgsz,
-            device=device,
-            work_dir=work_dir,
-            window=_window(on_gpu, deadline - _FINISH_RESERVE),
-            report=report,
-        )
-        if result.state == "pruned":
-            result.ips = last_value[-1] if last_value else None
-        if result.state == "ok" and result.ips is not None:
-            figures.setdefault(settings, []).append(result.ips)
-        record = TrialResult(
-            n=number,
-            batch=settings.batch,
-            workers=settings.workers,
-            amp=settings.amp,
-            cache=settings.cache,
-            ips=round(result.ips, 1) if result.ips is not None else None,
-            state=result.state,
-            error=result.error,
-        )
-        records.append(record)
-        details.append({**record.model_dump(), **_timing(result), "repeat": trial is None})
-        figure = f"{result.ips:.1f} images/s" if result.ips is not None else result.error
-        _log(
-            f"tune: trial {number}/{config.max_trials} batch={settings.batch} workers={settings.workers} "
-            f"amp={settings.amp} cache={settings.cache}{' (repeat)' if trial is None else ''}: {result.state} "
-            f"{figure} ({result.seconds:.1f} s, {time.monotonic() - start:.0f}/{config.time_budget_seconds:.0f} s)"
-        )
-        return result
-
-    def fits(reserve_repeats: int) -> bool:
-        """Whether another trial (and `reserve_repeats` after it) can end before the deadline."""
-        remaining = deadline - time.monotonic()
-        if not details:
-            return remaining >= _FINISH_RESERVE + 2
-        # The first trial's setup includes one-off work (RAM cache fill, CUDA and cuDNN start): later trials reuse
-        # it, so budget a trial as its slowest warm-up and measurement plus a typical later setup.
-        later: list[float] = [d["setup_seconds"] for d in details[1:]]
-        setup = statistics.median(later) if later else _LATER_SETUP
-        runs: list[float] = [d["seconds"] - d["setup_seconds"] for d in details]
-        trial = max(runs) + setup
-        typical = statistics.median(runs) + setup
-        return remaining >= trial + reserve_repeats * typical + _FINISH_RESERVE
-
-    repeats = 0
-    space_size = len(bounds.batches) * len(bounds.workers) * len(bounds.amp) * len(bounds.cache)
-    # Small trial counts (tests, CPU pools) all go to the search.
-    search_trials = config.max_trials - _REPEATS if config.max_trials >= 2 * _REPEATS + 2 else config.max_trials
-    while len(records) < search_trials and len(seen) < space_size and repeats < 5 and fits(_REPEATS):
-        trial = study.ask(dists)
-        settings = TrialSettings(**trial.params)
-        if settings in seen:  # the sampler repeated itself: answer from memory, spend no time
-            repeats += 1
-            value = seen[settings]
-            study.tell(trial, value, state=None if value is not None else optuna.trial.TrialState.FAIL)
-            continue
-        repeats = 0
-        m = measure(settings, trial)
-        if m.state == "pruned":
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-        elif m.state == "ok":
-            study.tell(trial, m.ips)
-        else:
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        seen[settings] = m.ips if m.state == "ok" else None
-
-    # Measure the two best settings again (the leader first), as long as the budget allows.
-    for _ in range(_REPEATS):
-        ranked = sorted(figures, key=lambda k: statistics.median(figures[k]), reverse=True)[:2]
-        todo = [k for k in ranked if len(figures[k]) < 2] or ranked[:1]
-        if not todo or len(records) >= config.max_trials or not fits(0):
-            break
-        measure(todo[0], None)
-    shutil.rmtree(work_dir, ignore_errors=True)
-    if not figures:
-        reasons = "; ".join(f"#{r.n} {r.error}" for r in records) or "no trial fitted in the time budget"
-        raise NoFeasibleSetting(f"tune: no feasible setting ({reasons})"[:1000])
-    chosen = max(figures, key=lambda k: statistics.median(figures[k]))
-    best = next(r for r in records if TrialSettings(r.batch, r.workers, r.amp, r.cache) == chosen)
-    best_ips = round(statistics.median(figures[chosen]), 1)
-    result = TuneResult(
-        batch=best.batch * ranks,  # Ultralytics' batch is the total over DDP ranks
-        workers=best.workers,
-        amp=best.amp,
-        cache=best.cache,
-        images_per_second=best_ips,
-        duration_seconds=round(time.monotonic() - start, 1),
-        trials=records,
-        gpu_product=system.gpu_product() if on_gpu else None,
-        cpu_budget=cpu_budget,
-        device="cuda" if on_gpu else "cpu",
-    )
-    detail = {"bounds": bounds.as_dict(), "trials": details, "ranks": ranks, "per_rank_batch": best.batch}
-    return result, detail
+    bounds.detail["on_gpu"] = on_gpu
+    return bounds
 
 
 class NoFeasibleSetting(Exception):
@@ -232,6 +269,7 @@ def _timing(m: Measurement) -> dict[str, Any]:
         "measured_batches": m.measured_batches,
         "measured_seconds": round(m.measured_seconds, 2),
         "data_wait_fraction": None if m.data_wait_fraction is None else round(m.data_wait_fraction, 3),
+        "train_build_seconds": round(float(m.extra.get("train_build_seconds", 0.0)), 2),
     }
 
 

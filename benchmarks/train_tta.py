@@ -1,0 +1,229 @@
+"""Time to accuracy: Ultralytics' default settings against the tuned run, on the same data (issue 16).
+
+Both runs go through `yolo-workload train` (the operator's training pod), so they differ only in what tuning
+decides: the defaults run takes Ultralytics' batch 16, workers 8, AMP, no cache; the tuned run first runs
+`yolo-workload tune` (as the operator's tuning pod would, with the job's epochs so the budget follows the job) and
+then trains with its choice. Everything else is equal: model, data, epochs, seed, `deterministic=False` (what our
+training pods run), plots off.
+
+Reported per run: training seconds (Ultralytics' own clock: the epochs with their validation), whole seconds (wall
+clock of every process, tuning included), the final mAP50-95 (last epoch), and the whole time until the run first
+reached the defaults' final mAP50-95 (tuning included; taken at the end of each epoch's validation).
+
+    python3 benchmarks/train_tta.py run --out DIR [--variant shapes] [--images 4000] [--val 800] [--imgsz 640]
+        [--epochs 10] [--model yolov8n.yaml] [--json FILE] [--defaults-json EARLIER_REPORT]
+
+`train-clocked` is the training pod with a wall clock written at each epoch's end (used by `run`).
+"""
+
+from __future__ import annotations
+
+import time
+
+_T0 = time.time()  # the training process's start: "whole time" counts imports and data caching too
+
+import argparse  # noqa: E402
+import csv  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import yaml  # noqa: E402
+
+MAP_KEY = "metrics/mAP50-95(B)"
+DEFAULTS = {"batch": 16, "workers": 8, "amp": True, "cache": "none"}
+
+
+def train_clocked(config: str, clock: str) -> int:
+    """`yolo-workload train`, with (epoch, seconds since this process started) appended to `clock` per epoch."""
+    from yolo_workloads.train import cli
+    from yolo_workloads.train.metrics import TrainTelemetry
+
+    register = TrainTelemetry.register
+
+    def with_clock(self: TrainTelemetry, trainer: Any) -> None:
+        register(self, trainer)
+
+        def on_fit_epoch_end(t: Any) -> None:
+            with open(clock, "a") as f:
+                f.write(f"{int(t.epoch) + 1},{time.time() - _T0:.3f}\n")
+
+        trainer.add_callback("on_fit_epoch_end", on_fit_epoch_end)
+
+    TrainTelemetry.register = with_clock  # type: ignore[method-assign]
+    return cli.run(argparse.Namespace(config=config))
+
+
+def _run(cmd: list[str], log: Path) -> float:
+    """Run a command to completion, its output to `log`; return its wall seconds (fail loudly)."""
+    start = time.monotonic()
+    with log.open("w") as f:
+        code = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT)
+    seconds = time.monotonic() - start
+    if code != 0:
+        tail = log.read_text()[-3000:]
+        raise SystemExit(f"{' '.join(cmd)} exited {code} after {seconds:.0f} s:\n{tail}")
+    return seconds
+
+
+def _train(out: Path, name: str, base: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    run_dir = out / name
+    config = {**base, **settings, "output_dir": str(run_dir), "termination_log": str(out / f"{name}.term")}
+    path = out / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    clock = out / f"{name}.clock"
+    clock.unlink(missing_ok=True)
+    wall = _run([sys.executable, __file__, "train-clocked", "--config", str(path), "--clock", str(clock)],
+                out / f"{name}.log")  # fmt: skip
+    with (run_dir / "results.csv").open() as f:
+        rows = [{k.strip(): v.strip() for k, v in r.items() if k} for r in csv.DictReader(f)]
+    ends = {int(e): float(s) for e, s in (line.split(",") for line in clock.read_text().split())}
+    epochs = [
+        {"epoch": int(float(r["epoch"])), "map": float(r[MAP_KEY]), "train_s": float(r["time"]),
+         "wall_s": ends[int(float(r["epoch"]))]}
+        for r in rows
+    ]  # fmt: skip
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return {
+        "settings": settings,
+        "wall_s": round(wall, 1),
+        "train_s": epochs[-1]["train_s"],
+        "final_map": epochs[-1]["map"],
+        "best_pt_map": summary["metrics"].get("map50to95"),
+        "epochs": epochs,
+    }
+
+
+def _tune(out: Path, base: dict[str, Any]) -> tuple[dict[str, Any], float]:
+    config = {
+        "model": base["model"],
+        "data": base["data"],
+        "imgsz": base["imgsz"],
+        "gpus": 1,
+        "epochs": base["epochs"],
+        "output_dir": str(out / "tuning"),
+        "termination_log": str(out / "tune.term"),
+    }
+    path = out / "tune.yaml"
+    path.write_text(yaml.safe_dump(config))
+    wall = _run([sys.executable, "-m", "yolo_workloads.cli", "tune", "--config", str(path)], out / "tune.log")
+    return json.loads((out / "tune.term").read_text()), wall
+
+
+def _time_to(run: dict[str, Any], target: float, offset: float) -> float | None:
+    """Whole seconds (plus `offset`: tuning) until the run's first epoch at or above `target`."""
+    for e in run["epochs"]:
+        if e["map"] >= target - 1e-9:
+            return round(offset + e["wall_s"], 1)
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    data_root = out / f"data-{args.variant}-{args.images}-{args.imgsz}"
+    base: dict[str, Any] = {
+        "model": {"architecture": args.model},
+        "data": {
+            "shapes": {"images": args.images, "val_images": args.val, "imgsz": args.imgsz, "variant": args.variant},
+            "root": str(data_root),
+        },
+        "imgsz": args.imgsz,
+        "epochs": args.epochs,
+        "seed": 0,
+        "gpus": 1,
+        "metrics_port": None,
+        "extra_args": {"plots": False},
+    }
+    from yolo_workloads.datasets.shapes import ensure_shapes
+
+    start = time.monotonic()
+    ensure_shapes(data_root, n=args.images, imgsz=args.imgsz, val=args.val, seed=0, variant=args.variant)
+    print(f"data {data_root.name}: {time.monotonic() - start:.0f} s", flush=True)
+
+    if args.defaults_json:  # the defaults' run measured earlier on the same data (saves a device call's minutes)
+        defaults = json.loads(Path(args.defaults_json).read_text())["defaults"]
+        defaults["reused_from"] = str(args.defaults_json)
+    else:
+        defaults = _train(out, "defaults", base, DEFAULTS)
+    print(f"defaults: {json.dumps({k: v for k, v in defaults.items() if k != 'epochs'})}", flush=True)
+    tuned_result, tune_wall = _tune(out, base)
+    print(f"tuning: {tune_wall:.0f} s wall, {json.dumps(tuned_result)}", flush=True)
+    chosen = {k: tuned_result[k] for k in ("batch", "workers", "amp", "cache")}
+    tuned = _train(out, "tuned", base, chosen)
+    tuned.update(tune_wall_s=round(tune_wall, 1), whole_s=round(tune_wall + tuned["wall_s"], 1))
+    defaults["whole_s"] = defaults["wall_s"]
+    target = defaults["final_map"]
+    defaults["time_to_target_s"] = _time_to(defaults, target, 0.0)
+    tuned["time_to_target_s"] = _time_to(tuned, target, tune_wall)
+    report = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "gpu": _gpu(),
+        "cpus": os.cpu_count(),
+        "args": {k: str(v) for k, v in vars(args).items() if k != "func"},
+        "target_map": target,
+        "defaults": defaults,
+        "tuned": tuned,
+        "tuning": tuned_result,
+    }
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    print(_table(report), flush=True)
+    return 0
+
+
+def _gpu() -> str:
+    try:
+        import torch
+
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    except Exception:  # the report is still worth having
+        return "unknown"
+
+
+def _table(report: dict[str, Any]) -> str:
+    lines = [
+        f"{report['args']['model']} {report['args']['variant']} {report['args']['images']}/{report['args']['val']} "
+        f"at {report['args']['imgsz']}, {report['args']['epochs']} epochs, {report['gpu']}, {report['cpus']} CPUs; "
+        f"target mAP50-95 {report['target_map']:.3f}",
+        "| run | settings | tuning s | training s | whole s | final mAP50-95 | whole s to defaults' final mAP |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name in ("defaults", "tuned"):
+        r = report[name]
+        s = r["settings"]
+        lines.append(
+            f"| {name} | batch {s['batch']}, workers {s['workers']}, amp {s['amp']}, cache {s['cache']} "
+            f"| {r.get('tune_wall_s', 0):.0f} | {r['train_s']:.0f} | {r['whole_s']:.0f} | {r['final_map']:.3f} "
+            f"| {r['time_to_target_s'] if r['time_to_target_s'] is not None else 'not reached'} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="verb", required=True)
+    clocked = sub.add_parser("train-clocked")
+    clocked.add_argument("--config", required=True)
+    clocked.add_argument("--clock", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--variant", choices=("shapes", "crowded"), default="shapes")
+    r.add_argument("--images", type=int, default=4000)
+    r.add_argument("--val", type=int, default=800)
+    r.add_argument("--imgsz", type=int, default=640)
+    r.add_argument("--epochs", type=int, default=10)
+    r.add_argument("--model", default="yolov8n.yaml")
+    r.add_argument("--json", default=None)
+    r.add_argument("--defaults-json", default=None, help="reuse the defaults' run from an earlier report")
+    args = parser.parse_args()
+    if args.verb == "train-clocked":
+        return train_clocked(args.config, args.clock)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

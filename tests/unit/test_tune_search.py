@@ -1,0 +1,219 @@
+"""Tuning that keeps accuracy and searches for real: the batch rule (trajectory), the climb (search), the budget.
+
+Pure code: the search is driven with a model of throughput instead of GPU trials.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from test_lifecycle_train_job import NOW, RESULT, step
+from test_render_train_job import make_job
+from yolo_operator.lifecycle.train_job import CreateTrainingJob, Observed, StepState, TrainChoice, decide
+from yolo_operator.lifecycle.tuning_cache import cache_key
+from yolo_operator.render.train_job import tune_config
+from yolo_workloads.contract import IntRange, SearchSpace, encode_result
+from yolo_workloads.tune.search import NOISE, PRUNE_SHARE, Search, Space, TrialSettings, tuning_budget
+from yolo_workloads.tune.space import make_bounds
+from yolo_workloads.tune.trajectory import accumulate, effective_batch, keeps_trajectory, trajectory_batches
+
+pytestmark = pytest.mark.unit
+
+H200 = "NVIDIA-H200"
+
+
+# --- the batch rule -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batch", [1, 2, 4, 8, 16, 32, 64])
+def test_batches_up_to_nbs_take_the_defaults_optimizer_steps_and_weight_decay(batch: int) -> None:
+    assert keeps_trajectory(batch, nbs=64)
+    assert effective_batch(batch, 64) == effective_batch(16, 64) == 64
+    # Ultralytics scales weight decay by batch * accumulate / nbs: unchanged from the defaults' 1.0.
+    assert batch * accumulate(batch, 64) / 64 == 1.0
+
+
+def test_a_batch_above_nbs_changes_the_trajectory_unless_nbs_grows_with_it() -> None:
+    assert not keeps_trajectory(128, nbs=64)  # the measured 8-point loss: half the steps, twice the weight decay
+    assert effective_batch(128, 64) == 128 and accumulate(128, 64) == 1
+    assert keeps_trajectory(128, nbs=128) and not keeps_trajectory(256, nbs=128)
+
+
+def test_default_rule_keeps_the_defaults_batch_so_warm_up_takes_the_same_steps() -> None:
+    rule = trajectory_batches([8, 16, 32, 64, 128], nbs=64, rule="defaults")
+    assert rule.batches == [16] and "warm-up included" in rule.reason
+    # Without warm-up every batch of the defaults' effective batch is exact.
+    assert trajectory_batches([8, 16, 32, 64, 128], nbs=64, rule="defaults", warmup_epochs=0).batches == [8, 16, 32, 64]
+
+
+def test_up_to_nbs_rule_keeps_batches_up_to_nbs_and_says_why() -> None:
+    rule = trajectory_batches([8, 16, 32, 64, 128, 256], nbs=64, rule="nbs")
+    assert rule.batches == [8, 16, 32, 64]
+    assert "batch <= 64" in rule.reason and "nbs 64" in rule.reason and "128,256" in rule.reason
+
+
+def test_any_rule_keeps_every_batch_and_says_accuracy_may_differ() -> None:
+    rule = trajectory_batches([8, 16, 128], nbs=64, rule="any")
+    assert rule.batches == [8, 16, 128] and "accuracy may differ" in rule.reason
+
+
+def test_rules_fall_back_to_a_trajectory_keeping_batch_when_the_range_excludes_16() -> None:
+    assert trajectory_batches([128, 256], nbs=64, rule="nbs").batches == [16]
+    assert trajectory_batches([32, 64], nbs=64, rule="defaults").batches == [32]  # the closest to 16
+    assert trajectory_batches([4, 8], nbs=64, rule="defaults").batches == [8]
+
+
+def _bounds(search: SearchSpace, free_gib: float = 100.0) -> list[int]:
+    probe = {"fixed_bytes": 1e8, "per_image_bytes": 2e7}
+    bounds = make_bounds(
+        search, n_train=4000, decoded_bytes=10**9, memory_budget=64 * 2**30, cpu_budget=16, ranks=1,
+        on_gpu=True, memory_probe=probe, free_memory=free_gib * 2**30,
+    )  # fmt: skip
+    return bounds.batches
+
+
+def test_bounds_keep_batch_16_by_default_and_follow_the_rule_and_the_users_nbs() -> None:
+    wide = IntRange(min=8, max=256)
+    assert _bounds(SearchSpace(batch=wide)) == [16]
+    assert _bounds(SearchSpace(batch=wide, batch_rule="nbs")) == [8, 16, 32, 64]
+    assert _bounds(SearchSpace(batch=wide, batch_rule="nbs", nbs=128)) == [8, 16, 32, 64, 128]
+    assert _bounds(SearchSpace(batch=wide, batch_rule="any")) == [8, 16, 32, 64, 128, 256]
+    assert _bounds(SearchSpace(batch=wide, batch_rule="nbs"), free_gib=1.0) == [8, 16, 32]  # memory caps too
+
+
+def test_a_fixed_batch_from_the_user_is_never_capped() -> None:
+    assert _bounds(SearchSpace(fixed_batch=128)) == [128]
+
+
+def test_the_users_nbs_warm_up_and_batch_rule_reach_the_tuner() -> None:
+    config = tune_config(make_job(train={"epochs": 10, "extraArgs": {"nbs": 128, "warmup_epochs": 0}}))
+    search = config.search
+    assert (search.nbs, search.warmup_epochs, search.batch_rule, config.epochs) == (128, 0.0, "defaults", 10)
+    config = tune_config(make_job(tuning={"batchRule": "UpToNbs"}))
+    assert (config.search.batch_rule, config.search.nbs, config.search.warmup_epochs) == ("nbs", 64, 3.0)
+    assert tune_config(make_job(tuning={"batchRule": "Any"})).search.batch_rule == "any"
+
+
+def test_the_users_batch_wins_over_the_tuned_one() -> None:
+    job = make_job(train={"batch": 128, "imgsz": 640})
+    assert tune_config(job).search.fixed_batch == 128
+    d = decide(job, Observed(now=NOW, tuning=step(StepState.SUCCEEDED, message=encode_result(RESULT))))
+    assert CreateTrainingJob(TrainChoice(128, 12, True, "ram")) in d.actions
+
+
+def test_status_says_why_the_settings_were_chosen() -> None:
+    reason = "batch 16 as Ultralytics' default: the same optimizer steps, warm-up included"
+    result = RESULT.model_copy(update={"reason": reason})
+    d = decide(make_job(), Observed(now=NOW, tuning=step(StepState.SUCCEEDED, message=encode_result(result))))
+    assert d.status.tuning is not None and d.status.tuning.reason == reason
+
+
+def test_cache_key_changes_with_the_batch_rule_its_inputs_and_the_data_set_variant() -> None:
+    key = cache_key(make_job().spec, H200)
+    assert key != cache_key(make_job(train={"extraArgs": {"nbs": 128}}).spec, H200)
+    assert key != cache_key(make_job(train={"extraArgs": {"warmup_epochs": 0}}).spec, H200)
+    assert key != cache_key(make_job(tuning={"batchRule": "UpToNbs"}).spec, H200)
+    crowded = make_job(data={"shapes": {"images": 4000, "variant": "crowded"}}).spec
+    assert key != cache_key(crowded, H200)
+
+
+# --- the search -----------------------------------------------------------------------------------------------------
+
+SPACE = Space(batches=[8, 16, 32, 64], workers=[2, 4, 8, 16], amp=[True, False], cache=["none", "ram"])
+
+
+def _throughput(s: TrialSettings) -> float:
+    """A GPU-like model: the loader bounds workers, small batches waste the GPU, AMP helps, RAM helps a little."""
+    loader = 70.0 * s.workers * (1.1 if s.cache == "ram" else 1.0)
+    gpu = 1400.0 * s.batch / (s.batch + 8) * (1.0 if s.amp else 0.6)
+    return min(loader, gpu)
+
+
+def _climb(model: Callable[[TrialSettings], float], trials: int = 30) -> Search:
+    search = Search(SPACE, images_per_run=40_000.0)
+    for _ in range(trials):
+        settings = search.next()
+        if settings is None:
+            break
+        search.record(settings, model(settings))
+    return search
+
+
+def test_the_climb_measures_each_setting_once_and_stops_at_the_best() -> None:
+    search = _climb(_throughput)
+    assert len(search.tried) == len(set(search.tried))  # distinct settings, no re-measuring
+    assert search.tried[0] == TrialSettings(64, 16, True, "ram")  # the first guess
+    assert len(search.tried) < SPACE.size() // 4  # a climb, not an enumeration
+    best = max((TrialSettings(b, w, a, c) for b in SPACE.batches for w in SPACE.workers
+                for a in SPACE.amp for c in SPACE.cache), key=_throughput)  # fmt: skip
+    assert search.best() == best and search.next() is None
+
+
+def test_the_climb_moves_when_a_neighbour_wins() -> None:
+    # Here 8 workers beat 16 (a CPU-starved host): the climb must move there and explore around it.
+    def model(s: TrialSettings) -> float:
+        return 1000.0 - abs(s.workers - 8) * 20 - (64 - s.batch) - (0 if s.amp else 300)
+
+    search = _climb(model)
+    best = search.best()
+    assert best is not None and best.workers == 8 and best.batch == 64
+    assert TrialSettings(64, 4, True, "ram") in search.tried  # explored beyond the new best
+    assert len(search.tried) == len(set(search.tried))
+
+
+def test_a_failed_first_guess_steps_away_from_it() -> None:
+    search = Search(SPACE, images_per_run=1000.0)
+    first = search.next()
+    assert first is not None
+    search.record(first, None)  # out of memory
+    following = search.next()
+    assert following is not None and following != first and following in SPACE.neighbours(first)
+
+
+def test_the_objective_is_training_time_so_a_cache_fill_can_lose() -> None:
+    search = Search(SPACE, images_per_run=10_000.0, one_off_seconds={"ram": 20.0})
+    ram, none = TrialSettings(64, 16, True, "ram"), TrialSettings(64, 16, True, "none")
+    search.record(ram, 1000.0)  # 10 s + 20 s fill
+    search.record(none, 900.0)  # 11.1 s
+    assert search.best() == none
+    search.images_per_run = 1_000_000.0  # a long job pays the fill once and gains every epoch
+    assert search.best() == ram
+
+
+def test_hopeless_trials_are_pruned_only_after_a_round_of_workers() -> None:
+    search = Search(SPACE, images_per_run=1000.0)
+    search.record(TrialSettings(64, 16, True, "ram"), 1000.0)
+    slow = PRUNE_SHARE * 1000.0 - 1
+    assert not search.should_prune(slow, step=3, workers=2)  # too early to judge
+    assert not search.should_prune(slow, step=8, workers=16)  # not yet a round of 16 workers
+    assert search.should_prune(slow, step=16, workers=16)
+    assert not search.should_prune(PRUNE_SHARE * 1000.0 + 1, step=16, workers=16)
+
+
+def test_a_setting_is_measured_again_only_when_the_best_two_are_within_noise() -> None:
+    a, b = TrialSettings(64, 16, True, "ram"), TrialSettings(64, 8, True, "ram")
+    clear = Search(SPACE, images_per_run=1000.0)
+    clear.record(a, 1000.0)
+    clear.record(b, 1000.0 * (1 - 2 * NOISE))
+    assert clear.to_repeat() is None
+
+    close = Search(SPACE, images_per_run=1000.0)
+    close.record(a, 1000.0)
+    close.record(b, 1000.0 * (1 - NOISE / 2))
+    again = close.to_repeat()
+    assert again == a
+    close.record(a, 990.0)
+    assert close.to_repeat() == b
+    close.record(b, 985.0)
+    assert close.to_repeat() is None  # both measured twice: the medians decide
+
+
+@pytest.mark.parametrize(
+    ("estimated", "expected"),
+    [(None, 120.0), (76.0, 30.0), (1000.0, 100.0), (5000.0, 120.0)],
+)
+def test_the_budget_is_a_tenth_of_the_training_at_least_30_s_at_most_the_cap(
+    estimated: float | None, expected: float
+) -> None:
+    assert tuning_budget(120.0, 0.1, 30.0, estimated) == expected

@@ -1,0 +1,149 @@
+"""The tuning search: which setting to measure next, which trial is hopeless, when to measure again, what wins.
+
+A tuning phase affords a handful of trials (it must pay for itself: a tenth of the training it tunes), too few for a
+sampler to learn the space. So the search is a hill climb from the setting that is fastest on most hardware (the
+largest allowed batch, every worker, AMP, the RAM cache): each trial measures a setting not measured before, one
+step away from the best so far along one dimension (fewer workers, half the batch, the other cache, AMP off), and a
+step that wins moves the climb. It ends when the best setting has no unmeasured neighbour, or the budget ends.
+
+The objective is the estimated training time, not images/s: epochs x images / measured images/s, plus the one-off
+cost of filling the RAM cache that the training process pays again. A trial whose running images/s falls under
+`PRUNE_SHARE` of the best is stopped (hopeless). A setting is measured again only when the best two are within
+`NOISE` of each other, and the result then says so.
+
+Pure: no torch, no Ultralytics; the study (study.py) runs the trials.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field, replace
+
+NOISE = 0.05
+"""Relative spread of two trials of one setting: closer than this, the order of two settings is not known."""
+PRUNE_SHARE = 0.7
+"""A trial running under this share of the best images/s so far is stopped."""
+PRUNE_MIN_STEPS = 4
+"""Measured batches (and at least one round of workers) before a trial may be pruned."""
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    batch: int
+    workers: int
+    amp: bool
+    cache: str
+
+
+@dataclass(frozen=True)
+class Space:
+    """The candidate values of each dimension (space.Bounds without its details)."""
+
+    batches: list[int]
+    workers: list[int]
+    amp: list[bool]
+    cache: list[str]
+
+    def first_guess(self) -> TrialSettings:
+        """Fastest on most hardware: the largest allowed batch, every worker, AMP, the RAM cache."""
+        return TrialSettings(
+            batch=max(self.batches),
+            workers=max(self.workers),
+            amp=True if True in self.amp else self.amp[0],
+            cache="ram" if "ram" in self.cache else self.cache[0],
+        )
+
+    def size(self) -> int:
+        return len(self.batches) * len(self.workers) * len(self.amp) * len(self.cache)
+
+    def neighbours(self, s: TrialSettings) -> list[TrialSettings]:
+        """One step along one dimension, most promising first (the climb starts at the large end)."""
+        workers, batches = sorted(self.workers), sorted(self.batches)
+        return [
+            *[replace(s, workers=w) for w in _step(workers, s.workers, -1)],
+            *[replace(s, batch=b) for b in _step(batches, s.batch, -1)],
+            *[replace(s, cache=c) for c in self.cache if c != s.cache],
+            *[replace(s, amp=a) for a in self.amp if a != s.amp],
+            *[replace(s, workers=w) for w in _step(workers, s.workers, 1)],
+            *[replace(s, batch=b) for b in _step(batches, s.batch, 1)],
+        ]
+
+
+def _step(values: list[int], current: int, direction: int) -> list[int]:
+    """The value next to `current` in sorted `values` (none past either end, or when `current` is not there)."""
+    if current not in values:
+        return []
+    index = values.index(current) + direction
+    return [values[index]] if 0 <= index < len(values) else []
+
+
+@dataclass
+class Search:
+    """The climb's state: every measurement so far, and the objective that ranks settings."""
+
+    space: Space
+    images_per_run: float
+    """Images the training will process (epochs x training images): seconds = this / images/s."""
+    one_off_seconds: dict[str, float] = field(default_factory=dict)
+    """Extra seconds the training pays once for a cache value (the RAM cache's fill)."""
+    figures: dict[TrialSettings, list[float]] = field(default_factory=dict)
+    tried: list[TrialSettings] = field(default_factory=list)
+
+    def record(self, settings: TrialSettings, ips: float | None) -> None:
+        """One trial's outcome: its images/s, or None when it failed or was pruned."""
+        if settings not in self.tried:
+            self.tried.append(settings)
+        if ips is not None and ips > 0:
+            self.figures.setdefault(settings, []).append(ips)
+
+    def seconds(self, settings: TrialSettings) -> float:
+        """Estimated training time of a measured setting (the median of its trials)."""
+        ips = statistics.median(self.figures[settings])
+        return self.images_per_run / ips + self.one_off_seconds.get(settings.cache, 0.0)
+
+    def ranked(self) -> list[TrialSettings]:
+        return sorted(self.figures, key=self.seconds)
+
+    def best(self) -> TrialSettings | None:
+        ranked = self.ranked()
+        return ranked[0] if ranked else None
+
+    def best_ips(self) -> float | None:
+        return max((statistics.median(v) for v in self.figures.values()), default=None)
+
+    def next(self) -> TrialSettings | None:
+        """The next setting to measure: never one measured before; None when the climb has converged."""
+        if not self.tried:
+            return self.space.first_guess()
+        anchor = self.best()
+        if anchor is None:  # nothing worked yet (out of memory, say): step away from the last failure
+            anchor = self.tried[-1]
+        for candidate in self.space.neighbours(anchor):
+            if candidate not in self.tried:
+                return candidate
+        return None
+
+    def should_prune(self, running_ips: float, step: int, workers: int) -> bool:
+        """Hopeless: after a round of workers, still under PRUNE_SHARE of the best images/s so far."""
+        best = self.best_ips()
+        if best is None or step < max(PRUNE_MIN_STEPS, workers):
+            return False
+        return running_ips < PRUNE_SHARE * best
+
+    def to_repeat(self) -> TrialSettings | None:
+        """A setting to measure again: only when the best two are within NOISE and one was measured once."""
+        ranked = self.ranked()[:2]
+        if len(ranked) < 2:
+            return None
+        first, second = (self.seconds(s) for s in ranked)
+        if second - first > NOISE * first:
+            return None
+        once = [s for s in ranked if len(self.figures[s]) < 2]
+        return once[0] if once else None
+
+
+def tuning_budget(cap: float, share: float, floor: float, estimated_training: float | None) -> float:
+    """Seconds the phase may take: `share` of the estimated training, at least `floor`, at most `cap`."""
+    if estimated_training is None:
+        return cap
+    return min(cap, max(share * estimated_training, floor))
