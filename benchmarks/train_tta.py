@@ -81,11 +81,17 @@ def _train(out: Path, name: str, base: dict[str, Any], settings: dict[str, Any])
     with (run_dir / "results.csv").open() as f:
         rows = [{k.strip(): v.strip() for k, v in r.items() if k} for r in csv.DictReader(f)]
     ends = {int(e): float(s) for e, s in (line.split(",") for line in clock.read_text().split())}
-    epochs = [
-        {"epoch": int(float(r["epoch"])), "map": float(r[MAP_KEY]), "train_s": float(r["time"]),
-         "wall_s": ends[int(float(r["epoch"]))]}
-        for r in rows
-    ]  # fmt: skip
+    epochs = []
+    offset = previous = 0.0
+    for r in rows:  # Ultralytics' clock restarts when a run resumes (the warm-up switch): add the phases up
+        t = float(r["time"])
+        if t < previous:
+            offset += previous
+        previous = t
+        epoch = int(float(r["epoch"]))
+        epochs.append(
+            {"epoch": epoch, "map": float(r[MAP_KEY]), "train_s": round(offset + t, 3), "wall_s": ends[epoch]}
+        )
     summary = json.loads((run_dir / "summary.json").read_text())
     return {
         "settings": settings,
@@ -97,13 +103,14 @@ def _train(out: Path, name: str, base: dict[str, Any], settings: dict[str, Any])
     }
 
 
-def _tune(out: Path, base: dict[str, Any]) -> tuple[dict[str, Any], float]:
+def _tune(out: Path, base: dict[str, Any], rule: str) -> tuple[dict[str, Any], float]:
     config = {
         "model": base["model"],
         "data": base["data"],
         "imgsz": base["imgsz"],
         "gpus": 1,
         "epochs": base["epochs"],
+        "search": {"batch_rule": rule},
         "output_dir": str(out / "tuning"),
         "termination_log": str(out / "tune.term"),
     }
@@ -150,9 +157,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         defaults = _train(out, "defaults", base, DEFAULTS)
     print(f"defaults: {json.dumps({k: v for k, v in defaults.items() if k != 'epochs'})}", flush=True)
-    tuned_result, tune_wall = _tune(out, base)
+    tuned_result, tune_wall = _tune(out, base, args.batch_rule)
     print(f"tuning: {tune_wall:.0f} s wall, {json.dumps(tuned_result)}", flush=True)
     chosen = {k: tuned_result[k] for k in ("batch", "workers", "amp", "cache")}
+    from yolo_workloads.tune.trajectory import warmup_batch
+
+    warm = warmup_batch(args.batch_rule, chosen["batch"], 3.0, args.epochs, 1)  # what the operator renders
+    if warm is not None:
+        chosen["warmup_batch"] = warm
     tuned = _train(out, "tuned", base, chosen)
     tuned.update(tune_wall_s=round(tune_wall, 1), whole_s=round(tune_wall + tuned["wall_s"], 1))
     defaults["whole_s"] = defaults["wall_s"]
@@ -196,7 +208,7 @@ def _table(report: dict[str, Any]) -> str:
         r = report[name]
         s = r["settings"]
         lines.append(
-            f"| {name} | batch {s['batch']}, workers {s['workers']}, amp {s['amp']}, cache {s['cache']} "
+            f"| {name} | batch {s['batch']}{' after warm-up at ' + str(s['warmup_batch']) if s.get('warmup_batch') else ''}, workers {s['workers']}, amp {s['amp']}, cache {s['cache']} "
             f"| {r.get('tune_wall_s', 0):.0f} | {r['train_s']:.0f} | {r['whole_s']:.0f} | {r['final_map']:.3f} "
             f"| {r['time_to_target_s'] if r['time_to_target_s'] is not None else 'not reached'} |"
         )
@@ -218,6 +230,7 @@ def main() -> int:
     r.add_argument("--epochs", type=int, default=10)
     r.add_argument("--model", default="yolov8n.yaml")
     r.add_argument("--json", default=None)
+    r.add_argument("--batch-rule", default="defaults", choices=("defaults", "defaults_then_nbs", "nbs", "any"))
     r.add_argument("--defaults-json", default=None, help="reuse the defaults' run from an earlier report")
     args = parser.parse_args()
     if args.verb == "train-clocked":

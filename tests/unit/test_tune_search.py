@@ -6,17 +6,25 @@ Pure code: the search is driven with a model of throughput instead of GPU trials
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from test_lifecycle_train_job import NOW, RESULT, step
-from test_render_train_job import make_job
+from test_render_train_job import config_of, make_job
 from yolo_operator.lifecycle.train_job import CreateTrainingJob, Observed, StepState, TrainChoice, decide
 from yolo_operator.lifecycle.tuning_cache import cache_key
-from yolo_operator.render.train_job import tune_config
-from yolo_workloads.contract import IntRange, SearchSpace, encode_result
+from yolo_operator.render.train_job import RenderOptions, training_objects, tune_config
+from yolo_workloads.contract import IntRange, SearchSpace, TrainConfig, encode_result
 from yolo_workloads.tune.search import NOISE, PRUNE_SHARE, Search, Space, TrialSettings, tuning_budget
 from yolo_workloads.tune.space import make_bounds
-from yolo_workloads.tune.trajectory import accumulate, effective_batch, keeps_trajectory, trajectory_batches
+from yolo_workloads.tune.trajectory import (
+    accumulate,
+    effective_batch,
+    keeps_trajectory,
+    switch_epoch,
+    trajectory_batches,
+    warmup_batch,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -217,3 +225,38 @@ def test_the_budget_is_a_tenth_of_the_training_at_least_30_s_at_most_the_cap(
     estimated: float | None, expected: float
 ) -> None:
     assert tuning_budget(120.0, 0.1, 30.0, estimated) == expected
+
+
+# --- warm-up at the defaults' batch, then the tuned one --------------------------------------------------------------
+
+
+def test_defaults_then_nbs_offers_batches_up_to_nbs_and_says_warm_up_runs_at_16() -> None:
+    rule = trajectory_batches([8, 16, 32, 64, 128], nbs=64, rule="defaults_then_nbs")
+    assert rule.batches == [8, 16, 32, 64] and "16 during it" in rule.reason
+
+
+def test_training_warms_up_at_16_only_for_a_tuned_larger_batch_on_one_gpu() -> None:
+    def rendered(choice: TrainChoice, **spec: Any) -> int | None:
+        job = make_job(tuning={"batchRule": "DefaultsThenNbs"}, **spec)
+        return TrainConfig.model_validate(config_of(training_objects(job, choice, RenderOptions()))).warmup_batch
+
+    assert rendered(TrainChoice(64, 16, True, "ram")) == 16
+    assert rendered(TrainChoice(16, 16, True, "ram")) is None  # already the defaults' batch
+    assert rendered(TrainChoice(64, 16, True, "ram"), train={"batch": 64}) is None  # the user's batch is theirs
+    assert rendered(TrainChoice(64, 16, True, "ram"), train={"extraArgs": {"warmup_epochs": 0}}) is None
+    assert rendered(TrainChoice(64, 16, True, "ram"), resources={"gpus": 2, "cpu": 16, "memory": "64Gi"}) is None
+    plain = make_job()  # batchRule Defaults: never a switch
+    assert (
+        TrainConfig.model_validate(
+            config_of(training_objects(plain, TrainChoice(64, 16, True, "ram"), RenderOptions()))
+        ).warmup_batch
+        is None
+    )
+
+
+def test_the_switch_comes_after_ultralytics_warm_up_epochs() -> None:
+    assert switch_epoch(3.0, 10) == 3
+    assert switch_epoch(3.0, 2) == 1  # Ultralytics warms up at most epochs - 1
+    assert switch_epoch(0.5, 10) == 1
+    assert warmup_batch("defaults_then_nbs", 64, 3.0, 10, gpus=1) == 16
+    assert warmup_batch("defaults_then_nbs", 64, 3.0, 1, gpus=1) is None  # one epoch: no warm-up to follow

@@ -83,3 +83,36 @@ def test_extra_args_names_exist_in_ultralytics_defaults() -> None:
     defaults = yaml.safe_load((Path(ultralytics.__file__).parent / "cfg" / "default.yaml").read_text())
     missing = sorted(n for n in set(EXTRA_TRAIN_ARGS) | set(RESERVED_ARGS) if n not in defaults)
     assert missing == []
+
+
+def test_warm_up_runs_at_the_warmup_batch_then_training_resumes_at_the_tuned_batch(
+    tmp_path: Path, netblock, workload
+) -> None:
+    import torch
+
+    config = {
+        "model": {"architecture": "yolov8n.yaml"},
+        "data": {"shapes": {"images": 16, "val_images": 4, "imgsz": 64, "seed": 2}, "root": str(tmp_path / "data")},
+        "imgsz": 64,
+        "epochs": 3,
+        "batch": 8,
+        "warmup_batch": 4,
+        "workers": 0,
+        "gpus": 0,
+        "extra_args": {"warmup_epochs": 1, "plots": False},
+        "output_dir": str(tmp_path / "run"),
+        "termination_log": str(tmp_path / "termination-log"),
+        "metrics_port": None,
+    }
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(config))
+    env, _ = netblock
+    proc = workload(["train", "--config", str(tmp_path / "train.yaml")], env)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    assert "warm-up: epochs 1-1 at batch 4, then batch 8" in err
+    summary = TrainSummary.model_validate_json((tmp_path / "termination-log").read_text())
+    assert summary.epochs_completed == 3  # one results.csv row per epoch across both phases
+    rows = (tmp_path / "run" / "results.csv").read_text().strip().splitlines()[1:]
+    assert [int(float(r.split(",")[0])) for r in rows] == [1, 2, 3]
+    ckpt = torch.load(summary.last_weights, map_location="cpu", weights_only=False)
+    assert ckpt["train_args"]["batch"] == 8  # the epochs after warm-up ran at the tuned batch

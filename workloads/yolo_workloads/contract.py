@@ -17,7 +17,7 @@ TERMINATION_MESSAGE_LIMIT = 4096
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 Cache = Literal["none", "ram", "disk"]
 ShapesVariant = Literal["shapes", "crowded"]
-BatchRuleName = Literal["defaults", "nbs", "any"]
+BatchRuleName = Literal["defaults", "defaults_then_nbs", "nbs", "any"]
 
 
 class ContractModel(BaseModel):
@@ -93,7 +93,8 @@ class SearchSpace(ContractModel):
     fixed_cache: Cache | None = None
     batch_rule: BatchRuleName = "defaults"
     """Which batch sizes keep the defaults' optimizer steps (tune.trajectory): `defaults` (batch 16, warm-up
-    included), `nbs` (up to nbs: the same steps after warm-up), `any`."""
+    included), `defaults_then_nbs` (16 through warm-up, then up to nbs), `nbs` (up to nbs: the same steps after
+    warm-up only), `any`."""
     nbs: int = Field(default=64, ge=1)
     """Ultralytics' nominal batch size the training will use (the user's `nbs`, else 64)."""
     warmup_epochs: float = Field(default=3.0, ge=0)
@@ -175,6 +176,9 @@ class TrainConfig(ContractModel):
     cache: Cache = "none"
     gpus: int = Field(default=1, ge=0)
     save_period: int = 1
+    warmup_batch: int | None = Field(default=None, ge=1)
+    """Batch of the warm-up epochs when it differs from `batch` (single GPU): training runs them at this batch, then
+    resumes from that checkpoint at `batch`, so warm-up takes the defaults' optimizer steps (tune.trajectory)."""
     extra_args: dict[str, object] = {}
     output_dir: str
     """Run folder: `weights/last.pt` and `weights/best.pt` land here; a restart resumes from last.pt."""

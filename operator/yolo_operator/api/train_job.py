@@ -122,12 +122,14 @@ class Tuning(ApiModel):
 
     enabled: bool = True
     """Measure before training. When off, unset settings take Ultralytics' defaults (batch 16, workers 8)."""
-    batch_rule: Literal["Defaults", "UpToNbs", "Any"] = "Defaults"
+    batch_rule: Literal["Defaults", "DefaultsThenNbs", "UpToNbs", "Any"] = "Defaults"
     """Which batch sizes tuning may choose. `Defaults`: Ultralytics' default batch 16, so training takes the
     defaults' optimizer steps, warm-up included, and reaches their accuracy (speed comes from workers, caching and
-    mixed precision). `UpToNbs`: batch up to `nbs` (64 unless extraArgs sets it): the same steps after warm-up,
-    about 2x faster per epoch on an H200, but fewer steps during warm-up, so about two epochs behind (measured:
-    -0.008 mAP50-95 on the shapes set, -0.095 on the crowded set at 10 epochs). `Any`: any batch in `batch`."""
+    mixed precision). `DefaultsThenNbs`: batch 16 through the warm-up epochs, then a batch up to `nbs` (single
+    GPU): the defaults' optimizer steps throughout, with fewer, larger batches after warm-up. `UpToNbs`: batch up
+    to `nbs` (64 unless extraArgs sets it) from the start: the same steps after warm-up, about 2x faster per epoch
+    on an H200, but fewer steps during warm-up, so about two epochs behind (measured: -0.008 mAP50-95 on the
+    shapes set, -0.095 on the crowded set at 10 epochs). `Any`: any batch in `batch`."""
     batch: Range = Field(
         default_factory=lambda: Range(min=8, max=256), json_schema_extra={"default": {"min": 8, "max": 256}}
     )

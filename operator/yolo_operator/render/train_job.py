@@ -31,6 +31,7 @@ from yolo_workloads.contract import (
     TuneConfig,
 )
 from yolo_workloads.tune.trajectory import ULTRALYTICS_NBS
+from yolo_workloads.tune.trajectory import warmup_batch as trajectory_warmup_batch
 
 from yolo_operator.api.train_job import YoloTrainJob, YoloTrainJobSpec
 from yolo_operator.quantity import parse_quantity
@@ -60,7 +61,12 @@ EPHEMERAL_OUTPUT = "/output"
 INPUT_ERROR_EXIT_CODE = 2
 """The workload exits 2 when its input is wrong (data set fails validation, model file missing): never retried."""
 CONFIG_HASH_ANNOTATION = "yolo-operator.io/config-hash"
-BATCH_RULES: dict[str, BatchRuleName] = {"Defaults": "defaults", "UpToNbs": "nbs", "Any": "any"}
+BATCH_RULES: dict[str, BatchRuleName] = {
+    "Defaults": "defaults",
+    "DefaultsThenNbs": "defaults_then_nbs",
+    "UpToNbs": "nbs",
+    "Any": "any",
+}
 """spec.tuning.batchRule → the contract's SearchSpace.batch_rule."""
 
 
@@ -209,6 +215,14 @@ def tune_config(job: YoloTrainJob) -> TuneConfig:
     )
 
 
+def _warmup_batch(spec: YoloTrainJobSpec, batch: int) -> int | None:
+    """The warm-up epochs' batch under `DefaultsThenNbs` for a tuned batch (never for the user's own batch)."""
+    if spec.train.batch is not None or not spec.tuning.enabled:
+        return None
+    rule = BATCH_RULES[spec.tuning.batch_rule]
+    return trajectory_warmup_batch(rule, batch, warmup_epochs(spec), spec.train.epochs, spec.resources.gpus)
+
+
 def warmup_epochs(spec: YoloTrainJobSpec) -> float:
     """Ultralytics' warm-up epochs the training will use: the user's extraArgs, else Ultralytics' 3."""
     value = (spec.train.extra_args or {}).get("warmup_epochs")
@@ -239,6 +253,7 @@ def train_config(job: YoloTrainJob, choice: TrainChoice, options: RenderOptions)
         cache=choice.cache,  # validated by the contract model
         gpus=spec.resources.gpus,
         save_period=spec.output.checkpoint_every_epochs if spec.output else 1,
+        warmup_batch=_warmup_batch(spec, choice.batch),
         extra_args=dict(t.extra_args or {}),
         output_dir=layout.run_dir,
         metrics_port=options.metrics_port,

@@ -3,6 +3,11 @@
 Order matters: the config and the data set are checked before torch touches a GPU, so a user's mistake ends in
 seconds with a message naming the file and line (exit code 2, also in the termination message). A restarted pod
 finds `output_dir/weights/last.pt` and resumes from it; a pod restarted after training completed only reports.
+
+With `warmup_batch` (tuning's `defaults_then_nbs` rule) training runs its warm-up epochs at that batch, stops at the
+end of the last one (its checkpoint just written) and resumes from it at `batch`: Ultralytics lets a resumed run
+change its batch, and recomputes the accumulation for it, so warm-up takes the defaults' optimizer steps and the
+rest takes the same steps with fewer, larger batches.
 """
 
 from __future__ import annotations
@@ -64,7 +69,6 @@ def _train(config: TrainConfig) -> int:
 
     from yolo_workloads.train.metrics import TrainTelemetry, read_throughput
     from yolo_workloads.train.runtime import device_string, ultralytics_cache
-    from yolo_workloads.train.trainer import OfflineDetectionTrainer
 
     last = out / "weights" / "last.pt"
     epoch = _checkpoint_epoch(last, torch)
@@ -98,15 +102,66 @@ def _train(config: TrainConfig) -> int:
     if resumed:
         overrides["resume"] = str(last)
         print(f"resuming from {last} (epoch {(epoch or 0) + 1} done)", file=sys.stderr)
-    from ultralytics.utils import DEFAULT_CFG_DICT
-
-    cfg = {**DEFAULT_CFG_DICT, "save_dir": str(out)}  # save_dir is no default key; declare it to pass alignment
-    trainer = OfflineDetectionTrainer(cfg=cfg, overrides=overrides)
-    TrainTelemetry(config.metrics_port, str(out)).register(trainer)
-    trainer.train()  # type: ignore[no-untyped-call]
+    telemetry = TrainTelemetry(config.metrics_port, str(out))
+    switch = _warmup_switch(config, epoch)
+    if switch is not None:
+        print(f"warm-up: epochs 1-{switch} at batch {config.warmup_batch}, then batch {config.batch}", file=sys.stderr)
+        _run_trainer(out, {**overrides, "batch": config.warmup_batch}, telemetry, stop_after=switch)
+        overrides["resume"] = str(last)  # the warm-up's last checkpoint, continued at the tuned batch
+    trainer = _run_trainer(out, overrides, telemetry)
     summary = _summary(config, out, trainer, resumed=resumed)
     summary = summary.model_copy(update={"images_per_second": read_throughput(out)})
     return _finish(config, summary)
+
+
+class _WarmupDone(Exception):
+    """Raised after the last warm-up epoch's checkpoint is written, to resume at the tuned batch."""
+
+
+def _warmup_switch(config: TrainConfig, epoch: int | None) -> int | None:
+    """Epochs to run at `warmup_batch` first (None: none left, or no warm-up batch)."""
+    from yolo_workloads.tune.trajectory import switch_epoch
+
+    if config.warmup_batch is None or config.warmup_batch == config.batch or config.gpus > 1:
+        return None
+    warmup = config.extra_args.get("warmup_epochs", 3.0)
+    switch = switch_epoch(float(warmup) if isinstance(warmup, int | float) else 3.0, config.epochs)
+    done = 0 if epoch is None else epoch + 1
+    return switch if done < switch else None
+
+
+def _run_trainer(out: Path, overrides: dict[str, Any], telemetry: Any, stop_after: int | None = None) -> Any:
+    """One Ultralytics training; with `stop_after`, it ends once that many epochs are done and checkpointed."""
+    import gc
+
+    import torch
+    from ultralytics.utils import DEFAULT_CFG_DICT
+
+    from yolo_workloads.train.trainer import OfflineDetectionTrainer
+
+    cfg = {**DEFAULT_CFG_DICT, "save_dir": str(out)}  # save_dir is no default key; declare it to pass alignment
+    trainer = OfflineDetectionTrainer(cfg=cfg, overrides=overrides)
+    telemetry.register(trainer)
+    if stop_after is None:
+        trainer.train()  # type: ignore[no-untyped-call]
+        return trainer
+
+    def stop(t: Any) -> None:  # on_fit_epoch_end runs after the epoch's checkpoint is saved
+        if int(t.epoch) + 1 >= stop_after:
+            raise _WarmupDone
+
+    trainer.add_callback("on_fit_epoch_end", stop)
+    try:
+        trainer.train()  # type: ignore[no-untyped-call]
+    except _WarmupDone:
+        loader = getattr(trainer, "train_loader", None)
+        if loader is not None and hasattr(loader, "close"):
+            loader.close()  # stop its workers before the next trainer forks its own
+    del trainer
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return None
 
 
 def _checkpoint_epoch(last: Path, torch: Any) -> int | None:

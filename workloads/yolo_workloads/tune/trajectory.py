@@ -14,6 +14,8 @@ Hence three rules, `defaults` the default:
 
 - `defaults`: batch 16 only (Ultralytics' default): the same optimizer steps, warm-up included. Without warm-up
   (`warmup_epochs: 0`) every batch of the same effective batch is exact, and those are kept.
+- `defaults_then_nbs`: batch 16 through the warm-up epochs, then any batch with the defaults' effective batch (up
+  to nbs): training resumes from the warm-up's checkpoint at the larger batch (TrainConfig.warmup_batch).
 - `nbs`: every batch with the defaults' effective batch (up to nbs): the same steps after warm-up, faster per epoch.
 - `any`: every batch: fastest per epoch, accuracy may differ (batch 128 with nbs 64 lost 0.08 on `shapes`).
 
@@ -54,11 +56,29 @@ class BatchRule:
     reason: str
 
 
+def switch_epoch(warmup_epochs: float, epochs: int) -> int:
+    """The first epoch after Ultralytics' warm-up (it warms up `min(warmup_epochs, epochs - 1)` epochs)."""
+    return math.ceil(min(warmup_epochs, max(epochs - 1, 0)))
+
+
+def warmup_batch(rule: str, batch: int, warmup_epochs: float, epochs: int, gpus: int) -> int | None:
+    """The batch training runs its warm-up epochs at under `rule` (None: the tuned batch throughout)."""
+    if rule != "defaults_then_nbs" or batch == ULTRALYTICS_BATCH or gpus > 1:
+        return None  # several GPUs: Ultralytics trains in DDP subprocesses, which we do not stop mid-run
+    return ULTRALYTICS_BATCH if switch_epoch(warmup_epochs, epochs) > 0 else None
+
+
 def trajectory_batches(candidates: list[int], nbs: int, rule: str, warmup_epochs: float = 3.0) -> BatchRule:
     """The candidates `rule` allows (see the module's docstring), falling back to the defaults' batch."""
     if rule == "any":
         return BatchRule(list(candidates), "any batch (tuning.batchRule Any: accuracy may differ)")
     steady = [b for b in candidates if keeps_trajectory(b, nbs)]
+    if rule == "defaults_then_nbs" and warmup_epochs > 0 and steady:
+        return BatchRule(
+            steady,
+            f"batch <= {max(steady)} after warm-up, {ULTRALYTICS_BATCH} during it as the defaults: the same "
+            f"optimizer steps ({effective_batch(ULTRALYTICS_BATCH, nbs)} images each, nbs {nbs})",
+        )
     if rule == "defaults" and warmup_epochs > 0:
         pool = steady or candidates or [ULTRALYTICS_BATCH]
         kept = [min(pool, key=lambda b: (abs(math.log2(b / ULTRALYTICS_BATCH)), b))]  # 16, else the closest
