@@ -176,7 +176,7 @@ class _Study:
             self.bounds.batch_reason,
             f"fastest estimated training: {self.estimate(chosen):.0f} s = {self.epochs} epochs x {self.n_train} "
             f"images at {ips:.0f} images/s" + (f" + {one_off:.0f} s RAM cache fill" if one_off >= 0.5 else ""),
-            f"{len(self.search.tried)} settings measured in {time.monotonic() - self.start:.0f} s of a "
+            f"{_plural(len(self.search.tried), 'setting')} measured in {time.monotonic() - self.start:.0f} s of a "
             f"{self.budget:.0f} s budget" + ("; climb converged" if self.search.next() is None else ""),
         ]
         if self.repeated:
@@ -271,6 +271,10 @@ def _timing(m: Measurement) -> dict[str, Any]:
         "data_wait_fraction": None if m.data_wait_fraction is None else round(m.data_wait_fraction, 3),
         "train_build_seconds": round(float(m.extra.get("train_build_seconds", 0.0)), 2),
     }
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def _log(line: str) -> None:
