@@ -53,6 +53,11 @@ class OperatorSettings(BaseModel):
     """Port on which training pods serve their metrics."""
     reconcile_period_seconds: float = Field(default=30.0, gt=0, le=3600)
     """How often every resource is re-checked, besides reacting to watch events."""
+    retry_base_seconds: float = Field(default=1.0, gt=0, le=3600)
+    """Delay before the first retry of a failed reconcile; doubles with each consecutive failure of that resource
+    (client-go's ItemExponentialFailureRateLimiter, with up to 10% jitter below), reset by a success."""
+    retry_max_seconds: float = Field(default=300.0, gt=0, le=86400)
+    """The longest delay between two retries of one resource (the backoff's cap)."""
     progress_period_seconds: float = Field(default=15.0, gt=0, le=3600)
     """How often a training pod's metrics are read into status.progress."""
     scrape_timeout_seconds: float = Field(default=5.0, gt=0, le=60)

@@ -42,7 +42,7 @@ from yolo_operator.autoscale import (
     from_pod_samples,
     record_scale,
 )
-from yolo_operator.handlers import access
+from yolo_operator.handlers import access, stalled
 from yolo_operator.handlers.resync import Resync
 from yolo_operator.handlers.runtime import Runtime
 from yolo_operator.k8s.cache import ClusterCache
@@ -144,6 +144,10 @@ class InferenceController:
             except ApiError as exc:
                 if access.is_access_error(exc):
                     access.report_refused(self.kube, Ref.of(body), body, exc)
+                elif stalled.is_user_actionable(exc):
+                    written = stalled.report(self.kube, Ref.of(body), body, exc)
+                    if written:
+                        self._status_written(written)
                 raise
 
     def _reconcile(self, body: dict[str, Any], full: bool) -> dict[str, Any] | None:
@@ -184,7 +188,10 @@ class InferenceController:
                 delete_if_present(self.kube, "policy/v1", "PodDisruptionBudget", namespace, render.pdb_name(name))
                 self._no_pdb.add(key)
         status = life.status(svc, model, deployment, datetime.now(UTC))
-        status["conditions"] = access.cleared_wire(status.get("conditions") or [], svc.metadata.generation)
+        generation = svc.metadata.generation
+        status["conditions"] = stalled.cleared_wire(
+            access.cleared_wire(status.get("conditions") or [], generation), generation
+        )
         current = body.get("status") or {}
         if any(current.get(k) != v for k, v in status.items()):  # an unchanged status is not written again
             self._status_written(self.kube.patch_status(ref, status))
@@ -328,14 +335,14 @@ def register(registry: kopf.OperatorRegistry, controller: InferenceController, r
     cache = runtime.cache
     controller.cache = cache
     runtime.route(KIND, lambda ns, name: controller.reconcile(ns, name, full=False))
-    runtime.route(FULL, controller.reconcile)
+    runtime.route(FULL, controller.reconcile, kind=KIND)
 
     # Periodic work without Kopf timers (see handlers/resync.py): a full reconcile every reconcile period, an
     # autoscaler step every autoscaler period for the services that enable it.
     recheck: Resync[bool] = Resync(
         "yoloinferenceservice-recheck",
         settings.reconcile_period_seconds,
-        lambda ns, name: runtime.enqueue(FULL, ns, name),
+        lambda ns, name: runtime.enqueue_periodic(FULL, ns, name),
     )
     autoscaler: Resync[bool] = Resync(
         "yoloinferenceservice-autoscale",

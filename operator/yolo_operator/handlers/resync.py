@@ -5,7 +5,8 @@ events), and every tick goes through Kopf's handler machinery on the one event-l
 loop was the operator's bottleneck (issue 10). Here the watch handlers tell a `Resync` which resources exist (and a
 little state, e.g. the phase); one thread walks them, spread evenly over the period, with at most `workers`
 reconciles in flight, so watch-driven reconciles keep most of the handler threads. A failed run is logged and
-tried again one period later (the timers' backoff was one period too).
+tried again one period later (the timers' backoff was one period too). The controllers' resyncs only queue keys
+(`Runtime.enqueue_periodic`), which leaves a resource that is backing off to its one retry chain.
 """
 
 from __future__ import annotations

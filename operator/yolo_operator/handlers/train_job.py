@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from yolo_operator.api.common import GROUP, VERSION, Condition, format_errors
 from yolo_operator.api.train_job import YoloTrainJob, YoloTrainJobStatus
-from yolo_operator.handlers import access
+from yolo_operator.handlers import access, stalled
 from yolo_operator.handlers.resync import Resync
 from yolo_operator.handlers.runtime import Runtime
 from yolo_operator.k8s.cache import ClusterCache
@@ -159,6 +159,8 @@ class TrainJobController:
         except ApiError as exc:
             if access.is_access_error(exc):
                 access.report_refused(self.kube, self._ref(job), raw, exc)
+            elif stalled.is_user_actionable(exc):
+                self._status_written(stalled.report(self.kube, self._ref(job), raw, exc))
             raise
         self.write_status(job, decision)
         return decision
@@ -295,24 +297,30 @@ class TrainJobController:
         """One status patch, only when something changed; then events and transition metrics."""
         status = decision.status
         kept = status.conditions or []
-        if (now_clear := access.cleared(kept, job.metadata.generation)) is not kept:
+        now_clear = stalled.cleared(access.cleared(kept, job.metadata.generation), job.metadata.generation)
+        if now_clear is not kept:
             status = status.model_copy(update={"conditions": now_clear})  # the operator got through again
         before = (job.status or YoloTrainJobStatus()).to_wire()
         after = status.to_wire()
         ref = self._ref(job)
         if before != after:
-            written = self.kube.patch_status(ref, status.model_dump(by_alias=True, mode="json"))
-            version = written.get("metadata", {}).get("resourceVersion")
-            if self.cache is not None:
-                self.cache.bodies.put(written)
-            with self._guard:
-                self._written[f"{ref.namespace}/{ref.name}"] = str(version)
+            self._status_written(self.kube.patch_status(ref, status.model_dump(by_alias=True, mode="json")))
         previous = job.status.phase if job.status else None
         if decision.phase != previous:
             m.phase_transitions.labels(KIND, previous or "", decision.phase or "").inc()
             log.info("%s/%s: %s -> %s", job.metadata.namespace, job.metadata.name, previous, decision.phase)
         for event in decision.events:
             self.kube.post_event(ref, event.type, event.reason, event.message)
+
+    def _status_written(self, written: dict[str, Any] | None) -> None:
+        """Keep what our status patch wrote: the cache reads it next, and its watch event is known as our own."""
+        if not written:
+            return
+        meta = written.get("metadata", {})
+        if self.cache is not None:
+            self.cache.bodies.put(written)
+        with self._guard:
+            self._written[f"{meta.get('namespace')}/{meta.get('name')}"] = str(meta.get("resourceVersion"))
 
     def _reject(self, raw: dict[str, Any], message: str) -> None:
         """A stored object our models reject (an older CRD, a hand-edited status): say so, do nothing else."""
@@ -383,7 +391,7 @@ def register(registry: kopf.OperatorRegistry, controller: TrainJobController, ru
     resync: Resync[str] = Resync(
         "yolotrainjob-resync",
         settings.reconcile_period_seconds,
-        lambda ns, name: runtime.enqueue(KIND, ns, name),
+        lambda ns, name: runtime.enqueue_periodic(KIND, ns, name),
     )
     progress: Resync[str] = Resync(
         "yolotrainjob-progress",

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 
 RECONCILES_TOTAL = "yolo_operator_reconciles_total"  # labels: kind, result (ok | error)
 RECONCILE_ERRORS_TOTAL = "yolo_operator_reconcile_errors_total"  # labels: kind
+RECONCILE_RETRIES_TOTAL = "yolo_operator_reconcile_retries_total"  # labels: kind, cause (Invalid, Forbidden, ...)
 PHASE_TRANSITIONS_TOTAL = "yolo_operator_phase_transitions_total"  # labels: kind, from, to
 TUNING_DURATION_SECONDS = "yolo_operator_tuning_duration_seconds"  # histogram of measured tuning phases
 PROGRESS_SCRAPE_ERRORS_TOTAL = "yolo_operator_progress_scrape_errors_total"  # labels: kind
@@ -23,6 +24,12 @@ reconciles = Counter(
 )
 reconcile_errors = Counter(
     RECONCILE_ERRORS_TOTAL.removesuffix("_total"), "Reconciliations that raised", ["kind"], registry=REGISTRY
+)
+reconcile_retries = Counter(
+    RECONCILE_RETRIES_TOTAL.removesuffix("_total"),
+    "Failed reconciles scheduled for a retry (with backoff), by the failure's cause",
+    ["kind", "cause"],
+    registry=REGISTRY,
 )
 phase_transitions = Counter(
     PHASE_TRANSITIONS_TOTAL.removesuffix("_total"),

@@ -1,0 +1,58 @@
+"""What both controllers do when the API server refuses an object the operator rendered from the spec (HTTP 422 or
+400): the kstatus `Stalled` condition (lifecycle.stalled) and ONE Warning Event per distinct cause, so
+`kubectl describe` and kstatus-aware tools (Argo CD, Flux, kpt) show why nothing happens; cleared by the next
+reconcile that gets through. The reconcile still fails, so the work queue retries it with backoff (the cause may be
+an admission policy that changes without any edit of the resource).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from yolo_operator.api.common import Condition
+from yolo_operator.k8s.client import ApiError, Kube, Ref
+from yolo_operator.lifecycle import stalled as life
+
+log = logging.getLogger(__name__)
+
+
+def is_user_actionable(exc: BaseException) -> bool:
+    return isinstance(exc, ApiError) and exc.status in life.USER_ACTIONABLE
+
+
+def message_of(exc: ApiError) -> str:
+    return f"the API server refused an object rendered from this resource (HTTP {exc.status}): {exc.message}"[:4000]
+
+
+def report(kube: Kube, ref: Ref, body: Mapping[str, Any], exc: ApiError) -> dict[str, Any] | None:
+    """Set Stalled=True and post one Warning Event, unless exactly this is already reported. Returns the object
+    the status patch wrote (for the caller's cache), or None when nothing was written. Best effort."""
+    status = body.get("status") or {}
+    conditions = [Condition.model_validate(c) for c in status.get("conditions") or []]
+    reason = life.cause_of_status(exc.status)
+    message = message_of(exc)
+    generation = (body.get("metadata") or {}).get("generation")
+    updated = life.stall(conditions, reason, message, datetime.now(UTC), generation)
+    if updated is None:
+        return None  # already reported: no Event per retry
+    written: dict[str, Any] | None = None
+    try:
+        written = kube.patch_status(ref, {"conditions": [c.to_wire() for c in updated]})
+    except ApiError as err:
+        log.warning("could not write the Stalled condition on %s/%s: %s", ref.namespace, ref.name, err)
+    kube.post_event(ref, "Warning", reason, message)
+    return written
+
+
+def cleared(conditions: list[Condition], generation: int | None) -> list[Condition]:
+    """`conditions` with a True Stalled set to False; the same list when there is none."""
+    return life.unstall(conditions, datetime.now(UTC), generation)
+
+
+def cleared_wire(conditions: list[dict[str, Any]], generation: int | None) -> list[dict[str, Any]]:
+    models = [Condition.model_validate(c) for c in conditions]
+    result = cleared(models, generation)
+    return conditions if result is models else [c.to_wire() for c in result]
