@@ -14,7 +14,7 @@ _SUFFIXES: dict[str, int | Decimal] = {
 _QUANTITY = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?$")
 
 
-def parse_quantity(value: int | str) -> Decimal:
+def parse_quantity(value: float | str) -> Decimal:
     """A Kubernetes quantity (`8`, `500m`, `32Gi`, `1e3`) as a number; ValueError naming the value otherwise."""
     text = str(value).strip()
     match = _QUANTITY.match(text)

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from yolo_operator.api import SpecError, parse_resource
 
 from .harness import Cluster, load_yaml_documents
 
@@ -145,6 +146,94 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
         ),
         "type",
     ),
+    # issue 17: values that can never run are refused here, naming the field
+    ("train-cpu-negative", train({"resources": {"cpu": "-1"}}), "spec.resources.cpu"),
+    ("train-cpu-negative-number", train({"resources": {"cpu": -0.5}}), "spec.resources.cpu"),
+    ("train-memory-negative", train({"resources": {"memory": "-32Gi"}}), "spec.resources.memory"),
+    ("train-shm-malformed", train({"resources": {"shmSize": "8 GB"}}), "spec.resources.shmSize"),
+    ("infer-memory-negative", infer({"resources": {"memory": -1}}), "spec.resources.memory"),
+    ("train-node-selector-key", train({"resources": {"nodeSelector": {"bad key!": "x"}}}), "nodeSelector keys"),
+    (
+        "train-node-selector-value",
+        train({"resources": {"nodeSelector": {"disk": "has space"}}}),
+        "spec.resources.nodeSelector",
+    ),
+    ("train-node-selector-value-long", train({"resources": {"nodeSelector": {"d": "a" * 64}}}), "nodeSelector"),
+    (
+        "train-toleration-exists-value",
+        train({"resources": {"tolerations": [{"key": "k", "operator": "Exists", "value": "v"}]}}),
+        "value must be empty",
+    ),
+    (
+        "train-toleration-no-key-equal",
+        train({"resources": {"tolerations": [{"operator": "Equal", "value": "v"}]}}),
+        "operator must be Exists",
+    ),
+    (
+        "infer-toleration-seconds-noschedule",
+        infer({"resources": {"tolerations": [{"key": "k", "effect": "NoSchedule", "tolerationSeconds": 5}]}}),
+        "tolerationSeconds",
+    ),
+    (
+        "train-toleration-bad-key",
+        train({"resources": {"tolerations": [{"key": "bad key", "operator": "Exists"}]}}),
+        "spec.resources.tolerations[0].key",
+    ),
+    (
+        "train-toleration-key-prefix-long",
+        train({"resources": {"tolerations": [{"key": "a" * 254 + "/k", "operator": "Exists"}]}}),
+        "prefix",
+    ),
+    ("train-output-dotdot", train({"output": {"path": "../other-job"}}), "'..' segment"),
+    ("train-output-absolute", train({"output": {"path": "/etc"}}), "no leading '/'"),
+    (
+        "train-data-dotdot",
+        train({"data": {"shapes": DELETE, "volume": {"claimName": "d", "path": "sets/../../x.yaml"}}}),
+        "'..' segment",
+    ),
+    ("infer-name-digit", patched(INFER_SAMPLE, {"metadata": {"name": "1-service"}}), "DNS-1035"),
+    ("train-extra-mosaic-1.5", train({"train": {"extraArgs": {"mosaic": 1.5}}}), "spec.train.extraArgs.mosaic"),
+    ("train-extra-lrf-negative", train({"train": {"extraArgs": {"lrf": -0.1}}}), "spec.train.extraArgs.lrf"),
+    ("train-extra-nbs-0", train({"train": {"extraArgs": {"nbs": 0}}}), "spec.train.extraArgs.nbs"),
+    ("train-extra-fraction-0", train({"train": {"extraArgs": {"fraction": 0}}}), "spec.train.extraArgs.fraction"),
+    ("train-extra-fraction-2.5", train({"train": {"extraArgs": {"fraction": 2.5}}}), "whole number of images"),
+    ("train-extra-scale-2", train({"train": {"extraArgs": {"scale": 2}}}), "spec.train.extraArgs.scale"),
+]
+
+# (id, object): valid edge cases the API server must accept
+ACCEPTED: list[tuple[str, dict[str, Any]]] = [
+    ("train-cpu-half-number", train({"resources": {"cpu": 0.5}})),
+    ("infer-cpu-half-number", infer({"resources": {"cpu": 0.5, "memory": 1e9}})),
+    ("train-quantities-text", train({"resources": {"cpu": "500m", "memory": "1.5Gi", "shmSize": "+1e9"}})),
+    ("train-cpu-zero", train({"resources": {"cpu": 0, "gpus": 0}})),
+    (
+        "train-node-selector-edge",
+        train({"resources": {"nodeSelector": {"example.com/a_b.c-d": "", "x": "A-1_b.C"}}}),
+    ),
+    (
+        "train-tolerations-edge",
+        train(
+            {
+                "resources": {
+                    "tolerations": [
+                        {"operator": "Exists"},
+                        {"key": "", "operator": "Exists", "effect": "NoSchedule"},
+                        {"key": "node.kubernetes.io/unreachable", "effect": "NoExecute", "tolerationSeconds": 30},
+                        {"key": "example.com/gpu", "operator": "Equal", "value": "", "effect": "PreferNoSchedule"},
+                    ]
+                }
+            }
+        ),
+    ),
+    ("train-output-root", train({"output": {"path": ""}})),
+    ("train-output-dots-in-names", train({"output": {"path": "runs..v2/.hidden/a..b"}})),
+    ("infer-name-45", patched(INFER_SAMPLE, {"metadata": {"name": "s" + "-9" * 22}})),
+    ("train-name-digit", patched(TRAIN_SAMPLE, {"metadata": {"name": "1-job"}})),
+    (
+        "train-extra-edges",
+        train({"train": {"extraArgs": {"mosaic": 0, "mixup": 1, "nbs": 1, "fraction": 1, "close_mosaic": 0}}}),
+    ),
+    ("train-extra-fraction-count", train({"train": {"extraArgs": {"fraction": 500}}})),
 ]
 
 
@@ -226,6 +315,28 @@ def test_malformed_object_is_rejected(crds: Cluster, namespace: str, obj: dict[s
         proc.stderr
     )
     assert fragment in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("obj", [o for _, o in ACCEPTED], ids=[i for i, _ in ACCEPTED])
+def test_valid_edge_case_is_accepted(crds: Cluster, namespace: str, obj: dict[str, Any]) -> None:
+    proc = dry_run(crds, namespace, obj)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_cpu_half_is_stored_as_a_number(crds: Cluster, namespace: str) -> None:
+    proc = dry_run(crds, namespace, train({"resources": {"cpu": 0.5}}))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["spec"]["resources"]["cpu"] == 0.5
+
+
+def test_what_the_schema_cannot_refuse_the_operator_refuses_naming_the_field(crds: Cluster, namespace: str) -> None:
+    """A structural schema cannot say number-or-string: `cpu: true` passes the API server, and the operator's parse
+    of the object as stored refuses it, naming the field (it becomes an InvalidSpec condition and Event)."""
+    proc = dry_run(crds, namespace, train({"resources": {"cpu": True}}))
+    assert proc.returncode == 0, proc.stderr
+    with pytest.raises(SpecError) as caught:
+        parse_resource(json.loads(proc.stdout))
+    assert any(p.startswith("spec.resources.cpu:") for p in caught.value.problems), caught.value.problems
 
 
 def test_spec_model_is_immutable(crds: Cluster, namespace: str) -> None:

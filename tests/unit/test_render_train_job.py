@@ -185,7 +185,7 @@ def test_volume_data_set_and_weights_mount_each_claim_once() -> None:
     job = make_job(
         model={"weights": {"claimName": "store", "path": "models/base.pt"}},
         data={"volume": {"claimName": "store", "path": "sets/coco.yaml"}},
-        output={"claimName": "runs", "path": "/exp/"},
+        output={"claimName": "runs", "path": "exp/"},
     )
     objects = training_objects(job, CHOICE, OPTIONS)
     config = TrainConfig.model_validate(config_of(objects))

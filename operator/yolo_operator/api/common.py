@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, ClassVar, Final, Literal, Self
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -15,7 +17,7 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
+from pydantic.alias_generators import to_camel, to_snake
 from pydantic_core import PydanticCustomError
 
 from yolo_operator.api.rules import Rule
@@ -25,29 +27,60 @@ VERSION = "v1alpha1"
 API_VERSION: Final = "yolo-operator.io/v1alpha1"
 
 QUANTITY_PATTERN = (
-    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+    r"^\+?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
+"""A non-negative Kubernetes quantity as text: the API server's own syntax less the minus sign."""
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_1035_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+"""A Service name: a DNS label that starts with a letter (Services refuse names starting with a digit)."""
+LABEL_NAME = r"([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]"
+"""The name part of a label key, and a non-empty label value: at most 63 characters (k8s IsQualifiedName)."""
+DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+QUALIFIED_NAME = rf"^({DNS_SUBDOMAIN}/)?{LABEL_NAME}$"
+"""A label key or taint key: an optional DNS-subdomain prefix (at most 253 characters) and `/`, then a name."""
+LABEL_VALUE = rf"^({LABEL_NAME})?$"
+"""A label value: empty, or a name of at most 63 characters (k8s IsValidLabelValue)."""
+DOTDOT_SEGMENT = r"(^|/)[.][.](/|$)"
+"""A `..` path segment: a path containing one may climb out of its volume."""
 
 
-def _quantity(value: int | str) -> int | str:
-    if isinstance(value, bool) or (isinstance(value, str) and not re.match(QUANTITY_PATTERN, value)):
-        raise PydanticCustomError("quantity", "must be a Kubernetes quantity such as 8, 500m or 32Gi")
+def _quantity_type(value: Any) -> Any:
+    # Before pydantic's lax coercion, which would turn `true` into 1 and hide the mistake.
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise PydanticCustomError("quantity", "must be a Kubernetes quantity such as 8, 0.5, 500m or 32Gi")
+    return value
+
+
+def _quantity(value: float | str) -> float | str:
+    """Negative or malformed quantities can never be scheduled; numbers (`cpu: 0.5`) are quantities too."""
+    if isinstance(value, str):
+        if not re.match(QUANTITY_PATTERN, value):
+            raise PydanticCustomError(
+                "quantity", "must be a non-negative Kubernetes quantity such as 8, 0.5, 500m or 32Gi"
+            )
+    elif not math.isfinite(value) or value < 0:
+        raise PydanticCustomError("quantity", "must be a non-negative Kubernetes quantity such as 8, 0.5, 500m or 32Gi")
+    elif value == 0:
+        return 0  # -0.0 would render as "-0.0"
     return value
 
 
 Quantity = Annotated[
-    int | str,
+    int | float | str,
+    BeforeValidator(_quantity_type),
     AfterValidator(_quantity),
     WithJsonSchema(
         {
-            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            # A number or a string. The API server's int-or-string would refuse `cpu: 0.5`, and a structural schema
+            # cannot declare number-or-string, so the type is left open: `pattern` checks strings, `minimum` checks
+            # numbers, and the operator refuses anything else (a boolean, a list) with a condition.
+            "x-kubernetes-preserve-unknown-fields": True,
             "pattern": QUANTITY_PATTERN,
-            "x-kubernetes-int-or-string": True,
+            "minimum": 0,
         }
     ),
 ]
-"""A Kubernetes resource quantity such as `8`, `500m` or `32Gi`."""
+"""A non-negative Kubernetes resource quantity such as `8`, `0.5`, `500m` or `32Gi`."""
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS_LABEL)]
 
@@ -110,6 +143,25 @@ class Condition(StatusModel):
     """A sentence saying why, for people."""
 
 
+def relative_path_rule(field: str, optional: bool = False) -> Rule:
+    """A path stays inside its volume: relative (no leading `/`) and without a `..` segment.
+
+    Checked by the API server (CEL) and by the models alike, so the local runner refuses it too.
+    """
+    guard = f"!has(self.{field}) || " if optional else ""
+    return Rule(
+        cel=f"{guard}(!self.{field}.startsWith('/') && !self.{field}.matches('{DOTDOT_SEGMENT}'))",
+        message=f"{field} must be relative to the volume's root (no leading '/') and must not contain a '..' segment",
+        check=lambda v: is_relative_inside(getattr(v, to_snake(field)) or ""),
+        field=field,
+    )
+
+
+def is_relative_inside(path: str) -> bool:
+    """True when `path` names something inside its volume: no leading `/`, no `..` segment."""
+    return not path.startswith("/") and re.search(DOTDOT_SEGMENT, path) is None
+
+
 class VolumeFile(ApiModel):
     """A file or folder on a PersistentVolumeClaim in the resource's namespace."""
 
@@ -118,14 +170,7 @@ class VolumeFile(ApiModel):
     path: Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[^\x00]+$")]
     """Path inside the volume, relative to its root (`models/best.pt`)."""
 
-    __rules__: ClassVar[tuple[Rule, ...]] = (
-        Rule(
-            cel="!self.path.startsWith('/') && !self.path.contains('..')",
-            message="path must be relative to the volume's root and must not contain '..'",
-            check=lambda v: not v.path.startswith("/") and ".." not in v.path,
-            field="path",
-        ),
-    )
+    __rules__: ClassVar[tuple[Rule, ...]] = (relative_path_rule("path"),)
 
 
 class ModelVolume(VolumeFile):
@@ -142,14 +187,60 @@ class ModelVolume(VolumeFile):
     )
 
 
-class Toleration(ApiModel):
-    """A toleration, as in a Pod's spec."""
+def qualified_name_ok(key: str) -> bool:
+    """A label or taint key as Kubernetes validates it (IsQualifiedName): the prefix also at most 253 characters."""
+    prefix, _, _ = key.rpartition("/")
+    return re.match(QUALIFIED_NAME, key) is not None and len(prefix) <= 253
 
-    key: str | None = None
+
+QualifiedName = Annotated[str, StringConstraints(min_length=1, max_length=317, pattern=QUALIFIED_NAME)]
+"""A label key (the 253-character limit of its prefix is checked by the operator)."""
+TaintKey = Annotated[str, StringConstraints(max_length=317, pattern=rf"^(({DNS_SUBDOMAIN}/)?{LABEL_NAME})?$")]
+"""A taint key in a toleration: a label key, or empty (with operator Exists: every taint)."""
+LabelValue = Annotated[str, StringConstraints(max_length=63, pattern=LABEL_VALUE)]
+"""A label value or taint value."""
+
+
+class Toleration(ApiModel):
+    """A toleration, as in a Pod's spec, refused here when Kubernetes would refuse the pod."""
+
+    key: TaintKey | None = None
+    """The taint key; unset (with operator Exists) tolerates every taint."""
     operator: Literal["Exists", "Equal"] | None = None
-    value: str | None = None
+    """Equal (the default) compares the value; Exists matches any value."""
+    value: LabelValue | None = None
+    """The taint value, with operator Equal."""
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    """The taint effect tolerated; unset tolerates all."""
     toleration_seconds: int | None = None
+    """How long a NoExecute taint is tolerated before eviction."""
+
+    __rules__ = (
+        Rule(
+            cel="(has(self.key) && self.key != '') || (has(self.operator) && self.operator == 'Exists')",
+            message="operator must be Exists when key is empty (a toleration of every taint)",
+            check=lambda t: bool(t.key) or t.operator == "Exists",
+            field="operator",
+        ),
+        Rule(
+            cel="!has(self.operator) || self.operator != 'Exists' || !has(self.value) || self.value == ''",
+            message="value must be empty when operator is Exists",
+            check=lambda t: t.operator != "Exists" or not t.value,
+            field="value",
+        ),
+        Rule(
+            cel="!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+            message="tolerationSeconds may be set only with effect NoExecute",
+            check=lambda t: t.toleration_seconds is None or t.effect == "NoExecute",
+            field="tolerationSeconds",
+        ),
+        Rule(
+            cel="!has(self.key) || !self.key.contains('/') || self.key.indexOf('/') <= 253",
+            message="key's prefix (before '/') must be a DNS subdomain of at most 253 characters",
+            check=lambda t: not t.key or qualified_name_ok(t.key),
+            field="key",
+        ),
+    )
 
 
 class LocalObjectReference(ApiModel):
@@ -169,7 +260,17 @@ class Resources(ApiModel):
     """Memory request and limit per pod. The tuning phase allows RAM caching only if the data set fits."""
     shm_size: Quantity = "8Gi"
     """Size of the memory-backed /dev/shm that PyTorch's dataloader workers share batches through."""
-    node_selector: dict[str, str] | None = None
+    node_selector: Annotated[
+        dict[QualifiedName, LabelValue] | None,
+        # Structural schemas have no propertyNames or patternProperties: the keys are checked by a rule below.
+        WithJsonSchema(
+            {
+                "type": "object",
+                "additionalProperties": {"type": "string", "maxLength": 63, "pattern": LABEL_VALUE},
+                "maxProperties": 64,
+            }
+        ),
+    ] = Field(default=None, max_length=64)
     """Node labels the pods must match, e.g. `nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3`."""
     tolerations: list[Toleration] | None = Field(default=None, max_length=32)
     """Taints the pods tolerate, e.g. `nvidia.com/gpu:NoSchedule`."""
@@ -179,6 +280,17 @@ class Resources(ApiModel):
     """The workload image; the operator's default when unset."""
     image_pull_secrets: list[LocalObjectReference] | None = Field(default=None, max_length=16)
     """Secrets for pulling the image."""
+
+    __rules__ = (
+        Rule(
+            # The keys' syntax; the 253-character limit of a key's prefix is checked by the operator.
+            cel=f"!has(self.nodeSelector) || self.nodeSelector.all(k, size(k) <= 317 && k.matches('{QUALIFIED_NAME}'))",
+            message="nodeSelector keys must be label keys: an optional DNS-subdomain prefix and '/', then a name of "
+            "at most 63 letters, digits, '-', '_' or '.' that starts and ends with a letter or digit",
+            check=lambda r: all(qualified_name_ok(k) for k in r.node_selector or {}),
+            field="nodeSelector",
+        ),
+    )
 
 
 class SpecError(ValueError):
@@ -247,4 +359,17 @@ class ObjectMeta(BaseModel):
 NAME_RULE = Rule(
     cel="size(self.metadata.name) <= 45 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",
     message="metadata.name must be a DNS label of at most 45 characters: child objects append suffixes to it",
+)
+
+
+class ServiceObjectMeta(ObjectMeta):
+    """Metadata of a kind whose name is also the name of a Service: a DNS-1035 label (starts with a letter)."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=45, pattern=DNS_1035_LABEL)]
+
+
+SERVICE_NAME_RULE = Rule(
+    cel=f"size(self.metadata.name) <= 45 && self.metadata.name.matches('{DNS_1035_LABEL}')",
+    message="metadata.name must be a DNS-1035 label of at most 45 characters, starting with a letter: the Service "
+    "the operator creates is named after it, and child objects append suffixes to it",
 )

@@ -8,13 +8,13 @@ from pydantic import Field, StringConstraints
 
 from yolo_operator.api.common import (
     API_VERSION,
-    NAME_RULE,
+    SERVICE_NAME_RULE,
     ApiModel,
     Condition,
     ModelVolume,
     Name,
-    ObjectMeta,
     Resources,
+    ServiceObjectMeta,
     StatusModel,
     defaulted,
 )
@@ -198,8 +198,8 @@ class YoloInferenceService(ApiModel):
 
     api_version: Literal["yolo-operator.io/v1alpha1"] = API_VERSION
     kind: Literal["YoloInferenceService"] = "YoloInferenceService"
-    metadata: ObjectMeta
+    metadata: ServiceObjectMeta
     spec: YoloInferenceServiceSpec
     status: YoloInferenceServiceStatus | None = None
 
-    __rules__ = (NAME_RULE,)
+    __rules__ = (SERVICE_NAME_RULE,)

@@ -19,9 +19,10 @@ from yolo_operator.api.common import (
     StatusModel,
     VolumeFile,
     defaulted,
+    relative_path_rule,
 )
 from yolo_operator.api.rules import Rule, exactly_one, immutable
-from yolo_operator.api.ultralytics_args import EXTRA_TRAIN_ARGS, extra_arg_problem
+from yolo_operator.api.ultralytics_args import extra_arg_problem, extra_args_rules, extra_args_schema
 
 ARCHITECTURE_PATTERN = r"^yolov8[nsmlx]\.yaml$"
 TrainPhase = Literal["Pending", "Tuning", "Training", "Succeeded", "Failed", "Suspended"]
@@ -87,15 +88,7 @@ class TrainSettings(ApiModel):
     """Fixed image caching; left to tuning when unset."""
     extra_args: Annotated[
         dict[str, Any] | None,
-        WithJsonSchema(
-            {
-                "type": "object",
-                "properties": {name: {"type": kind} for name, kind in EXTRA_TRAIN_ARGS.items()},
-                "description": "Other Ultralytics train arguments by their Ultralytics name (`mosaic: 0.5`, "
-                "`cos_lr: true`). Arguments the operator sets itself (batch, workers, amp, cache, imgsz, ...) "
-                "are not accepted here.",
-            }
-        ),
+        WithJsonSchema(extra_args_schema()),
     ] = None
     """Other Ultralytics train arguments by their Ultralytics name (`mosaic: 0.5`, `cos_lr: true`)."""
 
@@ -106,6 +99,8 @@ class TrainSettings(ApiModel):
         if problems:
             raise PydanticCustomError("extra_args", "; ".join(problems))
         return args
+
+    __rules__ = extra_args_rules()
 
 
 class Range(ApiModel):
@@ -157,9 +152,12 @@ class Output(ApiModel):
     claim_name: Name
     """PersistentVolumeClaim that receives the run's folder."""
     path: Annotated[str, StringConstraints(max_length=1024)] = ""
-    """Folder inside the volume; the job's name is appended."""
+    """Folder inside the volume, relative to its root (no leading `/`, no `..` segment); the job's name is
+    appended."""
     checkpoint_every_epochs: int = Field(default=1, ge=1, le=1000)
     """Write `last.pt` every this many epochs; a restarted pod resumes from it."""
+
+    __rules__ = (relative_path_rule("path", optional=True),)
 
 
 class RunPolicy(ApiModel):

@@ -1,8 +1,18 @@
-"""Which Ultralytics train arguments a user may pass through `spec.train.extraArgs`.
+"""Which Ultralytics train arguments a user may pass through `spec.train.extraArgs`, and in what range.
 
 Names come from Ultralytics' `cfg/default.yaml`; a workloads test checks every name still exists there. Arguments
 the operator sets itself (from the spec or the tuning phase) are reserved, so a spec cannot silently fight them.
+Ranges are the ones Ultralytics' `cfg.check_cfg` enforces when training starts (CFG_FRACTION_KEYS,
+CFG_INT_MIN, ...), so a value that would fail there is refused at `kubectl apply` instead; a workloads test keeps
+this table in step with the pinned Ultralytics.
 """
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from yolo_operator.api.rules import Rule
 
 RESERVED_ARGS: tuple[str, ...] = (
     "task", "mode", "model", "data", "epochs", "patience", "batch", "imgsz", "save", "save_period", "cache",
@@ -25,6 +35,39 @@ EXTRA_TRAIN_ARGS: dict[str, str] = {
 }  # fmt: skip
 """Other Ultralytics train arguments, passed through unchanged, with the JSON type the API server checks."""
 
+
+@dataclass(frozen=True)
+class Bounds:
+    """An inclusive numeric range; `exclusive_minimum` makes the lower bound strict."""
+
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: bool = False
+
+    def contains(self, value: float) -> bool:
+        low_ok = self.minimum is None or (value > self.minimum if self.exclusive_minimum else value >= self.minimum)
+        return low_ok and (self.maximum is None or value <= self.maximum)
+
+    def describe(self) -> str:
+        low = "" if self.minimum is None else f"{'>' if self.exclusive_minimum else '>='} {self.minimum:g}"
+        high = "" if self.maximum is None else f"<= {self.maximum:g}"
+        return " and ".join(p for p in (low, high) if p)
+
+
+FRACTION = Bounds(0.0, 1.0)
+"""Ultralytics' CFG_FRACTION_KEYS (and `scale`): between 0.0 and 1.0."""
+
+ARG_BOUNDS: dict[str, Bounds] = {
+    **{name: FRACTION for name in (
+        "dropout", "lrf", "momentum", "weight_decay", "warmup_momentum", "warmup_bias_lr", "hsv_h", "hsv_s",
+        "hsv_v", "translate", "perspective", "flipud", "fliplr", "bgr", "mosaic", "mixup", "cutmix", "copy_paste",
+        "erasing", "conf", "iou", "multi_scale", "scale",
+    )},
+    "fraction": Bounds(0.0, None, exclusive_minimum=True),  # a ratio in (0, 1], or a whole count of images > 1
+    "max_det": Bounds(1), "mask_ratio": Bounds(1), "nbs": Bounds(1),  # CFG_INT_MIN
+}  # fmt: skip
+"""The ranges Ultralytics' check_cfg enforces for the arguments passed through; the rest have none."""
+
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "boolean": (bool,),
     "integer": (int,),
@@ -41,4 +84,51 @@ def extra_arg_problem(name: str, value: object) -> str | None:
     if expected is None:
         return f"{name} is not an Ultralytics train argument this operator passes through"
     ok = isinstance(value, _JSON_TYPES[expected]) and (expected == "boolean" or not isinstance(value, bool))
-    return None if ok else f"{name} must be of type {expected}"
+    if not ok:
+        return f"{name} must be of type {expected}"
+    return _range_problem(name, value)
+
+
+def _range_problem(name: str, value: object) -> str | None:
+    """Why a number is outside the range Ultralytics accepts for `name`, or None."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    bounds = ARG_BOUNDS.get(name)
+    if bounds is not None and not bounds.contains(value):
+        return f"{name} must be {bounds.describe()} (Ultralytics refuses {value!r} when training starts)"
+    if name == "fraction" and isinstance(value, float) and value > 1:
+        return "fraction must be a ratio in (0, 1] or a whole number of images greater than 1"
+    return None
+
+
+def extra_args_schema() -> dict[str, Any]:
+    """The OpenAPI schema of extraArgs: each argument's JSON type and Ultralytics' range, checked by the API server."""
+    properties: dict[str, Any] = {}
+    for name, kind in EXTRA_TRAIN_ARGS.items():
+        node: dict[str, Any] = {"type": kind}
+        bounds = ARG_BOUNDS.get(name)
+        if bounds is not None and bounds.minimum is not None:
+            node["exclusiveMinimum" if bounds.exclusive_minimum else "minimum"] = bounds.minimum
+        if bounds is not None and bounds.maximum is not None:
+            node["maximum"] = bounds.maximum
+        properties[name] = node
+    return {
+        "type": "object",
+        "properties": properties,
+        "description": "Other Ultralytics train arguments by their Ultralytics name (`mosaic: 0.5`, `cos_lr: true`), "
+        "in the ranges Ultralytics accepts. Arguments the operator sets itself (batch, workers, amp, cache, imgsz, "
+        "...) are not accepted here.",
+    }
+
+
+def extra_args_rules() -> tuple[Rule, ...]:
+    """What the schema's bounds cannot say: a fraction above 1 must be a whole count of images."""
+    return (
+        Rule(
+            cel="!has(self.extraArgs) || !has(self.extraArgs.fraction) || self.extraArgs.fraction <= 1.0 || "
+            "self.extraArgs.fraction == double(int(self.extraArgs.fraction))",
+            message="fraction must be a ratio in (0, 1] or a whole number of images greater than 1",
+            check=lambda t: _range_problem("fraction", (t.extra_args or {}).get("fraction")) is None,
+            field="extraArgs.fraction",
+        ),
+    )

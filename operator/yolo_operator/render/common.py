@@ -102,7 +102,7 @@ CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {
 }
 
 
-def quantity_str(value: int | str) -> str:
+def quantity_str(value: float | str) -> str:
     return str(value)
 
 
