@@ -192,6 +192,8 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
         "'..' segment",
     ),
     ("infer-name-digit", patched(INFER_SAMPLE, {"metadata": {"name": "1-service"}}), "DNS-1035"),
+    ("train-image-empty", train({"resources": {"image": ""}}), "spec.resources.image"),
+    ("infer-image-padded", infer({"resources": {"image": " repo/img:1 "}}), "spec.resources.image"),
     ("train-extra-mosaic-1.5", train({"train": {"extraArgs": {"mosaic": 1.5}}}), "spec.train.extraArgs.mosaic"),
     ("train-extra-lrf-negative", train({"train": {"extraArgs": {"lrf": -0.1}}}), "spec.train.extraArgs.lrf"),
     ("train-extra-nbs-0", train({"train": {"extraArgs": {"nbs": 0}}}), "spec.train.extraArgs.nbs"),

@@ -129,6 +129,8 @@ REFUSED: list[tuple[str, dict[str, Any], str, Any, str, str]] = [
         "'..' segment",
     ),
     ("service-name-digit", SERVICE, "metadata.name", "1-service", "metadata.name", "pattern"),
+    ("image-empty", TRAIN, "spec.resources.image", "", "spec.resources.image", "at least 1"),
+    ("image-padded", SERVICE, "spec.resources.image", " repo/img:1 ", "spec.resources.image", "pattern"),
     ("extra-mosaic", TRAIN, "spec.train.extraArgs", {"mosaic": 1.5}, "spec.train.extraArgs", "mosaic must be"),
     ("extra-lrf", TRAIN, "spec.train.extraArgs", {"lrf": -0.1}, "spec.train.extraArgs", "lrf must be >= 0"),
     ("extra-nbs", TRAIN, "spec.train.extraArgs", {"nbs": 0}, "spec.train.extraArgs", "nbs must be >= 1"),

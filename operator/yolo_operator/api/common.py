@@ -276,8 +276,9 @@ class Resources(ApiModel):
     """Taints the pods tolerate, e.g. `nvidia.com/gpu:NoSchedule`."""
     priority_class_name: Name | None = None
     """PriorityClass of the pods."""
-    image: str | None = None
-    """The workload image; the operator's default when unset."""
+    image: Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=r"^\S+$")] | None = None
+    """The workload image; the operator's default when unset. No spaces: a pod with an empty or padded image is
+    refused by Kubernetes."""
     image_pull_secrets: list[LocalObjectReference] | None = Field(default=None, max_length=16)
     """Secrets for pulling the image."""
 
