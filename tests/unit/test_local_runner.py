@@ -40,8 +40,13 @@ def test_quickstart_sample_validates_and_runs_on_cpu() -> None:
     job = load_manifest(QUICKSTART, None)
     assert isinstance(job, YoloTrainJob)
     assert job.spec.resources.gpus == 0
-    assert job.spec.tuning.enabled and job.spec.tuning.time_budget_seconds <= 90
-    assert job.spec.data.shapes is not None and job.spec.data.shapes.images <= 400
+    assert job.spec.tuning.enabled and job.spec.tuning.time_budget_seconds <= 30
+    # An epoch stays cheap (the e2e test trains it on one core): 400 images at 160 px.
+    assert job.spec.data.shapes is not None and job.spec.data.shapes.images * job.spec.train.imgsz**2 <= 400 * 160**2
+    # What makes it learn in minutes (docs/local.md): an optimizer step every batch, a short warm-up.
+    train = job.spec.train
+    assert train.extra_args is not None and train.extra_args["nbs"] == train.batch
+    assert train.extra_args["warmup_epochs"] <= 1 and train.optimizer == "AdamW"
 
 
 def test_gpus_flag_overrides_the_spec(tmp_path: Path) -> None:
@@ -234,3 +239,193 @@ def test_plots_are_png_files(tmp_path: Path) -> None:
     for path in written:
         assert path is not None and path.read_bytes()[:4] == b"\x89PNG"
     assert plots.plot_trials([], tmp_path / "none.png") is None
+
+
+# --- the result a newcomer reads: the detections picture, the closing summary, the serve command ---------------
+
+
+def _served_answer() -> dict[str, object]:
+    return {
+        "images": [
+            {
+                "detections": [
+                    {"box": [8, 8, 40, 40], "score": 0.9, "class_id": 0, "class_name": "circle"},
+                    {"box": [10, 10, 38, 38], "score": 0.4, "class_id": 0, "class_name": "circle"},
+                    {"box": [50, 50, 60, 60], "score": 0.8, "class_id": 1, "class_name": "square"},
+                    {"box": "not a box", "score": 0.8, "class_id": 1},
+                ]
+            },
+            {"detections": []},
+        ]
+    }
+
+
+def test_detections_are_counted_against_the_labels(tmp_path: Path) -> None:
+    from yolo_operator.local import detections
+
+    image = tmp_path / "shapes" / "images" / "val" / "val_000000.jpg"
+    assert detections.label_file_for(image) == tmp_path / "shapes" / "labels" / "val" / "val_000000.txt"
+    label = detections.label_file_for(image)
+    label.parent.mkdir(parents=True)
+    # A circle at (8..40) and a square at (48..64) in a 64 px image, the square's class 1 label missed by a box
+    # that overlaps it too little; a triangle nobody found.
+    label.write_text("0 0.375 0.375 0.5 0.5\n1 0.875 0.875 0.25 0.25\n2 0.1 0.9 0.1 0.1\nbad line\n")
+    labelled = detections.read_labels(label, 64, 64)
+    assert [t.class_id for t in labelled] == [0, 1, 2]
+    assert labelled[0].box == pytest.approx((8, 8, 40, 40))
+    found = detections.parse_detections(_served_answer())
+    assert [len(f) for f in found] == [3, 0]  # the malformed row is skipped
+    assert detections.iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(1 / 3)
+    assert detections.iou((0, 0, 1, 1), (2, 2, 3, 3)) == 0.0
+    # The circle is found once (the weaker duplicate does not count twice); the square box covers too little.
+    assert detections.count_found(labelled, found[0]) == 1
+    assert detections.count_found(labelled, []) == 0
+    assert detections.read_labels(tmp_path / "missing.txt", 64, 64) == []
+
+
+def test_the_detections_picture_has_the_boxes_drawn(tmp_path: Path) -> None:
+    """Drawn onto a plain grey image, the picture holds the box's colour (matplotlib's C0) only with a detection."""
+    import numpy as np
+    from PIL import Image
+    from yolo_operator.local import detections
+
+    image = tmp_path / "grey.png"
+    Image.new("RGB", (64, 64), (128, 128, 128)).save(image)
+    box = detections.Detection((8, 8, 56, 56), 0.9, 0, "circle")
+
+    def blue_pixels(found: list[detections.Detection], name: str) -> int:
+        out = detections.draw([detections.ImageResult(image, found, [])], tmp_path / name, "title")
+        assert out is not None and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        with Image.open(out) as picture:
+            rgb = np.asarray(picture.convert("RGB"), dtype=np.int32)
+        near = np.abs(rgb - np.array([31, 119, 180])) < 30  # matplotlib's C0, #1f77b4
+        return int(near.all(axis=-1).sum())
+
+    assert blue_pixels([box], "with.png") > 200
+    assert blue_pixels([], "without.png") == 0
+    assert detections.draw([], tmp_path / "none.png", "title") is None
+
+
+def test_several_images_go_in_one_multipart_request(tmp_path: Path) -> None:
+    import email.parser
+    import http.server
+    import json
+    import threading
+
+    seen: dict[str, object] = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            message = email.parser.BytesParser().parsebytes(
+                f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode() + body
+            )
+            seen["path"] = self.path
+            seen["files"] = [part.get_payload(decode=True) for part in message.get_payload()]
+            answer = json.dumps({"images": [{"detections": []}] * len(seen["files"])}).encode()  # type: ignore[arg-type]
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.handle_request, daemon=True)
+    thread.start()
+    try:
+        answer = serving.detect_many(f"http://127.0.0.1:{server.server_port}", [b"\xff\xd8one", b"\xff\xd8two"])
+    finally:
+        thread.join(10)
+        server.server_close()
+    assert seen == {"path": "/v1/detect", "files": [b"\xff\xd8one", b"\xff\xd8two"]}
+    assert len(answer["images"]) == 2
+
+
+def test_validation_images_are_sent_first(tmp_path: Path) -> None:
+    for split, count in (("train", 3), ("val", 8)):
+        folder = tmp_path / "images" / split
+        folder.mkdir(parents=True)
+        for i in range(count):
+            (folder / f"{split}_{i:06d}.jpg").write_bytes(b"x")
+    picked = serving.sample_images(tmp_path, 6)
+    assert [p.name for p in picked] == [f"val_{i:06d}.jpg" for i in range(6)]
+    assert serving.sample_images(tmp_path / "nothing", 6) == []
+
+
+def test_the_written_service_manifest_serves_the_jobs_weights(tmp_path: Path) -> None:
+    from yolo_operator.api import YoloInferenceService
+
+    job = load_manifest(QUICKSTART, None)
+    command = serving.write_service_manifest(job, tmp_path)
+    manifest = tmp_path / "yoloinferenceservice.yaml"
+    assert command == f"yolo-operator run {manifest} --train-workdir {tmp_path}"
+    svc = load_manifest(manifest, None)
+    assert isinstance(svc, YoloInferenceService)
+    assert svc.spec.model.from_train_job == job.metadata.name
+    assert svc.metadata.name != job.metadata.name  # its own work directory: it must not overwrite the job's status
+    assert svc.spec.serving.imgsz == job.spec.train.imgsz and svc.spec.resources.gpus == 0
+
+
+def test_the_closing_summary_reads_like_a_result() -> None:
+    from yolo_workloads.contract import FinalMetrics, TrainSummary
+
+    summary = TrainSummary(
+        best_weights="/w/training/weights/best.pt",
+        last_weights="/w/training/weights/last.pt",
+        results_dir="/w/training",
+        epochs_completed=12,
+        metrics=FinalMetrics(map50=0.712, map50to95=0.5),
+        images_per_second=41.5,
+    )
+    outcome = report.Outcome(
+        name="quickstart",
+        phase="Succeeded",
+        seconds=185.4,
+        settings={"batch": 8, "workers": 1, "amp": False, "cache": "ram", "source": "measured"},
+        status_path="/w/status.yaml",
+        tuning=_result(),
+        summary=summary,
+        imgsz=160,
+        train_seconds=131.0,
+        val_images=80,
+        served=report.Served(images=6, seconds=0.25, picture="/w/detections.png", found=17, labelled=19),
+        serve_command="yolo-operator run /w/yoloinferenceservice.yaml --train-workdir /w",
+        plots=["/w/training-curves.png"],
+    )
+    text = report.final_summary(outcome)
+    lines = text.splitlines()
+    assert lines[0] == "YoloTrainJob quickstart: Succeeded in 3 min 05 s (this run, set-up excluded)"
+    assert "  accuracy:   mAP50 0.712, mAP50-95 0.500 on 80 validation images" in lines
+    assert (
+        "  training:   12 epochs at 160 px in 2 min 11 s, 41.5 images/s (batch 8, workers 1, amp off, cache ram; "
+        "tuned now)" in lines
+    )
+    assert (
+        "  picture:    /w/detections.png (6 validation images: 17 of 19 shapes found, boxes and labels drawn)" in lines
+    )
+    assert "  serving:    6 images in one request answered in 0.25 s (24.0 images/s)" in lines
+    assert "  weights:    /w/training/weights/best.pt" in lines
+    assert lines[-3] == "  serve them: yolo-operator run /w/yoloinferenceservice.yaml --train-workdir /w"
+    # A failed run says so, without the parts it never reached.
+    failed = report.final_summary(report.Outcome("q", "Failed", 12, {}, "/w/status.yaml"))
+    assert failed.splitlines() == [
+        "YoloTrainJob q: Failed in 12 s (this run, set-up excluded)",
+        "  status:     /w/status.yaml",
+    ]
+    assert report.duration(59.4) == "59 s" and report.duration(60) == "1 min 00 s"
+
+
+def test_training_time_is_ultralytics_own_clock(tmp_path: Path) -> None:
+    from yolo_operator.local.train_job import count_images, training_seconds
+
+    path = tmp_path / "results.csv"
+    path.write_text("epoch,time,metrics/mAP50(B)\n1,10.5,0.1\n2,21.25,0.2\n")
+    assert training_seconds(path) == 21.25
+    path.write_text("epoch,metrics/mAP50(B)\n1,0.1\n")
+    assert training_seconds(path) is None
+    (tmp_path / "val").mkdir()
+    for name in ("a.jpg", "b.png", "c.txt"):
+        (tmp_path / "val" / name).write_bytes(b"x")
+    assert count_images(tmp_path / "val") == 2 and count_images(tmp_path / "absent") == 0

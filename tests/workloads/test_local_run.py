@@ -126,27 +126,39 @@ def test_tunes_trains_and_serves_a_train_job(tmp_path: Path, env: dict[str, str]
     for png in ("training-curves.png", "tuning-trials.png"):
         assert (work / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     answer = yaml.safe_load((work / "detections.json").read_text())
-    assert isinstance(answer["images"][0]["detections"], list)  # the server answered the real request
+    assert len(answer["images"]) == 3  # one real request of every validation image (3 of 16 images here)
+    assert all(isinstance(image["detections"], list) for image in answer["images"])
     assert "answered in" in done.stdout
+
+    # The picture of the served detections, and a closing summary that names it and how to serve the weights.
+    picture = work / "detections.png"
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"--> detections drawn: {picture}" in done.stdout.splitlines()
+    summary = done.stdout[done.stdout.rindex("YoloTrainJob tiny: Succeeded in ") :].splitlines()
+    assert summary[0].endswith("(this run, set-up excluded)")
+    labels = [line.split(":")[0].strip() for line in summary[1:]]
+    assert labels == [
+        "accuracy",
+        "training",
+        "tuning",
+        "picture",
+        "serving",
+        "weights",
+        "serve them",
+        "plots",
+        "status",
+    ]
+    assert f"  picture:    {picture} (3 validation images: " in done.stdout
+    service = work / "yoloinferenceservice.yaml"
+    assert f"  serve them: yolo-operator run {service} --train-workdir {work}" in summary
 
     # The same command again: the finished run is reported, nothing is tuned or trained again.
     again = _run([str(manifest), "--workdir", str(work)], env, tmp_path, timeout=60)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     assert _phases(again.stdout) == ["Succeeded"] and "trial 1/" not in again.stderr
 
-    # A YoloInferenceService serving this job's weights (fromTrainJob) until Ctrl-C.
-    svc = tmp_path / "svc.yaml"
-    svc.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "yolo-operator.io/v1alpha1",
-                "kind": "YoloInferenceService",
-                "metadata": {"name": "tiny-svc"},
-                "spec": {"model": {"fromTrainJob": "tiny"}, "serving": {"imgsz": 64}, "resources": {"gpus": 0}},
-            }
-        )
-    )
-    _serve_until_ready_then_interrupt(svc, work, env, tmp_path)
+    # The command the summary printed: the YoloInferenceService it wrote serves this job's weights until Ctrl-C.
+    _serve_until_ready_then_interrupt(service, work, env, tmp_path)
 
 
 def _serve_until_ready_then_interrupt(svc: Path, train_work: Path, env: dict[str, str], cwd: Path) -> None:

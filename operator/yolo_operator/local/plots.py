@@ -38,7 +38,7 @@ def read_results_csv(path: Path) -> dict[str, list[float]]:
     return columns
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")  # no display, no GUI toolkit
@@ -53,7 +53,7 @@ def plot_training(results_csv: Path, out: Path) -> Path | None:
     epochs = columns.get("epoch", [])
     if not epochs:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, (loss_ax, metric_ax) = plt.subplots(1, 2, figsize=(11, 4))
     for name in LOSS_COLUMNS:
         if name in columns:
@@ -78,7 +78,7 @@ def plot_trials(trials: Sequence[TrialResult], out: Path, chosen: TrialResult | 
     """Measured images/s against batch size, one line per (workers, amp, cache); failed trials as crosses."""
     if not trials:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     groups: dict[tuple[int, bool, str], list[TrialResult]] = {}
     for trial in trials:

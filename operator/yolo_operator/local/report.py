@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import yaml
 from yolo_workloads.contract import TrainSummary, TrialResult, TuneResult
@@ -83,34 +84,102 @@ def tuning_summary(result: TuneResult, source: str) -> str:
     )
 
 
-def final_summary(
-    name: str,
-    phase: str,
-    tuning: TuneResult | None,
-    settings: dict[str, object],
-    summary: TrainSummary | None,
-    plots: Sequence[str],
-    status_path: str,
-) -> str:
-    """The block printed at the end of a train job: settings, speed, accuracy, where the files are."""
-    lines = [f"YoloTrainJob {name}: {phase}"]
-    lines.append("  settings:   " + ", ".join(f"{k} {_cell(v)}" for k, v in settings.items() if v is not None) or "-")
-    if tuning is not None:
+@dataclass(frozen=True)
+class Served:
+    """What `--serve` showed: one request of a few validation images, and the picture of its answer."""
+
+    images: int
+    seconds: float
+    picture: str | None = None
+    found: int = 0
+    labelled: int = 0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Everything the closing summary of a train job reports; each part is None when this run did not get there."""
+
+    name: str
+    phase: str
+    seconds: float
+    settings: dict[str, object]
+    status_path: str
+    tuning: TuneResult | None = None
+    summary: TrainSummary | None = None
+    imgsz: int | None = None
+    train_seconds: float | None = None
+    val_images: int | None = None
+    served: Served | None = None
+    serve_command: str | None = None
+    plots: Sequence[str] = ()
+
+
+def duration(seconds: float) -> str:
+    """`48 s`, `3 min 05 s`."""
+    whole = round(seconds)
+    return f"{whole} s" if whole < 60 else f"{whole // 60} min {whole % 60:02d} s"
+
+
+def final_summary(outcome: Outcome) -> str:
+    """The closing block, read as a result: how accurate, how long, how fast, what to look at, how to serve it."""
+    o = outcome
+    lines = [f"YoloTrainJob {o.name}: {o.phase} in {duration(o.seconds)} (this run, set-up excluded)"]
+    lines += _accuracy_lines(o)
+    if o.summary is not None:
+        lines.append("  training:   " + _training_text(o, o.summary))
+    if o.tuning is not None:
+        t = o.tuning
         lines.append(
-            f"  tuning:     {tuning.images_per_second:,.1f} images/s measured in {tuning.duration_seconds:.0f} s"
+            f"  tuning:     {len(t.trials)} trials in {duration(t.duration_seconds)}, "
+            f"{t.images_per_second:,.1f} images/s measured for the chosen settings"
         )
-    if summary is not None:
-        ips = f"{summary.images_per_second:,.1f}" if summary.images_per_second is not None else "-"
-        lines.append(
-            f"  training:   {summary.epochs_completed} epochs, {ips} images/s" + (" (resumed)" * summary.resumed)
-        )
-        m = summary.metrics
-        lines.append(f"  accuracy:   mAP50-95 {_fmt(m.map50to95)}, mAP50 {_fmt(m.map50)}")
-        lines.append(f"  weights:    {summary.best_weights}")
-    for plot in plots:
-        lines.append(f"  plot:       {plot}")
-    lines.append(f"  status:     {status_path}")
+    lines += _served_lines(o.served)
+    if o.summary is not None:
+        lines.append(f"  weights:    {o.summary.best_weights}")
+    if o.serve_command:
+        lines.append(f"  serve them: {o.serve_command}")
+    if o.plots:
+        lines.append(f"  plots:      {', '.join(o.plots)}")
+    lines.append(f"  status:     {o.status_path}")
     return "\n".join(lines)
+
+
+def _accuracy_lines(o: Outcome) -> list[str]:
+    if o.summary is None:
+        return []
+    m = o.summary.metrics
+    on = f" on {o.val_images} validation images" if o.val_images else " on the validation split"
+    return [f"  accuracy:   mAP50 {_fmt(m.map50)}, mAP50-95 {_fmt(m.map50to95)}{on}"]
+
+
+_SOURCES = {"measured": "tuned now", "cache": "from the tuning cache", "fixed": "fixed by the spec"}
+
+
+def _training_text(o: Outcome, summary: TrainSummary) -> str:
+    size = f" at {o.imgsz} px" if o.imgsz else ""
+    took = f" in {duration(o.train_seconds)}" if o.train_seconds is not None else ""
+    ips = f", {summary.images_per_second:,.1f} images/s" if summary.images_per_second is not None else ""
+    used = ", ".join(f"{k} {_cell(v)}" for k, v in o.settings.items() if v is not None and k != "source")
+    source = _SOURCES.get(str(o.settings.get("source")))
+    used += f"; {source}" if used and source else ""
+    resumed = " (resumed)" if summary.resumed else ""
+    return f"{summary.epochs_completed} epochs{size}{took}{ips}{resumed}" + (f" ({used})" if used else "")
+
+
+def _served_lines(served: Served | None) -> list[str]:
+    if served is None:
+        return []
+    lines = []
+    if served.picture:
+        lines.append(
+            f"  picture:    {served.picture} ({served.images} validation images: "
+            f"{served.found} of {served.labelled} shapes found, boxes and labels drawn)"
+        )
+    rate = served.images / served.seconds if served.seconds > 0 else 0.0
+    lines.append(
+        f"  serving:    {served.images} images in one request answered in {served.seconds:.2f} s ({rate:,.1f} images/s)"
+    )
+    return lines
 
 
 def _fmt(value: float | None) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,7 @@ from yolo_operator.api.common import SpecError
 from yolo_operator.api.inference_service import YoloInferenceService, YoloInferenceServiceStatus
 from yolo_operator.api.train_job import YoloTrainJob, YoloTrainJobStatus
 from yolo_operator.lifecycle import inference_service as lifecycle
-from yolo_operator.local import report, serving
+from yolo_operator.local import detections, report, serving
 from yolo_operator.local.train_job import EXIT_INTERRUPTED, RunOptions, Stop, child_env, load_status
 from yolo_operator.local.workdir import Workdir
 
@@ -29,15 +30,18 @@ if TYPE_CHECKING:
     from yolo_operator.local.train_job import TrainJobRunner
 
 LOCAL_OUTPUT_CLAIM = "local-workdir"
+PICTURE_IMAGES = 6
+"""Validation images sent in the one request after training, and drawn with their detections."""
 
 
-def serve_trained(runner: TrainJobRunner) -> int:
-    """--serve: serve the best weights, send one image of the data set, print the detections, stop."""
+def serve_trained(runner: TrainJobRunner) -> tuple[int, report.Served | None]:
+    """--serve: serve the best weights, send a few validation images in one request, print the detections, draw
+    them, stop. Returns the exit code and what was served."""
     status = runner.job.status
     best = status.artifacts.best_weights if status and status.artifacts else None
     if not best or not Path(best).exists():
         runner.say(report.note_line(f"--serve: no best weights to serve (status.artifacts.bestWeights: {best})"))
-        return 1
+        return 1, None
     svc = serving.service_for_train_job(runner.job, best)
     config = serving.local_serve_config(svc, Path(best), serving.free_port())
     url = serving.base_url(config)
@@ -47,26 +51,61 @@ def serve_trained(runner: TrainJobRunner) -> int:
     try:
         if not serving.wait_ready(url, server, stopped=lambda: runner.stop.requested):
             if runner.stop.requested:
-                return EXIT_INTERRUPTED
+                return EXIT_INTERRUPTED, None
             runner.say(report.note_line(f"the server did not become ready; see {log}:\n{_tail(log)}"))
-            return 1
-        image = serving.sample_image(runner.workdir.shapes)
-        if image is None:
+            return 1, None
+        images = serving.sample_images(runner.workdir.shapes, PICTURE_IMAGES)
+        if not images:
             runner.say(report.note_line(f"serving at {url}; no image of the data set to send"))
-            return 0
+            return 0, None
         start = time.monotonic()
-        answer = serving.detect(url, image.read_bytes())
-        took = (time.monotonic() - start) * 1000
-        runner.say(report.note_line(f"POST {url}{serving.DETECT_PATH} with {image} answered in {took:.0f} ms:"))
+        answer = serving.detect_many(url, [image.read_bytes() for image in images])
+        took = time.monotonic() - start
+        runner.say(
+            report.note_line(
+                f"POST {url}{serving.DETECT_PATH} with {len(images)} validation images answered in "
+                f"{took * 1000:.0f} ms; {images[0].name}:"
+            )
+        )
         runner.say(serving.describe_detections(answer))
         (runner.workdir.root / "detections.json").write_text(json.dumps(answer, indent=1) + "\n")
-        return 0
+        return 0, _picture(runner, images, answer, took, Path(best), config.conf)
     except OSError as exc:
         runner.say(report.note_line(f"the request to {url} failed: {exc}; see {log}"))
-        return 1
+        return 1, None
     finally:
         server.stop()
         runner.say(report.note_line("server stopped"))
+
+
+def _picture(
+    runner: TrainJobRunner, images: list[Path], answer: dict[str, Any], seconds: float, weights: Path, conf: float
+) -> report.Served:
+    """Draw the answer onto its images (`detections.png`); a drawing error is a note, never a failed run."""
+    served = report.Served(images=len(images), seconds=seconds)
+    try:
+        results = [
+            detections.ImageResult(image, found, _labels(image))
+            for image, found in zip(images, detections.parse_detections(answer), strict=False)
+        ]
+        served = replace(served, found=sum(r.found for r in results), labelled=sum(len(r.labelled) for r in results))
+        title = f"{weights.name} served (/v1/detect): detections above conf {conf:g}; labelled shapes dashed"
+        picture = detections.draw(results, runner.workdir.root / "detections.png", title)
+    except Exception as exc:  # a picture is a convenience: never fail a finished run over it
+        runner.say(report.note_line(f"could not draw the detections: {exc}"))
+        return served
+    if picture is None:
+        return served
+    runner.say(report.note_line(f"detections drawn: {picture}"))
+    return replace(served, picture=str(picture))
+
+
+def _labels(image: Path) -> list[detections.Labelled]:
+    from PIL import Image
+
+    with Image.open(image) as img:
+        width, height = img.size
+    return detections.read_labels(detections.label_file_for(image), width, height)
 
 
 def _tail(path: Path, lines: int = 20) -> str:

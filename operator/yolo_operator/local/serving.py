@@ -13,10 +13,12 @@ import socket
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
 from yolo_workloads.contract import ServeConfig
 
 from yolo_operator.api.inference_service import YoloInferenceService
@@ -49,6 +51,32 @@ def service_for_train_job(job: YoloTrainJob, best_weights: str) -> YoloInference
             },
         }
     )
+
+
+def service_manifest(job: YoloTrainJob) -> dict[str, Any]:
+    """A YoloInferenceService serving this job's weights (`fromTrainJob`), as a user would apply it: the same
+    manifest serves them locally (`yolo-operator run`) and on a cluster (`kubectl apply`). Its name differs from the
+    job's, so its local work directory does too."""
+    return {
+        "apiVersion": job.api_version,
+        "kind": "YoloInferenceService",
+        "metadata": {"name": f"{job.metadata.name}-detector"},
+        "spec": {
+            "model": {"fromTrainJob": job.metadata.name},
+            "serving": {"imgsz": job.spec.train.imgsz},
+            "resources": {"gpus": min(job.spec.resources.gpus, 1)},
+        },
+    }
+
+
+def write_service_manifest(job: YoloTrainJob, workdir: Path) -> str:
+    """Write `yoloinferenceservice.yaml` into the work directory; return the command that serves the weights."""
+    path = workdir / "yoloinferenceservice.yaml"
+    path.write_text(
+        "# Serves the weights of the YoloTrainJob run in this folder; written by `yolo-operator run`.\n"
+        + yaml.safe_dump(service_manifest(job), sort_keys=False)
+    )
+    return f"yolo-operator run {path} --train-workdir {workdir}"
 
 
 def local_serve_config(svc: YoloInferenceService, weights: Path, port: int) -> ServeConfig:
@@ -103,13 +131,36 @@ def detect(url: str, jpeg: bytes, timeout: float = 120.0) -> dict[str, Any]:
     return answer
 
 
-def sample_image(shapes_root: Path) -> Path | None:
-    """An image of the data set to send: a validation image when there is one."""
+def detect_many(url: str, jpegs: list[bytes], timeout: float = 120.0) -> dict[str, Any]:
+    """POST several JPEGs in one multipart request to /v1/detect; the answer lists them in upload order."""
+    boundary = f"yolo-operator-{uuid.uuid4().hex}"
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{i}.jpg"\r\n'
+        f"Content-Type: image/jpeg\r\n\r\n".encode()
+        + jpeg
+        + b"\r\n"
+        for i, jpeg in enumerate(jpegs)
+    ]
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    request = urllib.request.Request(
+        url + DETECT_PATH,
+        data=body,
+        method="POST",
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        answer: dict[str, Any] = json.loads(response.read())
+    return answer
+
+
+def sample_images(shapes_root: Path, count: int = 1) -> list[Path]:
+    """The first images of the data set to send: validation images (the model never trained on them) when
+    there are any."""
     for split in ("val", "train"):
         images = sorted((shapes_root / "images" / split).glob("*.jpg"))
         if images:
-            return images[0]
-    return None
+            return images[:count]
+    return []
 
 
 def describe_detections(answer: dict[str, Any], names: dict[int, str] | None = None) -> str:
@@ -121,10 +172,7 @@ def describe_detections(answer: dict[str, Any], names: dict[int, str] | None = N
     if not isinstance(dets, list):
         return json.dumps(answer)[:2000]
     if not dets:
-        return (
-            "  (no detections above the confidence threshold: a few epochs from scratch teach the model little;"
-            " raise spec.train.epochs for a useful one)"
-        )
+        return "  (no detections above the confidence threshold: the model has not learnt enough; train longer)"
     lines = []
     for d in dets[:20]:
         label = d.get("class_name") or d.get("name") or d.get("label")

@@ -10,6 +10,7 @@ cache ConfigMap.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sys
@@ -27,7 +28,7 @@ from yolo_workloads.contract import TrainSummary, TuneResult
 from yolo_operator.api.train_job import Progress, TuningStatus, YoloTrainJob, YoloTrainJobStatus
 from yolo_operator.lifecycle import train_job as lifecycle
 from yolo_operator.lifecycle.tuning_cache import cache_key, decode_entry, encode_entry
-from yolo_operator.local import plots, report
+from yolo_operator.local import plots, report, serving
 from yolo_operator.local.backend import JobObservation, LocalJob
 from yolo_operator.local.workdir import Machine, Workdir, local_sources, train_config, tune_config, write_config
 
@@ -150,6 +151,7 @@ class TrainJobRunner:
         self.tune_result: TuneResult | None = None
         self._shown_trials = False
         self._phase: str | None = None
+        self.started = time.monotonic()
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -268,6 +270,7 @@ class TrainJobRunner:
         self.job = self.job.model_copy(update={"status": previous})
 
     def run(self) -> int:
+        self.started = time.monotonic()
         self.prepare()
         self.stop.install()
         try:
@@ -310,26 +313,39 @@ class TrainJobRunner:
             return EXIT_INTERRUPTED
         written = self.write_plots()
         self.say("")
-        self.say(
-            report.final_summary(
-                self.job.metadata.name,
-                str(status.phase),
-                self.tune_result,
-                self.settings(status.tuning),
-                read_train_summary(self.workdir.train_summary),
-                [str(p) for p in written],
-                str(self.workdir.status),
-            )
-        )
-        self.say("")
         self.say(report.status_yaml(self.job.kind, self.job.metadata.name, status.to_wire()))
-        if status.phase != "Succeeded":
-            return 1 if status.phase == "Failed" else 0
-        if self.options.serve:
-            from yolo_operator.local.serve_run import serve_trained
+        code = 1 if status.phase == "Failed" else 0
+        served: report.Served | None = None
+        command: str | None = None
+        if status.phase == "Succeeded":
+            command = serving.write_service_manifest(self.job, self.workdir.root)
+            if self.options.serve:
+                from yolo_operator.local.serve_run import serve_trained
 
-            return serve_trained(self)
-        return 0
+                code, served = serve_trained(self)
+        self.say("")
+        self.say(report.final_summary(self.outcome(status, written, served, command)))
+        return code
+
+    def outcome(
+        self, status: YoloTrainJobStatus, plots_written: list[Path], served: report.Served | None, command: str | None
+    ) -> report.Outcome:
+        csv_path = self.workdir.training / "results.csv"
+        return report.Outcome(
+            name=self.job.metadata.name,
+            phase=str(status.phase),
+            seconds=time.monotonic() - self.started,
+            settings=self.settings(status.tuning),
+            status_path=str(self.workdir.status),
+            tuning=self.tune_result or read_tune_result(self.workdir.tune_result),
+            summary=read_train_summary(self.workdir.train_summary),
+            imgsz=self.job.spec.train.imgsz,
+            train_seconds=training_seconds(csv_path) if csv_path.exists() else None,
+            val_images=count_images(self.workdir.shapes / "images" / "val") or None,
+            served=served,
+            serve_command=command,
+            plots=[str(p) for p in plots_written],
+        )
 
     def settings(self, tuning: TuningStatus | None) -> dict[str, object]:
         try:
@@ -354,6 +370,17 @@ class TrainJobRunner:
         except Exception as exc:  # a plot is a convenience: never fail a finished run over it
             self.say(report.note_line(f"could not draw plots: {exc}"))
         return written
+
+
+def training_seconds(results_csv: Path) -> float | None:
+    """Ultralytics' own clock: results.csv's `time` column is the seconds of training so far, epoch by epoch."""
+    times = [t for t in plots.read_results_csv(results_csv).get("time", []) if not math.isnan(t)]
+    return times[-1] if times else None
+
+
+def count_images(folder: Path) -> int:
+    """Images in a data set's split folder (the validation split's size, for the summary)."""
+    return sum(1 for p in folder.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")) if folder.is_dir() else 0
 
 
 def _settings(tuning: TuningStatus | None, ran: dict[str, object]) -> dict[str, object]:

@@ -13,8 +13,9 @@ Layout of a work directory::
     data/shapes/           the generated synthetic data set
     tuning/                tune.yaml, termination-log (the TuneResult), tune.log
     training/              train.yaml, termination-log (the TrainSummary), weights/, results.csv
-    serve.yaml
     training-curves.png, tuning-trials.png
+    yoloinferenceservice.yaml   a YoloInferenceService serving the weights (fromTrainJob), once succeeded
+    serve.yaml, serve.log, detections.json, detections.png   with --serve
 """
 
 from __future__ import annotations
