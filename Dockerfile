@@ -82,7 +82,10 @@ LABEL org.opencontainers.image.title="yolo-operator" \
 # ---------------------------------------------------------------------------------------------------------------
 # workload: PyTorch's wheels bring their own CUDA libraries; the CUDA runtime base brings the matching driver
 # compatibility setup (NVIDIA_* env, ld config) the NVIDIA container toolkit expects.
-FROM ${CUDA_IMAGE} AS workload-build
+# workload-deps holds only the locked dependencies (5+ GB): the final image copies that venv as one layer that
+# stays the same while the sources change, then installs the project on top (a layer of a few hundred KB). A
+# code change then rebuilds, pushes and loads kilobytes, not the whole venv.
+FROM ${CUDA_IMAGE} AS workload-deps
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1 DEBIAN_FRONTEND=noninteractive
 # The base's own python3 (3.12 on Ubuntu 24.04, 3.11 on Debian bookworm); versions float within its release.
 # hadolint ignore=DL3008
@@ -98,11 +101,6 @@ COPY --from=deps-spec /deps/workloads.txt /tmp/deps.txt
 # Ultralytics depends on the GUI build of OpenCV; a server image wants the headless build of the same version,
 # so image-deps swaps it after the locked install (both provide the `cv2` module).
 RUN image-deps install /opt/venv /tmp/deps.txt
-COPY pyproject.toml README.md ./
-COPY operator/ operator/
-COPY workloads/ workloads/
-RUN /opt/venv/bin/pip install --no-deps --no-build-isolation . \
- && /opt/venv/bin/python -c "import yolo_workloads.cli, ultralytics, torch, cv2"
 
 FROM ${CUDA_IMAGE} AS workload
 ENV DEBIAN_FRONTEND=noninteractive
@@ -117,7 +115,14 @@ RUN apt-get update \
  && useradd --uid 10001 --gid 10001 --no-log-init --create-home --home-dir /home/yolo --shell /bin/bash yolo \
  && mkdir -p /data /output /models \
  && chown 10001:10001 /data /output /models
-COPY --from=workload-build /opt/venv /opt/venv
+COPY --from=workload-deps /opt/venv /opt/venv
+WORKDIR /tmp/src
+COPY pyproject.toml README.md ./
+COPY operator/ operator/
+COPY workloads/ workloads/
+RUN PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 /opt/venv/bin/pip install --no-deps --no-build-isolation . \
+ && /opt/venv/bin/python -c "import yolo_workloads.cli, ultralytics, torch, cv2" \
+ && rm -rf /tmp/src /root/.config/Ultralytics
 # YOLO_OFFLINE: Ultralytics never downloads weights, fonts or data, nor checks for updates.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \

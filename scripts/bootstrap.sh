@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything the project needs on a fresh Debian machine, idempotently:
-#   - Debian packages: prometheus (promtool and the server, for the monitoring tests), openssh-server;
+#   - Debian packages: prometheus (promtool and the server, for the monitoring tests), openssh-server; for the
+#     images and the e2e suite's real node: docker.io (with containerd and runc), debootstrap, the CNI plugins,
+#     iptables and conntrack (kube-proxy), gcc (the pause program);
 #   - a Python virtual environment built from requirements.lock, cached outside the repository and keyed by the
 #     lock's hash and the Python version (PyTorch is large: the second run reuses it in seconds);
 #   - this checkout installed into it (editable), and .venv pointing at it.
@@ -12,7 +14,8 @@ cache="${YOLO_OPERATOR_CACHE:-$HOME/.cache/yolo-operator}"
 python="${PYTHON:-python3}"
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
-apt_packages=(prometheus openssh-server openssh-client)
+apt_packages=(prometheus openssh-server openssh-client docker.io containerd runc debootstrap
+  containernetworking-plugins iptables conntrack iproute2 gcc libc6-dev)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -20,10 +23,15 @@ done
 if ((${#missing[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
     log "installing Debian packages: ${missing[*]}"
-    apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+    # The lock timeout: `make -j` runs scripts/images.sh beside this, which may install packages too.
+    apt-get -o DPkg::Lock::Timeout=600 update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
+      "${missing[@]}" >&2
     # The prometheus package starts services on install; the tests start their own on loopback.
-    for svc in prometheus prometheus-node-exporter ssh; do service "$svc" stop >/dev/null 2>&1 || true; done
+    # So do docker.io's: make images starts its own engine on its own socket and data root.
+    for svc in prometheus prometheus-node-exporter ssh docker containerd; do
+      service "$svc" stop >/dev/null 2>&1 || true
+    done
   else
     log "missing Debian packages (install them as root): ${missing[*]}"
   fi

@@ -96,4 +96,7 @@ for target in "${targets[@]}"; do
   size="$(docker image inspect -f '{{.Size}}' "$tag")"
   log "built $tag in $((SECONDS - started)) s, $((size / 1000000)) MB"
 done
+# Untagged leftovers of earlier builds (a replaced dependency layer is gigabytes), once they are a week old. Not
+# younger: the legacy builder's cache of a build stage (the installed dependencies) is itself untagged.
+docker image prune -f --filter until=168h >/dev/null
 echo "export DOCKER_HOST=$DOCKER_HOST"

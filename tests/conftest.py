@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-SUITES = ("unit", "cluster", "workloads", "gpu")
+SUITES = ("unit", "cluster", "e2e", "workloads", "gpu")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

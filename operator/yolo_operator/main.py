@@ -156,6 +156,8 @@ def run(settings: OperatorSettings, kubeconfig: str | None = None) -> int:
         # Kopf logs every handler run at INFO ("Handler ... succeeded"): ~10 % of the event loop at scale. Its
         # warnings and errors still show; YOLO_OPERATOR_LOG_LEVEL=DEBUG brings everything back.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        # The liveness endpoint's access log: a line per kubelet probe (every 10-20 s) drowns everything else.
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     asyncio.run(run_async(settings, kubeconfig))
     return 0
 

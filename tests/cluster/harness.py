@@ -83,8 +83,9 @@ def wait_until(check: Callable[[], T | None], timeout_s: float, what: str, inter
 class Cluster:
     """One running test cluster; `kubectl` runs as cluster-admin unless given another kubeconfig."""
 
-    def __init__(self, name: str, workdir: Path, bin_dir: Path) -> None:
+    def __init__(self, name: str, workdir: Path, bin_dir: Path, extra: Mapping[str, Any] | None = None) -> None:
         self.name = name
+        self.extra = dict(extra or {})  # more kwokctl options and componentsPatches (the real node's, say)
         self.workdir = workdir
         self.bin_dir = bin_dir
         self.kwok_workdir = workdir / "kwok"
@@ -95,12 +96,20 @@ class Cluster:
     # --- life cycle -------------------------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, bin_dir: Path, workdir: Path, name: str | None = None, timeout_s: float = 90) -> Cluster:
+    def start(
+        cls,
+        bin_dir: Path,
+        workdir: Path,
+        name: str | None = None,
+        timeout_s: float = 90,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Cluster:
         """Create the cluster, register the fake GPU nodes and wait until they are Ready.
 
+        `extra`: {"options": {...}, "componentsPatches": [...]} merged into the kwokctl configuration.
         On any failure the half-started cluster is deleted before the error propagates.
         """
-        cluster = cls(name or f"yolo-{uuid.uuid4().hex[:8]}", workdir, bin_dir)
+        cluster = cls(name or f"yolo-{uuid.uuid4().hex[:8]}", workdir, bin_dir, extra)
         started = time.monotonic()
         try:
             cluster._create(timeout_s)
@@ -144,11 +153,14 @@ class Cluster:
             "kwokControllerBinary": str(b / "kwok"),
             "cacheDir": str(self.workdir / "cache"),
         }
+        options.update(self.extra.get("options", {}))
         config = {
             "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
             "kind": "KwokctlConfiguration",
             "options": options,
         }
+        if self.extra.get("componentsPatches"):
+            config["componentsPatches"] = self.extra["componentsPatches"]
         path = self.workdir / "kwokctl.yaml"
         stages = (KWOK_DIR / "stages.yaml").read_text()
         path.write_text(yaml.safe_dump(config, sort_keys=False) + "---\n" + stages)

@@ -1,0 +1,114 @@
+"""Session fixture `e2e`: the project's real images, built with a real Docker engine, running on a real node.
+
+One control plane (kwokctl, as in tests/cluster) with the fake GPU nodes (tainted, as GPU pools are) and one real
+node (realnode.py): kubelet, kube-proxy, containerd, CNI. The operator and workload images are built by
+scripts/images.sh (cached: a rebuild with nothing changed takes seconds) and loaded into the node.
+
+A missing prerequisite fails the suite with its name; set YOLO_SKIP_E2E=1 to skip instead, with that reason shown.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cluster"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import Cluster, build_binaries, reap_stale_clusters, remove_tree
+from realnode import RealNode, cluster_options, missing_prerequisites
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKDIR_PREFIX = "yolo-e2e-"
+VERSION = next(
+    line.split('"')[1] for line in (ROOT / "pyproject.toml").read_text().splitlines() if line.startswith("version = ")
+)
+OPERATOR_IMAGE = f"ghcr.io/yolo-operator/yolo-operator:{VERSION}"
+WORKLOAD_IMAGE = f"ghcr.io/yolo-operator/yolo-workload:{VERSION}"
+DEV_IMAGE = f"ghcr.io/yolo-operator/yolo-workload-dev:{VERSION}"
+GPU_TAINT = "nvidia.com/gpu=present:NoSchedule"
+
+
+@dataclass
+class E2E:
+    cluster: Cluster
+    node: RealNode
+    docker_env: dict[str, str]
+    timings: dict[str, float]
+
+    def docker(self, *args: str, timeout_s: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            ["docker", *args], env=self.docker_env, capture_output=True, text=True, timeout=timeout_s, check=False
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)} failed (rc {proc.returncode}): {proc.stderr[-3000:]}")
+        return proc
+
+
+def build_images(*targets: str) -> dict[str, str]:
+    """scripts/images.sh for the targets; the environment that reaches its Docker engine."""
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "images.sh"), *targets],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=False,
+    )
+    sys.stderr.write(proc.stderr[-4000:])
+    if proc.returncode != 0:
+        pytest.fail(f"scripts/images.sh {' '.join(targets)} failed (rc {proc.returncode}):\n{proc.stderr[-6000:]}")
+    env = dict(os.environ)
+    env["DOCKER_HOST"] = proc.stdout.strip().splitlines()[-1].split("=", 1)[1]
+    return env
+
+
+@pytest.fixture(scope="session")
+def e2e() -> Iterator[E2E]:
+    if os.environ.get("YOLO_SKIP_E2E") == "1":
+        pytest.skip("YOLO_SKIP_E2E=1: the end-to-end suite (real images on a real node) is skipped")
+    bin_dir = build_binaries()
+    missing = missing_prerequisites(bin_dir)
+    if missing:
+        pytest.fail("the real node cannot start; missing: " + "; ".join(missing))
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    docker_env = build_images("operator", "workload")
+    timings["images built or reused"] = time.monotonic() - started
+    tmp_root = Path(tempfile.gettempdir())
+    reap_stale_clusters(tmp_root, WORKDIR_PREFIX)
+    workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
+    (workdir / "owner.pid").write_text(str(os.getpid()))
+    keep = os.environ.get("YOLO_KEEP_CLUSTER_DIR") == "1"
+    cluster = node = None
+    try:
+        started = time.monotonic()
+        cluster = Cluster.start(bin_dir, workdir, extra=cluster_options())
+        cluster.kubectl("taint", "nodes", "-l", "type=kwok", GPU_TAINT, "--overwrite")
+        node = RealNode(cluster, bin_dir, workdir / "node")
+        node.start()
+        timings["cluster and real node up"] = time.monotonic() - started
+        started = time.monotonic()
+        loaded = node.load_docker_images([OPERATOR_IMAGE, WORKLOAD_IMAGE], docker_env)
+        timings["images loaded into the node"] = time.monotonic() - started
+        print(f"\n[e2e] timings (s): { {k: round(v, 1) for k, v in timings.items()} }; imports: {loaded}")
+        yield E2E(cluster, node, docker_env, timings)
+    except Exception:
+        keep = True  # the node's and components' logs are in there
+        raise
+    finally:
+        if node is not None:
+            node.stop()
+        if cluster is not None:
+            cluster.stop()
+        if not keep:
+            remove_tree(workdir)
+        else:
+            print(f"\n[e2e] kept {workdir} for its logs")
