@@ -1,5 +1,7 @@
 """Issue 17: a child the API server refuses (HTTP 422) makes the custom resource say so, once, and the operator's
-attempts stay bounded, against the real API server and the operator process under its own identity.
+attempts stay bounded, against the real API server and the operator process under its own identity. Also: pods
+refused at admission (a quota) and a YoloInferenceService whose claim is missing or whose GPUs no node has are
+reported on both kinds the same way (Stalled, the reason, one Event).
 
 The refusal comes from a ValidatingAdmissionPolicy (reason Invalid: HTTP 422) that denies every Job and Deployment in
 the test's namespace: a refusal that does not depend on which spec values the CRD schema happens to let through.
@@ -95,6 +97,11 @@ def refuse_children(cluster: Cluster, ns: str) -> str:
     return name
 
 
+def claim(name: str) -> dict[str, Any]:
+    spec = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}, "storageClassName": ""}
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name}, "spec": spec}
+
+
 def retries(kind: str) -> float:
     value = m.REGISTRY.get_sample_value(m.RECONCILE_RETRIES_TOTAL, {"kind": kind, "cause": "Invalid"})
     return value or 0.0
@@ -111,6 +118,7 @@ def test_a_refused_child_stalls_the_resource_once_and_retries_stay_bounded(
 ) -> None:
     ns = cluster.create_namespace(f"stall-{uuid.uuid4().hex[:6]}")
     policy = refuse_children(cluster, ns)
+    cluster.apply(claim("models"), namespace=ns)  # the service's weights claim exists: only the policy is in the way
     names = {"YoloTrainJob": "refused", "YoloInferenceService": "refused-serve"}
     try:
         with running_operator(operator_kubeconfig, [ns], retry_base_seconds=1.0, retry_max_seconds=RETRY_MAX_S):
@@ -162,4 +170,101 @@ def test_a_refused_child_stalls_the_resource_once_and_retries_stay_bounded(
             assert cluster.get_json("jobs", namespace=ns)["items"], "the Job was created once allowed"
     finally:
         cluster.kubectl("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", policy, check=False)
+        drop_namespace(cluster, ns)
+
+
+def test_pods_refused_at_admission_surface_on_both_kinds_the_same_way(
+    cluster: Cluster, operator_kubeconfig: Path
+) -> None:
+    """A ResourceQuota of zero pods: the Job controller and the ReplicaSet controller have their pods refused. The
+    YoloTrainJob (read from the Job's FailedCreate events) and the YoloInferenceService (the Deployment's
+    ReplicaFailure condition) both say Stalled=True, reason PodsRefused, with the quota's words, and post one Event
+    each; raising the quota lets the pods be created and clears the condition."""
+    ns = cluster.create_namespace(f"refuse-{uuid.uuid4().hex[:6]}")
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "no-pods"},
+        "spec": {"hard": {"pods": "0"}},
+    }
+    cluster.apply(quota, claim("models"), namespace=ns)
+    names = {"YoloTrainJob": "quota", "YoloInferenceService": "quota-serve"}
+    try:
+        with running_operator(operator_kubeconfig, [ns]):
+            cluster.apply(
+                train_job(names["YoloTrainJob"]), inference_service(names["YoloInferenceService"]), namespace=ns
+            )
+            for kind, name in names.items():
+
+                def refused(k: str = kind, n: str = name) -> dict[str, Any] | None:
+                    cond = stalled(cluster, ns, k, n)
+                    return cond if cond is not None and cond["reason"] == "PodsRefused" else None
+
+                cond = wait_for(refused, f"{kind} {name} Stalled with PodsRefused", 60)
+                assert cond["status"] == "True" and "exceeded quota" in cond["message"], cond
+                assert "refused at admission" in cond["message"], cond
+            time.sleep(8)  # the Job and ReplicaSet controllers keep retrying; the operator keeps re-checking
+            for kind, name in names.items():
+                events = cluster.get_json(
+                    "events", "--field-selector", f"involvedObject.name={name},reason=PodsRefused", namespace=ns
+                )["items"]
+                assert len(events) == 1 and events[0]["type"] == "Warning", (kind, events)
+                assert "exceeded quota" in events[0]["message"], events[0]
+
+            cluster.kubectl("delete", "resourcequota", "no-pods", "-n", ns)
+            for kind, name in names.items():
+
+                def cleared(k: str = kind, n: str = name) -> bool:
+                    cond = stalled(cluster, ns, k, n)
+                    return cond is not None and cond["status"] == "False"
+
+                wait_for(cleared, f"{kind} {name} no longer Stalled once pods are allowed", 120)
+    finally:
+        drop_namespace(cluster, ns)
+
+
+def test_an_inference_service_names_a_missing_claim_or_too_many_gpus_like_a_train_job(
+    cluster: Cluster, operator_kubeconfig: Path
+) -> None:
+    """The YoloTrainJob's ClaimNotFound / Unschedulable, with the same words, on a YoloInferenceService: Stalled=True
+    and Ready=False with that reason, one Event; the claim created, the condition goes False."""
+    ns = cluster.create_namespace(f"block-{uuid.uuid4().hex[:6]}")
+    no_claim = inference_service("no-claim")
+    no_claim["spec"]["model"]["weights"]["claimName"] = "weights"
+    too_big = inference_service("too-big")
+    too_big["spec"]["resources"]["gpus"] = 16  # the CRD's maximum; the kwok nodes have 8
+    cluster.apply(claim("models"), namespace=ns)
+    try:
+        with running_operator(operator_kubeconfig, [ns]):
+            cluster.apply(no_claim, too_big, namespace=ns)
+            expected = {
+                "no-claim": ("ClaimNotFound", f"PersistentVolumeClaim weights not found in namespace {ns}"),
+                "too-big": ("Unschedulable", "spec.resources.gpus: 16 nvidia.com/gpu per pod, but no eligible node"),
+            }
+            for name, (reason, words) in expected.items():
+
+                def blocked(n: str = name, r: str = reason) -> dict[str, Any] | None:
+                    cond = stalled(cluster, ns, "YoloInferenceService", n)
+                    return cond if cond is not None and cond["reason"] == r else None
+
+                cond = wait_for(blocked, f"{name} Stalled with {reason}", 30)
+                assert cond["status"] == "True" and words in cond["message"], cond
+                body = cluster.get_json("yoloinferenceservice", name, namespace=ns)
+                ready = next(c for c in body["status"]["conditions"] if c["type"] == "Ready")
+                assert (ready["status"], ready["reason"]) == ("False", reason), ready
+            time.sleep(5)  # several re-checks (period 2 s): still one Event each
+            for name, (reason, _) in expected.items():
+                events = cluster.get_json(
+                    "events", "--field-selector", f"involvedObject.name={name},reason={reason}", namespace=ns
+                )["items"]
+                assert len(events) == 1 and events[0]["type"] == "Warning", (name, events)
+
+            cluster.apply(claim("weights"), namespace=ns)
+
+            def found() -> bool:
+                cond = stalled(cluster, ns, "YoloInferenceService", "no-claim")
+                return cond is not None and cond["status"] == "False"
+
+            wait_for(found, "no-claim no longer Stalled once its claim exists", 30)
+    finally:
         drop_namespace(cluster, ns)

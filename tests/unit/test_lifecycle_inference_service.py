@@ -16,6 +16,7 @@ from yolo_operator.lifecycle.inference_service import (
     resolve_model,
     status,
 )
+from yolo_operator.lifecycle.stalled import blocked
 
 pytestmark = pytest.mark.unit
 
@@ -174,3 +175,50 @@ def test_autoscaler_conditions_set_both() -> None:
     by_type = {c["type"]: c for c in conds}
     assert by_type["ScalingActive"]["status"] == "False" and by_type["ScalingActive"]["reason"] == "MissingMetrics"
     assert by_type["ScalingLimited"]["status"] == "False"
+
+
+def test_pods_refused_at_admission_stall_the_service_like_a_train_job() -> None:
+    """Issue 17: the Deployment's ReplicaFailure (its ReplicaSet's pods refused: quota, priority class) is the same
+    Stalled=True, reason PodsRefused, as a YoloTrainJob's; it goes False once the pods are created."""
+    spec: dict[str, Any] = {
+        "model": {"weights": {"claimName": "models", "path": "yolo/best.pt"}}, "autoscaling": {"enabled": False},
+    }  # fmt: skip
+    svc = service(**spec)
+    refused = deployment(1, 0)
+    refused["status"]["conditions"] = [
+        {
+            "type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+            "message": 'pods "d-5f7c9-abcde" is forbidden: no PriorityClass with name gold was found',
+        }
+    ]  # fmt: skip
+    st = status(svc, resolve_model(svc, None), refused, NOW)
+    stalled = cond(st, "Stalled")
+    assert (stalled["status"], stalled["reason"], stalled["observedGeneration"]) == ("True", "PodsRefused", 3)
+    assert stalled["message"] == (
+        "the Deployment's pods are refused at admission: pods are forbidden: no PriorityClass with name gold was found"
+    )
+    assert cond(st, "Ready")["reason"] == "PodsRefused" and "PriorityClass" in st["message"]
+    fixed = service(st, **spec)
+    st2 = status(fixed, resolve_model(fixed, None), deployment(1, 1), NOW)
+    assert cond(st2, "Stalled")["status"] == "False" and st2["phase"] == "Ready"
+
+
+def test_missing_claim_or_too_many_gpus_use_the_train_jobs_reasons_and_words() -> None:
+    spec: dict[str, Any] = {
+        "model": {"weights": {"claimName": "models", "path": "yolo/best.pt"}}, "autoscaling": {"enabled": False},
+    }  # fmt: skip
+    svc = service(**spec)
+    assert blocked(1, 8, [], "ml") is None
+    claim = blocked(1, 8, ["models"], "ml")
+    assert claim == ("ClaimNotFound", "PersistentVolumeClaim models not found in namespace ml")
+    gpus = blocked(16, 8, ["models"], "ml")  # the GPUs first, as on a YoloTrainJob
+    assert gpus is not None and gpus[0] == "Unschedulable" and gpus[1].startswith("spec.resources.gpus: 16")
+    st = status(svc, resolve_model(svc, None), deployment(1, 0), NOW, claim)
+    assert st["phase"] == "Pending"
+    assert (cond(st, "Ready")["reason"], cond(st, "Stalled")["reason"]) == ("ClaimNotFound", "ClaimNotFound")
+    assert cond(st, "Stalled")["status"] == "True"
+    later = service(st, **spec)
+    st2 = status(later, resolve_model(later, None), deployment(1, 0), NOW, None)
+    assert cond(st2, "Stalled")["status"] == "False" and cond(st2, "Ready")["reason"] == "WaitingForReplicas"
+    # A ready service is not blocked (the handler does not even look), and not failed: phase Pending, never Failed.
+    assert status(later, resolve_model(later, None), deployment(1, 1), NOW, claim)["phase"] == "Ready"

@@ -262,3 +262,25 @@ def test_pending_step_says_why_its_pod_does_not_run() -> None:
     trained = make_job(tuning={"enabled": False})
     d = decide(trained, Observed(now=NOW, training=waiting))
     assert d.phase == "Training" and "training pod" in (d.status.message or "")
+
+
+def test_pods_refused_at_admission_stall_the_job_once_and_clear_when_they_run() -> None:
+    """Issue 17: a Job whose pods the API server refuses (quota, priority class) is Stalled (PodsRefused) with the
+    refusal, one Warning Event, the pod name that changes per attempt left out; cleared when a pod exists."""
+    refusal = 'Error creating: pods "j-tune-x7k2q" is forbidden: exceeded quota: q, requested: pods=1, limited: pods=0'
+    job = make_job()
+    d = decide(job, Observed(now=NOW, tuning=step(StepState.PENDING, refused_message=refusal)))
+    assert (d.phase, d.actions) == ("Pending", ())
+    stalled = next(c for c in d.status.conditions or [] if c.type == "Stalled")
+    assert (stalled.status, stalled.reason, stalled.observed_generation) == ("True", "PodsRefused", 1)
+    assert "the tuning Job's pods are refused at admission: pods are forbidden: exceeded quota" in stalled.message
+    assert "x7k2q" not in stalled.message and "exceeded quota" in (d.status.message or "")
+    assert [(e.type, e.reason) for e in d.events] == [("Warning", "PodsRefused")]
+    # The next attempt is refused with another pod name: the same report, no second Event.
+    again = refusal.replace("x7k2q", "p9zzt")
+    d2 = decide(advance(job, d), Observed(now=NOW, tuning=step(StepState.PENDING, refused_message=again)))
+    assert d2.events == () and d2.status.conditions == d.status.conditions
+    # Quota raised: the pod exists (pending or running) and the condition goes False.
+    d3 = decide(advance(job, d2), Observed(now=NOW, tuning=step(StepState.PENDING)))
+    cleared = next(c for c in d3.status.conditions or [] if c.type == "Stalled")
+    assert (cleared.status, cleared.reason) == ("False", "Reconciled") and d3.events == ()

@@ -48,7 +48,9 @@ from yolo_operator.handlers.runtime import Runtime
 from yolo_operator.k8s.cache import ClusterCache
 from yolo_operator.k8s.client import ApiError, Kube, Ref
 from yolo_operator.k8s.scaling import delete_if_present, list_pods, set_replicas
+from yolo_operator.k8s.workloads import eligible_nodes, max_allocatable, node_summary
 from yolo_operator.lifecycle import inference_service as life
+from yolo_operator.lifecycle import stalled as stalled_life
 from yolo_operator.lifecycle.conditions import rfc3339
 from yolo_operator.metrics import autoscaler_metrics as om
 from yolo_operator.metrics.prometheus import PrometheusHttpSource, ServiceMetricSource, substitute
@@ -61,7 +63,7 @@ from yolo_operator.metrics.scrape import (
     endpoint_of,
 )
 from yolo_operator.render import inference_service as render
-from yolo_operator.render.common import LABEL_INSTANCE, selector_labels
+from yolo_operator.render.common import GPU_RESOURCE, LABEL_INSTANCE, selector_labels
 from yolo_operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
@@ -187,7 +189,8 @@ class InferenceController:
             elif key not in self._no_pdb:  # only we create it: after one DELETE (or 404) it is known absent
                 delete_if_present(self.kube, "policy/v1", "PodDisruptionBudget", namespace, render.pdb_name(name))
                 self._no_pdb.add(key)
-        status = life.status(svc, model, deployment, datetime.now(UTC))
+        blocked = self._blocked(svc, model.mount, deployment) if model.mount is not None else None
+        status = life.status(svc, model, deployment, datetime.now(UTC), blocked)
         generation = svc.metadata.generation
         status["conditions"] = stalled.cleared_wire(
             access.cleared_wire(status.get("conditions") or [], generation), generation
@@ -195,12 +198,36 @@ class InferenceController:
         current = body.get("status") or {}
         if any(current.get(k) != v for k, v in status.items()):  # an unchanged status is not written again
             self._status_written(self.kube.patch_status(ref, status))
+            announced = stalled.announce(self.kube, ref, current.get("conditions") or [], status["conditions"])
+        else:
+            announced = None
         old_phase = svc.status.phase if svc.status else None
-        if status["phase"] != old_phase:
-            ready = next(c for c in status["conditions"] if c["type"] == life.READY)
+        ready = next(c for c in status["conditions"] if c["type"] == life.READY)
+        if status["phase"] != old_phase and ready["reason"] != announced:  # one Event for one cause
             kind = "Warning" if status["phase"] in ("Failed", "Degraded") else "Normal"
             self.kube.post_event(ref, kind, ready["reason"], f"phase {status['phase']}: {ready['message']}")
         return status
+
+    def _blocked(
+        self, svc: YoloInferenceService, mount: render.ModelMount, deployment: dict[str, Any] | None
+    ) -> tuple[str, str] | None:
+        """Until a replica is ready: the weights' claim missing, or more GPUs per pod than any eligible node has
+        (ClaimNotFound, Unschedulable: the YoloTrainJob's reasons and words). Costs a PVC GET while not ready."""
+        if int(((deployment or {}).get("status") or {}).get("readyReplicas") or 0) > 0:
+            return None
+        ns, res = svc.metadata.namespace, svc.spec.resources
+        most: int | None = None
+        if res.gpus:
+            nodes = (
+                self.cache.node_summaries()
+                if self.cache is not None
+                else [node_summary(n, (GPU_RESOURCE,)) for n in self.kube.list("v1", "Node")]
+            )
+            tolerations = [t.to_wire() for t in res.tolerations or []]
+            most = max_allocatable(eligible_nodes(nodes, res.node_selector, tolerations), GPU_RESOURCE)
+        claim = mount.claim_name
+        missing = [claim] if self.kube.get("v1", "PersistentVolumeClaim", claim, ns) is None else []
+        return stalled_life.blocked(res.gpus, most, missing, ns)
 
     # --- autoscale ------------------------------------------------------------------------------------------
 

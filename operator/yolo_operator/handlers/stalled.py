@@ -48,11 +48,25 @@ def report(kube: Kube, ref: Ref, body: Mapping[str, Any], exc: ApiError) -> dict
 
 
 def cleared(conditions: list[Condition], generation: int | None) -> list[Condition]:
-    """`conditions` with a True Stalled set to False; the same list when there is none."""
-    return life.unstall(conditions, datetime.now(UTC), generation)
+    """`conditions` with a True Stalled set by a refused write set to False; the same list when there is none."""
+    return life.unstall(conditions, datetime.now(UTC), generation, life.API_REFUSALS)
 
 
 def cleared_wire(conditions: list[dict[str, Any]], generation: int | None) -> list[dict[str, Any]]:
     models = [Condition.model_validate(c) for c in conditions]
     result = cleared(models, generation)
     return conditions if result is models else [c.to_wire() for c in result]
+
+
+def announce(kube: Kube, ref: Ref, before: list[dict[str, Any]], after: list[dict[str, Any]]) -> str | None:
+    """One Warning Event when a status patch turns Stalled True or changes its reason or message (a cause the
+    reconcile observed, e.g. pods refused at admission); nothing on the patches after it. Returns the reason
+    announced, if any."""
+    new = next((c for c in after if c.get("type") == life.STALLED and c.get("status") == "True"), None)
+    if new is None:
+        return None
+    old = next((c for c in before if c.get("type") == life.STALLED and c.get("status") == "True"), None)
+    if old is not None and (old.get("reason"), old.get("message")) == (new.get("reason"), new.get("message")):
+        return None
+    kube.post_event(ref, "Warning", str(new.get("reason")), str(new.get("message")))
+    return str(new.get("reason"))

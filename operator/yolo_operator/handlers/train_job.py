@@ -32,10 +32,13 @@ from yolo_operator.k8s.client import ApiError, Kube, Ref
 from yolo_operator.k8s.workloads import (
     JobView,
     eligible_nodes,
+    failed_create_selector,
     job_view,
     max_allocatable,
+    newest_message,
     node_label,
     node_summary,
+    pods_of,
 )
 from yolo_operator.lifecycle import conditions as cond
 from yolo_operator.lifecycle.train_job import (
@@ -179,8 +182,9 @@ class TrainJobController:
         ns, name, spec = job.metadata.namespace, job.metadata.name, job.spec
         listed, pods = self._children(ns, name)
         jobs = {j["metadata"]["name"]: j for j in listed}
-        tuning = job_view(jobs.get(job_name(name, TUNING)), pods, WORKLOAD_CONTAINER)
-        training = job_view(jobs.get(job_name(name, TRAINING)), pods, WORKLOAD_CONTAINER)
+        tuning_job, training_job = jobs.get(job_name(name, TUNING)), jobs.get(job_name(name, TRAINING))
+        tuning = job_view(tuning_job, pods, WORKLOAD_CONTAINER)
+        training = job_view(training_job, pods, WORKLOAD_CONTAINER)
         product = None
         if tuning.state == "succeeded":
             product = "cpu" if spec.resources.gpus == 0 else self._gpu_product(tuning.node_name)
@@ -200,12 +204,20 @@ class TrainJobController:
                 cached = self._cache_lookup(job, [node_label(n, GPU_PRODUCT_LABEL) or "" for n in eligible])
         return Observed(
             now=datetime.now(UTC),
-            tuning=_step(tuning, product),
-            training=_step(training, None),
+            tuning=_step(tuning, product, self._refusal(tuning, tuning_job, pods)),
+            training=_step(training, None, self._refusal(training, training_job, pods)),
             cached=cached,
             missing_claims=missing,
             max_allocatable_gpus=max_gpus,
         )
+
+    def _refusal(self, view: JobView, batch_job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> str | None:
+        """Why a pending Job has no pod at all: the API server refused its pods (the Job's FailedCreate events).
+        Read only in that state (one LIST of events), so running jobs cost nothing."""
+        if view.state != "pending" or batch_job is None or pods_of(batch_job, pods):
+            return None
+        ns = batch_job["metadata"].get("namespace")
+        return newest_message(self.kube.list("v1", "Event", ns, field_selector=failed_create_selector(batch_job)))
 
     def _fit(
         self, selector: dict[str, str] | None, tolerations: list[dict[str, Any]]
@@ -361,7 +373,7 @@ class TrainJobController:
                 self.cache.bodies.put(written)
 
 
-def _step(view: JobView, gpu_product: str | None) -> StepObservation:
+def _step(view: JobView, gpu_product: str | None, refused: str | None = None) -> StepObservation:
     return StepObservation(
         state=StepState(view.state),
         message=view.message,
@@ -371,6 +383,7 @@ def _step(view: JobView, gpu_product: str | None) -> StepObservation:
         restarts=view.restarts,
         gpu_product=gpu_product,
         waiting_message=view.unschedulable,
+        refused_message=refused,
     )
 
 

@@ -106,6 +106,21 @@ def job_view(job: Obj | None, pods: Iterable[Obj], container: str) -> JobView:
     return JobView("pending", restarts=restarts, unschedulable=unschedulable)
 
 
+def failed_create_selector(job: Obj) -> str:
+    """The field selector of the events the Job controller posts when the API server refuses the Job's pods
+    (admission: quota exceeded, priority class not found, a policy). Jobs have no condition for it."""
+    return f"involvedObject.uid={job.get('metadata', {}).get('uid')},reason=FailedCreate"
+
+
+def newest_message(events: Iterable[Obj]) -> str | None:
+    """The message of the most recent of these events."""
+    newest = max(
+        events, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or e.get("firstTimestamp") or ""),
+        default=None,
+    )  # fmt: skip
+    return str(newest.get("message") or newest.get("reason") or "") if newest is not None else None
+
+
 def _deleting(pod: Obj) -> bool:
     return bool(pod.get("metadata", {}).get("deletionTimestamp"))
 

@@ -19,6 +19,7 @@ from typing import Any
 from yolo_operator.api.common import Condition
 from yolo_operator.api.inference_service import YoloInferenceService
 from yolo_operator.api.train_job import YoloTrainJob
+from yolo_operator.lifecycle import stalled
 from yolo_operator.lifecycle.conditions import find, set_condition
 from yolo_operator.render.inference_service import CLAIMS_ROOT, ModelMount, selector_string, url
 
@@ -121,13 +122,25 @@ def _deployment_stuck(deployment: dict[str, Any]) -> str | None:
     return None
 
 
+def replica_failure(deployment: dict[str, Any] | None) -> str | None:
+    """The Deployment's ReplicaFailure message (its ReplicaSet's pods refused at admission: quota, priority class,
+    a policy), copied there by the deployment controller; None when its pods are being created."""
+    for cond in (deployment or {}).get("status", {}).get("conditions") or []:
+        if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
+            return str(cond.get("message") or cond.get("reason") or "FailedCreate")
+    return None
+
+
 def status(
     svc: YoloInferenceService,
     model: ModelResolution,
     deployment: dict[str, Any] | None,
     now: datetime,
+    blocked: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The status patch of one reconcile (wire names). Autoscaler fields are left to the autoscaler's timer."""
+    """The status patch of one reconcile (wire names). Autoscaler fields are left to the autoscaler's timer.
+    `blocked`: why the pods can never start as the cluster is (`stalled.blocked`: ClaimNotFound, Unschedulable),
+    reported as on a YoloTrainJob but not final: the service starts once the claim or the nodes appear."""
     old = svc.status
     gen = svc.metadata.generation
     conditions: list[Condition] = list(old.conditions or []) if old else []
@@ -158,8 +171,19 @@ def status(
             phase, ready_ok, reason, message = "Tuning", False, "TuningServing", f"{counts}: tuning batching"
         else:
             phase, ready_ok, reason, message = "Pending", False, "WaitingForReplicas", counts
+    starting = not (model.failed or model.waiting or ready_ok)
+    refusal = replica_failure(deployment) if not (model.failed or model.waiting) else None
+    block = blocked if starting else None
+    if block is not None:
+        reason, message = block
+    elif refusal is not None and not ready_ok:
+        reason, message = stalled.PODS_REFUSED, f"{message}: pods are refused: {stalled.refusal_text(refusal)}"
 
     conditions = set_condition(conditions, READY, ready_ok, reason, message, now, gen)
+    conditions, _ = stalled.pods_refused(conditions, "the Deployment's", refusal, now, gen)
+    for cause in (stalled.UNSCHEDULABLE, stalled.CLAIM_NOT_FOUND):
+        text = block[1] if block is not None and block[0] == cause else None
+        conditions = stalled.observed(conditions, cause, text, now, gen)
     if model.failed:
         conditions = set_condition(conditions, FAILED, True, model.reason, model.message, now, gen)
     elif find(conditions, FAILED) is not None:

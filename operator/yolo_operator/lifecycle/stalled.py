@@ -14,6 +14,7 @@ admission policy. A lost permission (401/403) is the operator's problem: `handle
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -22,6 +23,15 @@ from yolo_operator.lifecycle import conditions as cond
 
 STALLED = "Stalled"
 RECOVERED = "Reconciled"
+PODS_REFUSED = "PodsRefused"
+"""The Job's or the Deployment's pods are refused at admission (quota exceeded, priority class not found, a policy):
+read from the Job's FailedCreate events or the Deployment's ReplicaFailure condition."""
+CLAIM_NOT_FOUND = "ClaimNotFound"
+UNSCHEDULABLE = "Unschedulable"
+API_REFUSALS = frozenset({"Invalid", "BadRequest"})
+"""Stalled reasons set by a failed write (cleared by the next reconcile that gets through); PodsRefused is set and
+cleared by what the reconcile observes."""
+_POD_NAME = re.compile(r'pods "[^"]*" is forbidden')
 
 _CAUSES = {
     400: "BadRequest",
@@ -66,10 +76,66 @@ def stall(
     return cond.set_condition(current, STALLED, True, reason, message, now, generation)
 
 
-def unstall(conditions: list[Condition], now: datetime, generation: int | None) -> list[Condition]:
-    """`conditions` with a True Stalled set to False (the reconcile got through); unchanged (the same list)
+def unstall(
+    conditions: list[Condition], now: datetime, generation: int | None, reasons: frozenset[str] | None = None
+) -> list[Condition]:
+    """`conditions` with a True Stalled (of one of `reasons`, when given) set to False; unchanged (the same list)
     otherwise."""
     found = cond.find(conditions, STALLED)
-    if found is None or found.status != "True":
+    if found is None or found.status != "True" or (reasons is not None and found.reason not in reasons):
         return conditions
     return cond.set_condition(conditions, STALLED, False, RECOVERED, "the last reconcile succeeded", now, generation)
+
+
+def refusal_text(message: str) -> str:
+    """An admission refusal as the Job or ReplicaSet controller reports it, made stable across its attempts: the
+    generated pod name is dropped (it changes with every attempt and would make every attempt a new report)."""
+    text = message.strip().removeprefix("Error creating: ")
+    return _POD_NAME.sub("pods are forbidden", text)
+
+
+def pods_refused(
+    conditions: list[Condition], what: str, refusal: str | None, now: datetime, generation: int | None
+) -> tuple[list[Condition], str | None]:
+    """Stalled=True (PodsRefused) while `refusal` is set, back to False when it is gone. Returns the conditions and
+    the message of a NEW report (post one Event for it), else None."""
+    if refusal is None:
+        return unstall(conditions, now, generation, frozenset({PODS_REFUSED})), None
+    message = f"{what} pods are refused at admission: {refusal_text(refusal)}"
+    updated = stall(conditions, PODS_REFUSED, message, now, generation)
+    return (conditions, None) if updated is None else (updated, message)
+
+
+def claims_message(names: Iterable[str], namespace: str) -> str:
+    """ClaimNotFound's message, the same on both kinds."""
+    return f"PersistentVolumeClaim {', '.join(names)} not found in namespace {namespace}"
+
+
+def unschedulable_message(gpus: int, most: int) -> str:
+    """Unschedulable's message, the same on both kinds."""
+    return (
+        f"spec.resources.gpus: {gpus} nvidia.com/gpu per pod, but no eligible node has more than {most} allocatable "
+        "(check spec.resources.nodeSelector and tolerations)"
+    )
+
+
+def blocked(
+    gpus: int, max_allocatable_gpus: int | None, missing_claims: Iterable[str], namespace: str
+) -> tuple[str, str] | None:
+    """A spec the server accepted whose pods can never start as the cluster is: (reason, message) or None."""
+    if max_allocatable_gpus is not None and gpus > max_allocatable_gpus:
+        return UNSCHEDULABLE, unschedulable_message(gpus, max_allocatable_gpus)
+    missing = list(missing_claims)
+    if missing:
+        return CLAIM_NOT_FOUND, claims_message(missing, namespace)
+    return None
+
+
+def observed(
+    conditions: list[Condition], reason: str, message: str | None, now: datetime, generation: int | None
+) -> list[Condition]:
+    """Stalled=True with `reason` while `message` is set; a True Stalled of that reason back to False once it is
+    not (a cause the reconcile observes, not a refused write)."""
+    if message is None:
+        return unstall(conditions, now, generation, frozenset({reason}))
+    return stall(conditions, reason, message, now, generation) or conditions

@@ -50,6 +50,7 @@ from yolo_operator.api.train_job import (
     YoloTrainJobStatus,
 )
 from yolo_operator.lifecycle import conditions as cond
+from yolo_operator.lifecycle import stalled
 from yolo_operator.lifecycle.tuning_cache import cache_key
 
 # Condition types.
@@ -85,6 +86,8 @@ class StepObservation:
     gpu_product: str | None = None
     waiting_message: str | None = None
     """Why the step's pod is not running yet (the scheduler's message), shown in status.message."""
+    refused_message: str | None = None
+    """Why the step's Job has no pod at all: its pods are refused at admission (the Job's FailedCreate event)."""
 
 
 @dataclass(frozen=True)
@@ -199,6 +202,9 @@ class _Draft:
     conditions: list[Condition]
     actions: list[Action] = field(default_factory=list)
     events: list[EventNote] = field(default_factory=list)
+    refused: str | None = None
+    """The admission refusal of the pending step's pods (Stalled=True, PodsRefused), if any."""
+    refused_step: str = ""
 
     def condition(self, type_: str, status: bool | str, reason: str, message: str = "") -> None:
         self.conditions = cond.set_condition(
@@ -218,6 +224,11 @@ class _Draft:
             self.events.append(EventNote("Normal", "Suspended", "runPolicy.suspend is set: the running step is paused"))
         if previous == "Suspended" and phase not in ("Suspended", *FINAL_PHASES):
             self.events.append(EventNote("Normal", "Resumed", f"runPolicy.suspend was cleared: {phase}"))
+        what = f"the {self.refused_step} Job's"
+        gen = self.job.metadata.generation
+        self.conditions, new = stalled.pods_refused(self.conditions, what, self.refused, self.now, gen)
+        if new is not None:
+            self.events.append(EventNote("Warning", stalled.PODS_REFUSED, new))
         status = self.status.model_copy(
             update={
                 "phase": phase,
@@ -327,18 +338,13 @@ def _blocked(draft: _Draft, observed: Observed, policy: Policy, step: StepObserv
         return None
     gpus = draft.job.spec.resources.gpus
     if observed.max_allocatable_gpus is not None and gpus > observed.max_allocatable_gpus:
-        return draft.fail(
-            "Unschedulable",
-            f"spec.resources.gpus: {gpus} nvidia.com/gpu per pod, but no eligible node has more than "
-            f"{observed.max_allocatable_gpus} allocatable (check spec.resources.nodeSelector and tolerations)",
-        )
+        return draft.fail(stalled.UNSCHEDULABLE, stalled.unschedulable_message(gpus, observed.max_allocatable_gpus))
     if observed.missing_claims:
-        names = ", ".join(observed.missing_claims)
         created = cond.parse_time(draft.job.metadata.creation_timestamp)
         waited = (observed.now - created).total_seconds() if created else policy.claim_grace_seconds
-        message = f"PersistentVolumeClaim {names} not found in namespace {draft.job.metadata.namespace}"
+        message = stalled.claims_message(observed.missing_claims, draft.job.metadata.namespace)
         if waited >= policy.claim_grace_seconds:
-            return draft.fail("ClaimNotFound", message)
+            return draft.fail(stalled.CLAIM_NOT_FOUND, message)
         return draft.finish("Pending", f"waiting for {message}")
     return None
 
@@ -368,6 +374,10 @@ def _run_step(draft: _Draft, step: Step, seen: StepObservation, create: Action, 
         draft.actions.append(ResumeJobs(step))
         return draft.finish(active)
     if seen.state == StepState.PENDING:
+        if seen.refused_message:
+            draft.refused, draft.refused_step = seen.refused_message, step
+            refusal = stalled.refusal_text(seen.refused_message)
+            return draft.finish("Pending" if step == "tuning" else "Training", f"the {step} pod is refused: {refusal}")
         waiting = f"waiting for the {step} pod to start" + (f": {seen.waiting_message}" if seen.waiting_message else "")
         return draft.finish("Pending" if step == "tuning" else "Training", waiting)
     return draft.finish(active)
