@@ -103,6 +103,9 @@ CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {
 
 
 def quantity_str(value: float | str) -> str:
+    """The quantity as the API server parses it (a float zero may be -0.0, which it refuses)."""
+    if isinstance(value, float) and value == 0:
+        return "0"
     return str(value)
 
 
