@@ -82,21 +82,35 @@ fi
 revision="$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)"
 # The commit's time, not now: an unchanged tree rebuilds to the same image ID (nothing to re-load into a node).
 created="$(git -C "$root" log -1 --format=%cI 2>/dev/null || echo unknown)"
+build() {  # build TARGET TAG LOG
+  # The legacy builder: Debian's docker.io has no buildx, and BuildKit would try to pull its frontend image.
+  DOCKER_BUILDKIT=0 docker build -q --target "$1" -t "$2" \
+    --build-arg "PYTHON_IMAGE=$python_base" --build-arg "CUDA_IMAGE=$cuda_base" \
+    --build-arg "VERSION=$version" --build-arg "REVISION=$revision" --build-arg "CREATED=$created" \
+    "$root" >"$3" 2>&1 || { tail -n 40 "$3" >&2; log "building $2 failed: $3"; exit 1; }
+}
+
+# The build stages are tagged too (yolo-operator/build-cache:STAGE): their layers are the expensive cache (the
+# locked dependencies), and tagged they survive the prune below, which removes whatever an earlier build left.
+declare -A stages=([operator]="deps-spec operator-build" [workload]="deps-spec workload-deps"
+                   [dev]="deps-spec workload-deps")
+declare -A built_stage=()
 for target in "${targets[@]}"; do
   [[ -n ${image_name[$target]:-} ]] || { log "unknown target $target (operator, workload, dev)"; exit 2; }
+  for stage in ${stages[$target]}; do
+    [[ -n ${built_stage[$stage]:-} ]] && continue
+    started=$SECONDS
+    build "$stage" "yolo-operator/build-cache:$stage" "$cache/build-$stage.log"
+    built_stage[$stage]=1
+    ((SECONDS - started < 5)) || log "built stage $stage in $((SECONDS - started)) s"
+  done
   tag="$registry/${image_name[$target]}:$version"
   started=$SECONDS
   log "building $tag (target $target)"
-  # The legacy builder: Debian's docker.io has no buildx, and BuildKit would try to pull its frontend image.
-  DOCKER_BUILDKIT=0 docker build -q --target "$target" -t "$tag" \
-    --build-arg "PYTHON_IMAGE=$python_base" --build-arg "CUDA_IMAGE=$cuda_base" \
-    --build-arg "VERSION=$version" --build-arg "REVISION=$revision" --build-arg "CREATED=$created" \
-    "$root" >"$cache/build-$target.log" 2>&1 \
-    || { tail -n 40 "$cache/build-$target.log" >&2; log "building $tag failed: $cache/build-$target.log"; exit 1; }
+  build "$target" "$tag" "$cache/build-$target.log"
   size="$(docker image inspect -f '{{.Size}}' "$tag")"
   log "built $tag in $((SECONDS - started)) s, $((size / 1000000)) MB"
 done
-# Untagged leftovers of earlier builds (a replaced dependency layer is gigabytes), once they are a week old. Not
-# younger: the legacy builder's cache of a build stage (the installed dependencies) is itself untagged.
-docker image prune -f --filter until=168h >/dev/null
+# Untagged leftovers of earlier builds (a replaced dependency layer is gigabytes).
+docker image prune -f >/dev/null
 echo "export DOCKER_HOST=$DOCKER_HOST"

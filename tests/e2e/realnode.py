@@ -420,7 +420,17 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             took[image] = time.monotonic() - started
             loaded[image] = image_id
             stamps.write_text(json.dumps(loaded, indent=1))
+        if took:
+            self._prune_images({containerd_name(i) for i in images} | {PAUSE_IMAGE})
         return took
+
+    def _prune_images(self, keep: set[str]) -> None:
+        """Every other image record (old versions, the CRI's `sha256:<id>` aliases of them), so containerd
+        collects their layers: a replaced dependency layer is gigabytes."""
+        for name in self.ctr("images", "ls", "-q").split():
+            if name not in keep:
+                with contextlib.suppress(ClusterError):
+                    self.ctr("images", "rm", "--sync", name)
 
     def _remove_leftover_containers(self) -> None:
         """Containers a killed run left in the persistent content store's namespace."""
