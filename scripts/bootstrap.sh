@@ -2,7 +2,8 @@
 # Sets up everything the project needs on a fresh Debian machine, idempotently:
 #   - Debian packages: prometheus (promtool and the server, for the monitoring tests), openssh-server; for the
 #     images and the e2e suite's real node: docker.io (with containerd and runc), debootstrap, the CNI plugins,
-#     iptables and conntrack (kube-proxy), gcc (the pause program);
+#     iptables and conntrack (kube-proxy), gcc (the pause program); docker-compose (Compose v1, for the dev
+#     environment test of docker-compose.yaml);
 #   - a Python virtual environment built from requirements.lock, cached outside the repository and keyed by the
 #     lock's hash and the Python version (PyTorch is large: the second run reuses it in seconds);
 #   - this checkout installed into it (editable), and .venv pointing at it.
@@ -15,7 +16,7 @@ python="${PYTHON:-python3}"
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
 apt_packages=(prometheus openssh-server openssh-client docker.io containerd runc debootstrap
-  containernetworking-plugins iptables conntrack iproute2 gcc libc6-dev)
+  containernetworking-plugins iptables conntrack iproute2 gcc libc6-dev docker-compose)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

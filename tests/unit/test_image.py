@@ -636,13 +636,24 @@ def test_compose_runs_the_dev_target_with_data_output_and_env_settings() -> None
     mounts = {v.split(":")[-1] for v in service["volumes"]}
     assert {"/workspace/data", "/workspace/runs"} <= mounts
     assert "JUPYTER_TOKEN" not in service["environment"], "the token comes from a compose secret file"
-    # Every ${VAR} the compose file reads is documented in .env.example, and nothing else is.
-    used = set(re.findall(r"\$\{(\w+)", (REPO / "docker-compose.yaml").read_text()))
-    example = {
+    # The GPU is an override that adds it (Compose v1 cannot remove a key): without it, no device is reserved.
+    assert "deploy" not in service
+    gpu = yaml.safe_load((REPO / "docker-compose.gpu.yaml").read_text())["services"]["dev"]
+    assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
+    # Every ${VAR} the compose files read is documented in .env.example, and nothing else is (besides Compose's own
+    # COMPOSE_FILE, which selects the GPU override, and COMPOSE_PROJECT_NAME).
+    used = {
+        var
+        for name in ("docker-compose.yaml", "docker-compose.gpu.yaml")
+        for var in re.findall(r"\$\{(\w+)", (REPO / name).read_text())
+    }
+    settings = {
         line.split("=", 1)[0]
         for line in (REPO / ".env.example").read_text().splitlines()
         if "=" in line and not line.startswith("#")
     }
+    assert settings >= {"COMPOSE_FILE", "COMPOSE_PROJECT_NAME"}
+    example = {name for name in settings if not name.startswith("COMPOSE_")}
     assert used == example, (
         f"compose reads {sorted(used - example)} undocumented; .env.example has extra {sorted(example - used)}"
     )
