@@ -116,3 +116,14 @@ def test_warm_up_runs_at_the_warmup_batch_then_training_resumes_at_the_tuned_bat
     assert [int(float(r.split(",")[0])) for r in rows] == [1, 2, 3]
     ckpt = torch.load(summary.last_weights, map_location="cpu", weights_only=False)
     assert ckpt["train_args"]["batch"] == 8  # the epochs after warm-up ran at the tuned batch
+
+
+def test_an_epoch_repeated_after_an_interrupted_checkpoint_counts_once(tmp_path: Path) -> None:
+    """Stopped between an epoch's results row and its checkpoint, a resumed run repeats that epoch and Ultralytics
+    appends a second row for it: the summary must still count each epoch once, with the repeat's figures."""
+    from yolo_workloads.train.cli import _results
+
+    (tmp_path / "results.csv").write_text("epoch, metrics/mAP50-95(B)\n1, 0.10\n2, 0.20\n2, 0.25\n3, 0.30\n")
+    rows = _results(tmp_path)
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    assert rows[1]["metrics/mAP50-95(B)"] == "0.25"

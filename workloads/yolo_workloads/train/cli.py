@@ -207,11 +207,17 @@ def _summary(config: TrainConfig, out: Path, trainer: Any, resumed: bool) -> Tra
 
 
 def _results(out: Path) -> list[dict[str, str]]:
+    """results.csv, one row per epoch. A run stopped after an epoch's row was written but before its checkpoint
+    repeats that epoch when resumed, and Ultralytics appends a second row for it: the later row wins."""
     path = out / "results.csv"
     if not path.is_file():
         return []
     with path.open() as f:
-        return [{k.strip(): v.strip() for k, v in row.items() if k} for row in csv.DictReader(f)]
+        rows = [{k.strip(): v.strip() for k, v in row.items() if k} for row in csv.DictReader(f)]
+    by_epoch: dict[str, dict[str, str]] = {}
+    for index, row in enumerate(rows):
+        by_epoch[row.get("epoch") or str(index)] = row
+    return list(by_epoch.values())
 
 
 def _finish(config: TrainConfig, summary: TrainSummary) -> int:
