@@ -185,7 +185,7 @@ def test_operator_killed_mid_reconcile_no_duplicates_no_lost_transitions(
         for n in names:
             cluster.apply(train_job(n), namespace=ns)
         # Kill as soon as the first child exists: the burst is being reconciled right now.
-        wait_for(lambda: jobs(cluster, ns), "the first Job of the burst", 30)
+        wait_for(lambda: jobs(cluster, ns), "the first Job of the burst", 90)  # the import alone takes ~8 s
         first.kill()
         first.wait(10)
         assert first.returncode == -signal.SIGKILL

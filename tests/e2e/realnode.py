@@ -177,7 +177,24 @@ class RealNode:
         self._stop("containerd")
         with contextlib.suppress(Exception):
             run(str(self.bin_dir / "kube-proxy"), "--cleanup", timeout_s=60)
+        self._detach_stale_pods()
         self._unmount()
+
+    @staticmethod
+    def _detach_stale_pods() -> None:
+        """Pods of an earlier run that was killed keep their network namespace (CNI's DEL never ran) and their
+        address on the bridge: the next run's IPAM hands the same address out again and the stale namespace
+        answers for it (connection refused). Their links and namespaces go before a run and after it."""
+        links = subprocess.run(
+            ["ip", "-o", "link", "show", "master", BRIDGE], capture_output=True, text=True, check=False
+        ).stdout
+        for line in links.splitlines():
+            name = line.split(":")[1].strip().split("@")[0]
+            subprocess.run(["ip", "link", "delete", name], capture_output=True, check=False)
+        namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+        for line in namespaces.splitlines():
+            if line.startswith("cni-"):
+                subprocess.run(["ip", "netns", "delete", line.split()[0]], capture_output=True, check=False)
 
     def _unmount(self) -> None:
         """The kubelet's volume mounts (tmpfs, projected tokens) it left under the work directory, deepest first."""
@@ -225,6 +242,7 @@ class RealNode:
     def _bridge(self) -> None:
         """The pods' bridge with the gateway address, made up front: the node IP and the API server's advertised
         address live on it, so nothing depends on this machine's other interfaces."""
+        self._detach_stale_pods()
         if subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True, check=False).returncode != 0:
             run("ip", "link", "add", BRIDGE, "type", "bridge")
         addresses = run("ip", "-4", "addr", "show", BRIDGE)
