@@ -61,3 +61,13 @@ def test_other_exceptions_have_a_cause_too() -> None:
     assert cause_of(TimeoutError()) == "Unreachable"
     assert cause_of(ValueError("bad")) == "ValueError"
     assert sorted(stalled.USER_ACTIONABLE) == [400, 422]
+
+
+def test_a_stall_is_announced_once_per_cause() -> None:
+    from yolo_operator.lifecycle.stalled import newly_stalled
+
+    stalled = {"type": "Stalled", "status": "True", "reason": "PodsRefused", "message": "quota"}
+    assert newly_stalled([], [stalled]) == ("PodsRefused", "quota")
+    assert newly_stalled([stalled], [stalled]) is None
+    assert newly_stalled([stalled], [{**stalled, "message": "priority class"}]) == ("PodsRefused", "priority class")
+    assert newly_stalled([stalled], [{**stalled, "status": "False"}]) is None

@@ -62,11 +62,9 @@ def announce(kube: Kube, ref: Ref, before: list[dict[str, Any]], after: list[dic
     """One Warning Event when a status patch turns Stalled True or changes its reason or message (a cause the
     reconcile observed, e.g. pods refused at admission); nothing on the patches after it. Returns the reason
     announced, if any."""
-    new = next((c for c in after if c.get("type") == life.STALLED and c.get("status") == "True"), None)
-    if new is None:
+    news = life.newly_stalled(before, after)
+    if news is None:
         return None
-    old = next((c for c in before if c.get("type") == life.STALLED and c.get("status") == "True"), None)
-    if old is not None and (old.get("reason"), old.get("message")) == (new.get("reason"), new.get("message")):
-        return None
-    kube.post_event(ref, "Warning", str(new.get("reason")), str(new.get("message")))
-    return str(new.get("reason"))
+    reason, message = news
+    kube.post_event(ref, "Warning", reason, message)
+    return reason

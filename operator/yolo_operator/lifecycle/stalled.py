@@ -15,8 +15,9 @@ admission policy. A lost permission (401/403) is the operator's problem: `handle
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import Any
 
 from yolo_operator.api.common import Condition
 from yolo_operator.lifecycle import conditions as cond
@@ -139,3 +140,15 @@ def observed(
     if message is None:
         return unstall(conditions, now, generation, frozenset({reason}))
     return stall(conditions, reason, message, now, generation) or conditions
+
+
+def newly_stalled(before: Iterable[Mapping[str, Any]], after: Iterable[Mapping[str, Any]]) -> tuple[str, str] | None:
+    """(reason, message) of a Stalled=True that `after` holds and `before` did not hold with the same reason and
+    message: the one cause worth an Event. None for no stall, or one already announced."""
+    new = next((c for c in after if c.get("type") == STALLED and c.get("status") == "True"), None)
+    if new is None:
+        return None
+    old = next((c for c in before if c.get("type") == STALLED and c.get("status") == "True"), None)
+    if old is not None and (old.get("reason"), old.get("message")) == (new.get("reason"), new.get("message")):
+        return None
+    return str(new.get("reason")), str(new.get("message"))
