@@ -17,24 +17,17 @@ log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
 apt_packages=(prometheus openssh-server openssh-client docker.io containerd runc debootstrap
   containernetworking-plugins iptables conntrack iproute2 gcc libc6-dev docker-compose)
-missing=()
-for pkg in "${apt_packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if ((${#missing[@]})); then
-  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-    log "installing Debian packages: ${missing[*]}"
-    # The lock timeout: `make -j` runs scripts/images.sh beside this, which may install packages too.
-    apt-get -o DPkg::Lock::Timeout=600 update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
-      "${missing[@]}" >&2
+# shellcheck source=scripts/debian.sh
+source "$root/scripts/debian.sh"
+if [[ -n $(debian_missing "${apt_packages[@]}") ]]; then
+  if ensure_debian_packages bootstrap "${apt_packages[@]}"; then
     # The prometheus package starts services on install; the tests start their own on loopback.
     # So do docker.io's: make images starts its own engine on its own socket and data root.
     for svc in prometheus prometheus-node-exporter ssh docker containerd; do
       service "$svc" stop >/dev/null 2>&1 || true
     done
-  else
-    log "missing Debian packages (install them as root): ${missing[*]}"
+  elif [[ $(id -u) -eq 0 ]]; then
+    exit 1  # an install that failed as root is an error; as a user, the missing packages were named above
   fi
 fi
 

@@ -1,26 +1,12 @@
 # Sourced by scripts that need a Docker engine (images.sh, the e2e suite's node set-up).
-#   ensure_debian_packages PKG...   installs missing Debian packages (root only), says which are missing otherwise
 #   ensure_engine                   sets DOCKER_HOST to an engine that answers, starting Debian's dockerd if needed
 # The engine this starts keeps its data root under the cache (layers survive between runs) and listens on its own
 # socket, so it never disturbs an engine the machine already runs.
 
-engine_cache="${YOLO_OPERATOR_CACHE:-$HOME/.cache/yolo-operator}"
+# shellcheck source=scripts/debian.sh
+source "$(dirname "${BASH_SOURCE[0]}")/debian.sh"
 
-ensure_debian_packages() {
-  local missing=() pkg
-  for pkg in "$@"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-  done
-  ((${#missing[@]})) || return 0
-  if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
-    printf '[engine] missing Debian packages (install them as root): %s\n' "${missing[*]}" >&2
-    return 1
-  fi
-  printf '[engine] installing Debian packages: %s\n' "${missing[*]}" >&2
-  apt-get -o DPkg::Lock::Timeout=600 update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
-    "${missing[@]}" >&2
-}
+engine_cache="${YOLO_OPERATOR_CACHE:-$HOME/.cache/yolo-operator}"
 
 engine_answers() { timeout 20 docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
 
@@ -30,7 +16,7 @@ ensure_engine() {
   local sock=/run/yolo-operator/docker.sock
   export DOCKER_HOST="unix://$sock"
   if engine_answers; then return 0; fi
-  ensure_debian_packages docker.io iptables
+  ensure_debian_packages engine docker.io iptables
   command -v docker >/dev/null || { printf '[engine] no docker client on PATH\n' >&2; return 1; }
   mkdir -p /run/yolo-operator "$engine_cache/docker"
   printf '[engine] starting dockerd on %s (data root %s)\n' "$sock" "$engine_cache/docker" >&2

@@ -32,7 +32,7 @@ debian_base="yolo-operator/debian-python:bookworm"
 
 build_debian_base() {
   if docker image inspect "$debian_base" >/dev/null 2>&1; then return; fi
-  ensure_debian_packages debootstrap
+  ensure_debian_packages images debootstrap
   local rootfs started=$SECONDS
   rootfs="$(mktemp -d "$cache/debootstrap.XXXXXX")"
   log "building $debian_base from Debian's packages (debootstrap, a few minutes, once)"
