@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import cProfile
+import functools
+import io
 import json
 import os
+import pstats
 import subprocess
 import sys
 import time
@@ -59,13 +63,22 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
         "name": run_dir.name,
         "exist_ok": True,
         "save_dir": str(run_dir),
+        "compile": _compile_arg(args.compile),
     }
+    if args.pin_memory == "false":  # measured against the default (issue 16): the pin-memory thread's GIL share
+        from ultralytics.models.yolo.detect import train as detect_train
+
+        detect_train.build_dataloader = functools.partial(detect_train.build_dataloader, pin_memory=False)
     trainer = OfflineDetectionTrainer(cfg={**DEFAULT_CFG_DICT, "save_dir": str(run_dir)}, overrides=overrides)
     sampler = GpuSampler(period=0.2)
     state: dict[str, Any] = {"epochs": []}
 
+    profiler = cProfile.Profile() if args.profile else None
+
     def start(t: Any) -> None:
         torch.cuda.synchronize()
+        if profiler is not None and len(state["epochs"]) == args.epochs - 1:
+            profiler.enable()  # the last epoch: steady state, where the main process's time goes
         sampler.reset()
         sampler.start()
         state["t0"] = time.monotonic()
@@ -74,6 +87,9 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
         torch.cuda.synchronize()
         seconds = time.monotonic() - state["t0"]
         sampler.stop()
+        if profiler is not None and len(state["epochs"]) == args.epochs - 1:
+            profiler.disable()
+            _write_profile(profiler, Path(args.profile), seconds)
         images = len(t.train_loader.dataset)  # the last batch may be short: count the data set, not batches
         state["epochs"].append(
             {"seconds": round(seconds, 2), "ips": round(images / seconds, 1),
@@ -98,6 +114,7 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
         "amp": args.amp == "true",
         "cache": args.cache,
         "deterministic": args.deterministic == "true",
+        "compile": args.compile,
         "images": len(trainer.train_loader.dataset),
         "prefetch_queue_images": 4 * args.workers * args.batch,
         "steady_epochs": len(steady),
@@ -110,6 +127,21 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
         "peak_gpu_memory_nvml_gib": round((sampler.peak_memory_bytes() or 0) / 2**30, 2),
         "setup_and_epochs_seconds": round(time.monotonic() - t_setup, 1),
     }
+
+
+def _compile_arg(value: str) -> bool | str:
+    """Ultralytics' `compile`: false, true, or a torch.compile mode name."""
+    return {"false": False, "true": True}.get(value, value)
+
+
+def _write_profile(profiler: cProfile.Profile, path: Path, seconds: float) -> None:
+    """The main process's steady epoch by function: own time and cumulative time, the top 40 of each."""
+    stream = io.StringIO()
+    stats = pstats.Stats(profiler, stream=stream)
+    stream.write(f"epoch wall {seconds:.2f} s\n")
+    stats.sort_stats("tottime").print_stats(40)
+    stats.sort_stats("cumulative").print_stats(40)
+    path.write_text(stream.getvalue())
 
 
 def _sub(kind: str, ns: argparse.Namespace, epochs: int, **kw: Any) -> dict[str, Any]:
@@ -138,6 +170,9 @@ def main() -> None:
     parser.add_argument("--amp", default="true")
     parser.add_argument("--cache", default="none")
     parser.add_argument("--deterministic", default="false")
+    parser.add_argument("--compile", default="false", help="Ultralytics' compile: false, true or a torch.compile mode")
+    parser.add_argument("--pin-memory", default="true", help="false: the loaders without the pin-memory thread")
+    parser.add_argument("--profile", default="", help="cProfile the last epoch's main process into this file")
     parser.add_argument("--epochs", type=int, default=6, help="epochs of a tuned run (the last half are steady)")
     parser.add_argument("--skip-defaults", action="store_true", help="only tune and train with the tuned settings")
     parser.add_argument("--default-epochs", type=int, default=2, help="epochs of a run with Ultralytics' defaults")

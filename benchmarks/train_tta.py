@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         },
         "imgsz": args.imgsz,
         "epochs": args.epochs,
-        "seed": 0,
+        "seed": args.seed,
         "gpus": 1,
         "metrics_port": None,
         "extra_args": {"plots": False},
@@ -157,7 +157,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         defaults = _train(out, "defaults", base, DEFAULTS)
     print(f"defaults: {json.dumps({k: v for k, v in defaults.items() if k != 'epochs'})}", flush=True)
-    tuned_result, tune_wall = _tune(out, base, args.batch_rule)
+    if args.fixed:  # a setting given by hand instead of tuning: what one setting does to the trajectory
+        tuned_result, tune_wall = {**DEFAULTS, **_settings(args.fixed), "fixed_by_hand": True}, 0.0
+    else:
+        tuned_result, tune_wall = _tune(out, base, args.batch_rule)
     print(f"tuning: {tune_wall:.0f} s wall, {json.dumps(tuned_result)}", flush=True)
     chosen = {k: tuned_result[k] for k in ("batch", "workers", "amp", "cache")}
     from yolo_workloads.tune.trajectory import warmup_batch
@@ -185,6 +188,15 @@ def run(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     print(_table(report), flush=True)
     return 0
+
+
+def _settings(text: str) -> dict[str, Any]:
+    """`batch=32,workers=8,cache=none,amp=true` as typed settings."""
+    out: dict[str, Any] = {}
+    for item in text.split(","):
+        key, _, value = item.partition("=")
+        out[key.strip()] = int(value) if value.isdigit() else {"true": True, "false": False}.get(value, value)
+    return out
 
 
 def _gpu() -> str:
@@ -231,6 +243,8 @@ def main() -> int:
     r.add_argument("--model", default="yolov8n.yaml")
     r.add_argument("--json", default=None)
     r.add_argument("--batch-rule", default="defaults", choices=("defaults", "defaults_then_nbs", "nbs", "any"))
+    r.add_argument("--seed", type=int, default=0, help="training seed of both runs (the data is always seed 0)")
+    r.add_argument("--fixed", default="", help="train with these settings instead of tuning: batch=32,workers=8")
     r.add_argument("--defaults-json", default=None, help="reuse the defaults' run from an earlier report")
     args = parser.parse_args()
     if args.verb == "train-clocked":

@@ -170,6 +170,23 @@ def test_the_climb_moves_when_a_neighbour_wins() -> None:
     assert len(search.tried) == len(set(search.tried))
 
 
+def test_a_pinned_batch_starts_from_ultralytics_loader_and_widens_it_only_on_a_measured_win() -> None:
+    pinned = Space(batches=[16], workers=[2, 4, 8, 12], amp=[True, False], cache=["none", "ram"])
+    search = Search(pinned, images_per_run=40_000.0)
+    first = search.next()
+    assert first == TrialSettings(16, 8, True, "none")  # Ultralytics' batch, workers and cache
+    assert pinned.neighbours(first)[:2] == [TrialSettings(16, 12, True, "none"), TrialSettings(16, 8, True, "ram")]
+    search.record(first, 346.0)
+    wider = search.next()
+    search.record(wider, 347.0)  # a tie: measured again, never taken on one trial
+    assert search.to_repeat() is not None
+    search.record(wider, 340.0)
+    search.record(first, 350.0)
+    assert search.best() == first
+    few = Space(batches=[16], workers=[1, 2], amp=[False], cache=["none"])  # a two-core host
+    assert few.first_guess() == TrialSettings(16, 2, False, "none")
+
+
 def test_a_failed_first_guess_steps_away_from_it() -> None:
     search = Search(SPACE, images_per_run=1000.0)
     first = search.next()
