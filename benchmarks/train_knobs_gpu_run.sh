@@ -7,20 +7,19 @@
 # cProfile of the main process over a steady epoch; the pin-memory thread off (--pin-memory false) at batch 16
 # and 32. JSON lines and the profile under $OUT.
 # Usage (device tool, repo root, .whl carried as for train_tta_gpu_run.sh):   bash benchmarks/train_knobs_gpu_run.sh
-# CPU smoke test (tiny sizes):  KNOBS_SMOKE=1 OUT=/tmp/o PY=.venv/bin/python bash benchmarks/train_knobs_gpu_run.sh
+# GPU only: train_throughput.py's epoch phase times CUDA.
 set -u
 OUT=${OUT:-/tmp/knobs_out}; mkdir -p "$OUT"
 PY=${PY:-python3}
 WORK=${WORK:-/tmp/knobs}
-if [ -d .whl ] && [ -z "${KNOBS_SMOKE:-}" ]; then
+if [ -d .whl ]; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
   export PYTHONPATH=/tmp/site:$PWD/workloads
 fi
 export PYTHONUNBUFFERED=1 YOLO_OFFLINE=1 YOLO_CONFIG_DIR=${YOLO_CONFIG_DIR:-/tmp/ycfg}
 T0=$SECONDS
 echo "date $(date -u +%FT%TZ)  cpus $(nproc)  $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null)"
-if [ -n "${KNOBS_SMOKE:-}" ]; then IMAGES=24; IMGSZ=64; EPOCHS=2; DEVICE_ARGS=""; else
-  IMAGES=${IMAGES:-4000}; IMGSZ=640; EPOCHS=${EPOCHS:-3}; fi
+IMAGES=${IMAGES:-4000}; IMGSZ=640; EPOCHS=${EPOCHS:-3}
 DATA=$($PY -c "
 from pathlib import Path
 from yolo_workloads.datasets.shapes import ensure_shapes
