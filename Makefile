@@ -7,13 +7,16 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # Every process the tests start stays offline: Ultralytics must not reach its hub, fonts or update checks.
 export YOLO_OFFLINE := 1
 
-.PHONY: setup cluster-bin images crds lint test test-unit test-workloads test-cluster test-e2e demo lock clean
+.PHONY: setup cluster-bin servers-bin images crds lint test test-unit test-workloads test-cluster test-e2e demo lock clean
 
 setup:  ## Python environment (cached by lock hash), Debian packages
 	bash scripts/bootstrap.sh
 
 cluster-bin: ## kube-apiserver, controller-manager, scheduler, kubectl, kubelet, kube-proxy, etcd, kwok, kwokctl (cached by version)
 	bash tests/cluster/controlplane/build.sh >/dev/null
+
+servers-bin: ## MinIO, the real S3 server the remote-source tests run on loopback (Go module proxy; cached by version)
+	bash tests/servers/build-minio.sh >/dev/null
 
 images: ## operator, workload and dev images with a real Docker engine (started if none runs; layers cached)
 	bash scripts/images.sh >/dev/null
@@ -30,17 +33,17 @@ lint: setup  ## ruff, formatting, mypy --strict, import-linter contracts, CRD dr
 	$(BIN)/yolo-operator crds --out crds --check
 	$(BIN)/yolo-operator crds --out manifests/base/crds --check
 
-# The three set-up steps run side by side (a cold machine spends them on the network, pip and Go's compiler; each is
-# a no-op once cached), then lint, then every suite.
+# The set-up steps run side by side (a cold machine spends them on the network, pip and Go's compiler; each is a
+# no-op once cached), then lint, then every suite.
 test:  ## everything CI runs
-	$(MAKE) --no-print-directory -j3 setup cluster-bin images
+	$(MAKE) --no-print-directory -j4 setup cluster-bin servers-bin images
 	$(MAKE) --no-print-directory lint
 	bash scripts/run-tests.sh
 
 test-unit: setup
 	$(PY) -m pytest -m unit tests
 
-test-workloads: setup
+test-workloads: setup servers-bin
 	$(PY) -m pytest -m workloads tests
 
 test-cluster: setup cluster-bin

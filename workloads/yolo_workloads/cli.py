@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 VERBS: dict[str, tuple[str, str]] = {
+    "fetch": ("yolo_workloads.fetch.cli", "download sources named by URI (s3, https) into the per-content cache"),
     "dataset": ("yolo_workloads.datasets.cli", "generate a data set (the synthetic `shapes` set)"),
     "tune": ("yolo_workloads.tune.cli", "measure training throughput and choose batch, workers, amp, cache"),
     "train": ("yolo_workloads.train.cli", "train with the chosen settings, checkpointing and resuming"),

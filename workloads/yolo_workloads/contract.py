@@ -205,6 +205,75 @@ class TrainSummary(ContractModel):
     resumed: bool = False
 
 
+ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
+"""Archives a data source may be, unpacked by `yolo-workload fetch`."""
+SourceKind = Literal["file", "archive", "tree"]
+SOURCE_SCHEMES = ("s3://", "https://", "http://", "file://")
+"""What `yolo-workload fetch` reads; `pvc://` never reaches it (the operator mounts the claim instead)."""
+SOURCE_ERROR_EXIT_CODE = 2
+"""`yolo-workload fetch` exits 2 when the source itself is wrong (checksum, 403, missing key, oversize, unsafe
+archive): retrying cannot help. Transient failures (unreachable, truncated after retries) exit 1."""
+
+
+def source_kind(uri: str) -> SourceKind:
+    """A URI ending in `/` names a folder (an S3 prefix), one ending in an archive suffix an archive to unpack,
+    anything else a single file."""
+    path = uri.split("?", 1)[0].lower()
+    if path.endswith("/"):
+        return "tree"
+    return "archive" if path.endswith(ARCHIVE_SUFFIXES) else "file"
+
+
+class FetchSource(ContractModel):
+    """One source `yolo-workload fetch` brings into the pod (or work directory) before the workload starts."""
+
+    field: str
+    """The spec field that named it (`spec.data.source`): every failure message starts with it and the URI."""
+    uri: str
+    """`s3://bucket/key`, `s3://bucket/prefix/`, `https://host/path` or `file:///path`."""
+    kind: SourceKind
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    """Expected SHA-256 of the downloaded file or archive; it also keys the cache, so a hit needs no network."""
+    max_bytes: int = Field(ge=1)
+    """Largest download (all objects of a prefix together) and largest unpacked archive."""
+    link: str
+    """Where the fetched file or folder appears: a symbolic link into the cache, replaced atomically. For an
+    archive or prefix whose only entry is a folder, the link names that folder."""
+    endpoint: str | None = None
+    """S3 endpoint URL (`https://minio.example:9000`); AWS's regional endpoint when unset."""
+    region: str = "us-east-1"
+    """S3 region the request is signed for."""
+    ca_file: str | None = None
+    """PEM bundle of CAs to trust for https (S3 endpoint or HTTPS source) instead of the system's."""
+    credentials_dir: str | None = None
+    """Folder holding `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and optionally `AWS_SESSION_TOKEN` files (a
+    mounted Secret)."""
+    credentials_env: bool = False
+    """Read the same names from the environment instead (the local runner)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if not self.uri.startswith(SOURCE_SCHEMES):
+            raise ValueError(f"{self.field}: uri must start with one of {', '.join(SOURCE_SCHEMES)}")
+        if self.sha256 is not None and self.kind == "tree":
+            raise ValueError(f"{self.field}: sha256 names one file; a prefix (ending in '/') has none")
+        return self
+
+
+class FetchConfig(ContractModel):
+    """Input of `yolo-workload fetch`."""
+
+    sources: list[FetchSource] = Field(min_length=1)
+    cache_dir: str
+    """Per-content cache shared by the pods that mount it: `<cache_dir>/<key>/` entries appear complete or not at
+    all (built under a temporary name, then renamed)."""
+    attempts: int = Field(default=3, ge=1, le=10)
+    """Tries of each download on transient failures (unreachable endpoint, truncated transfer, 5xx)."""
+    timeout_seconds: float = Field(default=30, gt=0)
+    """Connect and read timeout of each request."""
+    termination_log: str = DEFAULT_TERMINATION_LOG
+
+
 class ServeTuningConfig(ContractModel):
     enabled: bool = False
     latency_slo_ms: float = 100

@@ -1,0 +1,226 @@
+"""The per-content cache and the one fetch procedure: key, download, verify, unpack, publish, link.
+
+A cache entry `<cache>/<key>/content` is built under `<cache>/.partial-*` and renamed into place only once it is
+complete and verified, so a reader (another job, another replica, a restarted pod) sees a whole entry or none; a
+failed fetch removes its partial folder. The key is the declared SHA-256 when the spec gives one (a hit then needs
+no network at all), else the server's validators (ETag or Last-Modified, with sizes) of every object, else the
+downloaded content's own SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+from urllib.parse import urlsplit
+
+from yolo_workloads.contract import FetchSource
+from yolo_workloads.fetch.remote import Remote, RemoteObject, SourceError
+
+CONTENT = "content"
+
+
+def escapes(name: str) -> bool:
+    """True when an archive entry or object path would land outside its folder: absolute, a drive letter, `..`."""
+    text = name.replace("\\", "/")
+    drive = len(text) > 1 and text[1] == ":"
+    return not text.strip("/") or text.startswith("/") or drive or ".." in PurePosixPath(text).parts
+
+
+def fetch(source: FetchSource, cache_dir: Path, timeout: float) -> Path:
+    """Bring the source into the cache (or find it there) and point `source.link` at it; return the target."""
+    declared = cache_dir / f"sha256-{source.sha256}" if source.sha256 else None
+    if declared is not None and (declared / CONTENT).exists():
+        entry = declared  # the content the spec names is here: no request at all
+    else:
+        remote = Remote(source, timeout) if not source.uri.startswith("file://") else None
+        objects = _objects(source, remote)
+        key = _key(source, objects)
+        found = cache_dir / key if key else None
+        entry = (
+            found
+            if found is not None and (found / CONTENT).exists()
+            else _build(source, remote, objects, cache_dir, key)
+        )
+    target = _target(entry / CONTENT, source)
+    _link(Path(source.link), target)
+    return target
+
+
+# --- what the source is ---------------------------------------------------------------------------------------
+
+
+def _objects(source: FetchSource, remote: Remote | None) -> list[RemoteObject]:
+    parts = urlsplit(source.uri)
+    if remote is None:
+        path = Path(parts.path)
+        if not path.is_file():
+            raise SourceError(f"no such file {path}", permanent=True)
+        return [RemoteObject(str(path), "", path.name, path.stat().st_size, None)]
+    if source.uri.startswith("s3://"):
+        bucket, key = parts.netloc, parts.path.lstrip("/")
+        if source.kind == "tree":
+            objects = remote.list_prefix(bucket, key)
+            bad = next((o.relative for o in objects if escapes(o.relative)), None)
+            if bad is not None:
+                raise SourceError(f"object {bad!r} escapes its folder", permanent=True)
+            return objects
+        return [remote.describe(remote.s3_object(bucket, key))]
+    name = PurePosixPath(parts.path).name or "download"
+    return [remote.describe(RemoteObject(source.uri, "", name, None, None))]
+
+
+def _key(source: FetchSource, objects: list[RemoteObject]) -> str | None:
+    if source.sha256:
+        return f"sha256-{source.sha256}"
+    if any(o.validator is None for o in objects):
+        return None  # known only once downloaded: the content's hash
+    listing = [[o.relative, o.size, o.validator] for o in objects]
+    identity = json.dumps([source.uri, source.kind, listing], sort_keys=True)
+    return "v-" + hashlib.sha256(identity.encode()).hexdigest()[:40]
+
+
+def _target(content: Path, source: FetchSource) -> Path:
+    """The file, or the folder; a folder whose only entry is a folder stands for that folder (`coco8/...`)."""
+    if source.kind == "file":
+        return next(content.iterdir())
+    entries = list(content.iterdir())
+    return entries[0] if len(entries) == 1 and entries[0].is_dir() else content
+
+
+# --- building an entry ------------------------------------------------------------------------------------------
+
+
+def _build(
+    source: FetchSource, remote: Remote | None, objects: list[RemoteObject], cache_dir: Path, key: str | None
+) -> Path:
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=cache_dir))
+    try:
+        digest = _fill(source, remote, objects, partial / CONTENT)
+        entry = cache_dir / (key or f"sha256-{digest}")
+        try:
+            partial.rename(entry)
+        except OSError:
+            if not (entry / CONTENT).exists():  # a concurrent fetch published the same content: keep theirs
+                raise
+        return entry
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _fill(source: FetchSource, remote: Remote | None, objects: list[RemoteObject], content: Path) -> str:
+    """Download (and unpack) into `content`; return the SHA-256 of the downloaded file (of the listing for a tree)."""
+    declared = sum(o.size or 0 for o in objects)
+    if declared > source.max_bytes:
+        raise SourceError(f"oversize: {declared} bytes, over the limit of {source.max_bytes}", permanent=True)
+    content.mkdir()
+    if source.kind == "tree":
+        budget = [source.max_bytes]
+        for obj in objects:
+            _download(source, remote, obj, content / obj.relative, budget)
+        return hashlib.sha256(json.dumps([[o.relative, o.validator] for o in objects]).encode()).hexdigest()
+    (obj,) = objects
+    if source.kind == "file":
+        return _download(source, remote, obj, content / obj.relative, [source.max_bytes], verify=True)
+    archive = content.parent / "archive"
+    digest = _download(source, remote, obj, archive, [source.max_bytes], verify=True)
+    unpack(archive, content, source.max_bytes)
+    archive.unlink()
+    return digest
+
+
+def _download(
+    source: FetchSource, remote: Remote | None, obj: RemoteObject, dest: Path, budget: list[int], verify: bool = False
+) -> str:
+    """One object into `dest`, within the shared byte budget, checked against the declared SHA-256."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    sha = hashlib.sha256()
+    with dest.open("wb") as out:
+        for chunk in _chunks(remote, obj):
+            budget[0] -= len(chunk)
+            if budget[0] < 0:
+                raise SourceError(f"oversize: more than the limit of {source.max_bytes} bytes", permanent=True)
+            sha.update(chunk)
+            out.write(chunk)
+    digest = sha.hexdigest()
+    if verify and source.sha256 and digest != source.sha256:
+        raise SourceError(f"wrong checksum: sha256 {digest}, expected {source.sha256}", permanent=True)
+    return digest
+
+
+def _chunks(remote: Remote | None, obj: RemoteObject) -> Iterator[bytes]:
+    if remote is not None:
+        yield from remote.stream(obj)
+        return
+    with open(obj.url, "rb") as f:
+        while chunk := f.read(1024 * 1024):
+            yield chunk
+
+
+# --- unpacking --------------------------------------------------------------------------------------------------
+
+
+def unpack(archive: Path, dest: Path, max_bytes: int) -> None:
+    """A .zip or tar (optionally gzip) into `dest`: regular files and folders only, none outside `dest`, at most
+    `max_bytes` unpacked. Any bad entry refuses the whole archive."""
+    budget = [max_bytes]
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                _check_entry(info.filename, stat.S_ISLNK(info.external_attr >> 16))
+            for info in zf.infolist():
+                if not info.is_dir():
+                    with zf.open(info) as f:
+                        _write(f, dest / info.filename, budget, max_bytes)
+        return
+    try:
+        with tarfile.open(archive, "r:*") as tf:
+            members = tf.getmembers()
+            for m in members:
+                _check_entry(m.name, m.issym() or m.islnk(), special=not (m.isfile() or m.isdir()))
+            for m in members:
+                f = tf.extractfile(m) if m.isfile() else None
+                if f is not None:
+                    _write(f, dest / m.name, budget, max_bytes)
+    except tarfile.TarError as exc:
+        raise SourceError(f"not a readable .zip or tar archive ({exc})", permanent=True) from None
+
+
+def _check_entry(name: str, link: bool, special: bool = False) -> None:
+    if escapes(name):
+        raise SourceError(f"archive entry {name!r} escapes its folder", permanent=True)
+    if link:
+        raise SourceError(f"archive entry {name!r} is a link (links are refused)", permanent=True)
+    if special:
+        raise SourceError(f"archive entry {name!r} is not a file or folder", permanent=True)
+
+
+def _write(f: BinaryIO, dest: Path, budget: list[int], max_bytes: int) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with dest.open("wb") as out:
+        while chunk := f.read(1024 * 1024):
+            budget[0] -= len(chunk)
+            if budget[0] < 0:
+                raise SourceError(f"oversize: unpacks to more than the limit of {max_bytes} bytes", permanent=True)
+            out.write(chunk)
+
+
+# --- the link ---------------------------------------------------------------------------------------------------
+
+
+def _link(link: Path, target: Path) -> None:
+    """Point `link` at `target`, replacing any earlier link atomically (a new symlink renamed over it)."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target)
+    os.replace(tmp, link)
