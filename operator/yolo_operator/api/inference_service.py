@@ -1,4 +1,4 @@
-"""The YoloInferenceService kind: a batched, GPU-resident YOLOv8 detection service that scales on load."""
+"""The YoloInferenceService kind: a batched, GPU-resident YOLO detection service that scales on load."""
 
 from __future__ import annotations
 
@@ -18,20 +18,26 @@ from yolo_operator.api.common import (
     StatusModel,
     defaulted,
 )
+from yolo_operator.api.pod import PodOverrides
 from yolo_operator.api.rules import Rule, exactly_one
+from yolo_operator.api.sources import SourceCache, WeightsSource
 
 ServicePhase = Literal["Pending", "Tuning", "Ready", "Degraded", "Failed"]
 
 
 class ServeModel(ApiModel):
-    """The weights to serve: a file on a volume, or the best weights of a finished YoloTrainJob. Exactly one."""
+    """The weights to serve: a file on a volume, one by URI, or the best weights of a finished YoloTrainJob.
+    Exactly one."""
 
     weights: ModelVolume | None = None
     """Weights (`.pt`) on a PersistentVolumeClaim."""
+    source: WeightsSource | None = None
+    """Weights (`.pt`) by URI (`s3://`, `https://`, `pvc://`), fetched by each replica before it starts (once
+    per content when `spec.sourceCache` is shared)."""
     from_train_job: Name | None = None
     """Name of a YoloTrainJob in this namespace; served once it has succeeded, from its output volume."""
 
-    __rules__ = (exactly_one("weights", "from_train_job"),)
+    __rules__ = (exactly_one("weights", "source", "from_train_job"),)
 
 
 class ScalingPolicy(ApiModel):
@@ -147,7 +153,7 @@ class ServicePort(ApiModel):
 
 
 class YoloInferenceServiceSpec(ApiModel):
-    """A YOLOv8 detection service."""
+    """A YOLO detection service."""
 
     model: ServeModel
     """The weights to serve."""
@@ -159,6 +165,11 @@ class YoloInferenceServiceSpec(ApiModel):
     tuning: ServeTuning = defaulted(ServeTuning)
     resources: Resources = defaulted(Resources)
     service: ServicePort = defaulted(ServicePort)
+    pod_overrides: PodOverrides | None = None
+    """Env, envFrom, extra volumes, service account, pod labels and annotations, affinity, topology spread."""
+    source_cache: SourceCache | None = None
+    """Where weights fetched by URI are kept (a ReadWriteMany claim lets every replica share one download);
+    each pod fetches its own when unset."""
 
 
 class ServingStatus(StatusModel):
@@ -192,7 +203,7 @@ class YoloInferenceServiceStatus(StatusModel):
 
 
 class YoloInferenceService(ApiModel):
-    """Serve a YOLOv8 detector over HTTP (Open Inference Protocol v2), autoscaled on measured load."""
+    """Serve a YOLO detector over HTTP (Open Inference Protocol v2), autoscaled on measured load."""
 
     model_config = ApiModel.model_config | {"extra": "ignore"}
 

@@ -1,4 +1,4 @@
-"""The YoloTrainJob kind: tune, then train, a YOLOv8 detector on the cluster's GPUs."""
+"""The YoloTrainJob kind: tune, then train, a YOLO detector (YOLOv8, YOLO11, YOLO26) on the cluster's GPUs."""
 
 from __future__ import annotations
 
@@ -21,23 +21,30 @@ from yolo_operator.api.common import (
     defaulted,
     relative_path_rule,
 )
+from yolo_operator.api.pod import PodOverrides
 from yolo_operator.api.rules import Rule, exactly_one, immutable
+from yolo_operator.api.sources import DataSource, SourceCache, WeightsSource
 from yolo_operator.api.ultralytics_args import extra_arg_problem, extra_args_rules, extra_args_schema
 
-ARCHITECTURE_PATTERN = r"^yolov8[nsmlx]\.yaml$"
+ARCHITECTURE_PATTERN = r"^yolo(v8|11|26)[nsmlx]\.yaml$"
+"""The architecture YAMLs Ultralytics 8.4 ships (ultralytics/cfg/models/{v8,11,26}), at scales n, s, m, l, x."""
 TrainPhase = Literal["Pending", "Tuning", "Training", "Succeeded", "Failed", "Suspended"]
 
 
 class TrainModel(ApiModel):
-    """What to train: an architecture built from scratch, or weights to fine-tune. Exactly one."""
+    """What to train: an architecture built from scratch, or weights to fine-tune (from a volume or a URI).
+    Exactly one."""
 
     architecture: Annotated[str, StringConstraints(pattern=ARCHITECTURE_PATTERN)] | None = None
-    """An Ultralytics architecture YAML, `yolov8n.yaml` to `yolov8x.yaml`: random initial weights, nothing
-    downloaded."""
+    """An Ultralytics architecture YAML, `yolov8n.yaml`, `yolo11s.yaml`, `yolo26m.yaml` (scales n, s, m, l, x):
+    random initial weights, nothing downloaded."""
     weights: ModelVolume | None = None
     """Initial weights (`.pt`) on a volume, for fine-tuning."""
+    source: WeightsSource | None = None
+    """Initial weights (`.pt`) by URI (`s3://`, `https://`, `pvc://`), for fine-tuning: Ultralytics builds the
+    checkpoint's architecture with the data set's classes and transfers every weight whose shape matches."""
 
-    __rules__ = (exactly_one("architecture", "weights"),)
+    __rules__ = (exactly_one("architecture", "weights", "source"),)
 
 
 class ShapesData(ApiModel):
@@ -53,14 +60,17 @@ class ShapesData(ApiModel):
 
 
 class TrainData(ApiModel):
-    """The data set: a dataset YAML on a volume, or the synthetic shapes set. Exactly one."""
+    """The data set: a dataset YAML on a volume, one by URI, or the synthetic shapes set. Exactly one."""
 
     volume: VolumeFile | None = None
     """An Ultralytics dataset YAML on a PersistentVolumeClaim; its paths are relative to the YAML's folder."""
+    source: DataSource | None = None
+    """A data set in Ultralytics' layout by URI: an archive (`.zip`, `.tar.gz`) on S3 or HTTPS, an S3 prefix
+    ending in `/`, or on a claim (`pvc://`); fetched once before tuning, its class names are the model's."""
     shapes: ShapesData | None = None
     """The built-in synthetic set."""
 
-    __rules__ = (exactly_one("volume", "shapes"),)
+    __rules__ = (exactly_one("volume", "source", "shapes"),)
 
 
 class TrainSettings(ApiModel):
@@ -174,7 +184,7 @@ class RunPolicy(ApiModel):
 
 
 class YoloTrainJobSpec(ApiModel):
-    """A YOLOv8 training run: tuned on the hardware it gets, checkpointed, observable."""
+    """A YOLO training run: tuned on the hardware it gets, checkpointed, observable."""
 
     model: TrainModel
     """The model to train."""
@@ -190,8 +200,15 @@ class YoloTrainJobSpec(ApiModel):
     """Output volume; without it, results live only as long as the pod (fine for trials)."""
     run_policy: RunPolicy = defaulted(RunPolicy)
     """Retries, deadlines, clean-up, suspension."""
+    pod_overrides: PodOverrides | None = None
+    """Env, envFrom, extra volumes, service account, pod labels and annotations, affinity, topology spread."""
+    source_cache: SourceCache | None = None
+    """Where sources fetched by URI are kept for later jobs; the output volume's `.yolo-sources` folder when
+    unset (with no output volume, each pod fetches its own)."""
 
-    __rules__ = immutable("model", "data", "train", "tuning", "resources", "output", kind="YoloTrainJob")
+    __rules__ = immutable(
+        "model", "data", "train", "tuning", "resources", "output", "podOverrides", "sourceCache", kind="YoloTrainJob"
+    )
 
 
 class TuningStatus(StatusModel):
@@ -253,7 +270,7 @@ class YoloTrainJobStatus(StatusModel):
 
 
 class YoloTrainJob(ApiModel):
-    """Tune and train a YOLOv8 detector on the cluster's GPUs."""
+    """Tune and train a YOLO detector (YOLOv8, YOLO11, YOLO26) on the cluster's GPUs."""
 
     model_config = ApiModel.model_config | {"extra": "ignore"}
 

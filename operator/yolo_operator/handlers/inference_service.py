@@ -190,7 +190,11 @@ class InferenceController:
                 delete_if_present(self.kube, "policy/v1", "PodDisruptionBudget", namespace, render.pdb_name(name))
                 self._no_pdb.add(key)
         blocked = self._blocked(svc, model.mount, deployment) if model.mount is not None else None
-        status = life.status(svc, model, deployment, datetime.now(UTC), blocked)
+        fetch_failure = None
+        if model.mount is not None and model.mount.source is not None:
+            labels = selector_labels(render.owner_of(svc), render.COMPONENT)
+            fetch_failure = life.source_failure(self._pods(namespace, labels))
+        status = life.status(svc, model, deployment, datetime.now(UTC), blocked, fetch_failure)
         generation = svc.metadata.generation
         status["conditions"] = stalled.cleared_wire(
             access.cleared_wire(status.get("conditions") or [], generation), generation
@@ -225,8 +229,10 @@ class InferenceController:
             )
             tolerations = [t.to_wire() for t in res.tolerations or []]
             most = max_allocatable(eligible_nodes(nodes, res.node_selector, tolerations), GPU_RESOURCE)
-        claim = mount.claim_name
-        missing = [claim] if self.kube.get("v1", "PersistentVolumeClaim", claim, ns) is None else []
+        claims = [mount.claim_name] if mount.source is None else []
+        if svc.spec.source_cache is not None:
+            claims.append(svc.spec.source_cache.claim_name)
+        missing = [c for c in claims if self.kube.get("v1", "PersistentVolumeClaim", c, ns) is None]
         return stalled_life.blocked(res.gpus, most, missing, ns)
 
     # --- autoscale ------------------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ def trim_job(job: Obj) -> Obj:
 def trim_pod(pod: Obj) -> Obj:
     """What `workloads.job_view` and `metrics.scrape.endpoint_of` read of a pod."""
     status = pod.get("status") or {}
-    keep = ("phase", "podIP", "startTime", "conditions", "containerStatuses")
+    keep = ("phase", "podIP", "startTime", "conditions", "containerStatuses", "initContainerStatuses")
     return {
         "apiVersion": "v1",
         "kind": "Pod",

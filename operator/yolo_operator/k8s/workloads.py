@@ -52,6 +52,17 @@ def _terminated(pod: Obj, container: str) -> Obj | None:
     return None
 
 
+def failed_init(pod: Obj) -> Obj | None:
+    """The terminated state of an init container (the `fetch` step) that failed, now or on its last try: the
+    workload never ran, so its message (which source, what went wrong) is the pod's."""
+    for status in pod.get("status", {}).get("initContainerStatuses") or []:
+        for state in (status.get("state") or {}, status.get("lastState") or {}):
+            terminated = state.get("terminated")
+            if terminated and terminated.get("exitCode") not in (0, None):
+                return dict(terminated)
+    return None
+
+
 def pods_of(job: Obj, pods: Iterable[Obj]) -> list[Obj]:
     """The pods this Job owns (a Job recreated under the same name has a new uid)."""
     uid = job.get("metadata", {}).get("uid")
@@ -128,7 +139,7 @@ def _deleting(pod: Obj) -> bool:
 def _finished(state: str, pod: Obj | None, container: str, restarts: int) -> JobView:
     if pod is None:  # pod already gone (TTL, GC): the Job's verdict stands without details
         return JobView(state, restarts=restarts)
-    terminated = _terminated(pod, container) or {}
+    terminated = _terminated(pod, container) or failed_init(pod) or {}
     code = terminated.get("exitCode")
     return JobView(
         state,

@@ -18,6 +18,7 @@ from typing import Any
 
 from yolo_operator.api.common import Condition
 from yolo_operator.api.inference_service import YoloInferenceService
+from yolo_operator.api.sources import pvc_parts
 from yolo_operator.api.train_job import YoloTrainJob
 from yolo_operator.lifecycle import stalled
 from yolo_operator.lifecycle.conditions import find, set_condition
@@ -62,6 +63,10 @@ def resolve_model(svc: YoloInferenceService, train_job: YoloTrainJob | None) -> 
     m = svc.spec.model
     if m.weights is not None:
         return ModelResolution(ModelMount(m.weights.claim_name, m.weights.path), "WeightsFromVolume", "")
+    if m.source is not None:
+        if m.source.uri.startswith("pvc://"):
+            return ModelResolution(ModelMount(*pvc_parts(m.source.uri)), "WeightsFromVolume", "")
+        return ModelResolution(ModelMount("", "", m.source), "WeightsFromSource", f"fetching {m.source.uri}")
     job_name = m.from_train_job or ""
     if train_job is None:
         return ModelResolution(
@@ -122,6 +127,24 @@ def _deployment_stuck(deployment: dict[str, Any]) -> str | None:
     return None
 
 
+SOURCE_FAILED = "SourceFailed"
+FETCH_CONTAINER = "fetch"
+
+
+def source_failure(pods: list[dict[str, Any]]) -> str | None:
+    """Why the replicas' `fetch` init container cannot bring the weights (its termination message: the field,
+    the URI and the cause), when it failed with the exit code of a wrong source; None otherwise."""
+    for pod in pods:
+        for st in pod.get("status", {}).get("initContainerStatuses") or []:
+            if st.get("name") != FETCH_CONTAINER:
+                continue
+            for state in (st.get("state") or {}, st.get("lastState") or {}):
+                term = state.get("terminated") or {}
+                if term.get("exitCode") not in (None, 0):
+                    return str(term.get("message") or term.get("reason") or "the fetch step failed").strip()
+    return None
+
+
 def replica_failure(deployment: dict[str, Any] | None) -> str | None:
     """The Deployment's ReplicaFailure message (its ReplicaSet's pods refused at admission: quota, priority class,
     a policy), copied there by the deployment controller; None when its pods are being created."""
@@ -137,10 +160,13 @@ def status(
     deployment: dict[str, Any] | None,
     now: datetime,
     blocked: tuple[str, str] | None = None,
+    fetch_failure: str | None = None,
 ) -> dict[str, Any]:
     """The status patch of one reconcile (wire names). Autoscaler fields are left to the autoscaler's timer.
     `blocked`: why the pods can never start as the cluster is (`stalled.blocked`: ClaimNotFound, Unschedulable),
-    reported as on a YoloTrainJob but not final: the service starts once the claim or the nodes appear."""
+    reported as on a YoloTrainJob but not final: the service starts once the claim or the nodes appear.
+    `fetch_failure`: the replicas' fetch step cannot bring the weights by URI (`source_failure`): Failed, naming
+    the source and the cause, until a replica is ready."""
     old = svc.status
     gen = svc.metadata.generation
     conditions: list[Condition] = list(old.conditions or []) if old else []
@@ -150,8 +176,16 @@ def status(
     ready = int(dep_status.get("readyReplicas") or 0)
     wanted = int((deployment or {}).get("spec", {}).get("replicas") or 0)
 
+    source_failed = fetch_failure is not None and ready == 0 and not model.failed
     if model.failed:
         phase, ready_ok, reason, message = "Failed", False, model.reason, model.message
+    elif source_failed:
+        phase, ready_ok, reason, message = (
+            "Failed",
+            False,
+            SOURCE_FAILED,
+            f"fetching the weights failed: {fetch_failure}",
+        )
     elif model.waiting:
         phase, ready_ok, reason, message = "Pending", False, model.reason, model.message
     elif deployment is None:
@@ -171,7 +205,7 @@ def status(
             phase, ready_ok, reason, message = "Tuning", False, "TuningServing", f"{counts}: tuning batching"
         else:
             phase, ready_ok, reason, message = "Pending", False, "WaitingForReplicas", counts
-    starting = not (model.failed or model.waiting or ready_ok)
+    starting = not (model.failed or model.waiting or ready_ok or source_failed)
     refusal = replica_failure(deployment) if not (model.failed or model.waiting) else None
     block = blocked if starting else None
     if block is not None:
@@ -184,8 +218,8 @@ def status(
     for cause in (stalled.UNSCHEDULABLE, stalled.CLAIM_NOT_FOUND):
         text = block[1] if block is not None and block[0] == cause else None
         conditions = stalled.observed(conditions, cause, text, now, gen)
-    if model.failed:
-        conditions = set_condition(conditions, FAILED, True, model.reason, model.message, now, gen)
+    if model.failed or source_failed:
+        conditions = set_condition(conditions, FAILED, True, reason, message, now, gen)
     elif find(conditions, FAILED) is not None:
         conditions = set_condition(conditions, FAILED, False, "Recovered", "", now, gen)
     if not svc.spec.autoscaling.enabled:

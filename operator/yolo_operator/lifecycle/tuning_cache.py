@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from pydantic import ValidationError
 from yolo_workloads.contract import TuneResult
 
+from yolo_operator.api.sources import Source
 from yolo_operator.api.train_job import YoloTrainJobSpec
 from yolo_operator.quantity import parse_quantity
 from yolo_operator.render.train_job import nominal_batch, warmup_epochs
@@ -24,17 +25,28 @@ GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 _UNSAFE = re.compile(r"[^-._a-zA-Z0-9]+")
 
 
+def _source_identity(source: Source) -> str:
+    """A source by URI, and by its content where the spec declares it (the same URI may be rewritten)."""
+    return f"source:{source.uri}" + (f"@sha256:{source.sha256}" if source.sha256 else "")
+
+
 def _data_identity(spec: YoloTrainJobSpec) -> str:
     if spec.data.shapes is not None:
         shapes = spec.data.shapes
         return f"shapes:{shapes.images}" + (f":{shapes.variant}" if shapes.variant != "shapes" else "")
+    if spec.data.source is not None:
+        return _source_identity(spec.data.source) + f":{spec.data.source.yaml}"
     assert spec.data.volume is not None
     return f"volume:{spec.data.volume.claim_name}/{spec.data.volume.path}"
 
 
 def _model_identity(spec: YoloTrainJobSpec) -> str:
+    """The architecture trained from scratch, or the fine-tuned weights (their architecture is the checkpoint's,
+    and a fine-tuned model's head follows the data's classes: the data identity covers that)."""
     if spec.model.architecture:
         return spec.model.architecture
+    if spec.model.source is not None:
+        return "finetune:" + _source_identity(spec.model.source)
     assert spec.model.weights is not None
     return f"weights:{spec.model.weights.claim_name}/{spec.model.weights.path}"
 

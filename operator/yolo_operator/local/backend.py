@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -61,6 +62,7 @@ class LocalJob:
         backoff_limit: int = 0,
         config_key: str = "",
         env: dict[str, str] | None = None,
+        init_config: Path | None = None,
     ) -> None:
         self.name = name
         self.verb = verb
@@ -72,6 +74,9 @@ class LocalJob:
         self.config_key = config_key
         """Identifies the rendered config: a record written for another config is not this job's."""
         self.env = env
+        self.init_config = init_config
+        """A FetchConfig run first (`yolo-workload fetch`), as the controller's init container; its failure (exit
+        code and termination message) is the job's."""
         self.record_path = config_path.with_name(f"{name}.job.json")
         self.restarts = 0
         self._proc: subprocess.Popen[bytes] | None = None
@@ -136,6 +141,9 @@ class LocalJob:
         self.termination_log.unlink(missing_ok=True)
         self.record_path.unlink(missing_ok=True)
         command = [*workload_command(), self.verb, "--config", str(self.config_path)]
+        if self.init_config is not None:
+            fetch = [*workload_command(), "fetch", "--config", str(self.init_config)]
+            command = ["/bin/sh", "-c", f"{shlex.join(fetch)} && exec {shlex.join(command)}"]
         stdout: int | IO[bytes] | None = None
         if self.log_path is not None:
             self._log = self.log_path.open("ab")

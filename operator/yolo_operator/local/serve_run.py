@@ -17,14 +17,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
+from yolo_workloads.contract import FetchConfig
 
 from yolo_operator.api.common import SpecError
 from yolo_operator.api.inference_service import YoloInferenceService, YoloInferenceServiceStatus
+from yolo_operator.api.sources import WeightsSource
 from yolo_operator.api.train_job import YoloTrainJob, YoloTrainJobStatus
 from yolo_operator.lifecycle import inference_service as lifecycle
 from yolo_operator.local import detections, report, serving
 from yolo_operator.local.train_job import EXIT_INTERRUPTED, RunOptions, Stop, child_env, load_status
-from yolo_operator.local.workdir import Workdir
+from yolo_operator.local.workdir import Workdir, fetch_source
+from yolo_operator.render.inference_service import ModelMount
 
 if TYPE_CHECKING:
     from yolo_operator.local.train_job import TrainJobRunner
@@ -157,19 +160,17 @@ def run_inference_service(svc: YoloInferenceService, options: RunOptions, train_
         )
         print(report.phase_line("Failed" if model.failed else "Pending", model.message + where), file=out)
         return 1
-    if model.mount.claim_name not in volumes:
-        raise SpecError(
-            [
-                f"spec.model.weights.claimName: PersistentVolumeClaim {model.mount.claim_name!r} has no local "
-                f"folder; pass --volume {model.mount.claim_name}=DIR"
-            ]
-        )
-    weights = volumes[model.mount.claim_name] / model.mount.path
-    if not weights.exists():
-        raise SpecError([f"spec.model.weights.path: {weights} does not exist"])
-
     wd = Workdir(options.workdir)
     wd.root.mkdir(parents=True, exist_ok=True)
+    if model.mount.source is not None:
+        fetched = fetch_weights(model.mount.source, wd)
+        if isinstance(fetched, str):
+            print(report.phase_line("Failed", f"fetching the weights failed: {fetched}"), file=out)
+            return 1
+        weights = fetched
+    else:
+        weights = _volume_weights(model.mount, volumes)
+
     port = svc.spec.serving.port if _port_free(svc.spec.serving.port) else serving.free_port()
     config = serving.local_serve_config(svc, weights, port)
     url = serving.base_url(config)
@@ -223,6 +224,37 @@ def _ready(url: str) -> bool:
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError):
         return False
+
+
+def _volume_weights(mount: ModelMount, volumes: dict[str, Path]) -> Path:
+    if mount.claim_name not in volumes:
+        raise SpecError(
+            [
+                f"spec.model.weights.claimName: PersistentVolumeClaim {mount.claim_name!r} has no local "
+                f"folder; pass --volume {mount.claim_name}=DIR"
+            ]
+        )
+    weights = volumes[mount.claim_name] / mount.path
+    if not weights.exists():
+        raise SpecError([f"spec.model.weights.path: {weights} does not exist"])
+    return weights
+
+
+def fetch_weights(source: WeightsSource, wd: Workdir) -> Path | str:
+    """Weights by URI into the work directory's per-content cache (`sources/cache`), as a replica's init container
+    fetches them; the failure's message (field, URI, cause) when they cannot be had."""
+    from yolo_workloads.fetch.cli import FetchFailed, fetch_all
+
+    link = wd.sources.resolve() / "weights.pt"
+    config = FetchConfig(
+        sources=[fetch_source("spec.model.source", source, source.uri, link)],
+        cache_dir=str(wd.sources.resolve() / "cache"),
+    )
+    try:
+        fetch_all(config)
+    except FetchFailed as exc:
+        return str(exc)
+    return link
 
 
 def _port_free(port: int) -> bool:

@@ -30,7 +30,15 @@ from yolo_operator.lifecycle import train_job as lifecycle
 from yolo_operator.lifecycle.tuning_cache import cache_key, decode_entry, encode_entry
 from yolo_operator.local import plots, report, serving
 from yolo_operator.local.backend import JobObservation, LocalJob
-from yolo_operator.local.workdir import Machine, Workdir, local_sources, train_config, tune_config, write_config
+from yolo_operator.local.workdir import (
+    Machine,
+    Workdir,
+    local_fetch_config,
+    local_sources,
+    train_config,
+    tune_config,
+    write_config,
+)
 
 POLL_SECONDS = 1.0
 EXIT_INTERRUPTED = 130
@@ -193,6 +201,7 @@ class TrainJobRunner:
             return
         config = tune_config(self.job, self.workdir, self.options.volumes, self.machine)
         write_config(self.tuning.config_path, config)
+        self.tuning.init_config = self.fetch_config(self.workdir.tuning, self.workdir.tune_result)
         self.tuning.start()
         self.say(
             report.note_line(
@@ -207,6 +216,7 @@ class TrainJobRunner:
             return
         config = train_config(self.job, choice, self.workdir, self.options.volumes, self.machine)
         write_config(self.training.config_path, config)
+        self.training.init_config = self.fetch_config(self.workdir.training, self.workdir.train_summary)
         last = self.workdir.training / "weights" / "last.pt"
         resuming = f"; resuming from {last}" if last.exists() else ""
         self.say(
@@ -216,6 +226,14 @@ class TrainJobRunner:
             )
         )
         self.training.start()
+
+    def fetch_config(self, folder: Path, termination_log: Path) -> Path | None:
+        """The step's fetch config (sources by URI), written beside its config; None when nothing is fetched."""
+        config = local_fetch_config(self.job, self.workdir, self.options.volumes)
+        if config is None:
+            return None
+        config = config.model_copy(update={"termination_log": str(termination_log.resolve())})
+        return write_config(folder / "fetch.yaml", config)
 
     def show(self, decision: lifecycle.Decision) -> None:
         for event in decision.events:

@@ -11,6 +11,8 @@ Layout of a work directory::
     spec.json              the spec this directory belongs to (a different spec is refused)
     status.yaml            the status the operator would write; the memory across runs
     data/shapes/           the generated synthetic data set
+    sources/               data and weights fetched by URI: links (data, weights.pt), fetch.yaml, cache/ (per
+                           content: a second run, or another job given the same --workdir, downloads nothing)
     tuning/                tune.yaml, termination-log (the TuneResult), tune.log
     training/              train.yaml, termination-log (the TrainSummary), weights/, results.csv
     training-curves.png, tuning-trials.png
@@ -27,10 +29,21 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from yolo_workloads.contract import DataSource, ModelSource, TrainConfig, TuneConfig
+from yolo_workloads.contract import (
+    DataSource,
+    FetchConfig,
+    FetchSource,
+    ModelSource,
+    TrainConfig,
+    TuneConfig,
+    source_kind,
+)
 
 from yolo_operator.api.common import SpecError, VolumeFile
+from yolo_operator.api.sources import DataSource as DataSourceSpec
+from yolo_operator.api.sources import Source, is_archive, pvc_parts
 from yolo_operator.api.train_job import YoloTrainJob
+from yolo_operator.quantity import parse_quantity
 from yolo_operator.render import train_job as render
 
 
@@ -94,6 +107,10 @@ class Workdir:
         return self.root / "tuning"
 
     @property
+    def sources(self) -> Path:
+        return self.root / "sources"
+
+    @property
     def training(self) -> Path:
         return self.root / "training"
 
@@ -151,17 +168,65 @@ def _local_file(ref: VolumeFile, volumes: dict[str, Path], field: str) -> str:
     return str(path.resolve())
 
 
-def local_sources(job: YoloTrainJob, workdir: Workdir, volumes: dict[str, Path]) -> tuple[ModelSource, DataSource]:
+def _claim_file(uri: str, volumes: dict[str, Path], field: str) -> str:
+    claim, path = pvc_parts(uri)
+    return _local_file(VolumeFile(claim_name=claim, path=path), volumes, field)
+
+
+def fetch_source(field: str, source: Source, uri: str, link: Path) -> FetchSource:
+    """What the controller's init container would fetch, with local paths; credentials from the environment
+    (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), CAs from SSL_CERT_FILE (there is no Secret or ConfigMap here)."""
+    return FetchSource(
+        field=field,
+        uri=uri,
+        kind=source_kind(uri),
+        sha256=source.sha256,
+        max_bytes=int(parse_quantity(source.max_size)),
+        link=str(link),
+        endpoint=source.endpoint.rstrip("/") if source.endpoint else None,
+        region=source.region,
+        credentials_env=source.credentials_secret is not None,
+    )
+
+
+def _model(job: YoloTrainJob, workdir: Workdir, volumes: dict[str, Path], fetches: list[FetchSource]) -> ModelSource:
+    m = job.spec.model
+    if m.weights is not None:
+        return ModelSource(weights=_local_file(m.weights, volumes, "spec.model.weights"))
+    if m.source is None:
+        return ModelSource(architecture=m.architecture)
+    if m.source.uri.startswith("pvc://"):
+        return ModelSource(weights=_claim_file(m.source.uri, volumes, "spec.model.source"))
+    link = workdir.sources.resolve() / "weights.pt"
+    fetches.append(fetch_source("spec.model.source", m.source, m.source.uri, link))
+    return ModelSource(weights=str(link))
+
+
+def _source_data(source: DataSourceSpec, workdir: Workdir, volumes: dict[str, Path], fetches: list[FetchSource]) -> str:
+    uri = source.uri
+    if uri.startswith("pvc://"):
+        path = _claim_file(uri, volumes, "spec.data.source")
+        if not is_archive(uri):
+            return path
+        uri = Path(path).as_uri()
+    link = workdir.sources.resolve() / "data"
+    fetches.append(fetch_source("spec.data.source", source, uri, link))
+    return str(link / source.yaml)
+
+
+def _local(
+    job: YoloTrainJob, workdir: Workdir, volumes: dict[str, Path]
+) -> tuple[ModelSource, DataSource, list[FetchSource]]:
     spec = job.spec
-    if spec.model.weights is not None:
-        model = ModelSource(weights=_local_file(spec.model.weights, volumes, "spec.model.weights"))
-    else:
-        model = ModelSource(architecture=spec.model.architecture)
+    fetches: list[FetchSource] = []
+    model = _model(job, workdir, volumes, fetches)
     if spec.data.volume is not None:
         data = DataSource(yaml=_local_file(spec.data.volume, volumes, "spec.data.volume"))
+    elif spec.data.source is not None:
+        data = DataSource(yaml=_source_data(spec.data.source, workdir, volumes, fetches))
     else:
         shapes = spec.data.shapes
-        assert shapes is not None  # exactly one of volume/shapes: the API model checks it
+        assert shapes is not None  # exactly one of volume/source/shapes: the API model checks it
         # Validation images: a fifth as many, as the API documents (at least 2 so mAP means something).
         data = DataSource.model_validate(
             {
@@ -175,7 +240,21 @@ def local_sources(job: YoloTrainJob, workdir: Workdir, volumes: dict[str, Path])
                 "root": str(workdir.shapes.resolve()),
             }
         )
+    return model, data, fetches
+
+
+def local_sources(job: YoloTrainJob, workdir: Workdir, volumes: dict[str, Path]) -> tuple[ModelSource, DataSource]:
+    model, data, _ = _local(job, workdir, volumes)
     return model, data
+
+
+def local_fetch_config(job: YoloTrainJob, workdir: Workdir, volumes: dict[str, Path]) -> FetchConfig | None:
+    """What to fetch before a step runs (as the controller's init container would), or None: nothing by URI.
+    Failures are written to the step's termination log, as the init container's message is the pod's."""
+    _, _, fetches = _local(job, workdir, volumes)
+    if not fetches:
+        return None
+    return FetchConfig(sources=fetches, cache_dir=str(workdir.sources.resolve() / "cache"))
 
 
 def _capped(budget: float | None, have: float | None) -> float | None:

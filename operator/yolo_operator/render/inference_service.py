@@ -10,7 +10,9 @@ Pure. Choices that keep the service answering while it changes:
   within terminationGracePeriodSeconds;
 - the pod template carries a hash of the config, so a serving change rolls the pods;
 - /metrics on the serving port, announced with the prometheus.io annotations.
-Weights are mounted read-only from their PersistentVolumeClaim at `/claims/<claimName>`, like the train pods do.
+Weights are mounted read-only from their PersistentVolumeClaim at `/claims/<claimName>`, like the train pods do;
+weights by URI are fetched by the init container `fetch` (render.sources) into `/sources/weights.pt`, cached per
+content in `spec.sourceCache` (shared by replicas) or an emptyDir.
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ import yaml
 from yolo_workloads.contract import ModelSource, ServeConfig, ServeTuningConfig
 
 from yolo_operator.api.inference_service import YoloInferenceService
+from yolo_operator.api.sources import WeightsSource
 from yolo_operator.render.common import (
     CONTAINER_SECURITY_CONTEXT,
     DEFAULT_IMAGE,
     POD_SECURITY_CONTEXT,
     WORKLOAD_CONTAINER,
     Owner,
+    canonical_json,
     config_map,
     container_image,
     object_meta,
@@ -38,6 +42,15 @@ from yolo_operator.render.common import (
     selector_labels,
     shm_volume,
     standard_labels,
+)
+from yolo_operator.render.sources import (
+    CACHE_DIR,
+    FETCH_CONFIG_KEY,
+    SOURCES_DIR,
+    WEIGHTS_LINK,
+    Fetches,
+    apply_overrides,
+    fetch_container,
 )
 
 COMPONENT = "inference"
@@ -57,10 +70,12 @@ DRAIN_S = 30
 
 @dataclass(frozen=True)
 class ModelMount:
-    """Where the weights are: a file on a PersistentVolumeClaim (path relative to the volume's root)."""
+    """Where the weights are: a file on a PersistentVolumeClaim (path relative to the volume's root), or a URI
+    fetched by the init container (`source`; claim_name and path then unused)."""
 
     claim_name: str
     path: str
+    source: WeightsSource | None = None
 
     @property
     def mount_path(self) -> str:
@@ -69,6 +84,8 @@ class ModelMount:
     @property
     def file(self) -> str:
         """The weights' path inside the serving pod."""
+        if self.source is not None:
+            return WEIGHTS_LINK
         return posixpath.join(self.mount_path, self.path.lstrip("/"))
 
 
@@ -148,22 +165,58 @@ def _probe(path: str, period: int, failures: int, timeout: int = 2) -> dict[str,
     }
 
 
+def fetches(svc: YoloInferenceService, model: ModelMount) -> Fetches:
+    """The weights to fetch before the server starts (none for weights on a volume)."""
+    result = Fetches()
+    if svc.spec.source_cache is not None:
+        cache = svc.spec.source_cache
+        result.cache_dir = posixpath.normpath(posixpath.join(f"{CLAIMS_ROOT}/{cache.claim_name}", cache.path))
+    if model.source is not None:
+        result.add("spec.model.source", model.source, model.source.uri, WEIGHTS_LINK)
+    return result
+
+
+def config_data(svc: YoloInferenceService, model: ModelMount) -> dict[str, str]:
+    data = {CONFIG_KEY: render_config(serve_config(svc, model))}
+    fetch = fetches(svc, model).config()
+    if fetch is not None:
+        data[FETCH_CONFIG_KEY] = yaml.safe_dump(fetch.model_dump(mode="json", exclude_none=True), sort_keys=True)
+    return data
+
+
+def _storage(svc: YoloInferenceService, model: ModelMount) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The weights' volumes and mounts: their claim, or the links and the cache of fetched weights."""
+    if model.source is None:
+        volume = {"name": "weights", "persistentVolumeClaim": {"claimName": model.claim_name, "readOnly": True}}
+        return [volume], [{"name": "weights", "mountPath": model.mount_path, "readOnly": True}]
+    volumes: list[dict[str, Any]] = [{"name": "sources", "emptyDir": {}}]
+    mounts: list[dict[str, Any]] = [{"name": "sources", "mountPath": SOURCES_DIR}]
+    cache = svc.spec.source_cache
+    if cache is not None:
+        volumes.append({"name": "source-cache", "persistentVolumeClaim": {"claimName": cache.claim_name}})
+        mounts.append({"name": "source-cache", "mountPath": f"{CLAIMS_ROOT}/{cache.claim_name}"})
+    else:
+        volumes.append({"name": "source-cache", "emptyDir": {}})
+        mounts.append({"name": "source-cache", "mountPath": CACHE_DIR})
+    return volumes, mounts
+
+
 def deployment(
     svc: YoloInferenceService, model: ModelMount, replicas: int, config_text: str, options: RenderOptions
 ) -> dict[str, Any]:
     owner, spec = owner_of(svc), svc.spec
     port = spec.serving.port
     shm, shm_mount = shm_volume(spec.resources)
+    todo = fetches(svc, model)
+    weight_volumes, weight_mounts = _storage(svc, model)
+    config_mount = {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}
     volumes = [
         {"name": "config", "configMap": {"name": config_map_name(svc.metadata.name)}},
         shm,
-        {"name": "weights", "persistentVolumeClaim": {"claimName": model.claim_name, "readOnly": True}},
+        *weight_volumes,
+        *todo.volumes,
     ]
-    mounts = [
-        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-        shm_mount,
-        {"name": "weights", "mountPath": model.mount_path, "readOnly": True},
-    ]
+    mounts = [config_mount, shm_mount, *weight_mounts]
     container: dict[str, Any] = {
         "name": WORKLOAD_CONTAINER,
         "image": container_image(spec.resources, options.default_image),
@@ -187,6 +240,28 @@ def deployment(
         "prometheus.io/port": str(port),
         "prometheus.io/path": METRICS_PATH,
     }
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,  # the server needs no API access
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": PRE_STOP_SLEEP_S + DRAIN_S,
+        "securityContext": POD_SECURITY_CONTEXT,
+        "containers": [container],
+        "volumes": volumes,
+        **placement(spec.resources),
+    }
+    if todo.sources:
+        init_mounts = [config_mount, *weight_mounts, *todo.mounts]
+        pod_spec["initContainers"] = [
+            fetch_container(
+                container["image"],
+                container["resources"],
+                CONTAINER_SECURITY_CONTEXT,
+                init_mounts,
+                f"{CONFIG_DIR}/{FETCH_CONFIG_KEY}",
+            )
+        ]
+    metadata = {"labels": standard_labels(owner, COMPONENT), "annotations": template_annotations}
+    apply_overrides(pod_spec, metadata, container, spec.pod_overrides)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -195,18 +270,7 @@ def deployment(
             "replicas": replicas,
             "selector": {"matchLabels": selector_labels(owner, COMPONENT)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-            "template": {
-                "metadata": {"labels": standard_labels(owner, COMPONENT), "annotations": template_annotations},
-                "spec": {
-                    "automountServiceAccountToken": False,  # the server needs no API access
-                    "enableServiceLinks": False,
-                    "terminationGracePeriodSeconds": PRE_STOP_SLEEP_S + DRAIN_S,
-                    "securityContext": POD_SECURITY_CONTEXT,
-                    "containers": [container],
-                    "volumes": volumes,
-                    **placement(spec.resources),
-                },
-            },
+            "template": {"metadata": metadata, "spec": pod_spec},
         },
     }
 
@@ -240,8 +304,9 @@ def objects(
     svc: YoloInferenceService, model: ModelMount, replicas: int, options: RenderOptions
 ) -> list[dict[str, Any]]:
     """Everything the service runs as, in apply order (the ConfigMap before the pods that mount it)."""
-    text = render_config(serve_config(svc, model))
-    cm = config_map(owner_of(svc), config_map_name(svc.metadata.name), COMPONENT, {CONFIG_KEY: text})
+    data = config_data(svc, model)
+    text = data[CONFIG_KEY] if len(data) == 1 else canonical_json(data)
+    cm = config_map(owner_of(svc), config_map_name(svc.metadata.name), COMPONENT, data)
     result = [cm, deployment(svc, model, replicas, text, options), service(svc)]
     if wants_pdb(svc, replicas):
         result.append(pod_disruption_budget(svc))
