@@ -26,7 +26,7 @@ from yolo_operator.api.train_job import YoloTrainJob, YoloTrainJobStatus
 from yolo_operator.lifecycle import inference_service as lifecycle
 from yolo_operator.local import detections, report, serving
 from yolo_operator.local.train_job import EXIT_INTERRUPTED, RunOptions, Stop, child_env, load_status
-from yolo_operator.local.workdir import Workdir, fetch_source
+from yolo_operator.local.workdir import Workdir, fetch_source, local_sources
 from yolo_operator.render.inference_service import ModelMount
 
 if TYPE_CHECKING:
@@ -57,7 +57,9 @@ def serve_trained(runner: TrainJobRunner) -> tuple[int, report.Served | None]:
                 return EXIT_INTERRUPTED, None
             runner.say(report.note_line(f"the server did not become ready; see {log}:\n{_tail(log)}"))
             return 1, None
-        images = serving.sample_images(runner.workdir.shapes, PICTURE_IMAGES)
+        _, data = local_sources(runner.job, runner.workdir, runner.options.volumes)
+        root = Path(data.yaml).parent if data.yaml else runner.workdir.shapes  # a fetched or mounted set, or shapes
+        images = serving.sample_images(root, PICTURE_IMAGES)
         if not images:
             runner.say(report.note_line(f"serving at {url}; no image of the data set to send"))
             return 0, None

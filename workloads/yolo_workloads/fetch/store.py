@@ -135,6 +135,8 @@ def _fill(source: FetchSource, remote: Remote | None, objects: list[RemoteObject
     digest = _download(source, remote, obj, archive, [source.max_bytes], verify=True)
     unpack(archive, content, source.max_bytes)
     archive.unlink()
+    if not any(content.iterdir()):
+        raise SourceError("the archive holds no files", permanent=True)
     return digest
 
 
