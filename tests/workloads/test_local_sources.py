@@ -79,7 +79,7 @@ def manifest(path: Path, model: dict[str, Any], data: dict[str, Any]) -> Path:
                 "workers": {"min": 0, "max": 0},
                 "amp": [False],
                 "cache": ["none"],
-            },  # fmt: skip
+            },
             "resources": {"gpus": 0, "cpu": 2, "memory": "4Gi"},
         },
     }
