@@ -47,6 +47,11 @@ def infer(spec: Mapping[str, Any]) -> dict[str, Any]:
     return patched(INFER_SAMPLE, {"spec": spec})
 
 
+def data_source(source: Mapping[str, Any]) -> dict[str, Any]:
+    """The sample's data replaced by a source by URI."""
+    return {"data": {"shapes": DELETE, "source": dict(source)}}
+
+
 # (id, object, a fragment the API server's error must contain: the field, or the CEL rule's message)
 MALFORMED: list[tuple[str, dict[str, Any], str]] = [
     ("train-name-too-long", patched(TRAIN_SAMPLE, {"metadata": {"name": "x" * 46}}), "at most 45 characters"),
@@ -120,7 +125,7 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
     (
         "infer-model-both",
         infer({"model": {"weights": {"claimName": "w", "path": "a.pt"}}}),
-        "exactly one of weights or fromTrainJob",
+        "exactly one of weights or source or fromTrainJob",
     ),
     ("infer-min-over-max", infer({"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}), "minReplicas"),
     ("infer-prometheus-missing", infer({"autoscaling": {"source": "prometheus"}}), "prometheus"),
@@ -200,6 +205,52 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
     ("train-extra-fraction-0", train({"train": {"extraArgs": {"fraction": 0}}}), "spec.train.extraArgs.fraction"),
     ("train-extra-fraction-2.5", train({"train": {"extraArgs": {"fraction": 2.5}}}), "whole number of images"),
     ("train-extra-scale-2", train({"train": {"extraArgs": {"scale": 2}}}), "spec.train.extraArgs.scale"),
+    ("train-arch-yolo12", train({"model": {"architecture": "yolo12n.yaml"}}), "spec.model.architecture"),
+    ("train-data-source-txt", train(data_source({"uri": "s3://datasets/d.txt"})), "uri must name an archive"),
+    (
+        "train-source-endpoint-https",
+        train(data_source({"uri": "https://h.example/d.zip", "endpoint": "https://x.example"})),
+        "apply to s3:// URIs only",
+    ),
+    ("train-source-pvc-dotdot", train(data_source({"uri": "pvc://data/../x/d.yaml"})), "'..' segment"),
+    ("train-source-https-folder", train(data_source({"uri": "https://h.example/d/"})), "must be an s3:// prefix"),
+    (
+        "train-weights-source-onnx",
+        train({"model": {"architecture": DELETE, "source": {"uri": "s3://models/a.onnx"}}}),
+        "must name PyTorch weights",
+    ),
+    (
+        "train-overrides-offline",
+        train({"podOverrides": {"env": [{"name": "YOLO_OFFLINE", "value": "0"}]}}),
+        "set by the operator",
+    ),
+    (
+        "train-overrides-mount-config",
+        train(
+            {
+                "podOverrides": {
+                    "volumes": [{"name": "x", "emptyDir": {}}],
+                    "volumeMounts": [{"name": "x", "mountPath": "/etc/yolo/x"}],
+                }
+            }
+        ),
+        "mountPath must not be",
+    ),
+    (
+        "train-overrides-mount-no-volume",
+        train({"podOverrides": {"volumeMounts": [{"name": "x", "mountPath": "/mnt/x"}]}}),
+        "each names one of volumes",
+    ),
+    (
+        "train-overrides-label",
+        train({"podOverrides": {"labels": {"app.kubernetes.io/name": "x"}}}),
+        "labels are the operator's",
+    ),
+    (
+        "infer-overrides-volume-name",
+        infer({"podOverrides": {"volumes": [{"name": "claim-0", "emptyDir": {}}]}}),
+        "are the operator's",
+    ),
 ]
 
 # (id, object): valid edge cases the API server must accept
@@ -236,6 +287,46 @@ ACCEPTED: list[tuple[str, dict[str, Any]]] = [
         train({"train": {"extraArgs": {"mosaic": 0, "mixup": 1, "nbs": 1, "fraction": 1, "close_mosaic": 0}}}),
     ),
     ("train-extra-fraction-count", train({"train": {"extraArgs": {"fraction": 500}}})),
+    ("train-arch-yolo26", train({"model": {"architecture": "yolo26x.yaml"}})),
+    (
+        "train-finetune-from-sources",
+        train(
+            {
+                "model": {
+                    "architecture": DELETE,
+                    "source": {"uri": "https://m.example/yolo11n.pt", "sha256": "a" * 64},
+                },
+                **data_source(
+                    {
+                        "uri": "s3://datasets/shapes.tar.gz",
+                        "endpoint": "http://minio.storage:9000",
+                        "region": "eu-west-1",
+                        "credentialsSecret": "s3-keys",
+                        "caBundle": {"configMapName": "ca"},
+                        "maxSize": "5Gi",
+                        "yaml": "sub/data.yaml",
+                    }
+                ),
+                "sourceCache": {"claimName": "cache"},
+                "podOverrides": {
+                    "env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}],
+                    "envFrom": [{"configMapRef": {"name": "c"}}],
+                    "volumes": [{"name": "extra", "secret": {"secretName": "s"}}],
+                    "volumeMounts": [{"name": "extra", "mountPath": "/mnt/extra", "readOnly": True}],
+                    "serviceAccountName": "trainer",
+                    "labels": {"team": "vision"},
+                    "annotations": {"example.com/a": "b"},
+                    "affinity": {"podAntiAffinity": {}},
+                    "topologySpreadConstraints": [
+                        {"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"}
+                    ],
+                },
+            }
+        ),
+    ),
+    ("train-data-s3-prefix", train(data_source({"uri": "s3://datasets/shapes/"}))),
+    ("train-data-pvc-yaml", train(data_source({"uri": "pvc://data/sets/shapes/data.yaml"}))),
+    ("infer-weights-source", infer({"model": {"fromTrainJob": DELETE, "source": {"uri": "s3://models/best.pt"}}})),
 ]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, StringConstraints, WithJsonSchema
+from pydantic.alias_generators import to_snake
 
 from yolo_operator.api.common import (
     DNS_SUBDOMAIN,
@@ -40,6 +41,10 @@ RESTRICTED_VOLUME_TYPES = ("configMap", "csi", "downwardAPI", "emptyDir", "ephem
 SubdomainName = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=f"^{DNS_SUBDOMAIN}$")]
 OpenObject = Annotated[dict[str, Any], WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True})]
 """A Kubernetes type passed through as the API server validates it in the pod (affinity, a volume source)."""
+
+
+def _snake(wire: str) -> str:
+    return "downward_api" if wire == "downwardAPI" else to_snake(wire)
 
 
 def _in_reserved_path(path: str) -> bool:
@@ -151,15 +156,11 @@ class Volume(ApiModel):
     """A Secret's keys as files, as in a Pod's spec."""
 
     __rules__ = (
-        exactly_one(
-            "config_map",
-            "csi",
-            "downward_api",
-            "empty_dir",
-            "ephemeral",
-            "persistent_volume_claim",
-            "projected",
-            "secret",
+        Rule(
+            # Written out: the wire name of downward_api is downwardAPI, not what exactly_one's camelCase gives.
+            cel=" + ".join(f"(has(self.{t}) ? 1 : 0)" for t in RESTRICTED_VOLUME_TYPES) + " == 1",
+            message=f"set exactly one volume source of {', '.join(RESTRICTED_VOLUME_TYPES)}",
+            check=lambda v: sum(getattr(v, _snake(t)) is not None for t in RESTRICTED_VOLUME_TYPES) == 1,
         ),
         Rule(
             cel=f"!({' || '.join(repr(n) + ' == self.name' for n in RESERVED_VOLUMES)})"
