@@ -476,3 +476,42 @@ def test_kubectl_scale_yolo_inference_service(crds: Cluster, namespace: str) -> 
         ).stdout
     )
     assert scale["spec"]["replicas"] == 3
+
+
+def test_rendered_children_with_sources_and_overrides_are_accepted(crds: Cluster, namespace: str) -> None:
+    """What the operator renders for a fine-tuning job and a service fetching weights by URI (init container,
+    its podFailurePolicy rule naming it, credential and CA volumes, pod overrides) passes the API server's own
+    validation of Jobs and Deployments."""
+    from yolo_operator.api import YoloInferenceService, YoloTrainJob
+    from yolo_operator.lifecycle import inference_service as life
+    from yolo_operator.lifecycle.train_job import TrainChoice
+    from yolo_operator.render import inference_service as serve_render
+    from yolo_operator.render.train_job import RenderOptions, training_objects
+
+    source = {"uri": "s3://datasets/shapes.zip", "endpoint": "http://minio:9000", "credentialsSecret": "keys",
+              "caBundle": {"configMapName": "ca"}}  # fmt: skip
+    overrides = {
+        "env": [{"name": "A", "value": "1"}],
+        "volumes": [{"name": "extra", "emptyDir": {}}],
+        "volumeMounts": [{"name": "extra", "mountPath": "/mnt/extra"}],
+        "labels": {"team": "vision"},
+        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway"}],
+    }
+    doc = train({"model": {"architecture": DELETE, "source": {"uri": "https://m.example/yolo11n.pt"}},
+                 **data_source(source), "podOverrides": overrides})  # fmt: skip
+    doc["metadata"].update(namespace=namespace, uid="00000000-0000-4000-8000-000000000001")
+    job = YoloTrainJob.model_validate(doc)
+    svc_doc = infer({"model": {"fromTrainJob": DELETE, "source": {"uri": "s3://models/best.pt"}},
+                     "podOverrides": overrides})  # fmt: skip
+    svc_doc["metadata"].update(namespace=namespace, uid="00000000-0000-4000-8000-000000000002")
+    svc = YoloInferenceService.model_validate(svc_doc)
+    mount = life.resolve_model(svc, None).mount
+    assert mount is not None
+    children = [
+        *training_objects(job, TrainChoice(batch=16, workers=2, amp=True, cache="none"), RenderOptions()),
+        *serve_render.objects(svc, mount, 2, serve_render.RenderOptions()),
+    ]
+    for obj in children:
+        plain = {**obj, "metadata": {k: v for k, v in obj["metadata"].items() if k != "ownerReferences"}}
+        proc = dry_run(crds, namespace, plain)
+        assert proc.returncode == 0, f"{obj['kind']} {obj['metadata']['name']}: {proc.stderr}"
