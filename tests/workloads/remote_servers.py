@@ -32,9 +32,9 @@ ACCESS_KEY = "yolo-test-admin"
 SECRET_KEY = "yolo-test-secret-key"
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
@@ -48,8 +48,8 @@ class Tls:
     key: Path
 
 
-def make_ca(folder: Path) -> Tls:
-    """A throw-away CA and a server certificate for 127.0.0.1/localhost signed by it."""
+def make_ca(folder: Path, host: str = "127.0.0.1") -> Tls:
+    """A throw-away CA and a server certificate for `host` (and localhost) signed by it."""
     folder.mkdir(parents=True, exist_ok=True)
 
     def ssl_tool(*args: str) -> None:
@@ -58,9 +58,9 @@ def make_ca(folder: Path) -> Tls:
     ssl_tool("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
              "-subj", "/CN=yolo-operator test CA")  # fmt: skip
     ssl_tool("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj",
-             "/CN=127.0.0.1")  # fmt: skip
+             f"/CN={host}")  # fmt: skip
     (folder / "ext.cnf").write_text(
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
+        f"subjectAltName=IP:{host},IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
         "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
     )
     ssl_tool("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out",
@@ -109,11 +109,12 @@ class Minio:
             self.process.wait()
 
 
-def start_minio(data_dir: Path, tls: Tls | None = None) -> Minio:
-    """MinIO on a free loopback port, one drive in `data_dir`, update checks off; waits until it answers."""
+def start_minio(data_dir: Path, tls: Tls | None = None, host: str = "127.0.0.1") -> Minio:
+    """MinIO on a free port of `host` (loopback; the e2e suite's pod bridge), one drive in `data_dir`, update
+    checks off; waits until it answers."""
     binary = minio_binary()
-    port, console = free_port(), free_port()
-    args = [str(binary), "server", str(data_dir / "drive"), "--address", f"127.0.0.1:{port}",
+    port, console = free_port(host), free_port()
+    args = [str(binary), "server", str(data_dir / "drive"), "--address", f"{host}:{port}",
             "--console-address", f"127.0.0.1:{console}"]  # fmt: skip
     scheme, pool = "http", urllib3.PoolManager()
     if tls is not None:
@@ -127,7 +128,7 @@ def start_minio(data_dir: Path, tls: Tls | None = None) -> Minio:
            "MINIO_UPDATE": "off", "MINIO_CALLHOME_ENABLE": "off"}  # fmt: skip
     log = (data_dir / "minio.log").open("wb")
     process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
-    server = Minio(f"{scheme}://127.0.0.1:{port}", process, tls.ca if tls else None, pool)
+    server = Minio(f"{scheme}://{host}:{port}", process, tls.ca if tls else None, pool)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -208,12 +209,12 @@ class Https:
         self.server.server_close()
 
 
-def start_https(tls: Tls) -> Https:
-    server = FileServer(("127.0.0.1", 0), _Handler)
+def start_https(tls: Tls, host: str = "127.0.0.1") -> Https:
+    server = FileServer((host, 0), _Handler)
     server.files, server.hits = {}, Counter()
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(str(tls.cert), str(tls.key))
     server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    return Https(f"https://127.0.0.1:{server.server_address[1]}", server, thread)
+    return Https(f"https://{host}:{server.server_address[1]}", server, thread)
