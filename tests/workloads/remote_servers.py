@@ -4,7 +4,7 @@ proxy by tests/servers/build-minio.sh) and an HTTPS server with its own certific
 The S3 helpers sign their own requests with the project's SigV4 code; MinIO checks every signature, so a test that
 uploads through them also proves the signing. The HTTPS server counts requests per path (a cache hit must send
 none) and has misbehaving paths: `/truncated/...` announces a Content-Length and closes half-way, `/forbidden/...`
-answers 403, `/noetag/...` sends no validator.
+answers 403, `/noetag/...` sends no validator, `/redirect/...` sends a 302 to `/files/...`.
 """
 
 from __future__ import annotations
@@ -168,6 +168,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _answer(self, body: bool) -> None:
         kind, _, name = self.path.lstrip("/").partition("/")
+        if kind == "redirect":
+            self.send_response(302)
+            self.send_header("Location", f"/files/{name}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         data = self.server.files.get(name)
         if kind == "forbidden" or data is None:
             self.send_response(403 if kind == "forbidden" else 404)

@@ -257,6 +257,12 @@ def test_https_without_a_validator_is_keyed_by_content(https: Https, tls: Tls, t
     assert cache_entries(tmp_path) == [f"sha256-{sha(b'no etag')}"]
 
 
+def test_https_redirect_is_followed(https: Https, tls: Tls, tmp_path: Path) -> None:
+    https.files["moved.pt"] = b"moved weights"
+    fetch_all(config(tmp_path, source(f"{https.url}/redirect/moved.pt", tmp_path / "w.pt", ca_file=str(tls.ca))))
+    assert (tmp_path / "w.pt").read_bytes() == b"moved weights"
+
+
 def test_https_403(https: Https, tls: Tls, tmp_path: Path) -> None:
     https.files["x.pt"] = b"x"
     exc = failure(config(tmp_path, source(f"{https.url}/forbidden/x.pt", tmp_path / "w.pt", ca_file=str(tls.ca))))

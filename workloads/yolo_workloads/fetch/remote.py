@@ -76,7 +76,9 @@ class Remote:
             cert_reqs="CERT_REQUIRED",
             ca_certs=source.ca_file,
             timeout=urllib3.Timeout(connect=timeout, read=timeout),
-            retries=False,
+            # Redirects are followed (release assets often redirect; urllib3 drops Authorization on a cross-host
+            # one); everything else is tried again by fetch_one, which knows which failures are transient.
+            retries=urllib3.Retry(total=None, connect=0, read=0, redirect=5, status=0, other=0),
         )
         self.creds = credentials(source) if source.uri.startswith("s3://") else None
         endpoint = source.endpoint or f"https://s3.{source.region}.amazonaws.com"
@@ -99,10 +101,10 @@ class Remote:
         url = obj.url + (f"?{query}" if query else "")
         try:
             response = self.pool.request(method, url, headers=headers, preload_content=False, redirect=True)
-        except SSLError as exc:
-            cause = f"TLS verification failed ({_reason(exc)}); set caBundle for a private CA"
-            raise SourceError(cause, permanent=True) from None
         except Urllib3Error as exc:
+            if isinstance(exc, SSLError) or isinstance(getattr(exc, "reason", None), SSLError):
+                cause = f"TLS verification failed ({_reason(exc)}); set caBundle for a private CA"
+                raise SourceError(cause, permanent=True) from None
             raise SourceError(f"endpoint unreachable: {_reason(exc)}", permanent=False) from None
         if response.status >= 300:
             body = response.read(64 * 1024) if method != "HEAD" else b""
