@@ -16,6 +16,7 @@ from yolo_workloads.contract import ARCHIVE_SUFFIXES
 
 from yolo_operator.api.common import DNS_LABEL, ApiModel, Name, Quantity, is_relative_inside
 from yolo_operator.api.rules import Rule
+from yolo_operator.quantity import parse_quantity
 
 SOURCE_URI = (
     r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/\S*"
@@ -24,7 +25,13 @@ SOURCE_URI = (
 )
 """`s3://bucket/key-or-prefix`, `https://host/path`, `pvc://claim/path`."""
 DEFAULT_MAX_SIZE = "20Gi"
+DEFAULT_REGION = "us-east-1"
 _ARCHIVE_CEL = " || ".join(f"self.uri.lowerAscii().endsWith('{s}')" for s in ARCHIVE_SUFFIXES)
+
+
+def max_bytes(source: Source) -> int:
+    """The size limit in bytes (the default when unset)."""
+    return int(parse_quantity(source.max_size if source.max_size is not None else DEFAULT_MAX_SIZE))
 
 
 def pvc_parts(uri: str) -> tuple[str, str]:
@@ -58,12 +65,12 @@ class Source(ApiModel):
     sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = None
     """Expected SHA-256 (hex) of the file or archive: a mismatch fails the resource, and the per-content cache
     finds a match without asking the server."""
-    max_size: Quantity = DEFAULT_MAX_SIZE
-    """Largest download (a prefix's objects together), and largest unpacked archive."""
+    max_size: Quantity | None = None
+    """Largest download (a prefix's objects together), and largest unpacked archive; 20Gi when unset."""
     endpoint: Annotated[str, StringConstraints(max_length=1024, pattern=r"^https?://[^\s/?#]+/?$")] | None = None
     """S3 only: the endpoint of an S3-compatible store (`https://minio.storage:9000`); AWS when unset."""
-    region: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=DNS_LABEL)] = "us-east-1"
-    """S3 only: the region requests are signed for."""
+    region: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=DNS_LABEL)] | None = None
+    """S3 only: the region requests are signed for; us-east-1 when unset."""
     credentials_secret: Name | None = None
     """S3 only: a Secret with keys `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` (and optionally
     `AWS_SESSION_TOKEN`); anonymous requests when unset."""
@@ -72,9 +79,12 @@ class Source(ApiModel):
 
     __rules__: ClassVar[tuple[Rule, ...]] = (
         Rule(
-            cel="self.uri.startsWith('s3://') || (!has(self.endpoint) && !has(self.credentialsSecret))",
-            message="endpoint and credentialsSecret apply to s3:// URIs only",
-            check=lambda s: s.uri.startswith("s3://") or (s.endpoint is None and s.credentials_secret is None),
+            cel="self.uri.startsWith('s3://') || (!has(self.endpoint) && !has(self.credentialsSecret) && "
+            "!has(self.region))",
+            message="endpoint, region and credentialsSecret apply to s3:// URIs only",
+            check=lambda s: (
+                s.uri.startswith("s3://") or (s.endpoint is None and s.credentials_secret is None and s.region is None)
+            ),
             field="endpoint",
         ),
         Rule(

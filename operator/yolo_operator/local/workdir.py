@@ -40,10 +40,9 @@ from yolo_workloads.contract import (
 )
 
 from yolo_operator.api.common import SpecError, VolumeFile
+from yolo_operator.api.sources import DEFAULT_REGION, Source, is_archive, max_bytes, pvc_parts
 from yolo_operator.api.sources import DataSource as DataSourceSpec
-from yolo_operator.api.sources import Source, is_archive, pvc_parts
 from yolo_operator.api.train_job import YoloTrainJob
-from yolo_operator.quantity import parse_quantity
 from yolo_operator.render import train_job as render
 
 
@@ -181,10 +180,10 @@ def fetch_source(field: str, source: Source, uri: str, link: Path) -> FetchSourc
         uri=uri,
         kind=source_kind(uri),
         sha256=source.sha256,
-        max_bytes=int(parse_quantity(source.max_size)),
+        max_bytes=max_bytes(source),
         link=str(link),
         endpoint=source.endpoint.rstrip("/") if source.endpoint else None,
-        region=source.region,
+        region=source.region or DEFAULT_REGION,
         credentials_env=source.credentials_secret is not None,
     )
 

@@ -17,8 +17,7 @@ from typing import Any
 from yolo_workloads.contract import FetchConfig, FetchSource, source_kind
 
 from yolo_operator.api.pod import PodOverrides
-from yolo_operator.api.sources import DataSource, Source, pvc_parts
-from yolo_operator.quantity import parse_quantity
+from yolo_operator.api.sources import DEFAULT_REGION, DataSource, Source, max_bytes, pvc_parts
 
 SOURCES_DIR = "/sources"
 CACHE_DIR = "/var/cache/yolo-sources"
@@ -47,10 +46,10 @@ class Fetches:
             "uri": uri,
             "kind": source_kind(uri),
             "sha256": source.sha256,
-            "max_bytes": int(parse_quantity(source.max_size)),
+            "max_bytes": max_bytes(source),
             "link": link,
             "endpoint": source.endpoint.rstrip("/") if source.endpoint else None,
-            "region": source.region,
+            "region": source.region or DEFAULT_REGION,
         }
         if source.credentials_secret:
             entry["credentials_dir"] = self._mount(f"source-{n}-credentials", "credentials", n, {
