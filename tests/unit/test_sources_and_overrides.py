@@ -278,3 +278,21 @@ def test_served_weights_fetch_failure_fails_the_service_naming_the_source() -> N
     assert status["phase"] == "Failed"
     failed = next(c for c in status["conditions"] if c["type"] == "Failed")
     assert failed["status"] == "True" and failed["reason"] == "SourceFailed" and cause in failed["message"]
+
+
+def test_a_pending_pod_says_it_is_fetching_or_why_its_fetch_step_cannot_start() -> None:
+    job = {"metadata": {"uid": "j"}, "status": {}, "spec": {}}
+
+    def pod(state: dict[str, Any]) -> dict[str, Any]:
+        init = [{"name": "fetch", "state": state}]
+        return {"metadata": {"name": "p", "ownerReferences": [{"uid": "j"}]},
+                "status": {"phase": "Pending", "initContainerStatuses": init}}  # fmt: skip
+
+    running = job_view(job, [pod({"running": {"startedAt": "now"}})], "workload")
+    assert (running.state, running.initializing) == (
+        "pending",
+        "fetching sources by URI (init container fetch running)",
+    )
+    missing = pod({"waiting": {"reason": "CreateContainerConfigError", "message": 'secret "s3-keys" not found'}})
+    view = job_view(job, [missing], "workload")
+    assert view.initializing == 'init container fetch waiting (CreateContainerConfigError: secret "s3-keys" not found)'

@@ -382,7 +382,7 @@ def _step(view: JobView, gpu_product: str | None, refused: str | None = None) ->
         failure_message=view.failure_message,
         restarts=view.restarts,
         gpu_product=gpu_product,
-        waiting_message=view.unschedulable,
+        waiting_message=view.unschedulable or view.initializing,
         refused_message=refused,
     )
 

@@ -34,6 +34,8 @@ class JobView:
     """When the running pod started (status.startTime)."""
     unschedulable: str | None = None
     """The scheduler's message while the pod cannot be placed."""
+    initializing: str | None = None
+    """What a placed pod's init container (the `fetch` step) is doing while the workload waits for it."""
 
 
 def _condition(obj: Obj, type_: str) -> Obj | None:
@@ -114,7 +116,23 @@ def job_view(job: Obj | None, pods: Iterable[Obj], container: str) -> JobView:
         for cond in pod.get("status", {}).get("conditions") or []:
             if cond.get("type") == "PodScheduled" and cond.get("reason") == "Unschedulable":
                 unschedulable = cond.get("message")
-    return JobView("pending", restarts=restarts, unschedulable=unschedulable)
+    initializing = next((text for pod in own if (text := init_activity(pod))), None)
+    return JobView("pending", restarts=restarts, unschedulable=unschedulable, initializing=initializing)
+
+
+def init_activity(pod: Obj) -> str | None:
+    """`fetching sources by URI` while an init container runs; its waiting reason (a missing Secret's
+    CreateContainerConfigError, say) while it cannot start. None once they are done."""
+    for status in pod.get("status", {}).get("initContainerStatuses") or []:
+        state = status.get("state") or {}
+        name = status.get("name")
+        if "running" in state:
+            return f"fetching sources by URI (init container {name} running)"
+        waiting = state.get("waiting") or {}
+        if waiting.get("reason") and waiting.get("reason") != "PodInitializing":
+            detail = f": {waiting['message']}" if waiting.get("message") else ""
+            return f"init container {name} waiting ({waiting['reason']}{detail})"
+    return None
 
 
 def failed_create_selector(job: Obj) -> str:
