@@ -296,3 +296,21 @@ def test_a_pending_pod_says_it_is_fetching_or_why_its_fetch_step_cannot_start() 
     missing = pod({"waiting": {"reason": "CreateContainerConfigError", "message": 'secret "s3-keys" not found'}})
     view = job_view(job, [missing], "workload")
     assert view.initializing == 'init container fetch waiting (CreateContainerConfigError: secret "s3-keys" not found)'
+
+
+def test_a_fetch_failure_observed_on_the_job_fails_the_resource_naming_the_source() -> None:
+    """From the pod (init container terminated, exit code 2) through job_view to the lifecycle's Failed condition."""
+    from datetime import UTC, datetime
+
+    from yolo_operator.lifecycle.train_job import Observed, StepObservation, StepState, decide
+
+    message = "spec.data.source (s3://datasets/shapes.zip): access denied (HTTP 403: AccessDenied: Access Denied.)"
+    job = {"metadata": {"uid": "j"}, "status": {"conditions": [{"type": "Failed", "status": "True"}]}}
+    pod = {"metadata": {"name": "p", "ownerReferences": [{"uid": "j"}]}, "status": {"phase": "Failed",
+           "initContainerStatuses": [{"name": "fetch", "state": {"terminated": {"exitCode": 2, "message": message}}}]}}  # fmt: skip
+    view = job_view(job, [pod], "workload")
+    seen = StepObservation(StepState.FAILED, view.message, view.exit_code, "PodFailurePolicy")
+    decision = decide(finetune(), Observed(now=datetime.now(UTC), tuning=seen))
+    failed = next(c for c in decision.status.conditions or [] if c.type == "Failed")
+    assert decision.phase == "Failed" and failed.reason == "InvalidInput"
+    assert message in failed.message
