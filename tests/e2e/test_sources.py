@@ -153,7 +153,7 @@ def job_manifest(name: str, servers: dict[str, Any], sha256: str) -> dict[str, A
             "train": {"epochs": 2, "imgsz": 64, "extraArgs": {"plots": False}},
             "tuning": {
                 "maxTrials": 2,
-                "timeBudgetSeconds": 30,
+                "timeBudgetSeconds": 120,  # bounds the first trial only: later ones share 10% of the estimated training
                 "batch": {"min": 8, "max": 16},
                 "workers": {"min": 0, "max": 1},
                 "amp": [False],

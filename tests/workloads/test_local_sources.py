@@ -74,7 +74,7 @@ def manifest(path: Path, model: dict[str, Any], data: dict[str, Any]) -> Path:
             "train": {"imgsz": 64, "epochs": 1, "extraArgs": {"plots": False}},
             "tuning": {
                 "maxTrials": 1,
-                "timeBudgetSeconds": 20,
+                "timeBudgetSeconds": 120,  # the first trial's warm-up alone may take 20 s on a loaded 2-core machine
                 "batch": {"min": 8, "max": 8},
                 "workers": {"min": 0, "max": 0},
                 "amp": [False],
