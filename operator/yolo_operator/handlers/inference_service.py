@@ -50,6 +50,7 @@ from yolo_operator.k8s.client import ApiError, Kube, Ref
 from yolo_operator.k8s.scaling import delete_if_present, list_pods, set_replicas
 from yolo_operator.k8s.workloads import eligible_nodes, max_allocatable, node_summary
 from yolo_operator.lifecycle import inference_service as life
+from yolo_operator.lifecycle import kstatus
 from yolo_operator.lifecycle import stalled as stalled_life
 from yolo_operator.lifecycle.conditions import rfc3339
 from yolo_operator.metrics import autoscaler_metrics as om
@@ -160,7 +161,10 @@ class InferenceController:
             svc = YoloInferenceService.model_validate(body)
         except ValidationError as exc:
             message = "; ".join(format_errors(exc))
-            self.kube.patch_status(ref, {"phase": "Failed", "message": message})
+            generation = body.get("metadata", {}).get("generation")
+            conditions = kstatus.refused_spec("InvalidSpec", message[:4000], datetime.now(UTC), generation)
+            patch = {"phase": "Failed", "message": message, "observedGeneration": generation}
+            self.kube.patch_status(ref, {**patch, "conditions": [c.to_wire() for c in conditions]})
             self.kube.post_event(ref, "Warning", "InvalidSpec", message)
             return None
         job: YoloTrainJob | None = None

@@ -14,6 +14,7 @@ from typing import Any
 
 from yolo_operator.api.common import Condition
 from yolo_operator.k8s.client import ApiError, Kube, Ref
+from yolo_operator.lifecycle import kstatus
 from yolo_operator.lifecycle import stalled as life
 
 log = logging.getLogger(__name__)
@@ -35,12 +36,17 @@ def report(kube: Kube, ref: Ref, body: Mapping[str, Any], exc: ApiError) -> dict
     reason = life.cause_of_status(exc.status)
     message = message_of(exc)
     generation = (body.get("metadata") or {}).get("generation")
-    updated = life.stall(conditions, reason, message, datetime.now(UTC), generation)
+    now = datetime.now(UTC)
+    updated = life.stall(conditions, reason, message, now, generation)
     if updated is None:
         return None  # already reported: no Event per retry
+    # Not Reconciling, and observed at this generation: kstatus reports a stall only once the generation is seen.
+    patch = {"conditions": [c.to_wire() for c in kstatus.summarize(updated, None, now, generation)]}
+    if generation is not None:
+        patch["observedGeneration"] = generation
     written: dict[str, Any] | None = None
     try:
-        written = kube.patch_status(ref, {"conditions": [c.to_wire() for c in updated]})
+        written = kube.patch_status(ref, patch)
     except ApiError as err:
         log.warning("could not write the Stalled condition on %s/%s: %s", ref.namespace, ref.name, err)
     kube.post_event(ref, "Warning", reason, message)

@@ -22,7 +22,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from yolo_operator.api.common import GROUP, VERSION, Condition, format_errors
+from yolo_operator.api.common import GROUP, VERSION, format_errors
 from yolo_operator.api.train_job import YoloTrainJob, YoloTrainJobStatus
 from yolo_operator.handlers import access, stalled
 from yolo_operator.handlers.resync import Resync
@@ -40,7 +40,7 @@ from yolo_operator.k8s.workloads import (
     node_summary,
     pods_of,
 )
-from yolo_operator.lifecycle import conditions as cond
+from yolo_operator.lifecycle import kstatus
 from yolo_operator.lifecycle.train_job import (
     Action,
     CachedTuning,
@@ -338,12 +338,14 @@ class TrainJobController:
         """A stored object our models reject (an older CRD, a hand-edited status): say so, do nothing else."""
         meta = raw["metadata"]
         ref = Ref(API_VERSION, KIND, meta["name"], meta.get("namespace"), meta.get("uid"))
-        now = datetime.now(UTC)
-        failed = Condition(
-            type="Failed", status="True", reason="InvalidSpec", message=message[:4000],
-            last_transition_time=cond.rfc3339(now), observed_generation=meta.get("generation"),
-        )  # fmt: skip
-        status = {"phase": "Failed", "message": message[:4000], "conditions": [failed.to_wire()]}
+        generation = meta.get("generation")
+        conditions = kstatus.refused_spec("InvalidSpec", message[:4000], datetime.now(UTC), generation)
+        status = {
+            "phase": "Failed",
+            "message": message[:4000],
+            "conditions": [c.to_wire() for c in conditions],
+            "observedGeneration": generation,
+        }
         if (raw.get("status") or {}).get("phase") != "Failed":
             self.kube.patch_status(ref, status)
             self.kube.post_event(ref, "Warning", "InvalidSpec", message)

@@ -7,6 +7,10 @@ Phases: Pending (waiting for weights, or for the first replica to become ready),
 and no replica ready yet), Ready (at least one replica serves and the rollout progresses), Degraded (it was
 serving and is not, or the rollout is stuck), Failed (the weights can never come: the training job failed or
 keeps its results on no volume).
+
+kstatus (lifecycle.kstatus): Ready=True while a replica serves or when spec.replicas is 0 (the desired state);
+Reconciling=True while replicas are on their way; Stalled=True when only a user can help (the weights can never
+come, a stuck rollout, pods refused, a claim or GPUs missing).
 """
 
 from __future__ import annotations
@@ -20,11 +24,15 @@ from yolo_operator.api.common import Condition
 from yolo_operator.api.inference_service import YoloInferenceService
 from yolo_operator.api.sources import pvc_parts
 from yolo_operator.api.train_job import YoloTrainJob
-from yolo_operator.lifecycle import stalled
+from yolo_operator.lifecycle import kstatus, stalled
 from yolo_operator.lifecycle.conditions import find, set_condition
 from yolo_operator.render.inference_service import CLAIMS_ROOT, ModelMount, selector_string, url
 
-READY = "Ready"
+READY = kstatus.READY
+ROLLOUT_STUCK = "RolloutStuck"
+MODEL_FAILURES = frozenset({"TrainJobFailed", "TrainJobHasNoOutputVolume", "TrainJobHasNoWeights", "SourceFailed"})
+"""Reasons of a Failed service (ModelResolution's failed=True, SOURCE_FAILED): Stalled until the spec, the training
+job or the source changes."""
 FAILED = "Failed"
 SCALING_ACTIVE = "ScalingActive"
 SCALING_LIMITED = "ScalingLimited"
@@ -170,6 +178,7 @@ def status(
     old = svc.status
     gen = svc.metadata.generation
     conditions: list[Condition] = list(old.conditions or []) if old else []
+    conditions = stalled.unstall(conditions, now, gen, stalled.API_REFUSALS)  # see lifecycle.train_job.decide
     was_serving = bool(old and old.phase in ("Ready", "Degraded"))
     dep_status = (deployment or {}).get("status", {})
     replicas = int(dep_status.get("replicas") or 0)
@@ -197,10 +206,12 @@ def status(
             phase, ready_ok, reason, message = "Ready", True, "ReplicasReady", counts
         elif ready > 0 or was_serving:
             phase, ready_ok = "Degraded", ready > 0
-            reason = "RolloutStuck" if stuck else "NoReplicaReady"
+            reason = ROLLOUT_STUCK if stuck else "NoReplicaReady"
             message = f"{counts}: {stuck}" if stuck else f"{counts}: no replica is serving"
         elif wanted == 0:
-            phase, ready_ok, reason, message = "Pending", False, "ScaledToZero", "spec.replicas is 0"
+            # The desired state, reached: Ready (kstatus Current, as for a Deployment scaled to 0); Argo CD's health
+            # check shows it as Suspended.
+            phase, ready_ok, reason, message = "Pending", True, "ScaledToZero", "spec.replicas is 0"
         elif svc.spec.tuning.enabled:
             phase, ready_ok, reason, message = "Tuning", False, "TuningServing", f"{counts}: tuning batching"
         else:
@@ -218,10 +229,15 @@ def status(
     for cause in (stalled.UNSCHEDULABLE, stalled.CLAIM_NOT_FOUND):
         text = block[1] if block is not None and block[0] == cause else None
         conditions = stalled.observed(conditions, cause, text, now, gen)
+    conditions = stalled.observed(conditions, ROLLOUT_STUCK, message if reason == ROLLOUT_STUCK else None, now, gen)
     if model.failed or source_failed:
         conditions = set_condition(conditions, FAILED, True, reason, message, now, gen)
-    elif find(conditions, FAILED) is not None:
-        conditions = set_condition(conditions, FAILED, False, "Recovered", "", now, gen)
+        conditions = stalled.stall(conditions, reason, message, now, gen) or conditions
+    else:
+        if find(conditions, FAILED) is not None:
+            conditions = set_condition(conditions, FAILED, False, "Recovered", "", now, gen)
+        conditions = stalled.unstall(conditions, now, gen, MODEL_FAILURES)
+    conditions = kstatus.summarize(conditions, _in_flight(phase, reason, message, deployment), now, gen)
     if not svc.spec.autoscaling.enabled:
         text = "spec.autoscaling.enabled is false: spec.replicas (the scale subresource) sets the replicas"
         conditions = set_condition(conditions, SCALING_ACTIVE, False, "AutoscalingDisabled", text, now, gen)
@@ -248,6 +264,24 @@ def status(
     if not svc.spec.autoscaling.enabled:
         result["desiredReplicas"] = svc.spec.replicas
     return result
+
+
+def _in_flight(phase: str, reason: str, message: str, deployment: dict[str, Any] | None) -> tuple[str, str] | None:
+    """Reconciling's (reason, message) while replicas are on their way: before the first is ready, after all were
+    lost (not a stuck rollout: that is Stalled), and while a scale or rollout of the Deployment proceeds."""
+    if phase == "Failed" or reason in (ROLLOUT_STUCK, "ScaledToZero"):
+        return None
+    if phase != "Ready":
+        return reason, message
+    spec, dep = (deployment or {}).get("spec") or {}, (deployment or {}).get("status") or {}
+    wanted = int(spec.get("replicas") or 0)
+    counts = [int(dep.get(k) or 0) for k in ("readyReplicas", "updatedReplicas", "availableReplicas")]
+    behind = int(dep.get("observedGeneration") or 0) < int(
+        (deployment or {}).get("metadata", {}).get("generation") or 0
+    )
+    if behind or min(counts) < wanted:
+        return "RollingOut", f"{message}: the Deployment's rollout or scale is in progress"
+    return None
 
 
 def autoscaler_conditions(

@@ -50,7 +50,7 @@ from yolo_operator.api.train_job import (
     YoloTrainJobStatus,
 )
 from yolo_operator.lifecycle import conditions as cond
-from yolo_operator.lifecycle import stalled
+from yolo_operator.lifecycle import kstatus, stalled
 from yolo_operator.lifecycle.tuning_cache import cache_key
 
 # Condition types.
@@ -229,6 +229,7 @@ class _Draft:
         self.conditions, new = stalled.pods_refused(self.conditions, what, self.refused, self.now, gen)
         if new is not None:
             self.events.append(EventNote("Warning", stalled.PODS_REFUSED, new))
+        self._summarize(phase, message)
         status = self.status.model_copy(
             update={
                 "phase": phase,
@@ -241,16 +242,45 @@ class _Draft:
         )
         return Decision(status, tuple(self.actions), tuple(self.events))
 
+    def _summarize(self, phase: TrainPhase, message: str | None) -> None:
+        """kstatus' view (lifecycle.kstatus): a failure is Stalled (only a new spec helps); Ready once the desired
+        state is reached (trained, or suspended as asked); Reconciling while a step is on its way."""
+        gen = self.job.metadata.generation
+        failed = cond.find(self.conditions, FAILED)
+        if phase == "Failed" and failed is not None:
+            self.conditions = (
+                stalled.stall(self.conditions, failed.reason, failed.message, self.now, gen) or self.conditions
+            )
+        ready = phase in ("Succeeded", "Suspended")
+        reason = failed.reason if phase == "Failed" and failed is not None else phase
+        text = message or _PHASE_TEXT[phase]
+        self.condition(kstatus.READY, ready, reason, text)
+        in_flight = (phase, text) if phase not in (*FINAL_PHASES, "Suspended") else None
+        self.conditions = kstatus.summarize(self.conditions, in_flight, self.now, gen)
+
     def fail(self, reason: str, message: str) -> Decision:
         self.condition(FAILED, True, reason, message)
         self.events.append(EventNote("Warning", reason, message))
         return self.finish("Failed", message)
 
 
+_PHASE_TEXT: dict[TrainPhase, str] = {
+    "Pending": "waiting to start",
+    "Tuning": "measuring the fastest settings on this hardware",
+    "Training": "training",
+    "Succeeded": "training succeeded",
+    "Failed": "failed",
+    "Suspended": "suspended (runPolicy.suspend)",
+}
+
+
 def decide(job: YoloTrainJob, observed: Observed, policy: Policy = Policy()) -> Decision:
     """The next status, actions and events; see the module docstring."""
     previous = job.status or YoloTrainJobStatus()
-    draft = _Draft(job, observed.now, previous, list(previous.conditions or []))
+    # Reaching a decision means the last refused write is history: if this one's writes are refused too, the
+    # handler reports that again (handlers.stalled) instead of writing this status.
+    kept = stalled.unstall(list(previous.conditions or []), observed.now, job.metadata.generation, stalled.API_REFUSALS)
+    draft = _Draft(job, observed.now, previous, kept)
     if previous.phase in FINAL_PHASES:
         draft.set(restarts=observed.training.restarts or previous.restarts)
         return draft.finish(previous.phase, previous.message)  # final: nothing more to do
