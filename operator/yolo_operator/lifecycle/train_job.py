@@ -246,14 +246,13 @@ class _Draft:
         """kstatus' view (lifecycle.kstatus): a failure is Stalled (only a new spec helps); Ready once the desired
         state is reached (trained, or suspended as asked); Reconciling while a step is on its way."""
         gen = self.job.metadata.generation
-        failed = cond.find(self.conditions, FAILED)
-        if phase == "Failed" and failed is not None:
-            self.conditions = (
-                stalled.stall(self.conditions, failed.reason, failed.message, self.now, gen) or self.conditions
-            )
-        ready = phase in ("Succeeded", "Suspended")
-        reason = failed.reason if phase == "Failed" and failed is not None else phase
         text = message or _PHASE_TEXT[phase]
+        failed = cond.find(self.conditions, FAILED)
+        reason = failed.reason if failed is not None and failed.status == "True" else phase
+        if phase == "Failed":  # a Failed phase without its condition too (a status written by hand)
+            cause = failed.message if failed is not None and failed.status == "True" else text
+            self.conditions = stalled.stall(self.conditions, reason, cause, self.now, gen) or self.conditions
+        ready = phase in ("Succeeded", "Suspended")
         self.condition(kstatus.READY, ready, reason, text)
         in_flight = (phase, text) if phase not in (*FINAL_PHASES, "Suspended") else None
         self.conditions = kstatus.summarize(self.conditions, in_flight, self.now, gen)
