@@ -7,13 +7,14 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # Every process the tests start stays offline: Ultralytics must not reach its hub, fonts or update checks.
 export YOLO_OFFLINE := 1
 
-.PHONY: setup cluster-bin servers-bin images crds lint test test-unit test-workloads test-cluster test-e2e demo lock clean
+.PHONY: setup cluster-bin servers-bin images crds lint test test-unit test-workloads test-cluster test-e2e demo lock release clean
 
 setup:  ## Python environment (cached by lock hash), Debian packages
 	bash scripts/bootstrap.sh
 
-cluster-bin: ## kube-apiserver, controller-manager, scheduler, kubectl, kubelet, kube-proxy, etcd, kwok, kwokctl (cached by version)
+cluster-bin: ## kube-apiserver, controller-manager, scheduler, kubectl, kubelet, kube-proxy, etcd, kwok, kwokctl; helm, gitops-check (cached by version)
 	bash tests/cluster/controlplane/build.sh >/dev/null
+	bash tests/cluster/tools/build.sh >/dev/null
 
 servers-bin: ## MinIO, the real S3 server the remote-source tests run on loopback (Go module proxy; cached by version)
 	bash tests/servers/build-minio.sh >/dev/null
@@ -32,6 +33,7 @@ lint: setup  ## ruff, formatting, mypy --strict, import-linter contracts, CRD dr
 	$(BIN)/lint-imports
 	$(BIN)/yolo-operator crds --out crds --check
 	$(BIN)/yolo-operator crds --out manifests/base/crds --check
+	python3 scripts/version.py --check
 
 # The set-up steps run side by side (a cold machine spends them on the network, pip and Go's compiler; each is a
 # no-op once cached), then lint, then every suite.
@@ -57,6 +59,10 @@ demo: setup  ## the main job, no cluster: tune, train and serve the quickstart Y
 
 lock:  ## re-pin requirements.lock from a fresh resolve of pyproject's extras
 	bash scripts/lock.sh
+
+release:  ## make release VERSION=x.y.z: stamp the version, write dist/ (install YAML, packaged chart, Argo CD health)
+	@test -n "$(VERSION)" || { echo "usage: make release VERSION=x.y.z" >&2; exit 2; }
+	bash scripts/release.sh $(VERSION) dist
 
 clean:
 	rm -rf .work .pytest_cache .mypy_cache .ruff_cache
