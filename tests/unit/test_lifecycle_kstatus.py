@@ -134,9 +134,11 @@ def test_a_service_reconciles_until_every_replica_serves() -> None:
     assert {c["observedGeneration"] for c in st["conditions"]} == {3}
 
 
-def test_a_service_scaled_to_zero_is_ready_as_asked() -> None:
-    svc = weights(replicas=0)
+@pytest.mark.parametrize("before", [None, "Ready"])
+def test_a_service_scaled_to_zero_is_ready_as_asked(before: str | None) -> None:
+    svc = weights({"phase": before} if before else None, replicas=0)
     st = status(svc, resolve_model(svc, None), complete(0), NOW)
+    assert st["phase"] == "Pending"  # not Degraded, though it served before
     assert summary_of(st["conditions"]) == {"Ready": ("True", "ScaledToZero"), "Reconciling": ("False", kstatus.IDLE)}
 
 

@@ -3,10 +3,10 @@
 Pure: (spec, observed children, previous status, now) → decisions and a status dict. The handler reads the
 objects, calls these, applies what `render` produced and writes the status once.
 
-Phases: Pending (waiting for weights, or for the first replica to become ready), Tuning (serving tuning enabled
-and no replica ready yet), Ready (at least one replica serves and the rollout progresses), Degraded (it was
-serving and is not, or the rollout is stuck), Failed (the weights can never come: the training job failed or
-keeps its results on no volume).
+Phases: Pending (waiting for weights or for the first replica to become ready, or scaled to 0), Tuning (serving
+tuning enabled and no replica ready yet), Ready (at least one replica serves and the rollout progresses),
+Degraded (it was serving and is not, or the rollout is stuck), Failed (the weights can never come: the training
+job failed or keeps its results on no volume).
 
 kstatus (lifecycle.kstatus): Ready=True while a replica serves or when spec.replicas is 0 (the desired state);
 Reconciling=True while replicas are on their way; Stalled=True when only a user can help (the weights can never
@@ -204,14 +204,14 @@ def status(
         counts = f"{ready}/{wanted} replicas ready"
         if ready > 0 and stuck is None:
             phase, ready_ok, reason, message = "Ready", True, "ReplicasReady", counts
+        elif wanted == 0 and ready == 0:
+            # The desired state, reached (also after serving: scaling to 0 is not a degradation): Ready, kstatus
+            # Current as for a Deployment scaled to 0; Argo CD's health check shows it as Suspended.
+            phase, ready_ok, reason, message = "Pending", True, "ScaledToZero", "spec.replicas is 0"
         elif ready > 0 or was_serving:
             phase, ready_ok = "Degraded", ready > 0
             reason = ROLLOUT_STUCK if stuck else "NoReplicaReady"
             message = f"{counts}: {stuck}" if stuck else f"{counts}: no replica is serving"
-        elif wanted == 0:
-            # The desired state, reached: Ready (kstatus Current, as for a Deployment scaled to 0); Argo CD's health
-            # check shows it as Suspended.
-            phase, ready_ok, reason, message = "Pending", True, "ScaledToZero", "spec.replicas is 0"
         elif svc.spec.tuning.enabled:
             phase, ready_ok, reason, message = "Tuning", False, "TuningServing", f"{counts}: tuning batching"
         else:
