@@ -30,6 +30,7 @@ DERIVED = (
     ("charts/yolo-operator/Chart.yaml", r'(?m)^(appVersion: ")([^"]+)(")'),
     ("Dockerfile", r"(?m)^(ARG VERSION=)(\S+)()"),
     ("docker-compose.yaml", r"(ghcr.io/yolo-operator/yolo-workload-dev:)([^}\s]+)()"),
+    (".env.example", r"(ghcr.io/yolo-operator/yolo-workload-dev:)(\S+)()"),
 )
 
 
