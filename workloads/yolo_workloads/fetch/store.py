@@ -19,7 +19,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import IO
 from urllib.parse import urlsplit
 
 from yolo_workloads.contract import FetchSource
@@ -190,9 +190,9 @@ def unpack(archive: Path, dest: Path, max_bytes: int) -> None:
             for m in members:
                 _check_entry(m.name, m.issym() or m.islnk(), special=not (m.isfile() or m.isdir()))
             for m in members:
-                f = tf.extractfile(m) if m.isfile() else None
-                if f is not None:
-                    _write(f, dest / m.name, budget, max_bytes)
+                member = tf.extractfile(m) if m.isfile() else None
+                if member is not None:
+                    _write(member, dest / m.name, budget, max_bytes)
     except tarfile.TarError as exc:
         raise SourceError(f"not a readable .zip or tar archive ({exc})", permanent=True) from None
 
@@ -206,7 +206,7 @@ def _check_entry(name: str, link: bool, special: bool = False) -> None:
         raise SourceError(f"archive entry {name!r} is not a file or folder", permanent=True)
 
 
-def _write(f: BinaryIO, dest: Path, budget: list[int], max_bytes: int) -> None:
+def _write(f: IO[bytes], dest: Path, budget: list[int], max_bytes: int) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     with dest.open("wb") as out:
         while chunk := f.read(1024 * 1024):
