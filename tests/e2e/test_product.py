@@ -15,6 +15,7 @@ import os
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -281,7 +282,7 @@ def test_a_lost_training_pod_is_replaced_and_resumes_from_its_checkpoint(e2e: E2
 
 
 @pytest.fixture(scope="module")
-def served(e2e: E2E, trained: dict[str, Any]) -> dict[str, Any]:
+def served(e2e: E2E, trained: dict[str, Any]) -> Iterator[dict[str, Any]]:
     cluster = e2e.cluster
     service = {
         "apiVersion": "yolo-operator.io/v1alpha1",
@@ -310,7 +311,15 @@ def served(e2e: E2E, trained: dict[str, Any]) -> dict[str, Any]:
         raise AssertionError(f"{exc}\n{describe(cluster)}") from exc
     print(f"\n[e2e] {SERVICE} Ready {time.monotonic() - started:.0f} s after apply")
     svc = cluster.get_json("service", SERVICE, namespace=NS)
-    return {"yis": yis, "url": f"http://{svc['spec']['clusterIP']}:80"}
+    yield {"yis": yis, "url": f"http://{svc['spec']['clusterIP']}:80"}
+    # Its replicas hold 1.8 of the node's 2 CPUs: later modules' pods (test_sources) would stay Pending.
+    cluster.kubectl("delete", "yoloinferenceservice", SERVICE, "-n", NS, "--wait=false")
+    wait_until(lambda: not _pods_of(cluster, SERVICE), 180, f"{SERVICE}'s pods to go", interval_s=2)
+
+
+def _pods_of(cluster: Cluster, owner: str) -> list[str]:
+    pods = cluster.get_json("pods", namespace=NS).get("items", [])
+    return [p["metadata"]["name"] for p in pods if p["metadata"]["name"].startswith(f"{owner}-")]
 
 
 def test_the_service_answers_both_protocols_through_its_cluster_ip(e2e: E2E, served: dict[str, Any]) -> None:
