@@ -112,3 +112,41 @@ def e2e() -> Iterator[E2E]:
             remove_tree(workdir)
         else:
             print(f"\n[e2e] kept {workdir} for its logs")
+
+
+def hostpath_claim(e2e: E2E, namespace: str, claim: str) -> Path:
+    """A hostPath PersistentVolume on the node, bound to `claim` in `namespace`; the folder belongs to the pods' UID
+    (the kubelet does not apply fsGroup to hostPath volumes)."""
+    folder = e2e.node.workdir / "pv" / claim
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chown(folder, 10001, 10001)
+    e2e.cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": f"{namespace}-{claim}"},
+            "spec": {
+                "capacity": {"storage": "2Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": "",
+                "hostPath": {"path": str(folder), "type": "Directory"},
+                "claimRef": {"namespace": namespace, "name": claim},
+            },
+        }
+    )
+    e2e.cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": claim},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "",
+                "volumeName": f"{namespace}-{claim}",
+                "resources": {"requests": {"storage": "2Gi"}},
+            },
+        },
+        namespace=namespace,
+    )
+    return folder

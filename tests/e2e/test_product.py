@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import time
 import urllib.error
 import urllib.request
@@ -21,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import E2E, OPERATOR_IMAGE, ROOT, WORKLOAD_IMAGE
+from conftest import E2E, OPERATOR_IMAGE, ROOT, WORKLOAD_IMAGE, hostpath_claim
 from harness import Cluster, pod_is_ready, wait_until
 from realnode import NODE_NAME
 
@@ -148,44 +147,6 @@ def test_install_runs_the_operator_as_a_restricted_pod_of_its_image(e2e: E2E) ->
 # --- training --------------------------------------------------------------------------------------------------
 
 
-def make_volume(e2e: E2E) -> Path:
-    """A hostPath PersistentVolume bound to the job's claim; the folder belongs to the pods' UID (the kubelet does
-    not apply fsGroup to hostPath volumes)."""
-    folder = e2e.node.workdir / "pv" / CLAIM
-    folder.mkdir(parents=True, exist_ok=True)
-    os.chown(folder, 10001, 10001)
-    e2e.cluster.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": f"{NS}-{CLAIM}"},
-            "spec": {
-                "capacity": {"storage": "2Gi"},
-                "accessModes": ["ReadWriteOnce"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "storageClassName": "",
-                "hostPath": {"path": str(folder), "type": "Directory"},
-                "claimRef": {"namespace": NS, "name": CLAIM},
-            },
-        }
-    )
-    e2e.cluster.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": CLAIM},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": "",
-                "volumeName": f"{NS}-{CLAIM}",
-                "resources": {"requests": {"storage": "2Gi"}},
-            },
-        },
-        namespace=NS,
-    )
-    return folder
-
-
 def quickstart_on_a_volume() -> dict[str, Any]:
     """The quickstart sample as shipped, with its output on the claim and requests that fit a two-core node."""
     job: dict[str, Any] = yaml.safe_load(
@@ -201,7 +162,7 @@ def quickstart_on_a_volume() -> dict[str, Any]:
 def trained(e2e: E2E) -> dict[str, Any]:
     cluster = e2e.cluster
     cluster.create_namespace(NS, labels={"pod-security.kubernetes.io/enforce": "restricted"})
-    volume = make_volume(e2e)
+    volume = hostpath_claim(e2e, NS, CLAIM)
     cluster.apply(quickstart_on_a_volume(), namespace=NS)
     started = time.monotonic()
 

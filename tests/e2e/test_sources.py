@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import sys
 import time
 import zipfile
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import E2E, ROOT, WORKLOAD_IMAGE
+from conftest import E2E, ROOT, WORKLOAD_IMAGE, hostpath_claim
 from harness import Cluster, wait_until
 from realnode import GATEWAY, NODE_NAME
 
@@ -41,42 +40,6 @@ def install(cluster: Cluster) -> None:
         "apply", "--server-side", "--field-manager=e2e", "-k", str(ROOT / "manifests" / "default"), timeout_s=120
     )
     cluster.kubectl("rollout", "status", "-n", OPERATOR_NS, "deploy/yolo-operator", "--timeout=180s", timeout_s=200)
-
-
-def output_volume(e2e: E2E) -> Path:
-    folder = e2e.node.workdir / "pv" / CLAIM
-    folder.mkdir(parents=True, exist_ok=True)
-    os.chown(folder, 10001, 10001)
-    e2e.cluster.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": f"{NS}-{CLAIM}"},
-            "spec": {
-                "capacity": {"storage": "2Gi"},
-                "accessModes": ["ReadWriteOnce"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "storageClassName": "",
-                "hostPath": {"path": str(folder), "type": "Directory"},
-                "claimRef": {"namespace": NS, "name": CLAIM},
-            },
-        }
-    )
-    e2e.cluster.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": CLAIM},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": "",
-                "volumeName": f"{NS}-{CLAIM}",
-                "resources": {"requests": {"storage": "2Gi"}},
-            },
-        },
-        namespace=NS,
-    )
-    return folder
 
 
 def shapes_zip(folder: Path) -> bytes:
@@ -127,7 +90,7 @@ def namespace(e2e: E2E, servers: dict[str, Any]) -> Path:
     cluster.apply(
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "private-ca"}, "data": ca}, namespace=NS
     )
-    return output_volume(e2e)
+    return hostpath_claim(e2e, NS, CLAIM)
 
 
 def job_manifest(name: str, servers: dict[str, Any], sha256: str) -> dict[str, Any]:
