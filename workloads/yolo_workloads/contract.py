@@ -18,6 +18,9 @@ DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 Cache = Literal["none", "ram", "disk"]
 ShapesVariant = Literal["shapes", "crowded"]
 BatchRuleName = Literal["defaults", "defaults_then_nbs", "nbs", "any"]
+Task = Literal["detect", "segment", "pose", "obb", "classify"]
+"""Ultralytics' tasks, by the names its models report (`YOLO(...).task`); the default is `detect`."""
+TASKS: tuple[Task, ...] = ("detect", "segment", "pose", "obb", "classify")
 
 
 class ContractModel(BaseModel):
