@@ -162,6 +162,20 @@ def test_trials_table_marks_the_chosen_trial() -> None:
     assert "batch 16, workers 2" in report.tuning_summary(result, "Measured")
 
 
+def test_a_setting_chosen_without_a_trial_says_so_and_invents_no_figure() -> None:
+    why = "batch 8 fixed by the spec; workers 0: Ultralytics trains on a CPU without dataloader workers"
+    result = TuneResult(
+        batch=8, workers=0, amp=False, cache="ram", duration_seconds=1.2, trials=[],
+        reason=f"the only setting the bounds allow, chosen without a trial ({why})",
+    )  # fmt: skip
+    assert report.trials_table(result) == f"(no trial measured: {result.reason})"
+    summary = report.tuning_summary(result, "Measured")
+    assert "0 trials" in summary and "chosen without a trial" in summary and "images/s" not in summary
+    outcome = report.Outcome("q", "Succeeded", 60, {}, "/w/status.yaml", tuning=result)
+    tuning = [line for line in report.final_summary(outcome).splitlines() if "tuning:" in line]
+    assert tuning == ["  tuning:     0 trials in 1 s, the only setting allowed, chosen without a trial"]
+
+
 def test_results_csv_is_read_with_stripped_headers(tmp_path: Path) -> None:
     path = tmp_path / "results.csv"
     path.write_text("epoch,  train/box_loss,metrics/mAP50-95(B)\n1, 1.5,0.1\n2,1.2,\n")

@@ -90,6 +90,18 @@ def test_bounds_keep_batch_16_by_default_and_follow_the_rule_and_the_users_nbs()
     assert _bounds(SearchSpace(batch=wide, batch_rule="nbs"), free_gib=1.0) == [8, 16, 32]  # memory caps too
 
 
+def test_on_a_cpu_only_zero_workers_and_no_amp_are_candidates_and_the_bounds_say_why() -> None:
+    search = SearchSpace(fixed_batch=8, workers=IntRange(min=0, max=8), amp=[True, False], cache=["none", "ram"])
+    bounds = make_bounds(
+        search, n_train=400, decoded_bytes=10**9, memory_budget=2**30, cpu_budget=2, ranks=1,
+        on_gpu=False, memory_probe=None, free_memory=None,
+    )  # fmt: skip
+    assert (bounds.batches, bounds.workers, bounds.amp, bounds.cache) == ([8], [0], [False], ["none"])
+    assert any("workers 0" in note for note in bounds.notes)
+    assert any("AMP off" in note for note in bounds.notes)
+    assert any("RAM cache" in note for note in bounds.notes)  # 1 GB of images in half of 1 GiB does not fit
+
+
 def test_a_fixed_batch_from_the_user_is_never_capped() -> None:
     assert _bounds(SearchSpace(fixed_batch=128)) == [128]
 

@@ -25,7 +25,7 @@ def test_tune_returns_result_within_bounds_and_budget_and_survives_oom(
         "max_trials": 3,
         "time_budget_seconds": budget,
         "cpu_budget": 2,
-        "search": {"batch": {"min": 4, "max": 16}, "workers": {"min": 0, "max": 8}, "cache": ["none", "ram"]},
+        "search": {"batch": {"min": 4, "max": 16}, "workers": {"min": 0, "max": 8}, "cache": ["none", "ram", "disk"]},
         "output_dir": str(tmp_path / "out"),
         "termination_log": str(tmp_path / "termination-log"),
     }
@@ -47,13 +47,13 @@ def test_tune_returns_result_within_bounds_and_budget_and_survives_oom(
     assert oom.state == "infeasible" and oom.ips is None and "out of memory" in (oom.error or "")
     for trial in result.trials:
         assert trial.batch == 16  # Ultralytics' default batch: the same optimizer steps, warm-up included
-        assert 0 <= trial.workers <= 2  # the CPU budget, not the search maximum
+        assert trial.workers == 0  # Ultralytics trains on a CPU without dataloader workers, whatever is asked
         assert trial.amp is False  # AMP does nothing on a CPU
     settings = [(t.batch, t.workers, t.amp, t.cache) for t in result.trials if not t.repeat]
     assert len(settings) == len(set(settings))  # a search: every trial a setting not measured before
     chosen = [t for t in result.trials if t.state == "ok" and (t.batch, t.workers, t.cache) == (result.batch,
               result.workers, result.cache)]  # fmt: skip
-    assert chosen and result.images_per_second > 0
+    assert chosen and result.images_per_second is not None and result.images_per_second > 0
     assert result.reason is not None and "warm-up included" in result.reason
 
     progress = [line for line in err.splitlines() if line.startswith("tune: trial")]
@@ -83,3 +83,35 @@ def test_trial_measures_whole_rounds_of_workers_after_a_round_of_warmup() -> Non
     assert result.warmup_batches == 6  # one batch from each worker, not just warmup_min_batches
     assert result.measured_batches == 12  # two whole rounds of six workers (more than measure_min_batches)
     assert result.ips is not None and result.ips > 0
+
+
+def test_a_space_of_one_setting_is_chosen_without_a_trial(
+    shapes_data: Path, tmp_path: Path, netblock, workload
+) -> None:
+    """On a CPU the workers (Ultralytics forces 0) and AMP (off) leave nothing to measure once batch and cache are
+    fixed: the answer comes at once, says so, and spends none of the budget."""
+    config = {
+        "model": {"architecture": "yolov8n.yaml"},
+        "data": {"yaml": str(shapes_data)},
+        "imgsz": 64,
+        "gpus": 0,
+        "time_budget_seconds": 120,
+        "search": {"fixed_batch": 8, "workers": {"min": 0, "max": 4}, "amp": [True, False], "cache": ["ram"]},
+        "output_dir": str(tmp_path / "out"),
+        "termination_log": str(tmp_path / "termination-log"),
+    }
+    (tmp_path / "tune.yaml").write_text(yaml.safe_dump(config))
+    env, attempts = netblock
+    proc = workload(["tune", "--config", str(tmp_path / "tune.yaml")], env)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+
+    result = TuneResult.model_validate_json((tmp_path / "termination-log").read_bytes())
+    assert (result.batch, result.workers, result.amp, result.cache) == (8, 0, False, "ram")
+    assert TuneResult.model_validate_json(out.strip().splitlines()[-1]) == result
+    assert result.trials == [] and result.images_per_second is None
+    assert result.duration_seconds < 10, "a one-setting space must not spend the budget"
+    assert result.reason is not None and "without a trial" in result.reason
+    assert "workers 0" in result.reason and "AMP off" in result.reason
+    assert not [line for line in err.splitlines() if line.startswith("tune: trial")]
+    assert attempts.read_text() == "", "tuning tried to reach the network"

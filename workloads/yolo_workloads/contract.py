@@ -151,7 +151,8 @@ class TuneResult(ContractModel):
     workers: int = Field(ge=0)
     amp: bool
     cache: Cache
-    images_per_second: float = Field(ge=0)
+    images_per_second: float | None = Field(default=None, ge=0)
+    """Measured for the chosen setting; None when no trial ran (the bounds allowed one setting only)."""
     duration_seconds: float = Field(ge=0)
     trials: list[TrialResult]
     gpu_product: str | None = None

@@ -338,7 +338,10 @@ def _choice_known(draft: _Draft, spec: YoloTrainJobSpec, observed: Observed) -> 
     product = tuning.gpu_product or result.gpu_product or ("cpu" if spec.resources.gpus == 0 else "unknown")
     key = cache_key(spec, product)
     draft.set(tuning=_tuning_status(result, choice, "Measured", key, product))
-    message = f"measured {result.images_per_second:.0f} images/s with {_describe(choice)} on {product}"
+    if result.images_per_second is None:  # the bounds allowed one setting: no trial ran
+        message = f"chose {_describe(choice)} on {product} without a trial: the only setting the bounds allow"
+    else:
+        message = f"measured {result.images_per_second:.0f} images/s with {_describe(choice)} on {product}"
     draft.condition(TUNED, True, "Measured", message)
     draft.events.append(EventNote("Normal", "Tuned", message))
     draft.actions.append(WriteCache(key, result))

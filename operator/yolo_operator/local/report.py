@@ -58,6 +58,8 @@ def chosen_trial(result: TuneResult) -> TrialResult | None:
 
 
 def trials_table(result: TuneResult) -> str:
+    if not result.trials:
+        return f"(no trial measured: {result.reason or 'the bounds allowed one setting'})"
     chosen = chosen_trial(result)
     rows = [
         [
@@ -78,10 +80,20 @@ def trials_table(result: TuneResult) -> str:
 def tuning_summary(result: TuneResult, source: str) -> str:
     where = result.gpu_product or result.device
     return (
-        f"tuning ({source.lower()}, {len(result.trials)} trials in {result.duration_seconds:.0f} s on {where}): "
-        f"batch {result.batch}, workers {result.workers}, amp {_cell(result.amp)}, cache {result.cache} "
-        f"-> {result.images_per_second:,.1f} images/s"
+        f"tuning ({source.lower()}, {_plural(len(result.trials), 'trial')} in {result.duration_seconds:.0f} s "
+        f"on {where}): batch {result.batch}, workers {result.workers}, amp {_cell(result.amp)}, "
+        f"cache {result.cache} -> {_measured(result)}"
     )
+
+
+def _measured(result: TuneResult) -> str:
+    if result.images_per_second is None:
+        return "chosen without a trial"
+    return f"{result.images_per_second:,.1f} images/s"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 @dataclass(frozen=True)
@@ -129,10 +141,10 @@ def final_summary(outcome: Outcome) -> str:
         lines.append("  training:   " + _training_text(o, o.summary))
     if o.tuning is not None:
         t = o.tuning
-        lines.append(
-            f"  tuning:     {len(t.trials)} trials in {duration(t.duration_seconds)}, "
-            f"{t.images_per_second:,.1f} images/s measured for the chosen settings"
-        )
+        measured = "the only setting allowed, chosen without a trial"
+        if t.images_per_second is not None:
+            measured = f"{t.images_per_second:,.1f} images/s measured for the chosen settings"
+        lines.append(f"  tuning:     {_plural(len(t.trials), 'trial')} in {duration(t.duration_seconds)}, {measured}")
     lines += _served_lines(o.served)
     if o.summary is not None:
         lines.append(f"  weights:    {o.summary.best_weights}")

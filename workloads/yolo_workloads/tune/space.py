@@ -31,6 +31,8 @@ class Bounds:
     detail: dict[str, Any] = field(default_factory=dict)
     batch_reason: str = ""
     """Why these batch sizes (the trajectory rule, or the spec's fixed batch)."""
+    notes: list[str] = field(default_factory=list)
+    """Why other dimensions hold fewer values than the spec offered (a CPU, a cache that does not fit)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -148,19 +150,32 @@ def make_bounds(
         batches = [b for b in batches if b <= max(high, batches[0])]
         rule = trajectory_batches(batches, search.nbs, search.batch_rule, search.warmup_epochs)
         batches, batch_reason = rule.batches, rule.reason
-    per_rank_cpus = max(1, math.floor(cpu_budget / max(ranks, 1)))
-    if search.fixed_workers is not None:
-        workers = [search.fixed_workers]
-    else:
-        workers = worker_candidates(search.workers.min, min(search.workers.max, per_rank_cpus))
+    notes: list[str] = []
+    workers = _workers(search, per_rank_cpus=max(1, math.floor(cpu_budget / max(ranks, 1))), on_gpu=on_gpu)
+    if not on_gpu:
+        notes.append(f"workers {workers[0]}: Ultralytics trains on a CPU without dataloader workers")
     if search.fixed_amp is not None:
         amp = [search.fixed_amp]
     else:
         amp = sorted(set(search.amp), reverse=True) if on_gpu else [False]  # AMP does nothing on a CPU
+        if not on_gpu:
+            notes.append("AMP off: it does nothing on a CPU")
     ram_fits = memory_budget is not None and decoded_bytes <= RAM_CACHE_SHARE * memory_budget
     detail.update(decoded_dataset_bytes=decoded_bytes, ram_cache_fits=ram_fits)
     if search.fixed_cache is not None:
         cache: list[str] = [search.fixed_cache]
     else:
         cache = [str(c) for c in search.cache if c != "ram" or ram_fits] or ["none"]
-    return Bounds(batches, workers, amp or [False], cache, detail, batch_reason)
+        if "ram" in search.cache and not ram_fits:
+            notes.append("no RAM cache: the decoded images would not fit in half the memory budget")
+    return Bounds(batches, workers, amp or [False], cache, detail, batch_reason, notes)
+
+
+def _workers(search: SearchSpace, *, per_rank_cpus: int, on_gpu: bool) -> list[int]:
+    """Worker counts to try: on a CPU only 0, since Ultralytics' trainer sets `workers=0` for CPU training
+    (BaseTrainer: data loading is cheap next to a CPU's training step), so any other count measures that again."""
+    if not on_gpu:
+        return [0]
+    if search.fixed_workers is not None:
+        return [search.fixed_workers]
+    return worker_candidates(search.workers.min, min(search.workers.max, per_rank_cpus))

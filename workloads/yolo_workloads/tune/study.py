@@ -182,8 +182,7 @@ class _Study:
         if self.repeated:
             again = ", ".join(f"batch {s.batch} workers {s.workers} cache {s.cache}" for s in self.repeated)
             parts.append(f"re-measured {again}: the best two were within {NOISE:.0%}")
-        text = "; ".join(p for p in parts if p)
-        return text if len(text) <= REASON_LIMIT else text[: REASON_LIMIT - 3] + "..."
+        return _clip("; ".join(p for p in parts if p))
 
 
 def run_study(config: TuneConfig, yaml_path: Path, n_train: int, start: float) -> tuple[TuneResult, dict[str, Any]]:
@@ -197,6 +196,8 @@ def run_study(config: TuneConfig, yaml_path: Path, n_train: int, start: float) -
     bounds = _bounds(config, yaml_path, n_train, on_gpu, ranks, cpu_budget)
     _log(f"tune: space batch={bounds.batches} workers={bounds.workers} amp={bounds.amp} cache={bounds.cache}")
     _log(f"tune: {bounds.batch_reason}")
+    if _settings_count(bounds) == 1:
+        return _only_setting(bounds, start, on_gpu, cpu_budget, ranks)
     study = _Study(config, yaml_path, n_train, start, bounds)
     study.run()
     chosen = study.search.best()
@@ -226,6 +227,35 @@ def run_study(config: TuneConfig, yaml_path: Path, n_train: int, start: float) -
         "one_off_seconds": study.search.one_off_seconds,
     }
     return result, detail
+
+
+def _settings_count(bounds: Bounds) -> int:
+    return len(bounds.batches) * len(bounds.workers) * len(bounds.amp) * len(bounds.cache)
+
+
+def _only_setting(
+    bounds: Bounds, start: float, on_gpu: bool, cpu_budget: float, ranks: int
+) -> tuple[TuneResult, dict[str, Any]]:
+    """The bounds allow one setting: it is the answer, and measuring it would only spend the budget."""
+    from yolo_workloads import system
+
+    why = "; ".join(p for p in [bounds.batch_reason, *bounds.notes] if p)
+    reason = f"the only setting the bounds allow, chosen without a trial ({why})"
+    _log(f"tune: {reason}")
+    result = TuneResult(
+        batch=bounds.batches[0] * ranks,
+        workers=bounds.workers[0],
+        amp=bounds.amp[0],
+        cache=bounds.cache[0],
+        images_per_second=None,
+        duration_seconds=round(time.monotonic() - start, 1),
+        trials=[],
+        gpu_product=system.gpu_product() if on_gpu else None,
+        cpu_budget=cpu_budget,
+        device="cuda" if on_gpu else "cpu",
+        reason=_clip(reason),
+    )
+    return result, {"bounds": bounds.as_dict(), "trials": [], "ranks": ranks, "per_rank_batch": bounds.batches[0]}
 
 
 def _bounds(config: TuneConfig, yaml_path: Path, n_train: int, on_gpu: bool, ranks: int, cpu_budget: float) -> Bounds:
@@ -271,6 +301,11 @@ def _timing(m: Measurement) -> dict[str, Any]:
         "data_wait_fraction": None if m.data_wait_fraction is None else round(m.data_wait_fraction, 3),
         "train_build_seconds": round(float(m.extra.get("train_build_seconds", 0.0)), 2),
     }
+
+
+def _clip(reason: str) -> str:
+    """The status' reason field holds REASON_LIMIT characters."""
+    return reason if len(reason) <= REASON_LIMIT else reason[: REASON_LIMIT - 3] + "..."
 
 
 def _plural(n: int, word: str) -> str:
