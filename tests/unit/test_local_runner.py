@@ -18,6 +18,7 @@ from yolo_operator.local.plots import read_results_csv
 from yolo_operator.local.train_job import load_status, retry_status, save_status, step_observation
 from yolo_operator.local.workdir import Machine, Workdir, parse_volumes, train_config, tune_config
 from yolo_workloads.contract import TrialResult, TuneResult
+from yolo_workloads.tune.space import make_bounds
 
 pytestmark = pytest.mark.unit
 
@@ -36,11 +37,18 @@ def _job(**spec: object) -> YoloTrainJob:
     return YoloTrainJob.model_validate({"metadata": {"name": "t"}, "spec": base})
 
 
-def test_quickstart_sample_validates_and_runs_on_cpu() -> None:
+def test_quickstart_sample_validates_and_runs_on_cpu(tmp_path: Path) -> None:
     job = load_manifest(QUICKSTART, None)
     assert isinstance(job, YoloTrainJob)
     assert job.spec.resources.gpus == 0
-    assert job.spec.tuning.enabled and job.spec.tuning.time_budget_seconds <= 30
+    # Tuning leaves one setting on a CPU (batch and cache fixed, workers 0, AMP off): chosen without a trial.
+    assert job.spec.tuning.enabled
+    search = tune_config(job, Workdir(tmp_path), {}, Machine(cpus=2, memory_bytes=8 * 2**30, gpu_product="cpu")).search
+    bounds = make_bounds(
+        search, n_train=400, decoded_bytes=30 * 2**20, memory_budget=4 * 2**30, cpu_budget=2, ranks=1,
+        on_gpu=False, memory_probe=None, free_memory=None,
+    )  # fmt: skip
+    assert [len(bounds.batches), len(bounds.workers), len(bounds.amp), len(bounds.cache)] == [1, 1, 1, 1]
     # An epoch stays cheap (the e2e test trains it on one core): 400 images at 160 px.
     assert job.spec.data.shapes is not None and job.spec.data.shapes.images * job.spec.train.imgsz**2 <= 400 * 160**2
     # What makes it learn in minutes (docs/local.md): an optimizer step every batch, a short warm-up.
