@@ -268,3 +268,40 @@ def test_an_inference_service_names_a_missing_claim_or_too_many_gpus_like_a_trai
             wait_for(found, "no-claim no longer Stalled once its claim exists", 30)
     finally:
         drop_namespace(cluster, ns)
+
+
+def reconciles(kind: str) -> float:
+    return sum(
+        m.REGISTRY.get_sample_value(m.RECONCILES_TOTAL, {"kind": kind, "result": r}) or 0.0 for r in ("ok", "error")
+    )
+
+
+def test_a_spec_the_models_refuse_is_reported_once_on_both_kinds_and_counted(
+    cluster: Cluster, operator_kubeconfig: Path
+) -> None:
+    """`resources.cpu: true` passes the schema (it cannot say number-or-string) and the operator's models refuse
+    it: phase Failed, Stalled InvalidSpec naming the field, ONE Warning Event however many resyncs find the same
+    refusal; both kinds' reconciles are counted for the operator's alerts."""
+    ns = cluster.create_namespace(f"invalid-{uuid.uuid4().hex[:6]}")
+    names = {"YoloTrainJob": "bad-cpu", "YoloInferenceService": "bad-cpu-serve"}
+    bodies = [train_job(names["YoloTrainJob"]), inference_service(names["YoloInferenceService"])]
+    for body in bodies:
+        body["spec"]["resources"]["cpu"] = True
+    try:
+        with running_operator(operator_kubeconfig, [ns], reconcile_period_seconds=2):
+            before = {kind: reconciles(kind) for kind in KINDS}
+            cluster.apply(*bodies, namespace=ns)
+            for kind, name in names.items():
+                cond = wait_for(functools.partial(stalled, cluster, ns, kind, name), f"{kind} {name} Stalled", 30)
+                status = cluster.get_json(kind.lower(), name, namespace=ns)["status"]
+                assert status["phase"] == "Failed" and "spec.resources.cpu" in status["message"], status
+                assert cond["status"] == "True" and cond["reason"] == "InvalidSpec", cond
+            time.sleep(8)  # four resync periods find the same refusal
+            for kind, name in names.items():
+                events = cluster.get_json(
+                    "events", "--field-selector", f"involvedObject.name={name},reason=InvalidSpec", namespace=ns
+                )["items"]
+                assert len(events) == 1 and "spec.resources.cpu" in events[0]["message"], (kind, events)
+                assert reconciles(kind) - before[kind] >= 3, (kind, "each resync is a counted reconcile")
+    finally:
+        drop_namespace(cluster, ns)

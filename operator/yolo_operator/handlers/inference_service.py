@@ -50,10 +50,10 @@ from yolo_operator.k8s.client import ApiError, Kube, Ref
 from yolo_operator.k8s.scaling import delete_if_present, list_pods, set_replicas
 from yolo_operator.k8s.workloads import eligible_nodes, max_allocatable, node_summary
 from yolo_operator.lifecycle import inference_service as life
-from yolo_operator.lifecycle import kstatus
 from yolo_operator.lifecycle import stalled as stalled_life
 from yolo_operator.lifecycle.conditions import rfc3339
 from yolo_operator.metrics import autoscaler_metrics as om
+from yolo_operator.metrics import operator_metrics
 from yolo_operator.metrics.prometheus import PrometheusHttpSource, ServiceMetricSource, substitute
 from yolo_operator.metrics.scrape import (
     GPU_UTILIZATION_METRIC,
@@ -143,15 +143,24 @@ class InferenceController:
             if body is None or body.get("metadata", {}).get("deletionTimestamp"):
                 return None
             try:
-                return self._reconcile(body, full)
-            except ApiError as exc:
-                if access.is_access_error(exc):
-                    access.report_refused(self.kube, Ref.of(body), body, exc)
-                elif stalled.is_user_actionable(exc):
-                    written = stalled.report(self.kube, Ref.of(body), body, exc)
-                    if written:
-                        self._status_written(written)
+                written = self._reconcile(body, full)
+            except Exception as exc:
+                operator_metrics.reconciles.labels(KIND, "error").inc()
+                operator_metrics.reconcile_errors.labels(KIND).inc()
+                self._report_refusal(body, exc)
                 raise
+            operator_metrics.reconciles.labels(KIND, "ok").inc()
+            return written
+
+    def _report_refusal(self, body: dict[str, Any], exc: Exception) -> None:
+        """A refused write: the permission it lacked, or the Stalled condition for a refused object."""
+        if isinstance(exc, ApiError):
+            if access.is_access_error(exc):
+                access.report_refused(self.kube, Ref.of(body), body, exc)
+            elif stalled.is_user_actionable(exc):
+                written = stalled.report(self.kube, Ref.of(body), body, exc)
+                if written:
+                    self._status_written(written)
 
     def _reconcile(self, body: dict[str, Any], full: bool) -> dict[str, Any] | None:
         ref = Ref.of(body)
@@ -160,12 +169,9 @@ class InferenceController:
         try:
             svc = YoloInferenceService.model_validate(body)
         except ValidationError as exc:
-            message = "; ".join(format_errors(exc))
-            generation = body.get("metadata", {}).get("generation")
-            conditions = kstatus.refused_spec("InvalidSpec", message[:4000], datetime.now(UTC), generation)
-            patch = {"phase": "Failed", "message": message, "observedGeneration": generation}
-            self.kube.patch_status(ref, {**patch, "conditions": [c.to_wire() for c in conditions]})
-            self.kube.post_event(ref, "Warning", "InvalidSpec", message)
+            written = stalled.reject(self.kube, ref, body, "; ".join(format_errors(exc)))
+            if written:
+                self._status_written(written)
             return None
         job: YoloTrainJob | None = None
         if svc.spec.model.from_train_job:

@@ -1,9 +1,9 @@
 """What both controllers do when the API server refuses an object the operator rendered from the spec (HTTP 422 or
-400): the kstatus `Stalled` condition (lifecycle.stalled) and ONE Warning Event per distinct cause, so
-`kubectl describe` and kstatus-aware tools (Argo CD, Flux, kpt) show why nothing happens; cleared by the next
-reconcile that gets through. The reconcile still fails, so the work queue retries it with backoff (the cause may be
-an admission policy that changes without any edit of the resource).
-"""
+400), or when the models refuse a stored object (`reject`): the kstatus `Stalled` condition (lifecycle.stalled)
+and ONE Warning Event per distinct cause, so `kubectl describe` and kstatus-aware tools (Argo CD, Flux, kpt) show
+why nothing happens; cleared by the next reconcile that gets through. A refused write still fails the reconcile,
+so the work queue retries it with backoff (the cause may be an admission policy that changes without any edit of
+the resource); a refused spec waits for a new one."""
 
 from __future__ import annotations
 
@@ -50,6 +50,28 @@ def report(kube: Kube, ref: Ref, body: Mapping[str, Any], exc: ApiError) -> dict
     except ApiError as err:
         log.warning("could not write the Stalled condition on %s/%s: %s", ref.namespace, ref.name, err)
     kube.post_event(ref, "Warning", reason, message)
+    return written
+
+
+def reject(kube: Kube, ref: Ref, body: Mapping[str, Any], message: str) -> dict[str, Any] | None:
+    """A stored object the models refuse (an older CRD, a hand-edited object): phase Failed with the Failed and
+    Stalled conditions and one Warning Event, once per generation and message; the periodic resync that finds the
+    same refusal writes and posts nothing. Returns what the status patch wrote, or None when nothing was."""
+    message = message[:4000]
+    generation = (body.get("metadata") or {}).get("generation")
+    status = body.get("status") or {}
+    reported = (status.get("phase"), status.get("message"), status.get("observedGeneration"))
+    if reported == ("Failed", message, generation):
+        return None
+    conditions = kstatus.refused_spec("InvalidSpec", message, datetime.now(UTC), generation)
+    patch = {
+        "phase": "Failed",
+        "message": message,
+        "conditions": [c.to_wire() for c in conditions],
+        "observedGeneration": generation,
+    }
+    written = kube.patch_status(ref, patch)
+    kube.post_event(ref, "Warning", "InvalidSpec", message)
     return written
 
 

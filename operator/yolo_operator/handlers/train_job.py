@@ -40,7 +40,6 @@ from yolo_operator.k8s.workloads import (
     node_summary,
     pods_of,
 )
-from yolo_operator.lifecycle import kstatus
 from yolo_operator.lifecycle.train_job import (
     Action,
     CachedTuning,
@@ -335,20 +334,10 @@ class TrainJobController:
             self._written[f"{meta.get('namespace')}/{meta.get('name')}"] = str(meta.get("resourceVersion"))
 
     def _reject(self, raw: dict[str, Any], message: str) -> None:
-        """A stored object our models reject (an older CRD, a hand-edited status): say so, do nothing else."""
+        """A stored object our models reject (an older CRD, a hand-edited status): say so once, do nothing else."""
         meta = raw["metadata"]
         ref = Ref(API_VERSION, KIND, meta["name"], meta.get("namespace"), meta.get("uid"))
-        generation = meta.get("generation")
-        conditions = kstatus.refused_spec("InvalidSpec", message[:4000], datetime.now(UTC), generation)
-        status = {
-            "phase": "Failed",
-            "message": message[:4000],
-            "conditions": [c.to_wire() for c in conditions],
-            "observedGeneration": generation,
-        }
-        if (raw.get("status") or {}).get("phase") != "Failed":
-            self.kube.patch_status(ref, status)
-            self.kube.post_event(ref, "Warning", "InvalidSpec", message)
+        stalled.reject(self.kube, ref, raw, message)
 
     # --- progress -------------------------------------------------------------------------------------------
 
