@@ -214,3 +214,14 @@ def test_serving_a_train_jobs_weights_under_another_task_fails_naming_both() -> 
     res = resolve_model(service(task="pose", model={"fromTrainJob": "shapes-yolov8n"}), job)
     assert res.failed and res.reason == "TaskMismatch"
     assert res.message == "spec.task is pose but spec.model.fromTrainJob 'shapes-yolov8n' trained a segment model"
+
+
+def test_progress_reads_the_tasks_figure_beside_the_box_map() -> None:
+    from yolo_operator.metrics.progress import progress_from
+
+    progress = progress_from(
+        {"yolo_train_epoch": 2, "yolo_train_accuracy": 0.61234, "yolo_train_map50_95": 0.7}, None, NOW
+    )
+    assert progress is not None and (progress.accuracy, progress.map50to95) == (0.6123, 0.7)
+    classify = progress_from({"yolo_train_epoch": 1, "yolo_train_accuracy": 0.9}, None, NOW)
+    assert classify is not None and (classify.accuracy, classify.map50to95) == (0.9, None)

@@ -101,3 +101,16 @@ def test_each_task_tunes_and_trains_with_its_own_trainer(task: str, tmp_path: Pa
     message = f"spec.task is {other} but the model {summary.best_weights} is a {task} model"
     assert code == CONFIG_ERROR_EXIT_CODE and message in err
     assert (tmp_path / "wrong-log").read_text() == message
+
+
+def test_the_accuracy_gauge_follows_the_tasks_own_figure() -> None:
+    from types import SimpleNamespace
+
+    from yolo_workloads.train.metrics import TrainTelemetry, gauges
+
+    metrics = {"metrics/mAP50-95(B)": 0.5, "metrics/mAP50-95(M)": 0.25, "metrics/accuracy_top1": 0.75}
+    trainer = SimpleNamespace(epoch=0, metrics=metrics)
+    for task, expected in (("segment", 0.25), ("classify", 0.75), ("detect", 0.5)):
+        TrainTelemetry(None, "/nonexistent", task).on_fit_epoch_end(trainer)  # type: ignore[arg-type]
+        assert gauges().accuracy._value.get() == expected
+        assert gauges().map._value.get() == 0.5
