@@ -129,9 +129,9 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("train-task-unknown", train({"task": "depth"}), "spec.task"),
     (
-        "train-crowded-not-detect",
-        train({"model": {"architecture": "yolov8n-seg.yaml"}, "data": {"shapes": {"variant": "crowded"}}}),
-        "crowded is a detection set",
+        "train-crowded-classify",
+        train({"model": {"architecture": "yolov8n-cls.yaml"}, "data": {"shapes": {"variant": "crowded"}}}),
+        "crowded has many objects an image",
     ),
     ("infer-task-unknown", infer({"task": "depth"}), "spec.task"),
     (

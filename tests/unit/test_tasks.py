@@ -102,11 +102,15 @@ def test_task_is_inferred_from_the_architecture_else_detect() -> None:
     assert plain.spec.effective_task() == "detect"  # a weights file's name decides nothing
 
 
-def test_the_crowded_set_is_refused_for_other_tasks() -> None:
-    doc = manifest(model={"architecture": "yolov8n-seg.yaml"}, data={"shapes": {"images": 100, "variant": "crowded"}})
+def test_the_crowded_set_is_refused_for_classify_only() -> None:
+    doc = manifest(model={"architecture": "yolov8n-cls.yaml"}, data={"shapes": {"images": 100, "variant": "crowded"}})
     assert problems(doc) == [
-        "spec.data.shapes.variant: data.shapes.variant crowded is a detection set: use variant shapes for other tasks"
+        "spec.data.shapes.variant: data.shapes.variant crowded has many objects an image: use variant shapes for classify"
     ]
+    crowded = {"shapes": {"images": 100, "variant": "crowded"}}
+    assert parse_resource(manifest(model={"architecture": "yolov8n-seg.yaml"}, data=crowded)).spec.effective_task() == (
+        "segment"
+    )
 
 
 def _job(**spec: Any) -> YoloTrainJob:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 from yolo_workloads.contract import DataSource, ShapesSpec
-from yolo_workloads.datasets import tasks
+from yolo_workloads.datasets import crowded, tasks
 from yolo_workloads.datasets.shapes import CLASS_NAMES, ensure_shapes, generate
 from yolo_workloads.datasets.validate import DatasetError, validate_dataset
 
@@ -210,3 +210,77 @@ def test_detection_set_is_unchanged_by_tasks(tmp_path: Path) -> None:
     path = generate(tmp_path / "det", n=3, imgsz=64, val=1, seed=5, processes=1)
     assert "kpt_shape" not in path.read_text() and yaml.safe_load(path.read_text())["train"] == "images/train"
     assert (tmp_path / "det" / "labels" / "train" / "train_000000.txt").read_text() == "\n".join(lines) + "\n"
+
+
+def _crowded_visible(scene: crowded.Scene) -> list[int]:
+    """Objects that keep a label: at least MIN_VISIBLE of their area still seen (the detection rule)."""
+    return [
+        k
+        for k, (_cls, area, _box) in enumerate(scene.objects)
+        if area and (scene.owner == k + 1).sum() >= crowded.MIN_VISIBLE * area
+    ]
+
+
+CROWDED_SIZE = 320
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_crowded_labels_follow_what_stays_visible(index: int) -> None:
+    scene = crowded.crowded_scene(index, 0, CROWDED_SIZE, seed=2)
+    visible = _crowded_visible(scene)
+    labels = {task: crowded.crowded_labels(scene, task, CROWDED_SIZE) for task in ("detect", "segment", "pose", "obb")}
+    assert all(len(lines) == len(visible) > 10 for lines in labels.values())  # the same objects in every task
+    occluded_keypoints = 0
+    for n, k in enumerate(visible):
+        own = scene.owner == k + 1
+        values = {task: [float(v) for v in lines[n].split()] for task, lines in labels.items()}
+        assert len({v[0] for v in values.values()}) == 1  # one class
+
+        # segment: the polygon fills the largest visible piece and (holes aside) nothing another object owns
+        polygon = np.array(values["segment"][1:]).reshape(-1, 2) * CROWDED_SIZE - 0.5
+        raster = np.zeros(own.shape, np.uint8)
+        cv2.fillPoly(raster, [np.round(polygon).astype(np.int32)], 1)
+        count, pieces = cv2.connectedComponents(own.astype(np.uint8), connectivity=8)
+        largest = max(range(1, count), key=lambda i: (pieces == i).sum())
+        assert (raster.astype(bool) | ~(pieces == largest)).all()
+        assert (raster.astype(bool) & own).sum() >= 0.95 * raster.sum()
+
+        # pose: the box of the visible pixels; keypoints at the drawn shape's extreme pixels, 2 where seen, 1 not
+        pose = values["pose"]
+        ys, xs = np.nonzero(own)
+        assert pose[1:5] == pytest.approx(values["detect"][1:5], abs=2e-6)
+        alone = np.zeros(own.shape, np.uint8)
+        form, cx, cy, r, angle = scene.shapes[k]
+        crowded._draw(alone, form, cx, cy, r, angle, 1.0)
+        ay, ax = np.nonzero(alone)
+        kpts = np.array(pose[5:]).reshape(4, 3)
+        pixels = np.floor(kpts[:, :2] * CROWDED_SIZE).astype(int)
+        found = (pixels[0][1], pixels[1][0], pixels[2][1], pixels[3][0])
+        for i, (got, want) in enumerate(zip(found, (ay.min(), ax.max(), ay.max(), ax.min()), strict=True)):
+            assert got == want or kpts[i, 2] == 0  # 0: not labelled (the extreme fell outside the image)
+        for (x, y), v in zip(pixels, kpts[:, 2], strict=True):
+            assert v == 0 or (alone[y, x] == 1 and v == (2 if own[y, x] else 1))
+            occluded_keypoints += v == 1
+
+        # obb: a rectangle holding every visible pixel whole, inside the image
+        corners = np.array(values["obb"][1:]).reshape(4, 2) * CROWDED_SIZE
+        assert corners.min() >= -1e-3 and corners.max() <= CROWDED_SIZE + 1e-3
+        contour = corners.astype(np.float32).reshape(-1, 1, 2)
+        centres = [cv2.pointPolygonTest(contour, (x + 0.5, y + 0.5), True) for x, y in zip(xs, ys, strict=True)]
+        assert min(centres) >= 0.49
+    assert occluded_keypoints > 0  # the scenes do hide keypoints: visibility is exercised
+
+
+def test_crowded_task_sets_load_in_ultralytics(tmp_path: Path) -> None:
+    from ultralytics.data.dataset import YOLODataset
+    from ultralytics.data.utils import check_det_dataset
+
+    for task in ("segment", "pose", "obb"):
+        path = generate(tmp_path / task, n=3, imgsz=160, val=1, seed=1, processes=1, variant="crowded", task=task)
+        assert validate_dataset(path, task).train_images == 3
+        data = check_det_dataset(str(path))
+        dataset = YOLODataset(img_path=str(data["train"]), data=data, task=task, imgsz=160, augment=False)
+        lines = sum(len(_labels(f)) for f in (tmp_path / task / "labels" / "train").glob("*.txt"))
+        assert sum(len(label["cls"]) for label in dataset.labels) == lines > 0
+    with pytest.raises(ValueError, match="classify data comes from the shapes variant"):
+        generate(tmp_path / "cls", n=20, imgsz=64, processes=1, variant="crowded", task="classify")

@@ -100,15 +100,16 @@ class ShapesSpec(ContractModel):
     imgsz: int = Field(default=640, ge=32)
     seed: int = 0
     variant: ShapesVariant = "shapes"
-    """`shapes`: a few large shapes, 6 classes. `crowded`: many small, overlapping shapes, 20 classes."""
+    """`shapes`: a few large shapes, 6 classes. `crowded`: many small, overlapping shapes, 20 classes (every task but
+    classify)."""
     task: Task = _task_field()
     """The labels to write: boxes (detect), polygons (segment), keypoints (pose), rotated boxes (obb), or class
     folders (classify)."""
 
     @model_validator(mode="after")
     def _task_variant(self) -> Self:
-        if self.task != DEFAULT_TASK and self.variant != "shapes":
-            raise ValueError(f"shapes: the {self.variant} variant is for detection only, not {self.task}")
+        if self.task == "classify" and self.variant != "shapes":
+            raise ValueError(f"shapes: the {self.variant} variant has many objects an image, none for classify")
         return self
 
 

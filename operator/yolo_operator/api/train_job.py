@@ -60,9 +60,9 @@ class ShapesData(ApiModel):
     """Seed of the generator: the same seed gives the same images."""
     variant: Literal["shapes", "crowded"] = "shapes"
     """`shapes`: one to six large shapes of 6 classes an image, labelled for the job's task (boxes, outlines,
-    keypoints, rotated boxes, or one shape an image in class folders). `crowded` (detection only): harder, 20 to 60
-    small shapes of 20 classes (5 forms in 4 colours) an image, overlapping one another, so that differences in
-    convergence show."""
+    keypoints, rotated boxes, or one shape an image in class folders). `crowded` (every task but classify): harder,
+    20 to 60 small shapes of 20 classes (5 forms in 4 colours) an image, overlapping one another, so that differences
+    in convergence show; masks, keypoints' visibility and rotated boxes follow what stays visible."""
 
 
 class TrainData(ApiModel):
@@ -200,9 +200,9 @@ def _architecture_mismatch(spec: YoloTrainJobSpec) -> str:
 
 
 def _variant_fits_task(spec: YoloTrainJobSpec) -> bool:
-    """The crowded set has detection labels only."""
+    """The crowded set has many objects an image: no classification labels."""
     shapes = spec.data.shapes
-    return shapes is None or shapes.variant == "shapes" or spec.effective_task() == DEFAULT_TASK
+    return shapes is None or shapes.variant == "shapes" or spec.effective_task() != "classify"
 
 
 class YoloTrainJobSpec(ApiModel):
@@ -255,8 +255,8 @@ class YoloTrainJobSpec(ApiModel):
             field="task",
         ),
         Rule(
-            cel=f"!has(self.data.shapes) || self.data.shapes.variant == 'shapes' || {_SPEC_TASK_CEL} == 'detect'",
-            message="data.shapes.variant crowded is a detection set: use variant shapes for other tasks",
+            cel=f"!has(self.data.shapes) || self.data.shapes.variant == 'shapes' || {_SPEC_TASK_CEL} != 'classify'",
+            message="data.shapes.variant crowded has many objects an image: use variant shapes for classify",
             check=_variant_fits_task,
             field="data.shapes.variant",
         ),

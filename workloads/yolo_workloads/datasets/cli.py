@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=TASKS,
         default=DEFAULT_TASK,
         help="labels to write: boxes, polygons (segment), keypoints (pose), rotated boxes (obb), class folders "
-        "(classify); tasks other than detect need the shapes variant",
+        "(classify); classify needs the shapes variant",
     )
 
 

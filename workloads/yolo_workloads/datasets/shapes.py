@@ -1,6 +1,7 @@
-"""The synthetic `shapes` data set: coloured shapes on noise, in Ultralytics' layout (and its harder detection
-variant, `crowded`: many small overlapping shapes of 20 classes, see datasets.crowded). Detection labels are written
-here; masks, keypoints, rotated boxes and class folders for the other tasks come from datasets.tasks.
+"""The synthetic `shapes` data set: coloured shapes on noise, in Ultralytics' layout (and its harder variant,
+`crowded`: many small overlapping shapes of 20 classes, labelled for every task but classify, see datasets.crowded).
+Detection labels are written here; masks, keypoints, rotated boxes and class folders of the `shapes` set for the
+other tasks come from datasets.tasks.
 
 Nothing can be downloaded in our pods, yet samples, tests and benchmarks need a detection data set. This one is
 generated from a seed (each image from its own RNG stream, so the result does not depend on the number of worker
@@ -95,11 +96,11 @@ def _write_chunk(
 
     cv2.setNumThreads(1)  # one process per core already
     root = Path(out)
-    if task != DEFAULT_TASK:
+    if task != DEFAULT_TASK and variant != "crowded":
         return _write_task_chunk(root, split, start, stop, imgsz, seed, task)
     for i in range(start, stop):
         if variant == "crowded":
-            image, lines = render_crowded(i, _SPLITS[split], imgsz, seed)
+            image, lines = render_crowded(i, _SPLITS[split], imgsz, seed, task)
         else:
             image, lines = render_image(i, split, imgsz, seed)
         name = f"{split}_{i:06d}"
@@ -168,8 +169,8 @@ def generate(
     return the YAML path. `out` is overwritten."""
     if n < 1:
         raise ValueError("n must be at least 1")
-    if task != DEFAULT_TASK and variant != "shapes":
-        raise ValueError(f"the {variant} set is for detection only; {task} data comes from the shapes variant")
+    if task == "classify" and variant != "shapes":
+        raise ValueError(f"the {variant} set has many objects an image: classify data comes from the shapes variant")
     names = class_names(variant)
     n_val = _val_count(n, val, task, len(names))
     _make_folders(out, task, names)
