@@ -25,10 +25,22 @@ LABELS = {"app.kubernetes.io/name": "yolo-operator", "app.kubernetes.io/part-of"
 
 TRAIN_COLUMNS = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {
+        "name": "Task",
+        "type": "string",
+        "jsonPath": ".status.task",
+        "description": "detect, segment, pose, obb, classify",
+    },
     {"name": "Epoch", "type": "string", "jsonPath": ".status.progress.epoch", "description": "Current epoch"},
     {"name": "Batch", "type": "integer", "jsonPath": ".status.tuning.batch", "description": "Chosen batch size"},
     {"name": "Img/s", "type": "number", "jsonPath": ".status.progress.imagesPerSecond"},
-    {"name": "mAP", "type": "number", "jsonPath": ".status.progress.map50to95", "description": "mAP50-95"},
+    {"name": "mAP", "type": "number", "jsonPath": ".status.progress.map50to95", "description": "Box mAP50-95"},
+    {
+        "name": "Accuracy",
+        "type": "number",
+        "jsonPath": ".status.progress.accuracy",
+        "description": "The task's figure: box, mask or pose mAP50-95, or top-1 accuracy",
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 SERVICE_COLUMNS = [

@@ -123,6 +123,18 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
     ("train-output-no-claim", train({"output": {"claimName": DELETE}}), "claimName"),
     ("train-backoff-negative", train({"runPolicy": {"backoffLimit": -1}}), "spec.runPolicy.backoffLimit"),
     (
+        "train-task-contradicts-architecture",
+        train({"task": "segment"}),
+        "spec.task is segment but spec.model.architecture yolov8n.yaml is a detect model",
+    ),
+    ("train-task-unknown", train({"task": "depth"}), "spec.task"),
+    (
+        "train-crowded-classify",
+        train({"model": {"architecture": "yolov8n-cls.yaml"}, "data": {"shapes": {"variant": "crowded"}}}),
+        "crowded has many objects an image",
+    ),
+    ("infer-task-unknown", infer({"task": "depth"}), "spec.task"),
+    (
         "infer-model-both",
         infer({"model": {"weights": {"claimName": "w", "path": "a.pt"}}}),
         "exactly one of weights or source or fromTrainJob",
@@ -255,6 +267,13 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
 
 # (id, object): valid edge cases the API server must accept
 ACCEPTED: list[tuple[str, dict[str, Any]]] = [
+    ("train-task-from-architecture", train({"model": {"architecture": "yolo11n-pose.yaml"}})),
+    ("train-task-matches-architecture", train({"task": "obb", "model": {"architecture": "yolo26s-obb.yaml"}})),
+    (
+        "train-task-with-weights",
+        train({"task": "classify", "model": {"architecture": DELETE, "weights": {"claimName": "w", "path": "c.pt"}}}),
+    ),
+    ("infer-task", infer({"task": "segment"})),
     ("train-cpu-half-number", train({"resources": {"cpu": 0.5}})),
     ("infer-cpu-half-number", infer({"resources": {"cpu": 0.5, "memory": 1e9}})),
     ("train-quantities-text", train({"resources": {"cpu": "500m", "memory": "1.5Gi", "shmSize": "+1e9"}})),

@@ -52,7 +52,7 @@ def test_printer_columns_and_subresources() -> None:
     train = crds["YoloTrainJob"]["spec"]
     service = crds["YoloInferenceService"]["spec"]
     assert [c["name"] for c in train["versions"][0]["additionalPrinterColumns"]] == [
-        "Phase", "Epoch", "Batch", "Img/s", "mAP", "Age"
+        "Phase", "Task", "Epoch", "Batch", "Img/s", "mAP", "Accuracy", "Age"
     ]  # fmt: skip
     assert [c["name"] for c in service["versions"][0]["additionalPrinterColumns"]] == [
         "Phase", "Ready", "Desired", "GPU%", "URL", "Age"

@@ -51,7 +51,11 @@ def _offline_prefix() -> list[str]:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    root = tmp_path_factory.mktemp("env")
+    return offline_env(tmp_path_factory.mktemp("env"))
+
+
+def offline_env(root: Path) -> dict[str, str]:
+    """The environment of a run: the network guard first on PYTHONPATH, caches and home under `root`."""
     (root / "guard").mkdir()
     (root / "guard" / "sitecustomize.py").write_text(GUARD)
     return {

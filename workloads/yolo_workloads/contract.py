@@ -8,7 +8,7 @@ compact; full details go to the output folder.
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -21,6 +21,51 @@ BatchRuleName = Literal["defaults", "defaults_then_nbs", "nbs", "any"]
 Task = Literal["detect", "segment", "pose", "obb", "classify"]
 """Ultralytics' tasks, by the names its models report (`YOLO(...).task`); the default is `detect`."""
 TASKS: tuple[Task, ...] = ("detect", "segment", "pose", "obb", "classify")
+DEFAULT_TASK: Task = "detect"
+TASK_SUFFIXES: dict[str, Task] = {"-seg": "segment", "-pose": "pose", "-obb": "obb", "-cls": "classify"}
+"""How Ultralytics names a model of each task (`yolov8n-seg.yaml`, `yolo11n-pose.pt`): the suffix of the file's stem
+(ultralytics.nn.tasks.guess_model_task); a name without one is a detection model."""
+CONFIG_ERROR_EXIT_CODE = 2
+"""Workloads exit 2 when their input is wrong (bad config, bad data set, weights of another task): a retry cannot
+help, and the operator reports the termination message as an InvalidInput condition."""
+
+
+def task_in_name(name: str) -> Task | None:
+    """The task a model file's name announces (`yolov8n-seg.yaml` → segment), None when the name has no task suffix.
+
+    Pure and torch-free, so the operator can check a spec without loading a model. Ultralytics matches the suffix
+    anywhere in the stem (`-seg` in `yolov8n-seg-p6`); so do we."""
+    stem = PurePosixPath(name.split("?", 1)[0]).stem
+    return next((task for suffix, task in TASK_SUFFIXES.items() if suffix in stem), None)
+
+
+def architecture_task(name: str) -> Task:
+    """The task of an Ultralytics architecture YAML: its suffix's, else detect (the YAML decides the head)."""
+    return task_in_name(name) or DEFAULT_TASK
+
+
+def task_mismatch(task: Task, model: str, model_task: str) -> str | None:
+    """The message refusing `model` (a model of `model_task`) for `task`, or None when they agree. Every side that
+    checks (API, training, serving) words it the same way."""
+    if task == model_task:
+        return None
+    return f"spec.task is {task} but the model {model} is a {model_task} model"
+
+
+HEADLINE_METRIC: dict[Task, tuple[str, str]] = {
+    "detect": ("map50to95", "mAP50-95"),
+    "segment": ("mask_map50to95", "mask mAP50-95"),
+    "pose": ("pose_map50to95", "pose mAP50-95"),
+    "obb": ("map50to95", "mAP50-95"),
+    "classify": ("top1", "top-1 accuracy"),
+}
+"""The figure each task is judged by: its FinalMetrics field and the words status and reports use for it."""
+
+
+def _task_field() -> Task:
+    """A task field that a dump leaves out when it is detect: configs and results rendered before tasks existed keep
+    their exact text (a Job's pod template, hashed from its config, cannot change under a running Job)."""
+    return Field(default=DEFAULT_TASK, exclude_if=lambda task: task == DEFAULT_TASK)
 
 
 class ContractModel(BaseModel):
@@ -55,7 +100,17 @@ class ShapesSpec(ContractModel):
     imgsz: int = Field(default=640, ge=32)
     seed: int = 0
     variant: ShapesVariant = "shapes"
-    """`shapes`: a few large shapes, 6 classes. `crowded`: many small, overlapping shapes, 20 classes."""
+    """`shapes`: a few large shapes, 6 classes. `crowded`: many small, overlapping shapes, 20 classes (every task but
+    classify)."""
+    task: Task = _task_field()
+    """The labels to write: boxes (detect), polygons (segment), keypoints (pose), rotated boxes (obb), or class
+    folders (classify)."""
+
+    @model_validator(mode="after")
+    def _task_variant(self) -> Self:
+        if self.task == "classify" and self.variant != "shapes":
+            raise ValueError(f"shapes: the {self.variant} variant has many objects an image, none for classify")
+        return self
 
 
 class DataSource(ContractModel):
@@ -75,7 +130,18 @@ class DataSource(ContractModel):
         return self
 
     def yaml_path(self) -> Path:
-        return Path(self.yaml) if self.yaml else Path(self.root or ".") / "data.yaml"
+        """What Ultralytics takes as `data`: the data set's YAML, or for a generated classification set its folder
+        (Ultralytics' classifier reads class folders `train/<class>/`, `val/<class>/`, not a YAML)."""
+        if self.yaml:
+            return Path(self.yaml)
+        root = Path(self.root or ".")
+        return root if self.shapes is not None and self.shapes.task == "classify" else root / "data.yaml"
+
+
+def _check_data_task(task: Task, data: DataSource) -> None:
+    """A generated set must be labelled for the task trained on it."""
+    if data.shapes is not None and data.shapes.task != task:
+        raise ValueError(f"data.shapes.task is {data.shapes.task} but task is {task}: generate the task's labels")
 
 
 class IntRange(ContractModel):
@@ -108,6 +174,8 @@ class TuneConfig(ContractModel):
     """Input of `yolo-workload tune`."""
 
     model: ModelSource
+    task: Task = _task_field()
+    """The model's task: trials run that task's trainer; weights of another task are refused (exit 2)."""
     data: DataSource
     imgsz: int = Field(default=640, ge=32)
     gpus: int = Field(default=1, ge=0)
@@ -126,6 +194,11 @@ class TuneConfig(ContractModel):
     budget_share: float = Field(default=0.1, gt=0, le=1)
     """Share of the estimated training time tuning may spend (at least `min_budget_seconds`)."""
     min_budget_seconds: float = Field(default=30, gt=0)
+
+    @model_validator(mode="after")
+    def _data_task(self) -> Self:
+        _check_data_task(self.task, self.data)
+        return self
 
 
 class TrialResult(ContractModel):
@@ -167,6 +240,8 @@ class TrainConfig(ContractModel):
     """Input of `yolo-workload train`."""
 
     model: ModelSource
+    task: Task = _task_field()
+    """The model's task: training runs that task's trainer; weights of another task are refused (exit 2)."""
     data: DataSource
     imgsz: int = Field(default=640, ge=32)
     epochs: int = Field(default=100, ge=1)
@@ -189,12 +264,56 @@ class TrainConfig(ContractModel):
     metrics_port: int | None = 9090
     termination_log: str = DEFAULT_TERMINATION_LOG
 
+    @model_validator(mode="after")
+    def _data_task(self) -> Self:
+        _check_data_task(self.task, self.data)
+        return self
+
 
 class FinalMetrics(ContractModel):
+    """The final validation of a run. Box figures (Ultralytics' `(B)` keys) for every task that has boxes (all but
+    classify), and each task's own beside them: masks `(M)`, keypoints `(P)`, top-1/top-5 accuracy."""
+
     map50to95: float | None = None
     map50: float | None = None
     precision: float | None = None
     recall: float | None = None
+    mask_map50to95: float | None = None
+    mask_map50: float | None = None
+    pose_map50to95: float | None = None
+    pose_map50: float | None = None
+    top1: float | None = None
+    top5: float | None = None
+
+    def headline(self, task: Task) -> float | None:
+        """The value of the task's HEADLINE_METRIC."""
+        value = getattr(self, HEADLINE_METRIC[task][0])
+        return None if value is None else float(value)
+
+    @classmethod
+    def from_ultralytics(cls, values: dict[str, float | None]) -> FinalMetrics:
+        """From Ultralytics' metric keys (a validator's results, a results.csv row); absent keys stay None."""
+        return cls(**{name: values.get(key) for name, key in ULTRALYTICS_METRIC_KEYS.items()})
+
+
+def headline_key(task: Task) -> str:
+    """The Ultralytics metric key of the task's headline figure (`metrics/mAP50-95(M)` for segment)."""
+    return ULTRALYTICS_METRIC_KEYS[HEADLINE_METRIC[task][0]]
+
+
+ULTRALYTICS_METRIC_KEYS: dict[str, str] = {
+    "map50to95": "metrics/mAP50-95(B)",
+    "map50": "metrics/mAP50(B)",
+    "precision": "metrics/precision(B)",
+    "recall": "metrics/recall(B)",
+    "mask_map50to95": "metrics/mAP50-95(M)",
+    "mask_map50": "metrics/mAP50(M)",
+    "pose_map50to95": "metrics/mAP50-95(P)",
+    "pose_map50": "metrics/mAP50(P)",
+    "top1": "metrics/accuracy_top1",
+    "top5": "metrics/accuracy_top5",
+}
+"""FinalMetrics' fields by the key Ultralytics' validators (and results.csv) give them."""
 
 
 class TrainSummary(ContractModel):
@@ -204,6 +323,8 @@ class TrainSummary(ContractModel):
     last_weights: str
     results_dir: str
     epochs_completed: int = Field(ge=0)
+    task: Task = _task_field()
+    """The task of the trained weights (left out of the message when detect)."""
     metrics: FinalMetrics = FinalMetrics()
     images_per_second: float | None = None
     resumed: bool = False
@@ -290,6 +411,8 @@ class ServeConfig(ContractModel):
 
     model_name: str = "yolo"
     model: ModelSource
+    task: Task = _task_field()
+    """The task the service answers for; weights of another task are refused at start."""
     imgsz: int = Field(default=640, ge=32)
     half: bool = True
     max_batch_size: int = Field(default=32, ge=1)

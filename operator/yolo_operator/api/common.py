@@ -101,7 +101,8 @@ class ApiModel(BaseModel):
     def _check_rules(self) -> Self:
         for rule in type(self).__rules__:
             if rule.check is not None and not rule.check(self):
-                raise PydanticCustomError("rule", rule.message, {"field": rule.field or ""})
+                message = rule.explain(self) if rule.explain is not None else rule.message
+                raise PydanticCustomError("rule", message, {"field": rule.field or ""})
         return self
 
     def to_wire(self) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
+from yolo_workloads.contract import Task
 
 from yolo_operator.api.common import (
     API_VERSION,
@@ -153,8 +154,11 @@ class ServicePort(ApiModel):
 
 
 class YoloInferenceServiceSpec(ApiModel):
-    """A YOLO detection service."""
+    """A YOLO service: detection, segmentation, pose, oriented boxes or classification."""
 
+    task: Task | None = None
+    """What the served model does: `detect`, `segment`, `pose`, `obb` or `classify`. Unset: the task of
+    `model.fromTrainJob`'s job, else `detect`. Weights of another task are refused when a replica loads them."""
     model: ServeModel
     """The weights to serve."""
     replicas: int = Field(default=1, ge=0, le=1000)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic.alias_generators import to_camel
+from yolo_workloads.contract import DEFAULT_TASK, TASK_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -25,12 +26,27 @@ class Rule:
     message: str
     check: Callable[[Any], bool] | None = None
     field: str | None = None
+    message_expression: str | None = None
+    """CEL building the message from the object (the API server shows it instead of `message`)."""
+    explain: Callable[[Any], str] | None = None
+    """The Python twin of `message_expression`: the same words for the same object."""
 
     def as_validation(self) -> dict[str, Any]:
         out: dict[str, Any] = {"rule": self.cel, "message": self.message}
+        if self.message_expression:
+            out["messageExpression"] = self.message_expression
         if self.field:
             out["fieldPath"] = "." + self.field
         return out
+
+
+def task_cel(name: str) -> str:
+    """CEL for the task of the model file named by the string expression `name`, decided as
+    contract.task_in_name decides it (the same suffixes, detect without one)."""
+    expr = f"'{DEFAULT_TASK}'"
+    for suffix, task in reversed(TASK_SUFFIXES.items()):
+        expr = f"{name}.contains('{suffix}') ? '{task}' : {expr}"
+    return f"({expr})"
 
 
 def exactly_one(*names: str) -> Rule:

@@ -1,4 +1,5 @@
-"""The YoloTrainJob kind: tune, then train, a YOLO detector (YOLOv8, YOLO11, YOLO26) on the cluster's GPUs."""
+"""The YoloTrainJob kind: tune, then train, a YOLO model (YOLOv8, YOLO11, YOLO26; detection, segmentation, pose,
+oriented boxes or classification) on the cluster's GPUs."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, WithJsonSchema, field_validator
 from pydantic_core import PydanticCustomError
+from yolo_workloads.contract import DEFAULT_TASK, TASK_SUFFIXES, Task, architecture_task
 
 from yolo_operator.api.common import (
     API_VERSION,
@@ -22,12 +24,13 @@ from yolo_operator.api.common import (
     relative_path_rule,
 )
 from yolo_operator.api.pod import PodOverrides
-from yolo_operator.api.rules import Rule, exactly_one, immutable
+from yolo_operator.api.rules import Rule, exactly_one, immutable, task_cel
 from yolo_operator.api.sources import DataSource, SourceCache, WeightsSource
 from yolo_operator.api.ultralytics_args import extra_arg_problem, extra_args_rules, extra_args_schema
 
-ARCHITECTURE_PATTERN = r"^yolo(v8|11|26)[nsmlx]\.yaml$"
-"""The architecture YAMLs Ultralytics 8.4 ships (ultralytics/cfg/models/{v8,11,26}), at scales n, s, m, l, x."""
+ARCHITECTURE_PATTERN = rf"^yolo(v8|11|26)[nsmlx]({'|'.join(TASK_SUFFIXES)})?\.yaml$"
+"""The architecture YAMLs Ultralytics 8.4 ships (ultralytics/cfg/models/{v8,11,26}), at scales n, s, m, l, x, for
+each task (`yolov8n.yaml` detects, `yolov8n-seg.yaml` segments; contract.TASK_SUFFIXES)."""
 TrainPhase = Literal["Pending", "Tuning", "Training", "Succeeded", "Failed", "Suspended"]
 
 
@@ -35,9 +38,10 @@ class TrainModel(ApiModel):
     """What to train: an architecture built from scratch, or weights to fine-tune (from a volume or a URI).
     Exactly one."""
 
-    architecture: Annotated[str, StringConstraints(pattern=ARCHITECTURE_PATTERN)] | None = None
-    """An Ultralytics architecture YAML, `yolov8n.yaml`, `yolo11s.yaml`, `yolo26m.yaml` (scales n, s, m, l, x):
-    random initial weights, nothing downloaded."""
+    architecture: Annotated[str, StringConstraints(pattern=ARCHITECTURE_PATTERN, max_length=32)] | None = None
+    """An Ultralytics architecture YAML, `yolov8n.yaml`, `yolo11s.yaml`, `yolo26m.yaml` (scales n, s, m, l, x), with
+    the task's suffix for other tasks (`yolov8n-seg.yaml`, `yolo11n-pose.yaml`, `yolov8n-obb.yaml`,
+    `yolov8n-cls.yaml`): random initial weights, nothing downloaded."""
     weights: ModelVolume | None = None
     """Initial weights (`.pt`) on a volume, for fine-tuning."""
     source: WeightsSource | None = None
@@ -55,8 +59,10 @@ class ShapesData(ApiModel):
     seed: int = Field(default=0, ge=0)
     """Seed of the generator: the same seed gives the same images."""
     variant: Literal["shapes", "crowded"] = "shapes"
-    """`shapes`: one to six large shapes of 6 classes an image. `crowded`: harder, 20 to 60 small shapes of 20
-    classes (5 forms in 4 colours) an image, overlapping one another, so that differences in convergence show."""
+    """`shapes`: one to six large shapes of 6 classes an image, labelled for the job's task (boxes, outlines,
+    keypoints, rotated boxes, or one shape an image in class folders). `crowded` (every task but classify): harder,
+    20 to 60 small shapes of 20 classes (5 forms in 4 colours) an image, overlapping one another, so that differences
+    in convergence show; masks, keypoints' visibility and rotated boxes follow what stays visible."""
 
 
 class TrainData(ApiModel):
@@ -183,9 +189,29 @@ class RunPolicy(ApiModel):
     """Pause: running Jobs are suspended (pods stop) and resume from the last checkpoint when unset."""
 
 
+_ARCH_TASK_CEL = task_cel("self.model.architecture")
+_SPEC_TASK_CEL = f"(has(self.task) ? self.task : has(self.model.architecture) ? {_ARCH_TASK_CEL} : 'detect')"
+"""CEL of YoloTrainJobSpec.effective_task."""
+
+
+def _architecture_mismatch(spec: YoloTrainJobSpec) -> str:
+    arch = spec.model.architecture or ""
+    return f"spec.task is {spec.task} but spec.model.architecture {arch} is a {architecture_task(arch)} model"
+
+
+def _variant_fits_task(spec: YoloTrainJobSpec) -> bool:
+    """The crowded set has many objects an image: no classification labels."""
+    shapes = spec.data.shapes
+    return shapes is None or shapes.variant == "shapes" or spec.effective_task() != "classify"
+
+
 class YoloTrainJobSpec(ApiModel):
     """A YOLO training run: tuned on the hardware it gets, checkpointed, observable."""
 
+    task: Task | None = None
+    """What the model does: `detect` (boxes), `segment` (boxes and masks), `pose` (boxes and keypoints), `obb`
+    (rotated boxes) or `classify` (one class an image). Unset: the architecture's, read from its name
+    (`yolov8n-seg.yaml` segments), else `detect`. Weights of another task are refused when the pod loads them."""
     model: TrainModel
     """The model to train."""
     data: TrainData
@@ -206,9 +232,39 @@ class YoloTrainJobSpec(ApiModel):
     """Where sources fetched by URI are kept for later jobs; the output volume's `.yolo-sources` folder when
     unset (with no output volume, each pod fetches its own)."""
 
-    __rules__ = immutable(
-        "model", "data", "train", "tuning", "resources", "output", "podOverrides", "sourceCache", kind="YoloTrainJob"
-    )
+    def effective_task(self) -> Task:
+        """spec.task, else the architecture's (its name decides), else detect (weights are checked when loaded)."""
+        if self.task is not None:
+            return self.task
+        return self.architecture_task() or DEFAULT_TASK
+
+    def architecture_task(self) -> Task | None:
+        """The task of spec.model.architecture (None for weights)."""
+        return architecture_task(self.model.architecture) if self.model.architecture else None
+
+    __rules__ = (
+        Rule(
+            cel=f"!has(self.task) || !has(self.model.architecture) || self.task == {_ARCH_TASK_CEL}",
+            message="spec.task does not match the task of spec.model.architecture",
+            message_expression=(
+                "'spec.task is ' + self.task + ' but spec.model.architecture ' + self.model.architecture + ' is a ' + "
+                f"{_ARCH_TASK_CEL} + ' model'"
+            ),
+            check=lambda s: s.task is None or s.architecture_task() in (None, s.task),
+            explain=_architecture_mismatch,
+            field="task",
+        ),
+        Rule(
+            cel=f"!has(self.data.shapes) || self.data.shapes.variant == 'shapes' || {_SPEC_TASK_CEL} != 'classify'",
+            message="data.shapes.variant crowded has many objects an image: use variant shapes for classify",
+            check=_variant_fits_task,
+            field="data.shapes.variant",
+        ),
+        *immutable(
+            "task", "model", "data", "train", "tuning", "resources", "output", "podOverrides", "sourceCache",
+            kind="YoloTrainJob",
+        ),
+    )  # fmt: skip
 
 
 class TuningStatus(StatusModel):
@@ -240,7 +296,10 @@ class Progress(StatusModel):
     epochs: int | None = None
     images_per_second: float | None = None
     map50to95: float | None = Field(default=None, alias="map50to95")
-    """Latest validation mAP50-95."""
+    """Latest validation mAP50-95 of the boxes (every task but classify)."""
+    accuracy: float | None = None
+    """Latest validation figure of the task: mAP50-95 of boxes (detect, obb), masks (segment) or keypoints (pose),
+    top-1 accuracy (classify)."""
     eta_seconds: int | None = None
     updated: str | None = None
 
@@ -257,6 +316,8 @@ class YoloTrainJobStatus(StatusModel):
     """What the operator observed. Written only by the operator."""
 
     phase: TrainPhase | None = None
+    task: Task | None = None
+    """The task trained: spec.task, or the one inferred from the architecture's name."""
     conditions: list[Condition] | None = None
     observed_generation: int | None = None
     tuning: TuningStatus | None = None
@@ -270,7 +331,7 @@ class YoloTrainJobStatus(StatusModel):
 
 
 class YoloTrainJob(ApiModel):
-    """Tune and train a YOLO detector (YOLOv8, YOLO11, YOLO26) on the cluster's GPUs."""
+    """Tune and train a YOLO model (YOLOv8, YOLO11, YOLO26; any task) on the cluster's GPUs."""
 
     model_config = ApiModel.model_config | {"extra": "ignore"}
 

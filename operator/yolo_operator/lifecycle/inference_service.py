@@ -30,7 +30,9 @@ from yolo_operator.render.inference_service import CLAIMS_ROOT, ModelMount, sele
 
 READY = kstatus.READY
 ROLLOUT_STUCK = "RolloutStuck"
-MODEL_FAILURES = frozenset({"TrainJobFailed", "TrainJobHasNoOutputVolume", "TrainJobHasNoWeights", "SourceFailed"})
+MODEL_FAILURES = frozenset(
+    {"TrainJobFailed", "TrainJobHasNoOutputVolume", "TrainJobHasNoWeights", "TaskMismatch", "SourceFailed"}
+)
 """Reasons of a Failed service (ModelResolution's failed=True, SOURCE_FAILED): Stalled until the spec, the training
 job or the source changes."""
 FAILED = "Failed"
@@ -111,7 +113,16 @@ def resolve_model(svc: YoloInferenceService, train_job: YoloTrainJob | None) -> 
             f"its output volume {claim!r}",
             failed=True,
         )
-    return ModelResolution(ModelMount(claim, path), "WeightsFromTrainJob", f"best weights of {job_name!r}")
+    trained = train_job.spec.effective_task()
+    if svc.spec.task is not None and svc.spec.task != trained:
+        return ModelResolution(
+            None,
+            "TaskMismatch",
+            f"spec.task is {svc.spec.task} but spec.model.fromTrainJob {job_name!r} trained a {trained} model",
+            failed=True,
+        )
+    mount = ModelMount(claim, path, task=trained)
+    return ModelResolution(mount, "WeightsFromTrainJob", f"best weights of {job_name!r}")
 
 
 def replicas_to_render(svc: YoloInferenceService, deployment: dict[str, Any] | None) -> int:

@@ -38,7 +38,7 @@ from enum import StrEnum
 from typing import Literal
 
 from pydantic import ValidationError
-from yolo_workloads.contract import TrainSummary, TuneResult
+from yolo_workloads.contract import HEADLINE_METRIC, TrainSummary, TuneResult
 
 from yolo_operator.api.common import Condition
 from yolo_operator.api.train_job import (
@@ -233,6 +233,7 @@ class _Draft:
         status = self.status.model_copy(
             update={
                 "phase": phase,
+                "task": self.job.spec.effective_task(),
                 "conditions": self.conditions,
                 "observed_generation": self.job.metadata.generation,
                 "start_time": start,
@@ -446,11 +447,16 @@ def _succeeded(draft: _Draft, seen: StepObservation) -> Decision:
     )
     if draft.status.progress is not None:
         draft.set(progress=draft.status.progress.model_copy(update={"epoch": summary.epochs_completed}))
-    map_ = summary.metrics.map50to95
-    message = f"trained {summary.epochs_completed} epochs" + (f", mAP50-95 {map_:.3f}" if map_ is not None else "")
+    message = f"trained {summary.epochs_completed} epochs" + _accuracy_words(summary)
     draft.condition(COMPLETE, True, "Succeeded", message)
     draft.events.append(EventNote("Normal", "Succeeded", f"{message}; best weights {summary.best_weights}"))
     return draft.finish("Succeeded", message)
+
+
+def _accuracy_words(summary: TrainSummary) -> str:
+    """`, mAP50-95 0.902` (detect), `, mask mAP50-95 0.801` (segment), `, top-1 accuracy 0.950` (classify)."""
+    value = summary.metrics.headline(summary.task)
+    return f", {HEADLINE_METRIC[summary.task][1]} {value:.3f}" if value is not None else ""
 
 
 def _choice_fields(choice: TrainChoice) -> dict[str, object]:

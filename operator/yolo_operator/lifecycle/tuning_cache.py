@@ -67,6 +67,8 @@ def cache_key(spec: YoloTrainJobSpec, gpu_product: str) -> str:
         "nbs": nominal_batch(spec),
         "warmup": warmup_epochs(spec),
     }
+    if spec.effective_task() != "detect":  # another trainer, other labels; detection keys stay as they were
+        identity["task"] = spec.effective_task()
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     model = _model_identity(spec).removesuffix(".yaml").rsplit("/", 1)[-1]
     readable = _UNSAFE.sub("_", f"{gpu_product}.{model}.{spec.train.imgsz}")[:200]

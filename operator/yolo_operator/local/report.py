@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import yaml
-from yolo_workloads.contract import TrainSummary, TrialResult, TuneResult
+from yolo_workloads.contract import HEADLINE_METRIC, TrainSummary, TrialResult, TuneResult
 
 
 def stamp() -> str:
@@ -159,9 +159,13 @@ def final_summary(outcome: Outcome) -> str:
 def _accuracy_lines(o: Outcome) -> list[str]:
     if o.summary is None:
         return []
-    m = o.summary.metrics
+    m, task = o.summary.metrics, o.summary.task
     on = f" on {o.val_images} validation images" if o.val_images else " on the validation split"
-    return [f"  accuracy:   mAP50 {_fmt(m.map50)}, mAP50-95 {_fmt(m.map50to95)}{on}"]
+    if task == "detect":
+        return [f"  accuracy:   mAP50 {_fmt(m.map50)}, mAP50-95 {_fmt(m.map50to95)}{on}"]
+    own = f"{HEADLINE_METRIC[task][1]} {_fmt(m.headline(task))}"
+    boxes = f", box mAP50-95 {_fmt(m.map50to95)}" if task != "classify" else f", top-5 {_fmt(m.top5)}"
+    return [f"  accuracy:   {task}: {own}{boxes}{on}"]
 
 
 _SOURCES = {"measured": "tuned now", "cache": "from the tuning cache", "fixed": "fixed by the spec"}

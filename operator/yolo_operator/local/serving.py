@@ -45,6 +45,7 @@ def service_for_train_job(job: YoloTrainJob, best_weights: str) -> YoloInference
             "kind": "YoloInferenceService",
             "metadata": {"name": job.metadata.name, "namespace": job.metadata.namespace},
             "spec": {
+                "task": job.spec.effective_task(),
                 "model": {"weights": {"claimName": "local", "path": Path(best_weights).name}},
                 "serving": {"imgsz": job.spec.train.imgsz, "maxBatchSize": 8},
                 "resources": {"gpus": min(job.spec.resources.gpus, 1)},
@@ -57,11 +58,13 @@ def service_manifest(job: YoloTrainJob) -> dict[str, Any]:
     """A YoloInferenceService serving this job's weights (`fromTrainJob`), as a user would apply it: the same
     manifest serves them locally (`yolo-operator run`) and on a cluster (`kubectl apply`). Its name differs from the
     job's, so its local work directory does too."""
+    task = job.spec.effective_task()
     return {
         "apiVersion": job.api_version,
         "kind": "YoloInferenceService",
         "metadata": {"name": f"{job.metadata.name}-detector"},
         "spec": {
+            **({"task": task} if task != "detect" else {}),  # the weights' task, said where a reader sees it
             "model": {"fromTrainJob": job.metadata.name},
             "serving": {"imgsz": job.spec.train.imgsz},
             "resources": {"gpus": min(job.spec.resources.gpus, 1)},

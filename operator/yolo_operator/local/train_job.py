@@ -23,7 +23,7 @@ from typing import TextIO
 
 import yaml
 from pydantic import ValidationError
-from yolo_workloads.contract import TrainSummary, TuneResult
+from yolo_workloads.contract import ULTRALYTICS_METRIC_KEYS, TrainSummary, TuneResult, headline_key
 
 from yolo_operator.api.train_job import Progress, TuningStatus, YoloTrainJob, YoloTrainJobStatus
 from yolo_operator.lifecycle import train_job as lifecycle
@@ -260,12 +260,14 @@ class TrainJobRunner:
         epochs = columns.get("epoch") or []
         if not epochs:
             return status
-        maps = columns.get("metrics/mAP50-95(B)") or []
+        maps = columns.get(ULTRALYTICS_METRIC_KEYS["map50to95"]) or []
+        accuracy = columns.get(headline_key(self.job.spec.effective_task())) or []
         progress = (status.progress or Progress()).model_copy(
             update={
                 "epoch": int(epochs[-1]),
                 "epochs": self.job.spec.train.epochs,
                 "map50to95": round(maps[-1], 4) if maps and maps[-1] == maps[-1] else None,
+                "accuracy": round(accuracy[-1], 4) if accuracy and accuracy[-1] == accuracy[-1] else None,
                 "updated": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             }
         )

@@ -201,7 +201,9 @@ def _model(job: YoloTrainJob, workdir: Workdir, volumes: dict[str, Path], fetche
     return ModelSource(weights=str(link))
 
 
-def _source_data(source: DataSourceSpec, workdir: Workdir, volumes: dict[str, Path], fetches: list[FetchSource]) -> str:
+def _source_data(
+    source: DataSourceSpec, workdir: Workdir, volumes: dict[str, Path], fetches: list[FetchSource], classify: bool
+) -> str:
     uri = source.uri
     if uri.startswith("pvc://"):
         path = _claim_file(uri, volumes, "spec.data.source")
@@ -210,7 +212,7 @@ def _source_data(source: DataSourceSpec, workdir: Workdir, volumes: dict[str, Pa
         uri = Path(path).as_uri()
     link = workdir.sources.resolve() / "data"
     fetches.append(fetch_source("spec.data.source", source, uri, link))
-    return str(link / source.yaml)
+    return str(link if classify else link / source.yaml)  # a classify set is its folder
 
 
 def _local(
@@ -222,7 +224,8 @@ def _local(
     if spec.data.volume is not None:
         data = DataSource(yaml=_local_file(spec.data.volume, volumes, "spec.data.volume"))
     elif spec.data.source is not None:
-        data = DataSource(yaml=_source_data(spec.data.source, workdir, volumes, fetches))
+        classify = spec.effective_task() == "classify"
+        data = DataSource(yaml=_source_data(spec.data.source, workdir, volumes, fetches, classify))
     else:
         shapes = spec.data.shapes
         assert shapes is not None  # exactly one of volume/source/shapes: the API model checks it
@@ -235,6 +238,7 @@ def _local(
                     "imgsz": spec.train.imgsz,
                     "seed": shapes.seed,
                     "variant": shapes.variant,
+                    "task": spec.effective_task(),
                 },
                 "root": str(workdir.shapes.resolve()),
             }

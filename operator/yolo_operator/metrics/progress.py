@@ -19,7 +19,8 @@ TRAIN_EPOCH = "yolo_train_epoch"
 TRAIN_EPOCHS_TOTAL = "yolo_train_epochs_total"
 TRAIN_IMAGES_PER_SECOND = "yolo_train_images_per_second"
 TRAIN_MAP50_95 = "yolo_train_map50_95"
-WANTED = (TRAIN_EPOCH, TRAIN_EPOCHS_TOTAL, TRAIN_IMAGES_PER_SECOND, TRAIN_MAP50_95)
+TRAIN_ACCURACY = "yolo_train_accuracy"
+WANTED = (TRAIN_EPOCH, TRAIN_EPOCHS_TOTAL, TRAIN_IMAGES_PER_SECOND, TRAIN_MAP50_95, TRAIN_ACCURACY)
 
 
 class MetricsSource(Protocol):
@@ -65,11 +66,13 @@ def progress_from(samples: dict[str, float], started_at: str | None, now: dateti
         eta = round(per_epoch * (epochs - epoch))
     ips = samples.get(TRAIN_IMAGES_PER_SECOND)
     map_ = samples.get(TRAIN_MAP50_95)
+    accuracy = samples.get(TRAIN_ACCURACY)
     return Progress(
         epoch=epoch,
         epochs=epochs,
         images_per_second=round(ips, 1) if ips is not None else None,
         map50to95=round(map_, 4) if map_ is not None else None,
+        accuracy=round(accuracy, 4) if accuracy is not None else None,
         eta_seconds=eta,
         updated=rfc3339(now),
     )

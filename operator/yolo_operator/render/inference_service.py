@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from yolo_workloads.contract import ModelSource, ServeConfig, ServeTuningConfig
+from yolo_workloads.contract import DEFAULT_TASK, ModelSource, ServeConfig, ServeTuningConfig, Task
 
 from yolo_operator.api.inference_service import YoloInferenceService
 from yolo_operator.api.sources import WeightsSource
@@ -76,6 +76,8 @@ class ModelMount:
     claim_name: str
     path: str
     source: WeightsSource | None = None
+    task: Task | None = None
+    """The weights' task when known before loading them (the task of the YoloTrainJob that trained them)."""
 
     @property
     def mount_path(self) -> str:
@@ -132,6 +134,7 @@ def serve_config(svc: YoloInferenceService, model: ModelMount) -> ServeConfig:
     s = svc.spec.serving
     return ServeConfig(
         model=ModelSource(weights=model.file),
+        task=svc.spec.task or model.task or DEFAULT_TASK,
         imgsz=s.imgsz,
         half=s.half,
         max_batch_size=s.max_batch_size,

@@ -212,14 +212,16 @@ def _data(spec: YoloTrainJobSpec, storage: _Storage, fetches: Fetches, writable:
                 return DataSource(yaml=path)
             uri = f"file://{path}"  # an archive on a claim: unpacked by the init container, like a download
         fetches.add("spec.data.source", source, uri, DATA_LINK)
-        return DataSource(yaml=data_yaml(DATA_LINK, source))
+        # A classify set is its folder of class folders (Ultralytics reads no YAML for it).
+        return DataSource(yaml=DATA_LINK if spec.effective_task() == "classify" else data_yaml(DATA_LINK, source))
     shapes = spec.data.shapes
     assert shapes is not None  # exactly one of volume/source/shapes: checked by the API model
     storage.empty_dir("data", posixpath.dirname(SHAPES_ROOT))
-    return DataSource(
-        shapes=ShapesSpec(images=shapes.images, imgsz=spec.train.imgsz, seed=shapes.seed, variant=shapes.variant),
-        root=SHAPES_ROOT,
-    )
+    generated = ShapesSpec(
+        images=shapes.images, imgsz=spec.train.imgsz, seed=shapes.seed, variant=shapes.variant,
+        task=spec.effective_task(),
+    )  # fmt: skip
+    return DataSource(shapes=generated, root=SHAPES_ROOT)
 
 
 def claims_of(spec: YoloTrainJobSpec) -> list[str]:
@@ -260,6 +262,7 @@ def tune_config(job: YoloTrainJob) -> TuneConfig:
     )
     return TuneConfig(
         model=layout.model,
+        task=spec.effective_task(),
         data=layout.data,
         imgsz=train.imgsz,
         gpus=spec.resources.gpus,
@@ -299,6 +302,7 @@ def train_config(job: YoloTrainJob, choice: TrainChoice, options: RenderOptions)
     t = spec.train
     return TrainConfig(
         model=layout.model,
+        task=spec.effective_task(),
         data=layout.data,
         imgsz=t.imgsz,
         epochs=t.epochs,

@@ -1,4 +1,5 @@
-"""`yolo-workload dataset shapes`: generate a synthetic data set (`datasets.shapes`, `--variant crowded`)."""
+"""`yolo-workload dataset shapes`: generate a synthetic data set (`datasets.shapes`, `--variant crowded`), for
+any task (`--task segment|pose|obb|classify`, datasets.tasks)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import argparse
 import sys
 import time
 from pathlib import Path
+
+from yolo_workloads.contract import DEFAULT_TASK, TASKS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="shapes",
         help="shapes (few large shapes, 6 classes) or crowded (many small overlapping shapes, 20 classes)",
     )
+    shapes.add_argument(
+        "--task",
+        choices=TASKS,
+        default=DEFAULT_TASK,
+        help="labels to write: boxes, polygons (segment), keypoints (pose), rotated boxes (obb), class folders "
+        "(classify); classify needs the shapes variant",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,9 +42,14 @@ def run(args: argparse.Namespace) -> int:
         print("dataset shapes: --n and --val must be >= 1 and --imgsz >= 32", file=sys.stderr)
         return 2
     start = time.monotonic()
-    path = generate(
-        args.out, n=args.n, imgsz=args.imgsz, val=args.val, seed=args.seed, processes=args.processes,
-        variant=args.variant,
-    )  # fmt: skip
-    print(f"wrote {path} ({args.variant}: {args.n} train images at {args.imgsz}px) in {time.monotonic() - start:.1f} s")
+    try:
+        path = generate(
+            args.out, n=args.n, imgsz=args.imgsz, val=args.val, seed=args.seed, processes=args.processes,
+            variant=args.variant, task=args.task,
+        )  # fmt: skip
+    except ValueError as e:
+        print(f"dataset shapes: {e}", file=sys.stderr)
+        return 2
+    what = f"{args.variant}, {args.task}: {args.n} train images at {args.imgsz}px"
+    print(f"wrote {path} ({what}) in {time.monotonic() - start:.1f} s")
     return 0

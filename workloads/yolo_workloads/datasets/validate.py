@@ -1,4 +1,4 @@
-"""Check a detection data set before any GPU time is spent on it.
+"""Check a data set before any GPU time is spent on it: label files in the task's format, or class folders.
 
 Ultralytics skips malformed labels with a warning buried in its log and trains on what is left, or fails deep
 inside a dataloader worker. An operator user needs the opposite: a refusal up front that names the file and the
@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from yolo_workloads.contract import DEFAULT_TASK, Task
 
 IMAGE_SUFFIXES = frozenset({".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp", ".dng", ".mpo", ".pfm"})
 
@@ -61,7 +63,37 @@ def label_path(image: Path) -> Path:
     return Path(text).with_suffix(".txt")
 
 
-def check_label_file(path: Path, n_classes: int) -> None:
+_FORMATS: dict[Task, str] = {
+    "detect": "5 fields `class cx cy w h`",
+    "segment": "`class x1 y1 x2 y2 x3 y3 ...` (a polygon of at least 3 points)",
+    "obb": "9 fields `class x1 y1 x2 y2 x3 y3 x4 y4` (a rotated box's corners)",
+}
+
+
+def _field_names(task: Task, count: int, kpt_dims: int) -> list[str]:
+    """Names of a label line's values after the class, for messages (`k0v`: a keypoint's visibility)."""
+    if task in ("detect", "pose"):
+        head = ["cx", "cy", "w", "h"]
+        kpts = [f"k{i // kpt_dims}{'xyv'[i % kpt_dims]}" for i in range(count - 4)] if task == "pose" else []
+        return head + kpts
+    return [f"{'xy'[i % 2]}{i // 2 + 1}" for i in range(count)]
+
+
+def _shape_problem(task: Task, n: int, kpt_shape: tuple[int, int] | None) -> str | None:
+    """Why a line of `n` fields is not a label of `task`, or None."""
+    if task == "pose":
+        assert kpt_shape is not None
+        want = 5 + kpt_shape[0] * kpt_shape[1]
+        if n != want:
+            return f"expected {want} fields `class cx cy w h` and {kpt_shape[0]} keypoints of {kpt_shape[1]} values"
+        return None
+    ok = {"detect": n == 5, "segment": n == 5 or (n >= 7 and n % 2 == 1), "obb": n == 9}[task]
+    return None if ok else f"expected {_FORMATS[task]}"
+
+
+def check_label_file(
+    path: Path, n_classes: int, task: Task = DEFAULT_TASK, kpt_shape: tuple[int, int] | None = None
+) -> None:
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as e:
@@ -71,8 +103,9 @@ def check_label_file(path: Path, n_classes: int) -> None:
         if not fields:
             continue
         where = f"{path}:{number}"
-        if len(fields) != 5:
-            raise DatasetError(f"{where}: expected 5 fields `class cx cy w h`, found {len(fields)}: {line.strip()!r}")
+        problem = _shape_problem(task, len(fields), kpt_shape)
+        if problem is not None:
+            raise DatasetError(f"{where}: {problem}, found {len(fields)}: {line.strip()!r}")
         try:
             values = [float(f) for f in fields]
         except ValueError:
@@ -82,13 +115,57 @@ def check_label_file(path: Path, n_classes: int) -> None:
             raise DatasetError(
                 f"{where}: class id {fields[0]} is not in `names` (expected an integer 0..{n_classes - 1})"
             )
-        for name, raw, value in zip(("cx", "cy", "w", "h"), fields[1:], values[1:], strict=True):
+        names = _field_names(task, len(fields) - 1, kpt_shape[1] if kpt_shape else 2)
+        for name, raw, value in zip(names, fields[1:], values[1:], strict=True):
+            if name.endswith("v") and name.startswith("k"):
+                continue  # a keypoint's visibility (0, 1, 2), not a coordinate
             if not 0.0 <= value <= 1.0:
                 raise DatasetError(f"{where}: {name}={raw} is outside [0, 1] (coordinates are normalised)")
 
 
-def validate_dataset(yaml_path: Path) -> DatasetInfo:
-    """Raise DatasetError naming the file and line of the first problem; return a summary when all is well."""
+def _kpt_shape(data: dict[str, Any], yaml_path: Path) -> tuple[int, int]:
+    """A pose set's `kpt_shape`: [keypoints, 2 or 3 values each]."""
+    shape = data.get("kpt_shape")
+    if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(v, int) for v in shape)) or (
+        shape[0] < 1 or shape[1] not in (2, 3)
+    ):
+        raise DatasetError(f"{yaml_path}: a pose data set needs `kpt_shape: [keypoints, 2 or 3]`, found {shape!r}")
+    return shape[0], shape[1]
+
+
+def validate_class_folders(root: Path) -> DatasetInfo:
+    """A classification set: `train/<class>/` and `val/` (or `test/`) with the same class folders, none empty.
+    Ultralytics numbers classes by the sorted folder names of each split separately, so the splits must agree."""
+    if not root.is_dir():
+        raise DatasetError(f"{root}: a classify data set is a folder (train/<class>/, val/<class>/), not found")
+    val_dir = next((root / s for s in ("val", "test") if (root / s).is_dir()), None)
+    if not (root / "train").is_dir() or val_dir is None:
+        raise DatasetError(f"{root}: a classify data set needs `train/` and `val/` (or `test/`) folders of classes")
+    counts: dict[str, int] = {}
+    classes: list[str] = []
+    for split in (root / "train", val_dir):
+        found = sorted(d.name for d in split.iterdir() if d.is_dir())
+        if not found:
+            raise DatasetError(f"{split}: no class folders (expected {split.name}/<class>/<image>)")
+        if classes and found != classes:
+            raise DatasetError(f"{split}: class folders {found} differ from train's {classes}")
+        classes = found
+        total = 0
+        for name in found:
+            images = [p for p in (split / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+            if not images:
+                raise DatasetError(f"{split / name}: no images (every class needs some in every split)")
+            total += len(images)
+        counts[split.name] = total
+    names = dict(enumerate(classes))
+    return DatasetInfo(root, names, counts["train"], counts[val_dir.name], 0)
+
+
+def validate_dataset(yaml_path: Path, task: Task = DEFAULT_TASK) -> DatasetInfo:
+    """Raise DatasetError naming the file and line of the first problem; return a summary when all is well. A
+    classify set is a folder rather than a YAML."""
+    if task == "classify":
+        return validate_class_folders(yaml_path)
     if not yaml_path.is_file():
         raise DatasetError(f"{yaml_path}: data set YAML not found")
     try:
@@ -100,6 +177,7 @@ def validate_dataset(yaml_path: Path) -> DatasetInfo:
     if not isinstance(data, dict):
         raise DatasetError(f"{yaml_path}: expected a mapping with `train`, `val` and `names`")
     names = _names(data, yaml_path)
+    kpt_shape = _kpt_shape(data, yaml_path) if task == "pose" else None
     root = Path(str(data["path"])) if data.get("path") else yaml_path.parent
     if not root.is_absolute():
         root = (yaml_path.parent / root).resolve()
@@ -120,14 +198,16 @@ def validate_dataset(yaml_path: Path) -> DatasetInfo:
             folder = label_path(images[0]).parent
             raise DatasetError(f"{folder}: no label files for the `{key}` images (expected one .txt per image)")
         for label in labels:
-            check_label_file(label, len(names))
+            check_label_file(label, len(names), task, kpt_shape)
         counts[key] = len(images)
         label_files += len(labels)
     return DatasetInfo(yaml_path, names, counts["train"], counts["val"], label_files)
 
 
 def split_images(yaml_path: Path, key: str = "train") -> list[Path]:
-    """Image files of one split of a data set YAML (already validated)."""
+    """Image files of one split of a data set YAML, or of a classify set's folder (already validated)."""
+    if yaml_path.is_dir():
+        return sorted(p for p in (yaml_path / key).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     data = yaml.safe_load(yaml_path.read_text())
     root = Path(str(data["path"])) if data.get("path") else yaml_path.parent
     if not root.is_absolute():
@@ -138,3 +218,10 @@ def split_images(yaml_path: Path, key: str = "train") -> list[Path]:
         source = Path(str(item))
         images += _image_files(source if source.is_absolute() else root / source, key, yaml_path)
     return images
+
+
+def class_count(yaml_path: Path) -> int:
+    """Classes of a data set YAML's `names`, or of a classify set's train folders (already validated)."""
+    if yaml_path.is_dir():
+        return sum(1 for d in (yaml_path / "train").iterdir() if d.is_dir())
+    return len(_names(yaml.safe_load(yaml_path.read_text()), yaml_path))

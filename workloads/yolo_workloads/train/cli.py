@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from yolo_workloads.contract import FinalMetrics, TrainConfig, TrainSummary, encode_result
+from yolo_workloads.contract import ULTRALYTICS_METRIC_KEYS, FinalMetrics, TrainConfig, TrainSummary, encode_result
 from yolo_workloads.train.runtime import EXIT_USER_ERROR, UserError, load_config, report_error
 
 SUMMARY_FILE = "summary.json"
@@ -55,7 +55,7 @@ def _train(config: TrainConfig) -> int:
 
     yaml_path = prepare_data(config.data)
     try:
-        info = validate_dataset(yaml_path)
+        info = validate_dataset(yaml_path, config.task)
     except DatasetError as e:
         raise UserError(str(e)) from None
     print(f"data set {yaml_path}: {info.train_images} train / {info.val_images} val images", file=sys.stderr)
@@ -68,7 +68,9 @@ def _train(config: TrainConfig) -> int:
     import torch
 
     from yolo_workloads.train.metrics import TrainTelemetry, read_throughput
-    from yolo_workloads.train.runtime import device_string, ultralytics_cache
+    from yolo_workloads.train.runtime import check_model_task, device_string, ultralytics_cache
+
+    check_model_task(config.task, config.model)
 
     last = out / "weights" / "last.pt"
     epoch = _checkpoint_epoch(last, torch)
@@ -102,13 +104,13 @@ def _train(config: TrainConfig) -> int:
     if resumed:
         overrides["resume"] = str(last)
         print(f"resuming from {last} (epoch {(epoch or 0) + 1} done)", file=sys.stderr)
-    telemetry = TrainTelemetry(config.metrics_port, str(out))
+    telemetry = TrainTelemetry(config.metrics_port, str(out), config.task)
     switch = _warmup_switch(config, epoch)
     if switch is not None:
         print(f"warm-up: epochs 1-{switch} at batch {config.warmup_batch}, then batch {config.batch}", file=sys.stderr)
-        _run_trainer(out, {**overrides, "batch": config.warmup_batch}, telemetry, stop_after=switch)
+        _run_trainer(config, out, {**overrides, "batch": config.warmup_batch}, telemetry, stop_after=switch)
         overrides["resume"] = str(last)  # the warm-up's last checkpoint, continued at the tuned batch
-    trainer = _run_trainer(out, overrides, telemetry)
+    trainer = _run_trainer(config, out, overrides, telemetry)
     summary = _summary(config, out, trainer, resumed=resumed)
     summary = summary.model_copy(update={"images_per_second": read_throughput(out)})
     return _finish(config, summary)
@@ -130,20 +132,23 @@ def _warmup_switch(config: TrainConfig, epoch: int | None) -> int | None:
     return switch if done < switch else None
 
 
-def _run_trainer(out: Path, overrides: dict[str, Any], telemetry: Any, stop_after: int | None = None) -> Any:
-    """One Ultralytics training; with `stop_after`, it ends once that many epochs are done and checkpointed."""
+def _run_trainer(
+    config: TrainConfig, out: Path, overrides: dict[str, Any], telemetry: Any, stop_after: int | None = None
+) -> Any:
+    """One Ultralytics training with the task's trainer; with `stop_after`, it ends once that many epochs are done
+    and checkpointed."""
     import gc
 
     import torch
     from ultralytics.utils import DEFAULT_CFG_DICT
 
-    from yolo_workloads.train.trainer import OfflineDetectionTrainer
+    from yolo_workloads.train.trainer import TRAINERS
 
     cfg = {**DEFAULT_CFG_DICT, "save_dir": str(out)}  # save_dir is no default key; declare it to pass alignment
-    trainer = OfflineDetectionTrainer(cfg=cfg, overrides=overrides)
+    trainer = TRAINERS[config.task](cfg=cfg, overrides=overrides)
     telemetry.register(trainer)
     if stop_after is None:
-        trainer.train()  # type: ignore[no-untyped-call]
+        trainer.train()
         return trainer
 
     def stop(t: Any) -> None:  # on_fit_epoch_end runs after the epoch's checkpoint is saved
@@ -152,7 +157,7 @@ def _run_trainer(out: Path, overrides: dict[str, Any], telemetry: Any, stop_afte
 
     trainer.add_callback("on_fit_epoch_end", stop)
     try:
-        trainer.train()  # type: ignore[no-untyped-call]
+        trainer.train()
     except _WarmupDone:
         loader = getattr(trainer, "train_loader", None)
         if loader is not None and hasattr(loader, "close"):
@@ -181,29 +186,24 @@ def _summary(config: TrainConfig, out: Path, trainer: Any, resumed: bool) -> Tra
     rows = _results(out)
     source: dict[str, Any] = dict(rows[-1]) if rows else {}
     metrics = getattr(trainer, "metrics", None) or {}
-    if "metrics/mAP50-95(B)" in metrics:  # final evaluation of best.pt (single process)
-        source = {k: float(v) for k, v in metrics.items()}
-
-    def pick(key: str) -> float | None:
-        value = source.get(key)
-        try:
-            return float(value) if value not in (None, "") else None
-        except (TypeError, ValueError):
-            return None
-
+    if any(key in metrics for key in ULTRALYTICS_METRIC_KEYS.values()):  # final evaluation of best.pt (one process)
+        source = dict(metrics)
     return TrainSummary(
         best_weights=str(out / "weights" / "best.pt"),
         last_weights=str(out / "weights" / "last.pt"),
         results_dir=str(out),
         epochs_completed=len(rows),
-        metrics=FinalMetrics(
-            map50to95=pick("metrics/mAP50-95(B)"),
-            map50=pick("metrics/mAP50(B)"),
-            precision=pick("metrics/precision(B)"),
-            recall=pick("metrics/recall(B)"),
-        ),
+        task=config.task,
+        metrics=FinalMetrics.from_ultralytics({key: _number(value) for key, value in source.items()}),
         resumed=resumed,
     )
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _results(out: Path) -> list[dict[str, str]]:

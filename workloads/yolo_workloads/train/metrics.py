@@ -14,11 +14,14 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from yolo_workloads.contract import DEFAULT_TASK, ULTRALYTICS_METRIC_KEYS, Task, headline_key
+
 TRAIN_EPOCH = "yolo_train_epoch"
 TRAIN_EPOCHS_TOTAL = "yolo_train_epochs_total"
 TRAIN_IMAGES_PER_SECOND = "yolo_train_images_per_second"
 TRAIN_LOSS = "yolo_train_loss"  # label kind=box|cls|dfl
-TRAIN_MAP50_95 = "yolo_train_map50_95"
+TRAIN_MAP50_95 = "yolo_train_map50_95"  # boxes; absent for classify
+TRAIN_ACCURACY = "yolo_train_accuracy"  # the task's headline figure (contract.HEADLINE_METRIC)
 TRAIN_GPU_UTILIZATION = "yolo_train_gpu_utilization_percent"  # label gpu=<index>
 TRAIN_GPU_MEMORY_USED = "yolo_train_gpu_memory_used_bytes"  # label gpu=<index>
 ALL_METRICS = (
@@ -27,6 +30,7 @@ ALL_METRICS = (
     TRAIN_IMAGES_PER_SECOND,
     TRAIN_LOSS,
     TRAIN_MAP50_95,
+    TRAIN_ACCURACY,
     TRAIN_GPU_UTILIZATION,
     TRAIN_GPU_MEMORY_USED,
 )
@@ -43,7 +47,10 @@ class _Gauges:
         self.epochs = Gauge(TRAIN_EPOCHS_TOTAL, "Epochs this run trains for")
         self.ips = Gauge(TRAIN_IMAGES_PER_SECOND, "Training images per second (moving window)")
         self.loss = Gauge(TRAIN_LOSS, "Mean training loss of the current epoch", ["kind"])
-        self.map = Gauge(TRAIN_MAP50_95, "Validation mAP50-95 after the last epoch")
+        self.map = Gauge(TRAIN_MAP50_95, "Validation box mAP50-95 after the last epoch")
+        self.accuracy = Gauge(
+            TRAIN_ACCURACY, "The task's validation figure after the last epoch: box, mask or pose mAP50-95, top-1"
+        )
         self.gpu_util = Gauge(TRAIN_GPU_UTILIZATION, "GPU utilisation (NVML)", ["gpu"])
         self.gpu_mem = Gauge(TRAIN_GPU_MEMORY_USED, "GPU memory used (NVML)", ["gpu"])
 
@@ -62,9 +69,10 @@ def gauges() -> _Gauges:
 class TrainTelemetry:
     """Ultralytics callbacks that feed the gauges. Picklable (DDP ships callbacks to the ranks by cloudpickle)."""
 
-    def __init__(self, port: int | None, output_dir: str) -> None:
+    def __init__(self, port: int | None, output_dir: str, task: Task = DEFAULT_TASK) -> None:
         self.port = port
         self.output_dir = output_dir
+        self.task = task
         self._reset()
 
     def _reset(self) -> None:
@@ -77,10 +85,11 @@ class TrainTelemetry:
         self._batches = 0
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"port": self.port, "output_dir": self.output_dir}
+        return {"port": self.port, "output_dir": self.output_dir, "task": self.task}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.port, self.output_dir = state["port"], state["output_dir"]
+        self.task = state.get("task", DEFAULT_TASK)
         self._reset()
 
     def register(self, trainer: Any) -> None:
@@ -142,9 +151,13 @@ class TrainTelemetry:
     def on_fit_epoch_end(self, trainer: Any) -> None:
         g = gauges()
         g.epoch.set(trainer.epoch + 1)
-        value = (getattr(trainer, "metrics", None) or {}).get("metrics/mAP50-95(B)")
+        metrics = getattr(trainer, "metrics", None) or {}
+        value = metrics.get(ULTRALYTICS_METRIC_KEYS["map50to95"])
         if value is not None:
             g.map.set(float(value))
+        headline = metrics.get(headline_key(self.task))
+        if headline is not None:
+            g.accuracy.set(float(headline))
 
 
 def _start_gpu_gauges(period: float) -> None:

@@ -15,11 +15,20 @@ from typing import TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from yolo_workloads.contract import TERMINATION_MESSAGE_LIMIT, Cache, DataSource
+from yolo_workloads.contract import (
+    CONFIG_ERROR_EXIT_CODE,
+    TERMINATION_MESSAGE_LIMIT,
+    Cache,
+    DataSource,
+    ModelSource,
+    Task,
+    architecture_task,
+    task_mismatch,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
-EXIT_USER_ERROR = 2
+EXIT_USER_ERROR = CONFIG_ERROR_EXIT_CODE
 """Exit code for errors the user can fix (bad config, bad data set); the message names the field or file."""
 
 
@@ -64,19 +73,21 @@ def report_error(termination_log: str | None, message: str) -> None:
 
 
 def prepare_data(source: DataSource) -> Path:
-    """The data set's YAML, generating the synthetic set first when the config asks for it and it is absent."""
+    """The data set's YAML (a classify set's folder), generating the synthetic set first when the config asks for
+    it and it is absent."""
     if source.shapes is not None:
         from yolo_workloads.datasets.shapes import ensure_shapes
 
         spec = source.shapes
-        return ensure_shapes(
+        ensure_shapes(
             Path(source.root or "."),
             n=spec.images,
             imgsz=spec.imgsz,
             val=spec.val_images,
             seed=spec.seed,
             variant=spec.variant,
-        ).resolve()
+            task=spec.task,
+        )
     return source.yaml_path().resolve()
 
 
@@ -94,3 +105,25 @@ def device_string(gpus: int) -> str:
 
 def ultralytics_cache(cache: Cache) -> bool | str:
     return False if cache == "none" else cache
+
+
+def model_task(model: ModelSource) -> str:
+    """The task of the model to train: an architecture's from its name, weights' from the checkpoint (what
+    `YOLO(path).task` reports)."""
+    if model.architecture is not None:
+        return architecture_task(model.architecture)
+    if not Path(model.ref).is_file():  # Ultralytics would try to download a missing file by its name
+        raise UserError(f"model weights {model.ref}: not found")
+    from yolo_workloads import offline
+
+    offline.apply()
+    from ultralytics.models.yolo import YOLO
+
+    return str(YOLO(model.ref).task)
+
+
+def check_model_task(task: Task, model: ModelSource) -> None:
+    """Refuse a model of another task than the config's, naming both (weights' task is known only once loaded)."""
+    problem = task_mismatch(task, model.ref, model_task(model))
+    if problem is not None:
+        raise UserError(problem)

@@ -1,8 +1,9 @@
-"""The Ultralytics detection trainer our pods run: offline, with checkpoints that survive a kill.
+"""The Ultralytics trainers our pods run, one per task: offline, with checkpoints that survive a kill.
 
 Importing this module makes Ultralytics offline. That matters under DDP: Ultralytics starts each rank as a new
 Python process that re-imports the trainer's class by module name, so the patches in `offline.apply()` reach the
-ranks through this import rather than through the parent's memory.
+ranks through this import rather than through the parent's memory. For the same reason each task's trainer is a
+class defined at module level here (DDP finds it by module and class name).
 
 Ultralytics writes `last.pt` in place; a pod killed during that write would leave a truncated checkpoint and
 lose the whole run. We write to a temporary file and rename, so `last.pt` is always a complete checkpoint.
@@ -20,14 +21,23 @@ from pathlib import Path
 from typing import Any
 
 from yolo_workloads import offline
+from yolo_workloads.contract import Task
 
 offline.apply()
 
-from ultralytics.models.yolo.detect import DetectionTrainer  # noqa: E402  (after the offline patches)
+from ultralytics.models.yolo.classify import ClassificationTrainer  # noqa: E402  (after the offline patches)
+from ultralytics.models.yolo.detect import DetectionTrainer  # noqa: E402
+from ultralytics.models.yolo.obb import OBBTrainer  # noqa: E402
+from ultralytics.models.yolo.pose import PoseTrainer  # noqa: E402
+from ultralytics.models.yolo.segment import SegmentationTrainer  # noqa: E402
 
 
-class OfflineDetectionTrainer(DetectionTrainer):
-    """DetectionTrainer with atomic checkpoint writes, reading results.csv without polars."""
+class _Offline:
+    """Atomic checkpoint writes, and results.csv read without polars; mixed into each task's trainer."""
+
+    csv: Path
+    last: Path
+    best: Path
 
     def read_results_csv(self) -> dict[str, list[Any]]:
         # Ultralytics reads this with polars for every checkpoint; the csv module does the same job and keeps
@@ -48,7 +58,7 @@ class OfflineDetectionTrainer(DetectionTrainer):
         tmp_best = best.with_name(f".{best.name}.tmp")
         self.last, self.best = tmp_last, tmp_best
         try:
-            result = super().save_model()  # type: ignore[no-untyped-call]
+            result = super().save_model()  # type: ignore[misc]
         finally:
             self.last, self.best = last, best
         if tmp_best.exists():
@@ -56,6 +66,36 @@ class OfflineDetectionTrainer(DetectionTrainer):
         if tmp_last.exists():
             os.replace(tmp_last, last)
         return result
+
+
+class OfflineDetectionTrainer(_Offline, DetectionTrainer):
+    """DetectionTrainer with atomic checkpoint writes, reading results.csv without polars."""
+
+
+class OfflineSegmentationTrainer(_Offline, SegmentationTrainer):
+    """SegmentationTrainer with atomic checkpoint writes, reading results.csv without polars."""
+
+
+class OfflinePoseTrainer(_Offline, PoseTrainer):
+    """PoseTrainer with atomic checkpoint writes, reading results.csv without polars."""
+
+
+class OfflineOBBTrainer(_Offline, OBBTrainer):
+    """OBBTrainer with atomic checkpoint writes, reading results.csv without polars."""
+
+
+class OfflineClassificationTrainer(_Offline, ClassificationTrainer):
+    """ClassificationTrainer with atomic checkpoint writes, reading results.csv without polars."""
+
+
+TRAINERS: dict[Task, type[Any]] = {
+    "detect": OfflineDetectionTrainer,
+    "segment": OfflineSegmentationTrainer,
+    "pose": OfflinePoseTrainer,
+    "obb": OfflineOBBTrainer,
+    "classify": OfflineClassificationTrainer,
+}
+"""Each task's trainer: the one Ultralytics itself picks for a model of that task (`YOLO(...).train`)."""
 
 
 def _number(text: str) -> float | str:

@@ -45,10 +45,13 @@ def _tune(config: TuneConfig) -> int:
     yaml_path = prepare_data(config.data)
     start = time.monotonic()  # the budget covers measuring, not a one-off generation of the shapes set
     try:
-        info = validate_dataset(yaml_path)
+        info = validate_dataset(yaml_path, config.task)
     except DatasetError as e:
         raise UserError(str(e)) from None
     offline.apply()
+    from yolo_workloads.train.runtime import check_model_task
+
+    check_model_task(config.task, config.model)
     from yolo_workloads.tune.study import NoFeasibleSetting, run_study
 
     try:

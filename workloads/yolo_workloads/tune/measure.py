@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from yolo_workloads.contract import Task
 from yolo_workloads.tune.search import TrialSettings
 
 __all__ = ["Measurement", "TrialPruned", "TrialSettings", "Window", "run_trial"]
@@ -172,10 +173,13 @@ def _sync(trainer: Any) -> None:
 
 
 @functools.cache
-def _tune_trainer_class() -> type:
-    from yolo_workloads.train.trainer import OfflineDetectionTrainer
+def _tune_trainer_class(task: Task = "detect") -> type:
+    """The task's trainer (the one training will run), building each dataset once per process."""
+    from yolo_workloads.train.trainer import TRAINERS
 
-    class TuneTrainer(OfflineDetectionTrainer):
+    base: Any = TRAINERS[task]
+
+    class TuneTrainer(base):  # type: ignore[misc]
         """Builds each dataset once per process: later trials reuse the scan and the RAM cache."""
 
         datasets: ClassVar[dict[tuple[Any, ...], Any]] = {}
@@ -205,6 +209,7 @@ def run_trial(
     work_dir: Path,
     window: Window,
     report: Any,
+    task: Task = "detect",
 ) -> Measurement:
     """Train with `settings` until measured; never raises for OOM, dataloader or trainer failures."""
     import torch
@@ -235,7 +240,7 @@ def run_trial(
     }
     trainer = None
     result = meter.result
-    trainer_class: Any = _tune_trainer_class()
+    trainer_class: Any = _tune_trainer_class(task)
     trainer_class.train_build_seconds = 0.0
     try:
         trainer = trainer_class(cfg={**DEFAULT_CFG_DICT, "save_dir": str(run_dir)}, overrides=overrides)

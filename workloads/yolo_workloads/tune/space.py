@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from yolo_workloads.contract import SearchSpace
+from yolo_workloads.contract import SearchSpace, Task
 from yolo_workloads.tune.trajectory import trajectory_batches
 
 MEMORY_SAFETY = 0.8  # share of free GPU memory a trial may plan to use
@@ -56,14 +56,25 @@ def worker_candidates(low: int, high: int) -> list[int]:
     return sorted(values)
 
 
-def probe_memory_per_image(model_ref: str, nc: int, imgsz: int, device: str) -> dict[str, float]:
+_MODEL_CLASSES = {
+    "detect": "DetectionModel",
+    "segment": "SegmentationModel",
+    "pose": "PoseModel",
+    "obb": "OBBModel",
+    "classify": "ClassificationModel",
+}
+"""The ultralytics.nn.tasks class each task's trainer builds."""
+
+
+def probe_memory_per_image(model_ref: str, nc: int, imgsz: int, device: str, task: Task = "detect") -> dict[str, float]:
     """Bytes a training step needs: fixed part and per image, from forward+backward at batch 2 and 4."""
     import resource
 
     import torch
-    from ultralytics.nn.tasks import DetectionModel
+    from ultralytics.nn import tasks
 
-    model = DetectionModel(model_ref, nc=nc, verbose=False).to(device).train()  # type: ignore[no-untyped-call]
+    model_class = getattr(tasks, _MODEL_CLASSES[task])
+    model = model_class(model_ref, nc=nc, verbose=False).to(device).train()
     peaks: dict[int, float] = {}
     for batch in (2, 4):
         x = torch.rand(batch, 3, imgsz, imgsz, device=device)

@@ -19,8 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from yolo_workloads.contract import TrialResult, TuneConfig, TuneResult
 from yolo_workloads.tune.measure import Measurement, TrialPruned, TrialSettings, Window, run_trial
 from yolo_workloads.tune.search import NOISE, Search, Space, tuning_budget
@@ -104,6 +102,7 @@ class _Study:
             work_dir=self.work_dir,
             window=_window(self.on_gpu, self.deadline - _FINISH_RESERVE),
             report=report,
+            task=self.config.task,
         )
         if result.state == "pruned":
             result.ips = last_value[-1] if last_value else None
@@ -263,14 +262,14 @@ def _bounds(config: TuneConfig, yaml_path: Path, n_train: int, on_gpu: bool, ran
     import torch
 
     from yolo_workloads import system
-    from yolo_workloads.datasets.validate import split_images
+    from yolo_workloads.datasets.validate import class_count, split_images
     from yolo_workloads.tune.space import decoded_dataset_bytes, make_bounds, probe_memory_per_image
 
     memory_budget = config.memory_budget_bytes or system.memory_budget()
-    nc = len(yaml.safe_load(yaml_path.read_text())["names"])
     probe = free = None
     if on_gpu and config.search.fixed_batch is None:
-        probe = probe_memory_per_image(config.model.ref, nc, config.imgsz, "cuda:0")
+        nc = class_count(yaml_path)
+        probe = probe_memory_per_image(config.model.ref, nc, config.imgsz, "cuda:0", config.task)
         free = float(torch.cuda.mem_get_info(0)[0])
     bounds = make_bounds(
         config.search,
