@@ -29,6 +29,9 @@ def test_rle_round_trip_and_coco_conventions() -> None:
     for j in range(5):
         assert counts[j].sum() == 63
         np.testing.assert_array_equal(tasks.rle_decode(counts[j], 7, 9), m[j].numpy().astype(np.uint8))
+    none = torch.zeros(0, 7, 9, dtype=torch.bool)  # an image without detections
+    f0, i0, p0 = tasks.rle_boundaries(none)
+    assert tasks.rle_counts(f0.numpy(), i0.numpy(), p0.numpy(), 0, 63) == []
     # column-major: a mask with only its second column set starts with one column (7 pixels) of zeros
     col = torch.zeros(1, 7, 9, dtype=torch.bool)
     col[0, :, 1] = True

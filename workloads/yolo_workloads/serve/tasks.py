@@ -75,8 +75,8 @@ def rle_boundaries(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tor
     """The device half of run-length encoding masks [K, H, W]: (first value of each mask [K] bool, mask index and
     flat position (column-major) of each change between consecutive pixels). Only these few numbers go to the
     host, not K x H x W bytes."""
-    k = masks.shape[0]
-    flat = masks.transpose(1, 2).reshape(k, -1)  # column-major, as COCO's RLE
+    k, h, w = masks.shape
+    flat = masks.transpose(1, 2).reshape(k, h * w)  # column-major, as COCO's RLE
     changes = (flat[:, 1:] != flat[:, :-1]).nonzero()
     return flat[:, 0], changes[:, 0], changes[:, 1]
 
@@ -85,6 +85,8 @@ def rle_counts(first: np.ndarray, mask_idx: np.ndarray, pos: np.ndarray, k: int,
     """COCO uncompressed RLE counts per mask from `rle_boundaries`: alternating runs of 0s and 1s, starting with
     0s (a count of 0 first when the mask starts with a 1), summing to H * W."""
     out: list[np.ndarray] = []
+    if k == 0:
+        return out
     splits = np.searchsorted(mask_idx, np.arange(1, k))
     for j, p in enumerate(np.split(pos, splits)):
         ends = np.concatenate(([0], p.astype(np.int64) + 1, [area]))
