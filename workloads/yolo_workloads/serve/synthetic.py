@@ -60,6 +60,6 @@ def make_signal_weights(
             seq[-1].bias.data.normal_(cls_bias, 0.5)
             seq[-1].weight.data.mul_(cls_scale)
     elif hasattr(head, "linear"):  # classify: pooled features are ~1e-2, so logits spread over a few units
-        torch.nn.init.normal_(head.linear.weight, std=10.0)
+        torch.nn.init.normal_(head.linear.weight, std=cls_scale / 10)
     yolo.save(path)
     return path
