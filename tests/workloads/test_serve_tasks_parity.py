@@ -174,3 +174,22 @@ def test_classify_top5_matches_ultralytics(weights_dir: Any, fmt: str) -> None:
         assert probs[top5[0]] - probs[top5[4]] > 0.01, f"image {i}: classes too close to rank"
         assert mine.classes.tolist() == top5, (i, mine.classes.tolist(), top5)
         np.testing.assert_allclose(mine.scores, probs[top5], atol=2e-3, err_msg=f"image {i}")
+
+
+def test_segment_masks_are_the_same_whatever_the_rle_grouping(
+    weights_dir: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Images run-length encoded together (one host sync) or one by one answer alike, empty images included."""
+    from yolo_workloads.serve import tasks
+
+    w = _weights(weights_dir, ARCH["segment"])
+    imgs = images(4, seed=3, sizes=SIZES)
+    imgs.insert(2, np.full((50, 70, 3), 114, np.uint8))  # a flat grey image: no detections
+    together = _ours(w, imgs, "tensor")
+    monkeypatch.setattr(tasks, "RLE_GROUP_PIXELS", 1)
+    alone = _ours(w, imgs, "tensor")
+    assert len(together[2].scores) == 0 and together[2].masks == []
+    for a, b in zip(together, alone, strict=True):
+        assert len(a.masks) == len(b.masks) == len(a.scores)
+        for x, y in zip(a.masks, b.masks, strict=True):
+            np.testing.assert_array_equal(x, y)

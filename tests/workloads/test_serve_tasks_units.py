@@ -23,20 +23,23 @@ def test_rle_round_trip_and_coco_conventions() -> None:
     m[1] = False  # empty
     m[2] = True  # full
     m[3, 0, 0] = True  # starts with a 1: counts begin with 0
-    first, mi, pos = tasks.rle_boundaries(m)
-    counts = tasks.rle_counts(first.numpy(), mi.numpy(), pos.numpy(), 5, 63)
+    other = _masks(3, 4, 6, 1)  # a second image of another size, encoded in the same call
+    none = torch.zeros(0, 5, 5, dtype=torch.bool)  # an image without detections
+    first, changes = tasks.rle_boundaries([m, none, other])
+    areas = np.array([63] * 5 + [24] * 3)
+    counts = tasks.rle_counts(first.numpy(), changes.numpy(), areas)
+    assert len(counts) == 8
     assert counts[1].tolist() == [63] and counts[2].tolist() == [0, 63] and counts[3][0] == 0
-    for j in range(5):
-        assert counts[j].sum() == 63
-        np.testing.assert_array_equal(tasks.rle_decode(counts[j], 7, 9), m[j].numpy().astype(np.uint8))
-    none = torch.zeros(0, 7, 9, dtype=torch.bool)  # an image without detections
-    f0, i0, p0 = tasks.rle_boundaries(none)
-    assert tasks.rle_counts(f0.numpy(), i0.numpy(), p0.numpy(), 0, 63) == []
+    for j, (mask, (h, w)) in enumerate([*((x, (7, 9)) for x in m), *((x, (4, 6)) for x in other)]):
+        assert counts[j].sum() == h * w
+        assert (counts[j][1:] > 0).all(), "runs after the first are never empty"
+        np.testing.assert_array_equal(tasks.rle_decode(counts[j], h, w), mask.numpy().astype(np.uint8))
+    assert tasks.rle_counts(*(t.numpy() for t in tasks.rle_boundaries([none])), np.zeros(0)) == []
     # column-major: a mask with only its second column set starts with one column (7 pixels) of zeros
     col = torch.zeros(1, 7, 9, dtype=torch.bool)
     col[0, :, 1] = True
-    f, i, p = tasks.rle_boundaries(col)
-    assert tasks.rle_counts(f.numpy(), i.numpy(), p.numpy(), 1, 63)[0].tolist() == [7, 7, 49]
+    f, c = tasks.rle_boundaries([col])
+    assert tasks.rle_counts(f.numpy(), c.numpy(), np.array([63]))[0].tolist() == [7, 7, 49]
 
 
 def test_letterbox_masks_and_mapping_equal_ultralytics(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -123,8 +126,8 @@ def test_polygons_trace_a_rectangle() -> None:
 
     m = torch.zeros(1, 20, 30, dtype=torch.bool)
     m[0, 5:10, 8:20] = True
-    f, i, p = tasks.rle_boundaries(m)
-    counts = tasks.rle_counts(f.numpy(), i.numpy(), p.numpy(), 1, 600)[0]
+    f, c = tasks.rle_boundaries([m])
+    counts = tasks.rle_counts(f.numpy(), c.numpy(), np.array([600]))[0]
     polys = tasks.mask_polygons(counts, 20, 30, np.array([8, 5, 20, 10], np.float32))
     assert len(polys) == 1
     xs, ys = polys[0][0::2], polys[0][1::2]

@@ -496,26 +496,39 @@ class Detector:
     def _segment(
         self, rows: torch.Tensor, kb: torch.Tensor, protos: torch.Tensor, images: list[torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor, list[list[np.ndarray]]]:
-        """Masks of each image's detections (tasks.py), detections whose letterbox mask is empty dropped as
-        Ultralytics drops them; returns the kept rows, their image index and each image's RLE counts."""
+        """Masks of each image's detections (tasks.py), run-length encoded with one host sync per group of images;
+        detections whose letterbox mask is empty are dropped, as Ultralytics drops them. Returns the kept rows,
+        their image index and each image's RLE counts."""
+        counts = torch.bincount(kb, minlength=len(images)).tolist()
+        sizes = [(int(im.shape[1]), int(im.shape[2])) for im in images]
+        starts = np.cumsum([0, *counts]).tolist()
         keeps: list[torch.Tensor] = []
-        parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        start = 0
-        for j, n in enumerate(torch.bincount(kb, minlength=len(images)).tolist()):
-            r = rows[start : start + n]
-            start += n
+        rles: list[np.ndarray] = []
+        group: list[torch.Tensor] = []
+        pixels = 0
+        for j, n in enumerate(counts):
+            r = rows[starts[j] : starts[j] + n]
             lb = tasks.letterbox_masks(protos[j], r[:, 6:], r[:, :4], self.imgsz)
-            nonempty = lb.flatten(1).any(1)
-            h0, w0 = int(images[j].shape[1]), int(images[j].shape[2])
-            nh, nw, top, left = self.geometry(h0, w0)
-            parts.append(tasks.rle_boundaries(tasks.masks_to_image(lb[nonempty], top, left, nh, nw, h0, w0)))
-            keeps.append(nonempty)
+            keeps.append(lb.flatten(1).any(1))
+            nh, nw, top, left = self.geometry(*sizes[j])
+            group.append(tasks.masks_to_image(lb, top, left, nh, nw, *sizes[j]))
+            pixels += n * sizes[j][0] * sizes[j][1]
+            if pixels > tasks.RLE_GROUP_PIXELS or j == len(counts) - 1:
+                rles += self._encode(group)
+                group, pixels = [], 0
         keep = torch.cat(keeps) if keeps else torch.zeros(0, dtype=torch.bool, device=rows.device)
-        rles: list[list[np.ndarray]] = []
-        for im, (first, mi, pos) in zip(images, parts, strict=True):
-            area = int(im.shape[1]) * int(im.shape[2])
-            rles.append(tasks.rle_counts(first.cpu().numpy(), mi.cpu().numpy(), pos.cpu().numpy(), len(first), area))
-        return rows[keep], kb[keep], rles
+        kept = keep.cpu().numpy()
+        per_image = [
+            [rle for rle, k in zip(rles[starts[j] : starts[j + 1]], kept[starts[j] : starts[j + 1]], strict=True) if k]
+            for j in range(len(images))
+        ]
+        return rows[keep], kb[keep], per_image
+
+    @staticmethod
+    def _encode(masks: list[torch.Tensor]) -> list[np.ndarray]:
+        first, changes = tasks.rle_boundaries(masks)
+        areas = np.array([m.shape[1] * m.shape[2] for m in masks for _ in range(m.shape[0])], np.int64)
+        return tasks.rle_counts(first.cpu().numpy(), changes.cpu().numpy(), areas)
 
     def _classify(self, images: list[torch.Tensor]) -> list[Classification]:
         """Resize and centre-crop (not letterbox) as Ultralytics' classify predictor, forward, top k."""

@@ -27,6 +27,8 @@ from torch.nn import functional as F  # noqa: N812
 
 # Masks upsampled to the letterbox size at once: bounds the float working set (K x S x S x 4 bytes).
 MASK_CHUNK_PIXELS = 8 * 1024 * 1024
+# Image-sized masks run-length encoded together (one host sync per group): bounds their bytes on the device.
+RLE_GROUP_PIXELS = 256 * 1024 * 1024
 # Rows of the probabilistic-IoU matrix computed at once in rotated NMS (rows x N floats).
 PROBIOU_ROWS = 1024
 TOP_K = 5
@@ -71,30 +73,46 @@ def masks_to_image(masks: torch.Tensor, top: int, left: int, nh: int, nw: int, h
     return out
 
 
-def rle_boundaries(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The device half of run-length encoding masks [K, H, W]: (first value of each mask [K] bool, mask index and
-    flat position (column-major) of each change between consecutive pixels). Only these few numbers go to the
-    host, not K x H x W bytes."""
-    k, h, w = masks.shape
-    flat = masks.transpose(1, 2).reshape(k, h * w)  # column-major, as COCO's RLE
-    changes = (flat[:, 1:] != flat[:, :-1]).nonzero()
-    return flat[:, 0], changes[:, 0], changes[:, 1]
+def rle_boundaries(masks: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The device half of run-length encoding the masks of several images ([K_i, H_i, W_i] each): the first value
+    of every mask [sum K_i] and the sorted flat indices of the changes between consecutive pixels (column-major)
+    over the concatenation of every mask's H*W - 1 pixel pairs. One `nonzero` (one host sync) for them all; only
+    these few numbers go to the host, not sum K_i x H_i x W_i bytes."""
+    firsts: list[torch.Tensor] = []
+    pairs: list[torch.Tensor] = []
+    for m in masks:
+        k, h, w = m.shape
+        flat = m.transpose(1, 2).reshape(k, h * w)  # column-major, as COCO's RLE
+        firsts.append(flat[:, 0])
+        pairs.append((flat[:, 1:] != flat[:, :-1]).reshape(-1))
+    dev = masks[0].device if masks else torch.device("cpu")
+    first = torch.cat(firsts) if firsts else torch.zeros(0, dtype=torch.bool, device=dev)
+    changes = torch.cat(pairs).nonzero()[:, 0] if pairs else torch.zeros(0, dtype=torch.long, device=dev)
+    return first, changes
 
 
-def rle_counts(first: np.ndarray, mask_idx: np.ndarray, pos: np.ndarray, k: int, area: int) -> list[np.ndarray]:
-    """COCO uncompressed RLE counts per mask from `rle_boundaries`: alternating runs of 0s and 1s, starting with
-    0s (a count of 0 first when the mask starts with a 1), summing to H * W."""
-    out: list[np.ndarray] = []
+def rle_counts(first: np.ndarray, changes: np.ndarray, areas: np.ndarray) -> list[np.ndarray]:
+    """COCO uncompressed RLE counts of each mask from `rle_boundaries` (`areas` [K]: each mask's H*W):
+    alternating runs of 0s and 1s, starting with 0s (a count of 0 first when the mask starts with a 1), summing
+    to H*W. Vectorised over all masks: a batch's thousands of masks cost no Python loop but the final split."""
+    k = len(areas)
     if k == 0:
-        return out
-    splits = np.searchsorted(mask_idx, np.arange(1, k))
-    for j, p in enumerate(np.split(pos, splits)):
-        ends = np.concatenate(([0], p.astype(np.int64) + 1, [area]))
-        counts = np.diff(ends)
-        if first[j]:
-            counts = np.concatenate(([0], counts))
-        out.append(counts.astype(np.int32))
-    return out
+        return []
+    areas = areas.astype(np.int64)
+    base = np.concatenate(([0], np.cumsum(areas - 1)))
+    owner = np.searchsorted(base, changes, side="right") - 1  # the mask of each change
+    n = np.bincount(owner, minlength=k)
+    lead = first.astype(np.int64)  # an extra bound 0 makes the leading count of 0s zero
+    size = n + 2 + lead  # bounds of mask m: 0, [0,] each change's pixel + 1, area
+    start = np.cumsum(size) - size
+    bounds = np.zeros(int(size.sum()), np.int64)
+    rank = np.arange(len(changes)) - (np.cumsum(n) - n)[owner]
+    bounds[start[owner] + 1 + lead[owner] + rank] = changes - base[owner] + 1
+    bounds[start + size - 1] = areas
+    counts = np.diff(bounds)
+    keep = np.ones(len(counts), bool)
+    keep[(start + size - 1)[:-1]] = False  # the step from one mask's last bound to the next mask's first
+    return np.split(counts[keep].astype(np.int32), np.cumsum(size - 1)[:-1])
 
 
 def rle_decode(counts: np.ndarray, h: int, w: int) -> np.ndarray:
