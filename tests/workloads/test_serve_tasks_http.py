@@ -200,3 +200,12 @@ def test_weights_of_another_task_end_the_server_with_exit_code_2(weights: dict[s
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "'pose'" in proc.stderr and "'segment'" in proc.stderr and weights["pose"] in proc.stderr
+
+
+def test_task_check_leaves_unreadable_weights_to_the_load(tmp_path: Any) -> None:
+    from yolo_workloads.contract import ModelSource, ServeConfig
+    from yolo_workloads.serve.cli import check_task
+
+    missing = ServeConfig(model=ModelSource(weights=str(tmp_path / "missing.pt")))
+    assert check_task(missing, "segment") is None
+    assert check_task(missing, None) is None

@@ -87,7 +87,10 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> ServeConfig:
 
 
 def check_task(cfg: ServeConfig, task: Task | None) -> str | None:
-    """The message that ends the server when the model is not for `task` (None when it is, or none is asked)."""
+    """The message that ends the server when the model is not for `task` (None when it is, or none is asked).
+
+    A model that cannot be read at all is left to the server's own load, which reports it as before (not ready,
+    the error in /v2/health/ready), rather than turned into a start-up failure here."""
     if task is None:
         return None
     from yolo_workloads.serve.pipeline import TaskMismatch, read_task
@@ -96,6 +99,8 @@ def check_task(cfg: ServeConfig, task: Task | None) -> str | None:
         read_task(cfg.model.ref, task)
     except TaskMismatch as exc:
         return f"serve: {exc}"
+    except Exception as exc:  # missing or corrupt weights: the load in the background says what is wrong
+        logging.getLogger(__name__).warning("serve: could not read the task of %s: %s", cfg.model.ref, exc)
     return None
 
 
