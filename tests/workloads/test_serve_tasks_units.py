@@ -85,6 +85,8 @@ def test_rotated_fast_nms_equals_ultralytics_per_group(monkeypatch: pytest.Monke
         ref = idx[TorchNMS.fast_nms(boxes[idx], scores[idx], 0.5, iou_func=batch_probiou)]
         assert keep[groups[keep] == grp].tolist() == ref.tolist()
     assert 0 < len(keep) < n
+    assert (scores[keep].diff() <= 0).all(), "best first"
+    assert tasks.rotated_fast_nms(boxes[:0], scores[:0], groups[:0], 0.5).numel() == 0
 
 
 def test_keypoints_and_rotated_boxes_through_the_letterbox() -> None:

@@ -181,19 +181,28 @@ def probiou(b1: torch.Tensor, b2: torch.Tensor, eps: float = 1e-7) -> torch.Tens
 def rotated_fast_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, iou: float) -> torch.Tensor:
     """Indices kept by Fast-NMS over rotated boxes, best score first; boxes of different `groups` (image, class)
     never suppress each other. A box goes when any higher-scored box of its group overlaps it above `iou`, whether
-    or not that box was kept itself: Ultralytics' `TorchNMS.fast_nms`, which its OBB predictor uses. The IoU
-    matrix is built in bands of rows, so memory stays rows x N whatever N is."""
+    or not that box was kept itself: Ultralytics' `TorchNMS.fast_nms`, which its OBB predictor uses.
+
+    Boxes are ordered by group, best first inside, so a band of rows only meets the columns of the groups it
+    spans: the IoU work is about rows x (band + group size), not N^2, and memory stays bounded by the band."""
     n = boxes.shape[0]
-    order = torch.argsort(scores, descending=True, stable=True)
+    by_score = torch.argsort(scores, descending=True, stable=True)
+    order = by_score[torch.argsort(groups[by_score], stable=True)]
     b, g = boxes[order], groups[order]
     suppressed = torch.zeros(n, dtype=torch.bool, device=boxes.device)
-    cols = torch.arange(n, device=boxes.device)
-    for lo in range(0, n, PROBIOU_ROWS):
-        rows = torch.arange(lo, min(lo + PROBIOU_ROWS, n), device=boxes.device)
-        over = probiou(b[rows], b) > iou
-        over &= (g[rows, None] == g[None, :]) & (cols[None, :] > rows[:, None])
-        suppressed |= over.any(0)
-    return order[~suppressed]
+    lows = list(range(0, n, PROBIOU_ROWS))
+    highs = [min(lo + PROBIOU_ROWS, n) for lo in lows]
+    bounds = torch.stack(  # the columns each band can meet: from its first group's start to its last group's end
+        (torch.searchsorted(g, g[lows]), torch.searchsorted(g, g[[h - 1 for h in highs]], right=True))
+    ).tolist() if n else [[], []]  # fmt: skip
+    for lo, hi, c0, c1 in zip(lows, highs, *bounds, strict=True):
+        rows = torch.arange(lo, hi, device=boxes.device)
+        cols = torch.arange(c0, c1, device=boxes.device)
+        over = probiou(b[lo:hi], b[c0:c1]) > iou
+        over &= (g[lo:hi, None] == g[None, c0:c1]) & (cols[None, :] > rows[:, None])
+        suppressed[c0:c1] |= over.any(0)
+    kept = order[~suppressed]
+    return kept[torch.argsort(scores[kept], descending=True, stable=True)]
 
 
 def enclosing_boxes(rboxes: np.ndarray) -> np.ndarray:
