@@ -7,10 +7,11 @@ of requests per second. Every client error is a 4xx with `{"error": "..."}`.
 
 Endpoints: `GET /v2`, `/v2/health/live`, `/v2/health/ready`, `/v2/models/{name}[/versions/1]` (metadata; its
 `parameters` hold the batching settings in force and the tuning sweep), `.../ready`, `POST .../infer` (see v2.py
-for tensors and layouts); `POST /v1/detect` with a raw JPEG/PNG body (image/jpeg, image/png,
+for tensors and layouts); `POST /v1/detect` (alias `/v1/predict`) with a raw JPEG/PNG body (image/jpeg, image/png,
 application/octet-stream) or multipart files, answering `{"model": name, "images": [{"detections": [{"box":
-[x1, y1, x2, y2], "score", "class_id", "class_name"}]}]}` in upload order, boxes in original image pixels;
-`GET /metrics`. Queue full: 503 with Retry-After.
+[x1, y1, x2, y2], "score", "class_id", "class_name"}]}]}` in upload order, boxes in original image pixels; other
+tasks add `"task"` and their own fields (answers.py; `?masks=rle|polygon` for segment); `GET /metrics`. Queue full: 503
+with Retry-After. The task is the model's own (`task` argument: the one it must be, checked at load).
 
 Limits (docs/inferenceservice.md): `max_body_bytes` holds for every body, with a Content-Length, chunked or
 multipart (413); images are counted in decoded bytes from their headers before anything is decoded: a request over
@@ -42,12 +43,12 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartParser
 from starlette.requests import ClientDisconnect
 
-from yolo_workloads.contract import ServeConfig
-from yolo_workloads.serve import schema, v2
+from yolo_workloads.contract import ServeConfig, Task
+from yolo_workloads.serve import answers, schema, v2
 from yolo_workloads.serve.batcher import Batcher, Closed, QueueFull, TooLarge
 from yolo_workloads.serve.imagecheck import ImageError, inspect_image
 from yolo_workloads.serve.metrics import CONTENT_TYPE, ServeMetrics
-from yolo_workloads.serve.pipeline import Detections, Detector, EncodedImage, Item, Outcome, item_bytes
+from yolo_workloads.serve.pipeline import Classification, Detections, Detector, EncodedImage, Item, Outcome, item_bytes
 
 log = logging.getLogger(__name__)
 RAW_TYPES = ("image/jpeg", "image/png", "application/octet-stream")
@@ -119,6 +120,7 @@ def _endpoint(path: str) -> str:
         return "v2_model_ready" if path.endswith("/ready") else "v2_model_metadata"
     return {
         "/v1/detect": "v1_detect",
+        "/v1/predict": "v1_detect",
         "/metrics": "metrics",
         "/v2/health/live": "v2_live",
         "/v2/health/ready": "v2_ready",
@@ -156,8 +158,9 @@ class MetricsMiddleware:
 
 
 class ServerState:
-    def __init__(self, cfg: ServeConfig) -> None:
+    def __init__(self, cfg: ServeConfig, task: Task | None = None) -> None:
         self.cfg = cfg
+        self.expected_task = task
         self.metrics = ServeMetrics()
         self.detector: Detector | None = None
         self.batcher: Batcher[Item, Outcome] | None = None
@@ -171,7 +174,7 @@ class ServerState:
         cfg = self.cfg
         loop = asyncio.get_running_loop()
         try:
-            det = await loop.run_in_executor(None, Detector, cfg)
+            det = await loop.run_in_executor(None, Detector, cfg, self.expected_task)
             sizes = sorted({1, cfg.max_batch_size // 2 or 1, cfg.max_batch_size})
             await loop.run_in_executor(None, det.warmup, sizes)
             self.detector = det
@@ -217,6 +220,17 @@ class ServerState:
         )
         self.tuning = {"chosen": asdict(best), "trials": [asdict(t) for t in trials]}
 
+    @property
+    def task(self) -> str:
+        """The model's task once loaded; before, the one asked for (or detect)."""
+        return self.detector.task if self.detector else (self.expected_task or "detect")
+
+    def output_names(self) -> tuple[str, ...]:
+        """Outputs a v2 request may ask for: the task's, or before the model is loaded any (it answers 503)."""
+        if self.detector is None:
+            return tuple(v2.DATATYPES)
+        return v2.TASK_OUTPUTS[self.detector.task]
+
     def metadata(self) -> dict[str, Any]:
         cfg = self.cfg
         b = self.batcher
@@ -234,6 +248,7 @@ class ServerState:
             "half": self.detector.half if self.detector else cfg.half,
             "device": str(self.detector.device) if self.detector else None,
             "classes": self.detector.names if self.detector else None,
+            "task": self.task,
             "tuned": self.tuning is not None,
         }
         if self.tuning:
@@ -244,15 +259,20 @@ class ServerState:
             "platform": "ultralytics_pytorch",
             "inputs": [{"name": v2.INPUT_NAME, "datatype": "BYTES", "shape": [-1]}],
             "outputs": [
-                {"name": "boxes", "datatype": "FP32", "shape": [-1, -1, 4]},
-                {"name": "scores", "datatype": "FP32", "shape": [-1, -1]},
-                {"name": "classes", "datatype": "INT32", "shape": [-1, -1]},
-                {"name": "counts", "datatype": "INT32", "shape": [-1]},
+                {"name": name, "datatype": v2.DATATYPES[name], "shape": self._output_shape(name)}
+                for name in v2.TASK_OUTPUTS[self.task]
             ],
             "parameters": params,
         }
 
-    async def infer(self, items: list[Item]) -> list[Detections] | Response:
+    def _output_shape(self, name: str) -> list[int]:
+        if self.task == "classify":
+            return [-1, -1]
+        nk, nd = self.detector.kpt_shape if self.detector else (-1, 3)
+        shapes = {"boxes": [-1, -1, 4], "counts": [-1], "mask_rle": [-1], "keypoints": [-1, -1, nk, nd]}
+        return shapes.get(name, [-1, -1, 5] if name == "obb" else [-1, -1])
+
+    async def infer(self, items: list[Item]) -> list[Detections | Classification] | Response:
         """Submit to the batcher; map queue and per-image failures to HTTP answers."""
         if not self.ready or self.batcher is None:
             return _error(503, "model not ready")
@@ -269,7 +289,7 @@ class ServerState:
         for i, o in enumerate(outcomes):
             if isinstance(o, ImageError):
                 return _error(o.status, f"image {i}: {o}")
-        return [o for o in outcomes if isinstance(o, Detections)]
+        return [o for o in outcomes if isinstance(o, (Detections, Classification))]
 
     def check_encoded(self, datas: list[bytes]) -> list[Item]:
         """Headers read, budgets checked (ImageError otherwise): the items, not yet decoded."""
@@ -301,8 +321,9 @@ class ServerState:
             )
 
 
-def create_app(cfg: ServeConfig) -> FastAPI:
-    state = ServerState(cfg)
+def create_app(cfg: ServeConfig, task: Task | None = None) -> FastAPI:
+    """`task`: the task the weights must be for (a mismatch keeps the server not-ready, naming both)."""
+    state = ServerState(cfg, task)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -375,7 +396,9 @@ def create_app(cfg: ServeConfig) -> FastAPI:
             return err
         try:
             body = await read_body(request, cfg.max_body_bytes)
-            req = v2.parse_request(body, request.headers.get(v2.HEADER_LENGTH), cfg.max_request_decoded_bytes)
+            req = v2.parse_request(
+                body, request.headers.get(v2.HEADER_LENGTH), cfg.max_request_decoded_bytes, state.output_names()
+            )
             if req.encoded is not None:
                 items = state.check_encoded(req.encoded)
             else:
@@ -388,7 +411,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         dets = await state.infer(items)
         if isinstance(dets, Response):
             return dets
-        payload, headers = v2.encode_response(cfg.model_name, req, v2.pack(dets))
+        payload, headers = v2.encode_response(cfg.model_name, req, v2.pack(dets, state.task))
         media = headers.pop("content-type")
         return Response(payload, media_type=media, headers=headers)
 
@@ -410,8 +433,10 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         return datas
 
     @app.post("/v1/detect", openapi_extra=schema.DETECT_OPENAPI)
+    @app.post("/v1/predict", openapi_extra=schema.DETECT_OPENAPI)
     async def detect(request: Request) -> Response:
         try:
+            masks = answers.mask_format(request.query_params.get("masks"))
             items = state.check_encoded(await uploads(request))
         except (ImageError, BodyError) as exc:
             return _error(exc.status, str(exc))
@@ -419,19 +444,11 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         if isinstance(dets, Response):
             return dets
         names = state.detector.names if state.detector else {}
-        images = []
-        for d in dets:
-            rows = [
-                {
-                    "box": [round(float(v), 2) for v in box],
-                    "score": round(float(s), 4),
-                    "class_id": int(c),
-                    "class_name": names.get(int(c), str(int(c))),
-                }
-                for box, s, c in zip(d.boxes.tolist(), d.scores.tolist(), d.classes.tolist(), strict=True)
-            ]
-            images.append({"detections": rows})
-        return _json(200, {"model": cfg.model_name, "images": images})
+        images = [answers.image_answer(d, names, masks) for d in dets]
+        doc: dict[str, Any] = {"model": cfg.model_name, "images": images}
+        if state.task != "detect":  # detection's answer keeps its historical shape, byte for byte
+            doc = {"model": cfg.model_name, "task": state.task, "images": images}
+        return _json(200, doc)
 
     @app.get("/metrics")
     async def metrics() -> Response:

@@ -1,7 +1,9 @@
 """`yolo-workload serve --config FILE`: the inference server behind each YoloInferenceService replica.
 
 The config (contract.ServeConfig, YAML or JSON) is the contract with the operator; a few flags override it for
-hand use (`--weights`, `--architecture`, `--port`, `--device`). SIGTERM (pod deletion) first marks the server
+hand use (`--weights`, `--architecture`, `--port`, `--device`). `--task` names the task the weights must be for:
+before the socket opens, weights of another task end the server with a message naming both and exit code 2
+(CONFIG_ERROR_EXIT_CODE: the input is wrong, a restart cannot help). SIGTERM (pod deletion) first marks the server
 not-ready, then uvicorn stops accepting connections, in-flight requests finish, the queue drains, and it exits 0.
 """
 
@@ -23,9 +25,12 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from yolo_workloads.contract import ServeConfig
+from yolo_workloads.contract import SOURCE_ERROR_EXIT_CODE, TASKS, ServeConfig, Task
 
 CONFIG_ENV = "YOLO_SERVE_CONFIG_JSON"
+TASK_ENV = "YOLO_SERVE_TASK"  # `--task`, for the worker processes of `--workers N`
+CONFIG_ERROR_EXIT_CODE = SOURCE_ERROR_EXIT_CODE
+"""The contract's "your input is wrong, do not retry" code (2), as fetch and train use it."""
 # The device threads and the event loop share the GIL: a short switch interval keeps request handling
 # responsive while a batch is prepared (the default 5 ms would add up to 5 ms to every request).
 SWITCH_INTERVAL_S = 0.0005
@@ -43,6 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="override workers: HTTP server processes, each with its own model and batcher on the same GPU "
         "(metrics are merged across them; readiness answers for the worker that takes the probe)",
+    )
+    parser.add_argument(
+        "--task",
+        choices=TASKS,
+        help="the task the model must be for; weights of another task end the server at start (exit code 2)",
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
@@ -76,9 +86,31 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> ServeConfig:
         raise SystemExit(f"serve: invalid config in {where}:\n{exc}") from None
 
 
+def check_task(cfg: ServeConfig, task: Task | None) -> str | None:
+    """The message that ends the server when the model is not for `task` (None when it is, or none is asked).
+
+    A model that cannot be read at all is left to the server's own load, which reports it as before (not ready,
+    the error in /v2/health/ready), rather than turned into a start-up failure here."""
+    if task is None:
+        return None
+    from yolo_workloads.serve.pipeline import TaskMismatch, read_task
+
+    try:
+        read_task(cfg.model.ref, task)
+    except TaskMismatch as exc:
+        return f"serve: {exc}"
+    except Exception as exc:  # missing or corrupt weights: the load in the background says what is wrong
+        logging.getLogger(__name__).warning("serve: could not read the task of %s: %s", cfg.model.ref, exc)
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, vars(args))
+    task: Task | None = getattr(args, "task", None)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if (message := check_task(cfg, task)) is not None:
+        print(message, file=sys.stderr)
+        return CONFIG_ERROR_EXIT_CODE
     import importlib.util
 
     import uvicorn
@@ -102,12 +134,14 @@ def run(args: argparse.Namespace) -> int:
         # Before any worker imports prometheus_client: that import picks the multiprocess value store.
         prepare_multiprocess_dir(os.environ.get(MULTIPROC_ENV))
         os.environ[CONFIG_ENV] = cfg.model_dump_json()
+        if task is not None:
+            os.environ[TASK_ENV] = task
         from uvicorn.supervisors import Multiprocess
 
         config = uvicorn.Config(f"{__name__}:app_from_env", factory=True, workers=cfg.workers, **common)
         Multiprocess(config, sockets=[_tcp_listener(config.bind_socket())]).run()
         return 0
-    app = create_app(cfg)
+    app = create_app(cfg, task)
     state = app.state.serve
 
     class Server(uvicorn.Server):
@@ -152,4 +186,8 @@ def app_from_env() -> Any:
 
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sys.setswitchinterval(SWITCH_INTERVAL_S)  # a spawned worker starts with the default
-    return create_app(ServeConfig.model_validate_json(os.environ[CONFIG_ENV]))
+    task = os.environ.get(TASK_ENV)
+    return create_app(
+        ServeConfig.model_validate_json(os.environ[CONFIG_ENV]),
+        next((t for t in TASKS if t == task), None),
+    )

@@ -10,6 +10,10 @@ threshold, class-aware IoU, at most 30,000 candidates per image, max_det per ima
 
 Each calling thread gets its own CUDA stream: the batcher runs two batches at once in two threads, so while one
 waits for its results (a sync of its own stream only) the other's decode, forward and NMS keep the GPU busy.
+
+Every Ultralytics task is served: the task comes from the weights (`YOLO(...).task`); segment, pose and obb
+share the letterbox and the batched NMS (rotated Fast-NMS for obb) and add their own steps from tasks.py on the
+device; classify resizes and centre-crops instead of letterboxing and keeps the top 5 classes.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ import torchvision
 from torch.nn import functional as F  # noqa: N812
 from torchvision.io import ImageReadMode
 
-from yolo_workloads.contract import ServeConfig
+from yolo_workloads.contract import TASKS, ServeConfig, Task
+from yolo_workloads.serve import tasks
 from yolo_workloads.serve.imagecheck import ImageError
 
 log = logging.getLogger(__name__)
@@ -41,11 +46,27 @@ NMS_CHUNK = 2048
 
 @dataclass
 class Detections:
-    """One image's detections, in original image pixels, best score first."""
+    """One image's detections, in original image pixels, best score first; the task's extras where it has them."""
 
-    boxes: np.ndarray  # float32 [K, 4] xyxy
+    boxes: np.ndarray  # float32 [K, 4] xyxy (obb: the box around the rotated one)
     scores: np.ndarray  # float32 [K]
     classes: np.ndarray  # int32 [K]
+    masks: list[np.ndarray] | None = None  # segment: per detection, COCO uncompressed RLE counts over `size`
+    keypoints: np.ndarray | None = None  # pose: float32 [K, nk, ndim] (x, y[, visibility])
+    obb: np.ndarray | None = None  # obb: float32 [K, 5] (cx, cy, w, h, angle in radians)
+    size: tuple[int, int] = (0, 0)  # (height, width) of the image: the frame of the masks
+
+
+@dataclass
+class Classification:
+    """One image's best classes (classify), best first."""
+
+    classes: np.ndarray  # int32 [k]
+    scores: np.ndarray  # float32 [k], softmax probabilities
+
+
+class TaskMismatch(ValueError):
+    """The weights are for another task than the one the server was asked to run."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +78,7 @@ class EncodedImage:
 
 
 Item = EncodedImage | torch.Tensor  # encoded bytes, or an RGB uint8 CHW tensor
-Outcome = Detections | ImageError
+Outcome = Detections | Classification | ImageError
 # Pixels converted to float at once by `letterbox` (12 bytes each): bounds the working set of many images.
 LETTERBOX_CHUNK_PIXELS = 16 * 1024 * 1024
 # A host image larger than this is resized in two passes over bands of rows (`resize_banded`), so its float
@@ -119,12 +140,35 @@ def pick_device(requested: str | None) -> torch.device:
     return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
 
 
-def load_model(ref: str, device: torch.device, half: bool) -> tuple[torch.nn.Module, dict[int, str], int]:
-    """Ultralytics model, fused conv+bn, eval, fp16 on GPU, channels-last. Returns (module, names, stride)."""
+def model_task(yolo: Any, ref: str, expected: Task | None) -> Task:
+    """The task the loaded weights (or architecture) are for; TaskMismatch when it is not `expected`."""
+    name = str(getattr(yolo, "task", None) or "detect")
+    task = next((t for t in TASKS if t == name), None)
+    if task is None:
+        raise TaskMismatch(f"model {ref} is for task {name!r}, which this server does not run ({', '.join(TASKS)})")
+    if expected is not None and task != expected:
+        raise TaskMismatch(f"model {ref} is for task {task!r}, but task {expected!r} was asked for")
+    return task
+
+
+def read_task(ref: str, expected: Task | None = None) -> Task:
+    """The task of a weights file or architecture YAML without preparing it for serving (the CLI's check before
+    the server opens its socket); TaskMismatch when it is not `expected`."""
     ensure_offline()
     from ultralytics import YOLO  # type: ignore[attr-defined]
 
-    yolo = YOLO(ref, task="detect")
+    return model_task(YOLO(ref), ref, expected)
+
+
+def load_model(
+    ref: str, device: torch.device, half: bool, expected: Task | None = None
+) -> tuple[torch.nn.Module, dict[int, str], int, Task]:
+    """Ultralytics model, fused conv+bn, eval, fp16 on GPU, channels-last. Returns (module, names, stride, task)."""
+    ensure_offline()
+    from ultralytics import YOLO  # type: ignore[attr-defined]
+
+    yolo = YOLO(ref)  # the task from the checkpoint (or guessed from the YAML): never forced
+    task = model_task(yolo, ref, expected)
     model: Any = yolo.model
     model = model.fuse(verbose=False) if "verbose" in model.fuse.__code__.co_varnames else model.fuse()
     model = model.to(device).eval()
@@ -135,7 +179,7 @@ def load_model(ref: str, device: torch.device, half: bool) -> tuple[torch.nn.Mod
         p.requires_grad_(False)
     names = {int(k): str(v) for k, v in dict(model.names).items()}
     stride = int(max(model.stride)) if hasattr(model, "stride") else 32
-    return model, names, stride
+    return model, names, stride, task
 
 
 class _AnyBatch:
@@ -156,7 +200,8 @@ class _AnyBatch:
 class Detector:
     """Loaded model plus the batched pre/post-processing around it."""
 
-    def __init__(self, cfg: ServeConfig) -> None:
+    def __init__(self, cfg: ServeConfig, task: Task | None = None) -> None:
+        """`task`: the task the server must run; the weights' own task must be the same (TaskMismatch)."""
         self.cfg = cfg
         self.device = pick_device(cfg.device)
         self.half = cfg.half and self.device.type == "cuda"
@@ -166,7 +211,12 @@ class Detector:
         self.iou = cfg.iou
         self.max_det = MAX_DET
         t0 = time.perf_counter()
-        self.model, self.names, self.stride = load_model(cfg.model.ref, self.device, self.half)
+        self.model, self.names, self.stride, self.task = load_model(cfg.model.ref, self.device, self.half, task)
+        self.nc = len(self.names)
+        layers: Any = getattr(self.model, "model", None)
+        nk, nd = getattr(layers[-1], "kpt_shape", (0, 0)) if layers is not None else (0, 0)
+        self.kpt_shape = (int(nk), int(nd))
+        self.top_k = tasks.TOP_K
         if self.imgsz % self.stride:
             raise ValueError(f"imgsz {self.imgsz} must be a multiple of the model stride {self.stride}")
         self.gpu_decode = self.device.type == "cuda"
@@ -280,12 +330,19 @@ class Detector:
 
     # -- model + NMS -------------------------------------------------------------------------------------------
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        out = self.model(batch)
-        pred: torch.Tensor = out[0] if isinstance(out, (tuple, list)) else out  # [B, 4+nc, A]
-        return pred
+        return self.forward_all(batch)[0]
 
-    def nms(self, pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Batched NMS. Returns (rows [M,6] xyxy,score,cls in letterbox pixels, image index [M]), per image best first.
+    def forward_all(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(predictions [B, 4+nc+extra, A] or classify's probabilities [B, nc], segment's prototypes or None)."""
+        out = self.model(batch)
+        first = out[0] if isinstance(out, (tuple, list)) else out
+        if isinstance(first, (tuple, list)):  # segment: ((predictions, prototypes), raw)
+            return first[0], first[1]
+        return first, None
+
+    def nms(self, pred: torch.Tensor, extra: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batched NMS. Returns (rows [M,6+extra] xyxy,score,cls[,extra channels] in letterbox pixels, image index
+        [M]), per image best first. `extra`: the channels after the class scores (mask coefficients, keypoints).
 
         One `torchvision.ops.nms` call per chunk of images, boxes offset by (image, class) group in float64 (a
         float32 offset of 10^7 would blur boxes by pixels); chunks bound the candidates per call because NMS
@@ -293,9 +350,9 @@ class Detector:
         (image, class) groups of a large batch.
         """
         b_size, ch, _ = pred.shape
-        nc = ch - 4
-        p = pred.transpose(1, 2)  # [B, A, 4+nc]
-        scores, cls = p[..., 4:].max(-1)
+        nc = ch - 4 - extra
+        p = pred.transpose(1, 2)  # [B, A, 4+nc+extra]
+        scores, cls = p[..., 4 : 4 + nc].max(-1)
         b_idx, a_idx = (scores > self.conf).nonzero(as_tuple=True)  # row-major: sorted by image
         xywh = p[b_idx, a_idx, :4].float()
         boxes = torch.cat((xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2), 1)
@@ -329,7 +386,36 @@ class Detector:
         sel = rank < self.max_det
         keep, kb = keep[sel], kb[sel]
         rows = torch.cat((boxes[keep], sc[keep, None], cl[keep, None].float()), 1)
+        if extra:
+            rows = torch.cat((rows, p[b_idx[keep], a_idx[keep], 4 + nc :].float()), 1)
         return rows, kb
+
+    def nms_rotated(self, pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """OBB's NMS: (rows [M,7] cx,cy,w,h,score,cls,angle in letterbox pixels, image index [M]), per image best
+        first and at most max_det each. All images of the batch in one Fast-NMS call (tasks.rotated_fast_nms), groups
+        keeping images and classes apart."""
+        nc = pred.shape[1] - 5
+        p = pred.transpose(1, 2)  # [B, A, 4+nc+1]
+        scores, cls = p[..., 4 : 4 + nc].max(-1)
+        b_idx, a_idx = (scores > self.conf).nonzero(as_tuple=True)
+        cand = p[b_idx, a_idx].float()
+        rboxes = torch.cat((cand[:, :4], cand[:, -1:]), 1)
+        sc, cl = scores[b_idx, a_idx].float(), cls[b_idx, a_idx]
+        keep = tasks.rotated_fast_nms(rboxes, sc, b_idx * nc + cl, self.iou)
+        kb = b_idx[keep]
+        order = torch.sort(kb, stable=True).indices
+        keep, kb = keep[order], kb[order]
+        keep, kb = self._cap_per_image(keep, kb, pred.shape[0])
+        rows = torch.cat((rboxes[keep, :4], sc[keep, None], cl[keep, None].float(), rboxes[keep, 4:]), 1)
+        return rows, kb
+
+    def _cap_per_image(self, keep: torch.Tensor, kb: torch.Tensor, b_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first max_det of each image's kept rows (grouped by image, best first inside)."""
+        kcounts = torch.bincount(kb, minlength=b_size)
+        starts = torch.cumsum(kcounts, 0) - kcounts
+        rank = torch.arange(kb.numel(), device=kb.device) - starts[kb]
+        sel = rank < self.max_det
+        return keep[sel], kb[sel]
 
     def _stream(self) -> contextlib.AbstractContextManager[Any]:
         """This thread's CUDA stream as a context (a no-op on the CPU)."""
@@ -355,27 +441,110 @@ class Detector:
                 results[i] = d
         if ok:
             images = [d for d in decoded if isinstance(d, torch.Tensor)]
-            batch = self.letterbox(images)
-            rows, kb = self.nms(self.forward(batch))
-            host = torch.cat((rows, kb[:, None].float()), 1).cpu().numpy()  # the one copy of the results
-            # Boxes back to original pixels as Ultralytics' scale_boxes does, in float32 on the host (a few
-            # thousand rows): no per-batch geometry tensor has to travel to the device.
-            g = np.array([self._unletterbox(im) for im in images], dtype=np.float32)
-            kbi = host[:, 6].astype(np.int64)
-            gi = g[kbi]  # [M, 6]: pad_x, pad_y, gain_x, gain_y, w0, h0
-            xy = host[:, :4].reshape(-1, 2, 2)
-            xy = (xy - gi[:, None, 0:2]) / gi[:, None, 2:4]
-            xy = np.minimum(np.maximum(xy, np.float32(0)), gi[:, None, 4:6]).reshape(-1, 4)
-            counts = np.bincount(kbi, minlength=len(images))
-            start = 0
-            for j, n in enumerate(counts.tolist()):
-                results[ok[j]] = Detections(
-                    boxes=np.ascontiguousarray(xy[start : start + n], dtype=np.float32),
-                    scores=np.ascontiguousarray(host[start : start + n, 4], dtype=np.float32),
-                    classes=host[start : start + n, 5].astype(np.int32),
-                )
-                start += n
+            outs: list[Outcome] = [*(self._classify(images) if self.task == "classify" else self._detect(images))]
+            for i, out in zip(ok, outs, strict=True):
+                results[i] = out
         return [r if r is not None else ImageError("internal: no result") for r in results]
+
+    def _detect(self, images: list[torch.Tensor]) -> list[Detections]:
+        """Letterbox, forward, NMS and the task's own steps for a batch of decoded images."""
+        pred, protos = self.forward_all(self.letterbox(images))
+        rles: list[list[np.ndarray]] | None = None
+        if self.task == "obb":
+            rows, kb = self.nms_rotated(pred)
+        else:
+            rows, kb = self.nms(pred, pred.shape[1] - 4 - self.nc)
+        if self.task == "segment":
+            assert protos is not None
+            rows, kb, rles = self._segment(rows, kb, protos, images)
+        host = torch.cat((rows, kb[:, None].float()), 1).cpu().numpy()  # the one copy of the results
+        # Back to original pixels as Ultralytics' scale_boxes does, in float32 on the host (a few thousand rows):
+        # no per-batch geometry tensor has to travel to the device.
+        kbi = host[:, -1].astype(np.int64)
+        gi = np.array([self._unletterbox(im) for im in images], dtype=np.float32).reshape(-1, 6)[kbi]
+        obb = tasks.rboxes_to_image(host[:, [0, 1, 2, 3, 6]], gi) if self.task == "obb" else None
+        boxes = tasks.enclosing_boxes(obb) if obb is not None else self._boxes_to_image(host[:, :4], gi)
+        kpts = None
+        if self.task == "pose":
+            nk, nd = self.kpt_shape
+            kpts = tasks.keypoints_to_image(host[:, 6 : 6 + nk * nd].reshape(-1, nk, nd), gi)
+        out: list[Detections] = []
+        start = 0
+        for j, n in enumerate(np.bincount(kbi, minlength=len(images)).tolist()):
+            sl = slice(start, start + n)
+            out.append(
+                Detections(
+                    boxes=np.ascontiguousarray(boxes[sl], dtype=np.float32),
+                    scores=np.ascontiguousarray(host[sl, 4], dtype=np.float32),
+                    classes=host[sl, 5].astype(np.int32),
+                    masks=rles[j] if rles is not None else None,
+                    keypoints=kpts[sl] if kpts is not None else None,
+                    obb=obb[sl] if obb is not None else None,
+                    size=(int(images[j].shape[1]), int(images[j].shape[2])),
+                )
+            )
+            start += n
+        return out
+
+    @staticmethod
+    def _boxes_to_image(xyxy: np.ndarray, gi: np.ndarray) -> np.ndarray:
+        """xyxy [M, 4] in letterbox pixels to image pixels, clipped (`gi` [M, 6]: the letterbox inverse)."""
+        xy = (xyxy.reshape(-1, 2, 2) - gi[:, None, 0:2]) / gi[:, None, 2:4]
+        out: np.ndarray = np.minimum(np.maximum(xy, np.float32(0)), gi[:, None, 4:6]).reshape(-1, 4)
+        return out
+
+    def _segment(
+        self, rows: torch.Tensor, kb: torch.Tensor, protos: torch.Tensor, images: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, list[list[np.ndarray]]]:
+        """Masks of each image's detections (tasks.py), run-length encoded with one host sync per group of images;
+        detections whose letterbox mask is empty are dropped, as Ultralytics drops them. Returns the kept rows,
+        their image index and each image's RLE counts."""
+        counts = torch.bincount(kb, minlength=len(images)).tolist()
+        sizes = [(int(im.shape[1]), int(im.shape[2])) for im in images]
+        starts = np.cumsum([0, *counts]).tolist()
+        keeps: list[torch.Tensor] = []
+        rles: list[np.ndarray] = []
+        group: list[torch.Tensor] = []
+        pixels = 0
+        for j, n in enumerate(counts):
+            r = rows[starts[j] : starts[j] + n]
+            lb = tasks.letterbox_masks(protos[j], r[:, 6:], r[:, :4], self.imgsz)
+            keeps.append(lb.flatten(1).any(1))
+            nh, nw, top, left = self.geometry(*sizes[j])
+            group.append(tasks.masks_to_image(lb, top, left, nh, nw, *sizes[j]))
+            pixels += n * sizes[j][0] * sizes[j][1]
+            if pixels > tasks.RLE_GROUP_PIXELS or j == len(counts) - 1:
+                rles += self._encode(group)
+                group, pixels = [], 0
+        keep = torch.cat(keeps) if keeps else torch.zeros(0, dtype=torch.bool, device=rows.device)
+        kept = keep.cpu().numpy()
+        per_image = [
+            [rle for rle, k in zip(rles[starts[j] : starts[j + 1]], kept[starts[j] : starts[j + 1]], strict=True) if k]
+            for j in range(len(images))
+        ]
+        return rows[keep], kb[keep], per_image
+
+    @staticmethod
+    def _encode(masks: list[torch.Tensor]) -> list[np.ndarray]:
+        first, changes = tasks.rle_boundaries(masks)
+        areas = np.array([m.shape[1] * m.shape[2] for m in masks for _ in range(m.shape[0])], np.int64)
+        return tasks.rle_counts(first.cpu().numpy(), changes.cpu().numpy(), areas)
+
+    def _classify(self, images: list[torch.Tensor]) -> list[Classification]:
+        """Resize and centre-crop (not letterbox) as Ultralytics' classify predictor, forward, top k."""
+        batch = torch.empty((len(images), 3, self.imgsz, self.imgsz), dtype=self.dtype, device=self.device)
+        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for i, img in enumerate(images):
+            groups[(int(img.shape[1]), int(img.shape[2]))].append(i)
+        for idx in groups.values():
+            for lo in range(0, len(idx), 64):  # bounds the float copy of large images
+                part = idx[lo : lo + 64]
+                x = tasks.resize_crop(torch.stack([images[i] for i in part]), self.imgsz)
+                batch[torch.tensor(part, device=self.device)] = (x / 255.0).to(self.dtype)
+        probs, _ = self.forward_all(batch.contiguous(memory_format=torch.channels_last))
+        scores, classes = tasks.top_k(probs, self.top_k)
+        sc, cl = scores.cpu().numpy(), classes.cpu().numpy().astype(np.int32)
+        return [Classification(classes=cl[i], scores=sc[i]) for i in range(len(images))]
 
     def _unletterbox(self, img: torch.Tensor) -> list[float]:
         h0, w0 = int(img.shape[1]), int(img.shape[2])

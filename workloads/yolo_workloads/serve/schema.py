@@ -38,7 +38,10 @@ class RequestedOutputParameters(BaseModel):
 
 
 class RequestedOutput(BaseModel):
-    name: Literal["boxes", "scores", "classes", "counts"]
+    name: Literal["boxes", "scores", "classes", "counts", "mask_rle", "mask_rle_lengths", "keypoints", "obb"] = Field(
+        description="the served task's outputs only (v2.TASK_OUTPUTS): classify has classes and scores; segment "
+        "adds mask_rle and mask_rle_lengths to detection's four, pose keypoints, obb obb"
+    )
     parameters: RequestedOutputParameters | None = None
 
 

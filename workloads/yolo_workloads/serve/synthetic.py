@@ -3,7 +3,9 @@
 Ultralytics' default initialisation makes activations vanish through an untrained yolov8n (the head sees ~1e-7),
 so a model built from `yolov8n.yaml` outputs the same constant scores for every image: useless to check that the
 server matches `predict`, and NMS gets no realistic work. `make_signal_weights` re-initialises convolutions
-(Kaiming) and scales the class head so scores vary with the input, then saves a normal Ultralytics `.pt`.
+(Kaiming) and scales the class head so scores vary with the input, then saves a normal Ultralytics `.pt`. Any
+task's architecture works (`yolov8n-seg.yaml`, `-pose`, `-obb`, `-cls`): the task comes from the YAML, and a
+classify head's linear layer is scaled so its softmax is far from uniform.
 Used by tests, the serving tuner's synthetic load, `yolo-workload bench` and the load generator.
 """
 
@@ -48,12 +50,16 @@ def make_signal_weights(
     from ultralytics import YOLO  # type: ignore[attr-defined]
 
     torch.manual_seed(seed)
-    yolo = YOLO(architecture, task="detect")
+    yolo = YOLO(architecture)  # the task from the YAML's head
     for mod in yolo.model.modules():  # type: ignore[union-attr]
         if isinstance(mod, torch.nn.Conv2d):
             torch.nn.init.kaiming_normal_(mod.weight, nonlinearity="relu")
-    for seq in yolo.model.model[-1].cv3:  # type: ignore[union-attr]
-        seq[-1].bias.data.normal_(cls_bias, 0.5)
-        seq[-1].weight.data.mul_(cls_scale)
+    head = yolo.model.model[-1]  # type: ignore[union-attr]
+    if hasattr(head, "cv3"):
+        for seq in head.cv3:
+            seq[-1].bias.data.normal_(cls_bias, 0.5)
+            seq[-1].weight.data.mul_(cls_scale)
+    elif hasattr(head, "linear"):  # classify: pooled features are ~1e-2, so logits spread over a few units
+        torch.nn.init.normal_(head.linear.weight, std=cls_scale / 10)
     yolo.save(path)
     return path

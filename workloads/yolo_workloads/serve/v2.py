@@ -7,7 +7,12 @@ Input: exactly one tensor (name free; `images` advertised):
 - UINT8 (0-255) or FP32 (0-1, Ultralytics' tensor convention) RGB pixels, shape [N,H,W,3] (NHWC) or [N,3,H,W]
   (NCHW); the layout is read from the shape, or from the input's `parameters.layout` when H or W is 3.
 Outputs: boxes FP32 [N,K,4] (xyxy, original image pixels), scores FP32 [N,K], classes INT32 [N,K] (-1 pads),
-counts INT32 [N] (valid detections per image); K is the largest count in the request.
+counts INT32 [N] (valid detections per image); K is the largest count in the request. Per task, besides those
+(TASK_OUTPUTS; docs/inferenceservice.md has the table): segment adds mask_rle INT32 [T] (every mask's COCO
+uncompressed RLE counts, column-major over its image, concatenated image by image, detection by detection) and
+mask_rle_lengths INT32 [N,K] (how many of those counts each mask has; 0 pads); pose adds keypoints FP32
+[N,K,nk,3] (x, y, visibility); obb adds obb FP32 [N,K,5] (cx, cy, w, h, angle in radians; boxes then hold the
+box around it); classify answers only classes INT32 [N,k] and scores FP32 [N,k], the top k (5) best first.
 
 Every malformed body is an ImageError (400; 413 when pixel tensors would pass the memory budget), never another
 exception: wrongly typed fields, out-of-range or non-numeric tensor data, nesting deeper than the shape, JSON
@@ -32,6 +37,23 @@ from yolo_workloads.serve.imagecheck import ImageError
 HEADER_LENGTH = "Inference-Header-Content-Length"
 INPUT_NAME = "images"
 OUTPUTS = ("boxes", "scores", "classes", "counts")
+TASK_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "detect": OUTPUTS,
+    "segment": (*OUTPUTS, "mask_rle", "mask_rle_lengths"),
+    "pose": (*OUTPUTS, "keypoints"),
+    "obb": (*OUTPUTS, "obb"),
+    "classify": ("classes", "scores"),
+}
+DATATYPES = {
+    "boxes": "FP32",
+    "scores": "FP32",
+    "classes": "INT32",
+    "counts": "INT32",
+    "mask_rle": "INT32",
+    "mask_rle_lengths": "INT32",
+    "keypoints": "FP32",
+    "obb": "FP32",
+}
 _NP = {"UINT8": np.uint8, "FP32": np.float32, "INT32": np.int32}
 LAYOUTS = ("NHWC", "NCHW")
 RGB = 3
@@ -111,9 +133,12 @@ def _object(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
-def parse_request(body: bytes, header_length: str | None, max_pixel_bytes: int | None = None) -> V2Request:
+def parse_request(
+    body: bytes, header_length: str | None, max_pixel_bytes: int | None = None, outputs: tuple[str, ...] = OUTPUTS
+) -> V2Request:
     """Parse a v2 infer body (JSON, optionally followed by binary tensor data). Raises ImageError (400, or 413
-    when a pixel tensor holds more than `max_pixel_bytes` of 8-bit RGB)."""
+    when a pixel tensor holds more than `max_pixel_bytes` of 8-bit RGB). `outputs`: the served task's outputs,
+    those a request may ask for."""
     if header_length is not None:
         try:
             hlen = int(header_length)
@@ -171,11 +196,11 @@ def parse_request(body: bytes, header_length: str | None, max_pixel_bytes: int |
     else:
         raise _bad(f"datatype {dtype!r} not supported: use BYTES (encoded images), UINT8 or FP32 (pixels)")
 
-    outputs, binary_flags = _requested_outputs(doc)
+    wanted, binary_flags = _requested_outputs(doc, outputs)
     rid = doc.get("id")
     if rid is not None and not isinstance(rid, str):
         raise _bad("`id` must be a string")
-    return V2Request(rid, encoded, pixels, outputs, binary_flags)
+    return V2Request(rid, encoded, pixels, wanted, binary_flags)
 
 
 def _json_tensor(data: Any, shape: list[int], dtype: str) -> np.ndarray:
@@ -222,27 +247,58 @@ def _pixels(inp: dict[str, Any], shape: list[int], dtype: str, raw: bytes | None
     return np.ascontiguousarray(arr)
 
 
-def _requested_outputs(doc: dict[str, Any]) -> tuple[list[str], dict[str, bool]]:
+def _requested_outputs(doc: dict[str, Any], known: tuple[str, ...]) -> tuple[list[str], dict[str, bool]]:
     params = _object(doc.get("parameters"), "parameters")
     default_binary = _flag(params, "binary_data_output", False)
     req = doc.get("outputs")
     if req is None:
-        return list(OUTPUTS), dict.fromkeys(OUTPUTS, default_binary)
+        return list(known), dict.fromkeys(known, default_binary)
     if not isinstance(req, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in req):
         raise _bad("`outputs` must be a list of objects with a `name`")
     names: list[str] = []
     flags: dict[str, bool] = {}
     for o in req:
-        if o["name"] not in OUTPUTS:
-            raise _bad(f"unknown output {o['name']!r}; outputs are {', '.join(OUTPUTS)}")
+        if o["name"] not in known:
+            raise _bad(f"unknown output {o['name']!r}; outputs are {', '.join(known)}")
         names.append(o["name"])
         oparams = _object(o.get("parameters"), f"outputs[{len(names) - 1}].parameters")
         flags[o["name"]] = _flag(oparams, "binary_data", default_binary)
     return names, flags
 
 
-def pack(dets: list[Any]) -> dict[str, np.ndarray]:
-    """Stack per-image Detections into padded output tensors."""
+def pack(dets: list[Any], task: str = "detect") -> dict[str, np.ndarray]:
+    """Stack per-image Detections (or Classifications) into the task's padded output tensors."""
+    if task == "classify":
+        return {"classes": np.stack([d.classes for d in dets]), "scores": np.stack([d.scores for d in dets])}
+    out = _pack_boxes(dets)
+    k = out["scores"].shape[1]
+    if task == "segment":
+        out.update(_pack_masks(dets, k))
+    elif task == "pose":
+        shape = next((d.keypoints.shape[1:] for d in dets if d.keypoints is not None), (0, 3))
+        out["keypoints"] = np.zeros((len(dets), k, *shape), np.float32)
+        for i, d in enumerate(dets):
+            out["keypoints"][i, : len(d.scores)] = d.keypoints
+    elif task == "obb":
+        out["obb"] = np.zeros((len(dets), k, 5), np.float32)
+        for i, d in enumerate(dets):
+            out["obb"][i, : len(d.scores)] = d.obb
+    return out
+
+
+def _pack_masks(dets: list[Any], k: int) -> dict[str, np.ndarray]:
+    """Every mask's RLE counts in one flat INT32 tensor, and how many belong to each (image, detection)."""
+    lengths = np.zeros((len(dets), k), np.int32)
+    flat: list[np.ndarray] = []
+    for i, d in enumerate(dets):
+        for j, counts in enumerate(d.masks or []):
+            lengths[i, j] = len(counts)
+            flat.append(counts)
+    rle = np.concatenate(flat).astype(np.int32) if flat else np.zeros((0,), np.int32)
+    return {"mask_rle": rle, "mask_rle_lengths": lengths}
+
+
+def _pack_boxes(dets: list[Any]) -> dict[str, np.ndarray]:
     n = len(dets)
     k = max((len(d.scores) for d in dets), default=0)
     boxes = np.zeros((n, k, 4), np.float32)
@@ -260,12 +316,11 @@ def pack(dets: list[Any]) -> dict[str, np.ndarray]:
 
 def encode_response(model_name: str, req: V2Request, tensors: dict[str, np.ndarray]) -> tuple[bytes, dict[str, str]]:
     """The response body and extra headers (binary extension when any output asked for binary data)."""
-    dtypes = {"boxes": "FP32", "scores": "FP32", "classes": "INT32", "counts": "INT32"}
     outputs: list[dict[str, Any]] = []
     blobs: list[bytes] = []
     for name in req.outputs:
         arr = tensors[name]
-        out: dict[str, Any] = {"name": name, "datatype": dtypes[name], "shape": list(arr.shape)}
+        out: dict[str, Any] = {"name": name, "datatype": DATATYPES[name], "shape": list(arr.shape)}
         if req.binary.get(name):
             blob = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
             out["parameters"] = {"binary_data_size": len(blob)}

@@ -1,0 +1,136 @@
+"""The per-task steps of serve/tasks.py, one by one, against Ultralytics' own functions on random tensors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.workloads
+
+
+def _masks(k: int, h: int, w: int, seed: int):  # type: ignore[no-untyped-def]
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(k, h, w, generator=g) > 0.6
+
+
+def test_rle_round_trip_and_coco_conventions() -> None:
+    import torch
+    from yolo_workloads.serve import tasks
+
+    m = _masks(5, 7, 9, 0)
+    m[1] = False  # empty
+    m[2] = True  # full
+    m[3, 0, 0] = True  # starts with a 1: counts begin with 0
+    other = _masks(3, 4, 6, 1)  # a second image of another size, encoded in the same call
+    none = torch.zeros(0, 5, 5, dtype=torch.bool)  # an image without detections
+    first, changes = tasks.rle_boundaries([m, none, other])
+    areas = np.array([63] * 5 + [24] * 3)
+    counts = tasks.rle_counts(first.numpy(), changes.numpy(), areas)
+    assert len(counts) == 8
+    assert counts[1].tolist() == [63] and counts[2].tolist() == [0, 63] and counts[3][0] == 0
+    for j, (mask, (h, w)) in enumerate([*((x, (7, 9)) for x in m), *((x, (4, 6)) for x in other)]):
+        assert counts[j].sum() == h * w
+        assert (counts[j][1:] > 0).all(), "runs after the first are never empty"
+        np.testing.assert_array_equal(tasks.rle_decode(counts[j], h, w), mask.numpy().astype(np.uint8))
+    assert tasks.rle_counts(*(t.numpy() for t in tasks.rle_boundaries([none])), np.zeros(0)) == []
+    # column-major: a mask with only its second column set starts with one column (7 pixels) of zeros
+    col = torch.zeros(1, 7, 9, dtype=torch.bool)
+    col[0, :, 1] = True
+    f, c = tasks.rle_boundaries([col])
+    assert tasks.rle_counts(f.numpy(), c.numpy(), np.array([63]))[0].tolist() == [7, 7, 49]
+
+
+def test_letterbox_masks_and_mapping_equal_ultralytics(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    from ultralytics.utils import ops
+    from yolo_workloads.serve import tasks
+
+    g = torch.Generator().manual_seed(1)
+    protos = torch.randn(32, 16, 16, generator=g)
+    coeffs = torch.randn(6, 32, generator=g)
+    xy = torch.rand(6, 2, generator=g) * 40
+    boxes = torch.cat((xy, xy + 5 + torch.rand(6, 2, generator=g) * 30), 1)
+    monkeypatch.setattr(tasks, "MASK_CHUNK_PIXELS", 64 * 64 * 2)  # three chunks of two
+    ours = tasks.letterbox_masks(protos, coeffs, boxes, 64)
+    ref = ops.process_mask(protos, coeffs, boxes, (64, 64), upsample=True).bool()
+    assert torch.equal(ours, ref) and ours.any()
+    # a 30 x 50 image letterboxed into 64: content 38 x 64 at top 13
+    h0, w0 = 30, 50
+    nh, nw, top, left = 38, 64, 13, 0
+    mapped = tasks.masks_to_image(ours, top, left, nh, nw, h0, w0)
+    ref_img = ops.scale_masks(ref[None].float(), (h0, w0))[0] > 0.5
+    assert torch.equal(mapped, ref_img)
+
+
+def test_rotated_fast_nms_equals_ultralytics_per_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    from ultralytics.utils.metrics import batch_probiou
+    from ultralytics.utils.nms import TorchNMS
+    from yolo_workloads.serve import tasks
+
+    g = torch.Generator().manual_seed(2)
+    n = 300
+    centres = torch.rand(5, 2, generator=g) * 200
+    xy = centres[torch.randint(0, 5, (n,), generator=g)] + torch.randn(n, 2, generator=g) * 4
+    boxes = torch.cat((xy, 10 + torch.rand(n, 2, generator=g) * 20, torch.rand(n, 1, generator=g) * 3 - 0.7), 1)
+    scores = torch.rand(n, generator=g)
+    groups = torch.randint(0, 4, (n,), generator=g)
+    torch.testing.assert_close(tasks.probiou(boxes[:20], boxes), batch_probiou(boxes[:20], boxes))
+    monkeypatch.setattr(tasks, "PROBIOU_ROWS", 37)  # bands that do not divide n
+    keep = tasks.rotated_fast_nms(boxes, scores, groups, 0.5)
+    for grp in range(4):
+        idx = (groups == grp).nonzero()[:, 0]
+        ref = idx[TorchNMS.fast_nms(boxes[idx], scores[idx], 0.5, iou_func=batch_probiou)]
+        assert keep[groups[keep] == grp].tolist() == ref.tolist()
+    assert 0 < len(keep) < n
+    assert (scores[keep].diff() <= 0).all(), "best first"
+    assert tasks.rotated_fast_nms(boxes[:0], scores[:0], groups[:0], 0.5).numel() == 0
+
+
+def test_keypoints_and_rotated_boxes_through_the_letterbox() -> None:
+    import torch
+    from ultralytics.utils import ops
+    from yolo_workloads.serve import tasks
+
+    rng = np.random.default_rng(3)
+    h0, w0, s = 150, 200, 96  # gain 0.48, content 72 x 96 at top 12
+    geom = np.array([[0, 12, 96 / 200, 72 / 150, w0, h0]] * 4, np.float32)
+    kpts = rng.uniform(-5, 100, (4, 17, 3)).astype(np.float32)
+    ref = ops.scale_coords((s, s), torch.from_numpy(kpts.copy()), (h0, w0)).numpy()
+    np.testing.assert_allclose(tasks.keypoints_to_image(kpts, geom), ref, atol=1e-4)
+    rb = rng.uniform(5, 90, (4, 5)).astype(np.float32)
+    ref_rb = ops.scale_boxes((s, s), torch.from_numpy(rb[:, :4].copy()), (h0, w0), xywh=True).numpy()
+    np.testing.assert_allclose(tasks.rboxes_to_image(rb, geom)[:, :4], ref_rb, atol=1e-4)
+    corners = ops.xywhr2xyxyxyxy(rb)
+    ref_xyxy = np.concatenate([corners.min(1), corners.max(1)], 1)
+    np.testing.assert_allclose(tasks.enclosing_boxes(rb), ref_xyxy, atol=1e-3)
+
+
+@pytest.mark.parametrize(("h", "w"), [(64, 64), (48, 64), (150, 200), (200, 150), (40, 30)])
+def test_classify_resize_crop_matches_torchvision_on_pil(h: int, w: int) -> None:
+    import torch
+    import torchvision.transforms as T  # noqa: N812
+    from PIL import Image
+    from yolo_workloads.serve import tasks
+
+    img = np.random.default_rng(h * w).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    ref = np.asarray(T.Compose([T.Resize(64), T.CenterCrop(64)])(Image.fromarray(img))).astype(np.int16)
+    ours = tasks.resize_crop(torch.from_numpy(img.transpose(2, 0, 1).copy())[None], 64)[0]
+    diff = np.abs(ours.numpy().transpose(1, 2, 0).astype(np.int16) - ref)
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.1, (diff.max(), (diff > 0).mean())  # PIL: fixed-point weights
+
+
+def test_polygons_trace_a_rectangle() -> None:
+    import torch
+    from yolo_workloads.serve import tasks
+
+    m = torch.zeros(1, 20, 30, dtype=torch.bool)
+    m[0, 5:10, 8:20] = True
+    f, c = tasks.rle_boundaries([m])
+    counts = tasks.rle_counts(f.numpy(), c.numpy(), np.array([600]))[0]
+    polys = tasks.mask_polygons(counts, 20, 30, np.array([8, 5, 20, 10], np.float32))
+    assert len(polys) == 1
+    xs, ys = polys[0][0::2], polys[0][1::2]
+    assert (min(xs), min(ys), max(xs), max(ys)) == (8, 5, 19, 9)
