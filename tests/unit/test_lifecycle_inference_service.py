@@ -12,6 +12,7 @@ from yolo_operator.api.inference_service import YoloInferenceService
 from yolo_operator.api.train_job import YoloTrainJob
 from yolo_operator.lifecycle.inference_service import (
     autoscaler_conditions,
+    refused_input,
     replicas_to_render,
     resolve_model,
     status,
@@ -151,6 +152,26 @@ def test_failed_train_job_sets_failed_phase_and_condition() -> None:
     st = status(svc, resolve_model(svc, train_job("Failed")), None, NOW)
     assert st["phase"] == "Failed"
     assert cond(st, "Failed")["status"] == "True" and cond(st, "Ready")["reason"] == "TrainJobFailed"
+
+
+def test_a_server_that_refuses_its_input_fails_the_service_naming_the_cause() -> None:
+    """The serve container exits 2 (weights of another task than spec.task) and crash-loops: the service says why,
+    as the pod's termination message does, instead of a bare NoReplicaReady."""
+    cause = "serve: model /models/yolo/best.pt is for task 'pose', but task 'segment' was asked for"
+    crashed = {"status": {"containerStatuses": [
+        {"name": "workload", "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+         "lastState": {"terminated": {"exitCode": 2, "message": cause}}}]}}  # fmt: skip
+    other = {"status": {"containerStatuses": [{"name": "workload", "lastState": {"terminated": {"exitCode": 1}}}]}}
+    assert refused_input([crashed]) == cause
+    assert refused_input([other]) is None  # a crash is not a refusal: restarts may help
+    svc = service(model={"weights": {"claimName": "models", "path": "best.pt"}})
+    st = status(svc, resolve_model(svc, None), deployment(1, 0), NOW, input_refused=refused_input([crashed]))
+    assert st["phase"] == "Failed"
+    failed = cond(st, "Failed")
+    assert failed["status"] == "True" and failed["reason"] == "InvalidInput" and cause in failed["message"]
+    assert cond(st, "Stalled")["status"] == "True"
+    # Serving again (a replica ready, e.g. after spec.task was corrected): the old pod's refusal no longer counts.
+    assert status(svc, resolve_model(svc, None), deployment(1, 1), NOW, input_refused=cause)["phase"] == "Ready"
 
 
 def test_autoscaling_off_reports_scaling_inactive_and_spec_replicas() -> None:

@@ -211,3 +211,22 @@ def test_task_check_leaves_unreadable_weights_to_the_load(tmp_path: Any) -> None
     missing = ServeConfig(model=ModelSource(weights=str(tmp_path / "missing.pt")))
     assert check_task(missing, "segment") is None
     assert check_task(missing, None) is None
+
+
+def test_the_configs_task_is_checked_as_the_flag_is(weights: dict[str, str], tmp_path: Any) -> None:
+    """What the operator renders: `task` in the ServeConfig (from spec.task). A config without it serves whatever
+    task the weights are for."""
+    from yolo_workloads.contract import ModelSource, ServeConfig
+    from yolo_workloads.serve.cli import expected_task
+
+    config = tmp_path / "serve.yaml"
+    config.write_text(f"model: {{weights: {weights['pose']}}}\ntask: segment\ndevice: cpu\nport: 1\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "yolo_workloads.cli", "serve", "--config", str(config)],
+        check=False, env=offline_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "'pose'" in proc.stderr and "'segment'" in proc.stderr
+    plain = ServeConfig(model=ModelSource(weights=weights["pose"]))
+    assert expected_task(plain, None) is None and expected_task(plain, "pose") == "pose"
+    assert expected_task(ServeConfig.model_validate({**plain.model_dump(), "task": "obb"}), None) == "obb"

@@ -335,9 +335,9 @@ ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
 SourceKind = Literal["file", "archive", "tree"]
 SOURCE_SCHEMES = ("s3://", "https://", "http://", "file://")
 """What `yolo-workload fetch` reads; `pvc://` never reaches it (the operator mounts the claim instead)."""
-SOURCE_ERROR_EXIT_CODE = 2
-"""`yolo-workload fetch` exits 2 when the source itself is wrong (checksum, 403, missing key, oversize, unsafe
-archive): retrying cannot help. Transient failures (unreachable, truncated after retries) exit 1."""
+SOURCE_ERROR_EXIT_CODE = CONFIG_ERROR_EXIT_CODE
+"""`yolo-workload fetch` exits 2 (wrong input) when the source itself is wrong (checksum, 403, missing key,
+oversize, unsafe archive): retrying cannot help. Transient failures (unreachable, truncated after retries) exit 1."""
 
 
 def source_kind(uri: str) -> SourceKind:

@@ -200,11 +200,12 @@ class InferenceController:
                 delete_if_present(self.kube, "policy/v1", "PodDisruptionBudget", namespace, render.pdb_name(name))
                 self._no_pdb.add(key)
         blocked = self._blocked(svc, model.mount, deployment) if model.mount is not None else None
-        fetch_failure = None
-        if model.mount is not None and model.mount.source is not None:
-            labels = selector_labels(render.owner_of(svc), render.COMPONENT)
-            fetch_failure = life.source_failure(self._pods(namespace, labels))
-        status = life.status(svc, model, deployment, datetime.now(UTC), blocked, fetch_failure)
+        fetch_failure = refused = None
+        if model.mount is not None:
+            pods = self._pods(namespace, selector_labels(render.owner_of(svc), render.COMPONENT))
+            fetch_failure = life.source_failure(pods) if model.mount.source is not None else None
+            refused = life.refused_input(pods)
+        status = life.status(svc, model, deployment, datetime.now(UTC), blocked, fetch_failure, refused)
         generation = svc.metadata.generation
         status["conditions"] = stalled.cleared_wire(
             access.cleared_wire(status.get("conditions") or [], generation), generation

@@ -20,18 +20,29 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from yolo_workloads.contract import CONFIG_ERROR_EXIT_CODE
+
 from yolo_operator.api.common import Condition
 from yolo_operator.api.inference_service import YoloInferenceService
 from yolo_operator.api.sources import pvc_parts
 from yolo_operator.api.train_job import YoloTrainJob
 from yolo_operator.lifecycle import kstatus, stalled
 from yolo_operator.lifecycle.conditions import find, set_condition
+from yolo_operator.render.common import WORKLOAD_CONTAINER
 from yolo_operator.render.inference_service import CLAIMS_ROOT, ModelMount, selector_string, url
 
 READY = kstatus.READY
 ROLLOUT_STUCK = "RolloutStuck"
+INVALID_INPUT = "InvalidInput"
 MODEL_FAILURES = frozenset(
-    {"TrainJobFailed", "TrainJobHasNoOutputVolume", "TrainJobHasNoWeights", "TaskMismatch", "SourceFailed"}
+    {
+        "TrainJobFailed",
+        "TrainJobHasNoOutputVolume",
+        "TrainJobHasNoWeights",
+        "TaskMismatch",
+        "SourceFailed",
+        INVALID_INPUT,
+    }
 )
 """Reasons of a Failed service (ModelResolution's failed=True, SOURCE_FAILED): Stalled until the spec, the training
 job or the source changes."""
@@ -164,6 +175,21 @@ def source_failure(pods: list[dict[str, Any]]) -> str | None:
     return None
 
 
+def refused_input(pods: list[dict[str, Any]]) -> str | None:
+    """Why the server refuses to start on its input (weights of another task than spec.task, say): its container
+    ended with the workloads' exit code for wrong input, and its termination message says why; None otherwise. A
+    restart cannot help, so the service is Failed, naming the cause, until a replica is ready."""
+    for pod in pods:
+        for st in pod.get("status", {}).get("containerStatuses") or []:
+            if st.get("name") != WORKLOAD_CONTAINER:
+                continue
+            for state in (st.get("state") or {}, st.get("lastState") or {}):
+                term = state.get("terminated") or {}
+                if term.get("exitCode") == CONFIG_ERROR_EXIT_CODE:
+                    return str(term.get("message") or "the server refused its input").strip()[:2000]
+    return None
+
+
 def replica_failure(deployment: dict[str, Any] | None) -> str | None:
     """The Deployment's ReplicaFailure message (its ReplicaSet's pods refused at admission: quota, priority class,
     a policy), copied there by the deployment controller; None when its pods are being created."""
@@ -180,12 +206,14 @@ def status(
     now: datetime,
     blocked: tuple[str, str] | None = None,
     fetch_failure: str | None = None,
+    input_refused: str | None = None,
 ) -> dict[str, Any]:
     """The status patch of one reconcile (wire names). Autoscaler fields are left to the autoscaler's timer.
     `blocked`: why the pods can never start as the cluster is (`stalled.blocked`: ClaimNotFound, Unschedulable),
     reported as on a YoloTrainJob but not final: the service starts once the claim or the nodes appear.
     `fetch_failure`: the replicas' fetch step cannot bring the weights by URI (`source_failure`): Failed, naming
-    the source and the cause, until a replica is ready."""
+    the source and the cause, until a replica is ready. `input_refused`: the server exits on its input
+    (`refused_input`): Failed, InvalidInput, with its message, until a replica is ready."""
     old = svc.status
     gen = svc.metadata.generation
     conditions: list[Condition] = list(old.conditions or []) if old else []
@@ -197,8 +225,11 @@ def status(
     wanted = int((deployment or {}).get("spec", {}).get("replicas") or 0)
 
     source_failed = fetch_failure is not None and ready == 0 and not model.failed
+    refused = input_refused is not None and ready == 0 and not model.failed
     if model.failed:
         phase, ready_ok, reason, message = "Failed", False, model.reason, model.message
+    elif refused:
+        phase, ready_ok, reason, message = "Failed", False, INVALID_INPUT, f"the server refused: {input_refused}"
     elif source_failed:
         phase, ready_ok, reason, message = (
             "Failed",
@@ -227,7 +258,7 @@ def status(
             phase, ready_ok, reason, message = "Tuning", False, "TuningServing", f"{counts}: tuning batching"
         else:
             phase, ready_ok, reason, message = "Pending", False, "WaitingForReplicas", counts
-    starting = not (model.failed or model.waiting or ready_ok or source_failed)
+    starting = not (model.failed or model.waiting or ready_ok or source_failed or refused)
     refusal = replica_failure(deployment) if not (model.failed or model.waiting) else None
     block = blocked if starting else None
     if block is not None:
@@ -241,7 +272,7 @@ def status(
         text = block[1] if block is not None and block[0] == cause else None
         conditions = stalled.observed(conditions, cause, text, now, gen)
     conditions = stalled.observed(conditions, ROLLOUT_STUCK, message if reason == ROLLOUT_STUCK else None, now, gen)
-    if model.failed or source_failed:
+    if model.failed or source_failed or refused:
         conditions = set_condition(conditions, FAILED, True, reason, message, now, gen)
         conditions = stalled.stall(conditions, reason, message, now, gen) or conditions
     else:

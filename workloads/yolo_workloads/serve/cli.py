@@ -25,11 +25,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from yolo_workloads.contract import SOURCE_ERROR_EXIT_CODE, TASKS, ServeConfig, Task
+from yolo_workloads.contract import CONFIG_ERROR_EXIT_CODE, DEFAULT_TERMINATION_LOG, TASKS, ServeConfig, Task
 
 CONFIG_ENV = "YOLO_SERVE_CONFIG_JSON"
 TASK_ENV = "YOLO_SERVE_TASK"  # `--task`, for the worker processes of `--workers N`
-CONFIG_ERROR_EXIT_CODE = SOURCE_ERROR_EXIT_CODE
 """The contract's "your input is wrong, do not retry" code (2), as fetch and train use it."""
 # The device threads and the event loop share the GIL: a short switch interval keeps request handling
 # responsive while a batch is prepared (the default 5 ms would add up to 5 ms to every request).
@@ -104,12 +103,22 @@ def check_task(cfg: ServeConfig, task: Task | None) -> str | None:
     return None
 
 
+def expected_task(cfg: ServeConfig, flag: Task | None) -> Task | None:
+    """The task the weights must be for: `--task`, else the config's when it names one (the operator renders
+    `spec.task` there; a config that leaves it out serves whatever task the weights are for)."""
+    return flag or (cfg.task if "task" in cfg.model_fields_set else None)
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, vars(args))
-    task: Task | None = getattr(args, "task", None)
+    task = expected_task(cfg, getattr(args, "task", None))
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if (message := check_task(cfg, task)) is not None:
         print(message, file=sys.stderr)
+        # The pod's termination message: the operator reports it on the YoloInferenceService (InvalidInput).
+        from yolo_workloads.train.runtime import write_termination
+
+        write_termination(DEFAULT_TERMINATION_LOG, message)
         return CONFIG_ERROR_EXIT_CODE
     import importlib.util
 
@@ -186,8 +195,6 @@ def app_from_env() -> Any:
 
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sys.setswitchinterval(SWITCH_INTERVAL_S)  # a spawned worker starts with the default
-    task = os.environ.get(TASK_ENV)
-    return create_app(
-        ServeConfig.model_validate_json(os.environ[CONFIG_ENV]),
-        next((t for t in TASKS if t == task), None),
-    )
+    cfg = ServeConfig.model_validate_json(os.environ[CONFIG_ENV])
+    flag = os.environ.get(TASK_ENV)
+    return create_app(cfg, expected_task(cfg, next((t for t in TASKS if t == flag), None)))
