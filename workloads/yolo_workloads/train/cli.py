@@ -68,7 +68,7 @@ def _train(config: TrainConfig) -> int:
     import torch
 
     from yolo_workloads.train.metrics import TrainTelemetry, read_throughput
-    from yolo_workloads.train.runtime import check_model_task, device_string, ultralytics_cache
+    from yolo_workloads.train.runtime import check_model_task, device_string, ultralytics_cache, use_the_cpu_budget
 
     check_model_task(config.task, config.model)
 
@@ -77,6 +77,10 @@ def _train(config: TrainConfig) -> int:
     if epoch == -1:  # training finished, only the summary was lost
         return _finish(config, _summary(config, out, None, resumed=True))
     resumed = epoch is not None
+    device = device_string(config.gpus)
+    threads = use_the_cpu_budget(device)
+    if threads is not None:
+        print(f"training on the CPU with {threads} torch threads (the CPU budget)", file=sys.stderr)
     overrides: dict[str, Any] = {
         # Ultralytics defaults to deterministic=True, which pins cuDNN to deterministic kernels and costs speed;
         # reproducible runs ask for it in extraArgs.
@@ -91,7 +95,7 @@ def _train(config: TrainConfig) -> int:
         "workers": config.workers,
         "amp": config.amp,
         "cache": ultralytics_cache(config.cache),
-        "device": device_string(config.gpus),
+        "device": device,
         "optimizer": config.optimizer,
         "lr0": config.lr0,
         "seed": config.seed,

@@ -7,6 +7,7 @@ every outcome (a result or a user-fixable error) goes there as well as to stdout
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -127,3 +128,23 @@ def check_model_task(task: Task, model: ModelSource) -> None:
     problem = task_mismatch(task, model.ref, model_task(model))
     if problem is not None:
         raise UserError(problem)
+
+
+def use_the_cpu_budget(device: str) -> int | None:
+    """On a CPU, torch computes with as many threads as the pod has CPUs (its cgroup quota or affinity mask).
+
+    Ultralytics sets torch to min(8, host cores - 1) threads each time it selects the CPU (`select_device`): one
+    core of a two-core machine, and 8 threads in a pod whose quota is 4 CPUs on a 64-core node (throttled). Its
+    `NUM_THREADS` is read there at each call, so setting it makes every later trainer and validator follow the
+    budget. Returns the thread count, or None on a GPU (left as Ultralytics has it)."""
+    if device != "cpu":
+        return None
+    import torch
+    from ultralytics.utils import torch_utils
+
+    from yolo_workloads import system
+
+    threads = max(1, math.floor(system.cpu_budget()))
+    torch_utils.NUM_THREADS = threads
+    torch.set_num_threads(threads)
+    return threads

@@ -188,10 +188,12 @@ def run_study(config: TuneConfig, yaml_path: Path, n_train: int, start: float) -
     import torch
 
     from yolo_workloads import system
+    from yolo_workloads.train.runtime import use_the_cpu_budget
 
     on_gpu = config.gpus > 0 and torch.cuda.is_available()
     ranks = max(1, config.gpus) if on_gpu else 1
     cpu_budget = config.cpu_budget or system.cpu_budget()
+    use_the_cpu_budget("0" if on_gpu else "cpu")  # trials compute as training will
     bounds = _bounds(config, yaml_path, n_train, on_gpu, ranks, cpu_budget)
     _log(f"tune: space batch={bounds.batches} workers={bounds.workers} amp={bounds.amp} cache={bounds.cache}")
     _log(f"tune: {bounds.batch_reason}")
