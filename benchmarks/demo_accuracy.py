@@ -10,6 +10,7 @@ spread of a dozen two-core demos at once.
     python benchmarks/demo_accuracy.py render --out .work/demo-accuracy
     # on a machine with enough cores (each run gets `cores` of its own; nothing else should run there)
     python benchmarks/demo_accuracy.py run --dir .work/demo-accuracy --seeds 0 1 2 3 --cores 1 2
+    python benchmarks/demo_accuracy.py run --dir .work/demo-accuracy --seeds 0 1 2 3 --cores 2 --epochs 18 21
 
 Prints one row per run (cores, seed, mAP50, mAP50-95, training seconds, images/s) and the spread per core count;
 writes `results.json` in `--dir` (or in $OUT where set).
@@ -52,26 +53,27 @@ def render(out: Path) -> None:
     print(f"wrote {out / 'train.json'}")
 
 
-def run(directory: Path, seeds: list[int], cores: list[int], results: Path) -> int:
+def run(directory: Path, seeds: list[int], cores: list[int], epochs: list[int], results: Path) -> int:
     base = json.loads((directory / "train.json").read_text())
     base["data"]["root"] = str((directory / base["data"]["root"]).resolve())
-    plan = [(c, s) for c in cores for s in seeds]
+    plan = [(c, s, e) for c in cores for s in seeds for e in (epochs or [base["epochs"]])]
     available = sorted(os.sched_getaffinity(0))
-    if sum(c for c, _ in plan) > len(available):
-        raise SystemExit(f"{sum(c for c, _ in plan)} cores needed, {len(available)} available")
-    procs: list[tuple[int, int, Path, subprocess.Popen[bytes], float]] = []
+    if sum(c for c, _, _ in plan) > len(available):
+        raise SystemExit(f"{sum(c for c, _, _ in plan)} cores needed, {len(available)} available")
+    procs: list[tuple[int, int, int, Path, subprocess.Popen[bytes], float]] = []
     next_core = 0
-    for n_cores, seed in plan:
+    for n_cores, seed, n_epochs in plan:
         cpus = available[next_core : next_core + n_cores]
         next_core += n_cores
-        out = directory / f"cores{n_cores}-seed{seed}"
+        out = directory / f"cores{n_cores}-seed{seed}-epochs{n_epochs}"
         out.mkdir(parents=True, exist_ok=True)
-        config = {**base, "seed": seed, "output_dir": str(out / "training"), "termination_log": str(out / "summary")}
+        config = {**base, "seed": seed, "epochs": n_epochs}
+        config.update(output_dir=str(out / "training"), termination_log=str(out / "summary"))
         (out / "train.json").write_text(json.dumps(config))
         log = open(out / "train.log", "wb")  # noqa: SIM115  (closed with the process)
         cmd = ["taskset", "-c", ",".join(map(str, cpus)), sys.executable, "-m", "yolo_workloads.cli", "train"]
         proc = subprocess.Popen([*cmd, "--config", str(out / "train.json")], stdout=log, stderr=subprocess.STDOUT)
-        procs.append((n_cores, seed, out, proc, time.monotonic()))
+        procs.append((n_cores, seed, n_epochs, out, proc, time.monotonic()))
     rows = [_finished(*p) for p in procs]
     report = {"rows": rows, "spread": _spread(rows)}
     results.write_text(json.dumps(report, indent=2))
@@ -80,9 +82,12 @@ def run(directory: Path, seeds: list[int], cores: list[int], results: Path) -> i
     return 0
 
 
-def _finished(n_cores: int, seed: int, out: Path, proc: subprocess.Popen[bytes], start: float) -> dict[str, Any]:
+def _finished(
+    n_cores: int, seed: int, epochs: int, out: Path, proc: subprocess.Popen[bytes], start: float
+) -> dict[str, Any]:
     code = proc.wait()
-    row: dict[str, Any] = {"cores": n_cores, "seed": seed, "exit": code, "wall_s": round(time.monotonic() - start, 1)}
+    row: dict[str, Any] = {"cores": n_cores, "seed": seed, "epochs": epochs, "exit": code}
+    row["wall_s"] = round(time.monotonic() - start, 1)
     summary_path = out / "training" / "summary.json"
     if code == 0 and summary_path.exists():
         summary = json.loads(summary_path.read_text())
@@ -94,11 +99,11 @@ def _finished(n_cores: int, seed: int, out: Path, proc: subprocess.Popen[bytes],
 
 def _spread(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for cores in sorted({r["cores"] for r in rows}):
-        values = [r["map50"] for r in rows if r["cores"] == cores and r.get("map50") is not None]
-        walls = [r["wall_s"] for r in rows if r["cores"] == cores and r.get("map50") is not None]
+    for cores, epochs in sorted({(r["cores"], r["epochs"]) for r in rows}):
+        done = [r for r in rows if (r["cores"], r["epochs"]) == (cores, epochs) and r.get("map50") is not None]
+        values, walls = [r["map50"] for r in done], [r["wall_s"] for r in done]
         if values:
-            out[f"{cores} cores"] = {
+            out[f"{cores} cores, {epochs} epochs"] = {
                 "runs": len(values), "map50_min": min(values), "map50_mean": round(statistics.mean(values), 3),
                 "map50_max": max(values), "wall_s_mean": round(statistics.mean(walls), 1),
             }  # fmt: skip
@@ -106,12 +111,12 @@ def _spread(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    lines = ["cores  seed  mAP50  mAP50-95  wall s  images/s"]
+    lines = ["cores  epochs  seed  mAP50  mAP50-95  wall s  images/s"]
     for r in rows:
         m50, m = r.get("map50"), r.get("map50to95")
         ips = r.get("images_per_second")
         lines.append(
-            f"{r['cores']:>5}  {r['seed']:>4}  {m50 if m50 is None else f'{m50:.3f}':>5}  "
+            f"{r['cores']:>5}  {r['epochs']:>6}  {r['seed']:>4}  {m50 if m50 is None else f'{m50:.3f}':>5}  "
             f"{m if m is None else f'{m:.3f}':>8}  {r['wall_s']:>6}  {ips if ips is None else f'{ips:.1f}':>8}"
         )
     return "\n".join(lines)
@@ -126,13 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     x.add_argument("--dir", type=Path, default=ROOT / ".work" / "demo-accuracy")
     x.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     x.add_argument("--cores", type=int, nargs="+", default=[1, 2])
+    x.add_argument("--epochs", type=int, nargs="*", default=[], help="epochs to train (default: the config's)")
     args = p.parse_args(argv)
     if args.verb == "render":
         args.out.mkdir(parents=True, exist_ok=True)
         render(args.out.resolve())
         return 0
     results = Path(os.environ["OUT"]) / "results.json" if os.environ.get("OUT") else args.dir / "results.json"
-    return run(args.dir.resolve(), args.seeds, args.cores, results)
+    return run(args.dir.resolve(), args.seeds, args.cores, args.epochs, results)
 
 
 if __name__ == "__main__":

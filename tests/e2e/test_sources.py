@@ -172,3 +172,47 @@ def test_a_wrong_checksum_fails_the_job_naming_the_source(e2e: E2E, servers: dic
     # The Job failed at once (podFailurePolicy on the fetch step's exit code 2): one pod, not backoffLimit + 1.
     pods = cluster.get_json("pods", "-l", "app.kubernetes.io/instance=wrong-sum", namespace=NS)["items"]
     assert len(pods) == 1
+
+
+def test_weights_of_another_task_fail_the_service_naming_both(
+    e2e: E2E, servers: dict[str, Any], namespace: Path
+) -> None:
+    """spec.task says pose; the HTTPS weights are a detection model (a name with no task suffix: only loading tells).
+    The real server in the workload image refuses them before it serves (exit 2, termination message), and the
+    YoloInferenceService turns Failed with reason InvalidInput and the server's words, instead of crash-looping
+    silently."""
+    cluster = e2e.cluster
+    name = "wrong-task"
+    service = {
+        "apiVersion": "yolo-operator.io/v1alpha1",
+        "kind": "YoloInferenceService",
+        "metadata": {"name": name},
+        "spec": {
+            "task": "pose",
+            "model": {
+                "source": {
+                    "uri": f"{servers['https'].url}/files/yolo11n.pt",
+                    "sha256": servers["sha256"],
+                    "caBundle": {"configMapName": "private-ca"},
+                }
+            },
+            "replicas": 1,
+            "autoscaling": {"enabled": False},
+            "resources": {"gpus": 0, "cpu": "900m", "memory": "1536Mi", "shmSize": "64Mi"},
+        },
+    }
+    cluster.apply(service, namespace=NS)
+    try:
+
+        def failed() -> dict[str, Any] | None:
+            status = cluster.get_json("yoloinferenceservice", name, namespace=NS).get("status") or {}
+            return status if status.get("phase") == "Failed" else None
+
+        status = wait_until(failed, 420, "the service with weights of another task to fail", interval_s=3)
+        condition = next(c for c in status["conditions"] if c["type"] == "Failed")
+        assert condition["reason"] == "InvalidInput", condition
+        assert "'detect'" in condition["message"] and "'pose'" in condition["message"], condition
+        stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
+        assert stalled["status"] == "True", status["conditions"]
+    finally:
+        cluster.kubectl("delete", "yoloinferenceservice", name, "-n", NS, "--wait=false", check=False)

