@@ -16,6 +16,7 @@ come, a stuck rollout, pods refused, a claim or GPUs missing).
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -164,14 +165,9 @@ FETCH_CONTAINER = "fetch"
 def source_failure(pods: list[dict[str, Any]]) -> str | None:
     """Why the replicas' `fetch` init container cannot bring the weights (its termination message: the field,
     the URI and the cause), when it failed with the exit code of a wrong source; None otherwise."""
-    for pod in pods:
-        for st in pod.get("status", {}).get("initContainerStatuses") or []:
-            if st.get("name") != FETCH_CONTAINER:
-                continue
-            for state in (st.get("state") or {}, st.get("lastState") or {}):
-                term = state.get("terminated") or {}
-                if term.get("exitCode") not in (None, 0):
-                    return str(term.get("message") or term.get("reason") or "the fetch step failed").strip()
+    for term in _terminations(pods, "initContainerStatuses", FETCH_CONTAINER):
+        if term.get("exitCode") not in (None, 0):
+            return str(term.get("message") or term.get("reason") or "the fetch step failed").strip()
     return None
 
 
@@ -179,15 +175,20 @@ def refused_input(pods: list[dict[str, Any]]) -> str | None:
     """Why the server refuses to start on its input (weights of another task than spec.task, say): its container
     ended with the workloads' exit code for wrong input, and its termination message says why; None otherwise. A
     restart cannot help, so the service is Failed, naming the cause, until a replica is ready."""
-    for pod in pods:
-        for st in pod.get("status", {}).get("containerStatuses") or []:
-            if st.get("name") != WORKLOAD_CONTAINER:
-                continue
-            for state in (st.get("state") or {}, st.get("lastState") or {}):
-                term = state.get("terminated") or {}
-                if term.get("exitCode") == CONFIG_ERROR_EXIT_CODE:
-                    return str(term.get("message") or "the server refused its input").strip()[:2000]
+    for term in _terminations(pods, "containerStatuses", WORKLOAD_CONTAINER):
+        if term.get("exitCode") == CONFIG_ERROR_EXIT_CODE:
+            return str(term.get("message") or "the server refused its input").strip()[:2000]
     return None
+
+
+def _terminations(pods: list[dict[str, Any]], statuses: str, container: str) -> Iterator[dict[str, Any]]:
+    """The `terminated` states, current and last, of the named container in each pod."""
+    for pod in pods:
+        for st in pod.get("status", {}).get(statuses) or []:
+            if st.get("name") == container:
+                for state in (st.get("state") or {}, st.get("lastState") or {}):
+                    if state.get("terminated"):
+                        yield state["terminated"]
 
 
 def replica_failure(deployment: dict[str, Any] | None) -> str | None:
