@@ -67,6 +67,7 @@ def _train(config: TrainConfig) -> int:
 
     import torch
 
+    from yolo_workloads import system
     from yolo_workloads.train.metrics import TrainTelemetry, read_throughput
     from yolo_workloads.train.runtime import check_model_task, device_string, ultralytics_cache, use_the_cpu_budget
 
@@ -78,7 +79,7 @@ def _train(config: TrainConfig) -> int:
         return _finish(config, _summary(config, out, None, resumed=True))
     resumed = epoch is not None
     device = device_string(config.gpus)
-    threads = use_the_cpu_budget(device)
+    threads = use_the_cpu_budget(device, system.cpu_budget())
     if threads is not None:
         print(f"training on the CPU with {threads} torch threads (the CPU budget)", file=sys.stderr)
     overrides: dict[str, Any] = {

@@ -130,7 +130,7 @@ def check_model_task(task: Task, model: ModelSource) -> None:
         raise UserError(problem)
 
 
-def use_the_cpu_budget(device: str) -> int | None:
+def use_the_cpu_budget(device: str, cpu_budget: float) -> int | None:
     """On a CPU, torch computes with as many threads as the pod has CPUs (its cgroup quota or affinity mask).
 
     Ultralytics sets torch to min(8, host cores - 1) threads each time it selects the CPU (`select_device`): one
@@ -142,9 +142,7 @@ def use_the_cpu_budget(device: str) -> int | None:
     import torch
     from ultralytics.utils import torch_utils
 
-    from yolo_workloads import system
-
-    threads = max(1, math.floor(system.cpu_budget()))
+    threads = max(1, math.floor(cpu_budget))
     torch_utils.NUM_THREADS = threads
     torch.set_num_threads(threads)
     return threads

@@ -193,11 +193,11 @@ def run_study(config: TuneConfig, yaml_path: Path, n_train: int, start: float) -
     on_gpu = config.gpus > 0 and torch.cuda.is_available()
     ranks = max(1, config.gpus) if on_gpu else 1
     cpu_budget = config.cpu_budget or system.cpu_budget()
-    use_the_cpu_budget("0" if on_gpu else "cpu")  # trials compute as training will
+    use_the_cpu_budget("0" if on_gpu else "cpu", cpu_budget)  # trials compute as training will
     bounds = _bounds(config, yaml_path, n_train, on_gpu, ranks, cpu_budget)
     _log(f"tune: space batch={bounds.batches} workers={bounds.workers} amp={bounds.amp} cache={bounds.cache}")
     _log(f"tune: {bounds.batch_reason}")
-    if _settings_count(bounds) == 1:
+    if Space(bounds.batches, bounds.workers, bounds.amp, bounds.cache).size() == 1:
         return _only_setting(bounds, start, on_gpu, cpu_budget, ranks)
     study = _Study(config, yaml_path, n_train, start, bounds)
     study.run()
@@ -228,10 +228,6 @@ def run_study(config: TuneConfig, yaml_path: Path, n_train: int, start: float) -
         "one_off_seconds": study.search.one_off_seconds,
     }
     return result, detail
-
-
-def _settings_count(bounds: Bounds) -> int:
-    return len(bounds.batches) * len(bounds.workers) * len(bounds.amp) * len(bounds.cache)
 
 
 def _only_setting(
