@@ -166,14 +166,15 @@ def detections_per_image(url: str, files: list[str], task: str) -> float:
     return float(np.mean(outs["counts"]["data"]))
 
 
-def http_rate(task: str, a: argparse.Namespace) -> dict[str, Any]:
-    """serve_load.py's closed loop against the running server: its JSON result."""
-    out = Path(a.out) / f"load_{task}.json"
+def http_rate(task: str, k: int, a: argparse.Namespace) -> dict[str, Any]:
+    """serve_load.py's closed loop (`k` images per request) against the running server: its JSON result."""
+    out = Path(a.out) / f"load_{task}_k{k}.json"
     pin = ["taskset", "-c", a.client_cpus] if a.client_cpus else []
     cmd = [sys.executable, str(HERE / "serve_load.py"), "--url", f"http://127.0.0.1:{a.port}", "--endpoint", "v2"]
-    cmd += ["--mode", "closed", "--concurrency", str(a.concurrency), "--processes", str(a.processes)]
+    concurrency = max(1, a.concurrency // k)  # about the same images in flight whatever k
+    cmd += ["--mode", "closed", "--concurrency", str(concurrency), "--processes", str(a.processes)]
     cmd += ["--duration", str(a.duration), "--images", str(a.images), "--image-size", a.image_size]
-    cmd += ["--images-per-request", str(a.k), "--label", task, "--json", str(out)]
+    cmd += ["--images-per-request", str(k), "--label", task, "--json", str(out)]
     subprocess.run(pin + cmd, check=True, timeout=a.duration + 300)
     result: dict[str, Any] = json.loads(out.read_text())[0]
     return result
@@ -186,25 +187,31 @@ def run_task(task: str, files: list[str], a: argparse.Namespace) -> dict[str, An
     server = Server(task, weights, a)
     try:
         row["detections_per_image"] = detections_per_image(server.url, files, task)
-        row["http"] = http_rate(task, a)
+        row["http"] = {str(k): http_rate(task, k, a) for k in (int(x) for x in a.k.split(","))}
     finally:
         server.stop()
     best = max(row["predict"].values())
-    row["speedup"] = row["http"]["images_per_second"] / best if best else float("nan")
+    row["speedup"] = {k: h["images_per_second"] / best if best else float("nan") for k, h in row["http"].items()}
     print(fmt(row), flush=True)
     return row
 
 
-HEADER = f"{'task':<9} {'det/img':>7} {'predict img/s (by batch)':<28} {'HTTP img/s':>10} {'× predict':>9}  p50/p99 ms"
+HEADER = (
+    f"{'task':<9} {'det/img':>7} {'predict img/s (by batch)':<28} {'k':>2} {'HTTP img/s':>10} {'× predict':>9}  "
+    "p50/p99 ms"
+)
 
 
 def fmt(r: dict[str, Any]) -> str:
+    """One line per images-per-request value `k`."""
     pred = ", ".join(f"{k.removeprefix('batch_')}: {v:.1f}" for k, v in r["predict"].items())
-    h = r["http"]
-    return (
-        f"{r['task']:<9} {r['detections_per_image']:>7.1f} {pred:<28} {h['images_per_second']:>10.1f} "
-        f"{r['speedup']:>8.1f}×  {h['p50_ms']:.1f}/{h['p99_ms']:.1f}"
-    )
+    lines = []
+    for k, h in r["http"].items():
+        lines.append(
+            f"{r['task']:<9} {r['detections_per_image']:>7.1f} {pred:<28} {k:>2} {h['images_per_second']:>10.1f} "
+            f"{r['speedup'][k]:>8.1f}×  {h['p50_ms']:.1f}/{h['p99_ms']:.1f}"
+        )
+    return "\n".join(lines)
 
 
 def main() -> int:
@@ -224,7 +231,7 @@ def main() -> int:
     ap.add_argument("--max-batch", type=int, default=128)
     ap.add_argument("--delay", type=float, default=4.0, help="max_queue_delay_ms")
     ap.add_argument("--concurrency", type=int, default=384)
-    ap.add_argument("-k", type=int, default=1, help="images per request")
+    ap.add_argument("-k", default="1", help="images per request, comma-separated (concurrency is divided by it)")
     ap.add_argument("--processes", type=int, default=7, help="load generator processes")
     ap.add_argument("--duration", type=float, default=8.0)
     ap.add_argument("--port", type=int, default=8090)

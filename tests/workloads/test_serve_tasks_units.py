@@ -77,15 +77,21 @@ def test_rotated_fast_nms_equals_ultralytics_per_group(monkeypatch: pytest.Monke
     boxes = torch.cat((xy, 10 + torch.rand(n, 2, generator=g) * 20, torch.rand(n, 1, generator=g) * 3 - 0.7), 1)
     scores = torch.rand(n, generator=g)
     groups = torch.randint(0, 4, (n,), generator=g)
+    groups[groups == 3] = 7  # group ids need not be consecutive
+    groups[:5] = 11  # a group of five
     torch.testing.assert_close(tasks.probiou(boxes[:20], boxes), batch_probiou(boxes[:20], boxes))
     monkeypatch.setattr(tasks, "PROBIOU_ROWS", 37)  # bands that do not divide n
-    keep = tasks.rotated_fast_nms(boxes, scores, groups, 0.5)
-    for grp in range(4):
-        idx = (groups == grp).nonzero()[:, 0]
-        ref = idx[TorchNMS.fast_nms(boxes[idx], scores[idx], 0.5, iou_func=batch_probiou)]
-        assert keep[groups[keep] == grp].tolist() == ref.tolist()
-    assert 0 < len(keep) < n
-    assert (scores[keep].diff() <= 0).all(), "best first"
+    # Blocks only (every group small, one call), blocks of several calls, bands for the larger groups alone.
+    for block_group, block_pairs in ((1024, 1 << 24), (1024, 80 * 80), (60, 1 << 24)):
+        monkeypatch.setattr(tasks, "BLOCK_GROUP", block_group)
+        monkeypatch.setattr(tasks, "BLOCK_PAIRS", block_pairs)
+        keep = tasks.rotated_fast_nms(boxes, scores, groups, 0.5)
+        for grp in groups.unique().tolist():
+            idx = (groups == grp).nonzero()[:, 0]
+            ref = idx[TorchNMS.fast_nms(boxes[idx], scores[idx], 0.5, iou_func=batch_probiou)]
+            assert keep[groups[keep] == grp].tolist() == ref.tolist(), (block_group, block_pairs, grp)
+        assert 0 < len(keep) < n
+        assert (scores[keep].diff() <= 0).all(), "best first"
     assert tasks.rotated_fast_nms(boxes[:0], scores[:0], groups[:0], 0.5).numel() == 0
 
 

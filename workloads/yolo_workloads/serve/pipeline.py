@@ -496,33 +496,58 @@ class Detector:
     def _segment(
         self, rows: torch.Tensor, kb: torch.Tensor, protos: torch.Tensor, images: list[torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor, list[list[np.ndarray]]]:
-        """Masks of each image's detections (tasks.py), run-length encoded with one host sync per group of images;
-        detections whose letterbox mask is empty are dropped, as Ultralytics drops them. Returns the kept rows,
-        their image index and each image's RLE counts."""
+        """Masks of the batch's detections (tasks.py), made and run-length encoded in groups of detections (one
+        host sync per group, whatever the number of images in it); detections whose letterbox mask is empty are
+        dropped, as Ultralytics drops them. Returns the kept rows, their image index and each image's RLE counts."""
         counts = torch.bincount(kb, minlength=len(images)).tolist()
         sizes = [(int(im.shape[1]), int(im.shape[2])) for im in images]
-        starts = np.cumsum([0, *counts]).tolist()
+        owner = np.repeat(np.arange(len(images)), counts)  # the image of each detection (rows are by image)
+        logits = tasks.mask_logits(protos, rows[:, 6:], kb, counts)
         keeps: list[torch.Tensor] = []
         rles: list[np.ndarray] = []
-        group: list[torch.Tensor] = []
-        pixels = 0
-        for j, n in enumerate(counts):
-            r = rows[starts[j] : starts[j] + n]
-            lb = tasks.letterbox_masks(protos[j], r[:, 6:], r[:, :4], self.imgsz)
+        for lo, hi in self._mask_groups([sizes[j] for j in owner]):
+            lb = tasks.upsample_masks(logits[lo:hi], rows[lo:hi, :4], self.imgsz)
             keeps.append(lb.flatten(1).any(1))
-            nh, nw, top, left = self.geometry(*sizes[j])
-            group.append(tasks.masks_to_image(lb, top, left, nh, nw, *sizes[j]))
-            pixels += n * sizes[j][0] * sizes[j][1]
-            if pixels > tasks.RLE_GROUP_PIXELS or j == len(counts) - 1:
-                rles += self._encode(group)
-                group, pixels = [], 0
+            rles += self._image_masks(lb, [sizes[j] for j in owner[lo:hi]])
         keep = torch.cat(keeps) if keeps else torch.zeros(0, dtype=torch.bool, device=rows.device)
         kept = keep.cpu().numpy()
+        starts = np.cumsum([0, *counts]).tolist()
         per_image = [
             [rle for rle, k in zip(rles[starts[j] : starts[j + 1]], kept[starts[j] : starts[j + 1]], strict=True) if k]
             for j in range(len(images))
         ]
         return rows[keep], kb[keep], per_image
+
+    def _mask_groups(self, sizes: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """Consecutive ranges of detections whose masks (letterbox and image-sized) fit tasks.RLE_GROUP_PIXELS
+        together (each range holds at least one detection)."""
+        groups: list[tuple[int, int]] = []
+        lo, pixels = 0, 0
+        for i, (h, w) in enumerate(sizes):
+            cost = self.imgsz * self.imgsz + h * w
+            if i > lo and pixels + cost > tasks.RLE_GROUP_PIXELS:
+                groups.append((lo, i))
+                lo, pixels = i, 0
+            pixels += cost
+        if lo < len(sizes):
+            groups.append((lo, len(sizes)))
+        return groups
+
+    def _image_masks(self, lb: torch.Tensor, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
+        """RLE counts of letterbox masks [k, S, S] mapped to their images (`sizes`, one per mask), in mask order:
+        masks of images of one size are resized together."""
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, size in enumerate(sizes):
+            by_size.setdefault(size, []).append(i)
+        masks: list[torch.Tensor] = []
+        order: list[int] = []
+        for (h0, w0), idx in by_size.items():
+            nh, nw, top, left = self.geometry(h0, w0)
+            chosen = lb if len(idx) == len(sizes) else lb[torch.as_tensor(idx, device=lb.device)]
+            masks.append(tasks.masks_to_image(chosen, top, left, nh, nw, h0, w0))
+            order += idx
+        placed = dict(zip(order, self._encode(masks), strict=True))
+        return [placed[i] for i in range(len(sizes))]
 
     @staticmethod
     def _encode(masks: list[torch.Tensor]) -> list[np.ndarray]:

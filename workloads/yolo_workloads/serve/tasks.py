@@ -25,31 +25,61 @@ import numpy as np
 import torch
 from torch.nn import functional as F  # noqa: N812
 
-# Masks upsampled to the letterbox size at once: bounds the float working set (K x S x S x 4 bytes).
-MASK_CHUNK_PIXELS = 8 * 1024 * 1024
-# Image-sized masks run-length encoded together (one host sync per group): bounds their bytes on the device.
+# Masks upsampled (float) at once: bounds the float working set (pixels x 4 bytes) of each resize.
+MASK_CHUNK_PIXELS = 32 * 1024 * 1024
+# Detections whose masks (letterbox and image-sized, bool) are made and run-length encoded together, one host sync
+# per group: bounds their bytes on the device.
 RLE_GROUP_PIXELS = 256 * 1024 * 1024
+# Mask logits (at the prototypes' resolution, float) computed together: bounds the padded per-image products.
+LOGIT_CHUNK = 32 * 1024 * 1024
 # Rows of the probabilistic-IoU matrix computed at once in rotated NMS (rows x N floats).
 PROBIOU_ROWS = 1024
+# Boxes of one (image, class) group compared in one block of rotated NMS; larger groups go through bands.
+BLOCK_GROUP = 1024
+# Pairs of boxes whose probabilistic IoU is computed in one call of the blocked rotated NMS.
+BLOCK_PAIRS = 16 * 1024 * 1024
 TOP_K = 5
 
 
 # -- segment -------------------------------------------------------------------------------------------------------
-def letterbox_masks(protos: torch.Tensor, coeffs: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
-    """Binary masks [K, size, size] (bool) in letterbox pixels, as `ops.process_mask(..., upsample=True)`.
+def mask_logits(protos: torch.Tensor, coeffs: torch.Tensor, image: torch.Tensor, counts: list[int]) -> torch.Tensor:
+    """Mask logits [K, mh, mw] (float32) of every detection of a batch: `coeffs @ prototypes` of its own image.
 
-    `protos` [nm, mh, mw], `coeffs` [K, nm], `boxes` [K, 4] xyxy in letterbox pixels. Logits are compared with 0,
-    which is sigmoid > 0.5 without the sigmoid; the upsample runs in chunks of detections to bound memory."""
-    nm, mh, mw = protos.shape
-    out = torch.zeros((coeffs.shape[0], size, size), dtype=torch.bool, device=protos.device)
-    if coeffs.shape[0] == 0:
+    `protos` [B, nm, mh, mw], `coeffs` [K, nm] with the detections sorted by `image` [K] and `counts` [B] of them
+    per image. One batched product per chunk of images (each image's coefficients padded to the largest count)
+    instead of one product per image: a batch of 64 images costs a few kernels, not hundreds."""
+    b, nm, mh, mw = protos.shape
+    k = coeffs.shape[0]
+    out = torch.empty((k, mh, mw), dtype=torch.float32, device=protos.device)
+    if k == 0:
         return out
-    flat = protos.float().reshape(nm, -1)
+    starts = [0]
+    for n in counts:
+        starts.append(starts[-1] + n)
+    width = max(counts)
+    pos = torch.arange(k, device=protos.device) - torch.as_tensor(starts[:-1], device=protos.device)[image]
+    step = max(1, LOGIT_CHUNK // max(width * mh * mw, 1))
+    for lo in range(0, b, step):
+        hi = min(lo + step, b)
+        d0, d1 = starts[lo], starts[hi]
+        if d0 == d1:
+            continue
+        padded = torch.zeros((hi - lo, width, nm), dtype=torch.float32, device=protos.device)
+        padded[image[d0:d1] - lo, pos[d0:d1]] = coeffs[d0:d1].float()
+        products = torch.bmm(padded, protos[lo:hi].float().reshape(hi - lo, nm, mh * mw))
+        out[d0:d1] = products[image[d0:d1] - lo, pos[d0:d1]].reshape(-1, mh, mw)
+    return out
+
+
+def upsample_masks(logits: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Binary masks [K, size, size] (bool) in letterbox pixels from logits [K, mh, mw]: upsampled bilinearly, kept
+    where > 0 (sigmoid > 0.5 without the sigmoid) and inside the box (`boxes` [K, 4] xyxy, letterbox pixels), as
+    `ops.process_mask(..., upsample=True)`; in chunks of detections to bound memory."""
+    out = torch.zeros((logits.shape[0], size, size), dtype=torch.bool, device=logits.device)
     step = max(1, MASK_CHUNK_PIXELS // (size * size))
-    cols = torch.arange(size, device=protos.device, dtype=torch.float32)
-    for lo in range(0, coeffs.shape[0], step):
-        logits = (coeffs[lo : lo + step].float() @ flat).reshape(-1, mh, mw)
-        up = F.interpolate(logits[None], (size, size), mode="bilinear", align_corners=False)[0]
+    cols = torch.arange(size, device=logits.device, dtype=torch.float32)
+    for lo in range(0, logits.shape[0], step):
+        up = F.interpolate(logits[None, lo : lo + step], (size, size), mode="bilinear", align_corners=False)[0]
         b = boxes[lo : lo + step].float()
         inside_x = (cols[None, :] >= b[:, 0:1]) & (cols[None, :] < b[:, 2:3])  # [k, size]
         inside_y = (cols[None, :] >= b[:, 1:2]) & (cols[None, :] < b[:, 3:4])
@@ -57,18 +87,25 @@ def letterbox_masks(protos: torch.Tensor, coeffs: torch.Tensor, boxes: torch.Ten
     return out
 
 
+def letterbox_masks(protos: torch.Tensor, coeffs: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """The masks of one image's detections: `protos` [nm, mh, mw], `coeffs` [K, nm], `boxes` [K, 4] (see
+    `mask_logits` and `upsample_masks`)."""
+    image = torch.zeros(coeffs.shape[0], dtype=torch.long, device=protos.device)
+    return upsample_masks(mask_logits(protos[None], coeffs, image, [coeffs.shape[0]]), boxes, size)
+
+
 def masks_to_image(masks: torch.Tensor, top: int, left: int, nh: int, nw: int, h0: int, w0: int) -> torch.Tensor:
     """Letterbox masks [K, S, S] to the input image [K, h0, w0] (bool): the letterbox's content cut out, resized
     bilinearly and kept > 0.5, as `ops.scale_masks` (Ultralytics' plotting of non-retina masks)."""
     if masks.shape[0] == 0:
         return torch.zeros((0, h0, w0), dtype=torch.bool, device=masks.device)
-    content = masks[:, top : top + nh, left : left + nw].float()
     if (nh, nw) == (h0, w0):
-        return content > 0.5
+        return masks[:, top : top + nh, left : left + nw].clone()
     out = torch.empty((masks.shape[0], h0, w0), dtype=torch.bool, device=masks.device)
-    step = max(1, MASK_CHUNK_PIXELS // (h0 * w0))
+    step = max(1, MASK_CHUNK_PIXELS // max(h0 * w0, nh * nw))
     for lo in range(0, masks.shape[0], step):
-        up = F.interpolate(content[None, lo : lo + step], (h0, w0), mode="bilinear", align_corners=False)[0]
+        content = masks[None, lo : lo + step, top : top + nh, left : left + nw].float()
+        up = F.interpolate(content, (h0, w0), mode="bilinear", align_corners=False)[0]
         out[lo : lo + step] = up > 0.5
     return out
 
@@ -155,19 +192,20 @@ def keypoints_to_image(kpts: np.ndarray, geom: np.ndarray) -> np.ndarray:
 # -- obb ------------------------------------------------------------------------------------------------------------
 def _covariance(boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The 2x2 covariance [[a, c], [c, b]] of each rotated box seen as a uniform distribution (w^2/12, h^2/12)."""
-    a0 = boxes[:, 2].pow(2) / 12
-    b0 = boxes[:, 3].pow(2) / 12
-    cos, sin = boxes[:, 4].cos(), boxes[:, 4].sin()
+    a0 = boxes[..., 2].pow(2) / 12
+    b0 = boxes[..., 3].pow(2) / 12
+    cos, sin = boxes[..., 4].cos(), boxes[..., 4].sin()
     return a0 * cos.pow(2) + b0 * sin.pow(2), a0 * sin.pow(2) + b0 * cos.pow(2), (a0 - b0) * cos * sin
 
 
 def probiou(b1: torch.Tensor, b2: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
-    """Probabilistic IoU [N, M] of rotated boxes (cx, cy, w, h, angle): 1 - Hellinger distance of their Gaussians
-    (arXiv 2106.06072), the measure Ultralytics' rotated NMS uses (`metrics.batch_probiou`)."""
-    a1, bb1, c1 = (t[:, None] for t in _covariance(b1))
-    a2, bb2, c2 = (t[None, :] for t in _covariance(b2))
-    dx = b1[:, None, 0] - b2[None, :, 0]
-    dy = b1[:, None, 1] - b2[None, :, 1]
+    """Probabilistic IoU [..., N, M] of rotated boxes [..., N, 5] and [..., M, 5] (cx, cy, w, h, angle): 1 -
+    Hellinger distance of their Gaussians (arXiv 2106.06072), the measure Ultralytics' rotated NMS uses
+    (`metrics.batch_probiou`); leading dimensions are blocks compared within themselves."""
+    a1, bb1, c1 = (t[..., :, None] for t in _covariance(b1))
+    a2, bb2, c2 = (t[..., None, :] for t in _covariance(b2))
+    dx = b1[..., :, None, 0] - b2[..., None, :, 0]
+    dy = b1[..., :, None, 1] - b2[..., None, :, 1]
     sa, sb, sc = a1 + a2, bb1 + bb2, c1 + c2
     det = sa * sb - sc.pow(2)
     t1 = (sa * dy.pow(2) + sb * dx.pow(2)) / (det + eps) * 0.25
@@ -183,26 +221,70 @@ def rotated_fast_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Te
     never suppress each other. A box goes when any higher-scored box of its group overlaps it above `iou`, whether
     or not that box was kept itself: Ultralytics' `TorchNMS.fast_nms`, which its OBB predictor uses.
 
-    Boxes are ordered by group, best first inside, so a band of rows only meets the columns of the groups it
-    spans: the IoU work is about rows x (band + group size), not N^2, and memory stays bounded by the band."""
+    Boxes are ordered by group, best first inside. Groups of up to BLOCK_GROUP boxes (a batch's usual case: many
+    small (image, class) groups) are compared in padded blocks, many groups per call, so a batch costs a few dozen
+    kernels instead of a few per group; larger groups go through bands of rows (`_banded_suppression`)."""
     n = boxes.shape[0]
     by_score = torch.argsort(scores, descending=True, stable=True)
     order = by_score[torch.argsort(groups[by_score], stable=True)]
     b, g = boxes[order], groups[order]
     suppressed = torch.zeros(n, dtype=torch.bool, device=boxes.device)
+    if n:
+        sizes = torch.unique_consecutive(g, return_counts=True)[1].tolist()  # the one host sync
+        starts = [0]
+        for size in sizes[:-1]:
+            starts.append(starts[-1] + size)
+        small = [i for i, size in enumerate(sizes) if size <= BLOCK_GROUP]
+        if small:
+            _blocked_suppression(b, [(starts[i], sizes[i]) for i in small], iou, suppressed)
+        if len(small) < len(sizes):
+            spans = [torch.arange(start, start + size) for start, size in zip(starts, sizes, strict=True)]
+            big = torch.cat([span for span in spans if len(span) > BLOCK_GROUP]).to(boxes.device)
+            suppressed[big] = _banded_suppression(b[big], g[big], iou)
+    kept = order[~suppressed]
+    return kept[torch.argsort(scores[kept], descending=True, stable=True)]
+
+
+def _blocked_suppression(b: torch.Tensor, spans: list[tuple[int, int]], iou: float, suppressed: torch.Tensor) -> None:
+    """Fast-NMS within each group (`spans`: start and size in `b`), groups padded to the largest of their call and
+    compared as blocks [groups, width, width]; the largest groups first, so each call's padding stays small."""
+    spans = sorted(spans, key=lambda span: -span[1])
+    dev = b.device
+    lo = 0
+    while lo < len(spans):
+        width = spans[lo][1]
+        hi = min(len(spans), lo + max(1, BLOCK_PAIRS // (width * width)))
+        start = torch.as_tensor([s for s, _ in spans[lo:hi]], device=dev)
+        size = torch.as_tensor([z for _, z in spans[lo:hi]], device=dev)
+        slots = torch.arange(width, device=dev)
+        valid = slots[None, :] < size[:, None]  # [groups, width]
+        index = torch.minimum(start[:, None] + slots[None, :], (start + size - 1)[:, None])  # pads repeat a box
+        block = b[index]  # [groups, width, 5]
+        over = probiou(block, block) > iou
+        over &= (slots[None, :] > slots[:, None])[None] & valid[:, None, :]  # an earlier (better) box of the group
+        hit = over.any(1)  # [groups, width]
+        suppressed[index[valid]] = hit[valid]
+        lo = hi
+
+
+def _banded_suppression(b: torch.Tensor, g: torch.Tensor, iou: float) -> torch.Tensor:
+    """Fast-NMS over boxes ordered by group, best first inside, in bands of PROBIOU_ROWS rows: a band only meets
+    the columns of the groups it spans, so the work is about rows x (band + group size), not N^2, and memory stays
+    bounded by the band. Returns which boxes are suppressed."""
+    n = b.shape[0]
+    suppressed = torch.zeros(n, dtype=torch.bool, device=b.device)
     lows = list(range(0, n, PROBIOU_ROWS))
     highs = [min(lo + PROBIOU_ROWS, n) for lo in lows]
     bounds = torch.stack(  # the columns each band can meet: from its first group's start to its last group's end
         (torch.searchsorted(g, g[lows]), torch.searchsorted(g, g[[h - 1 for h in highs]], right=True))
     ).tolist() if n else [[], []]  # fmt: skip
     for lo, hi, c0, c1 in zip(lows, highs, *bounds, strict=True):
-        rows = torch.arange(lo, hi, device=boxes.device)
-        cols = torch.arange(c0, c1, device=boxes.device)
+        rows = torch.arange(lo, hi, device=b.device)
+        cols = torch.arange(c0, c1, device=b.device)
         over = probiou(b[lo:hi], b[c0:c1]) > iou
         over &= (g[lo:hi, None] == g[None, c0:c1]) & (cols[None, :] > rows[:, None])
         suppressed[c0:c1] |= over.any(0)
-    kept = order[~suppressed]
-    return kept[torch.argsort(scores[kept], descending=True, stable=True)]
+    return suppressed
 
 
 def enclosing_boxes(rboxes: np.ndarray) -> np.ndarray:
