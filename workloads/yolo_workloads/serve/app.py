@@ -487,4 +487,4 @@ def _install_openapi(app: FastAPI) -> None:
             app.openapi_schema = doc
         return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the document
