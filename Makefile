@@ -26,10 +26,10 @@ crds: setup  ## regenerate crds/ from the API models
 	$(BIN)/yolo-operator crds --out crds
 	$(BIN)/yolo-operator crds --out manifests/base/crds
 
-lint: setup  ## ruff, formatting, mypy --strict, import-linter contracts, CRD drift
+lint: setup  ## ruff, formatting, mypy --strict (operator and workloads), import-linter contracts, CRD drift
 	$(BIN)/ruff check operator workloads tests benchmarks
 	$(BIN)/ruff format --check operator workloads tests benchmarks
-	$(BIN)/mypy operator/yolo_operator
+	$(BIN)/mypy operator/yolo_operator workloads/yolo_workloads
 	$(BIN)/lint-imports
 	$(BIN)/yolo-operator crds --out crds --check
 	$(BIN)/yolo-operator crds --out manifests/base/crds --check

@@ -110,6 +110,34 @@ def test_a_spec_the_models_refuse_is_failed_and_stalled() -> None:
     assert {c.observed_generation for c in conditions} == {7}
 
 
+def test_a_refused_spec_patch_fails_and_stalls_at_the_generation() -> None:
+    patch = kstatus.refused_spec_patch({}, "spec.train.imgsz: too small", NOW, 7)
+    assert patch is not None
+    assert (patch["phase"], patch["message"], patch["observedGeneration"]) == (
+        "Failed",
+        "spec.train.imgsz: too small",
+        7,
+    )
+    assert summary_of(patch["conditions"])["Stalled"] == ("True", kstatus.INVALID_SPEC)
+    assert {c["type"]: c["status"] for c in patch["conditions"]}["Failed"] == "True"
+
+
+def test_a_refused_spec_is_reported_once_per_generation_and_message() -> None:
+    reported = kstatus.refused_spec_patch({}, "spec.x: bad", NOW, 3)
+    assert reported is not None
+    assert kstatus.refused_spec_patch(reported, "spec.x: bad", NOW, 3) is None  # the resync writes nothing
+    assert kstatus.refused_spec_patch(reported, "spec.x: bad", NOW, 4) is not None  # a new generation
+    assert kstatus.refused_spec_patch(reported, "spec.y: bad", NOW, 3) is not None  # another cause
+    assert kstatus.refused_spec_patch({"phase": "Running"}, "spec.x: bad", NOW, 3) is not None
+
+
+def test_a_refused_spec_message_is_cut_to_the_limit_and_then_recognised() -> None:
+    long = "spec.x: " + "y" * 5000
+    patch = kstatus.refused_spec_patch({}, long, NOW, 1)
+    assert patch is not None and len(patch["message"]) == kstatus.MESSAGE_LIMIT
+    assert kstatus.refused_spec_patch(patch, long, NOW, 1) is None
+
+
 def weights(svc_status: dict[str, Any] | None = None, **spec: Any) -> Any:
     return service(svc_status, model={"weights": {"claimName": "m", "path": "b.pt"}}, **spec)
 

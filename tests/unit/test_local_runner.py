@@ -17,7 +17,8 @@ from yolo_operator.local.cli import load_manifest
 from yolo_operator.local.plots import read_results_csv
 from yolo_operator.local.train_job import load_status, retry_status, save_status, step_observation
 from yolo_operator.local.workdir import Machine, Workdir, parse_volumes, train_config, tune_config
-from yolo_workloads.contract import TrialResult, TuneResult
+from yolo_operator.render import train_job as render
+from yolo_workloads.contract import TrialResult, TuneResult, default_val_images
 from yolo_workloads.tune.space import make_bounds
 
 pytestmark = pytest.mark.unit
@@ -99,6 +100,19 @@ def test_configs_use_the_workdir_and_this_machines_budget(tmp_path: Path) -> Non
     assert train.workers == 2  # no more dataloader processes than cores
     assert train.output_dir == str(wd.training.resolve())
     assert train.metrics_port is None
+
+
+def test_the_shapes_set_is_the_one_render_hands_the_pods(tmp_path: Path) -> None:
+    """One validation split on both paths (issue 21): the local runner takes render's synthetic set, only its root
+    moved into the workdir; the quickstart's 400 images keep the 80 validation images its figures were measured on."""
+    job = load_manifest(QUICKSTART, None)
+    assert isinstance(job, YoloTrainJob)
+    wd = Workdir(tmp_path / "w")
+    local = tune_config(job, wd, {}, Machine(cpus=2, memory_bytes=8 * 2**30, gpu_product="cpu")).data
+    rendered = render.tune_config(job).data
+    assert local.shapes == rendered.shapes and local.root == str(wd.shapes.resolve())
+    assert local.shapes is not None and local.shapes.val_images is None  # the contract's default, on both paths
+    assert default_val_images(400) == 80 and default_val_images(8) == 2
 
 
 def test_volume_claims_need_a_local_folder(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from yolo_workloads.contract import default_val_images
 from yolo_workloads.datasets.shapes import ensure_shapes, generate
 from yolo_workloads.datasets.validate import DatasetError, validate_dataset
 
@@ -118,3 +119,9 @@ def test_train_verb_refuses_a_bad_set_with_exit_2_and_a_termination_message(
     assert message in err
     assert not (tmp_path / "out" / "weights").exists()
     assert attempts.read_text() == ""
+
+
+def test_a_set_that_names_no_validation_count_gets_the_contracts_default(tmp_path: Path) -> None:
+    """What the cluster's pods generate (render leaves val_images unset) is what the local runner generates."""
+    path = generate(tmp_path / "d", n=10, imgsz=32, seed=1, processes=1)
+    assert validate_dataset(path).val_images == default_val_images(10) == 2

@@ -92,11 +92,24 @@ class ModelSource(ContractModel):
         return self.architecture or self.weights or ""
 
 
+SHAPES_VAL_FRACTION = 5
+"""A synthetic set that names no validation count gets a fifth as many validation images as training images."""
+SHAPES_MIN_VAL_IMAGES = 2
+"""...and at least two, so that mAP means something."""
+
+
+def default_val_images(images: int) -> int:
+    """Validation images of a synthetic set of `images` training images that names none: the one default the
+    cluster's pods (render leaves `val_images` unset) and the local runner generate by, as the API documents."""
+    return max(SHAPES_MIN_VAL_IMAGES, images // SHAPES_VAL_FRACTION)
+
+
 class ShapesSpec(ContractModel):
     """A synthetic data set, generated into `DataSource.root` when absent (datasets.shapes)."""
 
     images: int = Field(ge=1)
     val_images: int | None = Field(default=None, ge=1)
+    """Validation images; unset: `default_val_images(images)`."""
     imgsz: int = Field(default=640, ge=32)
     seed: int = 0
     variant: ShapesVariant = "shapes"

@@ -97,7 +97,7 @@ def apply() -> None:
     wanted = {key: False for key in _OFF_SETTINGS if key in SETTINGS and SETTINGS[key] is not False}
     if wanted:
         try:
-            SETTINGS.update(wanted)  # type: ignore[no-untyped-call]
+            SETTINGS.update(wanted)  # type: ignore[no-untyped-call]  # Ultralytics leaves it unannotated
         except Exception:  # a read-only settings file: the in-memory dict still governs this process
             dict.update(SETTINGS, wanted)
     _install_fonts(Path(USER_CONFIG_DIR))

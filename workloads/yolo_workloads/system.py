@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,9 +136,9 @@ def gpu_samples() -> list[GpuSample]:
         return []
     out = []
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    indices = range(nvml.nvmlDeviceGetCount())
+    indices: Sequence[int] = range(nvml.nvmlDeviceGetCount())
     if visible and all(p.strip().isdigit() for p in visible.split(",")):
-        indices = [int(p) for p in visible.split(",")]  # type: ignore[assignment]
+        indices = [int(p) for p in visible.split(",")]
     for i in indices:
         try:
             handle = nvml.nvmlDeviceGetHandleByIndex(i)

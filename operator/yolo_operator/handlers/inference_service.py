@@ -165,7 +165,6 @@ class InferenceController:
     def _reconcile(self, body: dict[str, Any], full: bool) -> dict[str, Any] | None:
         ref = Ref.of(body)
         namespace, name = ref.namespace or "default", ref.name
-        key = f"{namespace}/{name}"
         try:
             svc = YoloInferenceService.model_validate(body)
         except ValidationError as exc:
@@ -173,32 +172,10 @@ class InferenceController:
             if written:
                 self._status_written(written)
             return None
-        job: YoloTrainJob | None = None
-        if svc.spec.model.from_train_job:
-            raw = self._body("YoloTrainJob", namespace, svc.spec.model.from_train_job)
-            try:
-                job = YoloTrainJob.model_validate(raw) if raw else None
-            except ValidationError:
-                job = None  # an unreadable job is treated as absent: the service waits, with the reason shown
-        model = life.resolve_model(svc, job)
+        model = life.resolve_model(svc, self._source_job(svc, namespace))
         deployment = self._deployment(namespace, name)
         if model.mount is not None:
-            replicas = life.replicas_to_render(svc, deployment)
-            children = render.objects(svc, model.mount, replicas, self.options)
-            digest = hashlib.sha256(json.dumps(children, sort_keys=True).encode()).hexdigest()
-            if full or deployment is None or self._applied.get(key) != digest:
-                for obj in children:
-                    applied = self.kube.apply(obj)
-                    if obj["kind"] == "Deployment":
-                        deployment = applied
-                        if self.cache is not None:
-                            self.cache.remember(applied)
-                self._applied[key] = digest
-            if render.wants_pdb(svc, replicas):
-                self._no_pdb.discard(key)
-            elif key not in self._no_pdb:  # only we create it: after one DELETE (or 404) it is known absent
-                delete_if_present(self.kube, "policy/v1", "PodDisruptionBudget", namespace, render.pdb_name(name))
-                self._no_pdb.add(key)
+            deployment = self._apply_children(svc, model.mount, deployment, (namespace, name), full)
         blocked = self._blocked(svc, model.mount, deployment) if model.mount is not None else None
         fetch_failure = refused = None
         if model.mount is not None:
@@ -210,6 +187,52 @@ class InferenceController:
         status["conditions"] = stalled.cleared_wire(
             access.cleared_wire(status.get("conditions") or [], generation), generation
         )
+        self._write_status(ref, body, svc, status)
+        return status
+
+    def _source_job(self, svc: YoloInferenceService, namespace: str) -> YoloTrainJob | None:
+        """The YoloTrainJob whose weights the service serves (spec.model.fromTrainJob), or None."""
+        if not svc.spec.model.from_train_job:
+            return None
+        raw = self._body("YoloTrainJob", namespace, svc.spec.model.from_train_job)
+        try:
+            return YoloTrainJob.model_validate(raw) if raw else None
+        except ValidationError:
+            return None  # an unreadable job is treated as absent: the service waits, with the reason shown
+
+    def _apply_children(
+        self,
+        svc: YoloInferenceService,
+        mount: render.ModelMount,
+        deployment: dict[str, Any] | None,
+        where: tuple[str, str],
+        full: bool,
+    ) -> dict[str, Any] | None:
+        """Apply the rendered children when they changed (or on a full pass); returns the Deployment as known now.
+        `where`: the service's namespace and name."""
+        namespace, name = where
+        key = f"{namespace}/{name}"
+        replicas = life.replicas_to_render(svc, deployment)
+        children = render.objects(svc, mount, replicas, self.options)
+        digest = hashlib.sha256(json.dumps(children, sort_keys=True).encode()).hexdigest()
+        if full or deployment is None or self._applied.get(key) != digest:
+            for obj in children:
+                applied = self.kube.apply(obj)
+                if obj["kind"] == "Deployment":
+                    deployment = applied
+                    if self.cache is not None:
+                        self.cache.remember(applied)
+            self._applied[key] = digest
+        if render.wants_pdb(svc, replicas):
+            self._no_pdb.discard(key)
+        elif key not in self._no_pdb:  # only we create it: after one DELETE (or 404) it is known absent
+            delete_if_present(self.kube, "policy/v1", "PodDisruptionBudget", namespace, render.pdb_name(name))
+            self._no_pdb.add(key)
+        return deployment
+
+    def _write_status(self, ref: Ref, body: dict[str, Any], svc: YoloInferenceService, status: dict[str, Any]) -> None:
+        """Patch the status when it changed, and post one Event for a new phase (none when the condition's own
+        Event already announced its cause)."""
         current = body.get("status") or {}
         if any(current.get(k) != v for k, v in status.items()):  # an unchanged status is not written again
             self._status_written(self.kube.patch_status(ref, status))
@@ -221,7 +244,6 @@ class InferenceController:
         if status["phase"] != old_phase and ready["reason"] != announced:  # one Event for one cause
             kind = "Warning" if status["phase"] in ("Failed", "Degraded") else "Normal"
             self.kube.post_event(ref, kind, ready["reason"], f"phase {status['phase']}: {ready['message']}")
-        return status
 
     def _blocked(
         self, svc: YoloInferenceService, mount: render.ModelMount, deployment: dict[str, Any] | None
@@ -350,15 +372,6 @@ class InferenceController:
             self._applied.pop(f"{namespace}/{name}", None)
             self._no_pdb.discard(f"{namespace}/{name}")
         om.forget(namespace, name)
-
-    # --- fan-in from related objects ------------------------------------------------------------------------
-
-    def services_using_train_job(self, namespace: str, job: str) -> list[str]:
-        """A LIST of the namespace's services (tools, tests); the handlers read the index instead."""
-        items = self.kube.list(API_VERSION, KIND, namespace)
-        return [
-            i["metadata"]["name"] for i in items if (i.get("spec", {}).get("model") or {}).get("fromTrainJob") == job
-        ]
 
 
 def _owner_name(body: Any) -> str | None:

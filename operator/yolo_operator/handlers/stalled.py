@@ -25,7 +25,8 @@ def is_user_actionable(exc: BaseException) -> bool:
 
 
 def message_of(exc: ApiError) -> str:
-    return f"the API server refused an object rendered from this resource (HTTP {exc.status}): {exc.message}"[:4000]
+    text = f"the API server refused an object rendered from this resource (HTTP {exc.status}): {exc.message}"
+    return text[: kstatus.MESSAGE_LIMIT]
 
 
 def report(kube: Kube, ref: Ref, body: Mapping[str, Any], exc: ApiError) -> dict[str, Any] | None:
@@ -55,23 +56,14 @@ def report(kube: Kube, ref: Ref, body: Mapping[str, Any], exc: ApiError) -> dict
 
 def reject(kube: Kube, ref: Ref, body: Mapping[str, Any], message: str) -> dict[str, Any] | None:
     """A stored object the models refuse (an older CRD, a hand-edited object): phase Failed with the Failed and
-    Stalled conditions and one Warning Event, once per generation and message; the periodic resync that finds the
-    same refusal writes and posts nothing. Returns what the status patch wrote, or None when nothing was."""
-    message = message[:4000]
+    Stalled conditions and one Warning Event, once per generation and message (`kstatus.refused_spec_patch`
+    decides). Returns what the status patch wrote, or None when nothing was."""
     generation = (body.get("metadata") or {}).get("generation")
-    status = body.get("status") or {}
-    reported = (status.get("phase"), status.get("message"), status.get("observedGeneration"))
-    if reported == ("Failed", message, generation):
+    patch = kstatus.refused_spec_patch(body.get("status") or {}, message, datetime.now(UTC), generation)
+    if patch is None:
         return None
-    conditions = kstatus.refused_spec("InvalidSpec", message, datetime.now(UTC), generation)
-    patch = {
-        "phase": "Failed",
-        "message": message,
-        "conditions": [c.to_wire() for c in conditions],
-        "observedGeneration": generation,
-    }
     written = kube.patch_status(ref, patch)
-    kube.post_event(ref, "Warning", "InvalidSpec", message)
+    kube.post_event(ref, "Warning", kstatus.INVALID_SPEC, patch["message"])
     return written
 
 

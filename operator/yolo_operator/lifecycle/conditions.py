@@ -63,8 +63,3 @@ def _make(type_: str, status: str, reason: str, message: str, transition: str, g
 
 def find(conditions: Iterable[Condition] | None, type_: str) -> Condition | None:
     return next((c for c in conditions or () if c.type == type_), None)
-
-
-def is_true(conditions: Iterable[Condition] | None, type_: str) -> bool:
-    cond = find(conditions, type_)
-    return cond is not None and cond.status == "True"

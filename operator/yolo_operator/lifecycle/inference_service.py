@@ -215,11 +215,7 @@ def status(
     `fetch_failure`: the replicas' fetch step cannot bring the weights by URI (`source_failure`): Failed, naming
     the source and the cause, until a replica is ready. `input_refused`: the server exits on its input
     (`refused_input`): Failed, InvalidInput, with its message, until a replica is ready."""
-    old = svc.status
     gen = svc.metadata.generation
-    conditions: list[Condition] = list(old.conditions or []) if old else []
-    conditions = stalled.unstall(conditions, now, gen, stalled.API_REFUSALS)  # see lifecycle.train_job.decide
-    was_serving = bool(old and old.phase in ("Ready", "Degraded"))
     dep_status = (deployment or {}).get("status", {})
     replicas = int(dep_status.get("replicas") or 0)
     ready = int(dep_status.get("readyReplicas") or 0)
@@ -243,22 +239,7 @@ def status(
     elif deployment is None:
         phase, ready_ok, reason, message = "Pending", False, "Creating", "creating the Deployment"
     else:
-        stuck = _deployment_stuck(deployment)
-        counts = f"{ready}/{wanted} replicas ready"
-        if ready > 0 and stuck is None:
-            phase, ready_ok, reason, message = "Ready", True, "ReplicasReady", counts
-        elif wanted == 0 and ready == 0:
-            # The desired state, reached (also after serving: scaling to 0 is not a degradation): Ready, kstatus
-            # Current as for a Deployment scaled to 0; Argo CD's health check shows it as Suspended.
-            phase, ready_ok, reason, message = "Pending", True, "ScaledToZero", "spec.replicas is 0"
-        elif ready > 0 or was_serving:
-            phase, ready_ok = "Degraded", ready > 0
-            reason = ROLLOUT_STUCK if stuck else "NoReplicaReady"
-            message = f"{counts}: {stuck}" if stuck else f"{counts}: no replica is serving"
-        elif svc.spec.tuning.enabled:
-            phase, ready_ok, reason, message = "Tuning", False, "TuningServing", f"{counts}: tuning batching"
-        else:
-            phase, ready_ok, reason, message = "Pending", False, "WaitingForReplicas", counts
+        phase, ready_ok, reason, message = _replicas_phase(svc, deployment, ready, wanted)
     starting = not (model.failed or model.waiting or ready_ok or source_failed or refused)
     refusal = replica_failure(deployment) if not (model.failed or model.waiting) else None
     block = blocked if starting else None
@@ -267,25 +248,8 @@ def status(
     elif refusal is not None and not ready_ok:
         reason, message = stalled.PODS_REFUSED, f"{message}: pods are refused: {stalled.refusal_text(refusal)}"
 
-    conditions = set_condition(conditions, READY, ready_ok, reason, message, now, gen)
-    conditions, _ = stalled.pods_refused(conditions, "the Deployment's", refusal, now, gen)
-    for cause in (stalled.UNSCHEDULABLE, stalled.CLAIM_NOT_FOUND):
-        text = block[1] if block is not None and block[0] == cause else None
-        conditions = stalled.observed(conditions, cause, text, now, gen)
-    conditions = stalled.observed(conditions, ROLLOUT_STUCK, message if reason == ROLLOUT_STUCK else None, now, gen)
-    if model.failed or source_failed or refused:
-        conditions = set_condition(conditions, FAILED, True, reason, message, now, gen)
-        conditions = stalled.stall(conditions, reason, message, now, gen) or conditions
-    else:
-        if find(conditions, FAILED) is not None:
-            conditions = set_condition(conditions, FAILED, False, "Recovered", "", now, gen)
-        conditions = stalled.unstall(conditions, now, gen, MODEL_FAILURES)
-    conditions = kstatus.summarize(conditions, _in_flight(phase, reason, message, deployment), now, gen)
-    if not svc.spec.autoscaling.enabled:
-        text = "spec.autoscaling.enabled is false: spec.replicas (the scale subresource) sets the replicas"
-        conditions = set_condition(conditions, SCALING_ACTIVE, False, "AutoscalingDisabled", text, now, gen)
-        conditions = set_condition(conditions, SCALING_LIMITED, False, "AutoscalingDisabled", "", now, gen)
-
+    failed = model.failed or source_failed or refused
+    conditions = _conditions(svc, now, (phase, ready_ok, reason, message), refusal, block, failed, deployment)
     s = svc.spec.serving
     result: dict[str, Any] = {
         "phase": phase,
@@ -307,6 +271,66 @@ def status(
     if not svc.spec.autoscaling.enabled:
         result["desiredReplicas"] = svc.spec.replicas
     return result
+
+
+def _replicas_phase(
+    svc: YoloInferenceService, deployment: dict[str, Any], ready: int, wanted: int
+) -> tuple[str, bool, str, str]:
+    """(phase, Ready's truth, reason, message) from the Deployment's replicas, once the model is there."""
+    old = svc.status
+    was_serving = bool(old and old.phase in ("Ready", "Degraded"))
+    stuck = _deployment_stuck(deployment)
+    counts = f"{ready}/{wanted} replicas ready"
+    if ready > 0 and stuck is None:
+        return "Ready", True, "ReplicasReady", counts
+    if wanted == 0 and ready == 0:
+        # The desired state, reached (also after serving: scaling to 0 is not a degradation): Ready, kstatus
+        # Current as for a Deployment scaled to 0; Argo CD's health check shows it as Suspended.
+        return "Pending", True, "ScaledToZero", "spec.replicas is 0"
+    if ready > 0 or was_serving:
+        reason = ROLLOUT_STUCK if stuck else "NoReplicaReady"
+        message = f"{counts}: {stuck}" if stuck else f"{counts}: no replica is serving"
+        return "Degraded", ready > 0, reason, message
+    if svc.spec.tuning.enabled:
+        return "Tuning", False, "TuningServing", f"{counts}: tuning batching"
+    return "Pending", False, "WaitingForReplicas", counts
+
+
+def _conditions(
+    svc: YoloInferenceService,
+    now: datetime,
+    readiness: tuple[str, bool, str, str],
+    refusal: str | None,
+    block: tuple[str, str] | None,
+    failed: bool,
+    deployment: dict[str, Any] | None,
+) -> list[Condition]:
+    """The conditions of one reconcile, from the last ones and what `status` decided (`readiness`: phase, Ready's
+    truth, reason and message)."""
+    phase, ready_ok, reason, message = readiness
+    old = svc.status
+    gen = svc.metadata.generation
+    conditions: list[Condition] = list(old.conditions or []) if old else []
+    conditions = stalled.unstall(conditions, now, gen, stalled.API_REFUSALS)  # see lifecycle.train_job.decide
+    conditions = set_condition(conditions, READY, ready_ok, reason, message, now, gen)
+    conditions, _ = stalled.pods_refused(conditions, "the Deployment's", refusal, now, gen)
+    for cause in (stalled.UNSCHEDULABLE, stalled.CLAIM_NOT_FOUND):
+        text = block[1] if block is not None and block[0] == cause else None
+        conditions = stalled.observed(conditions, cause, text, now, gen)
+    conditions = stalled.observed(conditions, ROLLOUT_STUCK, message if reason == ROLLOUT_STUCK else None, now, gen)
+    if failed:
+        conditions = set_condition(conditions, FAILED, True, reason, message, now, gen)
+        conditions = stalled.stall(conditions, reason, message, now, gen) or conditions
+    else:
+        if find(conditions, FAILED) is not None:
+            conditions = set_condition(conditions, FAILED, False, "Recovered", "", now, gen)
+        conditions = stalled.unstall(conditions, now, gen, MODEL_FAILURES)
+    conditions = kstatus.summarize(conditions, _in_flight(phase, reason, message, deployment), now, gen)
+    if not svc.spec.autoscaling.enabled:
+        text = "spec.autoscaling.enabled is false: spec.replicas (the scale subresource) sets the replicas"
+        conditions = set_condition(conditions, SCALING_ACTIVE, False, "AutoscalingDisabled", text, now, gen)
+        conditions = set_condition(conditions, SCALING_LIMITED, False, "AutoscalingDisabled", "", now, gen)
+    return conditions
 
 
 def _in_flight(phase: str, reason: str, message: str, deployment: dict[str, Any] | None) -> tuple[str, str] | None:

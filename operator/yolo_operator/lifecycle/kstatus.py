@@ -15,8 +15,9 @@ Every condition is stamped with the generation the reconcile looked at, so each 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import Any
 
 from yolo_operator.api.common import Condition
 from yolo_operator.lifecycle import conditions as cond
@@ -26,6 +27,10 @@ READY = "Ready"
 RECONCILING = "Reconciling"
 IDLE = "Reconciled"
 """Reconciling's reason when nothing is in flight."""
+INVALID_SPEC = "InvalidSpec"
+"""The reason of a stored object the models refuse (`refused_spec_patch`)."""
+MESSAGE_LIMIT = 4000
+"""The most characters of a message a status or an Event carries."""
 
 
 def summarize(
@@ -65,3 +70,22 @@ def refused_spec(reason: str, message: str, now: datetime, generation: int | Non
     current = cond.set_condition(current, READY, False, reason, message, now, generation)
     current = cond.set_condition(current, STALLED, True, reason, message, now, generation)
     return summarize(current, None, now, generation)
+
+
+def refused_spec_patch(
+    status: Mapping[str, Any], message: str, now: datetime, generation: int | None
+) -> dict[str, Any] | None:
+    """The status patch (wire names) for a stored object the models refuse: phase Failed with `message`, the
+    conditions of `refused_spec`, observed at `generation`. None when `status` already reports exactly this refusal
+    (Failed, the same message, at this generation): the periodic resync that finds it again writes and posts
+    nothing. A new generation or another message is reported again."""
+    message = message[:MESSAGE_LIMIT]
+    reported = (status.get("phase"), status.get("message"), status.get("observedGeneration"))
+    if reported == ("Failed", message, generation):
+        return None
+    return {
+        "phase": "Failed",
+        "message": message,
+        "conditions": [c.to_wire() for c in refused_spec(INVALID_SPEC, message, now, generation)],
+        "observedGeneration": generation,
+    }

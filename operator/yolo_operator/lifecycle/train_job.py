@@ -32,7 +32,7 @@ is never run again.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal
@@ -483,8 +483,3 @@ def _tuning_status(
 
 def _describe(choice: TrainChoice) -> str:
     return f"batch {choice.batch}, workers {choice.workers}, amp {choice.amp}, cache {choice.cache}"
-
-
-def with_now(observed: Observed, now: datetime) -> Observed:
-    """The same observation at another moment (tests, the local runner's clock)."""
-    return replace(observed, now=now)

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
 from yolo_workloads.contract import FetchConfig
@@ -25,6 +25,7 @@ from yolo_operator.api.sources import WeightsSource
 from yolo_operator.api.train_job import YoloTrainJob, YoloTrainJobStatus
 from yolo_operator.lifecycle import inference_service as lifecycle
 from yolo_operator.local import detections, report, serving
+from yolo_operator.local.backend import LocalJob
 from yolo_operator.local.train_job import EXIT_INTERRUPTED, RunOptions, Stop, child_env, load_status
 from yolo_operator.local.workdir import Workdir, fetch_source, local_sources
 from yolo_operator.render.inference_service import ModelMount
@@ -144,9 +145,7 @@ def run_inference_service(svc: YoloInferenceService, options: RunOptions, train_
     """Serve until Ctrl-C (or until the server exits), writing the status the operator would write."""
     out = options.out
     volumes = dict(options.volumes)
-    if not svc.metadata.uid:  # what the API server would assign; the status's selector is derived from it
-        uid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"local/{svc.metadata.namespace}/{svc.metadata.name}"))
-        svc = svc.model_copy(update={"metadata": svc.metadata.model_copy(update={"uid": uid})})
+    svc = _with_uid(svc)
     train_job = None
     if svc.spec.model.from_train_job:
         folder = train_workdir or Path(".work") / svc.spec.model.from_train_job
@@ -164,14 +163,11 @@ def run_inference_service(svc: YoloInferenceService, options: RunOptions, train_
         return 1
     wd = Workdir(options.workdir)
     wd.root.mkdir(parents=True, exist_ok=True)
-    if model.mount.source is not None:
-        fetched = fetch_weights(model.mount.source, wd)
-        if isinstance(fetched, str):
-            print(report.phase_line("Failed", f"fetching the weights failed: {fetched}"), file=out)
-            return 1
-        weights = fetched
-    else:
-        weights = _volume_weights(model.mount, volumes)
+    source = model.mount.source
+    weights = fetch_weights(source, wd) if source is not None else _volume_weights(model.mount, volumes)
+    if isinstance(weights, str):
+        print(report.phase_line("Failed", f"fetching the weights failed: {weights}"), file=out)
+        return 1
 
     port = svc.spec.serving.port if _port_free(svc.spec.serving.port) else serving.free_port()
     config = serving.local_serve_config(svc, weights, port)
@@ -181,36 +177,55 @@ def run_inference_service(svc: YoloInferenceService, options: RunOptions, train_
     stop.install()
     server = serving.start_server(config, wd.root, log, child_env(svc.spec.resources.gpus))
     print(report.note_line(f"serving {weights} at {url} (log: {log}); Ctrl-C stops it"), file=out, flush=True)
-    phase: str | None = None
-    ready = False
-    code = 0
     try:
-        while not stop.requested:
-            running = server.running()
-            ready = running and _ready(url)
-            deployment: dict[str, Any] = {
-                "spec": {"replicas": 1},
-                "status": {"replicas": int(running), "readyReplicas": int(ready)},
-            }
-            status = lifecycle.status(svc, model, deployment, datetime.now(UTC))
-            svc = svc.model_copy(update={"status": YoloInferenceServiceStatus.model_validate(status)})
-            (wd.root / "status.yaml").write_text(yaml.safe_dump(_clean(status), sort_keys=False))
-            if status["phase"] != phase:
-                phase = status["phase"]
-                print(report.phase_line(str(phase), str(status.get("message") or "")), file=out, flush=True)
-                if phase == "Ready":
-                    print(report.note_line(f"ready: POST a JPEG to {url}{serving.DETECT_PATH}"), file=out, flush=True)
-            if not running:
-                print(report.note_line(f"the server exited; see {log}:\n{_tail(log)}"), file=out, flush=True)
-                code = 1
-                break
-            time.sleep(1.0)
-        else:
-            code = EXIT_INTERRUPTED
+        svc, code = _watch(svc, model, server, url, wd, log, stop, out)
     finally:
         server.stop()
     print(report.status_yaml(svc.kind, svc.metadata.name, _clean(svc.status.to_wire() if svc.status else {})), file=out)
     return code
+
+
+def _with_uid(svc: YoloInferenceService) -> YoloInferenceService:
+    """The service with the uid the API server would assign (the status's selector is derived from it)."""
+    if svc.metadata.uid:
+        return svc
+    uid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"local/{svc.metadata.namespace}/{svc.metadata.name}"))
+    return svc.model_copy(update={"metadata": svc.metadata.model_copy(update={"uid": uid})})
+
+
+def _watch(
+    svc: YoloInferenceService,
+    model: lifecycle.ModelResolution,
+    server: LocalJob,
+    url: str,
+    wd: Workdir,
+    log: Path,
+    stop: Stop,
+    out: TextIO,
+) -> tuple[YoloInferenceService, int]:
+    """Write the status the operator would write, once a second, until Ctrl-C or the server exits; returns the
+    service with its last status and the exit code."""
+    phase: str | None = None
+    while not stop.requested:
+        running = server.running()
+        ready = running and _ready(url)
+        deployment: dict[str, Any] = {
+            "spec": {"replicas": 1},
+            "status": {"replicas": int(running), "readyReplicas": int(ready)},
+        }
+        status = lifecycle.status(svc, model, deployment, datetime.now(UTC))
+        svc = svc.model_copy(update={"status": YoloInferenceServiceStatus.model_validate(status)})
+        (wd.root / "status.yaml").write_text(yaml.safe_dump(_clean(status), sort_keys=False))
+        if status["phase"] != phase:
+            phase = status["phase"]
+            print(report.phase_line(str(phase), str(status.get("message") or "")), file=out, flush=True)
+            if phase == "Ready":
+                print(report.note_line(f"ready: POST a JPEG to {url}{serving.DETECT_PATH}"), file=out, flush=True)
+        if not running:
+            print(report.note_line(f"the server exited; see {log}:\n{_tail(log)}"), file=out, flush=True)
+            return svc, 1
+        time.sleep(1.0)
+    return svc, EXIT_INTERRUPTED
 
 
 def _clean(data: dict[str, Any]) -> dict[str, Any]:

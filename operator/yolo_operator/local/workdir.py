@@ -227,22 +227,10 @@ def _local(
         classify = spec.effective_task() == "classify"
         data = DataSource(yaml=_source_data(spec.data.source, workdir, volumes, fetches, classify))
     else:
-        shapes = spec.data.shapes
-        assert shapes is not None  # exactly one of volume/source/shapes: the API model checks it
-        # Validation images: a fifth as many, as the API documents (at least 2 so mAP means something).
-        data = DataSource.model_validate(
-            {
-                "shapes": {
-                    "images": shapes.images,
-                    "val_images": max(2, shapes.images // 5),
-                    "imgsz": spec.train.imgsz,
-                    "seed": shapes.seed,
-                    "variant": shapes.variant,
-                    "task": spec.effective_task(),
-                },
-                "root": str(workdir.shapes.resolve()),
-            }
-        )
+        # The synthetic set exactly as render hands it to the pods (its validation split left to the contract's
+        # default), generated under this workdir instead of the pod's emptyDir.
+        rendered = render.tune_config(job).data
+        data = DataSource.model_validate({**rendered.model_dump(), "root": str(workdir.shapes.resolve())})
     return model, data, fetches
 
 

@@ -72,10 +72,6 @@ class Fetches:
         return FetchConfig(sources=self.sources, cache_dir=self.cache_dir) if self.sources else None
 
 
-def is_remote(source: Source) -> bool:
-    return not source.uri.startswith("pvc://")
-
-
 def data_yaml(link: str, source: DataSource) -> str:
     return posixpath.join(link, source.yaml)
 

@@ -435,8 +435,3 @@ def training_objects(job: YoloTrainJob, choice: TrainChoice, options: RenderOpti
     cm = config_map(owner_of(job), config_map_name(job.metadata.name, TRAINING), TRAINING, data)
     ports = [{"name": "metrics", "containerPort": options.metrics_port, "protocol": "TCP"}]
     return [cm, _job(job, TRAINING, data, options, ports=ports)]
-
-
-def config_fingerprint(obj: dict[str, Any]) -> str:
-    """A short stable hash of a rendered object (for logs and tests comparing renders)."""
-    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:16]

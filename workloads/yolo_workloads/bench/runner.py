@@ -105,7 +105,7 @@ def run_bench(
 
 
 def _predict_step(cfg: ServeConfig, device: torch.device, jpegs: list[bytes], batch: int) -> Callable[[], Any]:
-    from ultralytics import YOLO  # type: ignore[attr-defined]
+    from ultralytics.models import YOLO  # the top level exports it only through a lazy __getattr__
 
     folder = Path(tempfile.mkdtemp(prefix="yolo-bench-"))
     files = []

@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     shapes = sub.add_parser("shapes", help="coloured shapes on noise, YOLO labels, data.yaml")
     shapes.add_argument("--out", required=True, type=Path, help="folder to write (images/, labels/, data.yaml)")
     shapes.add_argument("--n", required=True, type=int, help="number of training images")
-    shapes.add_argument("--val", type=int, default=None, help="number of validation images (default n/10)")
+    shapes.add_argument("--val", type=int, default=None, help="number of validation images (default n/5, at least 2)")
     shapes.add_argument("--imgsz", type=int, default=640, help="image side in pixels (default 640)")
     shapes.add_argument("--seed", type=int, default=0, help="same seed, same images (default 0)")
     shapes.add_argument("--processes", type=int, default=None, help="worker processes (default: CPU budget)")

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from yolo_workloads.contract import DEFAULT_TASK, Task
+from yolo_workloads.contract import DEFAULT_TASK, Task, default_val_images
 
 CLASS_NAMES: tuple[str, ...] = ("circle", "square", "triangle", "diamond", "hexagon", "star")
 _SPLITS = {"train": 0, "val": 1}
@@ -145,9 +145,10 @@ def _make_folders(out: Path, task: Task, names: tuple[str, ...]) -> None:
 
 
 def _val_count(n: int, val: int | None, task: Task, classes: int) -> int:
-    """Validation images: as asked, else a tenth. A classify set needs every class in both splits (ImageFolder
-    numbers classes by the folders it finds, so a missing one would shift the rest): at least one image a class."""
-    n_val = max(1, n // 10) if val is None else val
+    """Validation images: as asked, else the contract's default (a fifth). A classify set needs every class in both
+    splits (ImageFolder numbers classes by the folders it finds, so a missing one would shift the rest): at least one
+    image a class."""
+    n_val = default_val_images(n) if val is None else val
     if task != "classify":
         return n_val
     if n < classes:

@@ -138,7 +138,3 @@ def check_config(command: list[str]) -> None:
     proc = subprocess.run([command[0], "-t", "-f", command[-1]], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise DevSetupError(f"sshd rejected its generated config {command[-1]}: {proc.stderr.strip()}")
-
-
-def default_state_dir() -> Path:
-    return Path(os.environ.get("HOME", "/home/yolo")) / ".yolo-dev" / "ssh"

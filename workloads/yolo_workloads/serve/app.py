@@ -341,6 +341,30 @@ def create_app(cfg: ServeConfig, task: Task | None = None) -> FastAPI:
     app.state.serve = state
     _install_error_handlers(app)
     _install_openapi(app)
+    _install_health_routes(app, state)
+    _install_infer_routes(app, state)
+    _install_detect_routes(app, state)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    return app
+
+
+def _unknown_model(cfg: ServeConfig, name: str, version: str = "1") -> Response | None:
+    """The 404 for a model name or version this server does not serve; None for its own."""
+    if name != cfg.model_name:
+        return _error(404, f"unknown model {name!r}; this server serves {cfg.model_name!r}")
+    if version not in VERSIONS:
+        return _error(404, f"unknown version {version!r} of model {name!r}; versions are {', '.join(VERSIONS)}")
+    return None
+
+
+def _install_health_routes(app: FastAPI, state: ServerState) -> None:
+    """Liveness, readiness and the Open Inference Protocol's server and model metadata."""
+    cfg = state.cfg
 
     @app.get("/v2/health/live")
     async def live() -> Response:
@@ -358,41 +382,42 @@ def create_app(cfg: ServeConfig, task: Task | None = None) -> FastAPI:
     async def server_metadata() -> Response:
         return _json(200, {"name": "yolo-workload", "version": "1", "extensions": ["binary_tensor_data"]})
 
-    def unknown(name: str, version: str = "1") -> Response | None:
-        if name != cfg.model_name:
-            return _error(404, f"unknown model {name!r}; this server serves {cfg.model_name!r}")
-        if version not in VERSIONS:
-            return _error(404, f"unknown version {version!r} of model {name!r}; versions are {', '.join(VERSIONS)}")
-        return None
-
     @app.get("/v2/models/{name}")
     @app.get("/v2/models/{name}/versions/{version}")
     async def model_metadata(name: str, version: str = "1") -> Response:
-        return unknown(name, version) or _json(200, state.metadata())
+        return _unknown_model(cfg, name, version) or _json(200, state.metadata())
 
     @app.get("/v2/models/{name}/ready")
     @app.get("/v2/models/{name}/versions/{version}/ready")
     async def model_ready(name: str, version: str = "1") -> Response:
-        if (err := unknown(name, version)) is not None:
+        if (err := _unknown_model(cfg, name, version)) is not None:
             return err
         ok = state.ready and not state.draining
         return _json(200 if ok else 503, {"name": name, "ready": ok})
 
-    def pixel_items(pixels: np.ndarray) -> list[Item]:
-        _n, _, h, w = pixels.shape
-        if h * w > cfg.max_image_pixels:
-            raise ImageError(f"images are {w}x{h}, over max_image_pixels={cfg.max_image_pixels}", 413)
-        if h == 0 or w == 0:
-            raise ImageError(f"images have an empty size {w}x{h}")
-        state.check_image_bytes(3 * h * w, f"{w}x{h}")
-        items: list[Item] = list(torch.from_numpy(pixels).unbind(0))
-        state.check_request_bytes(items)
-        return items
+
+def _pixel_items(state: ServerState, pixels: np.ndarray) -> list[Item]:
+    """The images of a v2 request's raw pixel tensor (N, 3, H, W), checked against the server's limits."""
+    cfg = state.cfg
+    _n, _, h, w = pixels.shape
+    if h * w > cfg.max_image_pixels:
+        raise ImageError(f"images are {w}x{h}, over max_image_pixels={cfg.max_image_pixels}", 413)
+    if h == 0 or w == 0:
+        raise ImageError(f"images have an empty size {w}x{h}")
+    state.check_image_bytes(3 * h * w, f"{w}x{h}")
+    items: list[Item] = list(torch.from_numpy(pixels).unbind(0))
+    state.check_request_bytes(items)
+    return items
+
+
+def _install_infer_routes(app: FastAPI, state: ServerState) -> None:
+    """The Open Inference Protocol v2 infer endpoint (JSON or binary tensor data)."""
+    cfg = state.cfg
 
     @app.post("/v2/models/{name}/infer", openapi_extra=schema.INFER_OPENAPI)
     @app.post("/v2/models/{name}/versions/{version}/infer", openapi_extra=schema.INFER_OPENAPI)
     async def infer_v2(name: str, request: Request, version: str = "1") -> Response:
-        if (err := unknown(name, version)) is not None:
+        if (err := _unknown_model(cfg, name, version)) is not None:
             return err
         try:
             body = await read_body(request, cfg.max_body_bytes)
@@ -403,7 +428,7 @@ def create_app(cfg: ServeConfig, task: Task | None = None) -> FastAPI:
                 items = state.check_encoded(req.encoded)
             else:
                 assert req.pixels is not None
-                items = pixel_items(req.pixels)
+                items = _pixel_items(state, req.pixels)
         except (ImageError, BodyError) as exc:
             return _error(exc.status, str(exc))
         if not items:
@@ -415,29 +440,35 @@ def create_app(cfg: ServeConfig, task: Task | None = None) -> FastAPI:
         media = headers.pop("content-type")
         return Response(payload, media_type=media, headers=headers)
 
-    async def uploads(request: Request) -> list[bytes]:
-        """The images of a /v1/detect body (raw or multipart), or ImageError/BodyError."""
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype not in (*RAW_TYPES, "", "multipart/form-data"):
-            raise ImageError(
-                f"content type {ctype!r} not supported: send image/jpeg, image/png, "
-                "application/octet-stream or multipart/form-data",
-                415,
-            )
-        body = await read_body(request, cfg.max_body_bytes)
-        if ctype != "multipart/form-data":
-            return [body]
-        datas = await multipart_files(request.headers, body, cfg.max_body_bytes)
-        if not datas:
-            raise ImageError("multipart body has no file parts: upload images as files")
-        return datas
+
+async def _uploads(cfg: ServeConfig, request: Request) -> list[bytes]:
+    """The images of a /v1/detect body (raw or multipart), or ImageError/BodyError."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in (*RAW_TYPES, "", "multipart/form-data"):
+        raise ImageError(
+            f"content type {ctype!r} not supported: send image/jpeg, image/png, "
+            "application/octet-stream or multipart/form-data",
+            415,
+        )
+    body = await read_body(request, cfg.max_body_bytes)
+    if ctype != "multipart/form-data":
+        return [body]
+    datas = await multipart_files(request.headers, body, cfg.max_body_bytes)
+    if not datas:
+        raise ImageError("multipart body has no file parts: upload images as files")
+    return datas
+
+
+def _install_detect_routes(app: FastAPI, state: ServerState) -> None:
+    """`/v1/detect` (alias `/v1/predict`): images in, the task's JSON answer out."""
+    cfg = state.cfg
 
     @app.post("/v1/detect", openapi_extra=schema.DETECT_OPENAPI)
     @app.post("/v1/predict", openapi_extra=schema.DETECT_OPENAPI)
     async def detect(request: Request) -> Response:
         try:
             masks = answers.mask_format(request.query_params.get("masks"))
-            items = state.check_encoded(await uploads(request))
+            items = state.check_encoded(await _uploads(cfg, request))
         except (ImageError, BodyError) as exc:
             return _error(exc.status, str(exc))
         dets = await state.infer(items)
@@ -449,13 +480,6 @@ def create_app(cfg: ServeConfig, task: Task | None = None) -> FastAPI:
         if state.task != "detect":  # detection's answer keeps its historical shape, byte for byte
             doc = {"model": cfg.model_name, "task": state.task, "images": images}
         return _json(200, doc)
-
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        return Response(state.metrics.render(), media_type=CONTENT_TYPE)
-
-    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
-    return app
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -487,4 +511,4 @@ def _install_openapi(app: FastAPI) -> None:
             app.openapi_schema = doc
         return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the document

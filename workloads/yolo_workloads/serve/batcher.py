@@ -222,9 +222,6 @@ class Batcher(Generic[T, R]):
             await asyncio.gather(*list(self._running), return_exceptions=True)
         self._pool.shutdown(wait=True)
 
-    def stats(self) -> dict[str, Any]:
-        return {"queued_images": self._pending, "batches_running": len(self._running)}
-
 
 def _fail(job: _Job[Any, Any], exc: BaseException) -> None:
     if not job.future.done():

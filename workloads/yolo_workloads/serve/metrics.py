@@ -96,7 +96,7 @@ class ServeMetrics:
         from prometheus_client import multiprocess
 
         merged = CollectorRegistry()
-        multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+        multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]  # prometheus_client leaves it unannotated
         return generate_latest(merged)
 
     def start_gpu_sampler(self, gpu_index: int | None, period_s: float = 1.0) -> None:
@@ -128,7 +128,7 @@ class ServeMetrics:
         if self.multiprocess:  # this worker's live gauges leave the sums
             from prometheus_client import multiprocess
 
-            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]  # unannotated upstream
 
 
 def prepare_multiprocess_dir(path: str | None) -> str:

@@ -47,14 +47,16 @@ def make_signal_weights(
     from yolo_workloads.serve.pipeline import ensure_offline
 
     ensure_offline()
-    from ultralytics import YOLO  # type: ignore[attr-defined]
+    from ultralytics.models import YOLO  # the top level exports it only through a lazy __getattr__
 
     torch.manual_seed(seed)
     yolo = YOLO(architecture)  # the task from the YAML's head
-    for mod in yolo.model.modules():  # type: ignore[union-attr]
+    model = yolo.model
+    assert isinstance(model, torch.nn.Module)  # built from the YAML above (Ultralytics types it as str | None too)
+    for mod in model.modules():
         if isinstance(mod, torch.nn.Conv2d):
             torch.nn.init.kaiming_normal_(mod.weight, nonlinearity="relu")
-    head = yolo.model.model[-1]  # type: ignore[union-attr]
+    head = model.model[-1]
     if hasattr(head, "cv3"):
         for seq in head.cv3:
             seq[-1].bias.data.normal_(cls_bias, 0.5)

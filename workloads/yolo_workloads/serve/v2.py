@@ -139,16 +139,7 @@ def parse_request(
     """Parse a v2 infer body (JSON, optionally followed by binary tensor data). Raises ImageError (400, or 413
     when a pixel tensor holds more than `max_pixel_bytes` of 8-bit RGB). `outputs`: the served task's outputs,
     those a request may ask for."""
-    if header_length is not None:
-        try:
-            hlen = int(header_length)
-        except ValueError:
-            raise _bad(f"{HEADER_LENGTH} is not an integer: {header_length!r}") from None
-        if not 0 <= hlen <= len(body):
-            raise _bad(f"{HEADER_LENGTH}={hlen} is outside the body of {len(body)} bytes")
-        head, binary = body[:hlen], body[hlen:]
-    else:
-        head, binary = body, b""
+    head, binary = _split_body(body, header_length)
     doc = _load_json(head)
     inputs = doc.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
@@ -173,16 +164,7 @@ def parse_request(
     if dtype == "BYTES":
         if len(shape) != 1:
             raise _bad(f"BYTES input must have shape [N], got {shape}")
-        if raw is not None:
-            encoded = _split_bytes(raw, count)
-        else:
-            items = _flatten(inp["data"], len(shape))
-            if len(items) != count or not all(isinstance(x, str) for x in items):
-                raise _bad(f"BYTES `data` must be {count} base64 strings")
-            try:
-                encoded = [base64.b64decode(x, validate=True) for x in items]
-            except (binascii.Error, ValueError):
-                raise _bad("BYTES `data` elements must be base64-encoded images") from None
+        encoded = _split_bytes(raw, count) if raw is not None else _base64_images(inp["data"], count)
     elif dtype in ("UINT8", "FP32"):
         if len(shape) != 4:
             raise _bad(f"{dtype} input must have a 4-D shape [N,H,W,3] or [N,3,H,W], got {shape}")
@@ -201,6 +183,30 @@ def parse_request(
     if rid is not None and not isinstance(rid, str):
         raise _bad("`id` must be a string")
     return V2Request(rid, encoded, pixels, wanted, binary_flags)
+
+
+def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    """The JSON head and the binary tensor data after it (`Inference-Header-Content-Length`; none: all JSON)."""
+    if header_length is None:
+        return body, b""
+    try:
+        hlen = int(header_length)
+    except ValueError:
+        raise _bad(f"{HEADER_LENGTH} is not an integer: {header_length!r}") from None
+    if not 0 <= hlen <= len(body):
+        raise _bad(f"{HEADER_LENGTH}={hlen} is outside the body of {len(body)} bytes")
+    return body[:hlen], body[hlen:]
+
+
+def _base64_images(data: Any, count: int) -> list[bytes]:
+    """The encoded images of a BYTES tensor sent as JSON `data`: `count` base64 strings."""
+    items = _flatten(data, 1)
+    if len(items) != count or not all(isinstance(x, str) for x in items):
+        raise _bad(f"BYTES `data` must be {count} base64 strings")
+    try:
+        return [base64.b64decode(x, validate=True) for x in items]
+    except (binascii.Error, ValueError):
+        raise _bad("BYTES `data` elements must be base64-encoded images") from None
 
 
 def _json_tensor(data: Any, shape: list[int], dtype: str) -> np.ndarray:

@@ -143,6 +143,8 @@ def use_the_cpu_budget(device: str, cpu_budget: float) -> int | None:
     from ultralytics.utils import torch_utils
 
     threads = max(1, math.floor(cpu_budget))
-    torch_utils.NUM_THREADS = threads
+    # torch_utils imports NUM_THREADS from ultralytics.utils without re-exporting it, but select_device reads this
+    # module's global, so this is the one to set.
+    torch_utils.NUM_THREADS = threads  # type: ignore[attr-defined]
     torch.set_num_threads(threads)
     return threads
