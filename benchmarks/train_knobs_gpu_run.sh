@@ -48,6 +48,9 @@ for V in ${VARIANTS:-defaults ram16 compile16 graphs16 compile32 profile16}; do
     nopinram16) variant nopinram16 --batch 16 --workers 16 --cache ram --pin-memory false ;;
     nopin32) variant nopin32 --batch 32 --workers 16 --cache ram --pin-memory false ;;
     pin32) variant pin32 --batch 32 --workers 16 --cache ram ;;
+    # The forward and backward replayed as CUDA graphs (yolo_workloads/train/graphs.py): the defaults' batch.
+    cgraphs16) variant cgraphs16 --batch 16 --workers 8 --cache none --cuda-graphs true ;;
+    cgraphsram16) variant cgraphsram16 --batch 16 --workers 16 --cache ram --cuda-graphs true ;;
   esac
 done
 echo "total $((SECONDS - T0))s"

@@ -70,6 +70,10 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
 
         detect_train.build_dataloader = functools.partial(detect_train.build_dataloader, pin_memory=False)
     trainer = OfflineDetectionTrainer(cfg={**DEFAULT_CFG_DICT, "save_dir": str(run_dir)}, overrides=overrides)
+    if args.cuda_graphs == "true":
+        from yolo_workloads.train import graphs
+
+        graphs.install(trainer)
     sampler = GpuSampler(period=0.2)
     state: dict[str, Any] = {"epochs": []}
 
@@ -115,6 +119,7 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
         "cache": args.cache,
         "deterministic": args.deterministic == "true",
         "compile": args.compile,
+        "cuda_graphs": _graphs_outcome(trainer) if args.cuda_graphs == "true" else None,
         "images": len(trainer.train_loader.dataset),
         "prefetch_queue_images": 4 * args.workers * args.batch,
         "steady_epochs": len(steady),
@@ -127,6 +132,11 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
         "peak_gpu_memory_nvml_gib": round((sampler.peak_memory_bytes() or 0) / 2**30, 2),
         "setup_and_epochs_seconds": round(time.monotonic() - t_setup, 1),
     }
+
+
+def _graphs_outcome(trainer: Any) -> dict[str, Any]:
+    loss = trainer.model.loss
+    return {"replays": getattr(loss, "replays", 0), "failed": getattr(loss, "failed", "not installed")}
 
 
 def _compile_arg(value: str) -> bool | str:
@@ -171,6 +181,7 @@ def main() -> None:
     parser.add_argument("--cache", default="none")
     parser.add_argument("--deterministic", default="false")
     parser.add_argument("--compile", default="false", help="Ultralytics' compile: false, true or a torch.compile mode")
+    parser.add_argument("--cuda-graphs", default="false", help="true: the training forward/backward as CUDA graphs")
     parser.add_argument("--pin-memory", default="true", help="false: the loaders without the pin-memory thread")
     parser.add_argument("--profile", default="", help="cProfile the last epoch's main process into this file")
     parser.add_argument("--epochs", type=int, default=6, help="epochs of a tuned run (the last half are steady)")

@@ -34,7 +34,7 @@ from typing import Any  # noqa: E402
 import yaml  # noqa: E402
 
 MAP_KEY = "metrics/mAP50-95(B)"
-DEFAULTS = {"batch": 16, "workers": 8, "amp": True, "cache": "none"}
+DEFAULTS = {"batch": 16, "workers": 8, "amp": True, "cache": "none", "cuda_graphs": False}  # plain Ultralytics
 
 
 def train_clocked(config: str, clock: str) -> int:
@@ -163,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
         tuned_result, tune_wall = _tune(out, base, args.batch_rule)
     print(f"tuning: {tune_wall:.0f} s wall, {json.dumps(tuned_result)}", flush=True)
     chosen = {k: tuned_result[k] for k in ("batch", "workers", "amp", "cache")}
+    chosen["cuda_graphs"] = args.cuda_graphs == "true"
     from yolo_workloads.tune.trajectory import warmup_batch
 
     warm = warmup_batch(args.batch_rule, chosen["batch"], 3.0, args.epochs, 1)  # what the operator renders
@@ -245,6 +246,7 @@ def main() -> int:
     r.add_argument("--batch-rule", default="defaults", choices=("defaults", "defaults_then_nbs", "nbs", "any"))
     r.add_argument("--seed", type=int, default=0, help="training seed of both runs (the data is always seed 0)")
     r.add_argument("--fixed", default="", help="train with these settings instead of tuning: batch=32,workers=8")
+    r.add_argument("--cuda-graphs", default="true", help="the tuned run's training forward/backward as CUDA graphs")
     r.add_argument("--defaults-json", default=None, help="reuse the defaults' run from an earlier report")
     args = parser.parse_args()
     if args.verb == "train-clocked":

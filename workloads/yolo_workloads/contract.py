@@ -207,6 +207,10 @@ class TuneConfig(ContractModel):
     budget_share: float = Field(default=0.1, gt=0, le=1)
     """Share of the estimated training time tuning may spend (at least `min_budget_seconds`)."""
     min_budget_seconds: float = Field(default=30, gt=0)
+    cuda_graphs: bool = True
+    """Replay the model's training forward and backward as CUDA graphs on one GPU (train/graphs.py): the same
+    computation with far fewer kernel launches; a capture that fails, a CPU or several GPUs train as before.
+    Trials measure what training will run."""
 
     @model_validator(mode="after")
     def _data_task(self) -> Self:
@@ -271,6 +275,9 @@ class TrainConfig(ContractModel):
     warmup_batch: int | None = Field(default=None, ge=1)
     """Batch of the warm-up epochs when it differs from `batch` (single GPU): training runs them at this batch, then
     resumes from that checkpoint at `batch`, so warm-up takes the defaults' optimizer steps (tune.trajectory)."""
+    cuda_graphs: bool = True
+    """Replay the model's training forward and backward as CUDA graphs on one GPU (train/graphs.py): the same
+    computation with far fewer kernel launches; a capture that fails, a CPU or several GPUs train as before."""
     extra_args: dict[str, object] = {}
     output_dir: str
     """Run folder: `weights/last.pt` and `weights/best.pt` land here; a restart resumes from last.pt."""

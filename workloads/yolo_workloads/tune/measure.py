@@ -210,10 +210,13 @@ def run_trial(
     window: Window,
     report: Any,
     task: Task = "detect",
+    cuda_graphs: bool = True,
 ) -> Measurement:
     """Train with `settings` until measured; never raises for OOM, dataloader or trainer failures."""
     import torch
     from ultralytics.utils import DEFAULT_CFG_DICT
+
+    from yolo_workloads.train import graphs
 
     start = time.monotonic()
     meter = _Meter(window, settings.batch, settings.workers, report, injected_fault(number))
@@ -246,6 +249,7 @@ def run_trial(
         trainer = trainer_class(cfg={**DEFAULT_CFG_DICT, "save_dir": str(run_dir)}, overrides=overrides)
         for event in ("on_train_epoch_start", "on_train_batch_start", "on_train_batch_end"):
             trainer.add_callback(event, getattr(meter, event))
+        graphs.install_when_usable(trainer, cuda_graphs, device, 1)  # a trial measures what training will run
         trainer.train()
         result.state, result.error = "infeasible", "training ended before the measurement"
     except _Stop:

@@ -103,6 +103,7 @@ class _Study:
             window=_window(self.on_gpu, self.deadline - _FINISH_RESERVE),
             report=report,
             task=self.config.task,
+            cuda_graphs=self.config.cuda_graphs,
         )
         if result.state == "pruned":
             result.ips = last_value[-1] if last_value else None
