@@ -33,34 +33,43 @@ def _batch(n: int, seed: int) -> dict[str, Any]:
     boxes = torch.rand(2 * n, 4, generator=g) * 0.4 + 0.3
     return {
         "img": img.cuda(),
-        "batch_idx": torch.arange(n).repeat(2).float().cuda(),
+        "batch_idx": torch.arange(n).repeat_interleave(2).float().cuda(),  # sorted, as Ultralytics' collate
         "cls": torch.randint(0, 3, (2 * n, 1), generator=g).float().cuda(),
         "bboxes": boxes.cuda(),
     }
 
 
-def test_the_graphed_forward_and_backward_equal_the_eager_ones() -> None:
+def test_the_graphed_forward_and_backward_equal_the_eager_ones_gradients_accumulated() -> None:
+    """Two optimizer steps of three accumulated batches each, as Ultralytics steps once every nbs / batch batches:
+    the graphed model's losses, accumulated gradients and BatchNorm statistics are the eager model's."""
     import torch
-    from yolo_workloads.train.graphs import GraphedLoss
+    from yolo_workloads.train import graphs
 
     eager, graphed = _model(0), _model(0)
-    graphed.loss = GraphedLoss(graphed, amp=True)
-    for step in range(3):  # capture on the first, replay on the next (new data each time)
-        batch = _batch(4, seed=step)
-        losses = []
-        for model in (eager, graphed):
-            model.zero_grad(set_to_none=True)
-            with torch.autocast("cuda", dtype=torch.float16):
-                loss, _ = model.loss(batch)
-            loss.sum().backward()
-            losses.append(loss.detach())
-        torch.testing.assert_close(losses[1], losses[0], rtol=1e-3, atol=1e-3)
+    graphed.loss = graphs.GraphedLoss(graphed, amp=True)
+    opt_e = torch.optim.SGD(eager.parameters(), lr=0.01)
+    opt_g = torch.optim.SGD(graphed.parameters(), lr=0.01)
+    graphs._zero_without_freeing(opt_g)
+    for step in range(2):
+        for opt in (opt_e, opt_g):
+            opt.zero_grad()
+        for micro in range(3):  # capture on the very first batch, replays after (new data each time)
+            batch = _batch(4, seed=10 * step + micro)
+            losses = []
+            for model in (eager, graphed):
+                with torch.autocast("cuda", dtype=torch.float16):
+                    loss, _ = model.loss(batch)
+                loss.sum().backward()
+                losses.append(loss.detach())
+            torch.testing.assert_close(losses[1], losses[0], rtol=1e-3, atol=1e-3)
         for (name, p), q in zip(eager.named_parameters(), graphed.parameters(), strict=True):
             if p.grad is not None:
-                torch.testing.assert_close(q.grad, p.grad, rtol=2e-2, atol=1e-3, msg=f"step {step}: {name}")
+                torch.testing.assert_close(q.grad, p.grad, rtol=2e-2, atol=2e-3, msg=f"step {step}: {name}")
         for (name, b), c in zip(eager.named_buffers(), graphed.buffers(), strict=True):
             torch.testing.assert_close(c, b, rtol=1e-3, atol=1e-4, msg=f"step {step}: {name}")
-    assert graphed.loss.failed is None and graphed.loss.replays == 3
+        opt_e.step()
+        opt_g.step()
+    assert graphed.loss.failed is None and graphed.loss.replays == 6
 
 
 def test_a_batch_of_another_shape_runs_eagerly() -> None:
@@ -90,6 +99,7 @@ def test_training_captures_once_and_replays_every_full_batch(tmp_path: Path) -> 
         "output_dir": str(tmp_path / "run"),
         "termination_log": str(tmp_path / "term"),
         "metrics_port": None,
+        "extra_args": {"plots": False},  # plots need polars, which the workload image leaves out
     }
     path = tmp_path / "train.json"
     path.write_text(json.dumps(config))

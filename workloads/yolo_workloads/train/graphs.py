@@ -70,6 +70,7 @@ class GraphedLoss:
                     _TrainingForward(self.model), (img.detach().clone(),), allow_unused_input=True
                 )
             self.shape = img.shape
+            _keep_gradients(self.model)
             _say(f"forward and backward captured as CUDA graphs at batch shape {tuple(img.shape)}")
         except (RuntimeError, AssertionError, TypeError) as e:  # an op the capture refuses: stay eager
             self.failed = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
@@ -79,6 +80,22 @@ class GraphedLoss:
             with torch.no_grad():
                 for name, b in self.model.named_buffers():
                     b.copy_(buffers[name])
+
+
+def _keep_gradients(model: nn.Module) -> None:
+    """Give every trainable parameter a gradient tensor that stays. The graph's backward hands autograd gradients
+    that live in the graph's own memory; a parameter without a gradient would adopt that memory as its `.grad`, and
+    the next replay would overwrite it in place, so accumulating over batches (Ultralytics steps once every
+    nbs / batch batches) would keep only the last batch, doubled. With a gradient present, autograd adds into it."""
+    for p in model.parameters():
+        if p.requires_grad and p.grad is None:
+            p.grad = torch.zeros_like(p)
+
+
+def _zero_without_freeing(optimizer: Any) -> None:
+    """The optimizer's zero_grad keeps gradient tensors (zeroed) instead of dropping them (see _keep_gradients)."""
+    zero_grad = optimizer.zero_grad
+    optimizer.zero_grad = lambda set_to_none=False: zero_grad(set_to_none=False)
 
 
 def unusable(device: str, gpus: int) -> str | None:
@@ -112,5 +129,6 @@ def install(trainer: Any) -> None:
             return
         dtype = torch.bfloat16 if getattr(t.args, "amp", None) == "bf16" else torch.float16  # as the trainer's
         model.loss = GraphedLoss(model, bool(t.amp), dtype)
+        _zero_without_freeing(t.optimizer)
 
     trainer.add_callback("on_train_start", on_train_start)
