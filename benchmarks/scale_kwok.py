@@ -5,7 +5,8 @@ Why: platform teams need to know the operator keeps up and stays small at pool s
 wall clock, all cores). Measures: apply → children created (p50/p99, from watches), a child's change → the
 resource's status (p50/p99), the operator's peak RSS and CPU, API requests per reconcile (the API server's own
 apiserver_request_total before/after, over the operator's reconcile counter), WATCH requests (watch
-(re)connections) and error-level log lines. `--profile` runs the operator under py-spy (speedscope + top table).
+(re)connections), the Events by who posted them, the operator's child writes applied and skipped, and error-level
+log lines. `--profile` runs the operator under py-spy (speedscope + top table).
 
 The operator's start-up is timed to its readiness (`/healthz` and `/metrics` answering) and nothing is applied
 before it, so the bursts measure the running operator. Its throughput is reported beside the apply rate:
