@@ -333,6 +333,10 @@ def test_an_idle_recheck_writes_nothing_and_hand_edits_are_undone(env: Env) -> N
     env.wait("the deleted and edited children restored", restored, timeout_s=4 * env.period_s)
     again = env.applied("steady")[len(first) :]
     assert sorted(set(again)) == ["ConfigMap", "Deployment", "Service"], again  # not the untouched PDB
+
+    # One replica needs no PDB: the one the watched copy shows is deleted.
+    env.cluster.kubectl("scale", "-n", env.namespace, "yoloinferenceservice/steady", "--replicas=1")
+    env.wait("the PDB deleted", lambda: env.get("poddisruptionbudget", "steady") is None, timeout_s=4 * env.period_s)
     env.cluster.kubectl("delete", "-n", env.namespace, "yoloinferenceservice/steady", "--wait=false")
 
 
