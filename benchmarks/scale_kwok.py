@@ -5,7 +5,8 @@ Why: platform teams need to know the operator keeps up and stays small at pool s
 wall clock, all cores). Measures: apply → children created (p50/p99, from watches), a child's change → the
 resource's status (p50/p99), the operator's peak RSS and CPU, API requests per reconcile (the API server's own
 apiserver_request_total before/after, over the operator's reconcile counter), WATCH requests (watch
-(re)connections) and error-level log lines. `--profile` runs the operator under py-spy (speedscope + top table).
+(re)connections), the Events by who posted them, the operator's child writes applied and skipped, and error-level
+log lines. `--profile` runs the operator under py-spy (speedscope + top table).
 
 The operator's start-up is timed to its readiness (`/healthz` and `/metrics` answering) and nothing is applied
 before it, so the bursts measure the running operator. Its throughput is reported beside the apply rate:
@@ -226,12 +227,14 @@ def request_counts(cluster: harness.Cluster) -> dict[str, float]:
     return out
 
 
-def operator_counter(port: int, name: str) -> float:
+def operator_counter(port: int, name: str, having: str = "") -> float:
+    """The sum of a counter over its series (those whose labels include `having`)."""
     try:
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     except OSError:
         return float("nan")
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
+    lines = (line for line in text.splitlines() if line.startswith(name + "{") and having in line)
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
 
 
 def wait_ready(op: subprocess.Popen[bytes], health_port: int, metrics_port: int, timeout_s: float) -> float:
@@ -502,11 +505,24 @@ def run_once(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             elif (res in ("jobs", "configmaps", "deployments", "services", "poddisruptionbudgets", "persistentvolumeclaims") and verb in ("GET", "POST", "PATCH", "APPLY")) or (res == "pods" and verb == "LIST") or (verb, res) in (("LIST", "jobs"), ("LIST", "nodes"), ("DELETE", "poddisruptionbudgets")):  # fmt: skip
                 mine += v
         reconciles = rec_after - rec_before
+        # Who posted the Events (POST events above counts everyone's: the Job, ReplicaSet and Deployment
+        # controllers and the scheduler post most of them): by reporting component, the operator's by reason.
+        posted: dict[str, float] = {}
+        for ns in namespaces:
+            for e in core.list_namespaced_event(ns).items:
+                who = e.reporting_component or (e.source.component if e.source else None) or "?"
+                key = f"{who} {e.reason}" if who == "yolo-operator" else who
+                posted[key] = posted.get(key, 0) + (e.count or 1)
         report["api"] = {
             "operator_requests": mine, "reconciles": reconciles,
             "requests_per_reconcile": mine / reconciles if reconciles else float("nan"),
             "requests_per_resource": mine / len(created) if created else float("nan"),
             "watch_requests": {k: v for k, v in delta.items() if k.startswith("WATCH")},
+            "events_posted": dict(sorted(posted.items(), key=lambda kv: -kv[1])),
+            "child_writes": {
+                outcome: operator_counter(metrics_port, "yolo_operator_child_writes_total", f'outcome="{outcome}"')
+                for outcome in ("applied", "skipped")
+            },
             "watch_events_sent": {k.split(" ", 1)[1]: v for k, v in delta.items() if k.startswith("EVENTS")},
             "top": dict([kv for kv in delta.items() if not kv[0].startswith("EVENTS")][:25]),
         }  # fmt: skip

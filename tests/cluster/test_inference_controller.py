@@ -83,11 +83,23 @@ def metrics_server(values: PodMetrics) -> ThreadingHTTPServer:
 # --- the operator, in a thread ------------------------------------------------------------------------------------
 
 
+class RecordingKube(Kube):
+    """The operator's client, noting every server-side apply (kind, namespace, name) so tests can count writes."""
+
+    applied: list[tuple[str, str, str]]
+
+    def apply(self, obj: dict[str, Any], force: bool = True) -> dict[str, Any]:
+        meta = obj["metadata"]
+        self.applied.append((obj["kind"], meta.get("namespace") or "", meta["name"]))
+        return super().apply(obj, force)
+
+
 class InferenceOperator:
     def __init__(self, settings: OperatorSettings, kubeconfig: Path, metrics_url: str) -> None:
         self.settings, self.kubeconfig, self.metrics_url = settings, kubeconfig, metrics_url
         self.stop_flag, self.ready_flag = threading.Event(), threading.Event()
         self.error: BaseException | None = None
+        self.applied: list[tuple[str, str, str]] = []
         self.thread = threading.Thread(target=self._main, name="inference-operator", daemon=True)
 
     def _url_for(self, pod: PodEndpoint) -> str | None:
@@ -100,7 +112,8 @@ class InferenceOperator:
             self.error = exc
 
     async def _run(self) -> None:
-        kube = Kube.connect(str(self.kubeconfig), self.settings.field_manager)
+        kube = RecordingKube.connect(str(self.kubeconfig), self.settings.field_manager)
+        kube.applied = self.applied
         registry = kopf.OperatorRegistry()
         scraper = HttpPodScraper(timeout_s=2, url_for=self._url_for)
         runtime = Runtime(kube, self.settings)
@@ -176,6 +189,14 @@ class Env:
     cluster: Cluster
     namespace: str
     metrics: PodMetrics
+    operator: InferenceOperator
+    period_s: float
+
+    def applied(self, name: str) -> list[str]:
+        """The kinds of the children of service `name` the operator applied so far, in order."""
+        return [
+            kind for kind, ns, child in list(self.operator.applied) if ns == self.namespace and child.startswith(name)
+        ]
 
     def get(self, kind: str, name: str) -> dict[str, Any] | None:
         proc = self.cluster.kubectl("get", kind, name, "-n", self.namespace, "-o", "json", check=False)
@@ -212,8 +233,8 @@ def env(cluster: Cluster) -> Iterator[Env]:
         {**TEST_SETTINGS, "namespaces": (namespace,), "reconcile_period_seconds": 5, "scrape_timeout_seconds": 2}
     )
     try:
-        with InferenceOperator(settings, kubeconfig, f"http://127.0.0.1:{server.server_address[1]}"):
-            yield Env(cluster, namespace, values)
+        with InferenceOperator(settings, kubeconfig, f"http://127.0.0.1:{server.server_address[1]}") as operator:
+            yield Env(cluster, namespace, values, operator, settings.reconcile_period_seconds)
     finally:
         server.shutdown()
         server.server_close()
@@ -284,6 +305,39 @@ def test_scale_subresource_and_spec_changes_roll_out(env: Env) -> None:
     assert cm is not None and "max_batch_size: 16" in cm["data"]["config.yaml"]
     env.wait("status serving updated", lambda: env.status("detector")["serving"]["maxBatchSize"] == 16)
     assert env.status("detector")["observedGeneration"] == 3  # scale + patch
+
+
+def test_an_idle_recheck_writes_nothing_and_hand_edits_are_undone(env: Env) -> None:
+    """Issue 24: children are applied once; the periodic recheck compares them with their watched copies and
+    writes nothing while they hold what it would apply. A deleted or hand-edited child is applied again."""
+    apply(env, service("steady", replicas=2))
+    env.wait("steady ready", lambda: env.status("steady").get("readyReplicas") == 2)
+    first = env.applied("steady")
+    assert sorted(first) == ["ConfigMap", "Deployment", "PodDisruptionBudget", "Service"], first
+    threading.Event().wait(2.5 * env.period_s)  # two rechecks at least
+    assert env.applied("steady") == first, "an idle recheck applied children again"
+
+    env.cluster.kubectl("delete", "-n", env.namespace, "configmap/steady-serve-config", "service/steady")
+    edit = [{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "edited:by-hand"}]
+    env.cluster.kubectl("patch", "-n", env.namespace, "deployment/steady", "--type=json", "-p", json.dumps(edit))
+
+    def restored() -> bool:
+        dep = env.get("deployment", "steady") or {}
+        image = dep["spec"]["template"]["spec"]["containers"][0]["image"]
+        return (
+            image != "edited:by-hand"
+            and env.get("configmap", "steady-serve-config") is not None
+            and env.get("service", "steady") is not None
+        )
+
+    env.wait("the deleted and edited children restored", restored, timeout_s=4 * env.period_s)
+    again = env.applied("steady")[len(first) :]
+    assert sorted(set(again)) == ["ConfigMap", "Deployment", "Service"], again  # not the untouched PDB
+
+    # One replica needs no PDB: the one the watched copy shows is deleted.
+    env.cluster.kubectl("scale", "-n", env.namespace, "yoloinferenceservice/steady", "--replicas=1")
+    env.wait("the PDB deleted", lambda: env.get("poddisruptionbudget", "steady") is None, timeout_s=4 * env.period_s)
+    env.cluster.kubectl("delete", "-n", env.namespace, "yoloinferenceservice/steady", "--wait=false")
 
 
 def test_samples_from_train_job_wait_then_serve_and_autoscale(env: Env) -> None:

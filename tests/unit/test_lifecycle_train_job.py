@@ -264,6 +264,20 @@ def test_pending_step_says_why_its_pod_does_not_run() -> None:
     assert d.phase == "Training" and "training pod" in (d.status.message or "")
 
 
+@pytest.mark.parametrize("tuning", [True, False])
+def test_a_created_step_already_reads_as_waiting_so_the_next_reconcile_writes_nothing(tuning: bool) -> None:
+    """Issue 24: the status written with the create is the one the next reconcile (the Job there, its pod not yet)
+    decides, so the controller's `before != after` check skips that status patch; and no Event either."""
+    job = make_job(tuning={"enabled": tuning})
+    created = decide(job, Observed(now=NOW))
+    assert created.actions and "waiting for the" in (created.status.message or "")
+    pending = step(StepState.PENDING)
+    later = Observed(now=NOW + timedelta(seconds=2), **({"tuning": pending} if tuning else {"training": pending}))
+    again = decide(advance(job, created), later)
+    assert (again.actions, again.events) == ((), ())
+    assert again.status.to_wire() == created.status.to_wire()
+
+
 def test_pods_refused_at_admission_stall_the_job_once_and_clear_when_they_run() -> None:
     """Issue 17: a Job whose pods the API server refuses (quota, priority class) is Stalled (PodsRefused) with the
     refusal, one Warning Event, the pod name that changes per attempt left out; cleared when a pod exists."""

@@ -49,6 +49,7 @@ from yolo_operator.k8s.cache import ClusterCache
 from yolo_operator.k8s.client import ApiError, Kube, Ref
 from yolo_operator.k8s.scaling import delete_if_present, list_pods, set_replicas
 from yolo_operator.k8s.workloads import eligible_nodes, max_allocatable, node_summary
+from yolo_operator.lifecycle import children as children_life
 from yolo_operator.lifecycle import inference_service as life
 from yolo_operator.lifecycle import stalled as stalled_life
 from yolo_operator.lifecycle.conditions import rfc3339
@@ -98,10 +99,12 @@ class InferenceController:
         self._histories: dict[str, History] = {}
         self._lock = threading.Lock()
         self._object_locks: dict[str, threading.Lock] = {}
-        # What this process last applied per service (a digest of the rendered children) and which services are
-        # known to have no PDB: an event-driven reconcile skips unchanged applies and the 404 DELETE of a PDB that
-        # is not there; the periodic recheck (`full=True`) applies everything again, so drift is undone within
-        # one reconcile period.
+        # With the cache (the operator), every reconcile applies only the children whose watched copy differs from
+        # the rendered one (lifecycle.children.drift): absent, changed, or edited by hand, so drift is undone within
+        # one reconcile period and an idle recheck writes nothing. Without it (tools, tests): what this process last
+        # applied per service (a digest of the rendered children) and which services are known to have no PDB, so
+        # an event-driven reconcile skips unchanged applies and the 404 DELETE of a PDB that is not there; the
+        # periodic recheck (`full=True`) applies everything again.
         self._applied: dict[str, str] = {}
         self._no_pdb: set[str] = set()
 
@@ -137,7 +140,8 @@ class InferenceController:
 
     def reconcile(self, namespace: str, name: str, full: bool = True) -> dict[str, Any] | None:
         """Bring the children in line with the spec; return the status written (None if the service is gone).
-        `full=False` (watch events) skips applying children identical to what this process applied last."""
+        With the cache, only children that drifted from the rendered ones are applied; without it, `full=False`
+        (watch events) skips applying children identical to what this process applied last."""
         with self._object_lock(namespace, name):
             body = self._body(KIND, namespace, name)
             if body is None or body.get("metadata", {}).get("deletionTimestamp"):
@@ -208,26 +212,17 @@ class InferenceController:
         where: tuple[str, str],
         full: bool,
     ) -> dict[str, Any] | None:
-        """Apply the rendered children when they changed (or on a full pass); returns the Deployment as known now.
-        `where`: the service's namespace and name."""
+        """Apply the rendered children that drifted from their watched copies (without a cache: when they changed, or
+        on a full pass) and drop a PDB no longer wanted; returns the Deployment as known now. `where`: the service's
+        namespace and name."""
         namespace, name = where
-        key = f"{namespace}/{name}"
         replicas = life.replicas_to_render(svc, deployment)
-        children = render.objects(svc, mount, replicas, self.options)
-        digest = hashlib.sha256(json.dumps(children, sort_keys=True).encode()).hexdigest()
-        if full or deployment is None or self._applied.get(key) != digest:
-            for obj in children:
-                applied = self.kube.apply(obj)
-                if obj["kind"] == "Deployment":
-                    deployment = applied
-                    if self.cache is not None:
-                        self.cache.remember(applied)
-            self._applied[key] = digest
-        if render.wants_pdb(svc, replicas):
-            self._no_pdb.discard(key)
-        elif key not in self._no_pdb:  # only we create it: after one DELETE (or 404) it is known absent
-            delete_if_present(self.kube, "policy/v1", "PodDisruptionBudget", namespace, render.pdb_name(name))
-            self._no_pdb.add(key)
+        children = [children_life.stamp(obj) for obj in render.objects(svc, mount, replicas, self.options)]
+        if self.cache is not None:
+            deployment = self._apply_drifted(self.cache, children, deployment)
+        else:
+            deployment = self._apply_all(f"{namespace}/{name}", children, deployment, full)
+        self._drop_pdb(svc, replicas)
         return deployment
 
     def _write_status(self, ref: Ref, body: dict[str, Any], svc: YoloInferenceService, status: dict[str, Any]) -> None:
@@ -244,6 +239,57 @@ class InferenceController:
         if status["phase"] != old_phase and ready["reason"] != announced:  # one Event for one cause
             kind = "Warning" if status["phase"] in ("Failed", "Degraded") else "Normal"
             self.kube.post_event(ref, kind, ready["reason"], f"phase {status['phase']}: {ready['message']}")
+
+    def _apply_drifted(
+        self, cache: ClusterCache, children: list[dict[str, Any]], deployment: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """Apply the children whose watched copy no longer matches (absent, changed, edited by hand); skip the rest.
+        Returns the Deployment as now known."""
+        for obj in children:
+            meta = obj["metadata"]
+            observed = cache.child(obj["kind"], meta["namespace"], meta["name"])
+            reason = children_life.drift(obj, observed)
+            if reason is None:
+                operator_metrics.child_writes.labels(KIND, obj["kind"], "skipped").inc()
+                continue
+            log.debug("applying %s %s/%s: %s", obj["kind"], meta["namespace"], meta["name"], reason)
+            applied = self.kube.apply(obj)
+            operator_metrics.child_writes.labels(KIND, obj["kind"], "applied").inc()
+            cache.remember(applied)  # the next reconcile compares with what this write left
+            if obj["kind"] == "Deployment":
+                deployment = applied
+        return deployment
+
+    def _apply_all(
+        self, key: str, children: list[dict[str, Any]], deployment: dict[str, Any] | None, full: bool
+    ) -> dict[str, Any] | None:
+        """Without watched copies (tools, tests): apply every child unless this process applied the same ones last
+        (`full` applies them anyway: the periodic recheck undoes drift)."""
+        digest = hashlib.sha256(json.dumps(children, sort_keys=True).encode()).hexdigest()
+        if full or deployment is None or self._applied.get(key) != digest:
+            for obj in children:
+                applied = self.kube.apply(obj)
+                operator_metrics.child_writes.labels(KIND, obj["kind"], "applied").inc()
+                if obj["kind"] == "Deployment":
+                    deployment = applied
+            self._applied[key] = digest
+        return deployment
+
+    def _drop_pdb(self, svc: YoloInferenceService, replicas: int) -> None:
+        """Delete the PDB the spec no longer asks for: when the watched copy has one (with the cache), else once per
+        process (only we create it: after one DELETE, or its 404, it is known absent)."""
+        namespace, name = svc.metadata.namespace, svc.metadata.name
+        key = f"{namespace}/{name}"
+        if render.wants_pdb(svc, replicas):
+            self._no_pdb.discard(key)
+            return
+        if self.cache is not None:
+            if self.cache.child("PodDisruptionBudget", namespace, render.pdb_name(name)) is not None:
+                delete_if_present(self.kube, "policy/v1", "PodDisruptionBudget", namespace, render.pdb_name(name))
+            return
+        if key not in self._no_pdb:
+            delete_if_present(self.kube, "policy/v1", "PodDisruptionBudget", namespace, render.pdb_name(name))
+            self._no_pdb.add(key)
 
     def _blocked(
         self, svc: YoloInferenceService, mount: render.ModelMount, deployment: dict[str, Any] | None
@@ -382,7 +428,8 @@ def _owner_name(body: Any) -> str | None:
 
 
 FULL = f"{KIND}/full"
-"""The work queue's route for a reconcile that applies every child again (the periodic recheck)."""
+"""The work queue's route of the periodic recheck (without the cache it applies every child again; with it, it checks
+every child against its watched copy, as every reconcile does)."""
 
 
 def register(registry: kopf.OperatorRegistry, controller: InferenceController, runtime: Runtime) -> None:

@@ -1,10 +1,14 @@
 """What the controllers read instead of asking the API server each time: watch-fed copies of nodes and of the
-operator's Jobs, pods and Deployments (`Informer`s), and the latest body of each custom resource (`Bodies`, fed by
-Kopf's watch events and by our own status patches).
+operator's Jobs, pods, Deployments and the inference services' other children (ConfigMaps, Services, PDBs)
+(`Informer`s), and the latest body of each custom resource (`Bodies`, fed by Kopf's watch events and by our own status
+patches).
 
 Why (issue 10): at 1,300 resources the periodic recheck alone was a GET, two LISTs and more per resource every
 period. Reads now cost nothing; only writes reach the API server. The copies are trimmed to what `workloads`'
 readers use (node summaries, Job and pod status), so 1,000 Jobs and their pods fit in a few MB.
+
+Issue 24: the inference services' children are watched too, so a reconcile sees whether a child still holds what it
+would apply (`lifecycle.children.drift`) and writes only the ones that changed.
 """
 
 from __future__ import annotations
@@ -48,6 +52,11 @@ def trim_pod(pod: Obj) -> Obj:
         "spec": {"nodeName": (pod.get("spec") or {}).get("nodeName")},
         "status": {k: status[k] for k in keep if k in status},
     }
+
+
+def trim_child(obj: Obj) -> Obj:
+    """A rendered child as `lifecycle.children.drift` reads it: all but managedFields and status."""
+    return {k: v for k, v in without_managed_fields(obj).items() if k != "status"}
 
 
 def by_instance(obj: Obj) -> Hashable | None:
@@ -128,10 +137,22 @@ class ClusterCache:
             without_managed_fields,
             self._deployment_hooks,
         )
+        inference = {**mine, LABEL_COMPONENT: INFERENCE}
+        self.config_maps = make("v1", "ConfigMap", inference, trim_child, [])
+        self.services = make("v1", "Service", inference, trim_child, [])
+        self.pdbs = make("policy/v1", "PodDisruptionBudget", inference, trim_child, [])
+        self._children: dict[str, list[Informer]] = {
+            "Job": self.jobs,
+            "Pod": self.pods,
+            "Deployment": self.deployments,
+            "ConfigMap": self.config_maps,
+            "Service": self.services,
+            "PodDisruptionBudget": self.pdbs,
+        }
 
     @property
     def informers(self) -> list[Informer]:
-        return [self.nodes, *self.jobs, *self.pods, *self.deployments]
+        return [self.nodes, *(i for group in self._children.values() for i in group)]
 
     # --- hooks (register before start) ------------------------------------------------------------------------
 
@@ -173,10 +194,14 @@ class ClusterCache:
     def remember(self, obj: Obj) -> None:
         """A child we just created or applied (the server's reply), visible to the next reconcile at once."""
         kind, namespace = obj.get("kind"), (obj.get("metadata") or {}).get("namespace")
-        group = {"Job": self.jobs, "Pod": self.pods, "Deployment": self.deployments}.get(str(kind), [])
-        for informer in group:
+        for informer in self._children.get(str(kind), []):
             if informer.namespace in (None, namespace):
                 informer.remember(obj)
 
     def deployment(self, namespace: str, name: str) -> Obj | None:
-        return next((d for i in self.deployments if (d := i.get(namespace, name)) is not None), None)
+        return self.child("Deployment", namespace, name)
+
+    def child(self, kind: str, namespace: str, name: str) -> Obj | None:
+        """The watched copy of one of our children (Job, Pod, Deployment, ConfigMap, Service, PodDisruptionBudget;
+        the last four of inference services only), None when absent."""
+        return next((c for i in self._children.get(kind, []) if (c := i.get(namespace, name)) is not None), None)

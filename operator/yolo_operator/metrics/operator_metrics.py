@@ -15,6 +15,7 @@ RECONCILE_RETRIES_TOTAL = "yolo_operator_reconcile_retries_total"  # labels: kin
 PHASE_TRANSITIONS_TOTAL = "yolo_operator_phase_transitions_total"  # labels: kind, from, to
 TUNING_DURATION_SECONDS = "yolo_operator_tuning_duration_seconds"  # histogram of measured tuning phases
 PROGRESS_SCRAPE_ERRORS_TOTAL = "yolo_operator_progress_scrape_errors_total"  # labels: kind
+CHILD_WRITES_TOTAL = "yolo_operator_child_writes_total"  # labels: kind, child, outcome (applied | skipped)
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -47,6 +48,13 @@ progress_scrape_errors = Counter(
     PROGRESS_SCRAPE_ERRORS_TOTAL.removesuffix("_total"),
     "Failed reads of a workload pod's metrics",
     ["kind"],
+    registry=REGISTRY,
+)
+
+child_writes = Counter(
+    CHILD_WRITES_TOTAL.removesuffix("_total"),
+    "Rendered children applied, or skipped because their watched copy already holds what would be applied",
+    ["kind", "child", "outcome"],
     registry=REGISTRY,
 )
 
