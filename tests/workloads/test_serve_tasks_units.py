@@ -140,3 +140,21 @@ def test_polygons_trace_a_rectangle() -> None:
     assert len(polys) == 1
     xs, ys = polys[0][0::2], polys[0][1::2]
     assert (min(xs), min(ys), max(xs), max(ys)) == (8, 5, 19, 9)
+
+
+def test_mask_logits_of_a_batch_equal_each_images_own_product(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One padded product per chunk of images gives each detection its own image's `coeffs @ prototypes`, images
+    without detections and chunk edges included."""
+    import torch
+    from yolo_workloads.serve import tasks
+
+    g = torch.Generator().manual_seed(5)
+    protos = torch.randn(5, 8, 6, 7, generator=g)
+    counts = [3, 0, 1, 4, 2]
+    image = torch.repeat_interleave(torch.arange(5), torch.tensor(counts))
+    coeffs = torch.randn(len(image), 8, generator=g)
+    expected = torch.stack([coeffs[i] @ protos[image[i]].reshape(8, -1) for i in range(len(image))]).reshape(-1, 6, 7)
+    for chunk in (1 << 20, 4 * 6 * 7 * 2):  # every image at once; two images a chunk
+        monkeypatch.setattr(tasks, "LOGIT_CHUNK", chunk)
+        torch.testing.assert_close(tasks.mask_logits(protos, coeffs, image, counts), expected)
+    assert tasks.mask_logits(protos, coeffs[:0], image[:0], [0] * 5).shape == (0, 6, 7)

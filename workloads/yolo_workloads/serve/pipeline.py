@@ -502,11 +502,13 @@ class Detector:
         counts = torch.bincount(kb, minlength=len(images)).tolist()
         sizes = [(int(im.shape[1]), int(im.shape[2])) for im in images]
         owner = np.repeat(np.arange(len(images)), counts)  # the image of each detection (rows are by image)
-        logits = tasks.mask_logits(protos, rows[:, 6:], kb, counts)
         keeps: list[torch.Tensor] = []
         rles: list[np.ndarray] = []
         for lo, hi in self._mask_groups([sizes[j] for j in owner]):
-            lb = tasks.upsample_masks(logits[lo:hi], rows[lo:hi, :4], self.imgsz)
+            first, last = int(owner[lo]), int(owner[hi - 1])  # the group's images (its logits only: bounded memory)
+            spanned = np.bincount(owner[lo:hi] - first, minlength=last - first + 1).tolist()
+            logits = tasks.mask_logits(protos[first : last + 1], rows[lo:hi, 6:], kb[lo:hi] - first, spanned)
+            lb = tasks.upsample_masks(logits, rows[lo:hi, :4], self.imgsz)
             keeps.append(lb.flatten(1).any(1))
             rles += self._image_masks(lb, [sizes[j] for j in owner[lo:hi]])
         keep = torch.cat(keeps) if keeps else torch.zeros(0, dtype=torch.bool, device=rows.device)
