@@ -78,10 +78,12 @@ def test_killed_training_resumes_from_last_checkpoint_offline(tmp_path: Path, ne
 
 def test_extra_args_names_exist_in_ultralytics_defaults() -> None:
     import ultralytics
-    from yolo_operator.api.ultralytics_args import EXTRA_TRAIN_ARGS, RESERVED_ARGS
+    from yolo_operator.api.ultralytics_args import EXTRA_TRAIN_ARGS
+    from yolo_workloads.contract import RESERVED_NON_DEFAULT_ARGS, RESERVED_TRAIN_ARGS
 
     defaults = yaml.safe_load((Path(ultralytics.__file__).parent / "cfg" / "default.yaml").read_text())
-    missing = sorted(n for n in set(EXTRA_TRAIN_ARGS) | set(RESERVED_ARGS) if n not in defaults)
+    named = set(EXTRA_TRAIN_ARGS) | (RESERVED_TRAIN_ARGS - RESERVED_NON_DEFAULT_ARGS)
+    missing = sorted(n for n in named if n not in defaults)
     assert missing == []
 
 

@@ -253,6 +253,18 @@ class TuneResult(ContractModel):
     """Why this setting: the batch rule, the objective, the budget, any repeats (shown in the job's status)."""
 
 
+RESERVED_TRAIN_ARGS: frozenset[str] = frozenset(
+    ("task", "mode", "model", "data", "epochs", "patience", "batch", "imgsz", "save", "save_period", "cache",
+     "device", "workers", "project", "name", "exist_ok", "optimizer", "seed", "resume", "amp", "lr0", "save_dir")
+)  # fmt: skip
+"""Ultralytics train arguments the workload sets itself (from spec.train, spec.tuning, spec.output), so
+`TrainConfig.extra_args` may not name them: the API refuses them at `kubectl apply`, `yolo-workload train` with
+exit code 2. All but `save_dir` are keys of Ultralytics' `cfg/default.yaml`; `save_dir` is no default key, but the
+trainer reads it from its cfg (the workload points it at `output_dir`)."""
+RESERVED_NON_DEFAULT_ARGS: frozenset[str] = frozenset({"save_dir"})
+"""The reserved arguments that are no key of Ultralytics' `cfg/default.yaml`."""
+
+
 class TrainConfig(ContractModel):
     """Input of `yolo-workload train`."""
 
