@@ -253,6 +253,33 @@ class TuneResult(ContractModel):
     """Why this setting: the batch rule, the objective, the budget, any repeats (shown in the job's status)."""
 
 
+TRAIN_METRICS_PORT = 9090
+"""Where a training pod serves its Prometheus metrics (`TrainConfig.metrics_port`, the operator's default
+`workload_metrics_port`)."""
+METRICS_PATH = "/metrics"
+"""Prometheus text of every workload server (training and serving pods)."""
+LIVE_PATH = "/v2/health/live"
+"""The serving pod's liveness (Open Inference Protocol v2)."""
+READY_PATH = "/v2/health/ready"
+"""The serving pod's readiness: 200 once the model is loaded and warmed, 503 before and while draining."""
+DETECT_PATH = "/v1/detect"
+"""Images in, the task's JSON answer out (`DetectAnswer`); `/v1/predict` is its alias."""
+
+TRAIN_EPOCH = "yolo_train_epoch"
+TRAIN_EPOCHS_TOTAL = "yolo_train_epochs_total"
+TRAIN_IMAGES_PER_SECOND = "yolo_train_images_per_second"
+TRAIN_MAP50_95 = "yolo_train_map50_95"
+"""Boxes; absent for classify."""
+TRAIN_ACCURACY = "yolo_train_accuracy"
+"""The task's headline figure (HEADLINE_METRIC)."""
+SERVE_QUEUE_DEPTH = "yolo_serve_queue_depth"
+"""Images accepted and waiting for the device: an autoscaling metric (`queueDepth`)."""
+SERVE_GPU_UTILIZATION_PERCENT = "yolo_serve_gpu_utilization_percent"
+"""NVML utilisation of the serving GPU, 0-100: an autoscaling metric (`gpuUtilization`)."""
+# The metric names the operator reads (status.progress, autoscaling); the workloads' metrics modules define them
+# with these names and add their own (losses, request counters, GPU memory) that only dashboards read.
+
+
 RESERVED_TRAIN_ARGS: frozenset[str] = frozenset(
     ("task", "mode", "model", "data", "epochs", "patience", "batch", "imgsz", "save", "save_period", "cache",
      "device", "workers", "project", "name", "exist_ok", "optimizer", "seed", "resume", "amp", "lr0", "save_dir")
@@ -293,7 +320,7 @@ class TrainConfig(ContractModel):
     extra_args: dict[str, object] = {}
     output_dir: str
     """Run folder: `weights/last.pt` and `weights/best.pt` land here; a restart resumes from last.pt."""
-    metrics_port: int | None = 9090
+    metrics_port: int | None = TRAIN_METRICS_PORT
     termination_log: str = DEFAULT_TERMINATION_LOG
 
     @model_validator(mode="after")

@@ -19,16 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from yolo_workloads.contract import ServeConfig
+from yolo_workloads.contract import DETECT_PATH, READY_PATH, ServeConfig
 
 from yolo_operator.api.inference_service import YoloInferenceService
 from yolo_operator.api.train_job import YoloTrainJob
 from yolo_operator.local.backend import LocalJob
 from yolo_operator.local.workdir import write_config
 from yolo_operator.render import inference_service as render_svc
-
-READY_PATH = render_svc.READY_PATH
-DETECT_PATH = "/v1/detect"
 
 
 def free_port() -> int:

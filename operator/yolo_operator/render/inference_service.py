@@ -23,7 +23,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from yolo_workloads.contract import DEFAULT_TASK, ModelSource, ServeConfig, ServeTuningConfig, Task
+from yolo_workloads.contract import (
+    DEFAULT_TASK,
+    LIVE_PATH,
+    METRICS_PATH,
+    READY_PATH,
+    ModelSource,
+    ServeConfig,
+    ServeTuningConfig,
+    Task,
+)
 
 from yolo_operator.api.inference_service import YoloInferenceService
 from yolo_operator.api.sources import WeightsSource
@@ -58,9 +67,6 @@ CONFIG_DIR = "/etc/yolo"
 CONFIG_KEY = "config.yaml"
 CLAIMS_ROOT = "/claims"
 PORT_NAME = "http"
-READY_PATH = "/v2/health/ready"
-LIVE_PATH = "/v2/health/live"
-METRICS_PATH = "/metrics"
 CONFIG_HASH_ANNOTATION = "yolo-operator.io/config-hash"
 PRE_STOP_SLEEP_S = 5
 """Time for endpoint controllers and load balancers to stop sending new requests before SIGTERM."""

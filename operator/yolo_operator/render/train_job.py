@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import yaml
 from yolo_workloads.contract import (
     SOURCE_ERROR_EXIT_CODE,
+    TRAIN_METRICS_PORT,
     BatchRuleName,
     DataSource,
     FetchConfig,
@@ -94,7 +95,7 @@ class RenderOptions:
     """What rendering takes from the operator's settings rather than from the spec."""
 
     default_image: str = DEFAULT_IMAGE
-    metrics_port: int = 9090
+    metrics_port: int = TRAIN_METRICS_PORT
 
 
 class TrainChoice(Protocol):
