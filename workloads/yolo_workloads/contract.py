@@ -9,9 +9,10 @@ compact; full details go to the output folder.
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
-from typing import Literal, Self
+from typing import Literal, NotRequired, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing_extensions import TypedDict
 
 TERMINATION_MESSAGE_LIMIT = 4096
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
@@ -495,6 +496,59 @@ class ServeConfig(ContractModel):
     workers: int = Field(default=1, ge=1, le=16)
     """HTTP server processes sharing the GPU, each with its own model copy and batcher (one process is bound by
     one core of Python at a few hundred to ~1,000 requests/s)."""
+
+
+class RleMask(TypedDict):
+    """COCO's uncompressed RLE of a segment mask: column-major runs, zeros first (`pycocotools.mask.frPyObjects`)."""
+
+    size: list[int]
+    """[height, width] of the image."""
+    counts: list[int]
+
+
+class DetectionAnswer(TypedDict):
+    """One object of a `/v1/detect` answer. Detection's rows hold the first four keys only (its historical shape);
+    the other tasks add theirs."""
+
+    box: list[float]
+    """[x1, y1, x2, y2] in the image's own pixels."""
+    score: float
+    class_id: int
+    class_name: str
+    obb: NotRequired[list[float]]
+    """obb: [cx, cy, w, h, angle] (radians); `box` is the axis-aligned box around it."""
+    keypoints: NotRequired[list[list[float]]]
+    """pose: [x, y, visibility] per keypoint, in image pixels."""
+    mask: NotRequired[RleMask]
+    """segment, by default."""
+    polygons: NotRequired[list[list[float]]]
+    """segment with `?masks=polygon`: outer contours [x1, y1, x2, y2, ...] in image pixels."""
+
+
+class ClassificationAnswer(TypedDict):
+    """One of the top 5 classes of a classify model's `/v1/detect` answer, best first."""
+
+    class_id: int
+    class_name: str
+    score: float
+
+
+class ImageAnswer(TypedDict, total=False):
+    """The answer for one image: `detections` for every task with boxes, `classifications` for classify."""
+
+    detections: list[DetectionAnswer]
+    classifications: list[ClassificationAnswer]
+
+
+class DetectAnswer(TypedDict):
+    """The JSON body `POST /v1/detect` answers: one entry of `images` per uploaded image, in upload order. Plain
+    dicts on the wire and in the server (no per-object validation cost); a client validates with
+    `pydantic.TypeAdapter(DetectAnswer)`."""
+
+    model: str
+    task: NotRequired[Task]
+    """Left out for detect (its answer keeps its historical shape, byte for byte)."""
+    images: list[ImageAnswer]
 
 
 def encode_result(result: BaseModel) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
-from yolo_workloads.contract import DETECT_PATH, READY_PATH, FetchConfig
+from yolo_workloads.contract import DETECT_PATH, READY_PATH, DetectAnswer, FetchConfig
 
 from yolo_operator.api.common import SpecError
 from yolo_operator.api.inference_service import YoloInferenceService, YoloInferenceServiceStatus
@@ -85,7 +85,7 @@ def serve_trained(runner: TrainJobRunner) -> tuple[int, report.Served | None]:
 
 
 def _picture(
-    runner: TrainJobRunner, images: list[Path], answer: dict[str, Any], seconds: float, weights: Path, conf: float
+    runner: TrainJobRunner, images: list[Path], answer: DetectAnswer, seconds: float, weights: Path, conf: float
 ) -> report.Served:
     """Draw the answer onto its images (`detections.png`); a drawing error is a note, never a failed run."""
     served = report.Served(images=len(images), seconds=seconds)

@@ -43,7 +43,7 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartParser
 from starlette.requests import ClientDisconnect
 
-from yolo_workloads.contract import DETECT_PATH, LIVE_PATH, METRICS_PATH, READY_PATH, ServeConfig, Task
+from yolo_workloads.contract import DETECT_PATH, LIVE_PATH, METRICS_PATH, READY_PATH, DetectAnswer, ServeConfig, Task
 from yolo_workloads.serve import answers, schema, v2
 from yolo_workloads.serve.batcher import Batcher, Closed, QueueFull, TooLarge
 from yolo_workloads.serve.imagecheck import ImageError, inspect_image
@@ -221,7 +221,7 @@ class ServerState:
         self.tuning = {"chosen": asdict(best), "trials": [asdict(t) for t in trials]}
 
     @property
-    def task(self) -> str:
+    def task(self) -> Task:
         """The model's task once loaded; before, the one asked for (or detect)."""
         return self.detector.task if self.detector else (self.expected_task or "detect")
 
@@ -476,7 +476,7 @@ def _install_detect_routes(app: FastAPI, state: ServerState) -> None:
             return dets
         names = state.detector.names if state.detector else {}
         images = [answers.image_answer(d, names, masks) for d in dets]
-        doc: dict[str, Any] = {"model": cfg.model_name, "images": images}
+        doc: DetectAnswer = {"model": cfg.model_name, "images": images}
         if state.task != "detect":  # detection's answer keeps its historical shape, byte for byte
             doc = {"model": cfg.model_name, "task": state.task, "images": images}
         return _json(200, doc)
