@@ -98,8 +98,9 @@ class RenderOptions:
     metrics_port: int = TRAIN_METRICS_PORT
 
 
-class TrainChoice(Protocol):
-    """The four settings tuning decides (lifecycle.train_job.TrainChoice); training is rendered with them."""
+class TunedSettings(Protocol):
+    """What render needs of the four settings tuning decides (lifecycle.train_job.TrainChoice is one); training is
+    rendered with them."""
 
     @property
     def batch(self) -> int: ...
@@ -298,7 +299,7 @@ def nominal_batch(spec: YoloTrainJobSpec) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else ULTRALYTICS_NBS
 
 
-def train_config(job: YoloTrainJob, choice: TrainChoice, options: RenderOptions) -> TrainConfig:
+def train_config(job: YoloTrainJob, choice: TunedSettings, options: RenderOptions) -> TrainConfig:
     spec, layout = job.spec, _layout(job)
     t = spec.train
     return TrainConfig(
@@ -430,7 +431,7 @@ def tuning_objects(job: YoloTrainJob, options: RenderOptions) -> list[dict[str, 
     return [cm, _job(job, TUNING, data, options, ports=[])]
 
 
-def training_objects(job: YoloTrainJob, choice: TrainChoice, options: RenderOptions) -> list[dict[str, Any]]:
+def training_objects(job: YoloTrainJob, choice: TunedSettings, options: RenderOptions) -> list[dict[str, Any]]:
     """The training step: [ConfigMap, Job], with the tuned (or fixed) settings."""
     data = config_data(job, train_config(job, choice, options))
     cm = config_map(owner_of(job), config_map_name(job.metadata.name, TRAINING), TRAINING, data)
