@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import yaml
 from yolo_workloads.contract import (
+    CONFIG_ERROR_EXIT_CODE,
     SOURCE_ERROR_EXIT_CODE,
     TRAIN_METRICS_PORT,
     BatchRuleName,
@@ -78,8 +79,6 @@ CONFIG_KEY = "config.yaml"
 CLAIMS_ROOT = "/claims"
 SHAPES_ROOT = "/data/shapes"
 EPHEMERAL_OUTPUT = "/output"
-INPUT_ERROR_EXIT_CODE = 2
-"""The workload exits 2 when its input is wrong (data set fails validation, model file missing): never retried."""
 CONFIG_HASH_ANNOTATION = "yolo-operator.io/config-hash"
 BATCH_RULES: dict[str, BatchRuleName] = {
     "Defaults": "defaults",
@@ -367,7 +366,7 @@ def _job(
     labels = standard_labels(owner, component)
     run = spec.run_policy
     fetches = layout.fetches
-    input_errors = [(WORKLOAD_CONTAINER, INPUT_ERROR_EXIT_CODE)]
+    input_errors = [(WORKLOAD_CONTAINER, CONFIG_ERROR_EXIT_CODE)]
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",  # required by podFailurePolicy; the Job replaces failed pods
         "automountServiceAccountToken": False,  # workloads need no API access
