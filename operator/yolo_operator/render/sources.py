@@ -18,6 +18,7 @@ from yolo_workloads.contract import FetchConfig, FetchSource, source_kind
 
 from yolo_operator.api.pod import PodOverrides
 from yolo_operator.api.sources import DEFAULT_REGION, DataSource, Source, max_bytes, pvc_parts
+from yolo_operator.render.common import CONFIG_KEY, config_yaml
 
 SOURCES_DIR = "/sources"
 CACHE_DIR = "/var/cache/yolo-sources"
@@ -70,6 +71,15 @@ class Fetches:
 
     def config(self) -> FetchConfig | None:
         return FetchConfig(sources=self.sources, cache_dir=self.cache_dir) if self.sources else None
+
+
+def configmap_data(config_text: str, fetches: Fetches) -> dict[str, str]:
+    """A step's ConfigMap data: the workload's config and, when the pod fetches sources, the fetch step's."""
+    data = {CONFIG_KEY: config_text}
+    fetch = fetches.config()
+    if fetch is not None:
+        data[FETCH_CONFIG_KEY] = config_yaml(fetch)
+    return data
 
 
 def data_yaml(link: str, source: DataSource) -> str:

@@ -17,19 +17,16 @@ bad data set, unknown model file) fails the Job at once instead of retrying. Sto
 
 from __future__ import annotations
 
-import hashlib
 import posixpath
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import yaml
 from yolo_workloads.contract import (
     CONFIG_ERROR_EXIT_CODE,
     SOURCE_ERROR_EXIT_CODE,
     TRAIN_METRICS_PORT,
     BatchRuleName,
     DataSource,
-    FetchConfig,
     IntRange,
     ModelSource,
     SearchSpace,
@@ -44,15 +41,21 @@ from yolo_operator.api.sources import is_archive, pvc_parts
 from yolo_operator.api.train_job import YoloTrainJob, YoloTrainJobSpec
 from yolo_operator.quantity import parse_quantity
 from yolo_operator.render.common import (
+    CLAIMS_ROOT,
+    CONFIG_DIR,
+    CONFIG_HASH_ANNOTATION,
+    CONFIG_KEY,
     CONTAINER_SECURITY_CONTEXT,
     DEFAULT_IMAGE,
     POD_SECURITY_CONTEXT,
     WORKLOAD_CONTAINER,
-    Owner,
-    canonical_json,
+    config_hash,
     config_map,
+    config_text,
+    config_yaml,
     container_image,
     object_meta,
+    owner_of,
     placement,
     resource_requirements,
     shm_volume,
@@ -67,6 +70,7 @@ from yolo_operator.render.sources import (
     WEIGHTS_LINK,
     Fetches,
     apply_overrides,
+    configmap_data,
     data_yaml,
     fetch_container,
     source_claim,
@@ -74,12 +78,8 @@ from yolo_operator.render.sources import (
 
 TUNING = "tuning"
 TRAINING = "training"
-CONFIG_DIR = "/etc/yolo"
-CONFIG_KEY = "config.yaml"
-CLAIMS_ROOT = "/claims"
 SHAPES_ROOT = "/data/shapes"
 EPHEMERAL_OUTPUT = "/output"
-CONFIG_HASH_ANNOTATION = "yolo-operator.io/config-hash"
 BATCH_RULES: dict[str, BatchRuleName] = {
     "Defaults": "defaults",
     "DefaultsThenNbs": "defaults_then_nbs",
@@ -109,12 +109,6 @@ class TunedSettings(Protocol):
     def amp(self) -> bool: ...
     @property
     def cache(self) -> str: ...
-
-
-def owner_of(job: YoloTrainJob) -> Owner:
-    if not job.metadata.uid:
-        raise ValueError("metadata.uid: required to render owned objects (the resource must exist on the server)")
-    return Owner(job.api_version, job.kind, job.metadata.name, job.metadata.namespace, job.metadata.uid)
 
 
 def job_name(cr_name: str, component: str) -> str:
@@ -324,18 +318,10 @@ def train_config(job: YoloTrainJob, choice: TunedSettings, options: RenderOption
     )
 
 
-def render_config(config: TuneConfig | TrainConfig | FetchConfig) -> str:
-    """The config file's text: YAML (the workload reads YAML or JSON), unset fields left out."""
-    return yaml.safe_dump(config.model_dump(mode="json", exclude_none=True), sort_keys=True)
-
-
 def config_data(job: YoloTrainJob, config: TuneConfig | TrainConfig) -> dict[str, str]:
-    """The step's ConfigMap data: its config and, when the spec names URIs, the fetch step's."""
-    data = {CONFIG_KEY: render_config(config)}
-    fetch = _layout(job).fetches.config()
-    if fetch is not None:
-        data[FETCH_CONFIG_KEY] = render_config(fetch)
-    return data
+    """The step's ConfigMap data: its config (unset fields left out) and, when the spec names URIs, the fetch
+    step's."""
+    return configmap_data(config_yaml(config), _layout(job).fetches)
 
 
 def _job(
@@ -388,7 +374,7 @@ def _job(
             )
         ]
         input_errors.append((FETCH_CONTAINER, SOURCE_ERROR_EXIT_CODE))
-    metadata = {"labels": labels, "annotations": {CONFIG_HASH_ANNOTATION: _data_hash(data)}}
+    metadata = {"labels": labels, "annotations": {CONFIG_HASH_ANNOTATION: config_hash(config_text(data))}}
     apply_overrides(pod_spec, metadata, container, spec.pod_overrides)
     job_spec: dict[str, Any] = {
         "backoffLimit": run.backoff_limit,
@@ -414,13 +400,6 @@ def _job(
         "metadata": object_meta(owner, job_name(job.metadata.name, component), component),
         "spec": job_spec,
     }
-
-
-def _data_hash(data: dict[str, str]) -> str:
-    """The pod template's config hash: the main config alone when there is no fetch step (so existing Jobs keep
-    their hash), else every key."""
-    text = data[CONFIG_KEY] if len(data) == 1 else canonical_json(data)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def tuning_objects(job: YoloTrainJob, options: RenderOptions) -> list[dict[str, Any]]:
