@@ -42,6 +42,12 @@ CLAIMS_ROOT = "/claims"
 """PersistentVolumeClaims are mounted at `/claims/<claim name>`."""
 
 
+def workload_env() -> list[dict[str, str]]:
+    """The environment of every container of the standard image: unbuffered output, Ultralytics offline (a fresh
+    list each call: overrides extend it)."""
+    return [{"name": "PYTHONUNBUFFERED", "value": "1"}, {"name": "YOLO_OFFLINE", "value": "1"}]
+
+
 @dataclass(frozen=True)
 class Owner:
     """The custom resource that owns rendered objects."""

@@ -55,6 +55,7 @@ from yolo_operator.render.common import (
     selector_labels,
     shm_volume,
     standard_labels,
+    workload_env,
 )
 from yolo_operator.render.sources import (
     CACHE_DIR,
@@ -221,7 +222,7 @@ def deployment(
         "image": container_image(spec.resources, options.default_image),
         # No `command`: the image's entrypoint (`tini -- yolo-workload`) forwards SIGTERM and reaps workers.
         "args": ["serve", "--config", f"{CONFIG_DIR}/{CONFIG_KEY}"],
-        "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}, {"name": "YOLO_OFFLINE", "value": "1"}],
+        "env": workload_env(),
         "ports": [{"name": PORT_NAME, "containerPort": port, "protocol": "TCP"}],
         "resources": resource_requirements(spec.resources),
         "securityContext": CONTAINER_SECURITY_CONTEXT,

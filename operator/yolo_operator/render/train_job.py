@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from yolo_workloads.contract import (
     CONFIG_ERROR_EXIT_CODE,
+    DEFAULT_TERMINATION_LOG,
     SOURCE_ERROR_EXIT_CODE,
     TRAIN_METRICS_PORT,
     BatchRuleName,
@@ -60,6 +61,7 @@ from yolo_operator.render.common import (
     resource_requirements,
     shm_volume,
     standard_labels,
+    workload_env,
 )
 from yolo_operator.render.sources import (
     CACHE_DIR,
@@ -339,10 +341,10 @@ def _job(
         "image": container_image(spec.resources, options.default_image),
         # No `command`: the image's entrypoint (`tini -- yolo-workload`) forwards SIGTERM and reaps workers.
         "args": [verb, "--config", f"{CONFIG_DIR}/{CONFIG_KEY}"],
-        "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}, {"name": "YOLO_OFFLINE", "value": "1"}],
+        "env": workload_env(),
         "resources": resource_requirements(spec.resources),
         "securityContext": CONTAINER_SECURITY_CONTEXT,
-        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePath": DEFAULT_TERMINATION_LOG,
         # The result JSON when the workload wrote one; the log tail when it crashed before writing it.
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": [config_mount, shm_mount, *storage.mounts],
