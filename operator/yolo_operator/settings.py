@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from yolo_workloads.contract import TRAIN_METRICS_PORT
 
 from yolo_operator.render.common import DEFAULT_IMAGE
 
@@ -49,7 +50,7 @@ class OperatorSettings(BaseModel):
     """Port of the operator's own Prometheus metrics (0 is not allowed: the Deployment scrapes it)."""
     health_port: int = Field(default=8081, ge=1, le=65535)
     """Port of Kopf's liveness endpoint (`/healthz`)."""
-    workload_metrics_port: int = Field(default=9090, ge=1, le=65535)
+    workload_metrics_port: int = Field(default=TRAIN_METRICS_PORT, ge=1, le=65535)
     """Port on which training pods serve their metrics."""
     reconcile_period_seconds: float = Field(default=30.0, gt=0, le=3600)
     """How often every resource is re-checked, besides reacting to watch events."""

@@ -23,6 +23,7 @@ from yolo_operator.api.ultralytics_args import ARG_BOUNDS, EXTRA_TRAIN_ARGS, ext
 from yolo_operator.quantity import parse_quantity
 from yolo_operator.render import inference_service as render_service
 from yolo_operator.render import train_job as render_train
+from yolo_workloads.contract import RESERVED_TRAIN_ARGS
 
 pytestmark = pytest.mark.unit
 
@@ -387,6 +388,15 @@ def test_extra_arg_outside_ultralytics_range_is_refused_naming_it(name: str, val
         assert any(
             p.startswith("spec.train.extraArgs") for p in _problems(_with(TRAIN, "spec.train.extraArgs", {name: value}))
         )
+
+
+@pytest.mark.parametrize("name", sorted(RESERVED_TRAIN_ARGS))
+def test_every_argument_the_workload_reserves_is_refused_in_extra_args_naming_it(name: str) -> None:
+    # the one list the workload refuses too (`yolo-workload train` exits 2): nothing the API lets through fails later
+    problems = _problems(_with(TRAIN, "spec.train.extraArgs", {name: 1}))
+    assert any(p.startswith("spec.train.extraArgs") and f"{name} is set by the operator" in p for p in problems), (
+        problems
+    )
 
 
 # --- the wire form of anything accepted is accepted again, unchanged ------------------------------------------------

@@ -10,9 +10,8 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 from yolo_operator.api.inference_service import YoloInferenceService
-from yolo_operator.render.common import GPU_RESOURCE, LABEL_INSTANCE
+from yolo_operator.render.common import CONFIG_HASH_ANNOTATION, GPU_RESOURCE, LABEL_INSTANCE
 from yolo_operator.render.inference_service import (
-    CONFIG_HASH_ANNOTATION,
     ModelMount,
     RenderOptions,
     objects,

@@ -314,3 +314,25 @@ def test_a_fetch_failure_observed_on_the_job_fails_the_resource_naming_the_sourc
     failed = next(c for c in decision.status.conditions or [] if c.type == "Failed")
     assert decision.phase == "Failed" and failed.reason == "InvalidInput"
     assert message in failed.message
+
+
+def test_every_path_the_operator_mounts_into_the_workload_is_one_the_api_reserves() -> None:
+    """The API (below render, so it cannot import render's constants) refuses overrides under RESERVED_PATHS: each
+    mount render gives the workload container, with and without fetched sources, must be there."""
+    from yolo_operator.api.pod import _in_reserved_path
+
+    svc_doc = yaml.safe_load((ROOT / "manifests/samples/yoloinferenceservice.yaml").read_text())
+    svc_doc["metadata"].update(namespace="team-a", uid="svc-uid")
+    svc = YoloInferenceService.model_validate(svc_doc)
+    pods = [
+        obj["spec"]["template"]["spec"]
+        for job in (train_job(), finetune())
+        for obj in (*tuning_objects(job, OPTIONS), *training_objects(job, CHOICE, OPTIONS))
+        if obj["kind"] == "Job"
+    ]
+    model = serve_render.ModelMount("weights", "best.pt")
+    pods += [o["spec"]["template"]["spec"] for o in serve_render.objects(svc, model, 2, serve_render.RenderOptions())
+             if o["kind"] == "Deployment"]  # fmt: skip
+    mounts = {m["mountPath"] for pod in pods for m in pod["containers"][0]["volumeMounts"]}
+    assert {"/etc/yolo", "/sources"} <= mounts
+    assert [m for m in sorted(mounts) if not _in_reserved_path(m)] == []

@@ -158,3 +158,31 @@ def test_mask_logits_of_a_batch_equal_each_images_own_product(monkeypatch: pytes
         monkeypatch.setattr(tasks, "LOGIT_CHUNK", chunk)
         torch.testing.assert_close(tasks.mask_logits(protos, coeffs, image, counts), expected)
     assert tasks.mask_logits(protos, coeffs[:0], image[:0], [0] * 5).shape == (0, 6, 7)
+
+
+@pytest.mark.parametrize("extra", ["none", "obb", "keypoints", "mask"])
+def test_every_answer_row_is_the_contracts_detect_answer(extra: str) -> None:
+    """What the server writes is what the contract describes and the local runner reads: no key outside it."""
+    from pydantic import TypeAdapter
+    from yolo_workloads.contract import ClassificationAnswer, DetectAnswer, DetectionAnswer
+    from yolo_workloads.serve import answers
+    from yolo_workloads.serve.pipeline import Classification, Detections
+
+    boxes = np.array([[1, 2, 30, 40], [5, 5, 9, 9]], dtype=np.float32)
+    out = Detections(boxes, np.array([0.9, 0.5], dtype=np.float32), np.array([0, 1], dtype=np.int32), size=(48, 64))
+    if extra == "obb":
+        out.obb = np.array([[15, 21, 29, 38, 0.1], [7, 7, 4, 4, 0.0]], dtype=np.float32)
+    elif extra == "keypoints":
+        out.keypoints = np.ones((2, 3, 3), dtype=np.float32)
+    elif extra == "mask":
+        out.masks = [np.array([10, 5, 3057], dtype=np.int64), np.array([3072], dtype=np.int64)]
+    answer = answers.image_answer(out, {0: "circle"}, "rle")
+    doc = TypeAdapter(DetectAnswer).validate_python({"model": "yolo", "images": [answer]})
+    rows = doc["images"][0]["detections"]
+    assert [r["class_name"] for r in rows] == ["circle", "1"] and rows[0]["box"] == [1, 2, 30, 40]
+    assert all(set(row) <= set(DetectionAnswer.__annotations__) for row in answer["detections"])
+    if extra != "none":
+        assert all(extra in row for row in rows)
+
+    top = answers.image_answer(Classification(np.array([2]), np.array([0.75])), {}, "rle")
+    assert [set(row) for row in top["classifications"]] == [set(ClassificationAnswer.__annotations__)]

@@ -78,11 +78,35 @@ def test_killed_training_resumes_from_last_checkpoint_offline(tmp_path: Path, ne
 
 def test_extra_args_names_exist_in_ultralytics_defaults() -> None:
     import ultralytics
-    from yolo_operator.api.ultralytics_args import EXTRA_TRAIN_ARGS, RESERVED_ARGS
+    from yolo_operator.api.ultralytics_args import EXTRA_TRAIN_ARGS
+    from yolo_workloads.contract import RESERVED_NON_DEFAULT_ARGS, RESERVED_TRAIN_ARGS
 
     defaults = yaml.safe_load((Path(ultralytics.__file__).parent / "cfg" / "default.yaml").read_text())
-    missing = sorted(n for n in set(EXTRA_TRAIN_ARGS) | set(RESERVED_ARGS) if n not in defaults)
+    named = set(EXTRA_TRAIN_ARGS) | (RESERVED_TRAIN_ARGS - RESERVED_NON_DEFAULT_ARGS)
+    missing = sorted(n for n in named if n not in defaults)
     assert missing == []
+
+
+def test_train_refuses_every_reserved_argument_with_exit_code_2(tmp_path: Path) -> None:
+    """The workload's side of the one reserved list the API refuses too: refused before any data or model work."""
+    import argparse
+
+    from yolo_workloads.contract import CONFIG_ERROR_EXIT_CODE, RESERVED_TRAIN_ARGS
+    from yolo_workloads.train import cli
+
+    for name in sorted(RESERVED_TRAIN_ARGS):
+        log = tmp_path / f"{name}.log"
+        config = {
+            "model": {"architecture": "yolov8n.yaml"},
+            "data": {"shapes": {"images": 4}, "root": str(tmp_path / "data")},
+            "extra_args": {name: 1},
+            "output_dir": str(tmp_path / "out"),
+            "termination_log": str(log),
+        }
+        (tmp_path / "train.yaml").write_text(yaml.safe_dump(config))
+        assert cli.run(argparse.Namespace(config=str(tmp_path / "train.yaml"))) == CONFIG_ERROR_EXIT_CODE
+        assert f"['{name}'] are set by the operator" in log.read_text()
+    assert not (tmp_path / "data").exists() and not (tmp_path / "out").exists()
 
 
 def test_warm_up_runs_at_the_warmup_batch_then_training_resumes_at_the_tuned_batch(

@@ -9,9 +9,10 @@ compact; full details go to the output folder.
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
-from typing import Literal, Self
+from typing import Literal, NotRequired, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing_extensions import TypedDict
 
 TERMINATION_MESSAGE_LIMIT = 4096
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
@@ -253,6 +254,45 @@ class TuneResult(ContractModel):
     """Why this setting: the batch rule, the objective, the budget, any repeats (shown in the job's status)."""
 
 
+TRAIN_METRICS_PORT = 9090
+"""Where a training pod serves its Prometheus metrics (`TrainConfig.metrics_port`, the operator's default
+`workload_metrics_port`)."""
+METRICS_PATH = "/metrics"
+"""Prometheus text of every workload server (training and serving pods)."""
+LIVE_PATH = "/v2/health/live"
+"""The serving pod's liveness (Open Inference Protocol v2)."""
+READY_PATH = "/v2/health/ready"
+"""The serving pod's readiness: 200 once the model is loaded and warmed, 503 before and while draining."""
+DETECT_PATH = "/v1/detect"
+"""Images in, the task's JSON answer out (`DetectAnswer`); `/v1/predict` is its alias."""
+
+TRAIN_EPOCH = "yolo_train_epoch"
+TRAIN_EPOCHS_TOTAL = "yolo_train_epochs_total"
+TRAIN_IMAGES_PER_SECOND = "yolo_train_images_per_second"
+TRAIN_MAP50_95 = "yolo_train_map50_95"
+"""Boxes; absent for classify."""
+TRAIN_ACCURACY = "yolo_train_accuracy"
+"""The task's headline figure (HEADLINE_METRIC)."""
+SERVE_QUEUE_DEPTH = "yolo_serve_queue_depth"
+"""Images accepted and waiting for the device: an autoscaling metric (`queueDepth`)."""
+SERVE_GPU_UTILIZATION_PERCENT = "yolo_serve_gpu_utilization_percent"
+"""NVML utilisation of the serving GPU, 0-100: an autoscaling metric (`gpuUtilization`)."""
+# The metric names the operator reads (status.progress, autoscaling); the workloads' metrics modules define them
+# with these names and add their own (losses, request counters, GPU memory) that only dashboards read.
+
+
+RESERVED_TRAIN_ARGS: frozenset[str] = frozenset(
+    ("task", "mode", "model", "data", "epochs", "patience", "batch", "imgsz", "save", "save_period", "cache",
+     "device", "workers", "project", "name", "exist_ok", "optimizer", "seed", "resume", "amp", "lr0", "save_dir")
+)  # fmt: skip
+"""Ultralytics train arguments the workload sets itself (from spec.train, spec.tuning, spec.output), so
+`TrainConfig.extra_args` may not name them: the API refuses them at `kubectl apply`, `yolo-workload train` with
+exit code 2. All but `save_dir` are keys of Ultralytics' `cfg/default.yaml`; `save_dir` is no default key, but the
+trainer reads it from its cfg (the workload points it at `output_dir`)."""
+RESERVED_NON_DEFAULT_ARGS: frozenset[str] = frozenset({"save_dir"})
+"""The reserved arguments that are no key of Ultralytics' `cfg/default.yaml`."""
+
+
 class TrainConfig(ContractModel):
     """Input of `yolo-workload train`."""
 
@@ -281,7 +321,7 @@ class TrainConfig(ContractModel):
     extra_args: dict[str, object] = {}
     output_dir: str
     """Run folder: `weights/last.pt` and `weights/best.pt` land here; a restart resumes from last.pt."""
-    metrics_port: int | None = 9090
+    metrics_port: int | None = TRAIN_METRICS_PORT
     termination_log: str = DEFAULT_TERMINATION_LOG
 
     @model_validator(mode="after")
@@ -456,6 +496,59 @@ class ServeConfig(ContractModel):
     workers: int = Field(default=1, ge=1, le=16)
     """HTTP server processes sharing the GPU, each with its own model copy and batcher (one process is bound by
     one core of Python at a few hundred to ~1,000 requests/s)."""
+
+
+class RleMask(TypedDict):
+    """COCO's uncompressed RLE of a segment mask: column-major runs, zeros first (`pycocotools.mask.frPyObjects`)."""
+
+    size: list[int]
+    """[height, width] of the image."""
+    counts: list[int]
+
+
+class DetectionAnswer(TypedDict):
+    """One object of a `/v1/detect` answer. Detection's rows hold the first four keys only (its historical shape);
+    the other tasks add theirs."""
+
+    box: list[float]
+    """[x1, y1, x2, y2] in the image's own pixels."""
+    score: float
+    class_id: int
+    class_name: str
+    obb: NotRequired[list[float]]
+    """obb: [cx, cy, w, h, angle] (radians); `box` is the axis-aligned box around it."""
+    keypoints: NotRequired[list[list[float]]]
+    """pose: [x, y, visibility] per keypoint, in image pixels."""
+    mask: NotRequired[RleMask]
+    """segment, by default."""
+    polygons: NotRequired[list[list[float]]]
+    """segment with `?masks=polygon`: outer contours [x1, y1, x2, y2, ...] in image pixels."""
+
+
+class ClassificationAnswer(TypedDict):
+    """One of the top 5 classes of a classify model's `/v1/detect` answer, best first."""
+
+    class_id: int
+    class_name: str
+    score: float
+
+
+class ImageAnswer(TypedDict, total=False):
+    """The answer for one image: `detections` for every task with boxes, `classifications` for classify."""
+
+    detections: list[DetectionAnswer]
+    classifications: list[ClassificationAnswer]
+
+
+class DetectAnswer(TypedDict):
+    """The JSON body `POST /v1/detect` answers: one entry of `images` per uploaded image, in upload order. Plain
+    dicts on the wire and in the server (no per-object validation cost); a client validates with
+    `pydantic.TypeAdapter(DetectAnswer)`."""
+
+    model: str
+    task: NotRequired[Task]
+    """Left out for detect (its answer keeps its historical shape, byte for byte)."""
+    images: list[ImageAnswer]
 
 
 def encode_result(result: BaseModel) -> str:

@@ -1,7 +1,8 @@
 """Which Ultralytics train arguments a user may pass through `spec.train.extraArgs`, and in what range.
 
 Names come from Ultralytics' `cfg/default.yaml`; a workloads test checks every name still exists there. Arguments
-the operator sets itself (from the spec or the tuning phase) are reserved, so a spec cannot silently fight them.
+the operator sets itself (from the spec or the tuning phase) are reserved (contract.RESERVED_TRAIN_ARGS, which the
+workload refuses too), so a spec cannot silently fight them.
 Ranges are the ones Ultralytics' `cfg.check_cfg` enforces when training starts (CFG_FRACTION_KEYS,
 CFG_INT_MIN, ...), so a value that would fail there is refused at `kubectl apply` instead; a workloads test keeps
 this table in step with the pinned Ultralytics.
@@ -12,13 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from yolo_operator.api.rules import Rule
+from yolo_workloads.contract import RESERVED_TRAIN_ARGS
 
-RESERVED_ARGS: tuple[str, ...] = (
-    "task", "mode", "model", "data", "epochs", "patience", "batch", "imgsz", "save", "save_period", "cache",
-    "device", "workers", "project", "name", "exist_ok", "optimizer", "seed", "resume", "amp", "lr0",
-)  # fmt: skip
-"""Set by the operator from spec.train, spec.tuning and spec.output."""
+from yolo_operator.api.rules import Rule
 
 EXTRA_TRAIN_ARGS: dict[str, str] = {
     "time": "number", "pretrained": "boolean", "verbose": "boolean", "deterministic": "boolean",
@@ -78,7 +75,7 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
 
 def extra_arg_problem(name: str, value: object) -> str | None:
     """Why `name: value` is not an acceptable extra argument, or None when it is."""
-    if name in RESERVED_ARGS:
+    if name in RESERVED_TRAIN_ARGS:
         return f"{name} is set by the operator from the spec (spec.train, spec.tuning, spec.output), not extraArgs"
     expected = EXTRA_TRAIN_ARGS.get(name)
     if expected is None:

@@ -65,7 +65,7 @@ from yolo_operator.metrics.scrape import (
     endpoint_of,
 )
 from yolo_operator.render import inference_service as render
-from yolo_operator.render.common import GPU_RESOURCE, LABEL_INSTANCE, selector_labels
+from yolo_operator.render.common import GPU_RESOURCE, LABEL_INSTANCE, owner_of, selector_labels
 from yolo_operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
@@ -183,7 +183,7 @@ class InferenceController:
         blocked = self._blocked(svc, model.mount, deployment) if model.mount is not None else None
         fetch_failure = refused = None
         if model.mount is not None:
-            pods = self._pods(namespace, selector_labels(render.owner_of(svc), render.COMPONENT))
+            pods = self._pods(namespace, selector_labels(owner_of(svc), render.COMPONENT))
             fetch_failure = life.source_failure(pods) if model.mount.source is not None else None
             refused = life.refused_input(pods)
         status = life.status(svc, model, deployment, datetime.now(UTC), blocked, fetch_failure, refused)
@@ -386,7 +386,7 @@ class InferenceController:
     ) -> tuple[Recommendation | MetricsUnavailable, float | None]:
         """The calculator's recommendation (or why there is none) and the mean GPU utilisation when known."""
         a, ns, name = svc.spec.autoscaling, svc.metadata.namespace, svc.metadata.name
-        pods = self._pods(ns, selector_labels(render.owner_of(svc), render.COMPONENT))
+        pods = self._pods(ns, selector_labels(owner_of(svc), render.COMPONENT))
         endpoints = [endpoint_of(p, svc.spec.serving.port) for p in pods]
         ready = [e for e in endpoints if e.state == "ready"]
         if a.source == "prometheus" and a.prometheus is not None:

@@ -29,8 +29,8 @@ from yolo_operator.api.sources import pvc_parts
 from yolo_operator.api.train_job import YoloTrainJob
 from yolo_operator.lifecycle import kstatus, stalled
 from yolo_operator.lifecycle.conditions import find, set_condition
-from yolo_operator.render.common import WORKLOAD_CONTAINER
-from yolo_operator.render.inference_service import CLAIMS_ROOT, ModelMount, selector_string, url
+from yolo_operator.render.common import CLAIMS_ROOT, WORKLOAD_CONTAINER
+from yolo_operator.render.inference_service import ModelMount, selector_string, url
 
 READY = kstatus.READY
 ROLLOUT_STUCK = "RolloutStuck"

@@ -38,7 +38,7 @@ from enum import StrEnum
 from typing import Literal
 
 from pydantic import ValidationError
-from yolo_workloads.contract import HEADLINE_METRIC, TrainSummary, TuneResult
+from yolo_workloads.contract import CONFIG_ERROR_EXIT_CODE, HEADLINE_METRIC, TrainSummary, TuneResult
 
 from yolo_operator.api.common import Condition
 from yolo_operator.api.train_job import (
@@ -58,7 +58,6 @@ TUNED = "Tuned"
 SUSPENDED = "Suspended"
 COMPLETE = "Complete"
 FAILED = "Failed"
-INPUT_ERROR_EXIT_CODE = 2
 FINAL_PHASES = ("Succeeded", "Failed")
 ULTRALYTICS_DEFAULTS = (16, 8, True, "none")
 
@@ -423,7 +422,7 @@ def _waiting(step: Step, why: str | None) -> str:
 
 def _step_failed(draft: _Draft, step: Step, seen: StepObservation) -> Decision:
     detail = (seen.message or seen.failure_message or "no message").strip()
-    if seen.exit_code == INPUT_ERROR_EXIT_CODE:
+    if seen.exit_code == CONFIG_ERROR_EXIT_CODE:
         reason = "InvalidInput"
         message = f"the {step} pod rejected its input (exit code 2): {detail}"
     else:

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
 
+from yolo_workloads.contract import CONFIG_ERROR_EXIT_CODE
+
 JobState = Literal["absent", "running", "succeeded", "failed"]
 
-INPUT_ERROR_EXIT_CODE = 2
-"""The workloads exit 2 when their input is wrong; the Job's podFailurePolicy fails those at once, so do we."""
 STOP_GRACE_SECONDS = 20.0
 """How long children get between SIGTERM and SIGKILL (Kubernetes' default grace period is 30 s)."""
 
@@ -168,7 +168,8 @@ class LocalJob:
         if code is None:
             return JobObservation(self.name, "running", restarts=self.restarts)
         self._close_log()
-        if code not in (0, INPUT_ERROR_EXIT_CODE) and self.restarts < self.backoff_limit:
+        # wrong input (CONFIG_ERROR_EXIT_CODE): the Job's podFailurePolicy fails it at once, so do we
+        if code not in (0, CONFIG_ERROR_EXIT_CODE) and self.restarts < self.backoff_limit:
             self.restarts += 1
             self._proc = None
             self.start()

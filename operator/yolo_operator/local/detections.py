@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+from yolo_workloads.contract import DetectAnswer, DetectionAnswer, ImageAnswer
+
 MATCH_IOU = 0.5
 Box = tuple[float, float, float, float]
 
@@ -47,25 +50,33 @@ class ImageResult:
         return count_found(self.labelled, self.detections)
 
 
-def parse_detections(answer: dict[str, Any]) -> list[list[Detection]]:
-    """The detections of each image of a `/v1/detect` answer, in upload order; malformed rows are skipped."""
+_ROW: TypeAdapter[DetectionAnswer] = TypeAdapter(DetectionAnswer)
+
+
+def parse_detections(answer: DetectAnswer) -> list[list[Detection]]:
+    """The detections of each image of a `/v1/detect` answer (the contract's DetectAnswer), in upload order; rows
+    that are no DetectionAnswer are skipped."""
     images = answer.get("images")
     if not isinstance(images, list):
         return []
-    out: list[list[Detection]] = []
-    for item in images:
-        rows = item.get("detections") if isinstance(item, dict) else None
-        out.append([d for row in rows or [] if (d := _detection(row)) is not None])
-    return out
+    return [image_detections(item) if isinstance(item, dict) else [] for item in images]
 
 
-def _detection(row: Any) -> Detection | None:
+def image_detections(image: ImageAnswer) -> list[Detection]:
+    """The detections of one image's answer; rows that are no DetectionAnswer are skipped."""
+    rows: Any = image.get("detections")
+    return [d for row in rows if (d := _detection(row)) is not None] if isinstance(rows, list) else []
+
+
+def _detection(row: object) -> Detection | None:
     try:
-        x1, y1, x2, y2 = (float(v) for v in row["box"])
-        class_id = int(row["class_id"])
-        return Detection((x1, y1, x2, y2), float(row["score"]), class_id, str(row.get("class_name", class_id)))
-    except (KeyError, TypeError, ValueError):
+        checked = _ROW.validate_python(row)
+    except ValidationError:
         return None
+    if len(checked["box"]) != 4:
+        return None
+    x1, y1, x2, y2 = checked["box"]
+    return Detection((x1, y1, x2, y2), checked["score"], checked["class_id"], checked["class_name"])
 
 
 def read_labels(label_file: Path, width: int, height: int) -> list[Labelled]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
-from yolo_workloads.contract import FetchConfig
+from yolo_workloads.contract import DETECT_PATH, READY_PATH, DetectAnswer, FetchConfig
 
 from yolo_operator.api.common import SpecError
 from yolo_operator.api.inference_service import YoloInferenceService, YoloInferenceServiceStatus
@@ -69,7 +69,7 @@ def serve_trained(runner: TrainJobRunner) -> tuple[int, report.Served | None]:
         took = time.monotonic() - start
         runner.say(
             report.note_line(
-                f"POST {url}{serving.DETECT_PATH} with {len(images)} validation images answered in "
+                f"POST {url}{DETECT_PATH} with {len(images)} validation images answered in "
                 f"{took * 1000:.0f} ms; {images[0].name}:"
             )
         )
@@ -85,7 +85,7 @@ def serve_trained(runner: TrainJobRunner) -> tuple[int, report.Served | None]:
 
 
 def _picture(
-    runner: TrainJobRunner, images: list[Path], answer: dict[str, Any], seconds: float, weights: Path, conf: float
+    runner: TrainJobRunner, images: list[Path], answer: DetectAnswer, seconds: float, weights: Path, conf: float
 ) -> report.Served:
     """Draw the answer onto its images (`detections.png`); a drawing error is a note, never a failed run."""
     served = report.Served(images=len(images), seconds=seconds)
@@ -220,7 +220,7 @@ def _watch(
             phase = status["phase"]
             print(report.phase_line(str(phase), str(status.get("message") or "")), file=out, flush=True)
             if phase == "Ready":
-                print(report.note_line(f"ready: POST a JPEG to {url}{serving.DETECT_PATH}"), file=out, flush=True)
+                print(report.note_line(f"ready: POST a JPEG to {url}{DETECT_PATH}"), file=out, flush=True)
         if not running:
             print(report.note_line(f"the server exited; see {log}:\n{_tail(log)}"), file=out, flush=True)
             return svc, 1
@@ -237,7 +237,7 @@ def _ready(url: str) -> bool:
     import urllib.request
 
     try:
-        with urllib.request.urlopen(url + serving.READY_PATH, timeout=2) as response:
+        with urllib.request.urlopen(url + READY_PATH, timeout=2) as response:
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError):
         return False

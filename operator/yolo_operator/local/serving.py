@@ -19,16 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from yolo_workloads.contract import ServeConfig
+from yolo_workloads.contract import DETECT_PATH, READY_PATH, DetectAnswer, ServeConfig
 
 from yolo_operator.api.inference_service import YoloInferenceService
 from yolo_operator.api.train_job import YoloTrainJob
+from yolo_operator.local import detections
 from yolo_operator.local.backend import LocalJob
 from yolo_operator.local.workdir import write_config
 from yolo_operator.render import inference_service as render_svc
-
-READY_PATH = render_svc.READY_PATH
-DETECT_PATH = "/v1/detect"
 
 
 def free_port() -> int:
@@ -124,17 +122,17 @@ def wait_ready(url: str, server: LocalJob, timeout: float = 300.0, stopped: Call
     return False
 
 
-def detect(url: str, jpeg: bytes, timeout: float = 120.0) -> dict[str, Any]:
+def detect(url: str, jpeg: bytes, timeout: float = 120.0) -> DetectAnswer:
     """POST a raw JPEG to /v1/detect and return the JSON answer."""
     request = urllib.request.Request(
         url + DETECT_PATH, data=jpeg, method="POST", headers={"Content-Type": "image/jpeg"}
     )
     with urllib.request.urlopen(request, timeout=timeout) as response:
-        answer: dict[str, Any] = json.loads(response.read())
+        answer: DetectAnswer = json.loads(response.read())
     return answer
 
 
-def detect_many(url: str, jpegs: list[bytes], timeout: float = 120.0) -> dict[str, Any]:
+def detect_many(url: str, jpegs: list[bytes], timeout: float = 120.0) -> DetectAnswer:
     """POST several JPEGs in one multipart request to /v1/detect; the answer lists them in upload order."""
     boundary = f"yolo-operator-{uuid.uuid4().hex}"
     parts = [
@@ -152,7 +150,7 @@ def detect_many(url: str, jpegs: list[bytes], timeout: float = 120.0) -> dict[st
         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
     )
     with urllib.request.urlopen(request, timeout=timeout) as response:
-        answer: dict[str, Any] = json.loads(response.read())
+        answer: DetectAnswer = json.loads(response.read())
     return answer
 
 
@@ -166,29 +164,20 @@ def sample_images(shapes_root: Path, count: int = 1) -> list[Path]:
     return []
 
 
-def describe_detections(answer: dict[str, Any], names: dict[int, str] | None = None) -> str:
-    """One line per detection (class, score, box); tolerant of the answer's exact shape."""
-    dets = answer.get("detections")
-    for key in ("images", "results"):  # /v1/detect answers {"images": [{"detections": [...]}]}
-        if dets is None and isinstance(answer.get(key), list) and answer[key]:
-            dets = answer[key][0].get("detections")
-    if not isinstance(dets, list):
+def describe_detections(answer: DetectAnswer) -> str:
+    """One line per detection of the answer's first image (class, score, box), read as the contract's
+    DetectAnswer; the answer's JSON when it holds no detections to describe."""
+    images = answer.get("images")
+    first = images[0] if isinstance(images, list) and images else None
+    rows: Any = first.get("detections") if isinstance(first, dict) else None
+    if not isinstance(rows, list):
         return json.dumps(answer)[:2000]
-    if not dets:
+    if not rows:
         return "  (no detections above the confidence threshold: the model has not learnt enough; train longer)"
-    lines = []
-    for d in dets[:20]:
-        label = d.get("class_name") or d.get("name") or d.get("label")
-        cls = d.get("class_id", d.get("class", d.get("cls")))
-        if label is None and names and isinstance(cls, int):
-            label = names.get(cls)
-        score = d.get("confidence", d.get("score", d.get("conf")))
-        box = d.get("box") or d.get("bbox") or d.get("xyxy")
-        if isinstance(box, dict):
-            box = [box.get(k) for k in ("x1", "y1", "x2", "y2")]
-        box_text = ", ".join(f"{float(v):.0f}" for v in box) if isinstance(box, list) else "?"
-        score_text = f"{float(score):.2f}" if isinstance(score, int | float) else "?"
-        lines.append(f"  {label if label is not None else cls}: {score_text} at [{box_text}]")
-    if len(dets) > 20:
-        lines.append(f"  ... and {len(dets) - 20} more")
+    found = detections.image_detections({"detections": rows})
+    if not found:
+        return json.dumps(answer)[:2000]
+    lines = [f"  {d.label}: {d.score:.2f} at [{', '.join(f'{v:.0f}' for v in d.box)}]" for d in found[:20]]
+    if len(found) > 20:
+        lines.append(f"  ... and {len(found) - 20} more")
     return "\n".join(lines)

@@ -39,6 +39,7 @@ from yolo_operator.local.workdir import (
     tune_config,
     write_config,
 )
+from yolo_operator.render.common import workload_env
 
 POLL_SECONDS = 1.0
 EXIT_INTERRUPTED = 130
@@ -72,8 +73,9 @@ class Stop:
 
 
 def child_env(gpus: int) -> dict[str, str]:
-    """Children run offline and headless; with no GPUs asked for, they must not touch one either."""
-    env = {"YOLO_OFFLINE": "1", "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
+    """Children get the pods' environment (render.common.workload_env: offline, unbuffered) and run headless; with
+    no GPUs asked for, they must not touch one either."""
+    env = {var["name"]: var["value"] for var in workload_env()} | {"MPLBACKEND": "Agg"}
     if gpus == 0:
         env["CUDA_VISIBLE_DEVICES"] = ""
     return env

@@ -273,7 +273,7 @@ def tune_config(job: YoloTrainJob, workdir: Workdir, volumes: dict[str, Path], m
 
 
 def train_config(
-    job: YoloTrainJob, choice: render.TrainChoice, workdir: Workdir, volumes: dict[str, Path], machine: Machine
+    job: YoloTrainJob, choice: render.TunedSettings, workdir: Workdir, volumes: dict[str, Path], machine: Machine
 ) -> TrainConfig:
     """The controller's TrainConfig for this spec and choice, with local paths; no metrics port (a local run
     reads progress from results.csv, and a fixed port would clash between runs)."""

@@ -1,7 +1,8 @@
 """Training progress from a training pod's Prometheus endpoint → `status.progress`.
 
 The source is a Protocol so tests (and the local runner) substitute their own; `HttpMetricsSource` scrapes
-`http://<pod IP>:<port>/metrics`. Metric names are the training workload's (yolo_workloads.train.metrics).
+`http://<pod IP>:<port>/metrics`. Metric names and path are the contract's (yolo_workloads.contract), which the
+training workload exports by.
 """
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ from datetime import datetime
 from typing import Protocol
 
 from prometheus_client.parser import text_string_to_metric_families
+from yolo_workloads.contract import (
+    METRICS_PATH,
+    TRAIN_ACCURACY,
+    TRAIN_EPOCH,
+    TRAIN_EPOCHS_TOTAL,
+    TRAIN_IMAGES_PER_SECOND,
+    TRAIN_MAP50_95,
+)
 
 from yolo_operator.api.train_job import Progress
 from yolo_operator.lifecycle.conditions import parse_time, rfc3339
 
-TRAIN_EPOCH = "yolo_train_epoch"
-TRAIN_EPOCHS_TOTAL = "yolo_train_epochs_total"
-TRAIN_IMAGES_PER_SECOND = "yolo_train_images_per_second"
-TRAIN_MAP50_95 = "yolo_train_map50_95"
-TRAIN_ACCURACY = "yolo_train_accuracy"
 WANTED = (TRAIN_EPOCH, TRAIN_EPOCHS_TOTAL, TRAIN_IMAGES_PER_SECOND, TRAIN_MAP50_95, TRAIN_ACCURACY)
 
 
@@ -36,7 +40,7 @@ class HttpMetricsSource:
         self.timeout_s = timeout_s
 
     def read(self, host: str, port: int) -> dict[str, float]:
-        url = f"http://{host}:{port}/metrics"
+        url = f"http://{host}:{port}{METRICS_PATH}"
         with urllib.request.urlopen(url, timeout=self.timeout_s) as response:
             text = response.read().decode()
         return parse_samples(text)

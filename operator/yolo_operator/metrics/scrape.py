@@ -16,13 +16,13 @@ from typing import Any, Protocol
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
+from yolo_workloads.contract import METRICS_PATH, SERVE_GPU_UTILIZATION_PERCENT, SERVE_QUEUE_DEPTH
 
 from yolo_operator.autoscale.replicas import PodState
 
-# The serving workload's metric names (workloads/yolo_workloads/serve/metrics.py); duplicated, not imported,
-# because the operator image does not ship the workloads. A workloads test checks they stay equal.
-GPU_UTILIZATION_METRIC = "yolo_serve_gpu_utilization_percent"
-QUEUE_DEPTH_METRIC = "yolo_serve_queue_depth"
+# The serving workload's metric names, from the contract both sides import.
+GPU_UTILIZATION_METRIC = SERVE_GPU_UTILIZATION_PERCENT
+QUEUE_DEPTH_METRIC = SERVE_QUEUE_DEPTH
 METRIC_NAMES = {"gpuUtilization": GPU_UTILIZATION_METRIC, "queueDepth": QUEUE_DEPTH_METRIC}
 
 
@@ -53,7 +53,7 @@ def parse_metric(text: str, name: str) -> float | None:
 
 
 def pod_url(pod: PodEndpoint) -> str | None:
-    return f"http://{pod.ip}:{pod.port}/metrics" if pod.ip else None
+    return f"http://{pod.ip}:{pod.port}{METRICS_PATH}" if pod.ip else None
 
 
 class HttpPodScraper:

@@ -6,11 +6,15 @@ Pure: plain dicts in the shape the API server stores them. The inference-service
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from yolo_operator.api.common import Resources
+import yaml
+from pydantic import BaseModel
+
+from yolo_operator.api.common import ObjectMeta, Resources
 
 # Standard labels (ARCHITECTURE.md): `kubectl get -l app.kubernetes.io/instance=<cr>` finds every child.
 LABEL_NAME = "app.kubernetes.io/name"
@@ -28,6 +32,20 @@ WORKLOAD_UID = 10001
 """Fixed non-root UID/GID of workload containers (the standard image owns its files by this id)."""
 WORKLOAD_CONTAINER = "workload"
 DEFAULT_IMAGE = "ghcr.io/yolo-operator/yolo-workload:0.1.0"
+CONFIG_DIR = "/etc/yolo"
+"""Where a workload container mounts its step's ConfigMap."""
+CONFIG_KEY = "config.yaml"
+"""The workload's config in that ConfigMap: `yolo-workload <verb> --config /etc/yolo/config.yaml`."""
+CONFIG_HASH_ANNOTATION = "yolo-operator.io/config-hash"
+"""On a pod template: the hash of its ConfigMap's data, so a config change rolls the pods."""
+CLAIMS_ROOT = "/claims"
+"""PersistentVolumeClaims are mounted at `/claims/<claim name>`."""
+
+
+def workload_env() -> list[dict[str, str]]:
+    """The environment of every container of the standard image: unbuffered output, Ultralytics offline (a fresh
+    list each call: overrides extend it)."""
+    return [{"name": "PYTHONUNBUFFERED", "value": "1"}, {"name": "YOLO_OFFLINE", "value": "1"}]
 
 
 @dataclass(frozen=True)
@@ -39,6 +57,25 @@ class Owner:
     name: str
     namespace: str
     uid: str
+
+
+class OwnedBy(Protocol):
+    """A custom resource as render reads it to own children (YoloTrainJob, YoloInferenceService)."""
+
+    @property
+    def api_version(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def metadata(self) -> ObjectMeta: ...
+
+
+def owner_of(resource: OwnedBy) -> Owner:
+    """The resource as the owner of what is rendered for it; it must come from the API server (have a uid)."""
+    meta = resource.metadata
+    if not meta.uid:
+        raise ValueError("metadata.uid: the resource must come from the API server (no uid to own children with)")
+    return Owner(resource.api_version, resource.kind, meta.name, meta.namespace, meta.uid)
 
 
 def standard_labels(owner: Owner, component: str, kind_label: str | None = None) -> dict[str, str]:
@@ -147,3 +184,21 @@ def container_image(resources: Resources, default_image: str) -> str:
 def canonical_json(data: Any) -> str:
     """Stable JSON (sorted keys, no spaces): for hashes and for comparing rendered configs."""
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def config_yaml(config: BaseModel, exclude_none: bool = True) -> str:
+    """A workload config file's text: YAML with sorted keys (the workload reads YAML or JSON), unset fields left
+    out unless `exclude_none` is False (the serving config keeps them: its text is hashed into running
+    Deployments' pod templates, so it must not change)."""
+    return yaml.safe_dump(config.model_dump(mode="json", exclude_none=exclude_none), sort_keys=True)
+
+
+def config_text(data: dict[str, str]) -> str:
+    """What a pod template's config hash covers: the main config alone when there is no fetch step (so pods
+    rendered before fetch steps existed keep their hash), else every key of the ConfigMap's data."""
+    return data[CONFIG_KEY] if len(data) == 1 else canonical_json(data)
+
+
+def config_hash(text: str) -> str:
+    """The CONFIG_HASH_ANNOTATION of a pod template whose config_text is `text`."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

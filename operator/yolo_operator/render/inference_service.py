@@ -17,31 +17,45 @@ content in `spec.sourceCache` (shared by replicas) or an emptyDir.
 
 from __future__ import annotations
 
-import hashlib
 import posixpath
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-from yolo_workloads.contract import DEFAULT_TASK, ModelSource, ServeConfig, ServeTuningConfig, Task
+from yolo_workloads.contract import (
+    DEFAULT_TASK,
+    LIVE_PATH,
+    METRICS_PATH,
+    READY_PATH,
+    ModelSource,
+    ServeConfig,
+    ServeTuningConfig,
+    Task,
+)
 
 from yolo_operator.api.inference_service import YoloInferenceService
 from yolo_operator.api.sources import WeightsSource
 from yolo_operator.render.common import (
+    CLAIMS_ROOT,
+    CONFIG_DIR,
+    CONFIG_HASH_ANNOTATION,
+    CONFIG_KEY,
     CONTAINER_SECURITY_CONTEXT,
     DEFAULT_IMAGE,
     POD_SECURITY_CONTEXT,
     WORKLOAD_CONTAINER,
-    Owner,
-    canonical_json,
+    config_hash,
     config_map,
+    config_text,
+    config_yaml,
     container_image,
     object_meta,
+    owner_of,
     placement,
     resource_requirements,
     selector_labels,
     shm_volume,
     standard_labels,
+    workload_env,
 )
 from yolo_operator.render.sources import (
     CACHE_DIR,
@@ -50,18 +64,12 @@ from yolo_operator.render.sources import (
     WEIGHTS_LINK,
     Fetches,
     apply_overrides,
+    configmap_data,
     fetch_container,
 )
 
 COMPONENT = "inference"
-CONFIG_DIR = "/etc/yolo"
-CONFIG_KEY = "config.yaml"
-CLAIMS_ROOT = "/claims"
 PORT_NAME = "http"
-READY_PATH = "/v2/health/ready"
-LIVE_PATH = "/v2/health/live"
-METRICS_PATH = "/metrics"
-CONFIG_HASH_ANNOTATION = "yolo-operator.io/config-hash"
 PRE_STOP_SLEEP_S = 5
 """Time for endpoint controllers and load balancers to stop sending new requests before SIGTERM."""
 DRAIN_S = 30
@@ -96,12 +104,6 @@ class RenderOptions:
     """What rendering takes from the operator's settings rather than from the spec."""
 
     default_image: str = DEFAULT_IMAGE
-
-
-def owner_of(svc: YoloInferenceService) -> Owner:
-    if not svc.metadata.uid:
-        raise ValueError("metadata.uid: the resource must come from the API server (no uid to own children with)")
-    return Owner(svc.api_version, svc.kind, svc.metadata.name, svc.metadata.namespace, svc.metadata.uid)
 
 
 def deployment_name(name: str) -> str:
@@ -149,10 +151,6 @@ def serve_config(svc: YoloInferenceService, model: ModelMount) -> ServeConfig:
     )
 
 
-def render_config(config: ServeConfig) -> str:
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=True)
-
-
 def wants_pdb(svc: YoloInferenceService, replicas: int) -> bool:
     """A PDB only protects something with more than one replica (or when the autoscaler may add some)."""
     a = svc.spec.autoscaling
@@ -180,11 +178,9 @@ def fetches(svc: YoloInferenceService, model: ModelMount) -> Fetches:
 
 
 def config_data(svc: YoloInferenceService, model: ModelMount) -> dict[str, str]:
-    data = {CONFIG_KEY: render_config(serve_config(svc, model))}
-    fetch = fetches(svc, model).config()
-    if fetch is not None:
-        data[FETCH_CONFIG_KEY] = yaml.safe_dump(fetch.model_dump(mode="json", exclude_none=True), sort_keys=True)
-    return data
+    """The ConfigMap data: the serving config (with its unset fields, as it always was: the text is hashed into
+    the pod template) and, when the weights come from a URI, the fetch step's."""
+    return configmap_data(config_yaml(serve_config(svc, model), exclude_none=False), fetches(svc, model))
 
 
 def _storage(svc: YoloInferenceService, model: ModelMount) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -205,8 +201,9 @@ def _storage(svc: YoloInferenceService, model: ModelMount) -> tuple[list[dict[st
 
 
 def deployment(
-    svc: YoloInferenceService, model: ModelMount, replicas: int, config_text: str, options: RenderOptions
+    svc: YoloInferenceService, model: ModelMount, replicas: int, hashed_config: str, options: RenderOptions
 ) -> dict[str, Any]:
+    """The serving pods; `hashed_config` (config_text of the ConfigMap's data) goes into their template's hash."""
     owner, spec = owner_of(svc), svc.spec
     port = spec.serving.port
     shm, shm_mount = shm_volume(spec.resources)
@@ -225,7 +222,7 @@ def deployment(
         "image": container_image(spec.resources, options.default_image),
         # No `command`: the image's entrypoint (`tini -- yolo-workload`) forwards SIGTERM and reaps workers.
         "args": ["serve", "--config", f"{CONFIG_DIR}/{CONFIG_KEY}"],
-        "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}, {"name": "YOLO_OFFLINE", "value": "1"}],
+        "env": workload_env(),
         "ports": [{"name": PORT_NAME, "containerPort": port, "protocol": "TCP"}],
         "resources": resource_requirements(spec.resources),
         "securityContext": CONTAINER_SECURITY_CONTEXT,
@@ -238,7 +235,7 @@ def deployment(
         "volumeMounts": mounts,
     }
     template_annotations = {
-        CONFIG_HASH_ANNOTATION: hashlib.sha256(config_text.encode()).hexdigest()[:16],
+        CONFIG_HASH_ANNOTATION: config_hash(hashed_config),
         "prometheus.io/scrape": "true",
         "prometheus.io/port": str(port),
         "prometheus.io/path": METRICS_PATH,
@@ -308,7 +305,7 @@ def objects(
 ) -> list[dict[str, Any]]:
     """Everything the service runs as, in apply order (the ConfigMap before the pods that mount it)."""
     data = config_data(svc, model)
-    text = data[CONFIG_KEY] if len(data) == 1 else canonical_json(data)
+    text = config_text(data)
     cm = config_map(owner_of(svc), config_map_name(svc.metadata.name), COMPONENT, data)
     result = [cm, deployment(svc, model, replicas, text, options), service(svc)]
     if wants_pdb(svc, replicas):

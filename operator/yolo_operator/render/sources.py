@@ -14,10 +14,11 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
-from yolo_workloads.contract import FetchConfig, FetchSource, source_kind
+from yolo_workloads.contract import DEFAULT_TERMINATION_LOG, FetchConfig, FetchSource, source_kind
 
 from yolo_operator.api.pod import PodOverrides
 from yolo_operator.api.sources import DEFAULT_REGION, DataSource, Source, max_bytes, pvc_parts
+from yolo_operator.render.common import CONFIG_KEY, config_yaml, workload_env
 
 SOURCES_DIR = "/sources"
 CACHE_DIR = "/var/cache/yolo-sources"
@@ -72,6 +73,15 @@ class Fetches:
         return FetchConfig(sources=self.sources, cache_dir=self.cache_dir) if self.sources else None
 
 
+def configmap_data(config_text: str, fetches: Fetches) -> dict[str, str]:
+    """A step's ConfigMap data: the workload's config and, when the pod fetches sources, the fetch step's."""
+    data = {CONFIG_KEY: config_text}
+    fetch = fetches.config()
+    if fetch is not None:
+        data[FETCH_CONFIG_KEY] = config_yaml(fetch)
+    return data
+
+
 def data_yaml(link: str, source: DataSource) -> str:
     return posixpath.join(link, source.yaml)
 
@@ -85,10 +95,10 @@ def fetch_container(
         "name": FETCH_CONTAINER,
         "image": image,
         "args": ["fetch", "--config", config_path],
-        "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}, {"name": "YOLO_OFFLINE", "value": "1"}],
+        "env": workload_env(),
         "resources": {"requests": dict(amounts), "limits": dict(amounts)},
         "securityContext": security,
-        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePath": DEFAULT_TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": mounts,
     }

@@ -17,17 +17,17 @@ bad data set, unknown model file) fails the Job at once instead of retrying. Sto
 
 from __future__ import annotations
 
-import hashlib
 import posixpath
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import yaml
 from yolo_workloads.contract import (
+    CONFIG_ERROR_EXIT_CODE,
+    DEFAULT_TERMINATION_LOG,
     SOURCE_ERROR_EXIT_CODE,
+    TRAIN_METRICS_PORT,
     BatchRuleName,
     DataSource,
-    FetchConfig,
     IntRange,
     ModelSource,
     SearchSpace,
@@ -42,19 +42,26 @@ from yolo_operator.api.sources import is_archive, pvc_parts
 from yolo_operator.api.train_job import YoloTrainJob, YoloTrainJobSpec
 from yolo_operator.quantity import parse_quantity
 from yolo_operator.render.common import (
+    CLAIMS_ROOT,
+    CONFIG_DIR,
+    CONFIG_HASH_ANNOTATION,
+    CONFIG_KEY,
     CONTAINER_SECURITY_CONTEXT,
     DEFAULT_IMAGE,
     POD_SECURITY_CONTEXT,
     WORKLOAD_CONTAINER,
-    Owner,
-    canonical_json,
+    config_hash,
     config_map,
+    config_text,
+    config_yaml,
     container_image,
     object_meta,
+    owner_of,
     placement,
     resource_requirements,
     shm_volume,
     standard_labels,
+    workload_env,
 )
 from yolo_operator.render.sources import (
     CACHE_DIR,
@@ -65,6 +72,7 @@ from yolo_operator.render.sources import (
     WEIGHTS_LINK,
     Fetches,
     apply_overrides,
+    configmap_data,
     data_yaml,
     fetch_container,
     source_claim,
@@ -72,14 +80,8 @@ from yolo_operator.render.sources import (
 
 TUNING = "tuning"
 TRAINING = "training"
-CONFIG_DIR = "/etc/yolo"
-CONFIG_KEY = "config.yaml"
-CLAIMS_ROOT = "/claims"
 SHAPES_ROOT = "/data/shapes"
 EPHEMERAL_OUTPUT = "/output"
-INPUT_ERROR_EXIT_CODE = 2
-"""The workload exits 2 when its input is wrong (data set fails validation, model file missing): never retried."""
-CONFIG_HASH_ANNOTATION = "yolo-operator.io/config-hash"
 BATCH_RULES: dict[str, BatchRuleName] = {
     "Defaults": "defaults",
     "DefaultsThenNbs": "defaults_then_nbs",
@@ -94,11 +96,12 @@ class RenderOptions:
     """What rendering takes from the operator's settings rather than from the spec."""
 
     default_image: str = DEFAULT_IMAGE
-    metrics_port: int = 9090
+    metrics_port: int = TRAIN_METRICS_PORT
 
 
-class TrainChoice(Protocol):
-    """The four settings tuning decides (lifecycle.train_job.TrainChoice); training is rendered with them."""
+class TunedSettings(Protocol):
+    """What render needs of the four settings tuning decides (lifecycle.train_job.TrainChoice is one); training is
+    rendered with them."""
 
     @property
     def batch(self) -> int: ...
@@ -108,12 +111,6 @@ class TrainChoice(Protocol):
     def amp(self) -> bool: ...
     @property
     def cache(self) -> str: ...
-
-
-def owner_of(job: YoloTrainJob) -> Owner:
-    if not job.metadata.uid:
-        raise ValueError("metadata.uid: required to render owned objects (the resource must exist on the server)")
-    return Owner(job.api_version, job.kind, job.metadata.name, job.metadata.namespace, job.metadata.uid)
 
 
 def job_name(cr_name: str, component: str) -> str:
@@ -297,7 +294,7 @@ def nominal_batch(spec: YoloTrainJobSpec) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else ULTRALYTICS_NBS
 
 
-def train_config(job: YoloTrainJob, choice: TrainChoice, options: RenderOptions) -> TrainConfig:
+def train_config(job: YoloTrainJob, choice: TunedSettings, options: RenderOptions) -> TrainConfig:
     spec, layout = job.spec, _layout(job)
     t = spec.train
     return TrainConfig(
@@ -323,18 +320,10 @@ def train_config(job: YoloTrainJob, choice: TrainChoice, options: RenderOptions)
     )
 
 
-def render_config(config: TuneConfig | TrainConfig | FetchConfig) -> str:
-    """The config file's text: YAML (the workload reads YAML or JSON), unset fields left out."""
-    return yaml.safe_dump(config.model_dump(mode="json", exclude_none=True), sort_keys=True)
-
-
 def config_data(job: YoloTrainJob, config: TuneConfig | TrainConfig) -> dict[str, str]:
-    """The step's ConfigMap data: its config and, when the spec names URIs, the fetch step's."""
-    data = {CONFIG_KEY: render_config(config)}
-    fetch = _layout(job).fetches.config()
-    if fetch is not None:
-        data[FETCH_CONFIG_KEY] = render_config(fetch)
-    return data
+    """The step's ConfigMap data: its config (unset fields left out) and, when the spec names URIs, the fetch
+    step's."""
+    return configmap_data(config_yaml(config), _layout(job).fetches)
 
 
 def _job(
@@ -352,10 +341,10 @@ def _job(
         "image": container_image(spec.resources, options.default_image),
         # No `command`: the image's entrypoint (`tini -- yolo-workload`) forwards SIGTERM and reaps workers.
         "args": [verb, "--config", f"{CONFIG_DIR}/{CONFIG_KEY}"],
-        "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}, {"name": "YOLO_OFFLINE", "value": "1"}],
+        "env": workload_env(),
         "resources": resource_requirements(spec.resources),
         "securityContext": CONTAINER_SECURITY_CONTEXT,
-        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePath": DEFAULT_TERMINATION_LOG,
         # The result JSON when the workload wrote one; the log tail when it crashed before writing it.
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": [config_mount, shm_mount, *storage.mounts],
@@ -365,7 +354,7 @@ def _job(
     labels = standard_labels(owner, component)
     run = spec.run_policy
     fetches = layout.fetches
-    input_errors = [(WORKLOAD_CONTAINER, INPUT_ERROR_EXIT_CODE)]
+    input_errors = [(WORKLOAD_CONTAINER, CONFIG_ERROR_EXIT_CODE)]
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",  # required by podFailurePolicy; the Job replaces failed pods
         "automountServiceAccountToken": False,  # workloads need no API access
@@ -387,7 +376,7 @@ def _job(
             )
         ]
         input_errors.append((FETCH_CONTAINER, SOURCE_ERROR_EXIT_CODE))
-    metadata = {"labels": labels, "annotations": {CONFIG_HASH_ANNOTATION: _data_hash(data)}}
+    metadata = {"labels": labels, "annotations": {CONFIG_HASH_ANNOTATION: config_hash(config_text(data))}}
     apply_overrides(pod_spec, metadata, container, spec.pod_overrides)
     job_spec: dict[str, Any] = {
         "backoffLimit": run.backoff_limit,
@@ -415,13 +404,6 @@ def _job(
     }
 
 
-def _data_hash(data: dict[str, str]) -> str:
-    """The pod template's config hash: the main config alone when there is no fetch step (so existing Jobs keep
-    their hash), else every key."""
-    text = data[CONFIG_KEY] if len(data) == 1 else canonical_json(data)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 def tuning_objects(job: YoloTrainJob, options: RenderOptions) -> list[dict[str, Any]]:
     """The tuning step: [ConfigMap, Job]; apply in this order (the pod mounts the ConfigMap)."""
     data = config_data(job, tune_config(job))
@@ -429,7 +411,7 @@ def tuning_objects(job: YoloTrainJob, options: RenderOptions) -> list[dict[str, 
     return [cm, _job(job, TUNING, data, options, ports=[])]
 
 
-def training_objects(job: YoloTrainJob, choice: TrainChoice, options: RenderOptions) -> list[dict[str, Any]]:
+def training_objects(job: YoloTrainJob, choice: TunedSettings, options: RenderOptions) -> list[dict[str, Any]]:
     """The training step: [ConfigMap, Job], with the tuned (or fixed) settings."""
     data = config_data(job, train_config(job, choice, options))
     cm = config_map(owner_of(job), config_map_name(job.metadata.name, TRAINING), TRAINING, data)

@@ -1,4 +1,4 @@
-"""The `/v1/detect` (alias `/v1/predict`) JSON of one image, per task.
+"""The `/v1/detect` (alias `/v1/predict`) JSON of one image, per task: yolo_workloads.contract's `ImageAnswer`.
 
 Detection keeps its historical shape (`{"detections": [{"box", "score", "class_id", "class_name"}]}`); the other
 tasks add fields to each detection or, for classify, answer `{"classifications": [...]}` instead:
@@ -12,8 +12,7 @@ tasks add fields to each detection or, for classify, answer `{"classifications":
 
 from __future__ import annotations
 
-from typing import Any
-
+from yolo_workloads.contract import DetectionAnswer, ImageAnswer
 from yolo_workloads.serve import tasks
 from yolo_workloads.serve.imagecheck import ImageError
 from yolo_workloads.serve.pipeline import Classification, Detections
@@ -31,7 +30,7 @@ def mask_format(value: str | None) -> str:
     return value
 
 
-def image_answer(out: Detections | Classification, names: dict[int, str], masks: str) -> dict[str, Any]:
+def image_answer(out: Detections | Classification, names: dict[int, str], masks: str) -> ImageAnswer:
     if isinstance(out, Classification):
         return {
             "classifications": [
@@ -39,7 +38,7 @@ def image_answer(out: Detections | Classification, names: dict[int, str], masks:
                 for c, s in zip(out.classes.tolist(), out.scores.tolist(), strict=True)
             ]
         }
-    rows = [
+    rows: list[DetectionAnswer] = [
         {
             "box": [round(float(v), 2) for v in box],
             "score": round(float(s), 4),
@@ -52,7 +51,7 @@ def image_answer(out: Detections | Classification, names: dict[int, str], masks:
     return {"detections": rows}
 
 
-def _add_extras(rows: list[dict[str, Any]], out: Detections, masks: str) -> None:
+def _add_extras(rows: list[DetectionAnswer], out: Detections, masks: str) -> None:
     """The task's fields beside each detection's box (nothing for detect: its answer stays as it was)."""
     h, w = out.size
     for j, row in enumerate(rows):

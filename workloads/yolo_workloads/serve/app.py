@@ -43,7 +43,7 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartParser
 from starlette.requests import ClientDisconnect
 
-from yolo_workloads.contract import ServeConfig, Task
+from yolo_workloads.contract import DETECT_PATH, LIVE_PATH, METRICS_PATH, READY_PATH, DetectAnswer, ServeConfig, Task
 from yolo_workloads.serve import answers, schema, v2
 from yolo_workloads.serve.batcher import Batcher, Closed, QueueFull, TooLarge
 from yolo_workloads.serve.imagecheck import ImageError, inspect_image
@@ -119,11 +119,11 @@ def _endpoint(path: str) -> str:
             return "v2_infer"
         return "v2_model_ready" if path.endswith("/ready") else "v2_model_metadata"
     return {
-        "/v1/detect": "v1_detect",
+        DETECT_PATH: "v1_detect",
         "/v1/predict": "v1_detect",
-        "/metrics": "metrics",
-        "/v2/health/live": "v2_live",
-        "/v2/health/ready": "v2_ready",
+        METRICS_PATH: "metrics",
+        LIVE_PATH: "v2_live",
+        READY_PATH: "v2_ready",
         "/v2": "v2_server_metadata",
     }.get(path, "other")
 
@@ -221,7 +221,7 @@ class ServerState:
         self.tuning = {"chosen": asdict(best), "trials": [asdict(t) for t in trials]}
 
     @property
-    def task(self) -> str:
+    def task(self) -> Task:
         """The model's task once loaded; before, the one asked for (or detect)."""
         return self.detector.task if self.detector else (self.expected_task or "detect")
 
@@ -345,7 +345,7 @@ def create_app(cfg: ServeConfig, task: Task | None = None) -> FastAPI:
     _install_infer_routes(app, state)
     _install_detect_routes(app, state)
 
-    @app.get("/metrics")
+    @app.get(METRICS_PATH)
     async def metrics() -> Response:
         return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 
@@ -366,11 +366,11 @@ def _install_health_routes(app: FastAPI, state: ServerState) -> None:
     """Liveness, readiness and the Open Inference Protocol's server and model metadata."""
     cfg = state.cfg
 
-    @app.get("/v2/health/live")
+    @app.get(LIVE_PATH)
     async def live() -> Response:
         return _json(200, {"live": True})
 
-    @app.get("/v2/health/ready")
+    @app.get(READY_PATH)
     async def ready() -> Response:
         ok = state.ready and not state.draining
         doc: dict[str, Any] = {"ready": ok, "worker_pid": os.getpid()}  # which of `workers` processes answered
@@ -463,7 +463,7 @@ def _install_detect_routes(app: FastAPI, state: ServerState) -> None:
     """`/v1/detect` (alias `/v1/predict`): images in, the task's JSON answer out."""
     cfg = state.cfg
 
-    @app.post("/v1/detect", openapi_extra=schema.DETECT_OPENAPI)
+    @app.post(DETECT_PATH, openapi_extra=schema.DETECT_OPENAPI)
     @app.post("/v1/predict", openapi_extra=schema.DETECT_OPENAPI)
     async def detect(request: Request) -> Response:
         try:
@@ -476,7 +476,7 @@ def _install_detect_routes(app: FastAPI, state: ServerState) -> None:
             return dets
         names = state.detector.names if state.detector else {}
         images = [answers.image_answer(d, names, masks) for d in dets]
-        doc: dict[str, Any] = {"model": cfg.model_name, "images": images}
+        doc: DetectAnswer = {"model": cfg.model_name, "images": images}
         if state.task != "detect":  # detection's answer keeps its historical shape, byte for byte
             doc = {"model": cfg.model_name, "task": state.task, "images": images}
         return _json(200, doc)

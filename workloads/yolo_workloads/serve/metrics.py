@@ -1,9 +1,10 @@
-"""Prometheus metrics of the inference server: the names live here, once.
+"""Prometheus metrics of the inference server: the names live here, once (those the operator reads, in the contract).
 
 The operator's autoscaler scrapes `yolo_serve_gpu_utilization_percent` and `yolo_serve_queue_depth` from each
-pod's /metrics, and dashboards are cross-checked against these names, so they are constants that other code
-(and people) can import and grep. Each server builds its own registry so several servers can live in one
-process (tests) without clashing. NVML is optional: on a machine without a GPU the GPU gauges stay at 0.
+pod's /metrics (those two are named in yolo_workloads.contract, which both sides import), and dashboards are
+cross-checked against these names, so they are constants that other code (and people) can import and grep.
+Each server builds its own registry so several servers can live in one process (tests) without clashing.
+NVML is optional: on a machine without a GPU the GPU gauges stay at 0.
 
 Several worker processes (`workers > 1`) use prometheus_client's multiprocess mode: the parent sets
 PROMETHEUS_MULTIPROC_DIR (emptied at start) before the workers import prometheus_client, each worker writes its
@@ -21,6 +22,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 
+from yolo_workloads.contract import SERVE_GPU_UTILIZATION_PERCENT, SERVE_QUEUE_DEPTH
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 REQUESTS_TOTAL = "yolo_serve_requests_total"
@@ -29,14 +32,14 @@ REQUEST_DURATION_SECONDS = "yolo_serve_request_duration_seconds"
 """Histogram {endpoint}: wall time from request received to response ready."""
 BATCH_SIZE = "yolo_serve_batch_size"
 """Histogram: images in each batch handed to the device."""
-QUEUE_DEPTH = "yolo_serve_queue_depth"
-"""Gauge: images accepted and waiting for the device (the backlog the autoscaler reads)."""
+QUEUE_DEPTH = SERVE_QUEUE_DEPTH
+"""Gauge: images accepted and waiting for the device (the backlog the autoscaler reads; named in the contract)."""
 INFLIGHT_REQUESTS = "yolo_serve_inflight_requests"
 """Gauge: HTTP requests being handled now."""
 IMAGES_TOTAL = "yolo_serve_images_total"
 """Counter: images run through the model; images/s is its rate()."""
-GPU_UTILIZATION_PERCENT = "yolo_serve_gpu_utilization_percent"
-"""Gauge: NVML GPU utilisation of the serving GPU, 0-100 (0 without a GPU)."""
+GPU_UTILIZATION_PERCENT = SERVE_GPU_UTILIZATION_PERCENT
+"""Gauge: NVML GPU utilisation of the serving GPU, 0-100 (0 without a GPU; named in the contract)."""
 GPU_MEMORY_USED_BYTES = "yolo_serve_gpu_memory_used_bytes"
 """Gauge: NVML memory used on the serving GPU (0 without a GPU)."""
 

@@ -19,14 +19,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from yolo_workloads.contract import ULTRALYTICS_METRIC_KEYS, FinalMetrics, TrainConfig, TrainSummary, encode_result
+from yolo_workloads.contract import (
+    RESERVED_TRAIN_ARGS,
+    ULTRALYTICS_METRIC_KEYS,
+    FinalMetrics,
+    TrainConfig,
+    TrainSummary,
+    encode_result,
+)
 from yolo_workloads.train.runtime import EXIT_USER_ERROR, UserError, load_config, report_error
 
 SUMMARY_FILE = "summary.json"
-_RESERVED = frozenset(
-    ("task", "mode", "model", "data", "epochs", "patience", "batch", "imgsz", "save", "save_period", "cache",
-     "device", "workers", "project", "name", "exist_ok", "optimizer", "seed", "resume", "amp", "lr0", "save_dir")
-)  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     config: TrainConfig | None = None
     try:
         config = load_config(args.config, TrainConfig)
-        bad = sorted(_RESERVED & config.extra_args.keys())
+        bad = sorted(RESERVED_TRAIN_ARGS & config.extra_args.keys())
         if bad:
             raise UserError(f"extra_args: {bad} are set by the operator and cannot be passed through")
         return _train(config)

@@ -1,9 +1,9 @@
 """Prometheus metrics of a training pod: names in one place, and the callbacks that update them.
 
 The metric names below are a contract with the dashboards and alerts in `manifests/monitoring`: change them only
-together. The callbacks run in the process that trains (the only process under DDP that has rank 0), start the
-HTTP endpoint there, and also record the run's throughput in the output folder so the parent process of a DDP run
-can report it.
+together. Those the operator reads for `status.progress` are yolo_workloads.contract's, imported by both sides.
+The callbacks run in the process that trains (the only process under DDP that has rank 0), start the HTTP endpoint
+there, and also record the run's throughput in the output folder so the parent process of a DDP run can report it.
 """
 
 from __future__ import annotations
@@ -14,14 +14,19 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from yolo_workloads.contract import DEFAULT_TASK, ULTRALYTICS_METRIC_KEYS, Task, headline_key
+from yolo_workloads.contract import (
+    DEFAULT_TASK,
+    TRAIN_ACCURACY,
+    TRAIN_EPOCH,
+    TRAIN_EPOCHS_TOTAL,
+    TRAIN_IMAGES_PER_SECOND,
+    TRAIN_MAP50_95,
+    ULTRALYTICS_METRIC_KEYS,
+    Task,
+    headline_key,
+)
 
-TRAIN_EPOCH = "yolo_train_epoch"
-TRAIN_EPOCHS_TOTAL = "yolo_train_epochs_total"
-TRAIN_IMAGES_PER_SECOND = "yolo_train_images_per_second"
 TRAIN_LOSS = "yolo_train_loss"  # label kind=box|cls|dfl
-TRAIN_MAP50_95 = "yolo_train_map50_95"  # boxes; absent for classify
-TRAIN_ACCURACY = "yolo_train_accuracy"  # the task's headline figure (contract.HEADLINE_METRIC)
 TRAIN_GPU_UTILIZATION = "yolo_train_gpu_utilization_percent"  # label gpu=<index>
 TRAIN_GPU_MEMORY_USED = "yolo_train_gpu_memory_used_bytes"  # label gpu=<index>
 ALL_METRICS = (

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from yolo_workloads.contract import (
     CONFIG_ERROR_EXIT_CODE,
+    DEFAULT_TERMINATION_LOG,
     TERMINATION_MESSAGE_LIMIT,
     Cache,
     DataSource,
@@ -63,7 +64,7 @@ def write_termination(path: str, text: str) -> None:
         with open(path, "wb") as f:
             f.write(data)
     except OSError as e:
-        if path != "/dev/termination-log" or os.path.exists(os.path.dirname(path) or "."):
+        if path != DEFAULT_TERMINATION_LOG or os.path.exists(os.path.dirname(path) or "."):
             print(f"warning: cannot write termination message to {path}: {e}", file=sys.stderr)
 
 
