@@ -27,7 +27,7 @@ from yolo_operator.api.train_job import YoloTrainJob, YoloTrainJobStatus
 from yolo_operator.handlers import access, stalled
 from yolo_operator.handlers.resync import Resync
 from yolo_operator.handlers.runtime import Runtime
-from yolo_operator.k8s.cache import ClusterCache
+from yolo_operator.k8s.cache import ClusterCache, missing_claims
 from yolo_operator.k8s.client import ApiError, Kube, Ref
 from yolo_operator.k8s.workloads import (
     JobView,
@@ -192,7 +192,7 @@ class TrainJobController:
         max_gpus: int | None = None
         cached: CachedTuning | None = None
         if not_started:
-            missing = tuple(c for c in claims_of(spec) if self.kube.get("v1", "PersistentVolumeClaim", c, ns) is None)
+            missing = tuple(missing_claims(self.kube, self.cache, ns, claims_of(spec)))
             eligible, most_gpus = self._fit(
                 spec.resources.node_selector, [t.to_wire() for t in spec.resources.tolerations or []]
             )
