@@ -212,10 +212,13 @@ class TrainJobController:
 
     def _refusal(self, view: JobView, batch_job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> str | None:
         """Why a pending Job has no pod at all: the API server refused its pods (the Job's FailedCreate events).
-        Read only in that state (one LIST of events), so running jobs cost nothing."""
+        Read only in that state: from the watched copy of those events with the cache, else one LIST of events."""
         if view.state != "pending" or batch_job is None or pods_of(batch_job, pods):
             return None
-        ns = batch_job["metadata"].get("namespace")
+        ns, uid = batch_job["metadata"].get("namespace"), batch_job["metadata"].get("uid")
+        watched = self.cache.refusals_of(ns, str(uid)) if self.cache is not None and uid else None
+        if watched is not None:
+            return newest_message(watched)
         return newest_message(self.kube.list("v1", "Event", ns, field_selector=failed_create_selector(batch_job)))
 
     def _fit(

@@ -1,12 +1,14 @@
-"""The "claim missing?" check reads the watched copy of the claims: a claim the copy shows costs no request, a miss
-is asked about (the copy may lag), and without a listed copy every claim is asked about (issue 24)."""
+"""Reads of objects that are not ours, served from watched copies (issue 24): the "claim missing?" check (a claim the
+copy shows costs no request, a miss is asked about, and without a listed copy every claim is) and a Job's FailedCreate
+Events."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from yolo_operator.k8s.cache import ClusterCache, missing_claims, trim_claim
+from yolo_operator.k8s.cache import FAILED_CREATE, ClusterCache, missing_claims, trim_claim, trim_event
+from yolo_operator.k8s.workloads import newest_message
 from yolo_operator.lifecycle.stalled import claims_to_confirm
 
 pytestmark = pytest.mark.unit
@@ -99,3 +101,33 @@ def test_without_a_cache_every_claim_is_asked_about() -> None:
     kube = StubKube({("ns", "data")})
     assert missing_claims(kube, None, "ns", ["data", "gone"]) == ["gone"]  # type: ignore[arg-type]
     assert kube.gets == [("ns", "data"), ("ns", "gone")]
+
+
+def failed_create(ns: str, job_uid: str, message: str, at: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"e-{at}", "namespace": ns, "resourceVersion": "3", "managedFields": [{}]},
+        "involvedObject": {"kind": "Job", "name": "j-train", "uid": job_uid, "namespace": ns},
+        "reason": "FailedCreate",
+        "message": message,
+        "lastTimestamp": at,
+        "source": {"component": "job-controller"},
+    }
+
+
+def test_a_jobs_refusals_come_from_the_watched_copy() -> None:
+    """The FailedCreate Events of a Job, by its uid; trimmed to what newest_message reads."""
+    cache = ClusterCache(StubKube(set()), [])  # type: ignore[arg-type]
+    (informer,) = cache.refusals
+    assert informer.fields == FAILED_CREATE
+    assert cache.refusals_of("ns", "u1") is None  # not listed yet: the caller asks the server
+    informer.remember(failed_create("ns", "u1", "exceeded quota", "2026-12-02T10:00:00Z"))
+    informer.remember(failed_create("ns", "u1", "still exceeded", "2026-12-02T10:00:05Z"))
+    informer.synced.set()
+    assert cache.refusals_of("ns", "u2") == []
+    events = cache.refusals_of("ns", "u1")
+    assert events is not None
+    assert newest_message(events) == "still exceeded"
+    assert events[0] == trim_event(failed_create("ns", "u1", "exceeded quota", "2026-12-02T10:00:00Z"))
+    assert "source" not in events[0] and "managedFields" not in events[0]["metadata"]
