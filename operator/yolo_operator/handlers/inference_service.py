@@ -45,7 +45,7 @@ from yolo_operator.autoscale import (
 from yolo_operator.handlers import access, stalled
 from yolo_operator.handlers.resync import Resync
 from yolo_operator.handlers.runtime import Runtime
-from yolo_operator.k8s.cache import ClusterCache
+from yolo_operator.k8s.cache import ClusterCache, missing_claims
 from yolo_operator.k8s.client import ApiError, Kube, Ref
 from yolo_operator.k8s.scaling import delete_if_present, list_pods, set_replicas
 from yolo_operator.k8s.workloads import eligible_nodes, max_allocatable, node_summary
@@ -295,7 +295,8 @@ class InferenceController:
         self, svc: YoloInferenceService, mount: render.ModelMount, deployment: dict[str, Any] | None
     ) -> tuple[str, str] | None:
         """Until a replica is ready: the weights' claim missing, or more GPUs per pod than any eligible node has
-        (ClaimNotFound, Unschedulable: the YoloTrainJob's reasons and words). Costs a PVC GET while not ready."""
+        (ClaimNotFound, Unschedulable: the YoloTrainJob's reasons and words). With the cache, a claim its watched copy
+        shows costs nothing; only one it does not show is asked about (a GET)."""
         if int(((deployment or {}).get("status") or {}).get("readyReplicas") or 0) > 0:
             return None
         ns, res = svc.metadata.namespace, svc.spec.resources
@@ -311,7 +312,7 @@ class InferenceController:
         claims = [mount.claim_name] if mount.source is None else []
         if svc.spec.source_cache is not None:
             claims.append(svc.spec.source_cache.claim_name)
-        missing = [c for c in claims if self.kube.get("v1", "PersistentVolumeClaim", c, ns) is None]
+        missing = missing_claims(self.kube, self.cache, ns, claims)
         return stalled_life.blocked(res.gpus, most, missing, ns)
 
     # --- autoscale ------------------------------------------------------------------------------------------

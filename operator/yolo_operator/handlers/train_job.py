@@ -27,7 +27,7 @@ from yolo_operator.api.train_job import YoloTrainJob, YoloTrainJobStatus
 from yolo_operator.handlers import access, stalled
 from yolo_operator.handlers.resync import Resync
 from yolo_operator.handlers.runtime import Runtime
-from yolo_operator.k8s.cache import ClusterCache
+from yolo_operator.k8s.cache import ClusterCache, missing_claims
 from yolo_operator.k8s.client import ApiError, Kube, Ref
 from yolo_operator.k8s.workloads import (
     JobView,
@@ -192,7 +192,7 @@ class TrainJobController:
         max_gpus: int | None = None
         cached: CachedTuning | None = None
         if not_started:
-            missing = tuple(c for c in claims_of(spec) if self.kube.get("v1", "PersistentVolumeClaim", c, ns) is None)
+            missing = tuple(missing_claims(self.kube, self.cache, ns, claims_of(spec)))
             eligible, most_gpus = self._fit(
                 spec.resources.node_selector, [t.to_wire() for t in spec.resources.tolerations or []]
             )
@@ -212,10 +212,13 @@ class TrainJobController:
 
     def _refusal(self, view: JobView, batch_job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> str | None:
         """Why a pending Job has no pod at all: the API server refused its pods (the Job's FailedCreate events).
-        Read only in that state (one LIST of events), so running jobs cost nothing."""
+        Read only in that state: from the watched copy of those events with the cache, else one LIST of events."""
         if view.state != "pending" or batch_job is None or pods_of(batch_job, pods):
             return None
-        ns = batch_job["metadata"].get("namespace")
+        ns, uid = batch_job["metadata"].get("namespace"), batch_job["metadata"].get("uid")
+        watched = self.cache.refusals_of(ns, str(uid)) if self.cache is not None and uid else None
+        if watched is not None:
+            return newest_message(watched)
         return newest_message(self.kube.list("v1", "Event", ns, field_selector=failed_create_selector(batch_job)))
 
     def _fit(

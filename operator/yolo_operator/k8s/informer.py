@@ -71,11 +71,13 @@ class Informer:
         index: Callable[[Obj], Hashable | None] | None = None,
         watch_timeout_s: int = 300,
         retry_s: float = 1.0,
+        fields: str | None = None,
     ) -> None:
-        """`index`: a secondary key per object (e.g. its owner), for `indexed`."""
+        """`index`: a secondary key per object (e.g. its owner), for `indexed`. `fields`: a field selector (for
+        kinds without our labels, e.g. the Events of one reason)."""
         self.kube, self.api_version, self.kind, self.namespace = kube, api_version, kind, namespace
         self.labels, self.project, self.on_change = labels or {}, project, on_change
-        self.watch_timeout_s, self.retry_s = watch_timeout_s, retry_s
+        self.watch_timeout_s, self.retry_s, self.fields = watch_timeout_s, retry_s, fields
         self.synced = threading.Event()
         self.relists = 0
         self.reconnects = 0
@@ -90,7 +92,8 @@ class Informer:
         self._response: Any = None
         self._thread: threading.Thread | None = None
         scope = namespace or "all namespaces"
-        self.name = f"{kind} in {scope}" + (f" ({label_selector(self.labels)})" if self.labels else "")
+        selectors = ",".join(s for s in (label_selector(self.labels), fields or "") if s)
+        self.name = f"{kind} in {scope}" + (f" ({selectors})" if selectors else "")
 
     # --- reading ----------------------------------------------------------------------------------------------
 
@@ -159,12 +162,17 @@ class Informer:
                 log.log(level, "watch of %s failed, retrying in %.0f s: %s", self.name, self.retry_s, exc)
                 self._stop.wait(self.retry_s)
 
+    def _selectors(self) -> dict[str, str]:
+        query = {"labelSelector": label_selector(self.labels)} if self.labels else {}
+        if self.fields:
+            query["fieldSelector"] = self.fields
+        return query
+
     def _path(self) -> str:
         return resource_path(self.api_version, self.kind, self.namespace)
 
     def _relist(self) -> str:
-        query = {"labelSelector": label_selector(self.labels)} if self.labels else None
-        listed = self.kube.request("GET", self._path(), query=query)
+        listed = self.kube.request("GET", self._path(), query=self._selectors() or None)
         fresh = {}
         for item in listed.get("items") or []:
             item.setdefault("apiVersion", self.api_version)
@@ -196,8 +204,7 @@ class Informer:
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(self.watch_timeout_s),
         }
-        if self.labels:
-            query["labelSelector"] = label_selector(self.labels)
+        query.update(self._selectors())
         for event in self._stream(query):
             kind, obj = event.get("type"), event.get("object") or {}
             if kind == "ERROR":

@@ -15,7 +15,7 @@ admission policy. A lost permission (401/403) is the operator's problem: `handle
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -130,6 +130,16 @@ def blocked(
     if missing:
         return CLAIM_NOT_FOUND, claims_message(missing, namespace)
     return None
+
+
+def claims_to_confirm(claims: Iterable[str], watched: Collection[str] | None) -> list[str]:
+    """The claims a spec names that the API server must be asked about (one GET each): those the watched copy of the
+    namespace's claims does not show, all of them when there is no listed copy (`watched` None: no cache, or its
+    first LIST not done). A claim the copy shows exists; a miss is only a hint (the copy may lag a claim created a
+    moment ago, or a reconnecting watch), so "missing" is always the server's answer."""
+    if watched is None:
+        return list(claims)
+    return [c for c in claims if c not in watched]
 
 
 def observed(
