@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints
-from yolo_workloads.contract import Task
+from yolo_workloads.contract import ServeConfig, Task
 
 from yolo_operator.api.common import (
     API_VERSION,
@@ -113,26 +113,31 @@ class Autoscaling(ApiModel):
     )
 
 
+def _served(name: str) -> Any:
+    """The serving workload's own default for a field (`contract.ServeConfig`): one value, never a copy."""
+    return ServeConfig.model_fields[name].default
+
+
 class Serving(ApiModel):
     """How each replica batches and runs the model."""
 
-    imgsz: int = Field(default=640, ge=32, le=4096, multiple_of=32)
+    imgsz: int = Field(default=_served("imgsz"), ge=32, le=4096, multiple_of=32)
     """Inference image size; a multiple of 32."""
-    half: bool = True
+    half: bool = _served("half")
     """fp16 on GPU."""
-    max_batch_size: int = Field(default=32, ge=1, le=1024)
+    max_batch_size: int = Field(default=_served("max_batch_size"), ge=1, le=1024)
     """Largest batch the dynamic batcher forms."""
-    max_queue_delay_ms: float = Field(default=5, ge=0, le=1000)
+    max_queue_delay_ms: float = Field(default=_served("max_queue_delay_ms"), ge=0, le=1000)
     """Longest a request waits for its batch to fill."""
-    max_queue_size: int = Field(default=512, ge=1, le=100_000)
+    max_queue_size: int = Field(default=_served("max_queue_size"), ge=1, le=100_000)
     """Requests waiting beyond this are answered 503 with Retry-After."""
-    conf: float = Field(default=0.25, ge=0, le=1)
+    conf: float = Field(default=_served("conf"), ge=0, le=1)
     """Confidence threshold."""
-    iou: float = Field(default=0.7, ge=0, le=1)
+    iou: float = Field(default=_served("iou"), ge=0, le=1)
     """NMS IoU threshold."""
-    port: int = Field(default=8080, ge=1024, le=65535)
+    port: int = Field(default=_served("port"), ge=1024, le=65535)
     """Container port of the HTTP server (also serves /metrics)."""
-    workers: int = Field(default=1, ge=1, le=16)
+    workers: int = Field(default=_served("workers"), ge=1, le=16)
     """HTTP server processes per replica sharing its GPU, each with its own model copy and batcher. One process
     is bound by one core of Python (HTTP parsing, batching); more keep a fast GPU fed. Give the pod about one
     CPU per worker plus two; /metrics merges all workers."""
