@@ -179,7 +179,7 @@ class InferenceController:
         model = life.resolve_model(svc, self._source_job(svc, namespace))
         deployment = self._deployment(namespace, name)
         if model.mount is not None:
-            deployment = self._apply_children(svc, model.mount, deployment, (namespace, name), full)
+            deployment = self._apply_children(svc, model.mount, deployment, full)
         blocked = self._blocked(svc, model.mount, deployment) if model.mount is not None else None
         fetch_failure = refused = None
         if model.mount is not None:
@@ -209,19 +209,16 @@ class InferenceController:
         svc: YoloInferenceService,
         mount: render.ModelMount,
         deployment: dict[str, Any] | None,
-        where: tuple[str, str],
         full: bool,
     ) -> dict[str, Any] | None:
         """Apply the rendered children that drifted from their watched copies (without a cache: when they changed, or
-        on a full pass) and drop a PDB no longer wanted; returns the Deployment as known now. `where`: the service's
-        namespace and name."""
-        namespace, name = where
+        on a full pass) and drop a PDB no longer wanted; returns the Deployment as known now."""
         replicas = life.replicas_to_render(svc, deployment)
         children = [children_life.stamp(obj) for obj in render.objects(svc, mount, replicas, self.options)]
         if self.cache is not None:
             deployment = self._apply_drifted(self.cache, children, deployment)
         else:
-            deployment = self._apply_all(f"{namespace}/{name}", children, deployment, full)
+            deployment = self._apply_all(f"{svc.metadata.namespace}/{svc.metadata.name}", children, deployment, full)
         self._drop_pdb(svc, replicas)
         return deployment
 

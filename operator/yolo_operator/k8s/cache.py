@@ -245,18 +245,14 @@ class ClusterCache:
     def claims_seen(self, namespace: str, names: Iterable[str]) -> set[str] | None:
         """Which of these claims the watched copy shows in `namespace`; None when no copy covering it has listed
         (then the copy cannot say that a claim is absent)."""
-        informer = next((i for i in self.claims if i.namespace in (None, namespace)), None)
-        if informer is None or not informer.synced.is_set():
-            return None
-        return {n for n in names if informer.get(namespace, n) is not None}
+        informer = _listed(self.claims, namespace)
+        return None if informer is None else {n for n in names if informer.get(namespace, n) is not None}
 
     def refusals_of(self, namespace: str, job_uid: str) -> list[Obj] | None:
         """The FailedCreate Events of the Job with this uid in `namespace`; None when no copy covering it has listed
         (then it cannot say there are none)."""
-        informer = next((i for i in self.refusals if i.namespace in (None, namespace)), None)
-        if informer is None or not informer.synced.is_set():
-            return None
-        return informer.indexed(job_uid)
+        informer = _listed(self.refusals, namespace)
+        return None if informer is None else informer.indexed(job_uid)
 
     def remember(self, obj: Obj) -> None:
         """A child we just created or applied (the server's reply), visible to the next reconcile at once."""
@@ -272,6 +268,12 @@ class ClusterCache:
         """The watched copy of one of our children (Job, Pod, Deployment, ConfigMap, Service, PodDisruptionBudget;
         the last four of inference services only), None when absent."""
         return next((c for i in self._children.get(kind, []) if (c := i.get(namespace, name)) is not None), None)
+
+
+def _listed(informers: list[Informer], namespace: str) -> Informer | None:
+    """The informer covering `namespace` once its first LIST is done (None before: it cannot say what is absent)."""
+    informer = next((i for i in informers if i.namespace in (None, namespace)), None)
+    return informer if informer is not None and informer.synced.is_set() else None
 
 
 def missing_claims(kube: Kube, cache: ClusterCache | None, namespace: str, claims: Iterable[str]) -> list[str]:

@@ -238,8 +238,8 @@ def rotated_fast_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Te
         if small:
             _blocked_suppression(b, [(starts[i], sizes[i]) for i in small], iou, suppressed)
         if len(small) < len(sizes):
-            spans = [torch.arange(start, start + size) for start, size in zip(starts, sizes, strict=True)]
-            big = torch.cat([span for span in spans if len(span) > BLOCK_GROUP]).to(boxes.device)
+            spans = [(start, size) for start, size in zip(starts, sizes, strict=True) if size > BLOCK_GROUP]
+            big = torch.cat([torch.arange(start, start + size) for start, size in spans]).to(boxes.device)
             suppressed[big] = _banded_suppression(b[big], g[big], iou)
     kept = order[~suppressed]
     return kept[torch.argsort(scores[kept], descending=True, stable=True)]
