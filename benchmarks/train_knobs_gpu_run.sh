@@ -51,6 +51,8 @@ for V in ${VARIANTS:-defaults ram16 compile16 graphs16 compile32 profile16}; do
     # The forward and backward replayed as CUDA graphs (yolo_workloads/train/graphs.py): the defaults' batch.
     cgraphs16) variant cgraphs16 --batch 16 --workers 8 --cache none --cuda-graphs true ;;
     cgraphsram16) variant cgraphsram16 --batch 16 --workers 16 --cache ram --cuda-graphs true ;;
+    # Where the main process's time goes once the forward and backward replay (what bounds cgraphs16).
+    cgprofile16) variant cgprofile16 --batch 16 --workers 8 --cache none --cuda-graphs true --profile "$OUT/cgprofile16.txt" ;;
   esac
 done
 echo "total $((SECONDS - T0))s"

@@ -15,9 +15,17 @@ def _masks(k: int, h: int, w: int, seed: int):  # type: ignore[no-untyped-def]
     return torch.rand(k, h, w, generator=g) > 0.6
 
 
+def _whole(m):  # type: ignore[no-untyped-def]
+    """Whole masks [K, h, w] as the encoder's strips: as wide as the image, from its first column."""
+    import torch
+    from yolo_workloads.serve import masks
+
+    return masks.Part(m, torch.zeros(m.shape[0], dtype=torch.long), m.shape[2])
+
+
 def test_rle_round_trip_and_coco_conventions() -> None:
     import torch
-    from yolo_workloads.serve import tasks
+    from yolo_workloads.serve import masks, tasks
 
     m = _masks(5, 7, 9, 0)
     m[1] = False  # empty
@@ -25,21 +33,18 @@ def test_rle_round_trip_and_coco_conventions() -> None:
     m[3, 0, 0] = True  # starts with a 1: counts begin with 0
     other = _masks(3, 4, 6, 1)  # a second image of another size, encoded in the same call
     none = torch.zeros(0, 5, 5, dtype=torch.bool)  # an image without detections
-    first, changes = tasks.rle_boundaries([m, none, other])
-    areas = np.array([63] * 5 + [24] * 3)
-    counts = tasks.rle_counts(first.numpy(), changes.numpy(), areas)
+    counts = [c for part in masks.encode([_whole(m), _whole(none), _whole(other)]) for c in part]
     assert len(counts) == 8
     assert counts[1].tolist() == [63] and counts[2].tolist() == [0, 63] and counts[3][0] == 0
     for j, (mask, (h, w)) in enumerate([*((x, (7, 9)) for x in m), *((x, (4, 6)) for x in other)]):
         assert counts[j].sum() == h * w
         assert (counts[j][1:] > 0).all(), "runs after the first are never empty"
         np.testing.assert_array_equal(tasks.rle_decode(counts[j], h, w), mask.numpy().astype(np.uint8))
-    assert tasks.rle_counts(*(t.numpy() for t in tasks.rle_boundaries([none])), np.zeros(0)) == []
+    assert masks.encode([_whole(none)]) == [[]] and masks.encode([]) == []
     # column-major: a mask with only its second column set starts with one column (7 pixels) of zeros
     col = torch.zeros(1, 7, 9, dtype=torch.bool)
     col[0, :, 1] = True
-    f, c = tasks.rle_boundaries([col])
-    assert tasks.rle_counts(f.numpy(), c.numpy(), np.array([63]))[0].tolist() == [7, 7, 49]
+    assert masks.encode([_whole(col)])[0][0].tolist() == [7, 7, 49]
 
 
 def test_letterbox_masks_and_mapping_equal_ultralytics(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -130,12 +135,11 @@ def test_classify_resize_crop_matches_torchvision_on_pil(h: int, w: int) -> None
 
 def test_polygons_trace_a_rectangle() -> None:
     import torch
-    from yolo_workloads.serve import tasks
+    from yolo_workloads.serve import masks, tasks
 
     m = torch.zeros(1, 20, 30, dtype=torch.bool)
     m[0, 5:10, 8:20] = True
-    f, c = tasks.rle_boundaries([m])
-    counts = tasks.rle_counts(f.numpy(), c.numpy(), np.array([600]))[0]
+    counts = masks.encode([_whole(m)])[0][0]
     polys = tasks.mask_polygons(counts, 20, 30, np.array([8, 5, 20, 10], np.float32))
     assert len(polys) == 1
     xs, ys = polys[0][0::2], polys[0][1::2]
@@ -186,3 +190,93 @@ def test_every_answer_row_is_the_contracts_detect_answer(extra: str) -> None:
 
     top = answers.image_answer(Classification(np.array([2]), np.array([0.75])), {}, "rle")
     assert [set(row) for row in top["classifications"]] == [set(ClassificationAnswer.__annotations__)]
+
+
+def _boxes(n: int, size: int, seed: int):  # type: ignore[no-untyped-def]
+    """Boxes (xyxy, letterbox pixels) of every width, fractional, some on or past the letterbox's edges."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, generator=g) * (size + 8) - 6
+    w = torch.rand(n, generator=g) ** 2 * size * 1.2 + 0.3
+    y = torch.rand(n, generator=g) * size * 0.8
+    h = torch.rand(n, generator=g) * size * 0.6 + 0.5
+    boxes = torch.stack((x, y, x + w, y + h), 1)
+    boxes[0] = torch.tensor([0.0, 0.0, size, size])  # the whole letterbox
+    boxes[1] = torch.tensor([size - 2.5, 3.0, size + 4.0, 20.0])  # at the right edge
+    return boxes
+
+
+@pytest.mark.parametrize(("size", "proto"), [(64, 16), (128, 16), (48, 16)])
+def test_mask_strips_equal_whole_letterbox_masks(size: int, proto: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Strips of each box's columns hold exactly the whole letterbox masks' values (power-of-two prototype ratios;
+    48 / 16 falls back to whole masks), whatever the chunking."""
+    import torch
+    from yolo_workloads.serve import masks, tasks
+
+    g = torch.Generator().manual_seed(size)
+    logits = torch.randn(40, proto, proto, generator=g) * 3
+    boxes = _boxes(40, size, size)
+    whole = tasks.upsample_masks(logits, boxes, size)
+    monkeypatch.setattr(tasks, "MASK_CHUNK_PIXELS", size * size * 3)  # several chunks of several widths
+    strips = masks.mask_strips(logits, boxes, size)
+    assert sorted(i for s in strips for i in s.index.tolist()) == list(range(40))
+    assert len(strips) > 1 or size % proto or size // proto == 3
+    for s in strips:
+        assert torch.equal(masks.paste(s.masks, s.x0, size), whole[torch.from_numpy(s.index)])
+        assert s.masks.shape[2] <= size
+    assert whole.any()
+
+
+def test_strips_encode_as_the_whole_masks_they_come_from() -> None:
+    """A strip's RLE is its whole mask's, with strips reaching past either side of the image (those columns count
+    as 0), masks starting or ending with a 1, full columns and empty strips."""
+    import torch
+    from yolo_workloads.serve import masks
+
+    h, w, width = 9, 5, 12
+    g = torch.Generator().manual_seed(7)
+    col0 = torch.tensor([-3, 0, 4, 7, 10, 2, -1])
+    strips = torch.rand(len(col0), h, w, generator=g) > 0.5
+    strips[5] = False
+    strips[6, :, :] = True  # whole columns: -1 (outside) to 3
+    whole = torch.zeros(len(col0), h, width, dtype=torch.bool)
+    for k, c in enumerate(col0.tolist()):
+        for j in range(w):
+            if 0 <= c + j < width:
+                whole[k, :, c + j] = strips[k, :, j]
+    whole[1, 0, 0] = strips[1, 0, 0] = True  # the image's first pixel
+    whole[4, h - 1, width - 1] = strips[4, h - 1, 1] = True  # its last
+    got = masks.encode([masks.Part(strips, col0, width), _whole(whole)])
+    for a, b, m in zip(got[0], got[1], whole, strict=True):
+        np.testing.assert_array_equal(a, b)
+        assert a.sum() == h * width
+        np.testing.assert_array_equal(masks.tasks.rle_decode(a, h, width), m.numpy().astype(np.uint8))
+
+
+def test_group_masks_equal_whole_masks_mapped_to_each_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The detections' RLEs over their images (a crop of the letterbox or a resize) and which masks are empty, as
+    whole letterbox masks mapped by `masks_to_image` give them."""
+    import torch
+    from yolo_workloads.serve import masks, tasks
+
+    size = 64
+
+    def geometry(h0: int, w0: int) -> tuple[int, int, int, int]:
+        r = min(size / h0, size / w0)
+        nh, nw = round(h0 * r), round(w0 * r)
+        return nh, nw, (size - nh) // 2, (size - nw) // 2
+
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(30, 16, 16, generator=g) * 3
+    boxes = _boxes(30, size, 5)
+    boxes[2] = torch.tensor([40.2, 40.2, 40.8, 40.8])  # too small for any pixel: an empty mask
+    sizes = [[(48, 64), (64, 32), (30, 50), (64, 64)][k % 4] for k in range(30)]
+    monkeypatch.setattr(tasks, "MASK_CHUNK_PIXELS", size * size * 4)
+    keep, rles = masks.group_masks(masks.mask_strips(logits, boxes, size), sizes, size, geometry)
+    whole = tasks.upsample_masks(logits, boxes, size)
+    assert keep.tolist() == whole.flatten(1).any(1).tolist() and not keep[2] and keep.sum() > 10
+    for k, (h0, w0) in enumerate(sizes):
+        nh, nw, top, left = geometry(h0, w0)
+        ref = tasks.masks_to_image(whole[k : k + 1], top, left, nh, nw, h0, w0)[0]
+        np.testing.assert_array_equal(tasks.rle_decode(rles[k], h0, w0), ref.numpy().astype(np.uint8))

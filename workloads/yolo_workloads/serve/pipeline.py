@@ -33,7 +33,7 @@ from torch.nn import functional as F  # noqa: N812
 from torchvision.io import ImageReadMode
 
 from yolo_workloads.contract import TASKS, ServeConfig, Task
-from yolo_workloads.serve import tasks
+from yolo_workloads.serve import masks, tasks
 from yolo_workloads.serve.imagecheck import ImageError
 
 log = logging.getLogger(__name__)
@@ -496,9 +496,10 @@ class Detector:
     def _segment(
         self, rows: torch.Tensor, kb: torch.Tensor, protos: torch.Tensor, images: list[torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor, list[list[np.ndarray]]]:
-        """Masks of the batch's detections (tasks.py), made and run-length encoded in groups of detections (one
-        host sync per group, whatever the number of images in it); detections whose letterbox mask is empty are
-        dropped, as Ultralytics drops them. Returns the kept rows, their image index and each image's RLE counts."""
+        """Masks of the batch's detections (masks.py: only each box's columns), made and run-length encoded in
+        groups of detections (one host sync per group, whatever the number of images in it); detections whose
+        letterbox mask is empty are dropped, as Ultralytics drops them. Returns the kept rows, their image index
+        and each image's RLE counts."""
         counts = torch.bincount(kb, minlength=len(images)).tolist()
         sizes = [(int(im.shape[1]), int(im.shape[2])) for im in images]
         owner = np.repeat(np.arange(len(images)), counts)  # the image of each detection (rows are by image)
@@ -508,9 +509,10 @@ class Detector:
             first, last = int(owner[lo]), int(owner[hi - 1])  # the group's images (its logits only: bounded memory)
             spanned = np.bincount(owner[lo:hi] - first, minlength=last - first + 1).tolist()
             logits = tasks.mask_logits(protos[first : last + 1], rows[lo:hi, 6:], kb[lo:hi] - first, spanned)
-            lb = tasks.upsample_masks(logits, rows[lo:hi, :4], self.imgsz)
-            keeps.append(lb.flatten(1).any(1))
-            rles += self._image_masks(lb, [sizes[j] for j in owner[lo:hi]])
+            strips = masks.mask_strips(logits, rows[lo:hi, :4], self.imgsz)
+            keep, group = masks.group_masks(strips, [sizes[j] for j in owner[lo:hi]], self.imgsz, self.geometry)
+            keeps.append(keep)
+            rles += group
         keep = torch.cat(keeps) if keeps else torch.zeros(0, dtype=torch.bool, device=rows.device)
         kept = keep.cpu().numpy()
         starts = np.cumsum([0, *counts]).tolist()
@@ -521,8 +523,8 @@ class Detector:
         return rows[keep], kb[keep], per_image
 
     def _mask_groups(self, sizes: list[tuple[int, int]]) -> list[tuple[int, int]]:
-        """Consecutive ranges of detections whose masks (letterbox and image-sized) fit tasks.RLE_GROUP_PIXELS
-        together (each range holds at least one detection)."""
+        """Consecutive ranges of detections whose masks (letterbox and image-sized, at most) fit
+        tasks.RLE_GROUP_PIXELS together (each range holds at least one detection)."""
         groups: list[tuple[int, int]] = []
         lo, pixels = 0, 0
         for i, (h, w) in enumerate(sizes):
@@ -534,28 +536,6 @@ class Detector:
         if lo < len(sizes):
             groups.append((lo, len(sizes)))
         return groups
-
-    def _image_masks(self, lb: torch.Tensor, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
-        """RLE counts of letterbox masks [k, S, S] mapped to their images (`sizes`, one per mask), in mask order:
-        masks of images of one size are resized together."""
-        by_size: dict[tuple[int, int], list[int]] = {}
-        for i, size in enumerate(sizes):
-            by_size.setdefault(size, []).append(i)
-        masks: list[torch.Tensor] = []
-        order: list[int] = []
-        for (h0, w0), idx in by_size.items():
-            nh, nw, top, left = self.geometry(h0, w0)
-            chosen = lb if len(idx) == len(sizes) else lb[torch.as_tensor(idx, device=lb.device)]
-            masks.append(tasks.masks_to_image(chosen, top, left, nh, nw, h0, w0))
-            order += idx
-        placed = dict(zip(order, self._encode(masks), strict=True))
-        return [placed[i] for i in range(len(sizes))]
-
-    @staticmethod
-    def _encode(masks: list[torch.Tensor]) -> list[np.ndarray]:
-        first, changes = tasks.rle_boundaries(masks)
-        areas = np.array([m.shape[1] * m.shape[2] for m in masks for _ in range(m.shape[0])], np.int64)
-        return tasks.rle_counts(first.cpu().numpy(), changes.cpu().numpy(), areas)
 
     def _classify(self, images: list[torch.Tensor]) -> list[Classification]:
         """Resize and centre-crop (not letterbox) as Ultralytics' classify predictor, forward, top k."""

@@ -8,7 +8,8 @@ test_serve_tasks_parity.py):
   > 0 and inside the letterbox box (`ops.process_mask(upsample=True)`, the default `retina_masks=False` path); a
   detection whose mask is empty is dropped, as `SegmentationPredictor` does. The letterbox mask is then mapped to
   the input image as Ultralytics' plotting maps it (`ops.scale_masks`: padding cut away, bilinear resize, > 0.5)
-  and sent as COCO run-length encoding, computed on the device so only the run boundaries cross to the host.
+  and sent as COCO run-length encoding, computed on the device so only the run boundaries cross to the host
+  (masks.py makes them only within each box's columns).
 - pose: keypoints (x, y[, visibility]) through the letterbox inverse and clipped to the image (`scale_coords`).
 - obb: rotated NMS is Ultralytics' Fast-NMS (a box is dropped when any higher-scored box of its image and class
   overlaps it above `iou` by probabilistic IoU, suppressed boxes included); boxes stay (cx, cy, w, h, angle) as the
@@ -110,26 +111,10 @@ def masks_to_image(masks: torch.Tensor, top: int, left: int, nh: int, nw: int, h
     return out
 
 
-def rle_boundaries(masks: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The device half of run-length encoding the masks of several images ([K_i, H_i, W_i] each): the first value
-    of every mask [sum K_i] and the sorted flat indices of the changes between consecutive pixels (column-major)
-    over the concatenation of every mask's H*W - 1 pixel pairs. One `nonzero` (one host sync) for them all; only
-    these few numbers go to the host, not sum K_i x H_i x W_i bytes."""
-    firsts: list[torch.Tensor] = []
-    pairs: list[torch.Tensor] = []
-    for m in masks:
-        k, h, w = m.shape
-        flat = m.transpose(1, 2).reshape(k, h * w)  # column-major, as COCO's RLE
-        firsts.append(flat[:, 0])
-        pairs.append((flat[:, 1:] != flat[:, :-1]).reshape(-1))
-    dev = masks[0].device if masks else torch.device("cpu")
-    first = torch.cat(firsts) if firsts else torch.zeros(0, dtype=torch.bool, device=dev)
-    changes = torch.cat(pairs).nonzero()[:, 0] if pairs else torch.zeros(0, dtype=torch.long, device=dev)
-    return first, changes
-
-
 def rle_counts(first: np.ndarray, changes: np.ndarray, areas: np.ndarray) -> list[np.ndarray]:
-    """COCO uncompressed RLE counts of each mask from `rle_boundaries` (`areas` [K]: each mask's H*W):
+    """COCO uncompressed RLE counts of each mask (`areas` [K]: each mask's H*W) from the value of its first pixel and
+    the sorted flat indices of the changes between consecutive pixels (column-major) over the concatenation of
+    every mask's H*W - 1 pixel pairs (masks.encode computes them on the device):
     alternating runs of 0s and 1s, starting with 0s (a count of 0 first when the mask starts with a 1), summing
     to H*W. Vectorised over all masks: a batch's thousands of masks cost no Python loop but the final split."""
     k = len(areas)
