@@ -2,7 +2,7 @@
 
 Why: autoscaler behaviour (stabilisation windows, rate limits) trades GPU-seconds against time spent short of
 capacity, and that trade can only be judged over a day of traffic, not in a cluster test. The loop here mirrors
-`handlers/inference_service.py`'s autoscale step exactly: every `period_s`, per-pod samples (ready pods report
+`controllers/inference_service.py`'s autoscale step exactly: every `period_s`, per-pod samples (ready pods report
 their GPU utilisation, starting pods are unready) → `from_pod_samples` → `decide` → on a change, scale and
 `record_scale`. Only the Kubernetes API calls are replaced by a list of pods.
 

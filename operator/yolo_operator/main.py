@@ -17,11 +17,13 @@ from typing import Any
 
 import kopf
 
-from yolo_operator.handlers import inference_service, train_job
-from yolo_operator.handlers.runtime import Runtime
+from yolo_operator import handlers
+from yolo_operator.controllers.inference_service import InferenceController
+from yolo_operator.controllers.train_job import TrainJobController
 from yolo_operator.k8s.client import Kube
 from yolo_operator.k8s.peering import ensure_peering
 from yolo_operator.metrics import operator_metrics
+from yolo_operator.runtime.manager import Runtime
 from yolo_operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
@@ -79,16 +81,17 @@ def bearer_token(header: str) -> str:
 
 @dataclass
 class Controllers:
-    train_job: train_job.TrainJobController
-    inference_service: inference_service.InferenceController
+    train_job: TrainJobController
+    inference_service: InferenceController
 
 
 def build_registry(
     kube: Kube, settings: OperatorSettings, customize: Callable[[Controllers], None] | None = None
 ) -> tuple[kopf.OperatorRegistry, Controllers]:
     registry = kopf.OperatorRegistry()
+    runtime = Runtime(kube, settings)  # the controllers read its cache
     controllers = Controllers(
-        train_job.TrainJobController(kube, settings), inference_service.InferenceController(kube, settings)
+        TrainJobController(kube, settings, runtime.cache), InferenceController(kube, settings, runtime.cache)
     )
     if customize:
         customize(controllers)  # tests swap the metrics sources here
@@ -97,10 +100,7 @@ def build_registry(
     def login(**_: Any) -> kopf.ConnectionInfo:
         return connection_info(kube)
 
-    runtime = Runtime(kube, settings)
-    runtime.register(registry)
-    train_job.register(registry, controllers.train_job, runtime)
-    inference_service.register(registry, controllers.inference_service, runtime)
+    handlers.register(registry, runtime, controllers.train_job, controllers.inference_service)
     return registry, controllers
 
 

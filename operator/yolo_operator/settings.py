@@ -66,7 +66,7 @@ class OperatorSettings(BaseModel):
     """How often each autoscaled YoloInferenceService's metric is read and its replicas decided (the HPA's
     --horizontal-pod-autoscaler-sync-period)."""
     handler_threads: int = Field(default=20, ge=1, le=256)
-    """Workers of the reconcile queue (`handlers.workqueue`), also Kopf's thread pool size. Reads come from the
+    """Workers of the reconcile queue (`runtime.workqueue`), also Kopf's thread pool size. Reads come from the
     watch-fed cache, so a reconcile waits only on its writes; several run at once, never two for one resource."""
     claim_grace_seconds: float = Field(default=30.0, ge=0, le=86400)
     """How long a missing PersistentVolumeClaim is waited for before the job fails."""

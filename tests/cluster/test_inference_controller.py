@@ -24,11 +24,12 @@ from typing import Any
 import kopf
 import pytest
 import yaml
-from yolo_operator.handlers.inference_service import InferenceController, register
-from yolo_operator.handlers.runtime import Runtime
+from yolo_operator import handlers
+from yolo_operator.controllers.inference_service import InferenceController
 from yolo_operator.k8s.client import Kube
 from yolo_operator.main import connection_info, kopf_settings
 from yolo_operator.metrics.scrape import HttpPodScraper, PodEndpoint
+from yolo_operator.runtime.manager import Runtime
 from yolo_operator.settings import OperatorSettings
 
 from .harness import Cluster, load_yaml_documents, wait_until
@@ -117,8 +118,9 @@ class InferenceOperator:
         registry = kopf.OperatorRegistry()
         scraper = HttpPodScraper(timeout_s=2, url_for=self._url_for)
         runtime = Runtime(kube, self.settings)
-        runtime.register(registry)
-        register(registry, InferenceController(kube, self.settings, pod_source=scraper), runtime)
+        handlers.runtime.register(registry, runtime)
+        controller = InferenceController(kube, self.settings, runtime.cache, pod_source=scraper)
+        handlers.inference_service.register(registry, controller, runtime)
 
         @kopf.on.login(registry=registry)
         def login(**_: Any) -> kopf.ConnectionInfo:

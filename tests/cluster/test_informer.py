@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from yolo_operator.k8s.cache import by_instance
 from yolo_operator.k8s.client import Kube, Ref
-from yolo_operator.k8s.informer import Informer
+from yolo_operator.runtime.cache import by_instance
+from yolo_operator.runtime.informer import Informer
 
 from .harness import Cluster, wait_until
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from yolo_operator.k8s.cache import FAILED_CREATE, ClusterCache, missing_claims, trim_claim, trim_event
 from yolo_operator.k8s.workloads import newest_message
 from yolo_operator.lifecycle.stalled import claims_to_confirm
+from yolo_operator.runtime.cache import FAILED_CREATE, ClusterCache, missing_claims, trim_claim, trim_event
 
 pytestmark = pytest.mark.unit
 

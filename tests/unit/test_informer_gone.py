@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from kubernetes import client as k8s_client
 from yolo_operator.k8s.client import Kube
-from yolo_operator.k8s.informer import Informer
+from yolo_operator.runtime.informer import Informer
 
 pytestmark = pytest.mark.unit
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from yolo_operator.handlers.runtime import cause_of
 from yolo_operator.k8s.client import ApiError
 from yolo_operator.lifecycle import stalled
 from yolo_operator.lifecycle.conditions import find
+from yolo_operator.runtime.manager import cause_of
 
 pytestmark = pytest.mark.unit
 

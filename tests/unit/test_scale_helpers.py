@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 from yolo_operator.api.common import Condition
-from yolo_operator.handlers import access
-from yolo_operator.handlers.resync import Resync
+from yolo_operator.controllers import access
 from yolo_operator.k8s.client import ApiError
 from yolo_operator.k8s.workloads import eligible_nodes, max_allocatable, node_label, node_summary
 from yolo_operator.lifecycle import conditions as cond
+from yolo_operator.runtime.resync import Resync
 
 pytestmark = pytest.mark.unit
 

@@ -10,7 +10,7 @@ import time
 from collections import Counter
 
 import pytest
-from yolo_operator.handlers.workqueue import ItemBackoff, WorkQueue
+from yolo_operator.runtime.workqueue import ItemBackoff, WorkQueue
 
 pytestmark = pytest.mark.unit
 

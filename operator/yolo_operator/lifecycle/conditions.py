@@ -7,7 +7,9 @@ something really changed, not when the operator last looked.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 from yolo_operator.api.common import Condition
 
@@ -63,3 +65,13 @@ def _make(type_: str, status: str, reason: str, message: str, transition: str, g
 
 def find(conditions: Iterable[Condition] | None, type_: str) -> Condition | None:
     return next((c for c in conditions or () if c.type == type_), None)
+
+
+@dataclass(frozen=True)
+class EventNote:
+    """An Event a decision asks to post (both kinds' decisions carry them; the controller posts them after the
+    status patch)."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str

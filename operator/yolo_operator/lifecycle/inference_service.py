@@ -1,7 +1,9 @@
-"""YoloInferenceService decisions: where the weights come from, how many replicas to render, and the status.
+"""YoloInferenceService decisions: where the weights come from, which children to apply, the status and its Events.
 
-Pure: (spec, observed children, previous status, now) → decisions and a status dict. The handler reads the
-objects, calls these, applies what `render` produced and writes the status once.
+Pure: (spec, observed objects, previous status, now) → typed decisions, in two halves because the status reads the
+Deployment as the apply left it: `rollout` (the weights and the stamped children to converge) → the controller
+applies the children that drifted → `decide` (the status, the status patch when anything changed, the Events) →
+the controller writes the status once and posts the Events (controllers/inference_service.py).
 
 Phases: Pending (waiting for weights or for the first replica to become ready, or scaled to 0), Tuning (serving
 tuning enabled and no replica ready yet), Ready (at least one replica serves and the rollout progresses),
@@ -16,10 +18,10 @@ come, a stuck rollout, pods refused, a claim or GPUs missing).
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from yolo_workloads.contract import CONFIG_ERROR_EXIT_CODE
 
@@ -27,10 +29,11 @@ from yolo_operator.api.common import Condition
 from yolo_operator.api.inference_service import YoloInferenceService
 from yolo_operator.api.sources import pvc_parts
 from yolo_operator.api.train_job import YoloTrainJob
-from yolo_operator.lifecycle import kstatus, stalled
-from yolo_operator.lifecycle.conditions import find, set_condition
+from yolo_operator.lifecycle import access, kstatus, stalled
+from yolo_operator.lifecycle import children as children_life
+from yolo_operator.lifecycle.conditions import EventNote, find, set_condition
 from yolo_operator.render.common import CLAIMS_ROOT, WORKLOAD_CONTAINER
-from yolo_operator.render.inference_service import ModelMount, selector_string, url
+from yolo_operator.render.inference_service import ModelMount, RenderOptions, objects, selector_string, url, wants_pdb
 
 READY = kstatus.READY
 ROLLOUT_STUCK = "RolloutStuck"
@@ -363,3 +366,106 @@ def autoscaler_conditions(
     conditions = set_condition(conditions, SCALING_ACTIVE, active[0], active[1], active[2], now, gen)
     conditions = set_condition(conditions, SCALING_LIMITED, limited[0], limited[1], limited[2], now, gen)
     return [c.to_wire() for c in conditions]
+
+
+# --- one reconcile's decisions ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """What one reconcile converges: the resolved weights and, once there are weights, the rendered children
+    (stamped with their applied hash, in apply order) and whether the PDB goes."""
+
+    model: ModelResolution
+    children: tuple[dict[str, Any], ...] = ()
+    replicas: int = 0
+    drop_pdb: bool = False
+
+
+def rollout(
+    svc: YoloInferenceService,
+    train_job: YoloTrainJob | None,
+    deployment: dict[str, Any] | None,
+    options: RenderOptions,
+) -> Rollout:
+    """The weights (`resolve_model`) and the children to converge for them (none while there are no weights)."""
+    model = resolve_model(svc, train_job)
+    if model.mount is None:
+        return Rollout(model)
+    replicas = replicas_to_render(svc, deployment)
+    children = tuple(children_life.stamp(obj) for obj in objects(svc, model.mount, replicas, options))
+    return Rollout(model, children, replicas, drop_pdb=not wants_pdb(svc, replicas))
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What a reconcile read after applying its rollout. `pods`, `max_allocatable_gpus` and `missing_claims` are
+    read only once there are weights (the last two only until a replica is ready; `max_allocatable_gpus` only when
+    the pods ask for GPUs)."""
+
+    now: datetime
+    current: Mapping[str, Any]
+    """The stored status (wire names)."""
+    deployment: dict[str, Any] | None
+    """The Deployment as this reconcile's apply left it."""
+    pods: tuple[dict[str, Any], ...] = ()
+    max_allocatable_gpus: int | None = None
+    missing_claims: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One reconcile's outcome: the status (wire names), the patch that writes it (None when the stored status
+    already says all of it) and the Events to post after it."""
+
+    status: dict[str, Any]
+    patch: dict[str, Any] | None
+    events: tuple[EventNote, ...] = ()
+
+    @property
+    def phase(self) -> str | None:
+        phase = self.status.get("phase")
+        return str(phase) if phase is not None else None
+
+
+def decide(svc: YoloInferenceService, model: ModelResolution, observed: Observed) -> Decision:
+    """The status of one reconcile, whether it must be written, and its Events: one Warning when the patch turns
+    Stalled True or changes its cause, one Event for a new phase unless that Warning already announced its cause."""
+    result = status(svc, model, observed.deployment, observed.now, *_findings(svc, model, observed))
+    gen = svc.metadata.generation
+    conditions = [Condition.model_validate(c) for c in result["conditions"]]
+    kept = stalled.unstall(access.recovered(conditions, observed.now, gen), observed.now, gen, stalled.API_REFUSALS)
+    if kept is not conditions:  # the operator got through: a refused request or write is history
+        result["conditions"] = [c.to_wire() for c in kept]
+    current = observed.current
+    changed = any(current.get(k) != v for k, v in result.items())  # an unchanged status is not written again
+    events: list[EventNote] = []
+    news = stalled.newly_stalled(current.get("conditions") or [], result["conditions"]) if changed else None
+    if news is not None:
+        events.append(EventNote("Warning", *news))
+    old_phase = svc.status.phase if svc.status else None
+    ready = next(c for c in result["conditions"] if c["type"] == READY)
+    if result["phase"] != old_phase and (news is None or ready["reason"] != news[0]):  # one Event for one cause
+        kind: Literal["Normal", "Warning"] = "Warning" if result["phase"] in ("Failed", "Degraded") else "Normal"
+        events.append(EventNote(kind, ready["reason"], f"phase {result['phase']}: {ready['message']}"))
+    return Decision(result, result if changed else None, tuple(events))
+
+
+def _findings(
+    svc: YoloInferenceService, model: ModelResolution, observed: Observed
+) -> tuple[tuple[str, str] | None, str | None, str | None]:
+    """`status`'s `blocked`, `fetch_failure` and `input_refused` from what was observed (none without weights):
+    blocked only until a replica is ready (the weights' claim missing, more GPUs per pod than any eligible node
+    has: the YoloTrainJob's reasons and words)."""
+    if model.mount is None:
+        return None, None, None
+    pods = list(observed.pods)
+    ready = int(((observed.deployment or {}).get("status") or {}).get("readyReplicas") or 0)
+    blocked = None
+    if ready == 0:
+        res = svc.spec.resources
+        blocked = stalled.blocked(
+            res.gpus, observed.max_allocatable_gpus, observed.missing_claims, svc.metadata.namespace
+        )
+    fetch_failure = source_failure(pods) if model.mount.source is not None else None
+    return blocked, fetch_failure, refused_input(pods)

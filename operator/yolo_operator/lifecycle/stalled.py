@@ -8,7 +8,7 @@ not one per retry; the first reconcile that gets through sets it back to False.
 
 Which failures a user can act on: the API server refusing an object the operator rendered from the spec (422
 Invalid, 400 BadRequest), e.g. a label or toleration Kubernetes validates more strictly than the CRD, or an
-admission policy. A lost permission (401/403) is the operator's problem: `handlers.access` reports it as
+admission policy. A lost permission (401/403) is the operator's problem: `controllers.access` reports it as
 `Degraded`. Everything else (conflicts, 5xx, timeouts) is transient and only retried.
 """
 

@@ -1,6 +1,6 @@
 """The YoloTrainJob state machine: (resource, what was observed, now) → new status, actions, events.
 
-Pure and backend-neutral: the Kubernetes controller (handlers/train_job.py) and the local runner
+Pure and backend-neutral: the Kubernetes controller (controllers/train_job.py) and the local runner
 (`yolo-operator run`, local/) both drive it. Neither Kubernetes objects nor files appear here; each backend adapts
 what it sees into plain data first.
 
@@ -49,8 +49,9 @@ from yolo_operator.api.train_job import (
     YoloTrainJobSpec,
     YoloTrainJobStatus,
 )
+from yolo_operator.lifecycle import access, kstatus, stalled
 from yolo_operator.lifecycle import conditions as cond
-from yolo_operator.lifecycle import kstatus, stalled
+from yolo_operator.lifecycle.conditions import EventNote
 from yolo_operator.lifecycle.tuning_cache import cache_key
 
 # Condition types.
@@ -174,13 +175,6 @@ Action = CreateTuningJob | CreateTrainingJob | SuspendJobs | ResumeJobs | WriteC
 
 
 @dataclass(frozen=True)
-class EventNote:
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
 class Decision:
     status: YoloTrainJobStatus
     actions: tuple[Action, ...] = ()
@@ -276,9 +270,12 @@ _PHASE_TEXT: dict[TrainPhase, str] = {
 def decide(job: YoloTrainJob, observed: Observed, policy: Policy = Policy()) -> Decision:
     """The next status, actions and events; see the module docstring."""
     previous = job.status or YoloTrainJobStatus()
-    # Reaching a decision means the last refused write is history: if this one's writes are refused too, the
-    # handler reports that again (handlers.stalled) instead of writing this status.
-    kept = stalled.unstall(list(previous.conditions or []), observed.now, job.metadata.generation, stalled.API_REFUSALS)
+    # Reaching a decision means the last refused write, and the last refused request, are history: if this one's are
+    # refused too, the controller reports that again (controllers.stalled, controllers.access) instead of writing
+    # this status.
+    gen = job.metadata.generation
+    kept = stalled.unstall(list(previous.conditions or []), observed.now, gen, stalled.API_REFUSALS)
+    kept = access.recovered(kept, observed.now, gen)
     draft = _Draft(job, observed.now, previous, kept)
     if previous.phase in FINAL_PHASES:
         draft.set(restarts=observed.training.restarts or previous.restarts)

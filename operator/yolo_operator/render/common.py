@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import yaml
 from pydantic import BaseModel
 
-from yolo_operator.api.common import ObjectMeta, Resources
+from yolo_operator.api.common import GROUP, ObjectMeta, Resources
 
 # Standard labels (ARCHITECTURE.md): `kubectl get -l app.kubernetes.io/instance=<cr>` finds every child.
 LABEL_NAME = "app.kubernetes.io/name"
@@ -106,6 +107,16 @@ def owner_reference(owner: Owner) -> dict[str, Any]:
         "controller": True,
         "blockOwnerDeletion": True,
     }
+
+
+def controller_name(obj: Mapping[str, Any], kind: str) -> str | None:
+    """The name of the resource of `kind` (this operator's group) that controls `obj`: the inverse of
+    `owner_reference`, one rule for both kinds' children."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        group = str(ref.get("apiVersion") or "").partition("/")[0]
+        if ref.get("kind") == kind and group == GROUP and ref.get("controller"):
+            return str(ref["name"])
+    return None
 
 
 def object_meta(owner: Owner, name: str, component: str, kind_label: str | None = None) -> dict[str, Any]:

@@ -22,11 +22,11 @@ from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 from yolo_operator.k8s.client import Kube
-from yolo_operator.k8s.informer import Informer, Obj, OnChange, newer, wait_synced, without_managed_fields
 from yolo_operator.k8s.workloads import node_summary
 from yolo_operator.lifecycle.stalled import claims_to_confirm
 from yolo_operator.render.common import GPU_RESOURCE, LABEL_COMPONENT, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER
 from yolo_operator.render.inference_service import COMPONENT as INFERENCE
+from yolo_operator.runtime.informer import Informer, Obj, OnChange, newer, wait_synced, without_managed_fields
 
 
 def _meta(obj: Obj, *extra: str) -> dict[str, Any]:

@@ -1,9 +1,6 @@
 """What both controllers do when the API server refuses the operator (HTTP 401/403): a `Degraded` condition and a
 Warning Event naming the refused request, so `kubectl describe` shows why nothing happens; cleared by the next
-reconcile that succeeds.
-
-Why a separate condition: the lifecycle's own conditions (Ready, Failed, ...) describe the workload; a lost
-permission is the operator's problem and goes away without any change to the resource.
+reconcile that succeeds (both kinds' pure decisions clear it: `lifecycle.access.recovered`).
 """
 
 from __future__ import annotations
@@ -16,12 +13,11 @@ from typing import Any
 from yolo_operator.api.common import Condition
 from yolo_operator.k8s.client import ApiError, Kube, Ref
 from yolo_operator.lifecycle import conditions as cond
+from yolo_operator.lifecycle.access import DEGRADED, FORBIDDEN, RECOVERED, recovered
 
 log = logging.getLogger(__name__)
 
-DEGRADED = "Degraded"
-FORBIDDEN = "Forbidden"
-RECOVERED = "Reconciled"
+__all__ = ["DEGRADED", "FORBIDDEN", "RECOVERED", "cleared", "cleared_wire", "is_access_error", "report_refused"]
 
 
 def is_access_error(exc: BaseException) -> bool:
@@ -53,12 +49,7 @@ def report_refused(kube: Kube, ref: Ref, body: Mapping[str, Any], exc: ApiError)
 
 def cleared(conditions: list[Condition], generation: int | None) -> list[Condition]:
     """`conditions` with a True Degraded set to False (the operator got through this time); unchanged otherwise."""
-    current = cond.find(conditions, DEGRADED)
-    if current is None or current.status != "True":
-        return conditions
-    return cond.set_condition(
-        conditions, DEGRADED, False, RECOVERED, "the last reconcile succeeded", datetime.now(UTC), generation
-    )
+    return recovered(conditions, datetime.now(UTC), generation)
 
 
 def cleared_wire(conditions: list[dict[str, Any]], generation: int | None) -> list[dict[str, Any]]:

@@ -1,9 +1,9 @@
 """What both controllers do when the API server refuses an object the operator rendered from the spec (HTTP 422 or
 400), or when the models refuse a stored object (`reject`): the kstatus `Stalled` condition (lifecycle.stalled)
 and ONE Warning Event per distinct cause, so `kubectl describe` and kstatus-aware tools (Argo CD, Flux, kpt) show
-why nothing happens; cleared by the next reconcile that gets through. A refused write still fails the reconcile,
-so the work queue retries it with backoff (the cause may be an admission policy that changes without any edit of
-the resource); a refused spec waits for a new one."""
+why nothing happens; cleared by the next reconcile that gets through (both kinds' pure decisions unstall it). A
+refused write still fails the reconcile, so the work queue retries it with backoff (the cause may be an admission
+policy that changes without any edit of the resource); a refused spec waits for a new one."""
 
 from __future__ import annotations
 
@@ -65,26 +65,3 @@ def reject(kube: Kube, ref: Ref, body: Mapping[str, Any], message: str) -> dict[
     written = kube.patch_status(ref, patch)
     kube.post_event(ref, "Warning", kstatus.INVALID_SPEC, patch["message"])
     return written
-
-
-def cleared(conditions: list[Condition], generation: int | None) -> list[Condition]:
-    """`conditions` with a True Stalled set by a refused write set to False; the same list when there is none."""
-    return life.unstall(conditions, datetime.now(UTC), generation, life.API_REFUSALS)
-
-
-def cleared_wire(conditions: list[dict[str, Any]], generation: int | None) -> list[dict[str, Any]]:
-    models = [Condition.model_validate(c) for c in conditions]
-    result = cleared(models, generation)
-    return conditions if result is models else [c.to_wire() for c in result]
-
-
-def announce(kube: Kube, ref: Ref, before: list[dict[str, Any]], after: list[dict[str, Any]]) -> str | None:
-    """One Warning Event when a status patch turns Stalled True or changes its reason or message (a cause the
-    reconcile observed, e.g. pods refused at admission); nothing on the patches after it. Returns the reason
-    announced, if any."""
-    news = life.newly_stalled(before, after)
-    if news is None:
-        return None
-    reason, message = news
-    kube.post_event(ref, "Warning", reason, message)
-    return reason
