@@ -129,11 +129,13 @@ def test_config_errors_name_the_file(tmp_path: Path) -> None:
         load_config(bad, {})
     with pytest.raises(SystemExit, match="cannot read config"):
         load_config(tmp_path / "missing.yaml", {})
-    cfg = load_config(bad, {"architecture": None, "weights": None, "port": 9999}) if False else None
-    assert cfg is None
     good = tmp_path / "ok.json"
-    good.write_text('{"model": {"architecture": "yolov8n.yaml"}, "imgsz": 64}')
+    good.write_text('{"model": {"architecture": "yolov8n.yaml"}, "imgsz": 64, "port": 8123}')
     assert load_config(good, {"port": 9999}).port == 9999
+    unset = load_config(good, {"architecture": None, "weights": None, "port": None})  # flags not given
+    assert (unset.model.architecture, unset.port, unset.imgsz) == ("yolov8n.yaml", 8123, 64)
+    with pytest.raises(SystemExit, match=r"invalid config in arguments[\s\S]*workers"):
+        load_config(None, {"architecture": "yolov8n.yaml", "workers": 0})
 
 
 def _reference_nms(pred, conf: float, iou: float, max_det: int):  # type: ignore[no-untyped-def]
@@ -154,17 +156,24 @@ def _reference_nms(pred, conf: float, iou: float, max_det: int):  # type: ignore
     return torch.cat(rows).float(), torch.cat(idx)
 
 
-@pytest.mark.parametrize(("chunk", "max_det"), [(2048, 300), (50, 300), (2048, 7)])
-def test_nms_equals_greedy_reference(weights: str, monkeypatch: pytest.MonkeyPatch, chunk: int, max_det: int) -> None:
+@pytest.mark.parametrize(
+    ("block_group", "block_pairs", "max_det"),
+    [(1024, 1 << 24, 300), (1024, 40 * 40, 300), (30, 1 << 24, 300), (1024, 1 << 24, 7)],
+)
+def test_nms_equals_greedy_reference(
+    weights: str, monkeypatch: pytest.MonkeyPatch, block_group: int, block_pairs: int, max_det: int
+) -> None:
     """Dense clusters of overlapping boxes (long suppression chains), several classes, an image without candidates,
-    images processed in chunks (`chunk` small) and a max_det cut: the batched NMS equals greedy NMS image by image."""
+    groups in one block call, in many calls (`block_pairs` small), groups too wide for a block (`block_group` small:
+    tiles) and a max_det cut: the batched NMS equals greedy NMS image by image."""
     import torch
     from yolo_workloads.contract import ModelSource, ServeConfig
-    from yolo_workloads.serve import pipeline
+    from yolo_workloads.serve import nms, pipeline
 
     det = pipeline.Detector(ServeConfig(model=ModelSource(weights=weights), imgsz=64, half=False, conf=0.3))
     det.max_det = max_det
-    monkeypatch.setattr(pipeline, "NMS_CHUNK", chunk)
+    monkeypatch.setattr(nms, "BLOCK_GROUP", block_group)
+    monkeypatch.setattr(nms, "BLOCK_PAIRS", block_pairs)
     g = torch.Generator().manual_seed(0)
     b, nc, a = 5, 3, 400
     centres = torch.rand(b, 2, 6, generator=g) * 500 + 50  # six clusters per image

@@ -69,11 +69,45 @@ def test_letterbox_masks_and_mapping_equal_ultralytics(monkeypatch: pytest.Monke
     assert torch.equal(mapped, ref_img)
 
 
+def test_greedy_nms_equals_torchvision_per_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Long suppression chains (each box overlaps the next: greedy keeps every other one, which takes the fixed
+    point as many rounds as the chain is long), dense clusters, groups that are not consecutive ids, groups in one
+    block call, in several, and too wide for a block (tiles, the chain across tiles): the kept boxes are
+    torchvision's greedy NMS per group."""
+    import torch
+    import torchvision
+    from yolo_workloads.serve import nms
+
+    g = torch.Generator().manual_seed(5)
+    n = 400
+    centres = torch.rand(6, 2, generator=g) * 300
+    xy = centres[torch.randint(0, 6, (n,), generator=g)] + torch.randn(n, 2, generator=g) * 8
+    wh = 20 + torch.rand(n, 2, generator=g) * 30
+    boxes = torch.cat((xy - wh / 2, xy + wh / 2), 1)
+    scores = torch.rand(n, generator=g)
+    groups = torch.randint(0, 5, (n,), generator=g) * 3  # ids 0, 3, 6, 9, 12
+    chain = torch.arange(40, dtype=torch.float32)[:, None] * torch.tensor([6.0, 0, 6, 0]) + torch.tensor(
+        [0.0, 0, 10, 10]
+    )  # 10 x 10 boxes 6 px apart: IoU 0.25 with the next at 0.2, none with the one after
+    boxes = torch.cat((boxes, chain + 1000))
+    scores = torch.cat((scores, torch.linspace(1, 0.5, 40)))
+    groups = torch.cat((groups, torch.full((40,), 99)))
+    for block_group, block_pairs in ((1024, 1 << 24), (1024, 45 * 45), (90, 1 << 24), (7, 1 << 24)):
+        monkeypatch.setattr(nms, "BLOCK_GROUP", block_group)
+        monkeypatch.setattr(nms, "BLOCK_PAIRS", block_pairs)
+        keep = nms.greedy_nms(boxes, scores, groups, 0.2)
+        ref = torchvision.ops.batched_nms(boxes.double(), scores.double(), groups, 0.2)
+        assert sorted(keep.tolist()) == sorted(ref.tolist()), (block_group, block_pairs)
+        assert (scores[keep].diff() <= 0).all(), "best first"
+        assert keep[groups[keep] == 99].tolist() == list(range(n, n + 40, 2)), "every other box of the chain"
+    assert nms.greedy_nms(boxes[:0], scores[:0], groups[:0], 0.5).numel() == 0
+
+
 def test_rotated_fast_nms_equals_ultralytics_per_group(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
     from ultralytics.utils.metrics import batch_probiou
     from ultralytics.utils.nms import TorchNMS
-    from yolo_workloads.serve import tasks
+    from yolo_workloads.serve import nms, tasks
 
     g = torch.Generator().manual_seed(2)
     n = 300
@@ -88,8 +122,8 @@ def test_rotated_fast_nms_equals_ultralytics_per_group(monkeypatch: pytest.Monke
     monkeypatch.setattr(tasks, "PROBIOU_ROWS", 37)  # bands that do not divide n
     # Blocks only (every group small, one call), blocks of several calls, bands for the larger groups alone.
     for block_group, block_pairs in ((1024, 1 << 24), (1024, 80 * 80), (60, 1 << 24)):
-        monkeypatch.setattr(tasks, "BLOCK_GROUP", block_group)
-        monkeypatch.setattr(tasks, "BLOCK_PAIRS", block_pairs)
+        monkeypatch.setattr(nms, "BLOCK_GROUP", block_group)
+        monkeypatch.setattr(nms, "BLOCK_PAIRS", block_pairs)
         keep = tasks.rotated_fast_nms(boxes, scores, groups, 0.5)
         for grp in groups.unique().tolist():
             idx = (groups == grp).nonzero()[:, 0]

@@ -3,7 +3,7 @@
 Why not `YOLO.predict`: it decodes, letterboxes and runs NMS image by image on the CPU, which leaves an H100
 waiting (187 images/s vs ~6,000 for the bare forward). Here every step works on the whole batch on the device:
 JPEGs go through the GPU decoder in one call, images of the same size are resized together, and NMS compares
-each image's candidates with each other in one set of [B, K, K] tensor ops (`Detector.nms`). The geometry copies
+the candidates of every (image, class) group of the batch at once, in padded blocks (nms.py). The geometry copies
 Ultralytics' (LetterBox with auto=False and centred padding of 114; `scale_boxes`; best-class NMS with conf >
 threshold, class-aware IoU, at most 30,000 candidates per image, max_det per image) so detections match
 `predict(rect=False)` within fp16 rounding.
@@ -33,15 +33,12 @@ from torch.nn import functional as F  # noqa: N812
 from torchvision.io import ImageReadMode
 
 from yolo_workloads.contract import TASKS, ServeConfig, Task
-from yolo_workloads.serve import masks, tasks
+from yolo_workloads.serve import masks, nms, tasks
 from yolo_workloads.serve.imagecheck import ImageError
 
 log = logging.getLogger(__name__)
 PAD_VALUE = 114.0
 MAX_DET = 300
-# Candidates per NMS call: torchvision copies the N^2-bit mask to the host (0.5 MiB here). Measured on the H100
-# (docs/benchmarks.md, issue 5): 13.9 ms at batch 128, where a [B, K, K] fixed-point NMS took 62 ms.
-NMS_CHUNK = 2048
 
 
 @dataclass
@@ -344,10 +341,8 @@ class Detector:
         """Batched NMS. Returns (rows [M,6+extra] xyxy,score,cls[,extra channels] in letterbox pixels, image index
         [M]), per image best first. `extra`: the channels after the class scores (mask coefficients, keypoints).
 
-        One `torchvision.ops.nms` call per chunk of images, boxes offset by (image, class) group in float64 (a
-        float32 offset of 10^7 would blur boxes by pixels); chunks bound the candidates per call because NMS
-        costs N^2 in time and N^2/8 bytes of mask. `batched_nms` itself would loop over the thousands of
-        (image, class) groups of a large batch.
+        Greedy NMS of every (image, class) group of the batch at once (nms.greedy_nms: padded blocks on the device,
+        not torchvision's one-thread-block pass), then the first max_det of each image.
         """
         b_size, ch, _ = pred.shape
         nc = ch - 4 - extra
@@ -358,33 +353,10 @@ class Detector:
         boxes = torch.cat((xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2), 1)
         sc = scores[b_idx, a_idx].float()
         cl = cls[b_idx, a_idx]
-        counts = torch.bincount(b_idx, minlength=b_size).tolist()  # the one host sync before NMS
-        span = float(4 * self.imgsz)  # wider than any box the head can emit around a square input
-        offsets = ((b_idx * nc + cl).double() * span)[:, None]
-        keeps: list[torch.Tensor] = []
-        start = 0
-        chunk_start, chunk_n = 0, 0
-        bounds: list[tuple[int, int]] = []
-        for n in counts:
-            if chunk_n and chunk_n + n > NMS_CHUNK:
-                bounds.append((chunk_start, chunk_start + chunk_n))
-                chunk_start, chunk_n = start, 0
-            chunk_n += n
-            start += n
-        if chunk_n:
-            bounds.append((chunk_start, chunk_start + chunk_n))
-        for lo, hi in bounds:
-            keep = torchvision.ops.nms(boxes[lo:hi].double() + offsets[lo:hi], sc[lo:hi].double(), self.iou) + lo
-            keeps.append(keep)
-        keep = torch.cat(keeps) if keeps else torch.zeros(0, dtype=torch.long, device=pred.device)
+        keep = nms.greedy_nms(boxes, sc, b_idx * nc + cl, self.iou)
         kb = b_idx[keep]
         order = torch.sort(kb, stable=True).indices  # group by image, keeping score order inside
-        keep, kb = keep[order], kb[order]
-        kcounts = torch.bincount(kb, minlength=b_size)
-        starts = torch.cumsum(kcounts, 0) - kcounts
-        rank = torch.arange(kb.numel(), device=kb.device) - starts[kb]
-        sel = rank < self.max_det
-        keep, kb = keep[sel], kb[sel]
+        keep, kb = self._cap_per_image(keep[order], kb[order], b_size)
         rows = torch.cat((boxes[keep], sc[keep, None], cl[keep, None].float()), 1)
         if extra:
             rows = torch.cat((rows, p[b_idx[keep], a_idx[keep], 4 + nc :].float()), 1)

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F  # noqa: N812
 
+from yolo_workloads.serve import nms
+
 # Masks upsampled (float) at once: bounds the float working set (pixels x 4 bytes) of each resize.
 MASK_CHUNK_PIXELS = 32 * 1024 * 1024
 # Detections whose masks (letterbox and image-sized, bool) are made and run-length encoded together, one host sync
@@ -35,10 +37,6 @@ RLE_GROUP_PIXELS = 256 * 1024 * 1024
 LOGIT_CHUNK = 32 * 1024 * 1024
 # Rows of the probabilistic-IoU matrix computed at once in rotated NMS (rows x N floats).
 PROBIOU_ROWS = 1024
-# Boxes of one (image, class) group compared in one block of rotated NMS; larger groups go through bands.
-BLOCK_GROUP = 1024
-# Pairs of boxes whose probabilistic IoU is computed in one call of the blocked rotated NMS.
-BLOCK_PAIRS = 16 * 1024 * 1024
 TOP_K = 5
 
 
@@ -206,50 +204,26 @@ def rotated_fast_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Te
     never suppress each other. A box goes when any higher-scored box of its group overlaps it above `iou`, whether
     or not that box was kept itself: Ultralytics' `TorchNMS.fast_nms`, which its OBB predictor uses.
 
-    Boxes are ordered by group, best first inside. Groups of up to BLOCK_GROUP boxes (a batch's usual case: many
-    small (image, class) groups) are compared in padded blocks, many groups per call, so a batch costs a few dozen
-    kernels instead of a few per group; larger groups go through bands of rows (`_banded_suppression`)."""
+    Groups of up to nms.BLOCK_GROUP boxes (a batch's usual case: many small (image, class) groups) are compared in
+    padded blocks, many groups per call (nms.padded_blocks), so a batch costs a few dozen kernels instead of a few
+    per group; larger groups go through bands of rows (`_banded_suppression`)."""
     n = boxes.shape[0]
-    by_score = torch.argsort(scores, descending=True, stable=True)
-    order = by_score[torch.argsort(groups[by_score], stable=True)]
+    order = nms.group_order(scores, groups)
     b, g = boxes[order], groups[order]
     suppressed = torch.zeros(n, dtype=torch.bool, device=boxes.device)
     if n:
-        sizes = torch.unique_consecutive(g, return_counts=True)[1].tolist()  # the one host sync
-        starts = [0]
-        for size in sizes[:-1]:
-            starts.append(starts[-1] + size)
-        small = [i for i, size in enumerate(sizes) if size <= BLOCK_GROUP]
-        if small:
-            _blocked_suppression(b, [(starts[i], sizes[i]) for i in small], iou, suppressed)
-        if len(small) < len(sizes):
-            spans = [(start, size) for start, size in zip(starts, sizes, strict=True) if size > BLOCK_GROUP]
-            big = torch.cat([torch.arange(start, start + size) for start, size in spans]).to(boxes.device)
-            suppressed[big] = _banded_suppression(b[big], g[big], iou)
+        all_spans = nms.spans(g)
+        small = [span for span in all_spans if span[1] <= nms.BLOCK_GROUP]
+        for index, valid, later in nms.padded_blocks(small, boxes.device):
+            block = b[index]  # [groups, width, 5]
+            over = (probiou(block, block) > iou) & later[None] & valid[:, None, :]
+            suppressed[index[valid]] = over.any(1)[valid]  # any earlier (better) box of the group
+        big = [span for span in all_spans if span[1] > nms.BLOCK_GROUP]
+        if big:
+            rows = torch.cat([torch.arange(start, start + size) for start, size in big]).to(boxes.device)
+            suppressed[rows] = _banded_suppression(b[rows], g[rows], iou)
     kept = order[~suppressed]
     return kept[torch.argsort(scores[kept], descending=True, stable=True)]
-
-
-def _blocked_suppression(b: torch.Tensor, spans: list[tuple[int, int]], iou: float, suppressed: torch.Tensor) -> None:
-    """Fast-NMS within each group (`spans`: start and size in `b`), groups padded to the largest of their call and
-    compared as blocks [groups, width, width]; the largest groups first, so each call's padding stays small."""
-    spans = sorted(spans, key=lambda span: -span[1])
-    dev = b.device
-    lo = 0
-    while lo < len(spans):
-        width = spans[lo][1]
-        hi = min(len(spans), lo + max(1, BLOCK_PAIRS // (width * width)))
-        start = torch.as_tensor([s for s, _ in spans[lo:hi]], device=dev)
-        size = torch.as_tensor([z for _, z in spans[lo:hi]], device=dev)
-        slots = torch.arange(width, device=dev)
-        valid = slots[None, :] < size[:, None]  # [groups, width]
-        index = torch.minimum(start[:, None] + slots[None, :], (start + size - 1)[:, None])  # pads repeat a box
-        block = b[index]  # [groups, width, 5]
-        over = probiou(block, block) > iou
-        over &= (slots[None, :] > slots[:, None])[None] & valid[:, None, :]  # an earlier (better) box of the group
-        hit = over.any(1)  # [groups, width]
-        suppressed[index[valid]] = hit[valid]
-        lo = hi
 
 
 def _banded_suppression(b: torch.Tensor, g: torch.Tensor, iou: float) -> torch.Tensor:
