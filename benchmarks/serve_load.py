@@ -22,6 +22,7 @@ import random
 import struct
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -102,6 +103,8 @@ async def _worker_main(opts: dict[str, Any], payloads: list[bytes], share: int, 
             if code == "200":
                 lat.append(time.perf_counter() - t_sched)
 
+        if opts.get("started_file"):
+            Path(opts["started_file"]).touch()
         t0 = time.perf_counter()
         stop = t0 + opts["duration"]
         if opts["mode"] == "closed":
@@ -205,6 +208,7 @@ def main() -> int:
     ap.add_argument("--images", type=int, default=64, help="distinct payloads")
     ap.add_argument("--image-size", default="480x640", help="HxW")
     ap.add_argument("--json", help="write all results here")
+    ap.add_argument("--started-file", help="touched when the first measured window starts (for probes)")
     a = ap.parse_args()
     h, w = (int(v) for v in a.image_size.split("x"))
     payloads = make_payloads(a.images, h, w)
@@ -221,6 +225,7 @@ def main() -> int:
         "duration": a.duration,
         "processes": a.processes,
         "images_per_request": a.images_per_request,
+        "started_file": a.started_file,
     }
     results = []
     with mp.get_context("fork").Pool(a.processes) as pool:

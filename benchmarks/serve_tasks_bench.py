@@ -145,6 +145,12 @@ class Server:
                 raise RuntimeError(f"server not ready:\n{self.log.read_text(errors='replace')[-3000:]}")
             time.sleep(0.5)
 
+    def pids(self) -> list[int]:
+        """The serving processes: the parent (uvicorn's supervisor with `--workers`) and its children."""
+        pgrep = ["pgrep", "-P", str(self.proc.pid)]
+        children = subprocess.run(pgrep, check=False, capture_output=True, text=True).stdout
+        return [self.proc.pid, *(int(x) for x in children.split())]
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -166,8 +172,50 @@ def detections_per_image(url: str, files: list[str], task: str) -> float:
     return float(np.mean(outs["counts"]["data"]))
 
 
-def http_rate(task: str, k: int, a: argparse.Namespace) -> dict[str, Any]:
-    """serve_load.py's closed loop (`k` images per request) against the running server: its JSON result."""
+class Probe:
+    """What the server does while the load runs: the GPU's busy share (nvidia-smi, every 100 ms) and, with
+    `--profile`, py-spy's collapsed stacks of every server process (raw format, one file each, under --out)."""
+
+    def __init__(self, server: Server, name: str, a: argparse.Namespace) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.gpu_log = Path(a.out) / f"gpu_{name}.csv"
+        if a.device != "cpu":
+            query = ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-lms", "100"]
+            with self.gpu_log.open("wb") as f:
+                self.procs.append(subprocess.Popen(query, stdout=f, stderr=subprocess.DEVNULL))
+        if a.profile:
+            seconds = str(max(1, int(a.duration) - 2))
+            for pid in server.pids():
+                cmd = [
+                    "py-spy",
+                    "record",
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "200",
+                    "--duration",
+                    seconds,
+                    "--threads",
+                    "--idle",
+                ]
+                cmd += ["--nonblocking", "-o", str(Path(a.out) / f"pyspy_{name}_{pid}.txt"), "-p", str(pid)]
+                self.procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    def stop(self) -> float | None:
+        """Stops the sampling; the GPU's mean utilisation (percent) over the window, or None without a GPU."""
+        for p in self.procs:
+            if p.args[0] == "nvidia-smi":
+                p.terminate()
+            p.wait(60)
+        if not self.gpu_log.exists():
+            return None
+        busy = [float(x) for x in self.gpu_log.read_text().split() if x.replace(".", "").isdigit()]
+        return float(np.mean(busy)) if busy else None
+
+
+def http_rate(task: str, k: int, server: Server, a: argparse.Namespace) -> dict[str, Any]:
+    """serve_load.py's closed loop (`k` images per request) against the running server: its JSON result, with the
+    GPU's mean utilisation over the window."""
     out = Path(a.out) / f"load_{task}_k{k}.json"
     pin = ["taskset", "-c", a.client_cpus] if a.client_cpus else []
     cmd = [sys.executable, str(HERE / "serve_load.py"), "--url", f"http://127.0.0.1:{a.port}", "--endpoint", "v2"]
@@ -175,8 +223,17 @@ def http_rate(task: str, k: int, a: argparse.Namespace) -> dict[str, Any]:
     cmd += ["--mode", "closed", "--concurrency", str(concurrency), "--processes", str(a.processes)]
     cmd += ["--duration", str(a.duration), "--images", str(a.images), "--image-size", a.image_size]
     cmd += ["--images-per-request", str(k), "--label", task, "--json", str(out)]
-    subprocess.run(pin + cmd, check=True, timeout=a.duration + 300)
+    started = Path(a.out) / f"started_{task}_k{k}"
+    started.unlink(missing_ok=True)
+    load = subprocess.Popen([*pin, *cmd, "--started-file", str(started)])
+    while not started.exists() and load.poll() is None:  # payloads are made first: probe the window only
+        time.sleep(0.05)
+    time.sleep(min(1.0, a.duration / 6))  # past the first batches (connections, warm-up of new batch sizes)
+    probe = Probe(server, f"{task}_k{k}", a)
+    if load.wait(a.duration + 300) != 0:
+        raise RuntimeError(f"serve_load.py failed for {task}, k={k}")
     result: dict[str, Any] = json.loads(out.read_text())[0]
+    result["gpu_util"] = probe.stop()
     return result
 
 
@@ -187,7 +244,7 @@ def run_task(task: str, files: list[str], a: argparse.Namespace) -> dict[str, An
     server = Server(task, weights, a)
     try:
         row["detections_per_image"] = detections_per_image(server.url, files, task)
-        row["http"] = {str(k): http_rate(task, k, a) for k in (int(x) for x in a.k.split(","))}
+        row["http"] = {str(k): http_rate(task, k, server, a) for k in (int(x) for x in a.k.split(","))}
     finally:
         server.stop()
     best = max(row["predict"].values())
@@ -198,7 +255,7 @@ def run_task(task: str, files: list[str], a: argparse.Namespace) -> dict[str, An
 
 HEADER = (
     f"{'task':<9} {'det/img':>7} {'predict img/s (by batch)':<28} {'k':>2} {'HTTP img/s':>10} {'× predict':>9}  "
-    "p50/p99 ms"
+    "p50/p99 ms  GPU %"
 )
 
 
@@ -209,7 +266,7 @@ def fmt(r: dict[str, Any]) -> str:
     for k, h in r["http"].items():
         lines.append(
             f"{r['task']:<9} {r['detections_per_image']:>7.1f} {pred:<28} {k:>2} {h['images_per_second']:>10.1f} "
-            f"{r['speedup'][k]:>8.1f}×  {h['p50_ms']:.1f}/{h['p99_ms']:.1f}"
+            f"{r['speedup'][k]:>8.1f}×  {h['p50_ms']:.1f}/{h['p99_ms']:.1f}  {h.get('gpu_util') or float('nan'):.0f}"
         )
     return "\n".join(lines)
 
@@ -237,6 +294,7 @@ def main() -> int:
     ap.add_argument("--port", type=int, default=8090)
     ap.add_argument("--server-cpus", help="taskset list for the server, e.g. 0-8")
     ap.add_argument("--client-cpus", help="taskset list for the load generator, e.g. 9-15")
+    ap.add_argument("--profile", action="store_true", help="py-spy record the server processes during each load")
     a = ap.parse_args()
     Path(a.out).mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("YOLO_OFFLINE", "1")

@@ -101,6 +101,9 @@ def profile_task(task: str, files: list[str], a: argparse.Namespace) -> dict[str
         print(table)
         table_dev = prof.key_averages().table(sort_by="self_device_time_total", row_limit=12, max_name_column_width=48)
         print(table_dev)
+        device_ms = sum(e.self_device_time_total for e in prof.key_averages()) / 1000
+        print(f"   device time of one batch (sum of kernels): {device_ms:.2f} ms")
+        row["device_ms"] = device_ms
         row["profile_cpu"] = table
     return row
 
@@ -119,7 +122,9 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--torch-profile", action="store_true")
+    ap.add_argument("--cudnn-benchmark", action="store_true", help="let cuDNN time its algorithms per shape")
     a = ap.parse_args()
+    torch.backends.cudnn.benchmark = a.cudnn_benchmark
     Path(a.out).mkdir(parents=True, exist_ok=True)
     from serve_tasks_bench import write_images
     from yolo_workloads.serve.pipeline import ensure_offline
