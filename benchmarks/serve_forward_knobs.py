@@ -4,7 +4,7 @@ The serving pipeline loads the model as `pipeline.load_model` does (fused, fp16,
 letterboxed batches; with the GPU busy ~99% of the time under HTTP load (serve_tasks_bench.py's GPU column), the
 forward's device time per image bounds the server. For each batch size: eager as served today, with cuDNN's
 algorithm search (`torch.backends.cudnn.benchmark`), in NCHW instead of channels-last, and replayed as a CUDA
-graph. Milliseconds per batch (CUDA events, median of `--rounds`) and images/s; the outputs' largest difference
+graph; with `--compile`, through torch.compile as well. Milliseconds per batch (CUDA events, median of `--rounds`) and images/s; the outputs' largest difference
 from the eager run says whether a knob changes answers.
 
     PYTHONPATH=operator:workloads python3 benchmarks/serve_forward_knobs.py --model yolov8n.yaml --batches 32,64,128
@@ -90,19 +90,46 @@ def row(net: torch.nn.Module, b: int, imgsz: int, rounds: int) -> dict[str, floa
     return out
 
 
+def compiled_rows(net: torch.nn.Module, batches: list[int], imgsz: int, rounds: int) -> list[dict[str, float]]:
+    """The forward through torch.compile (Inductor, dynamic batch): seconds of the first call (the compile), then
+    milliseconds per batch; Inductor fuses each convolution's bias add with its SiLU."""
+    import time
+
+    fn = torch.compile(net, dynamic=True)
+    rows = []
+    with torch.inference_mode():
+        for b in batches:
+            x = torch.rand(b, 3, imgsz, imgsz, device="cuda", dtype=torch.half)
+            x = x.contiguous(memory_format=torch.channels_last)
+            t0 = time.perf_counter()
+            out = first(fn(x))
+            torch.cuda.synchronize()
+            first_s = time.perf_counter() - t0
+            diff = float((out.float() - first(net(x)).float()).abs().max())
+            ms = timed(lambda x=x: first(fn(x)), rounds)
+            rows.append({"batch": b, "compiled_first_s": first_s, "compiled_ms": ms, "compiled_max_diff": diff})
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="yolov8n.yaml")
     ap.add_argument("--batches", default="16,32,64,128")
     ap.add_argument("--imgsz", type=int, default=640)
     ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--compile", action="store_true", help="also torch.compile (Inductor) with a dynamic batch")
     a = ap.parse_args()
     net = load(a.model)
-    rows = [row(net, int(b), a.imgsz, a.rounds) for b in a.batches.split(",")]
+    batches = [int(b) for b in a.batches.split(",")]
+    rows = [row(net, b, a.imgsz, a.rounds) for b in batches]
+    if a.compile:
+        for r, c in zip(rows, compiled_rows(net, batches, a.imgsz, a.rounds), strict=True):
+            r.update(c)
     for r in rows:
         ms = {k: v for k, v in r.items() if k.endswith("_ms")}
+        extra = "  ".join(f"{k} {v:.3g}" for k, v in r.items() if k.endswith(("_diff", "_s")))
         line = "  ".join(f"{k.removesuffix('_ms')} {v:.2f} ms ({r['batch'] * 1000 / v:,.0f}/s)" for k, v in ms.items())
-        print(f"batch {r['batch']:.0f}: {line}")
+        print(f"batch {r['batch']:.0f}: {line}  {extra}")
     print(json.dumps(rows), flush=True)
     return 0
 
