@@ -136,6 +136,10 @@ def test_config_errors_name_the_file(tmp_path: Path) -> None:
     assert (unset.model.architecture, unset.port, unset.imgsz) == ("yolov8n.yaml", 8123, 64)
     with pytest.raises(SystemExit, match=r"invalid config in arguments[\s\S]*workers"):
         load_config(None, {"architecture": "yolov8n.yaml", "workers": 0})
+    for field, value in (("conf", 1.5), ("iou", -0.1), ("port", 70000)):  # answers nothing, or cannot listen
+        bad.write_text(f"model: {{architecture: yolov8n.yaml}}\n{field}: {value}\n")
+        with pytest.raises(SystemExit, match=rf"serve.yaml[\s\S]*{field}"):
+            load_config(bad, {})
 
 
 def _reference_nms(pred, conf: float, iou: float, max_det: int):  # type: ignore[no-untyped-def]

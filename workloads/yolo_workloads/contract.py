@@ -478,10 +478,10 @@ class ServeConfig(ContractModel):
     max_batch_size: int = Field(default=32, ge=1)
     max_queue_delay_ms: float = Field(default=5, ge=0)
     max_queue_size: int = Field(default=512, ge=1)
-    conf: float = 0.25
-    iou: float = 0.7
+    conf: float = Field(default=0.25, ge=0, le=1)
+    iou: float = Field(default=0.7, ge=0, le=1)
     host: str = "0.0.0.0"
-    port: int = 8080
+    port: int = Field(default=8080, ge=1, le=65535)
     max_image_pixels: int = Field(default=40_000_000, ge=1)
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     """Request body limit, whether the body comes with a Content-Length, chunked or multipart (413 over it)."""
