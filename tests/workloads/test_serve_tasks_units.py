@@ -101,6 +101,13 @@ def test_greedy_nms_equals_torchvision_per_group(monkeypatch: pytest.MonkeyPatch
         assert (scores[keep].diff() <= 0).all(), "best first"
         assert keep[groups[keep] == 99].tolist() == list(range(n, n + 40, 2)), "every other box of the chain"
     assert nms.greedy_nms(boxes[:0], scores[:0], groups[:0], 0.5).numel() == 0
+    # The GPU's tiles for a wide group, here on the CPU: the chain across tiles of 7, and a dense cluster.
+    monkeypatch.setattr(nms, "BLOCK_GROUP", 7)
+    for sel in (groups == 99, groups == 3):
+        order = torch.argsort(scores[sel], descending=True)
+        wide = boxes[sel][order]
+        ref = torchvision.ops.nms(wide, scores[sel][order], 0.2)
+        assert nms._tiled(wide, 0.2).nonzero()[:, 0].tolist() == sorted(ref.tolist())
 
 
 def test_rotated_fast_nms_equals_ultralytics_per_group(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,10 @@ independent blocks [groups, width, width] and the greedy pass is a fixed-point i
 no kept, higher-scored box of its group overlaps it above `iou` (IoU computed as torchvision computes it), and
 after t rounds the first t boxes of every group are settled, so the rounds stop at the first that changes nothing
 (a few, in practice: as many as the longest chain of suppressions). A group wider than BLOCK_GROUP (a dense image's
-one class) goes BLOCK_GROUP rows at a time, each tile checked against the boxes kept before it, then settled.
+one class) goes BLOCK_GROUP rows at a time on a GPU, each tile checked against the boxes kept before it, then
+settled; on the CPU such a group goes through torchvision's NMS, whose serial pass is native code there (two
+groups of 8,400 boxes on two cores: 0.4 s against 1.4 s in tiles; 64 images of 200 boxes in 80 classes: 20 ms in
+blocks against 280 ms through torchvision).
 
 The rotated Fast-NMS of obb (tasks.rotated_fast_nms) uses the same blocks with one round and no fixed point, as
 Ultralytics' Fast-NMS does.
@@ -16,15 +19,15 @@ Ultralytics' Fast-NMS does.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import torch
+import torchvision
 
 # Boxes of one (image, class) group compared in one block; larger groups go in tiles of this many rows.
 BLOCK_GROUP = 1024
 # Pairs of boxes compared in one call (the blocks' [groups, width, width] elements).
 BLOCK_PAIRS = 16 * 1024 * 1024
-Overlap = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # [G, W, C] x [G, W, C] -> [G, W, W]
 
 
 def group_order(scores: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
@@ -89,7 +92,11 @@ def greedy_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, 
         over = (box_iou(block, block) > iou) & later[None] & valid[:, None, :]
         kept[index[valid]] = _fixed_point(over, valid)[valid]
     for start, size in (s for s in all_spans if s[1] > BLOCK_GROUP):
-        kept[start : start + size] = _tiled(b[start : start + size], iou)
+        wide = b[start : start + size]
+        if wide.device.type == "cuda":
+            kept[start : start + size] = _tiled(wide, iou)
+        else:  # torchvision's serial pass is native code on the CPU: faster than tiles there
+            kept[start + torchvision.ops.nms(wide, scores[order[start : start + size]], iou)] = True
     out = order[kept]
     return out[torch.argsort(scores[out], descending=True, stable=True)]
 
