@@ -233,6 +233,42 @@ def test_every_answer_row_is_the_contracts_detect_answer(extra: str) -> None:
     assert [set(row) for row in top["classifications"]] == [set(ClassificationAnswer.__annotations__)]
 
 
+def test_answers_round_each_number_as_python_does() -> None:
+    """The vectorised answer writes exactly the numbers the element-by-element `round(float(v), n)` wrote."""
+    from yolo_workloads.serve import answers
+    from yolo_workloads.serve.pipeline import Classification, Detections
+
+    rng = np.random.default_rng(7)
+    k = 500
+    out = Detections(
+        (rng.random((k, 4), dtype=np.float32) * 1920).astype(np.float32),
+        rng.random(k, dtype=np.float32),
+        rng.integers(0, 90, k).astype(np.int32),
+        keypoints=(rng.random((k, 17, 3), dtype=np.float32) * [640, 480, 1]).astype(np.float32),
+        obb=(rng.random((k, 5), dtype=np.float32) * [640, 480, 300, 200, 3.14]).astype(np.float32),
+        size=(480, 640),
+    )
+    names = {i: f"class {i}" for i in range(80)}  # ids 80-89 have no name: answered as the id
+    rows = answers.image_answer(out, names, "rle")["detections"]
+    for j, row in enumerate(rows):
+        assert row["box"] == [round(float(v), 2) for v in out.boxes[j]]
+        assert row["score"] == round(float(out.scores[j]), 4)
+        assert row["class_name"] == names.get(int(out.classes[j]), str(int(out.classes[j])))
+        assert row["obb"] == [round(float(v), 2) for v in out.obb[j, :4]] + [round(float(out.obb[j, 4]), 4)]
+        want = [[round(float(v), 2 if i < 2 else 4) for i, v in enumerate(p)] for p in out.keypoints[j]]
+        assert row["keypoints"] == want
+        assert all(type(v) is float for v in row["box"])  # JSON numbers, not numpy scalars
+    top = answers.image_answer(
+        Classification(np.array([3, 1], np.int32), np.array([0.123456, 0.5], np.float32)), {}, "rle"
+    )
+    assert top["classifications"] == [
+        {"class_id": 3, "class_name": "3", "score": round(float(np.float32(0.123456)), 4)},
+        {"class_id": 1, "class_name": "1", "score": 0.5},
+    ]
+    empty = Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32))
+    assert answers.image_answer(empty, names, "rle") == {"detections": []}
+
+
 def _boxes(n: int, size: int, seed: int):  # type: ignore[no-untyped-def]
     """Boxes (xyxy, letterbox pixels) of every width, fractional, some on or past the letterbox's edges."""
     import torch

@@ -12,6 +12,10 @@ tasks add fields to each detection or, for classify, answer `{"classifications":
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+
 from yolo_workloads.contract import DetectionAnswer, ImageAnswer
 from yolo_workloads.serve import tasks
 from yolo_workloads.serve.imagecheck import ImageError
@@ -34,34 +38,42 @@ def image_answer(out: Detections | Classification, names: dict[int, str], masks:
     if isinstance(out, Classification):
         return {
             "classifications": [
-                {"class_id": int(c), "class_name": names.get(int(c), str(int(c))), "score": round(float(s), 4)}
-                for c, s in zip(out.classes.tolist(), out.scores.tolist(), strict=True)
+                {"class_id": c, "class_name": names[c] if c in names else str(c), "score": s}
+                for c, s in zip(out.classes.tolist(), rounded(out.scores, 4), strict=True)
             ]
         }
     rows: list[DetectionAnswer] = [
-        {
-            "box": [round(float(v), 2) for v in box],
-            "score": round(float(s), 4),
-            "class_id": int(c),
-            "class_name": names.get(int(c), str(int(c))),
-        }
-        for box, s, c in zip(out.boxes.tolist(), out.scores.tolist(), out.classes.tolist(), strict=True)
+        {"box": b, "score": s, "class_id": c, "class_name": names[c] if c in names else str(c)}
+        for b, s, c in zip(rounded(out.boxes, 2), rounded(out.scores, 4), out.classes.tolist(), strict=True)
     ]
     _add_extras(rows, out, masks)
     return {"detections": rows}
 
 
+def rounded(values: np.ndarray, decimals: int) -> Any:
+    """`values` as (nested) lists of Python floats rounded to `decimals`, in one vectorised pass: the same numbers
+    as `round(float(v), decimals)` element by element (a test compares them), about 8x faster for a busy image's
+    detections, which the event loop builds for every answer."""
+    return np.round(values.astype(np.float64), decimals).tolist()
+
+
 def _add_extras(rows: list[DetectionAnswer], out: Detections, masks: str) -> None:
     """The task's fields beside each detection's box (nothing for detect: its answer stays as it was)."""
     h, w = out.size
-    for j, row in enumerate(rows):
-        if out.obb is not None:
-            cx, cy, bw, bh, angle = out.obb[j].tolist()
-            row["obb"] = [round(cx, 2), round(cy, 2), round(bw, 2), round(bh, 2), round(angle, 4)]
-        if out.keypoints is not None:
-            row["keypoints"] = [[round(float(v), 2 if i < 2 else 4) for i, v in enumerate(k)] for k in out.keypoints[j]]
-        if out.masks is not None:
-            counts = out.masks[j]
+    if out.obb is not None:
+        obb = out.obb.astype(np.float64)
+        obb[:, :4] = np.round(obb[:, :4], 2)
+        obb[:, 4] = np.round(obb[:, 4], 4)
+        for row, rbox in zip(rows, obb.tolist(), strict=True):
+            row["obb"] = rbox
+    if out.keypoints is not None:
+        kpts = out.keypoints.astype(np.float64)
+        kpts[..., :2] = np.round(kpts[..., :2], 2)  # x, y in pixels; the visibility is a score
+        kpts[..., 2:] = np.round(kpts[..., 2:], 4)
+        for row, points in zip(rows, kpts.tolist(), strict=True):
+            row["keypoints"] = points
+    if out.masks is not None:
+        for j, (row, counts) in enumerate(zip(rows, out.masks, strict=True)):
             if masks == "polygon":
                 row["polygons"] = tasks.mask_polygons(counts, h, w, out.boxes[j])
             else:
