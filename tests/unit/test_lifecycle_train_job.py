@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from test_render_train_job import make_job
 from yolo_operator.api import YoloTrainJob
+from yolo_operator.api.train_job import Progress
 from yolo_operator.lifecycle.train_job import (
     CachedTuning,
     CreateTrainingJob,
@@ -217,6 +218,42 @@ def test_training_job_deleted_by_someone_is_recreated() -> None:
     job = advance(job, decide(job, Observed(now=NOW, training=step(StepState.RUNNING))))
     d = decide(job, Observed(now=NOW))
     assert d.actions == (CreateTrainingJob(TrainChoice(16, 8, True, "none")),)
+
+
+def test_a_run_that_ends_between_scrapes_shows_its_summarys_progress() -> None:
+    """A short job's training pod can finish before its metrics are ever scraped: the status still says how far it
+    got, how accurate and how fast, from the pod's summary; what was scraped and the summary lacks is kept."""
+    from yolo_workloads.contract import FinalMetrics
+
+    job = make_job(model={"architecture": "yolov8n-seg.yaml"}, tuning={"enabled": False}, train={"epochs": 3})
+    job = advance(job, decide(job, Observed(now=NOW, training=step(StepState.RUNNING))))
+    summary = SUMMARY.model_copy(
+        update={
+            "epochs_completed": 3,
+            "task": "segment",
+            "metrics": FinalMetrics(map50to95=0.61, mask_map50to95=0.52),
+            "images_per_second": 41.5,
+        }
+    )
+    d = decide(job, Observed(now=NOW, training=step(StepState.SUCCEEDED, message=encode_result(summary))))
+    p = d.status.progress
+    assert d.phase == "Succeeded" and p is not None
+    assert (p.epoch, p.epochs, p.accuracy, p.map50to95, p.images_per_second, p.eta_seconds) == (
+        3,
+        3,
+        0.52,
+        0.61,
+        41.5,
+        0,
+    )
+
+    scraped = job.model_copy(
+        update={"status": job.status.model_copy(update={"progress": Progress(epoch=2, epochs=3, updated="t")})}
+    )
+    bare = SUMMARY.model_copy(update={"epochs_completed": 3})  # no metrics, no images/s
+    d = decide(scraped, Observed(now=NOW, training=step(StepState.SUCCEEDED, message=encode_result(bare))))
+    p = d.status.progress
+    assert p is not None and (p.epoch, p.epochs, p.accuracy, p.updated) == (3, 3, None, "t")
 
 
 def test_succeeded_without_summary_still_succeeds() -> None:

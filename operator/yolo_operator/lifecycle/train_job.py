@@ -43,6 +43,7 @@ from yolo_workloads.contract import CONFIG_ERROR_EXIT_CODE, HEADLINE_METRIC, Tra
 from yolo_operator.api.common import Condition
 from yolo_operator.api.train_job import (
     Artifacts,
+    Progress,
     TrainPhase,
     TuningStatus,
     YoloTrainJob,
@@ -446,12 +447,26 @@ def _succeeded(draft: _Draft, seen: StepObservation) -> Decision:
             results_dir=summary.results_dir,
         )
     )
-    if draft.status.progress is not None:
-        draft.set(progress=draft.status.progress.model_copy(update={"epoch": summary.epochs_completed}))
+    draft.set(progress=_final_progress(draft, summary))
     message = f"trained {summary.epochs_completed} epochs" + _accuracy_words(summary)
     draft.condition(COMPLETE, True, "Succeeded", message)
     draft.events.append(EventNote("Normal", "Succeeded", f"{message}; best weights {summary.best_weights}"))
     return draft.finish("Succeeded", message)
+
+
+def _final_progress(draft: _Draft, summary: TrainSummary) -> Progress:
+    """The progress the training pod's summary states: a run that ended between two scrapes of its metrics (a short
+    job) still shows its epochs, accuracy and images/s; what the summary lacks stays as scraped."""
+    seen = draft.status.progress or Progress()
+    final = {
+        "epoch": summary.epochs_completed,
+        "epochs": seen.epochs if seen.epochs is not None else draft.job.spec.train.epochs,
+        "accuracy": summary.metrics.headline(summary.task),
+        "map50to95": summary.metrics.map50to95,
+        "images_per_second": summary.images_per_second,
+        "eta_seconds": 0,
+    }
+    return seen.model_copy(update={k: v for k, v in final.items() if v is not None})
 
 
 def _accuracy_words(summary: TrainSummary) -> str:
