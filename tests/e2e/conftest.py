@@ -14,6 +14,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,7 @@ OPERATOR_IMAGE = f"ghcr.io/yolo-operator/yolo-operator:{VERSION}"
 WORKLOAD_IMAGE = f"ghcr.io/yolo-operator/yolo-workload:{VERSION}"
 DEV_IMAGE = f"ghcr.io/yolo-operator/yolo-workload-dev:{VERSION}"
 GPU_TAINT = "nvidia.com/gpu=present:NoSchedule"
+OPERATOR_NS = "yolo-operator-system"
 
 
 @dataclass
@@ -150,3 +153,24 @@ def hostpath_claim(e2e: E2E, namespace: str, claim: str) -> Path:
         namespace=namespace,
     )
     return folder
+
+
+def install_operator(cluster: Cluster) -> None:
+    """The operator as test_product installs it, `kubectl apply -k` (idempotent: a no-op when that ran first)."""
+    cluster.kubectl(
+        "apply", "--server-side", "--field-manager=e2e", "-k", str(ROOT / "manifests" / "default"), timeout_s=120
+    )
+    cluster.kubectl("rollout", "status", "-n", OPERATOR_NS, "deploy/yolo-operator", "--timeout=180s", timeout_s=200)
+
+
+def http(
+    url: str, body: bytes | None = None, headers: dict[str, str] | None = None, timeout_s: float = 30
+) -> tuple[int, bytes]:
+    request = urllib.request.Request(
+        url, data=body, headers=headers or {}, method="POST" if body is not None else "GET"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()

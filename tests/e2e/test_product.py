@@ -12,15 +12,13 @@ import base64
 import io
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from conftest import E2E, OPERATOR_IMAGE, ROOT, WORKLOAD_IMAGE, hostpath_claim
+from conftest import E2E, OPERATOR_IMAGE, ROOT, WORKLOAD_IMAGE, hostpath_claim, http
 from harness import Cluster, pod_is_ready, wait_until
 from realnode import NODE_NAME
 
@@ -34,19 +32,6 @@ CLAIM = "quickstart-output"
 
 
 # --- helpers -------------------------------------------------------------------------------------------------------
-
-
-def http(
-    url: str, body: bytes | None = None, headers: dict[str, str] | None = None, timeout_s: float = 30
-) -> tuple[int, bytes]:
-    request = urllib.request.Request(
-        url, data=body, headers=headers or {}, method="POST" if body is not None else "GET"
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read()
 
 
 def operator_pod(cluster: Cluster) -> dict[str, Any]:

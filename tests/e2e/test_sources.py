@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import E2E, ROOT, WORKLOAD_IMAGE, hostpath_claim
+from conftest import E2E, ROOT, WORKLOAD_IMAGE, hostpath_claim, install_operator
 from harness import Cluster, wait_until
 from realnode import GATEWAY, NODE_NAME
 
@@ -28,18 +28,9 @@ import remote_servers as rs  # a helper module of the workload tests
 
 pytestmark = pytest.mark.e2e
 
-OPERATOR_NS = "yolo-operator-system"
 NS = "e2e-sources"
 CLAIM = "sources-output"
 BUCKET = "datasets"
-
-
-def install(cluster: Cluster) -> None:
-    """The operator as test_product installs it (idempotent: a no-op when that ran first)."""
-    cluster.kubectl(
-        "apply", "--server-side", "--field-manager=e2e", "-k", str(ROOT / "manifests" / "default"), timeout_s=120
-    )
-    cluster.kubectl("rollout", "status", "-n", OPERATOR_NS, "deploy/yolo-operator", "--timeout=180s", timeout_s=200)
 
 
 def shapes_zip(folder: Path) -> bytes:
@@ -80,7 +71,7 @@ def servers(e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
 @pytest.fixture(scope="module")
 def namespace(e2e: E2E, servers: dict[str, Any]) -> Path:
     cluster = e2e.cluster
-    install(cluster)
+    install_operator(cluster)
     cluster.create_namespace(NS, labels={"pod-security.kubernetes.io/enforce": "restricted"})
     keys = {"AWS_ACCESS_KEY_ID": rs.ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": rs.SECRET_KEY}
     cluster.apply(

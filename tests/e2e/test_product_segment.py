@@ -1,0 +1,178 @@
+"""A task other than detection, whole, on the real node: a segmentation YoloTrainJob tunes and trains in pods of the
+workload image (the task's own Ultralytics trainer, on the shapes set labelled with each shape's outline), and a
+YoloInferenceService serves its weights, answering masks through its Service in both protocols.
+
+Small on purpose (64 px, one epoch): what is proven is that the parts of another task fit together in the real
+images, not the model's accuracy (tests/workloads covers each task's training and parity).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import E2E, WORKLOAD_IMAGE, hostpath_claim, http, install_operator
+from harness import Cluster, wait_until
+from realnode import NODE_NAME
+from yolo_workloads.serve.v2 import TASK_OUTPUTS
+
+pytestmark = pytest.mark.e2e
+
+NS = "e2e-tasks"
+JOB = "shapes-seg"
+SERVICE = "shapes-seg-server"
+CLAIM = "tasks-output"
+
+
+def describe(cluster: Cluster) -> str:
+    """What a person would look at when a wait times out."""
+    out = [
+        cluster.kubectl("get", "all,yolotrainjobs,yoloinferenceservices", "-n", NS, "-o", "wide", check=False).stdout
+    ]
+    out.append(cluster.kubectl("get", "events", "-n", NS, "--sort-by=.lastTimestamp", check=False).stdout[-3000:])
+    for name in (JOB, SERVICE):
+        logs = cluster.kubectl(
+            "logs", "-n", NS, "-l", f"app.kubernetes.io/instance={name}", "--tail=30", "--prefix", check=False
+        )
+        out.append(logs.stdout + logs.stderr)
+    return "\n".join(out)
+
+
+def segment_job() -> dict[str, Any]:
+    """A segmentation job small enough for the two-core node: spec.task left out (the architecture names it)."""
+    return {
+        "apiVersion": "yolo-operator.io/v1alpha1",
+        "kind": "YoloTrainJob",
+        "metadata": {"name": JOB},
+        "spec": {
+            "model": {"architecture": "yolov8n-seg.yaml"},
+            "data": {"shapes": {"images": 40, "seed": 1}},
+            "train": {"epochs": 1, "imgsz": 64, "batch": 8, "extraArgs": {"plots": False}},
+            "tuning": {"cache": ["ram"]},
+            "resources": {"gpus": 0, "cpu": "1", "memory": "3Gi", "shmSize": "512Mi"},
+            "output": {"claimName": CLAIM},
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def trained(e2e: E2E) -> dict[str, Any]:
+    cluster = e2e.cluster
+    install_operator(cluster)
+    cluster.create_namespace(NS, labels={"pod-security.kubernetes.io/enforce": "restricted"})
+    hostpath_claim(e2e, NS, CLAIM)
+    cluster.apply(segment_job(), namespace=NS)
+    started = time.monotonic()
+
+    def finished() -> dict[str, Any] | None:
+        job = cluster.get_json("yolotrainjob", JOB, namespace=NS)
+        phase = job.get("status", {}).get("phase")
+        assert phase != "Failed", json.dumps(job.get("status"), indent=1)
+        return job if phase == "Succeeded" else None
+
+    try:
+        done = wait_until(finished, 600, f"the YoloTrainJob {JOB} to succeed", interval_s=3)
+    except Exception as exc:
+        raise AssertionError(f"{exc}\n{describe(cluster)}") from exc
+    print(f"\n[e2e] {JOB} Succeeded {time.monotonic() - started:.0f} s after apply")
+    return done
+
+
+def test_a_segmentation_job_trains_with_the_tasks_trainer_in_real_pods(e2e: E2E, trained: dict[str, Any]) -> None:
+    status = trained["status"]
+    assert status["task"] == "segment"  # from the architecture's name: spec.task was left out
+    assert status["progress"]["epoch"] == status["progress"]["epochs"] == 1
+    assert 0 <= status["progress"]["accuracy"] <= 1  # the masks' mAP50-95, from the pod's summary
+    assert status["artifacts"]["bestWeights"].endswith("best.pt")
+    pods = e2e.cluster.get_json("pods", "-l", f"app.kubernetes.io/instance={JOB}", namespace=NS)["items"]
+    components = {p["metadata"]["labels"].get("app.kubernetes.io/component") for p in pods}
+    assert {"tuning", "training"} <= components, components
+    for pod in pods:
+        assert pod["spec"]["nodeName"] == NODE_NAME and pod["spec"]["containers"][0]["image"] == WORKLOAD_IMAGE
+    training = [p for p in pods if p["metadata"]["labels"].get("app.kubernetes.io/component") == "training"]
+    summary = json.loads(training[-1]["status"]["containerStatuses"][0]["state"]["terminated"]["message"])
+    assert summary["task"] == "segment", summary
+
+
+@pytest.fixture(scope="module")
+def served(e2e: E2E, trained: dict[str, Any]) -> Iterator[str]:
+    cluster = e2e.cluster
+    service = {
+        "apiVersion": "yolo-operator.io/v1alpha1",
+        "kind": "YoloInferenceService",
+        "metadata": {"name": SERVICE},
+        "spec": {
+            "task": "segment",
+            "model": {"fromTrainJob": JOB},
+            "serving": {"imgsz": 64, "half": False, "maxBatchSize": 4, "conf": 0.001},
+            "resources": {"gpus": 0, "cpu": "900m", "memory": "1536Mi", "shmSize": "64Mi"},
+            "service": {"type": "ClusterIP", "port": 80},
+        },
+    }
+    cluster.apply(service, namespace=NS)
+
+    def ready() -> bool:
+        yis = cluster.get_json("yoloinferenceservice", SERVICE, namespace=NS)
+        assert yis.get("status", {}).get("phase") != "Failed", json.dumps(yis.get("status"), indent=1)
+        return yis.get("status", {}).get("phase") == "Ready"
+
+    try:
+        wait_until(ready, 480, f"the YoloInferenceService {SERVICE} to be Ready", interval_s=2)
+    except Exception as exc:
+        raise AssertionError(f"{exc}\n{describe(cluster)}") from exc
+    svc = cluster.get_json("service", SERVICE, namespace=NS)
+    yield f"http://{svc['spec']['clusterIP']}:80"
+    # Its replica holds 0.9 of the node's 2 CPUs: the next module's pods would stay Pending until it is gone.
+    cluster.kubectl("delete", "yoloinferenceservice", SERVICE, "-n", NS, "--wait=false")
+    selector = f"app.kubernetes.io/instance={SERVICE}"
+    wait_until(
+        lambda: not cluster.get_json("pods", "-l", selector, namespace=NS)["items"],
+        180,
+        f"{SERVICE}'s pods to go",
+        interval_s=2,
+    )
+
+
+def shapes_png() -> bytes:
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (96, 64), (40, 40, 40))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((10, 8, 46, 44), fill=(230, 60, 60))
+    draw.rectangle((54, 20, 88, 56), fill=(60, 200, 90))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_the_segmentation_service_answers_masks_in_both_protocols(served: str) -> None:
+    image = shapes_png()
+    code, answer = http(f"{served}/v1/detect", image, {"Content-Type": "image/png"})
+    assert code == 200, answer[:2000]
+    doc = json.loads(answer)
+    assert doc["task"] == "segment" and len(doc["images"]) == 1
+    for row in doc["images"][0]["detections"]:  # every mask covers the whole 96x64 image, COCO RLE
+        assert row["mask"]["size"] == [64, 96] and sum(row["mask"]["counts"]) == 64 * 96, row
+    code, answer = http(f"{served}/v1/detect?masks=polygon", image, {"Content-Type": "image/png"})
+    assert code == 200 and all("polygons" in r for r in json.loads(answer)["images"][0]["detections"])
+    code, answer = http(f"{served}/v1/detect?masks=bitmap", image, {"Content-Type": "image/png"})
+    assert code == 400 and "masks" in json.loads(answer)["error"], answer[:500]
+
+    code, meta = http(f"{served}/v2/models/{doc['model']}")
+    assert code == 200 and [o["name"] for o in json.loads(meta)["outputs"]] == list(TASK_OUTPUTS["segment"])
+    body = {
+        "inputs": [{"name": "images", "shape": [1], "datatype": "BYTES", "data": [base64.b64encode(image).decode()]}]
+    }
+    code, answer = http(
+        f"{served}/v2/models/{doc['model']}/infer", json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    assert code == 200, answer[:2000]
+    outputs = {o["name"]: o for o in json.loads(answer)["outputs"]}
+    assert set(outputs) == set(TASK_OUTPUTS["segment"])
+    lengths = outputs["mask_rle_lengths"]
+    assert sum(lengths["data"]) == len(outputs["mask_rle"]["data"])  # the flat counts are every mask's, in order
