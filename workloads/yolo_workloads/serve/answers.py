@@ -57,20 +57,23 @@ def rounded(values: np.ndarray, decimals: int) -> Any:
     return np.round(values.astype(np.float64), decimals).tolist()
 
 
+def _pixels_then_fine(values: np.ndarray, pixels: int) -> Any:
+    """`values` as nested lists, the first `pixels` entries of the last axis rounded as pixels (2 decimals), the
+    rest as scores and angles (4), like `rounded`."""
+    out = values.astype(np.float64)
+    out[..., :pixels] = np.round(out[..., :pixels], 2)
+    out[..., pixels:] = np.round(out[..., pixels:], 4)
+    return out.tolist()
+
+
 def _add_extras(rows: list[DetectionAnswer], out: Detections, masks: str) -> None:
     """The task's fields beside each detection's box (nothing for detect: its answer stays as it was)."""
     h, w = out.size
-    if out.obb is not None:
-        obb = out.obb.astype(np.float64)
-        obb[:, :4] = np.round(obb[:, :4], 2)
-        obb[:, 4] = np.round(obb[:, 4], 4)
-        for row, rbox in zip(rows, obb.tolist(), strict=True):
+    if out.obb is not None:  # cx, cy, w, h in pixels; the angle in radians
+        for row, rbox in zip(rows, _pixels_then_fine(out.obb, 4), strict=True):
             row["obb"] = rbox
-    if out.keypoints is not None:
-        kpts = out.keypoints.astype(np.float64)
-        kpts[..., :2] = np.round(kpts[..., :2], 2)  # x, y in pixels; the visibility is a score
-        kpts[..., 2:] = np.round(kpts[..., 2:], 4)
-        for row, points in zip(rows, kpts.tolist(), strict=True):
+    if out.keypoints is not None:  # x, y in pixels; the visibility is a score
+        for row, points in zip(rows, _pixels_then_fine(out.keypoints, 2), strict=True):
             row["keypoints"] = points
     if out.masks is not None:
         for j, (row, counts) in enumerate(zip(rows, out.masks, strict=True)):

@@ -19,7 +19,7 @@ Ultralytics' Fast-NMS does.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torchvision
@@ -28,6 +28,7 @@ import torchvision
 BLOCK_GROUP = 1024
 # Pairs of boxes compared in one call (the blocks' [groups, width, width] elements).
 BLOCK_PAIRS = 16 * 1024 * 1024
+Overlap = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # [G, W, C] x [G, W, C] -> [G, W, W]
 
 
 def group_order(scores: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
@@ -66,6 +67,17 @@ def padded_blocks(
         lo = hi
 
 
+def block_overlaps(
+    b: torch.Tensor, group_spans: list[tuple[int, int]], overlap: Overlap, iou: float
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """For each padded block of the groups (`padded_blocks`) of the sorted boxes `b`: (index, valid, over), `over`
+    [groups, row, column] true where the row's box, better and of the same group, overlaps the column's above
+    `iou`. Both NMS flavours decide from it: greedy (fixed point) and Fast-NMS (any better box)."""
+    for index, valid, later in padded_blocks(group_spans, b.device):
+        block = b[index]
+        yield index, valid, (overlap(block, block) > iou) & later[None] & valid[:, None, :]
+
+
 def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """IoU [..., N, M] of xyxy boxes [..., N, 4] and [..., M, 4], as torchvision's NMS kernel computes it."""
     lt = torch.maximum(a[..., :, None, :2], b[..., None, :, :2])
@@ -87,9 +99,7 @@ def greedy_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, 
     kept = torch.zeros(n, dtype=torch.bool, device=boxes.device)
     all_spans = spans(groups[order])
     small = [s for s in all_spans if s[1] <= BLOCK_GROUP]
-    for index, valid, later in padded_blocks(small, boxes.device):
-        block = b[index]
-        over = (box_iou(block, block) > iou) & later[None] & valid[:, None, :]
+    for index, valid, over in block_overlaps(b, small, box_iou, iou):
         kept[index[valid]] = _fixed_point(over, valid)[valid]
     for start, size in (s for s in all_spans if s[1] > BLOCK_GROUP):
         wide = b[start : start + size]

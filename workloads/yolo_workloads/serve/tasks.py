@@ -205,7 +205,7 @@ def rotated_fast_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Te
     or not that box was kept itself: Ultralytics' `TorchNMS.fast_nms`, which its OBB predictor uses.
 
     Groups of up to nms.BLOCK_GROUP boxes (a batch's usual case: many small (image, class) groups) are compared in
-    padded blocks, many groups per call (nms.padded_blocks), so a batch costs a few dozen kernels instead of a few
+    padded blocks, many groups per call (nms.block_overlaps), so a batch costs a few dozen kernels instead of a few
     per group; larger groups go through bands of rows (`_banded_suppression`)."""
     n = boxes.shape[0]
     order = nms.group_order(scores, groups)
@@ -214,9 +214,7 @@ def rotated_fast_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Te
     if n:
         all_spans = nms.spans(g)
         small = [span for span in all_spans if span[1] <= nms.BLOCK_GROUP]
-        for index, valid, later in nms.padded_blocks(small, boxes.device):
-            block = b[index]  # [groups, width, 5]
-            over = (probiou(block, block) > iou) & later[None] & valid[:, None, :]
+        for index, valid, over in nms.block_overlaps(b, small, probiou, iou):
             suppressed[index[valid]] = over.any(1)[valid]  # any earlier (better) box of the group
         big = [span for span in all_spans if span[1] > nms.BLOCK_GROUP]
         if big:
