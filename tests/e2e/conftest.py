@@ -9,6 +9,7 @@ A missing prerequisite fails the suite with its name; set YOLO_SKIP_E2E=1 to ski
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,16 +17,17 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cluster"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import Cluster, build_binaries, reap_stale_clusters, remove_tree
+from harness import Cluster, build_binaries, reap_stale_clusters, remove_tree, wait_until
 from realnode import RealNode, cluster_options, missing_prerequisites
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -174,3 +176,51 @@ def http(
             return response.status, response.read()
     except urllib.error.HTTPError as err:
         return err.code, err.read()
+
+
+def serve_train_job(
+    cluster: Cluster, namespace: str, name: str, spec: dict[str, Any], describe: Callable[[], str]
+) -> tuple[dict[str, Any], str]:
+    """A YoloInferenceService `name` with `spec` (model, serving, ...) on the real node's CPUs behind a ClusterIP
+    Service on port 80, applied and waited Ready: the object as read then, and its Service's URL. `describe` says
+    what a person would look at when it does not get there."""
+    service = {
+        "apiVersion": "yolo-operator.io/v1alpha1",
+        "kind": "YoloInferenceService",
+        "metadata": {"name": name},
+        "spec": {
+            **spec,
+            # Two replicas of 900m fit the two-core node beside the operator (100m); less makes PyTorch's import
+            # alone take minutes under the CPU quota.
+            "resources": {"gpus": 0, "cpu": "900m", "memory": "1536Mi", "shmSize": "64Mi"},
+            "service": {"type": "ClusterIP", "port": 80},
+        },
+    }
+    cluster.apply(service, namespace=namespace)
+    started = time.monotonic()
+
+    def ready() -> dict[str, Any] | None:
+        yis = cluster.get_json("yoloinferenceservice", name, namespace=namespace)
+        assert yis.get("status", {}).get("phase") != "Failed", json.dumps(yis.get("status"), indent=1)
+        return yis if yis.get("status", {}).get("phase") == "Ready" else None
+
+    try:
+        yis = wait_until(ready, 480, f"the YoloInferenceService {name} to be Ready", interval_s=2)
+    except Exception as exc:
+        raise AssertionError(f"{exc}\n{describe()}") from exc
+    print(f"\n[e2e] {name} Ready {time.monotonic() - started:.0f} s after apply")
+    svc = cluster.get_json("service", name, namespace=namespace)
+    return yis, f"http://{svc['spec']['clusterIP']}:80"
+
+
+def remove_inference_service(cluster: Cluster, namespace: str, name: str) -> None:
+    """Deleted, and waited for until its pods are gone: its replicas hold most of the node's two CPUs, so the next
+    module's pods would stay Pending beside them."""
+    cluster.kubectl("delete", "yoloinferenceservice", name, "-n", namespace, "--wait=false")
+    selector = f"app.kubernetes.io/instance={name}"
+    wait_until(
+        lambda: not cluster.get_json("pods", "-l", selector, namespace=namespace)["items"],
+        180,
+        f"{name}'s pods to go",
+        interval_s=2,
+    )

@@ -18,7 +18,16 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import E2E, OPERATOR_IMAGE, ROOT, WORKLOAD_IMAGE, hostpath_claim, http
+from conftest import (
+    E2E,
+    OPERATOR_IMAGE,
+    ROOT,
+    WORKLOAD_IMAGE,
+    hostpath_claim,
+    http,
+    remove_inference_service,
+    serve_train_job,
+)
 from harness import Cluster, pod_is_ready, wait_until
 from realnode import NODE_NAME
 
@@ -230,42 +239,14 @@ def test_a_lost_training_pod_is_replaced_and_resumes_from_its_checkpoint(e2e: E2
 @pytest.fixture(scope="module")
 def served(e2e: E2E, trained: dict[str, Any]) -> Iterator[dict[str, Any]]:
     cluster = e2e.cluster
-    service = {
-        "apiVersion": "yolo-operator.io/v1alpha1",
-        "kind": "YoloInferenceService",
-        "metadata": {"name": SERVICE},
-        "spec": {
-            "model": {"fromTrainJob": JOB},
-            "replicas": 1,
-            "serving": {"imgsz": 192, "half": False, "maxBatchSize": 4, "conf": 0.01},
-            # Two replicas of 900m fit the two-core node beside the operator (100m); less makes PyTorch's import
-            # alone take minutes under the CPU quota.
-            "resources": {"gpus": 0, "cpu": "900m", "memory": "1536Mi", "shmSize": "64Mi"},
-            "service": {"type": "ClusterIP", "port": 80},
-        },
+    spec = {
+        "model": {"fromTrainJob": JOB},
+        "replicas": 1,
+        "serving": {"imgsz": 192, "half": False, "maxBatchSize": 4, "conf": 0.01},
     }
-    cluster.apply(service, namespace=NS)
-    started = time.monotonic()
-
-    def ready() -> dict[str, Any] | None:
-        yis = cluster.get_json("yoloinferenceservice", SERVICE, namespace=NS)
-        return yis if yis.get("status", {}).get("phase") == "Ready" else None
-
-    try:
-        yis = wait_until(ready, 480, "the YoloInferenceService to be Ready", interval_s=2)
-    except Exception as exc:
-        raise AssertionError(f"{exc}\n{describe(cluster)}") from exc
-    print(f"\n[e2e] {SERVICE} Ready {time.monotonic() - started:.0f} s after apply")
-    svc = cluster.get_json("service", SERVICE, namespace=NS)
-    yield {"yis": yis, "url": f"http://{svc['spec']['clusterIP']}:80"}
-    # Its replicas hold 1.8 of the node's 2 CPUs: later modules' pods (test_sources) would stay Pending.
-    cluster.kubectl("delete", "yoloinferenceservice", SERVICE, "-n", NS, "--wait=false")
-    wait_until(lambda: not _pods_of(cluster, SERVICE), 180, f"{SERVICE}'s pods to go", interval_s=2)
-
-
-def _pods_of(cluster: Cluster, owner: str) -> list[str]:
-    pods = cluster.get_json("pods", namespace=NS).get("items", [])
-    return [p["metadata"]["name"] for p in pods if p["metadata"]["name"].startswith(f"{owner}-")]
+    yis, url = serve_train_job(cluster, NS, SERVICE, spec, lambda: describe(cluster))
+    yield {"yis": yis, "url": url}
+    remove_inference_service(cluster, NS, SERVICE)
 
 
 def test_the_service_answers_both_protocols_through_its_cluster_ip(e2e: E2E, served: dict[str, Any]) -> None:

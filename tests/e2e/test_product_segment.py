@@ -16,7 +16,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import E2E, WORKLOAD_IMAGE, hostpath_claim, http, install_operator
+from conftest import (
+    E2E,
+    WORKLOAD_IMAGE,
+    hostpath_claim,
+    http,
+    install_operator,
+    remove_inference_service,
+    serve_train_job,
+)
 from harness import Cluster, wait_until
 from realnode import NODE_NAME
 from yolo_workloads.serve.v2 import TASK_OUTPUTS
@@ -102,40 +110,14 @@ def test_a_segmentation_job_trains_with_the_tasks_trainer_in_real_pods(e2e: E2E,
 @pytest.fixture(scope="module")
 def served(e2e: E2E, trained: dict[str, Any]) -> Iterator[str]:
     cluster = e2e.cluster
-    service = {
-        "apiVersion": "yolo-operator.io/v1alpha1",
-        "kind": "YoloInferenceService",
-        "metadata": {"name": SERVICE},
-        "spec": {
-            "task": "segment",
-            "model": {"fromTrainJob": JOB},
-            "serving": {"imgsz": 64, "half": False, "maxBatchSize": 4, "conf": 0.001},
-            "resources": {"gpus": 0, "cpu": "900m", "memory": "1536Mi", "shmSize": "64Mi"},
-            "service": {"type": "ClusterIP", "port": 80},
-        },
+    spec = {
+        "task": "segment",
+        "model": {"fromTrainJob": JOB},
+        "serving": {"imgsz": 64, "half": False, "maxBatchSize": 4, "conf": 0.001},
     }
-    cluster.apply(service, namespace=NS)
-
-    def ready() -> bool:
-        yis = cluster.get_json("yoloinferenceservice", SERVICE, namespace=NS)
-        assert yis.get("status", {}).get("phase") != "Failed", json.dumps(yis.get("status"), indent=1)
-        return yis.get("status", {}).get("phase") == "Ready"
-
-    try:
-        wait_until(ready, 480, f"the YoloInferenceService {SERVICE} to be Ready", interval_s=2)
-    except Exception as exc:
-        raise AssertionError(f"{exc}\n{describe(cluster)}") from exc
-    svc = cluster.get_json("service", SERVICE, namespace=NS)
-    yield f"http://{svc['spec']['clusterIP']}:80"
-    # Its replica holds 0.9 of the node's 2 CPUs: the next module's pods would stay Pending until it is gone.
-    cluster.kubectl("delete", "yoloinferenceservice", SERVICE, "-n", NS, "--wait=false")
-    selector = f"app.kubernetes.io/instance={SERVICE}"
-    wait_until(
-        lambda: not cluster.get_json("pods", "-l", selector, namespace=NS)["items"],
-        180,
-        f"{SERVICE}'s pods to go",
-        interval_s=2,
-    )
+    _, url = serve_train_job(cluster, NS, SERVICE, spec, lambda: describe(cluster))
+    yield url
+    remove_inference_service(cluster, NS, SERVICE)
 
 
 def shapes_png() -> bytes:
