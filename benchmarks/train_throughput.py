@@ -42,9 +42,11 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from ultralytics.utils import DEFAULT_CFG_DICT
     from yolo_workloads.system import GpuSampler
-    from yolo_workloads.train.trainer import OfflineDetectionTrainer
+    from yolo_workloads.train.trainer import trainer_class
 
-    run_dir = Path(args.out) / f"run-{args.model}-{args.batch}-{args.workers}-{args.cache}-{args.deterministic}"
+    run_dir = Path(args.out) / (
+        f"run-{args.model}-{args.batch}-{args.workers}-{args.cache}-{args.deterministic}-{args.augmentation}"
+    )
     overrides = {
         "model": f"{args.model}.yaml",
         "data": args.data,
@@ -69,7 +71,9 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
         from ultralytics.models.yolo.detect import train as detect_train
 
         detect_train.build_dataloader = functools.partial(detect_train.build_dataloader, pin_memory=False)
-    trainer = OfflineDetectionTrainer(cfg={**DEFAULT_CFG_DICT, "save_dir": str(run_dir)}, overrides=overrides)
+    trainer = trainer_class("detect", args.augmentation)(
+        cfg={**DEFAULT_CFG_DICT, "save_dir": str(run_dir)}, overrides=overrides
+    )
     if args.cuda_graphs == "true":
         from yolo_workloads.train import graphs
 
@@ -85,6 +89,7 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
             profiler.enable()  # the last epoch: steady state, where the main process's time goes
         sampler.reset()
         sampler.start()
+        state["cpu0"] = _cpu_jiffies()
         state["t0"] = time.monotonic()
 
     def end(t: Any) -> None:
@@ -95,9 +100,11 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
             profiler.disable()
             _write_profile(profiler, Path(args.profile), seconds)
         images = len(t.train_loader.dataset)  # the last batch may be short: count the data set, not batches
+        (busy0, all0), (busy1, all1) = state["cpu0"], _cpu_jiffies()
+        cores = (busy1 - busy0) / max(all1 - all0, 1) * (os.cpu_count() or 1)  # the machine's, this run alone on it
         state["epochs"].append(
             {"seconds": round(seconds, 2), "ips": round(images / seconds, 1),
-             "gpu_util": round(sampler.mean_utilization() or 0.0, 1)}
+             "gpu_util": round(sampler.mean_utilization() or 0.0, 1), "cpu_cores_busy": round(cores, 1)}
         )  # fmt: skip
         if len(state["epochs"]) >= args.epochs:
             raise _EpochDone
@@ -119,6 +126,7 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
         "cache": args.cache,
         "deterministic": args.deterministic == "true",
         "compile": args.compile,
+        "augmentation": args.augmentation,
         "cuda_graphs": _graphs_outcome(trainer) if args.cuda_graphs == "true" else None,
         "images": len(trainer.train_loader.dataset),
         "prefetch_queue_images": 4 * args.workers * args.batch,
@@ -126,12 +134,19 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
         "first_epoch_images_per_second": epochs[0]["ips"],
         "images_per_second": round(sum(e["ips"] for e in steady) / len(steady), 1),
         "mean_gpu_util_percent": round(sum(e["gpu_util"] for e in steady) / len(steady), 1),
+        "mean_cpu_cores_busy": round(sum(e["cpu_cores_busy"] for e in steady) / len(steady), 1),
         "first_epoch_gpu_util_percent": epochs[0]["gpu_util"],
         "epochs": epochs,
         "peak_gpu_memory_gib": round(torch.cuda.max_memory_reserved() / 2**30, 2),
         "peak_gpu_memory_nvml_gib": round((sampler.peak_memory_bytes() or 0) / 2**30, 2),
         "setup_and_epochs_seconds": round(time.monotonic() - t_setup, 1),
     }
+
+
+def _cpu_jiffies() -> tuple[int, int]:
+    """(busy, all) CPU time of the whole machine so far, from /proc/stat (idle and iowait are not busy)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields) - fields[3] - fields[4], sum(fields)
 
 
 def _graphs_outcome(trainer: Any) -> dict[str, Any]:
@@ -183,6 +198,7 @@ def main() -> None:
     parser.add_argument("--compile", default="false", help="Ultralytics' compile: false, true or a torch.compile mode")
     parser.add_argument("--cuda-graphs", default="false", help="true: the training forward/backward as CUDA graphs")
     parser.add_argument("--pin-memory", default="true", help="false: the loaders without the pin-memory thread")
+    parser.add_argument("--augmentation", default="cpu", choices=["cpu", "gpu"], help="gpu: train/gpu_augment.py")
     parser.add_argument("--profile", default="", help="cProfile the last epoch's main process into this file")
     parser.add_argument("--epochs", type=int, default=6, help="epochs of a tuned run (the last half are steady)")
     parser.add_argument("--skip-defaults", action="store_true", help="only tune and train with the tuned settings")

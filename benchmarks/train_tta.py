@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         defaults = json.loads(Path(args.defaults_json).read_text())["defaults"]
         defaults["reused_from"] = str(args.defaults_json)
     else:
-        defaults = _train(out, "defaults", base, DEFAULTS)
+        defaults = _train(out, "defaults", base, {**DEFAULTS, **_settings(args.baseline)} if args.baseline else DEFAULTS)
     print(f"defaults: {json.dumps({k: v for k, v in defaults.items() if k != 'epochs'})}", flush=True)
     if args.fixed:  # a setting given by hand instead of tuning: what one setting does to the trajectory
         tuned_result, tune_wall = {**DEFAULTS, **_settings(args.fixed), "fixed_by_hand": True}, 0.0
@@ -163,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
         tuned_result, tune_wall = _tune(out, base, args.batch_rule)
     print(f"tuning: {tune_wall:.0f} s wall, {json.dumps(tuned_result)}", flush=True)
     chosen = {k: tuned_result[k] for k in ("batch", "workers", "amp", "cache")}
+    if "augmentation" in tuned_result:  # `--fixed ...,augmentation=gpu`: the GPU augmentation path (issue 23)
+        chosen["augmentation"] = tuned_result["augmentation"]
     chosen["cuda_graphs"] = args.cuda_graphs == "true"
     from yolo_workloads.tune.trajectory import warmup_batch
 
@@ -247,6 +249,7 @@ def main() -> int:
     r.add_argument("--seed", type=int, default=0, help="training seed of both runs (the data is always seed 0)")
     r.add_argument("--fixed", default="", help="train with these settings instead of tuning: batch=32,workers=8")
     r.add_argument("--cuda-graphs", default="true", help="the tuned run's training forward/backward as CUDA graphs")
+    r.add_argument("--baseline", default="", help="the first run's settings instead of Ultralytics' defaults")
     r.add_argument("--defaults-json", default=None, help="reuse the defaults' run from an earlier report")
     args = parser.parse_args()
     if args.verb == "train-clocked":

@@ -72,6 +72,35 @@ def test_the_graphed_forward_and_backward_equal_the_eager_ones_gradients_accumul
     assert graphed.loss.failed is None and graphed.loss.replays == 6
 
 
+def test_the_capture_survives_a_loader_pinning_memory_meanwhile() -> None:
+    """The training loader's pin-memory thread allocates pinned memory all along; a capture in CUDA's global mode
+    failed whenever it did so mid-capture (batch 64, 16 workers: every time on the H200)."""
+    import threading
+
+    import torch
+    from yolo_workloads.train.graphs import GraphedLoss
+
+    stop = threading.Event()
+
+    def pin() -> None:  # new sizes each time: fresh cudaHostAlloc calls, not the caching allocator's reuse
+        size = 1 << 16
+        while not stop.is_set():
+            torch.empty(size, dtype=torch.uint8).pin_memory()
+            size = size + 4096 if size < 1 << 26 else 1 << 16
+
+    thread = threading.Thread(target=pin, daemon=True)
+    thread.start()
+    try:
+        model = _model(2)
+        model.loss = GraphedLoss(model, amp=True)
+        with torch.autocast("cuda", dtype=torch.float16):
+            model.loss(_batch(8, seed=0))[0].sum().backward()
+    finally:
+        stop.set()
+        thread.join()
+    assert model.loss.failed is None and model.loss.replays == 1
+
+
 def test_a_batch_of_another_shape_runs_eagerly() -> None:
     import torch
     from yolo_workloads.train.graphs import GraphedLoss

@@ -17,6 +17,12 @@ from typing_extensions import TypedDict
 TERMINATION_MESSAGE_LIMIT = 4096
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 Cache = Literal["none", "ram", "disk"]
+Augmentation = Literal["cpu", "gpu"]
+"""Where training images are augmented: Ultralytics' loader on the CPUs, or batched on the GPU (train/gpu_augment)."""
+GPU_AUGMENTATION_TASKS: tuple[str, ...] = ("detect",)
+"""Tasks whose training can augment on the GPU."""
+NOT_ON_GPU_AUGMENTATION: tuple[str, ...] = ("copy_paste", "mixup", "cutmix", "bgr")
+"""Ultralytics augmentation arguments the GPU path does not implement: above 0 they are refused with it."""
 ShapesVariant = Literal["shapes", "crowded"]
 BatchRuleName = Literal["defaults", "defaults_then_nbs", "nbs", "any"]
 Task = Literal["detect", "segment", "pose", "obb", "classify"]
@@ -152,6 +158,16 @@ class DataSource(ContractModel):
         return root if self.shapes is not None and self.shapes.task == "classify" else root / "data.yaml"
 
 
+def gpu_augmentation_problem(task: str, extra_args: dict[str, object]) -> str | None:
+    """Why `augmentation: gpu` cannot train this (None: it can): the task, or an augmentation it lacks."""
+    if task not in GPU_AUGMENTATION_TASKS:
+        return f"augmentation gpu supports task {', '.join(GPU_AUGMENTATION_TASKS)}, not {task}: use cpu"
+    on = [f"{n}: {v}" for n in NOT_ON_GPU_AUGMENTATION if isinstance(v := extra_args.get(n), int | float) and v > 0]
+    if on:
+        return f"augmentation gpu does not implement {', '.join(on)}: set them to 0 or use augmentation cpu"
+    return None
+
+
 def _check_data_task(task: Task, data: DataSource) -> None:
     """A generated set must be labelled for the task trained on it."""
     if data.shapes is not None and data.shapes.task != task:
@@ -212,6 +228,8 @@ class TuneConfig(ContractModel):
     """Replay the model's training forward and backward as CUDA graphs on one GPU (train/graphs.py): the same
     computation with far fewer kernel launches; a capture that fails, a CPU or several GPUs train as before.
     Trials measure what training will run."""
+    augmentation: Augmentation = "cpu"
+    """Where trials augment their images: as training will (TrainConfig.augmentation)."""
 
     @model_validator(mode="after")
     def _data_task(self) -> Self:
@@ -318,6 +336,8 @@ class TrainConfig(ContractModel):
     cuda_graphs: bool = True
     """Replay the model's training forward and backward as CUDA graphs on one GPU (train/graphs.py): the same
     computation with far fewer kernel launches; a capture that fails, a CPU or several GPUs train as before."""
+    augmentation: Augmentation = "cpu"
+    """Where training images are augmented (train/gpu_augment.py for `gpu`): the same transforms either way."""
     extra_args: dict[str, object] = {}
     output_dir: str
     """Run folder: `weights/last.pt` and `weights/best.pt` land here; a restart resumes from last.pt."""
@@ -327,6 +347,8 @@ class TrainConfig(ContractModel):
     @model_validator(mode="after")
     def _data_task(self) -> Self:
         _check_data_task(self.task, self.data)
+        if self.augmentation == "gpu" and (problem := gpu_augmentation_problem(self.task, self.extra_args)):
+            raise ValueError(problem)
         return self
 
 

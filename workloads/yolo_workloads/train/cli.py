@@ -151,10 +151,10 @@ def _run_trainer(
     from ultralytics.utils import DEFAULT_CFG_DICT
 
     from yolo_workloads.train import graphs
-    from yolo_workloads.train.trainer import TRAINERS
+    from yolo_workloads.train.trainer import trainer_class
 
     cfg = {**DEFAULT_CFG_DICT, "save_dir": str(out)}  # save_dir is no default key; declare it to pass alignment
-    trainer = TRAINERS[config.task](cfg=cfg, overrides=overrides)
+    trainer = trainer_class(config.task, config.augmentation)(cfg=cfg, overrides=overrides)
     telemetry.register(trainer)
     graphs.install_when_usable(trainer, config.cuda_graphs, str(overrides.get("device", "")), config.gpus)
     if stop_after is None:

@@ -17,7 +17,10 @@ that fails leaves the eager forward in place and says why.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -65,7 +68,10 @@ class GraphedLoss:
     def _capture(self, img: torch.Tensor) -> None:
         buffers = {name: b.detach().clone() for name, b in self.model.named_buffers()}
         try:
-            with torch.autocast("cuda", dtype=self.dtype, enabled=self.amp, cache_enabled=False):
+            with (
+                torch.autocast("cuda", dtype=self.dtype, enabled=self.amp, cache_enabled=False),
+                _capture_in_this_thread_only(),
+            ):
                 self.graphed = torch.cuda.make_graphed_callables(
                     _TrainingForward(self.model), (img.detach().clone(),), allow_unused_input=True
                 )
@@ -80,6 +86,20 @@ class GraphedLoss:
             with torch.no_grad():
                 for name, b in self.model.named_buffers():
                     b.copy_(buffers[name])
+
+
+@contextlib.contextmanager
+def _capture_in_this_thread_only() -> Iterator[None]:
+    """make_graphed_callables captures in CUDA's global mode, where any thread's unsafe CUDA call during the capture
+    fails it. The training loader's pin-memory thread allocates pinned memory all along, so at batch 64 with 16
+    workers a capture failed every time ("operation not permitted when stream is capturing", on the H200); only
+    this thread's calls belong in the graph, so the capture runs in thread-local mode."""
+    graph = torch.cuda.graph
+    torch.cuda.graph = functools.partial(graph, capture_error_mode="thread_local")  # type: ignore[misc,assignment]
+    try:
+        yield
+    finally:
+        torch.cuda.graph = graph  # type: ignore[misc]
 
 
 def _keep_gradients(model: nn.Module) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,48 @@ class OfflineDetectionTrainer(_Offline, DetectionTrainer):
     """DetectionTrainer with atomic checkpoint writes, reading results.csv without polars."""
 
 
+class _GpuAugmented:
+    """Training images augmented on the GPU (train/gpu_augment.py): the training set's workers only letterbox, and
+    each batch is augmented in `preprocess_batch`, before Ultralytics' own (normalising, multi-scale)."""
+
+    args: Any
+    device: Any
+    _augment: Any = None
+
+    def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None) -> Any:
+        dataset = super().build_dataset(img_path, mode, batch)  # type: ignore[misc]
+        if mode == "train":
+            augment = dataset.augment
+            dataset.augment = False  # its transforms: Ultralytics' letterbox and format, nothing random
+            dataset.transforms = dataset.build_transforms(hyp=self.args)
+            dataset.augment = augment  # images still load (and cache) as a training set's do
+        return dataset
+
+    def gpu_augment(self) -> Any:
+        from yolo_workloads.train.gpu_augment import GpuAugment, Hyper, unsupported
+
+        if self._augment is None:
+            refused = unsupported(vars(self.args))
+            if refused:
+                raise ValueError(f"augmentation gpu cannot apply {', '.join(refused)}")
+            rank = int(os.environ.get("RANK", "0") or 0)
+            self._augment = GpuAugment(Hyper.from_args(self.args), seed=int(self.args.seed) + rank)
+        return self._augment
+
+    def _close_dataloader_mosaic(self) -> None:
+        # Ultralytics' own rebuilds the data set's CPU augmentation without mosaic; here mosaic closes on the GPU.
+        self.gpu_augment().close_mosaic()
+        print("train: mosaic closed (augmentation on the GPU)", file=sys.stderr, flush=True)
+
+    def preprocess_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
+        batch = self.gpu_augment()(batch, self.device)
+        return super().preprocess_batch(batch)  # type: ignore[misc, no-any-return]
+
+
+class GpuAugmentedDetectionTrainer(_GpuAugmented, OfflineDetectionTrainer):
+    """OfflineDetectionTrainer whose training augmentation runs on the GPU (`augmentation: gpu`)."""
+
+
 class OfflineSegmentationTrainer(_Offline, SegmentationTrainer):
     """SegmentationTrainer with atomic checkpoint writes, reading results.csv without polars."""
 
@@ -96,6 +139,14 @@ TRAINERS: dict[Task, type[Any]] = {
     "classify": OfflineClassificationTrainer,
 }
 """Each task's trainer: the one Ultralytics itself picks for a model of that task (`YOLO(...).train`)."""
+
+GPU_AUGMENTED: dict[Task, type[Any]] = {"detect": GpuAugmentedDetectionTrainer}
+"""The tasks whose training can augment on the GPU, and their trainers."""
+
+
+def trainer_class(task: Task, augmentation: str = "cpu") -> type[Any]:
+    """The trainer of `task` with its training augmentation on the CPU (Ultralytics' loader) or the GPU."""
+    return GPU_AUGMENTED[task] if augmentation == "gpu" else TRAINERS[task]
 
 
 def _number(text: str) -> float | str:

@@ -173,11 +173,11 @@ def _sync(trainer: Any) -> None:
 
 
 @functools.cache
-def _tune_trainer_class(task: Task = "detect") -> type:
+def _tune_trainer_class(task: Task = "detect", augmentation: str = "cpu") -> type:
     """The task's trainer (the one training will run), building each dataset once per process."""
-    from yolo_workloads.train.trainer import TRAINERS
+    from yolo_workloads.train.trainer import trainer_class
 
-    base: Any = TRAINERS[task]
+    base: Any = trainer_class(task, augmentation)
 
     class TuneTrainer(base):  # type: ignore[misc]
         """Builds each dataset once per process: later trials reuse the scan and the RAM cache."""
@@ -211,6 +211,7 @@ def run_trial(
     report: Any,
     task: Task = "detect",
     cuda_graphs: bool = True,
+    augmentation: str = "cpu",
 ) -> Measurement:
     """Train with `settings` until measured; never raises for OOM, dataloader or trainer failures."""
     import torch
@@ -243,7 +244,7 @@ def run_trial(
     }
     trainer = None
     result = meter.result
-    trainer_class: Any = _tune_trainer_class(task)
+    trainer_class: Any = _tune_trainer_class(task, augmentation)
     trainer_class.train_build_seconds = 0.0
     try:
         trainer = trainer_class(cfg={**DEFAULT_CFG_DICT, "save_dir": str(run_dir)}, overrides=overrides)

@@ -104,6 +104,7 @@ class _Study:
             report=report,
             task=self.config.task,
             cuda_graphs=self.config.cuda_graphs,
+            augmentation=self.config.augmentation,
         )
         if result.state == "pruned":
             result.ips = last_value[-1] if last_value else None

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Device calls for issue 23 (GPU augmentation, train/gpu_augment.py), one H200 with 16 CPUs. PART selects:
+#   PART=speed (~6 min): the augmentation alone at batch 16/64/128 plus the side-by-side grids; then the real trainer
+#     (train_throughput.py's epoch phase, a 30-epoch schedule so mosaic is on, validation off, 3 epochs) on shapes
+#     4,000 at 640: Ultralytics' CPU loader against augmentation gpu, batch 64 and 128, CUDA graphs on.
+#   PART=accuracy (~6 min): 30 epochs of yolov8n on shapes 4,000/800 through `yolo-workload train` (train_tta.py):
+#     Ultralytics' CPU loader (workers 16) against the GPU path (workers 4), the same batch (BATCH, 64), RAM cache,
+#     CUDA graphs, seed: equal-epoch accuracy and time to the CPU path's final mAP.
+# Usage (device tool, repo root, .whl carried):  PART=speed bash benchmarks/gpu_augment_gpu_run.sh
+set -u
+OUT=${OUT:-/tmp/gaug_out}; mkdir -p "$OUT"
+PY=${PY:-python3}
+if [ -d .whl ]; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD/workloads
+fi
+export PYTHONUNBUFFERED=1 YOLO_OFFLINE=1 YOLO_CONFIG_DIR=${YOLO_CONFIG_DIR:-/tmp/ycfg}
+T0=$SECONDS
+echo "date $(date -u +%FT%TZ)  cpus $(nproc)  $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null)"
+case ${PART:-speed} in
+  speed)
+    $PY benchmarks/gpu_augment_bench.py --out "$OUT/alone" 2>&1 | grep -v "^\s*$" | tail -5
+    DATA=$($PY -c "
+from pathlib import Path
+from yolo_workloads.datasets.shapes import ensure_shapes
+print(ensure_shapes(Path('/tmp/gaug/shapes'), n=${IMAGES:-4000}, imgsz=640, val=8, seed=0))")
+    echo "data ready (t=$((SECONDS - T0))s)"
+    for V in ${VARIANTS:-cpu64 gpu64 gpu128 cpu128}; do
+      if [ $((SECONDS - T0)) -gt "${STOP_AFTER:-480}" ]; then echo "SKIPPED $V"; continue; fi
+      case $V in
+        cpu64) opts="--batch 64 --workers 16 --cache ram --augmentation cpu" ;;
+        cpu128) opts="--batch 128 --workers 16 --cache ram --augmentation cpu" ;;
+        gpu64) opts="--batch 64 --workers 4 --cache ram --augmentation gpu" ;;
+        gpu128) opts="--batch 128 --workers 4 --cache ram --augmentation gpu" ;;
+        gpu16) opts="--batch 16 --workers 4 --cache ram --augmentation gpu" ;;
+      esac
+      echo "== $V (t=$((SECONDS - T0))s)"
+      timeout "${VARIANT_LIMIT:-150}" $PY benchmarks/train_throughput.py epoch --out /tmp/gaug/runs --data "$DATA" \
+        --imgsz 640 --epochs 3 --model "${MODEL:-yolov8n}" --cuda-graphs true $opts > "$OUT/$V.json" 2> "$OUT/$V.log"
+      echo "rc=$? $(tail -c 700 "$OUT/$V.json")"
+    done ;;
+  accuracy)
+    echo "== accuracy (t=$((SECONDS - T0))s)"
+    timeout "${RUN_LIMIT:-570}" $PY benchmarks/train_tta.py run --out /tmp/gaug/tta --variant "${VARIANT:-shapes}" \
+      --images "${ACC_IMAGES:-4000}" --val "${ACC_VAL:-800}" --epochs "${EPOCHS:-30}" --json "$OUT/tta.json" \
+      --baseline "batch=${BATCH:-64},workers=16,cache=ram,cuda_graphs=true" \
+      --fixed "batch=${BATCH:-64},workers=4,cache=ram,augmentation=gpu" > "$OUT/tta.log" 2>&1
+    echo "rc=$? $(grep -A4 '^| run' "$OUT/tta.log" | tail -3)"
+    tail -5 "$OUT/tta.log" ;;
+esac
+echo "total $((SECONDS - T0))s"

@@ -1,0 +1,186 @@
+"""`augmentation: gpu` against Ultralytics' own training augmentation, on the same images (issue 23).
+
+The GPU path is plain torch and numpy, so it runs here on the CPU. Both pipelines augment the same data set many
+times: square and letterboxed (wide) images, with mosaic open (Ultralytics' default) and closed (its last
+`close_mosaic` epochs); the statistics a detector learns from must agree: boxes an image, box sizes and positions,
+classes, how much of the image is border grey, the pixels' colour. And a training through `yolo-workload train`
+with it ends with the summary and a model, and a job asking for what the GPU path lacks is refused by name.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from yolo_workloads.contract import TrainConfig
+from yolo_workloads.train.gpu_augment import Boxes, GpuAugment, Hyper, draw, move_boxes, tiles, warp_images
+
+pytestmark = pytest.mark.workloads
+
+IMGSZ = 160
+SAMPLES = 384
+
+
+@pytest.fixture(scope="module")
+def mixed_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """48 shapes images at 160 px, every other one squeezed to 160 x 96 (labels are normalised: still right)."""
+    from yolo_workloads.datasets.shapes import generate
+
+    root = tmp_path_factory.mktemp("mixed")
+    yaml_path = generate(root / "set", n=48, imgsz=IMGSZ, val=4, seed=3, processes=1)
+    for i, image in enumerate(sorted((root / "set" / "images" / "train").iterdir())):
+        if i % 2:
+            im = cv2.imread(str(image))
+            cv2.imwrite(str(image), cv2.resize(im, (IMGSZ, 96), interpolation=cv2.INTER_AREA))
+    return yaml_path
+
+
+def _dataset(yaml_path: Path, mosaic: float) -> Any:
+    from yolo_workloads import offline
+
+    offline.apply()
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data import build_yolo_dataset
+    from ultralytics.data.utils import check_det_dataset
+
+    cfg = get_cfg(overrides={"imgsz": IMGSZ, "data": str(yaml_path), "mosaic": mosaic})
+    data = check_det_dataset(str(yaml_path))
+    return cfg, build_yolo_dataset(cfg, data["train"], 16, data, mode="train", rect=False, stride=32)
+
+
+def _ultralytics(yaml_path: Path, mosaic: float) -> dict[str, np.ndarray]:
+    random.seed(0)
+    np.random.seed(0)
+    _, ds = _dataset(yaml_path, mosaic)
+    samples = [ds[i % len(ds)] for i in range(SAMPLES)]
+    return _stats(
+        [s["img"].numpy() for s in samples],
+        [s["bboxes"].numpy() for s in samples],
+        [s["cls"].numpy().reshape(-1) for s in samples],
+    )
+
+
+def _gpu_path(yaml_path: Path, mosaic: float) -> dict[str, np.ndarray]:
+    cfg, ds = _dataset(yaml_path, mosaic)
+    ds.augment = False
+    ds.transforms = ds.build_transforms(hyp=cfg)
+    ds.augment = True
+    augment = GpuAugment(Hyper.from_args(cfg), seed=0)
+    images, boxes, classes = [], [], []
+    order = np.random.default_rng(0).permutation(SAMPLES) % len(ds)
+    for start in range(0, SAMPLES, 32):
+        batch = ds.collate_fn([ds[int(i)] for i in order[start : start + 32]])
+        out = augment(batch, torch.device("cpu"))
+        idx = out["batch_idx"].numpy()
+        for b in range(len(out["img"])):
+            images.append(out["img"][b].round().clamp(0, 255).byte().numpy())
+            boxes.append(out["bboxes"].numpy()[idx == b])
+            classes.append(out["cls"].numpy().reshape(-1)[idx == b])
+    return _stats(images, boxes, classes)
+
+
+def _stats(images: list[np.ndarray], boxes: list[np.ndarray], classes: list[np.ndarray]) -> dict[str, np.ndarray]:
+    xywh = np.concatenate(boxes)
+    pixels = np.stack(images).astype(np.float64)  # (N, 3, H, W)
+    grey = np.ptp(pixels, axis=1) <= 1  # the border: grey 114 before HSV, still without colour after it
+    return {
+        "per_image": np.array([len(b) for b in boxes], dtype=np.float64),
+        "side": np.sqrt(xywh[:, 2] * xywh[:, 3]),
+        "x": xywh[:, 0],
+        "y": xywh[:, 1],
+        "aspect": np.log(xywh[:, 2] / xywh[:, 3]),
+        "classes": np.bincount(np.concatenate(classes).astype(int), minlength=6) / len(xywh),
+        "grey": grey.mean(axis=(1, 2)),
+        "channel_mean": pixels.mean(axis=(0, 2, 3)),
+        "channel_std": pixels.std(axis=(0, 2, 3)),
+    }
+
+
+@pytest.mark.parametrize("mosaic", [1.0, 0.0], ids=["mosaic", "mosaic-closed"])
+def test_the_gpu_path_augments_as_ultralytics_does(mixed_data: Path, mosaic: float) -> None:
+    ours, theirs = _gpu_path(mixed_data, mosaic), _ultralytics(mixed_data, mosaic)
+    assert ours["per_image"].mean() == pytest.approx(theirs["per_image"].mean(), rel=0.12)
+    for q in (25, 50, 75):
+        assert np.percentile(ours["side"], q) == pytest.approx(np.percentile(theirs["side"], q), rel=0.12), q
+    for key in ("x", "y"):
+        assert ours[key].mean() == pytest.approx(theirs[key].mean(), abs=0.03), key
+        assert ours[key].std() == pytest.approx(theirs[key].std(), rel=0.12), key
+    assert ours["aspect"].std() == pytest.approx(theirs["aspect"].std(), rel=0.15)
+    assert np.abs(ours["classes"] - theirs["classes"]).sum() / 2 < 0.08  # total variation between class mixes
+    assert ours["grey"].mean() == pytest.approx(theirs["grey"].mean(), rel=0.3)  # heavy-tailed: most images none
+    assert ours["channel_mean"] == pytest.approx(theirs["channel_mean"], abs=6)
+    assert ours["channel_std"] == pytest.approx(theirs["channel_std"], rel=0.1)
+
+
+def test_a_box_moves_with_its_pixels() -> None:
+    """One white rectangle on black, through mosaic, scale, shear, rotation and flips: where the labels put its box
+    is where its pixels end up (to a pixel or two: resampling softens the rotated corners)."""
+    s = 128
+    hyp = Hyper(imgsz=s, degrees=10, shear=5, translate=0.1, scale=0.3, fliplr=0.5, flipud=0.5, hsv_h=0, hsv_s=0, hsv_v=0)
+    images = torch.zeros((4, 3, s, s), dtype=torch.uint8)
+    images[0, :, 40:72, 50:90] = 255  # only image 0 has the object: the other tiles are blank
+    sizes = np.full((4, 2), s)
+    rng = np.random.default_rng(7)
+    checked = 0
+    for _ in range(80):
+        d = draw(hyp, sizes, rng)
+        t = tiles(d, sizes, s)
+        moved = move_boxes(d, t, Boxes(np.array([0]), np.array([1.0]), np.array([[50.0, 40, 90, 72]])), s)
+        out = warp_images(images, np.zeros((4, 2)), sizes, d, t, s)
+        for b in range(4):
+            white = np.argwhere(out[b, 0].numpy() > 127)
+            rows = moved.xyxy[moved.batch_idx == b]
+            if len(white) == 0:
+                assert len(rows) == 0
+            inside = len(rows) == 1 and rows[0, 0] > 1 and rows[0, 1] > 1 and rows[0, 2] < s - 1 and rows[0, 3] < s - 1
+            if not inside or (d.sources[b] == 0).sum() > 1:  # a box cut by the border keeps its corners' extent
+                continue
+            x0, y0, x1, y1 = rows[0]
+            assert (white[:, 1].min(), white[:, 0].min()) == pytest.approx((x0, y0), abs=2.5)
+            assert (white[:, 1].max() + 1, white[:, 0].max() + 1) == pytest.approx((x1, y1), abs=2.5)
+            checked += 1
+    assert checked >= 10
+
+
+def test_a_job_asking_what_the_gpu_path_lacks_is_refused_by_name() -> None:
+    base = {"model": {"architecture": "yolov8n.yaml"}, "data": {"yaml": "/d.yaml"}, "output_dir": "/o"}
+    TrainConfig.model_validate({**base, "augmentation": "gpu"})
+    with pytest.raises(ValueError, match="mixup: 0.2"):
+        TrainConfig.model_validate({**base, "augmentation": "gpu", "extra_args": {"mixup": 0.2}})
+    with pytest.raises(ValueError, match="supports task detect, not segment"):
+        TrainConfig.model_validate({**base, "augmentation": "gpu", "task": "segment"})
+    TrainConfig.model_validate({**base, "augmentation": "cpu", "extra_args": {"mixup": 0.2}})
+
+
+def test_a_training_with_gpu_augmentation_finishes(tmp_path: Path, shapes_data: Path) -> None:
+    """Through `yolo-workload train` (here on the CPU: the same torch code), mosaic closing in its last epoch."""
+    import json
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    shutil.copytree(shapes_data.parent, data)
+    config = {
+        "model": {"architecture": "yolov8n.yaml"},
+        "data": {"yaml": str(data / "data.yaml")},
+        "imgsz": 64, "epochs": 2, "batch": 8, "workers": 0, "gpus": 0, "augmentation": "gpu",
+        "output_dir": str(tmp_path / "run"), "metrics_port": None, "termination_log": str(tmp_path / "term"),
+        "extra_args": {"close_mosaic": 1, "plots": False},
+    }  # fmt: skip
+    (tmp_path / "c.json").write_text(json.dumps(config))
+    done = subprocess.run(
+        [sys.executable, "-m", "yolo_workloads.cli", "train", "--config", str(tmp_path / "c.json")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "mosaic closed" in done.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["epochs_completed"] == 2
+    assert (tmp_path / "run" / "weights" / "best.pt").is_file()

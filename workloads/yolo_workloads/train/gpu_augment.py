@@ -1,0 +1,335 @@
+"""Ultralytics' detection training augmentation, with the pixels resampled on the GPU (`augmentation: gpu`).
+
+Why: on a GPU node with 16 CPUs Ultralytics' dataloader bounds training: its workers decode, mosaic, warp and
+recolour every image on the CPUs while the GPU waits (issue 23). Here the workers only read each image (or take it
+from the RAM cache) resized and letterboxed as Ultralytics' validation loader does; everything random happens per
+batch in the training process:
+
+- the random draws are Ultralytics' own, per sample, on the host (`draw`): mosaic of four with its centre and
+  partners, the random perspective's matrix (rotation, scale, shear, perspective, translation), HSV gains, flips;
+- the boxes move on the host (`move_boxes`), a few hundred numbers a batch, as Ultralytics moves them (mosaic
+  offsets, clip to the mosaic canvas, the corners through the matrix, clip, `box_candidates`), so no GPU result is
+  ever waited for;
+- the pixels are resampled on the GPU (`warp_images`): each output pixel goes back through the matrix into the
+  mosaic canvas and is read bilinearly from the tile's image, one `grid_sample` per tile for the whole batch (the
+  flips are folded into the matrix); then HSV (`recolour`) on the whole batch.
+
+Mosaic partners are other images of the same (shuffled) batch, where Ultralytics draws them from the data set or its
+recent-image buffer: the same distribution of images. What the GPU path does not do (copy-paste, mixup, cutmix,
+Albumentations, a 9-image mosaic) is refused before training by `unsupported`, never silently skipped. Pure
+numpy and torch: tests run it on the CPU against Ultralytics' own transforms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from yolo_workloads.contract import NOT_ON_GPU_AUGMENTATION
+
+FILL = 114.0
+"""Ultralytics' border and letterbox grey."""
+
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """The augmentation arguments, by Ultralytics' names and with Ultralytics' meaning."""
+
+    imgsz: int
+    mosaic: float = 1.0
+    degrees: float = 0.0
+    translate: float = 0.1
+    scale: float = 0.5
+    shear: float = 0.0
+    perspective: float = 0.0
+    hsv_h: float = 0.015
+    hsv_s: float = 0.7
+    hsv_v: float = 0.4
+    flipud: float = 0.0
+    fliplr: float = 0.5
+
+    @classmethod
+    def from_args(cls, args: Any) -> Hyper:
+        """From an Ultralytics trainer's `args`."""
+        names = [f for f in cls.__dataclass_fields__ if f != "imgsz"]
+        return cls(imgsz=int(args.imgsz), **{n: float(getattr(args, n)) for n in names})
+
+
+def unsupported(args: Mapping[str, Any]) -> list[str]:
+    """What in Ultralytics' train arguments the GPU path cannot do, one phrase each (empty: it does all of it)."""
+    found = [f"{name}: {args[name]}" for name in NOT_ON_GPU_AUGMENTATION if float(args.get(name) or 0.0) > 0]
+    if args.get("augmentations"):
+        found.append("augmentations (custom Albumentations transforms)")
+    return found
+
+
+@dataclass(frozen=True)
+class Draw:
+    """One batch's random choices, per sample (B samples)."""
+
+    mosaic: np.ndarray  # (B,) bool
+    sources: np.ndarray  # (B, 4) int: batch index of each tile's image; column 0 is the sample's own
+    center: np.ndarray  # (B, 2) int: the mosaic centre (xc, yc) in the 2s x 2s canvas
+    matrix: np.ndarray  # (B, 3, 3): canvas -> output pixels, flips included
+    scale: np.ndarray  # (B,): the random perspective's scale (box_candidates compares areas with it)
+    gains: np.ndarray  # (B, 3): HSV gains r, each image multiplied (s, v) or shifted (h) by them
+
+
+@dataclass(frozen=True)
+class Tiles:
+    """Where each sample's (up to) four tiles sit in its canvas."""
+
+    origin: np.ndarray  # (B, 4, 2): canvas position of the tile image's top-left pixel
+    rect: np.ndarray  # (B, 4, 4): visible part in the canvas, x0 y0 x1 y1 (empty: x1 <= x0)
+    canvas: np.ndarray  # (B, 2): canvas width, height
+
+
+def draw(hyp: Hyper, sizes: np.ndarray, rng: np.random.Generator, mosaic_open: bool = True) -> Draw:
+    """Ultralytics' random parameters for a batch of images whose resized (h, w) are `sizes` (B, 2)."""
+    b, s = len(sizes), hyp.imgsz
+    mosaic = (rng.uniform(0, 1, b) <= hyp.mosaic) if mosaic_open and hyp.mosaic > 0 else np.zeros(b, bool)
+    sources = np.concatenate([np.arange(b)[:, None], rng.integers(0, b, (b, 3))], axis=1)
+    center = rng.uniform(s // 2, 2 * s - s // 2, (b, 2)).astype(np.int64)
+    canvas = np.where(mosaic[:, None], 2 * s, sizes[:, ::-1]).astype(np.float64)
+    matrix = np.zeros((b, 3, 3))
+    scale = rng.uniform(1 - hyp.scale, 1 + hyp.scale, b)
+    for i in range(b):
+        matrix[i] = _perspective(hyp, canvas[i], scale[i], rng)
+    flips = np.stack([rng.uniform(0, 1, b) < hyp.fliplr, rng.uniform(0, 1, b) < hyp.flipud], axis=1)
+    for i in np.flatnonzero(flips.any(axis=1)):
+        matrix[i] = _flip(s, *flips[i]) @ matrix[i]
+    gains = rng.uniform(-1, 1, (b, 3)) * [hyp.hsv_h, hyp.hsv_s, hyp.hsv_v]
+    return Draw(mosaic, sources, center, matrix, scale, gains)
+
+
+def _perspective(hyp: Hyper, canvas: np.ndarray, scale: float, rng: np.random.Generator) -> np.ndarray:
+    """RandomPerspective's M = T @ S @ R @ P @ C for a canvas of (w, h) onto the s x s output."""
+    c = np.eye(3)
+    c[0, 2], c[1, 2] = -canvas[0] / 2, -canvas[1] / 2
+    p = np.eye(3)
+    p[2, 0], p[2, 1] = rng.uniform(-hyp.perspective, hyp.perspective, 2)
+    a = np.deg2rad(rng.uniform(-hyp.degrees, hyp.degrees))
+    r = np.eye(3)
+    r[:2, :2] = scale * np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])  # cv2.getRotationMatrix2D
+    sh = np.eye(3)
+    sh[0, 1], sh[1, 0] = np.tan(np.deg2rad(rng.uniform(-hyp.shear, hyp.shear, 2)))
+    t = np.eye(3)
+    t[0, 2], t[1, 2] = rng.uniform(0.5 - hyp.translate, 0.5 + hyp.translate, 2) * hyp.imgsz
+    return t @ sh @ r @ p @ c  # type: ignore[no-any-return]
+
+
+def _flip(s: int, lr: bool, ud: bool) -> np.ndarray:
+    f = np.eye(3)
+    if lr:
+        f[0, 0], f[0, 2] = -1.0, s
+    if ud:
+        f[1, 1], f[1, 2] = -1.0, s
+    return f
+
+
+def tiles(d: Draw, sizes: np.ndarray, imgsz: int) -> Tiles:
+    """Each sample's tiles: Ultralytics' 2x2 mosaic around the centre, or the one image on a canvas of its size."""
+    s2 = 2 * imgsz
+    h, w = sizes[d.sources, 0], sizes[d.sources, 1]  # (B, 4)
+    xc, yc = d.center[:, :1], d.center[:, 1:]
+    left, top = xc - w, yc - h
+    ox = np.stack([left[:, 0], xc[:, 0], left[:, 2], xc[:, 0]], axis=1)
+    oy = np.stack([top[:, 0], top[:, 1], yc[:, 0], yc[:, 0]], axis=1)
+    x0 = np.stack([np.maximum(left[:, 0], 0), xc[:, 0], np.maximum(left[:, 2], 0), xc[:, 0]], axis=1)
+    y0 = np.stack([np.maximum(top[:, 0], 0), np.maximum(top[:, 1], 0), yc[:, 0], yc[:, 0]], axis=1)
+    x1 = np.stack([xc[:, 0], np.minimum(xc[:, 0] + w[:, 1], s2), xc[:, 0], np.minimum(xc[:, 0] + w[:, 3], s2)], 1)
+    y1 = np.stack([yc[:, 0], yc[:, 0], np.minimum(yc[:, 0] + h[:, 2], s2), np.minimum(yc[:, 0] + h[:, 3], s2)], 1)
+    origin = np.stack([ox, oy], axis=2)
+    rect = np.stack([x0, y0, x1, y1], axis=2)
+    single = ~d.mosaic
+    origin[single] = 0
+    rect[single] = 0
+    rect[single, 0, 2:] = sizes[single][:, ::-1]  # the whole image, (w, h)
+    canvas = np.where(d.mosaic[:, None], s2, sizes[:, ::-1])
+    return Tiles(origin, rect, canvas)
+
+
+@dataclass(frozen=True)
+class Boxes:
+    """Labels of a batch the way Ultralytics' collate gives them: rows grouped by image, in image order."""
+
+    batch_idx: np.ndarray  # (N,)
+    cls: np.ndarray  # (N,)
+    xyxy: np.ndarray  # (N, 4) pixels
+
+
+def move_boxes(d: Draw, t: Tiles, boxes: Boxes, imgsz: int) -> Boxes:
+    """The labels of each output sample: its tiles' boxes placed in the canvas (clipped to it and the empty ones
+    dropped, as Ultralytics' mosaic does), through the sample's matrix, clipped to the output and filtered by
+    Ultralytics' `box_candidates`. `boxes` are in each image's resized frame (no letterbox padding)."""
+    counts = np.bincount(boxes.batch_idx, minlength=len(d.mosaic))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    tiles_used = np.where(d.mosaic[:, None], True, np.arange(4)[None, :] == 0)
+    pb, pq = np.nonzero(tiles_used)  # pairs (sample, tile), sample-major: rows stay grouped by sample
+    pj = d.sources[pb, pq]
+    lengths = counts[pj]
+    pair = np.repeat(np.arange(len(pb)), lengths)
+    offset = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    rows = starts[pj][pair] + offset
+    sample = pb[pair]
+    xyxy = boxes.xyxy[rows] + np.tile(t.origin[pb, pq][pair], 2)
+    mosaic = d.mosaic[sample]
+    canvas = np.tile(t.canvas[sample], 2)
+    clipped = np.clip(xyxy, 0, canvas)
+    xyxy = np.where(mosaic[:, None], clipped, xyxy)
+    keep = ~mosaic | ((xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1]))  # remove_zero_area_boxes
+    sample, xyxy, rows = sample[keep], xyxy[keep], rows[keep]
+    moved = np.clip(_through(d.matrix[sample], xyxy), 0, imgsz)
+    keep = _candidates(xyxy * d.scale[sample, None], moved)
+    return Boxes(sample[keep], boxes.cls[rows[keep]], moved[keep])
+
+
+def _through(m: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
+    """The box around each box's four corners after its matrix (m: (N, 3, 3)), as RandomPerspective.apply_bboxes."""
+    x = xyxy[:, [0, 2, 2, 0]]
+    y = xyxy[:, [1, 3, 1, 3]]
+    pts = np.stack([x, y, np.ones_like(x)], axis=1)  # (N, 3, 4)
+    out = m @ pts
+    px, py = out[:, 0] / out[:, 2], out[:, 1] / out[:, 2]
+    return np.stack([px.min(1), py.min(1), px.max(1), py.max(1)], axis=1)
+
+
+def _candidates(before: np.ndarray, after: np.ndarray, wh: float = 2, ar: float = 100, area: float = 0.1) -> Any:
+    w1, h1 = before[:, 2] - before[:, 0], before[:, 3] - before[:, 1]
+    w2, h2 = after[:, 2] - after[:, 0], after[:, 3] - after[:, 1]
+    eps = 1e-16
+    ratio = np.maximum(w2 / (h2 + eps), h2 / (w2 + eps))
+    return (w2 > wh) & (h2 > wh) & (w2 * h2 / (w1 * h1 + eps) > area) & (ratio < ar)
+
+
+def warp_images(images: torch.Tensor, pads: np.ndarray, sizes: np.ndarray, d: Draw, t: Tiles, imgsz: int) -> torch.Tensor:
+    """Each sample's output pixels (B, 3, s, s, float 0-255), as cv2.warpAffine would read them from the mosaic
+    canvas: bilinear, with the canvas's grey wherever no tile is.
+
+    `images` (B, 3, S, S) are the letterboxed inputs, `pads` (B, 2) each one's (left, top) padding and `sizes`
+    (B, 2) its resized (h, w): a tile reads only its image, never the letterbox grey around it. Each tile's pixels weigh by their bilinear share of the
+    point (1 inside the tile, falling to 0 across its edge pixel), the rest is grey: the blend cv2 makes at an edge.
+    """
+    dev, b, big = images.device, images.shape[0], images.shape[-1]
+    inverse = torch.as_tensor(np.linalg.inv(d.matrix), dtype=torch.float32, device=dev)
+    axis = torch.arange(imgsz, dtype=torch.float32, device=dev)
+    gy, gx = torch.meshgrid(axis, axis, indexing="ij")
+    pts = torch.stack([gx, gy, torch.ones_like(gx)]).reshape(3, -1)  # (3, s*s)
+    canvas = inverse @ pts  # (B, 3, s*s)
+    cx = (canvas[:, 0] / canvas[:, 2]).view(b, 1, imgsz, imgsz)
+    cy = (canvas[:, 1] / canvas[:, 2]).view(b, 1, imgsz, imgsz)
+    origin = torch.as_tensor(t.origin, dtype=torch.float32, device=dev)[..., None, None, None]  # (B, 4, 2, 1, 1, 1)
+    rect = torch.as_tensor(t.rect, dtype=torch.float32, device=dev)[..., None, None, None]  # (B, 4, 4, 1, 1, 1)
+    empty = torch.as_tensor((t.rect[:, :, 2:] <= t.rect[:, :, :2]).any(axis=2), device=dev)  # (B, 4)
+    sources = torch.as_tensor(d.sources, device=dev)
+    low_all = torch.as_tensor(pads, dtype=torch.float32, device=dev)  # (B, 2): x, y of each image's first pixel
+    high_all = low_all + torch.as_tensor(sizes[:, ::-1].copy(), dtype=torch.float32, device=dev) - 1
+    painted = torch.zeros((b, 3, imgsz, imgsz), dtype=torch.float32, device=dev)
+    cover = torch.zeros((b, 1, imgsz, imgsz), dtype=torch.float32, device=dev)
+    for q in range(4 if bool(d.mosaic.any()) else 1):
+        x0, y0, x1, y1 = rect[:, q].unbind(1)
+        share = (cx - x0 + 1).clamp(0, 1) * (x1 - cx).clamp(0, 1) * (cy - y0 + 1).clamp(0, 1) * (y1 - cy).clamp(0, 1)
+        share = share * ~empty[:, q].view(b, 1, 1, 1)  # an empty tile has no edge either
+        j = sources[:, q]
+        low, high = low_all[j].view(b, 2, 1, 1, 1), high_all[j].view(b, 2, 1, 1, 1)
+        sx = torch.minimum(torch.maximum(cx - origin[:, q, 0] + low[:, 0], low[:, 0]), high[:, 0])  # edge repeats
+        sy = torch.minimum(torch.maximum(cy - origin[:, q, 1] + low[:, 1], low[:, 1]), high[:, 1])
+        grid = torch.cat([(sx + 0.5) * (2 / big) - 1, (sy + 0.5) * (2 / big) - 1], dim=1).permute(0, 2, 3, 1)
+        tile = F.grid_sample(images[j].float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+        painted += share * tile
+        cover += share
+    return painted + FILL * (1 - cover).clamp(min=0)
+
+
+def recolour(images: torch.Tensor, gains: torch.Tensor) -> torch.Tensor:
+    """RandomHSV on a batch (B, 3, H, W, RGB 0-255): hue shifted by gains[:, 0] of the circle, saturation and
+    value multiplied by 1 + gains[:, 1:], clipped."""
+    x = images / 255.0
+    maxc, argmax = x.max(dim=1)
+    minc = x.min(dim=1).values
+    delta = maxc - minc
+    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
+    r, g, b = x.unbind(1)
+    hue = torch.where(argmax == 0, ((g - b) / safe) % 6, torch.where(argmax == 1, (b - r) / safe + 2, (r - g) / safe + 4))
+    hue = torch.where(delta > 0, hue / 6, torch.zeros_like(hue))
+    sat = torch.where(maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)), torch.zeros_like(maxc))
+    k = gains[:, :, None, None]
+    hue = (hue + k[:, 0]) % 1.0
+    sat = (sat * (1 + k[:, 1])).clamp(0, 1)
+    val = (maxc * (1 + k[:, 2])).clamp(0, 1)
+    return _hsv_to_rgb(hue, sat, val) * 255.0
+
+
+def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) hue in turns, saturation and value in 0-1 to (B, 3, H, W) RGB 0-1, without per-sector copies."""
+    h6 = h * 6
+    channels = []
+    for n in (5.0, 3.0, 1.0):  # red, green, blue
+        k = (h6 + n) % 6
+        channels.append(v - v * s * torch.minimum(k, 4 - k).clamp(0, 1))
+    return torch.stack(channels, dim=1)
+
+
+class GpuAugment:
+    """Augments a batch from the letterbox-only training loader (see the module docstring), on `device`."""
+
+    def __init__(self, hyp: Hyper, seed: int) -> None:
+        self.hyp = hyp
+        self.rng = np.random.default_rng(seed)
+        self.mosaic_open = hyp.mosaic > 0
+
+    def close_mosaic(self) -> None:
+        """Ultralytics' last `close_mosaic` epochs: one image a sample from now on."""
+        self.mosaic_open = False
+
+    def __call__(self, batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+        """The batch with augmented images (float 0-255 on `device`) and their labels (on `device`)."""
+        s = self.hyp.imgsz
+        sizes, pads = _placement(batch)
+        d = draw(self.hyp, sizes, self.rng, self.mosaic_open)
+        t = tiles(d, sizes, s)
+        boxes = _resized_frame(batch, pads, s)
+        moved = move_boxes(d, t, boxes, s)
+        images = batch["img"].to(device, non_blocking=True)  # pinned by the loader on CUDA
+        with torch.autocast(device.type, enabled=False):
+            out = warp_images(images, pads, sizes, d, t, s)
+            if self.hyp.hsv_h or self.hyp.hsv_s or self.hyp.hsv_v:
+                out = recolour(out, torch.as_tensor(d.gains, dtype=torch.float32, device=device))
+        batch["img"] = out
+        batch.update(_as_tensors(moved, s, device))
+        batch["resized_shape"] = [(s, s)] * len(sizes)
+        return batch
+
+
+def _placement(batch: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Each image's resized (h, w) and its letterbox padding (left, top), from the loader's `ori_shape` and
+    `ratio_pad` (its `resized_shape` is the letterboxed square's by then)."""
+    sizes = [(round(h * rh), round(w * rw)) for (h, w), ((rh, rw), _) in zip(batch["ori_shape"], batch["ratio_pad"])]
+    pads = [tuple(pad) for _, pad in batch["ratio_pad"]]
+    return np.array(sizes, dtype=np.int64), np.array(pads, dtype=np.float64)
+
+
+def _resized_frame(batch: dict[str, Any], pads: np.ndarray, imgsz: int) -> Boxes:
+    """The loader's labels (normalised xywh of the letterboxed square) as pixels of each resized image."""
+    idx = batch["batch_idx"].numpy().astype(np.int64)
+    xywh = batch["bboxes"].numpy().astype(np.float64) * imgsz
+    xyxy = np.concatenate([xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2], axis=1)
+    xyxy -= np.tile(pads[idx], 2)
+    return Boxes(idx, batch["cls"].numpy().reshape(-1), xyxy)
+
+
+def _as_tensors(boxes: Boxes, imgsz: int, device: torch.device) -> dict[str, torch.Tensor]:
+    xy = (boxes.xyxy[:, :2] + boxes.xyxy[:, 2:]) / 2
+    wh = boxes.xyxy[:, 2:] - boxes.xyxy[:, :2]
+    columns = np.concatenate([boxes.batch_idx[:, None], boxes.cls[:, None], xy / imgsz, wh / imgsz], axis=1)
+    host = torch.as_tensor(columns, dtype=torch.float32)
+    if device.type == "cuda":  # pinned, so the copy is queued and nothing waits for the GPU
+        host = host.pin_memory()
+    table = host.to(device, non_blocking=True)
+    return {"batch_idx": table[:, 0], "cls": table[:, 1:2], "bboxes": table[:, 2:6]}
