@@ -42,7 +42,7 @@ def _grid(images: list[np.ndarray], boxes: list[np.ndarray], path: Path) -> None
     import cv2
 
     tiles = []
-    for img, xywh in zip(images, boxes):
+    for img, xywh in zip(images, boxes, strict=True):
         im = np.ascontiguousarray(img.transpose(1, 2, 0)[..., ::-1])
         s = im.shape[0]
         for x, y, w, h in xywh * s:
@@ -54,7 +54,6 @@ def _grid(images: list[np.ndarray], boxes: list[np.ndarray], path: Path) -> None
 
 def main() -> None:
     import torch
-
     from yolo_workloads.train.gpu_augment import GpuAugment, Hyper
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -75,7 +74,9 @@ def main() -> None:
     np.random.seed(0)
     _, theirs = _dataset(args.data, args.imgsz, letterbox_only=False)
     samples = [theirs[i] for i in range(16)]
-    _grid([s["img"].numpy() for s in samples], [s["bboxes"].numpy() for s in samples], args.out / "grid-ultralytics.jpg")
+    _grid(
+        [s["img"].numpy() for s in samples], [s["bboxes"].numpy() for s in samples], args.out / "grid-ultralytics.jpg"
+    )
 
     cfg, ours = _dataset(args.data, args.imgsz, letterbox_only=True)
     augment = GpuAugment(Hyper.from_args(cfg), seed=0)

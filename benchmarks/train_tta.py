@@ -155,7 +155,9 @@ def run(args: argparse.Namespace) -> int:
         defaults = json.loads(Path(args.defaults_json).read_text())["defaults"]
         defaults["reused_from"] = str(args.defaults_json)
     else:
-        defaults = _train(out, "defaults", base, {**DEFAULTS, **_settings(args.baseline)} if args.baseline else DEFAULTS)
+        defaults = _train(
+            out, "defaults", base, {**DEFAULTS, **_settings(args.baseline)} if args.baseline else DEFAULTS
+        )
     print(f"defaults: {json.dumps({k: v for k, v in defaults.items() if k != 'epochs'})}", flush=True)
     if args.fixed:  # a setting given by hand instead of tuning: what one setting does to the trajectory
         tuned_result, tune_wall = {**DEFAULTS, **_settings(args.fixed), "fixed_by_hand": True}, 0.0

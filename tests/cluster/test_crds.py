@@ -97,6 +97,17 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
     ("train-lr0-zero", train({"train": {"lr0": 0}}), "spec.train.lr0"),
     ("train-batch-zero", train({"train": {"batch": 0}}), "spec.train.batch"),
     ("train-cache-gpu", train({"train": {"cache": "gpu"}}), "spec.train.cache"),
+    ("train-augmentation-tpu", train({"train": {"augmentation": "tpu"}}), "spec.train.augmentation"),
+    (
+        "train-augmentation-gpu-segment",
+        train({"model": {"architecture": "yolov8n-seg.yaml"}, "train": {"augmentation": "gpu"}}),
+        "train.augmentation gpu supports task detect",
+    ),
+    (
+        "train-augmentation-gpu-mixup",
+        train({"train": {"augmentation": "gpu", "extraArgs": {"mixup": 0.3}}}),
+        "augmentation gpu does not implement copy_paste, mixup",
+    ),
     ("train-extra-args-owned", train({"train": {"extraArgs": {"epochs": 5}}}), "spec.train.extraArgs.epochs"),
     ("train-extra-args-typo", train({"train": {"extraArgs": {"mosiac": 0.5}}}), "spec.train.extraArgs.mosiac"),
     ("train-extra-args-type", train({"train": {"extraArgs": {"cos_lr": "yes"}}}), "spec.train.extraArgs.cos_lr"),
@@ -267,6 +278,7 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
 
 # (id, object): valid edge cases the API server must accept
 ACCEPTED: list[tuple[str, dict[str, Any]]] = [
+    ("train-augmentation-gpu", train({"train": {"augmentation": "gpu", "extraArgs": {"mixup": 0.0, "mosaic": 0.5}}})),
     ("train-task-from-architecture", train({"model": {"architecture": "yolo11n-pose.yaml"}})),
     ("train-task-matches-architecture", train({"task": "obb", "model": {"architecture": "yolo26s-obb.yaml"}})),
     (

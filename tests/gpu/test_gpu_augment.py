@@ -17,8 +17,7 @@ pytestmark = pytest.mark.gpu
 
 def test_the_cuda_pixels_are_the_cpu_pixels() -> None:
     import torch
-
-    from yolo_workloads.train.gpu_augment import Hyper, draw, recolour, tiles, warp_images
+    from yolo_workloads.train.gpu_augment import Hyper, draw, on_device, recolour, tiles, warp_images
 
     s = 320
     rng = np.random.default_rng(0)
@@ -28,9 +27,9 @@ def test_the_cuda_pixels_are_the_cpu_pixels() -> None:
     hyp = Hyper(imgsz=s, degrees=5, shear=2, perspective=0.0005)
     d = draw(hyp, sizes, rng)
     t = tiles(d, sizes, s)
-    on_cpu = recolour(warp_images(images, pads, sizes, d, t, s), torch.as_tensor(d.gains, dtype=torch.float32))
-    on_gpu = warp_images(images.cuda(), pads, sizes, d, t, s)
-    on_gpu = recolour(on_gpu, torch.as_tensor(d.gains, dtype=torch.float32).cuda()).cpu()
+    cpu, cuda = on_device(d, t, pads, sizes, torch.device("cpu")), on_device(d, t, pads, sizes, torch.device("cuda"))
+    on_cpu = recolour(warp_images(images, cpu, s), cpu.gains)
+    on_gpu = recolour(warp_images(images.cuda(), cuda, s), cuda.gains).cpu()
     differs = (on_cpu - on_gpu).abs() > 1.0  # bilinear weights in another order: rounding, not pixels
     assert differs.float().mean() < 1e-3
 

@@ -165,6 +165,7 @@ MALFORMED: list[tuple[str, dict[str, Any], str, Any, str, str]] = [
     ("svc-port-low", SERVICE, "spec.serving.port", 80, "spec.serving.port", "greater"),
     ("svc-service-type", SERVICE, "spec.service.type", "ExternalName", "spec.service.type", "ClusterIP"),
     ("svc-replicas-negative", SERVICE, "spec.replicas", -1, "spec.replicas", "greater"),
+    ("train-augmentation-tpu", TRAIN, "spec.train.augmentation", "tpu", "spec.train.augmentation", "'gpu'"),
 ]
 
 
@@ -179,6 +180,29 @@ def test_malformed_spec_is_rejected_naming_the_field(
     matching = [p for p in caught.value.problems if p.startswith(field + ":")]
     assert matching, f"no problem names {field}: {caught.value.problems}"
     assert any(word in p for p in matching), matching
+
+
+def test_gpu_augmentation_is_refused_where_it_cannot_train_naming_the_field_and_the_cause() -> None:
+    from yolo_operator.render.train_job import train_config, tune_config
+    from test_render_train_job import CHOICE, OPTIONS
+
+    gpu = _set(TRAIN, "spec.train.augmentation", "gpu")
+    with pytest.raises(SpecError) as caught:
+        parse_resource(_set(gpu, "spec.model.architecture", "yolov8n-seg.yaml"))
+    assert caught.value.problems == [
+        "spec.train.augmentation: train.augmentation gpu supports task detect: use cpu for this task"
+    ]
+    with pytest.raises(SpecError) as caught:
+        parse_resource(_set(gpu, "spec.train.extraArgs", {"mixup": 0.3}))
+    assert caught.value.problems == [
+        "spec.train.augmentation: augmentation gpu does not implement copy_paste, mixup, cutmix, bgr: set them to 0 "
+        "in extraArgs or use augmentation cpu"
+    ]
+    job = parse_resource(_set(gpu, "spec.train.extraArgs", {"mixup": 0.0, "mosaic": 0.5}))
+    assert train_config(job, CHOICE, OPTIONS).augmentation == "gpu"  # type: ignore[arg-type]
+    assert tune_config(job).augmentation == "gpu"  # type: ignore[arg-type]
+    plain = parse_resource(TRAIN)
+    assert "augmentation" not in train_config(plain, CHOICE, OPTIONS).model_fields_set  # type: ignore[arg-type]
 
 
 def test_wrong_kind_and_version_are_named() -> None:

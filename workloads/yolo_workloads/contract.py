@@ -8,6 +8,7 @@ compact; full details go to the output folder.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Literal, NotRequired, Self
 
@@ -158,13 +159,17 @@ class DataSource(ContractModel):
         return root if self.shapes is not None and self.shapes.task == "classify" else root / "data.yaml"
 
 
-def gpu_augmentation_problem(task: str, extra_args: dict[str, object]) -> str | None:
+def gpu_augmentation_lacks(args: Mapping[str, object]) -> list[str]:
+    """The augmentations in Ultralytics train arguments that the GPU path does not implement, as `name: value`."""
+    return [f"{n}: {v}" for n in NOT_ON_GPU_AUGMENTATION if isinstance(v := args.get(n), int | float) and v > 0]
+
+
+def gpu_augmentation_problem(task: str, extra_args: Mapping[str, object]) -> str | None:
     """Why `augmentation: gpu` cannot train this (None: it can): the task, or an augmentation it lacks."""
     if task not in GPU_AUGMENTATION_TASKS:
         return f"augmentation gpu supports task {', '.join(GPU_AUGMENTATION_TASKS)}, not {task}: use cpu"
-    on = [f"{n}: {v}" for n in NOT_ON_GPU_AUGMENTATION if isinstance(v := extra_args.get(n), int | float) and v > 0]
-    if on:
-        return f"augmentation gpu does not implement {', '.join(on)}: set them to 0 or use augmentation cpu"
+    if lacking := gpu_augmentation_lacks(extra_args):
+        return f"augmentation gpu does not implement {', '.join(lacking)}: set them to 0 or use augmentation cpu"
     return None
 
 

@@ -7,7 +7,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, WithJsonSchema, field_validator
 from pydantic_core import PydanticCustomError
-from yolo_workloads.contract import DEFAULT_TASK, TASK_SUFFIXES, Task, architecture_task
+from yolo_workloads.contract import (
+    DEFAULT_TASK,
+    GPU_AUGMENTATION_TASKS,
+    NOT_ON_GPU_AUGMENTATION,
+    TASK_SUFFIXES,
+    Augmentation,
+    Task,
+    architecture_task,
+    gpu_augmentation_lacks,
+)
 
 from yolo_operator.api.common import (
     API_VERSION,
@@ -102,6 +111,10 @@ class TrainSettings(ApiModel):
     """Fixed mixed precision on or off; left to tuning when unset."""
     cache: Literal["none", "ram", "disk"] | None = None
     """Fixed image caching; left to tuning when unset."""
+    augmentation: Augmentation | None = None
+    """Where training images are augmented: `cpu` (Ultralytics' dataloader workers; the default) or `gpu` (the same
+    mosaic, random perspective, HSV and flips, batched on the GPU, so a few workers only read images). `gpu` trains
+    detection and refuses copy_paste, mixup, cutmix and bgr, which it does not implement."""
     extra_args: Annotated[
         dict[str, Any] | None,
         WithJsonSchema(extra_args_schema()),
@@ -116,7 +129,17 @@ class TrainSettings(ApiModel):
             raise PydanticCustomError("extra_args", "; ".join(problems))
         return args
 
-    __rules__ = extra_args_rules()
+    __rules__ = (
+        *extra_args_rules(),
+        Rule(
+            cel="!has(self.augmentation) || self.augmentation != 'gpu' || !has(self.extraArgs) || "
+            + " && ".join(f"(!has(self.extraArgs.{n}) || self.extraArgs.{n} <= 0.0)" for n in NOT_ON_GPU_AUGMENTATION),
+            message=f"augmentation gpu does not implement {', '.join(NOT_ON_GPU_AUGMENTATION)}: set them to 0 in "
+            "extraArgs or use augmentation cpu",
+            check=lambda t: t.augmentation != "gpu" or not gpu_augmentation_lacks(t.extra_args or {}),
+            field="augmentation",
+        ),
+    )
 
 
 class Range(ApiModel):
@@ -259,6 +282,13 @@ class YoloTrainJobSpec(ApiModel):
             message="data.shapes.variant crowded has many objects an image: use variant shapes for classify",
             check=_variant_fits_task,
             field="data.shapes.variant",
+        ),
+        Rule(
+            cel=f"!has(self.train) || !has(self.train.augmentation) || self.train.augmentation != 'gpu' || "
+            f"{_SPEC_TASK_CEL} in {list(GPU_AUGMENTATION_TASKS)}",
+            message=f"train.augmentation gpu supports task {', '.join(GPU_AUGMENTATION_TASKS)}: use cpu for this task",
+            check=lambda s: s.train.augmentation != "gpu" or s.effective_task() in GPU_AUGMENTATION_TASKS,
+            field="train.augmentation",
         ),
         *immutable(
             "task", "model", "data", "train", "tuning", "resources", "output", "podOverrides", "sourceCache",

@@ -271,7 +271,14 @@ def tune_config(job: YoloTrainJob) -> TuneConfig:
         output_dir=posixpath.join(layout.run_dir, "tuning"),
         seed=train.seed,
         epochs=train.epochs,
+        **_augmentation(spec),
     )
+
+
+def _augmentation(spec: YoloTrainJobSpec) -> dict[str, Any]:
+    """`augmentation` for the tuning and training configs, left out unless the spec sets it (a config's text, and
+    so a running job's hash, stays what it was for every spec that does not)."""
+    return {"augmentation": spec.train.augmentation} if spec.train.augmentation is not None else {}
 
 
 def _warmup_batch(spec: YoloTrainJobSpec, batch: int) -> int | None:
@@ -314,6 +321,7 @@ def train_config(job: YoloTrainJob, choice: TunedSettings, options: RenderOption
         gpus=spec.resources.gpus,
         save_period=spec.output.checkpoint_every_epochs if spec.output else 1,
         warmup_batch=_warmup_batch(spec, choice.batch),
+        **_augmentation(spec),
         extra_args=dict(t.extra_args or {}),
         output_dir=layout.run_dir,
         metrics_port=options.metrics_port,

@@ -22,19 +22,19 @@ numpy and torch: tests run it on the CPU against Ultralytics' own transforms.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from torch.nn import functional
 
-from yolo_workloads.contract import NOT_ON_GPU_AUGMENTATION
+from yolo_workloads.contract import gpu_augmentation_lacks
 
 FILL = 114.0
 """Ultralytics' border and letterbox grey."""
-
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class Hyper:
 
 def unsupported(args: Mapping[str, Any]) -> list[str]:
     """What in Ultralytics' train arguments the GPU path cannot do, one phrase each (empty: it does all of it)."""
-    found = [f"{name}: {args[name]}" for name in NOT_ON_GPU_AUGMENTATION if float(args.get(name) or 0.0) > 0]
+    found = gpu_augmentation_lacks(args)
     if args.get("augmentations"):
         found.append("augmentations (custom Albumentations transforms)")
     return found
@@ -97,31 +97,28 @@ def draw(hyp: Hyper, sizes: np.ndarray, rng: np.random.Generator, mosaic_open: b
     sources = np.concatenate([np.arange(b)[:, None], rng.integers(0, b, (b, 3))], axis=1)
     center = rng.uniform(s // 2, 2 * s - s // 2, (b, 2)).astype(np.int64)
     canvas = np.where(mosaic[:, None], 2 * s, sizes[:, ::-1]).astype(np.float64)
-    matrix = np.zeros((b, 3, 3))
     scale = rng.uniform(1 - hyp.scale, 1 + hyp.scale, b)
-    for i in range(b):
-        matrix[i] = _perspective(hyp, canvas[i], scale[i], rng)
+    matrix = _perspective(hyp, canvas, scale, rng)
     flips = np.stack([rng.uniform(0, 1, b) < hyp.fliplr, rng.uniform(0, 1, b) < hyp.flipud], axis=1)
-    for i in np.flatnonzero(flips.any(axis=1)):
-        matrix[i] = _flip(s, *flips[i]) @ matrix[i]
+    for k in np.flatnonzero(flips.any(axis=1)):
+        matrix[k] = _flip(s, *flips[k]) @ matrix[k]
     gains = rng.uniform(-1, 1, (b, 3)) * [hyp.hsv_h, hyp.hsv_s, hyp.hsv_v]
     return Draw(mosaic, sources, center, matrix, scale, gains)
 
 
-def _perspective(hyp: Hyper, canvas: np.ndarray, scale: float, rng: np.random.Generator) -> np.ndarray:
-    """RandomPerspective's M = T @ S @ R @ P @ C for a canvas of (w, h) onto the s x s output."""
-    c = np.eye(3)
-    c[0, 2], c[1, 2] = -canvas[0] / 2, -canvas[1] / 2
-    p = np.eye(3)
-    p[2, 0], p[2, 1] = rng.uniform(-hyp.perspective, hyp.perspective, 2)
-    a = np.deg2rad(rng.uniform(-hyp.degrees, hyp.degrees))
-    r = np.eye(3)
-    r[:2, :2] = scale * np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])  # cv2.getRotationMatrix2D
-    sh = np.eye(3)
-    sh[0, 1], sh[1, 0] = np.tan(np.deg2rad(rng.uniform(-hyp.shear, hyp.shear, 2)))
-    t = np.eye(3)
-    t[0, 2], t[1, 2] = rng.uniform(0.5 - hyp.translate, 0.5 + hyp.translate, 2) * hyp.imgsz
-    return t @ sh @ r @ p @ c  # type: ignore[no-any-return]
+def _perspective(hyp: Hyper, canvas: np.ndarray, scale: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """RandomPerspective's M = T @ S @ R @ P @ C for each sample's canvas (w, h) onto the s x s output."""
+    b = len(canvas)
+    c, p, r, sh, t = (np.tile(np.eye(3), (b, 1, 1)) for _ in range(5))
+    c[:, 0, 2], c[:, 1, 2] = -canvas[:, 0] / 2, -canvas[:, 1] / 2
+    p[:, 2, :2] = rng.uniform(-hyp.perspective, hyp.perspective, (b, 2))
+    a = np.deg2rad(rng.uniform(-hyp.degrees, hyp.degrees, b))
+    cos, sin = scale * np.cos(a), scale * np.sin(a)  # cv2.getRotationMatrix2D about the origin
+    r[:, 0, 0], r[:, 0, 1], r[:, 1, 0], r[:, 1, 1] = cos, sin, -sin, cos
+    shear = np.tan(np.deg2rad(rng.uniform(-hyp.shear, hyp.shear, (b, 2))))
+    sh[:, 0, 1], sh[:, 1, 0] = shear[:, 0], shear[:, 1]
+    t[:, :2, 2] = rng.uniform(0.5 - hyp.translate, 0.5 + hyp.translate, (b, 2)) * hyp.imgsz
+    return t @ sh @ r @ p @ c
 
 
 def _flip(s: int, lr: bool, ud: bool) -> np.ndarray:
@@ -208,40 +205,75 @@ def _candidates(before: np.ndarray, after: np.ndarray, wh: float = 2, ar: float 
     return (w2 > wh) & (h2 > wh) & (w2 * h2 / (w1 * h1 + eps) > area) & (ratio < ar)
 
 
-def warp_images(images: torch.Tensor, pads: np.ndarray, sizes: np.ndarray, d: Draw, t: Tiles, imgsz: int) -> torch.Tensor:
+@dataclass(frozen=True)
+class OnDevice:
+    """What the pixel work needs from the host's draws, on the device, sent in one copy that nothing waits for."""
+
+    inverse: torch.Tensor  # (B, 3, 3): output pixel -> canvas
+    origin: torch.Tensor  # (B, 4, 2)
+    rect: torch.Tensor  # (B, 4, 4)
+    empty: torch.Tensor  # (B, 4) bool
+    sources: torch.Tensor  # (B, 4) long
+    low: torch.Tensor  # (B, 4, 2): the first pixel (x, y) of each tile's image in its letterboxed input
+    high: torch.Tensor  # (B, 4, 2): its last pixel
+    gains: torch.Tensor  # (B, 3)
+    tiles: int  # 4 when any sample is a mosaic, else 1
+
+
+def on_device(d: Draw, t: Tiles, pads: np.ndarray, sizes: np.ndarray, device: torch.device) -> OnDevice:
+    """The draws as one pinned host table, copied without blocking (a blocking copy would wait for the GPU to finish
+    the previous step, and the host could no longer prepare the next batch meanwhile)."""
+    b = len(d.mosaic)
+    low = pads[d.sources]
+    high = low + sizes[d.sources][..., ::-1] - 1
+    empty = (t.rect[:, :, 2:] <= t.rect[:, :, :2]).any(axis=2)
+    columns = [np.linalg.inv(d.matrix), t.origin, t.rect, empty, d.sources, low, high, d.gains]
+    table = torch.as_tensor(np.concatenate([c.reshape(b, -1) for c in columns], axis=1), dtype=torch.float32)
+    if device.type == "cuda":
+        table = table.pin_memory()
+    table = table.to(device, non_blocking=True)
+    inv, origin, rect, empty_, sources, low_, high_, gains = torch.split(table, [9, 8, 16, 4, 4, 8, 8, 3], dim=1)
+    return OnDevice(
+        inverse=inv.reshape(b, 3, 3), origin=origin.reshape(b, 4, 2), rect=rect.reshape(b, 4, 4),
+        empty=empty_ > 0.5, sources=sources.round().long(), low=low_.reshape(b, 4, 2), high=high_.reshape(b, 4, 2),
+        gains=gains, tiles=4 if bool(d.mosaic.any()) else 1,
+    )  # fmt: skip
+
+
+@functools.cache
+def _pixel_grid(imgsz: int, device: str) -> torch.Tensor:
+    """(3, s*s): every output pixel's (x, y, 1)."""
+    axis = torch.arange(imgsz, dtype=torch.float32, device=device)
+    gy, gx = torch.meshgrid(axis, axis, indexing="ij")
+    return torch.stack([gx, gy, torch.ones_like(gx)]).reshape(3, -1)
+
+
+def warp_images(images: torch.Tensor, p: OnDevice, imgsz: int) -> torch.Tensor:
     """Each sample's output pixels (B, 3, s, s, float 0-255), as cv2.warpAffine would read them from the mosaic
     canvas: bilinear, with the canvas's grey wherever no tile is.
 
-    `images` (B, 3, S, S) are the letterboxed inputs, `pads` (B, 2) each one's (left, top) padding and `sizes`
-    (B, 2) its resized (h, w): a tile reads only its image, never the letterbox grey around it. Each tile's pixels weigh by their bilinear share of the
-    point (1 inside the tile, falling to 0 across its edge pixel), the rest is grey: the blend cv2 makes at an edge.
+    `images` (B, 3, S, S) are the letterboxed inputs; a tile reads only its image (`p.low` to `p.high`), never the
+    letterbox grey around it. Each tile's pixels weigh by their bilinear share of the point (1 inside the tile,
+    falling to 0 across its edge pixel), the rest is grey: the blend cv2 makes at an edge.
     """
-    dev, b, big = images.device, images.shape[0], images.shape[-1]
-    inverse = torch.as_tensor(np.linalg.inv(d.matrix), dtype=torch.float32, device=dev)
-    axis = torch.arange(imgsz, dtype=torch.float32, device=dev)
-    gy, gx = torch.meshgrid(axis, axis, indexing="ij")
-    pts = torch.stack([gx, gy, torch.ones_like(gx)]).reshape(3, -1)  # (3, s*s)
-    canvas = inverse @ pts  # (B, 3, s*s)
+    b, big = images.shape[0], images.shape[-1]
+    canvas = p.inverse @ _pixel_grid(imgsz, str(images.device))  # (B, 3, s*s)
     cx = (canvas[:, 0] / canvas[:, 2]).view(b, 1, imgsz, imgsz)
     cy = (canvas[:, 1] / canvas[:, 2]).view(b, 1, imgsz, imgsz)
-    origin = torch.as_tensor(t.origin, dtype=torch.float32, device=dev)[..., None, None, None]  # (B, 4, 2, 1, 1, 1)
-    rect = torch.as_tensor(t.rect, dtype=torch.float32, device=dev)[..., None, None, None]  # (B, 4, 4, 1, 1, 1)
-    empty = torch.as_tensor((t.rect[:, :, 2:] <= t.rect[:, :, :2]).any(axis=2), device=dev)  # (B, 4)
-    sources = torch.as_tensor(d.sources, device=dev)
-    low_all = torch.as_tensor(pads, dtype=torch.float32, device=dev)  # (B, 2): x, y of each image's first pixel
-    high_all = low_all + torch.as_tensor(sizes[:, ::-1].copy(), dtype=torch.float32, device=dev) - 1
-    painted = torch.zeros((b, 3, imgsz, imgsz), dtype=torch.float32, device=dev)
-    cover = torch.zeros((b, 1, imgsz, imgsz), dtype=torch.float32, device=dev)
-    for q in range(4 if bool(d.mosaic.any()) else 1):
-        x0, y0, x1, y1 = rect[:, q].unbind(1)
+    painted = torch.zeros((b, 3, imgsz, imgsz), dtype=torch.float32, device=images.device)
+    cover = torch.zeros((b, 1, imgsz, imgsz), dtype=torch.float32, device=images.device)
+    for q in range(p.tiles):
+        x0, y0, x1, y1 = (v.view(b, 1, 1, 1) for v in p.rect[:, q].unbind(1))
         share = (cx - x0 + 1).clamp(0, 1) * (x1 - cx).clamp(0, 1) * (cy - y0 + 1).clamp(0, 1) * (y1 - cy).clamp(0, 1)
-        share = share * ~empty[:, q].view(b, 1, 1, 1)  # an empty tile has no edge either
-        j = sources[:, q]
-        low, high = low_all[j].view(b, 2, 1, 1, 1), high_all[j].view(b, 2, 1, 1, 1)
-        sx = torch.minimum(torch.maximum(cx - origin[:, q, 0] + low[:, 0], low[:, 0]), high[:, 0])  # edge repeats
-        sy = torch.minimum(torch.maximum(cy - origin[:, q, 1] + low[:, 1], low[:, 1]), high[:, 1])
+        share = share * ~p.empty[:, q].view(b, 1, 1, 1)  # an empty tile has no edge either
+        ox, oy = (v.view(b, 1, 1, 1) for v in p.origin[:, q].unbind(1))
+        lx, ly = (v.view(b, 1, 1, 1) for v in p.low[:, q].unbind(1))
+        hx, hy = (v.view(b, 1, 1, 1) for v in p.high[:, q].unbind(1))
+        sx = torch.minimum(torch.maximum(cx - ox + lx, lx), hx)  # beyond its image, a tile repeats its edge
+        sy = torch.minimum(torch.maximum(cy - oy + ly, ly), hy)
         grid = torch.cat([(sx + 0.5) * (2 / big) - 1, (sy + 0.5) * (2 / big) - 1], dim=1).permute(0, 2, 3, 1)
-        tile = F.grid_sample(images[j].float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+        source = images.index_select(0, p.sources[:, q]).float()
+        tile = functional.grid_sample(source, grid, padding_mode="border", align_corners=False)  # bilinear
         painted += share * tile
         cover += share
     return painted + FILL * (1 - cover).clamp(min=0)
@@ -256,7 +288,9 @@ def recolour(images: torch.Tensor, gains: torch.Tensor) -> torch.Tensor:
     delta = maxc - minc
     safe = torch.where(delta > 0, delta, torch.ones_like(delta))
     r, g, b = x.unbind(1)
-    hue = torch.where(argmax == 0, ((g - b) / safe) % 6, torch.where(argmax == 1, (b - r) / safe + 2, (r - g) / safe + 4))
+    hue = torch.where(
+        argmax == 0, ((g - b) / safe) % 6, torch.where(argmax == 1, (b - r) / safe + 2, (r - g) / safe + 4)
+    )
     hue = torch.where(delta > 0, hue / 6, torch.zeros_like(hue))
     sat = torch.where(maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)), torch.zeros_like(maxc))
     k = gains[:, :, None, None]
@@ -297,10 +331,11 @@ class GpuAugment:
         boxes = _resized_frame(batch, pads, s)
         moved = move_boxes(d, t, boxes, s)
         images = batch["img"].to(device, non_blocking=True)  # pinned by the loader on CUDA
+        params = on_device(d, t, pads, sizes, device)
         with torch.autocast(device.type, enabled=False):
-            out = warp_images(images, pads, sizes, d, t, s)
+            out = warp_images(images, params, s)
             if self.hyp.hsv_h or self.hyp.hsv_s or self.hyp.hsv_v:
-                out = recolour(out, torch.as_tensor(d.gains, dtype=torch.float32, device=device))
+                out = recolour(out, params.gains)
         batch["img"] = out
         batch.update(_as_tensors(moved, s, device))
         batch["resized_shape"] = [(s, s)] * len(sizes)
@@ -310,7 +345,8 @@ class GpuAugment:
 def _placement(batch: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """Each image's resized (h, w) and its letterbox padding (left, top), from the loader's `ori_shape` and
     `ratio_pad` (its `resized_shape` is the letterboxed square's by then)."""
-    sizes = [(round(h * rh), round(w * rw)) for (h, w), ((rh, rw), _) in zip(batch["ori_shape"], batch["ratio_pad"])]
+    shapes = zip(batch["ori_shape"], batch["ratio_pad"], strict=True)
+    sizes = [(round(h * rh), round(w * rw)) for (h, w), ((rh, rw), _) in shapes]
     pads = [tuple(pad) for _, pad in batch["ratio_pad"]]
     return np.array(sizes, dtype=np.int64), np.array(pads, dtype=np.float64)
 
