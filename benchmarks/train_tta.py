@@ -225,7 +225,8 @@ def _table(report: dict[str, Any]) -> str:
         r = report[name]
         s = r["settings"]
         lines.append(
-            f"| {name} | batch {s['batch']}{' after warm-up at ' + str(s['warmup_batch']) if s.get('warmup_batch') else ''}, workers {s['workers']}, amp {s['amp']}, cache {s['cache']} "
+            f"| {name} | batch {s['batch']}{' after warm-up at ' + str(s['warmup_batch']) if s.get('warmup_batch') else ''}, workers {s['workers']}, amp {s['amp']}, cache {s['cache']}"
+            f"{', augmentation ' + s['augmentation'] if s.get('augmentation') else ''} "
             f"| {r.get('tune_wall_s', 0):.0f} | {r['train_s']:.0f} | {r['whole_s']:.0f} | {r['final_map']:.3f} "
             f"| {r['time_to_target_s'] if r['time_to_target_s'] is not None else 'not reached'} |"
         )

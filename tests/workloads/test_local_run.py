@@ -198,6 +198,28 @@ def _serve_until_ready_then_interrupt(svc: Path, train_work: Path, env: dict[str
     assert status.model_path and status.model_path.endswith("training/weights/best.pt")
 
 
+def test_a_job_augmenting_on_the_gpu_trains_through_the_same_path(tmp_path: Path, env: dict[str, str]) -> None:
+    """spec.train.augmentation reaches the training pod's config and its trainer (here on the CPU: the same torch)."""
+    manifest = _manifest(
+        tmp_path / "job.yaml",
+        "gpu-augmented",
+        train={
+            "imgsz": 64, "epochs": 2, "batch": 8, "workers": 0, "augmentation": "gpu",
+            "extraArgs": {"plots": False, "close_mosaic": 1},
+        },
+        tuning={"enabled": False},
+    )  # fmt: skip
+    work = tmp_path / "work"
+    done = _run([str(manifest), "--workdir", str(work)], env, tmp_path)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    assert _phases(done.stdout)[-1] == "Succeeded"
+    logs = "".join(p.read_text(errors="replace") for p in work.rglob("*.log"))
+    assert "mosaic closed (augmentation on the GPU)" in logs + output
+    status = YoloTrainJobStatus.model_validate(yaml.safe_load((work / "status.yaml").read_text()))
+    assert status.progress is not None and status.progress.epoch == 2
+
+
 def test_bad_manifest_names_the_fields(tmp_path: Path, env: dict[str, str]) -> None:
     manifest = _manifest(tmp_path / "bad.yaml", "bad", train={"imgsz": 65, "epochs": 0})
     done = _run([str(manifest)], env, tmp_path, timeout=60)
