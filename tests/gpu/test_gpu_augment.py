@@ -16,22 +16,29 @@ pytestmark = pytest.mark.gpu
 
 
 def test_the_cuda_pixels_are_the_cpu_pixels() -> None:
+    """The CUDA path samples in half precision (positions exact to 0.16 px at 640): on images with edges and
+    gradients, as photographs have, it gives the CPU path's pixels to a level or two."""
+    import cv2
     import torch
     from yolo_workloads.train.gpu_augment import Hyper, draw, on_device, recolour, tiles, warp_images
 
-    s = 320
+    s = 640
     rng = np.random.default_rng(0)
-    images = torch.as_tensor(rng.integers(0, 256, (8, 3, s, s), dtype=np.uint8))
-    sizes = np.array([[s, s], [192, s]] * 4)
-    pads = np.array([[0, 0], [0, 64]] * 4, dtype=np.float64)
+    coarse = rng.integers(0, 256, (8, 3, 12, 12), dtype=np.uint8)
+    smooth = np.stack([cv2.resize(c.transpose(1, 2, 0), (s, s), interpolation=cv2.INTER_CUBIC) for c in coarse])
+    images = torch.as_tensor(smooth.transpose(0, 3, 1, 2).copy())
+    images[:, :, 100:300:40, :] = 255  # sharp lines too
+    sizes = np.array([[s, s], [384, s]] * 4)
+    pads = np.array([[0, 0], [0, 128]] * 4, dtype=np.float64)
     hyp = Hyper(imgsz=s, degrees=5, shear=2, perspective=0.0005)
     d = draw(hyp, sizes, rng)
     t = tiles(d, sizes, s)
     cpu, cuda = on_device(d, t, pads, sizes, torch.device("cpu")), on_device(d, t, pads, sizes, torch.device("cuda"))
     on_cpu = recolour(warp_images(images, cpu, s), cpu.gains)
-    on_gpu = recolour(warp_images(images.cuda(), cuda, s), cuda.gains).cpu()
-    differs = (on_cpu - on_gpu).abs() > 1.0  # bilinear weights in another order: rounding, not pixels
-    assert differs.float().mean() < 1e-3
+    on_gpu = recolour(warp_images(images.cuda(), cuda, s), cuda.gains).float().cpu()
+    difference = (on_cpu - on_gpu).abs()
+    assert difference.mean() < 0.5
+    assert (difference > 2).float().mean() < 0.01  # the sharp lines' edges, a sixth of a pixel away
 
 
 def test_training_augments_on_the_gpu_with_cuda_graphs(tmp_path: Path) -> None:

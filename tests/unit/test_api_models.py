@@ -183,8 +183,8 @@ def test_malformed_spec_is_rejected_naming_the_field(
 
 
 def test_gpu_augmentation_is_refused_where_it_cannot_train_naming_the_field_and_the_cause() -> None:
-    from yolo_operator.render.train_job import train_config, tune_config
     from test_render_train_job import CHOICE, OPTIONS
+    from yolo_operator.render.train_job import train_config, tune_config
 
     gpu = _set(TRAIN, "spec.train.augmentation", "gpu")
     with pytest.raises(SpecError) as caught:
