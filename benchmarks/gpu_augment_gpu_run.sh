@@ -9,14 +9,7 @@
 # Usage (device tool, repo root, .whl carried):  PART=speed bash benchmarks/gpu_augment_gpu_run.sh
 set -u
 OUT=${OUT:-/tmp/gaug_out}; mkdir -p "$OUT"
-PY=${PY:-python3}
-if [ -d .whl ]; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD/workloads
-fi
-export PYTHONUNBUFFERED=1 YOLO_OFFLINE=1 YOLO_CONFIG_DIR=${YOLO_CONFIG_DIR:-/tmp/ycfg}
-T0=$SECONDS
-echo "date $(date -u +%FT%TZ)  cpus $(nproc)  $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null)"
+source benchmarks/device_env.sh
 case ${PART:-speed} in
   speed)
     $PY benchmarks/gpu_augment_bench.py --out "$OUT/alone" 2>&1 | grep -v "^\s*$" | tail -5

@@ -10,15 +10,8 @@
 # GPU only: train_throughput.py's epoch phase times CUDA.
 set -u
 OUT=${OUT:-/tmp/knobs_out}; mkdir -p "$OUT"
-PY=${PY:-python3}
 WORK=${WORK:-/tmp/knobs}
-if [ -d .whl ]; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD/workloads
-fi
-export PYTHONUNBUFFERED=1 YOLO_OFFLINE=1 YOLO_CONFIG_DIR=${YOLO_CONFIG_DIR:-/tmp/ycfg}
-T0=$SECONDS
-echo "date $(date -u +%FT%TZ)  cpus $(nproc)  $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null)"
+source benchmarks/device_env.sh
 IMAGES=${IMAGES:-4000}; IMGSZ=640; EPOCHS=${EPOCHS:-3}
 DATA=$($PY -c "
 from pathlib import Path

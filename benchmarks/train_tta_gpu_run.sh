@@ -7,15 +7,9 @@
 # CPU smoke test (tiny sizes):  TTA_SMOKE=1 OUT=/tmp/o PY=.venv/bin/python bash benchmarks/train_tta_gpu_run.sh
 set -u
 OUT=${OUT:-/tmp/tta_out}; mkdir -p "$OUT"
-PY=${PY:-python3}
 WORK=${WORK:-/tmp/tta}
-if [ -d .whl ] && [ -z "${TTA_SMOKE:-}" ]; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD/workloads
-fi
-export PYTHONUNBUFFERED=1 YOLO_OFFLINE=1 YOLO_CONFIG_DIR=${YOLO_CONFIG_DIR:-/tmp/ycfg}
-T0=$SECONDS
-echo "date $(date -u +%FT%TZ)  cpus $(nproc)  $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null)"
+SKIP_WHEELS=${TTA_SMOKE:-}
+source benchmarks/device_env.sh
 if [ -n "${TTA_SMOKE:-}" ]; then
   SIZE="--images 24 --val 6 --imgsz 64 --epochs 2"; CROWDED="--images 24 --val 6 --imgsz 64 --epochs 2"
 else

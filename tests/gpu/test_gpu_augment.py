@@ -5,9 +5,8 @@ forward and backward replayed as CUDA graphs. Skipped with a reason where no GPU
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -41,22 +40,16 @@ def test_the_cuda_pixels_are_the_cpu_pixels() -> None:
     assert (difference > 2).float().mean() < 0.01  # the sharp lines' edges, a sixth of a pixel away
 
 
-def test_training_augments_on_the_gpu_with_cuda_graphs(tmp_path: Path) -> None:
+def test_training_augments_on_the_gpu_with_cuda_graphs(tmp_path: Path, train_verb: Any) -> None:
     from yolo_workloads.datasets.shapes import ensure_shapes
 
     data = ensure_shapes(tmp_path / "shapes", n=64, imgsz=256, val=16, seed=0)
-    config = {
-        "model": {"architecture": "yolov8n.yaml"},
-        "data": {"yaml": str(data)},
-        "imgsz": 256, "epochs": 3, "batch": 16, "workers": 2, "cache": "ram", "augmentation": "gpu",
-        "output_dir": str(tmp_path / "run"), "termination_log": str(tmp_path / "term"), "metrics_port": None,
-        "extra_args": {"plots": False, "close_mosaic": 1},
-    }  # fmt: skip
-    path = tmp_path / "train.json"
-    path.write_text(json.dumps(config))
-    proc = subprocess.run(
-        [sys.executable, "-m", "yolo_workloads.cli", "train", "--config", str(path)],
-        capture_output=True, text=True, timeout=600, check=False,
+    proc = train_verb(
+        {
+            "model": {"architecture": "yolov8n.yaml"}, "data": {"yaml": str(data)},
+            "imgsz": 256, "epochs": 3, "batch": 16, "workers": 2, "cache": "ram", "augmentation": "gpu",
+            "extra_args": {"plots": False, "close_mosaic": 1},
+        }
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "captured as CUDA graphs" in proc.stderr, proc.stderr[-3000:]

@@ -4,9 +4,6 @@ the eager one does, backward included; the capture leaves BatchNorm's statistics
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -113,28 +110,17 @@ def test_a_batch_of_another_shape_runs_eagerly() -> None:
     assert model.loss.replays == 1
 
 
-def test_training_captures_once_and_replays_every_full_batch(tmp_path: Path) -> None:
+def test_training_captures_once_and_replays_every_full_batch(tmp_path: Path, train_verb: Any) -> None:
     """The real verb on a small shapes set: the log says the graphs were captured; training ends with metrics."""
     from yolo_workloads.datasets.shapes import ensure_shapes
 
     data = ensure_shapes(tmp_path / "shapes", n=64, imgsz=256, val=16, seed=0)
-    config = {
-        "model": {"architecture": "yolov8n.yaml"},
-        "data": {"yaml": str(data)},
-        "imgsz": 256,
-        "epochs": 2,
-        "batch": 16,
-        "workers": 2,
-        "output_dir": str(tmp_path / "run"),
-        "termination_log": str(tmp_path / "term"),
-        "metrics_port": None,
-        "extra_args": {"plots": False},  # plots need polars, which the workload image leaves out
-    }
-    path = tmp_path / "train.json"
-    path.write_text(json.dumps(config))
-    proc = subprocess.run(
-        [sys.executable, "-m", "yolo_workloads.cli", "train", "--config", str(path)],
-        capture_output=True, text=True, timeout=600, check=False,
+    proc = train_verb(
+        {
+            "model": {"architecture": "yolov8n.yaml"}, "data": {"yaml": str(data)},
+            "imgsz": 256, "epochs": 2, "batch": 16, "workers": 2,
+            "extra_args": {"plots": False},  # plots need polars, which the workload image leaves out
+        }
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "captured as CUDA graphs" in proc.stderr, proc.stderr[-3000:]
