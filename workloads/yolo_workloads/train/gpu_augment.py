@@ -16,8 +16,8 @@ batch in the training process:
 
 Mosaic partners are other images of the same (shuffled) batch, where Ultralytics draws them from the data set or its
 recent-image buffer: the same distribution of images. What the GPU path does not do (copy-paste, mixup, cutmix,
-Albumentations, a 9-image mosaic) is refused before training by `unsupported`, never silently skipped. Pure
-numpy and torch: tests run it on the CPU against Ultralytics' own transforms.
+Albumentations, a 9-image mosaic) is refused before training by `unsupported`, never silently skipped. numpy
+and torch (and Ultralytics' own `box_candidates`): tests run it on the CPU against Ultralytics' transforms.
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ class Draw:
     mosaic: np.ndarray  # (B,) bool
     sources: np.ndarray  # (B, 4) int: batch index of each tile's image; column 0 is the sample's own
     center: np.ndarray  # (B, 2) int: the mosaic centre (xc, yc) in the 2s x 2s canvas
+    canvas: np.ndarray  # (B, 2): canvas width, height (2s for a mosaic, else the image's own)
     matrix: np.ndarray  # (B, 3, 3): canvas -> output pixels, flips included
     scale: np.ndarray  # (B,): the random perspective's scale (box_candidates compares areas with it)
     gains: np.ndarray  # (B, 3): HSV gains r, each image multiplied (s, v) or shifted (h) by them
@@ -87,7 +88,6 @@ class Tiles:
 
     origin: np.ndarray  # (B, 4, 2): canvas position of the tile image's top-left pixel
     rect: np.ndarray  # (B, 4, 4): visible part in the canvas, x0 y0 x1 y1 (empty: x1 <= x0)
-    canvas: np.ndarray  # (B, 2): canvas width, height
 
 
 def draw(hyp: Hyper, sizes: np.ndarray, rng: np.random.Generator, mosaic_open: bool = True) -> Draw:
@@ -103,7 +103,7 @@ def draw(hyp: Hyper, sizes: np.ndarray, rng: np.random.Generator, mosaic_open: b
     for k in np.flatnonzero(flips.any(axis=1)):
         matrix[k] = _flip(s, *flips[k]) @ matrix[k]
     gains = rng.uniform(-1, 1, (b, 3)) * [hyp.hsv_h, hyp.hsv_s, hyp.hsv_v]
-    return Draw(mosaic, sources, center, matrix, scale, gains)
+    return Draw(mosaic, sources, center, canvas, matrix, scale, gains)
 
 
 def _perspective(hyp: Hyper, canvas: np.ndarray, scale: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -148,8 +148,7 @@ def tiles(d: Draw, sizes: np.ndarray, imgsz: int) -> Tiles:
     origin[single] = 0
     rect[single] = 0
     rect[single, 0, 2:] = sizes[single][:, ::-1]  # the whole image, (w, h)
-    canvas = np.where(d.mosaic[:, None], s2, sizes[:, ::-1])
-    return Tiles(origin, rect, canvas)
+    return Tiles(origin, rect)
 
 
 @dataclass(frozen=True)
@@ -177,13 +176,15 @@ def move_boxes(d: Draw, t: Tiles, boxes: Boxes, imgsz: int) -> Boxes:
     sample = pb[pair]
     xyxy = boxes.xyxy[rows] + np.tile(t.origin[pb, pq][pair], 2)
     mosaic = d.mosaic[sample]
-    canvas = np.tile(t.canvas[sample], 2)
+    canvas = np.tile(d.canvas[sample], 2)
     clipped = np.clip(xyxy, 0, canvas)
     xyxy = np.where(mosaic[:, None], clipped, xyxy)
     keep = ~mosaic | ((xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1]))  # remove_zero_area_boxes
     sample, xyxy, rows = sample[keep], xyxy[keep], rows[keep]
     moved = np.clip(_through(d.matrix[sample], xyxy), 0, imgsz)
-    keep = _candidates(xyxy * d.scale[sample, None], moved)
+    from ultralytics.data.augment import RandomPerspective  # the training process has Ultralytics loaded already
+
+    keep = RandomPerspective.box_candidates(box1=(xyxy * d.scale[sample, None]).T, box2=moved.T)
     return Boxes(sample[keep], boxes.cls[rows[keep]], moved[keep])
 
 
@@ -195,14 +196,6 @@ def _through(m: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
     out = m @ pts
     px, py = out[:, 0] / out[:, 2], out[:, 1] / out[:, 2]
     return np.stack([px.min(1), py.min(1), px.max(1), py.max(1)], axis=1)
-
-
-def _candidates(before: np.ndarray, after: np.ndarray, wh: float = 2, ar: float = 100, area: float = 0.1) -> Any:
-    w1, h1 = before[:, 2] - before[:, 0], before[:, 3] - before[:, 1]
-    w2, h2 = after[:, 2] - after[:, 0], after[:, 3] - after[:, 1]
-    eps = 1e-16
-    ratio = np.maximum(w2 / (h2 + eps), h2 / (w2 + eps))
-    return (w2 > wh) & (h2 > wh) & (w2 * h2 / (w1 * h1 + eps) > area) & (ratio < ar)
 
 
 @dataclass(frozen=True)
