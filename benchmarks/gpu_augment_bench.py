@@ -52,6 +52,36 @@ def _grid(images: list[np.ndarray], boxes: list[np.ndarray], path: Path) -> None
     cv2.imwrite(str(path), np.concatenate(rows, axis=0), [cv2.IMWRITE_JPEG_QUALITY, 85])
 
 
+def _pixel_work(augment: Any, loaded: dict[str, Any], device: Any, rounds: int) -> dict[str, float]:
+    """ms per batch of the pixel work alone: the PyTorch reference (warp_images + recolour) and, on a GPU with
+    Triton, the fused kernel that training uses there."""
+    import torch
+    from yolo_workloads.train import gpu_augment as ga
+    from yolo_workloads.train import gpu_augment_fused
+
+    s = augment.hyp.imgsz
+    sizes, pads = ga._placement(loaded)
+    d = ga.draw(augment.hyp, sizes, augment.rng)
+    params = ga.on_device(d, ga.tiles(d, sizes, s), pads, sizes, device)
+    images = loaded["img"].to(device)
+    variants = {"reference_ms": lambda: ga.recolour(ga.warp_images(images, params, s), params.gains)}
+    if gpu_augment_fused.available(device):
+        variants["fused_ms"] = lambda: gpu_augment_fused.warp_recolour(images, params, s, hsv=True)
+    timed = {}
+    for name, work in variants.items():
+        for _ in range(3):
+            work()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(rounds):
+            work()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        timed[name] = round((time.perf_counter() - start) / rounds * 1000, 2)
+    return timed
+
+
 def main() -> None:
     import torch
     from yolo_workloads.train.gpu_augment import GpuAugment, Hyper
@@ -102,11 +132,12 @@ def main() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
+        pixel_ms = _pixel_work(augment, loaded, device, args.rounds)
         print(json.dumps({
             "batch": size, "imgsz": args.imgsz, "device": str(device),
             "images_per_second": round(size * args.rounds / seconds, 1),
             "ms_per_batch": round(seconds / args.rounds * 1000, 2),
-            "host_ms_per_batch": round(host / args.rounds * 1000, 2),
+            "host_ms_per_batch": round(host / args.rounds * 1000, 2), **pixel_ms,
         }), flush=True)  # fmt: skip
 
 

@@ -26,6 +26,7 @@ print(ensure_shapes(Path('/tmp/gaug/shapes'), n=${IMAGES:-4000}, imgsz=640, val=
         gpu64) opts="--batch 64 --workers 4 --cache ram --augmentation gpu" ;;
         gpu128) opts="--batch 128 --workers 4 --cache ram --augmentation gpu" ;;
         gpu16) opts="--batch 16 --workers 4 --cache ram --augmentation gpu" ;;
+        gpu256) opts="--batch 256 --workers 4 --cache ram --augmentation gpu" ;;
       esac
       echo "== $V (t=$((SECONDS - T0))s)"
       timeout "${VARIANT_LIMIT:-150}" $PY benchmarks/train_throughput.py epoch --out /tmp/gaug/runs --data "$DATA" \

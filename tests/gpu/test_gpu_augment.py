@@ -40,6 +40,28 @@ def test_the_cuda_pixels_are_the_cpu_pixels() -> None:
     assert (difference > 2).float().mean() < 0.01  # the sharp lines' edges, a sixth of a pixel away
 
 
+def test_the_fused_kernel_gives_the_reference_pixels_on_cuda() -> None:
+    """The Triton kernel that training uses on a GPU computes in single precision what the CPU reference does."""
+    import torch
+    from yolo_workloads.train.gpu_augment import Hyper, draw, on_device, recolour, tiles, warp_images
+    from yolo_workloads.train.gpu_augment_fused import available, warp_recolour
+
+    s = 640
+    rng = np.random.default_rng(2)
+    images = torch.as_tensor(rng.integers(0, 256, (8, 3, s, s), dtype=np.uint8))
+    sizes = np.array([[s, s], [384, s], [s, 480], [200, s]] * 2)
+    pads = np.array([[0, 0], [0, 128], [80, 0], [0, 220]] * 2, dtype=np.float64)
+    d = draw(Hyper(imgsz=s, degrees=5, shear=2, perspective=0.0005, flipud=0.5), sizes, rng)
+    t = tiles(d, sizes, s)
+    cpu, cuda = on_device(d, t, pads, sizes, torch.device("cpu")), on_device(d, t, pads, sizes, torch.device("cuda"))
+    assert available(torch.device("cuda"))
+    fused = warp_recolour(images.cuda(), cuda, s, hsv=True).cpu()
+    reference = recolour(warp_images(images, cpu, s), cpu.gains)
+    difference = (fused - reference).abs()
+    assert difference.mean() < 0.01
+    assert difference.max() < 1.0  # single precision on both sides: only the order of the arithmetic differs
+
+
 def test_training_augments_on_the_gpu_with_cuda_graphs(tmp_path: Path, train_verb: Any) -> None:
     from yolo_workloads.datasets.shapes import ensure_shapes
 

@@ -10,9 +10,10 @@ batch in the training process:
 - the boxes move on the host (`move_boxes`), a few hundred numbers a batch, as Ultralytics moves them (mosaic
   offsets, clip to the mosaic canvas, the corners through the matrix, clip, `box_candidates`), so no GPU result is
   ever waited for;
-- the pixels are resampled on the GPU (`warp_images`): each output pixel goes back through the matrix into the
-  mosaic canvas and is read bilinearly from the tile's image, one `grid_sample` per tile for the whole batch (the
-  flips are folded into the matrix); then HSV (`recolour`) on the whole batch.
+- the pixels are resampled on the GPU: each output pixel goes back through the matrix into the mosaic canvas and is
+  read bilinearly from the tile's image (the flips are folded into the matrix), then recoloured (HSV). On a GPU
+  with Triton that is one fused kernel (`gpu_augment_fused`); `warp_images` (one `grid_sample` per tile for the
+  whole batch) and `recolour` here are the reference it is tested against, and what runs elsewhere.
 
 Mosaic partners are other images of the same (shuffled) batch, where Ultralytics draws them from the data set or its
 recent-image buffer: the same distribution of images. What the GPU path does not do (copy-paste, mixup, cutmix,
@@ -198,10 +199,23 @@ def _through(m: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
     return np.stack([px.min(1), py.min(1), px.max(1), py.max(1)], axis=1)
 
 
+COLUMNS = (("inverse", 9), ("origin", 8), ("rect", 16), ("empty", 4), ("sources", 4), ("low", 8), ("high", 8),
+           ("gains", 3))  # fmt: skip
+"""The per-sample table the host sends (float32, one row a sample): its columns by name and width, in order; the
+fused kernel (`gpu_augment_fused`) reads the same row by these offsets."""
+
+
+def column(name: str) -> int:
+    """Where `name` starts in a row of the table."""
+    names = [n for n, _ in COLUMNS]
+    return sum(w for _, w in COLUMNS[: names.index(name)])
+
+
 @dataclass(frozen=True)
 class OnDevice:
     """What the pixel work needs from the host's draws, on the device, sent in one copy that nothing waits for."""
 
+    table: torch.Tensor  # (B, sum of COLUMNS' widths) float32: the rows below, as sent
     inverse: torch.Tensor  # (B, 3, 3): output pixel -> canvas
     origin: torch.Tensor  # (B, 4, 2)
     rect: torch.Tensor  # (B, 4, 4)
@@ -220,14 +234,16 @@ def on_device(d: Draw, t: Tiles, pads: np.ndarray, sizes: np.ndarray, device: to
     low = pads[d.sources]
     high = low + sizes[d.sources][..., ::-1] - 1
     empty = (t.rect[:, :, 2:] <= t.rect[:, :, :2]).any(axis=2)
-    columns = [np.linalg.inv(d.matrix), t.origin, t.rect, empty, d.sources, low, high, d.gains]
-    table = torch.as_tensor(np.concatenate([c.reshape(b, -1) for c in columns], axis=1), dtype=torch.float32)
+    columns = {"inverse": np.linalg.inv(d.matrix), "origin": t.origin, "rect": t.rect, "empty": empty,
+               "sources": d.sources, "low": low, "high": high, "gains": d.gains}  # fmt: skip
+    rows = np.concatenate([columns[name].reshape(b, -1) for name, _ in COLUMNS], axis=1)
+    table = torch.as_tensor(rows, dtype=torch.float32)
     if device.type == "cuda":
         table = table.pin_memory()
     table = table.to(device, non_blocking=True)
-    inv, origin, rect, empty_, sources, low_, high_, gains = torch.split(table, [9, 8, 16, 4, 4, 8, 8, 3], dim=1)
+    inv, origin, rect, empty_, sources, low_, high_, gains = torch.split(table, [w for _, w in COLUMNS], dim=1)
     return OnDevice(
-        inverse=inv.reshape(b, 3, 3), origin=origin.reshape(b, 4, 2), rect=rect.reshape(b, 4, 4),
+        table=table, inverse=inv.reshape(b, 3, 3), origin=origin.reshape(b, 4, 2), rect=rect.reshape(b, 4, 4),
         empty=empty_ > 0.5, sources=sources.round().long(), low=low_.reshape(b, 4, 2), high=high_.reshape(b, 4, 2),
         gains=gains, tiles=4 if bool(d.mosaic.any()) else 1,
     )  # fmt: skip
@@ -310,6 +326,18 @@ def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tens
     return torch.stack(channels, dim=1)
 
 
+def pixels(images: torch.Tensor, p: OnDevice, imgsz: int, hsv: bool) -> torch.Tensor:
+    """The augmented pixels: the fused kernel where it runs (a GPU with Triton), else the reference above."""
+    if images.device.type == "cuda":
+        from yolo_workloads.train import gpu_augment_fused  # it builds on this module's table layout
+
+        if gpu_augment_fused.available(images.device):
+            return gpu_augment_fused.warp_recolour(images, p, imgsz, hsv)
+    with torch.autocast(images.device.type, enabled=False):
+        out = warp_images(images, p, imgsz)
+        return recolour(out, p.gains) if hsv else out
+
+
 class GpuAugment:
     """Augments a batch from the letterbox-only training loader (see the module docstring), on `device`."""
 
@@ -332,11 +360,7 @@ class GpuAugment:
         moved = move_boxes(d, t, boxes, s)
         images = batch["img"].to(device, non_blocking=True)  # pinned by the loader on CUDA
         params = on_device(d, t, pads, sizes, device)
-        with torch.autocast(device.type, enabled=False):
-            out = warp_images(images, params, s)
-            if self.hyp.hsv_h or self.hyp.hsv_s or self.hyp.hsv_v:
-                out = recolour(out, params.gains)
-        batch["img"] = out
+        batch["img"] = pixels(images, params, s, hsv=bool(self.hyp.hsv_h or self.hyp.hsv_s or self.hyp.hsv_v))
         batch.update(_as_tensors(moved, s, device))
         batch["resized_shape"] = [(s, s)] * len(sizes)
         return batch
