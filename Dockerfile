@@ -105,11 +105,14 @@ RUN image-deps install /opt/venv /tmp/deps.txt
 FROM ${CUDA_IMAGE} AS workload
 ENV DEBIAN_FRONTEND=noninteractive
 # libglib and libgomp: what OpenCV headless and torch still link against (libglib2.0-0t64 on Ubuntu 24.04,
-# libglib2.0-0 on Debian bookworm and Ubuntu 22.04); tini: reaps dataloader workers.
+# libglib2.0-0 on Debian bookworm and Ubuntu 22.04); tini: reaps dataloader workers; gcc, libc6-dev and python3-dev:
+# Triton (in PyTorch's CUDA wheels) compiles each kernel's launcher with them on first use, for the fused GPU
+# augmentation kernel (workloads/yolo_workloads/train/gpu_augment_fused.py) and torch.compile.
 # hadolint ignore=DL3008
 RUN apt-get update \
  && glib="$(apt-cache show libglib2.0-0t64 >/dev/null 2>&1 && echo libglib2.0-0t64 || echo libglib2.0-0)" \
  && apt-get install -y --no-install-recommends python3 "${glib}" libgomp1 tini ca-certificates \
+    gcc libc6-dev python3-dev \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10001 yolo \
  && useradd --uid 10001 --gid 10001 --no-log-init --create-home --home-dir /home/yolo --shell /bin/bash yolo \

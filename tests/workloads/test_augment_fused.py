@@ -62,3 +62,17 @@ def test_the_kernel_is_not_used_off_the_gpu_without_the_interpreter(monkeypatch:
 
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     assert not gpu_augment_fused.available(torch.device("cpu"))
+
+
+def test_a_machine_without_a_c_compiler_uses_the_reference(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Triton compiles each kernel's launcher with the system's compiler: without one the kernel is not offered."""
+    from yolo_workloads.train import gpu_augment_fused
+
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no gcc, no clang
+    gpu_augment_fused.missing.cache_clear()
+    try:
+        assert gpu_augment_fused.missing() == "no C compiler (gcc or clang on PATH, or CC)"
+        assert not gpu_augment_fused.available(torch.device("cuda"))
+    finally:
+        gpu_augment_fused.missing.cache_clear()

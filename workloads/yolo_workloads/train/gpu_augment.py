@@ -24,6 +24,7 @@ and torch (and Ultralytics' own `box_candidates`): tests run it on the CPU again
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -328,14 +329,25 @@ def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tens
 
 def pixels(images: torch.Tensor, p: OnDevice, imgsz: int, hsv: bool) -> torch.Tensor:
     """The augmented pixels: the fused kernel where it runs (a GPU with Triton), else the reference above."""
-    if images.device.type == "cuda":
-        from yolo_workloads.train import gpu_augment_fused  # it builds on this module's table layout
+    if images.device.type == "cuda" and _fused_usable(images.device):
+        from yolo_workloads.train import gpu_augment_fused
 
-        if gpu_augment_fused.available(images.device):
-            return gpu_augment_fused.warp_recolour(images, p, imgsz, hsv)
+        return gpu_augment_fused.warp_recolour(images, p, imgsz, hsv)
     with torch.autocast(images.device.type, enabled=False):
         out = warp_images(images, p, imgsz)
         return recolour(out, p.gains) if hsv else out
+
+
+@functools.cache
+def _fused_usable(device: torch.device) -> bool:
+    """Whether the fused kernel runs here; said once on stderr either way, with the reason when it does not."""
+    from yolo_workloads.train import gpu_augment_fused  # it builds on this module's table layout
+
+    usable = gpu_augment_fused.available(device)
+    reason = "" if usable else gpu_augment_fused.missing() or "Triton is not installed"
+    print(f"train: augmentation pixels by {'the fused kernel' if usable else 'PyTorch'}"
+          + (f" ({reason})" if reason else ""), file=sys.stderr, flush=True)  # fmt: skip
+    return usable
 
 
 class GpuAugment:

@@ -7,13 +7,18 @@ in registers: its point in the canvas, the bilinear read of the (up to four) til
 the loader's uint8 images, the grey where none does, the HSV gains, one write. The arithmetic is the reference's,
 in single precision; tests compare the two (on the CPU through Triton's interpreter, on CUDA for real).
 
-Triton ships with PyTorch's CUDA builds; where it is missing, or the images are not on a GPU, `available` says no
-and the caller uses the reference.
+Triton ships with PyTorch's CUDA builds and compiles each kernel's launcher with the system's C compiler on first
+use (the workload image carries gcc and Python's headers for it); where any of that is missing, or the images are
+not on a GPU, `available` says no and the caller uses the reference.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
+import sysconfig
+from pathlib import Path
 
 import torch
 
@@ -30,11 +35,24 @@ BLOCK = 1024
 
 
 def available(device: torch.device) -> bool:
-    """Whether the fused kernel can run on `device`: Triton importable, and a GPU (or Triton's CPU interpreter)."""
-    interpreted = os.environ.get("TRITON_INTERPRET", "") == "1"
-    if device.type != "cuda" and not interpreted:
-        return False
-    return triton is not None
+    """Whether the fused kernel can run on `device`: Triton importable, and a GPU (or Triton's CPU interpreter), and
+    on a GPU what Triton needs to build its launcher the first time (`missing` empty)."""
+    if os.environ.get("TRITON_INTERPRET", "") == "1":
+        return triton is not None
+    return device.type == "cuda" and triton is not None and not missing()
+
+
+@functools.cache
+def missing() -> str:
+    """What Triton lacks here to compile a kernel's launcher (a C compiler, Python's headers), or "" when nothing:
+    Triton builds it with the system's compiler on first use, and an image without one would fail there."""
+    compiler = os.environ.get("CC") or shutil.which("gcc") or shutil.which("clang")
+    if not compiler:
+        return "no C compiler (gcc or clang on PATH, or CC)"
+    headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    if not headers.is_file():
+        return f"no Python headers ({headers})"
+    return ""
 
 
 def warp_recolour(images: torch.Tensor, p: OnDevice, imgsz: int, hsv: bool) -> torch.Tensor:
