@@ -2,7 +2,8 @@
 # Device calls for issue 23 (GPU augmentation, train/gpu_augment.py), one H200 with 16 CPUs. PART selects:
 #   PART=speed (~6 min): the augmentation alone at batch 16/64/128 plus the side-by-side grids; then the real trainer
 #     (train_throughput.py's epoch phase, a 30-epoch schedule so mosaic is on, validation off, 3 epochs) on shapes
-#     4,000 at 640: Ultralytics' CPU loader against augmentation gpu, batch 64 and 128, CUDA graphs on.
+#     4,000 at 640: Ultralytics' CPU loader against augmentation gpu, batch 64 and 128, CUDA graphs on. VARIANTS picks
+#     others: cpu64 cpu128 gpu16 gpu64 gpu128 gpu256 (4 workers), gpu128w8 gpu256w8 (8 workers); MODEL=yolov8s.
 #   PART=accuracy (~8 min): 30 epochs of yolov8n on shapes 2,000/400 through `yolo-workload train` (train_tta.py):
 #     Ultralytics' defaults, then Ultralytics' CPU loader (workers 16) and the GPU path (workers 4) at the same batch
 #     (BATCH, 64), RAM cache, CUDA graphs, seed 0: equal-epoch accuracy and time to the defaults' final mAP.
@@ -27,6 +28,8 @@ print(ensure_shapes(Path('/tmp/gaug/shapes'), n=${IMAGES:-4000}, imgsz=640, val=
         gpu128) opts="--batch 128 --workers 4 --cache ram --augmentation gpu" ;;
         gpu16) opts="--batch 16 --workers 4 --cache ram --augmentation gpu" ;;
         gpu256) opts="--batch 256 --workers 4 --cache ram --augmentation gpu" ;;
+        gpu128w8) opts="--batch 128 --workers 8 --cache ram --augmentation gpu" ;;
+        gpu256w8) opts="--batch 256 --workers 8 --cache ram --augmentation gpu" ;;
       esac
       echo "== $V (t=$((SECONDS - T0))s)"
       timeout "${VARIANT_LIMIT:-150}" $PY benchmarks/train_throughput.py epoch --out /tmp/gaug/runs --data "$DATA" \
