@@ -17,6 +17,9 @@ from yolo_workloads.contract import TRAIN_METRICS_PORT
 from yolo_operator.render.common import DEFAULT_IMAGE
 
 ENV_PREFIX = "YOLO_OPERATOR_"
+CACHE_ENV = "YOLO_OPERATOR_CACHE"
+"""The project's cache folder (set-up scripts, `yolo-operator run`'s tuning cache): shares the prefix, is not a
+setting of the controller, so the controller must not refuse it."""
 PERSISTENCE_PREFIX = "yolo-operator.io"
 
 
@@ -105,7 +108,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> OperatorSettings:
     unknown: list[str] = []
     fields = OperatorSettings.model_fields
     for name, value in env.items():
-        if not name.startswith(ENV_PREFIX) or is_service_link(name, value):
+        if not name.startswith(ENV_PREFIX) or name == CACHE_ENV or is_service_link(name, value):
             continue
         key = name.removeprefix(ENV_PREFIX).lower()
         if key in fields:

@@ -96,3 +96,11 @@ def test_service_link_variables_of_a_real_pod_are_not_settings() -> None:
     assert load_settings({**injected, "YOLO_OPERATOR_METRICS_PORT": "9100"}).metrics_port == 9100
     with pytest.raises(SettingsError, match="YOLO_OPERATOR_RECONCILE_PERIOD"):
         load_settings({**injected, "YOLO_OPERATOR_RECONCILE_PERIOD": "5"})
+
+
+def test_the_projects_cache_folder_is_not_refused_as_a_setting() -> None:
+    """YOLO_OPERATOR_CACHE (set-up's and `yolo-operator run`'s cache) shares the prefix: the controller starts."""
+    settings = load_settings({"YOLO_OPERATOR_CACHE": "/tmp/cache", "YOLO_OPERATOR_LOG_LEVEL": "DEBUG"})
+    assert settings.log_level == "DEBUG"
+    with pytest.raises(SettingsError, match="YOLO_OPERATOR_CACHES: unknown setting"):
+        load_settings({"YOLO_OPERATOR_CACHES": "/tmp/cache"})

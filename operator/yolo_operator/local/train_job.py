@@ -40,6 +40,7 @@ from yolo_operator.local.workdir import (
     write_config,
 )
 from yolo_operator.render.common import workload_env
+from yolo_operator.settings import CACHE_ENV
 
 POLL_SECONDS = 1.0
 EXIT_INTERRUPTED = 130
@@ -82,7 +83,7 @@ def child_env(gpus: int) -> dict[str, str]:
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("YOLO_OPERATOR_CACHE") or str(Path.home() / ".cache" / "yolo-operator")
+    root = os.environ.get(CACHE_ENV) or str(Path.home() / ".cache" / "yolo-operator")
     return Path(root) / "tuning"
 
 
