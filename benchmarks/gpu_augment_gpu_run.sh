@@ -7,6 +7,12 @@
 #   PART=accuracy (~8 min): 30 epochs of yolov8n on shapes 2,000/400 through `yolo-workload train` (train_tta.py):
 #     Ultralytics' defaults, then Ultralytics' CPU loader (workers 16) and the GPU path (workers 4) at the same batch
 #     (BATCH, 64), RAM cache, CUDA graphs, seed 0: equal-epoch accuracy and time to the defaults' final mAP.
+#   PART=seeds (~8 min): accuracy only, several seeds side by side (SEEDS, "0 1"; VARIANT, crowded; 2,000/400, 30
+#     epochs): per seed, batch 16 with the defaults' trajectory (CUDA graphs, workers 6, RAM cache: the same
+#     optimizer steps as Ultralytics' defaults) and then the GPU path at BATCH (64, workers 4). The seeds' runs share
+#     the machine, so their clocks are not speeds; the final mAP50-95 per epoch is what this part is for. FIRST and
+#     SECOND replace the two runs' settings (train_tta.py's --baseline and --fixed); REUSE_DIR holds an earlier call's
+#     seed<S>.json whose first run is reused (--defaults-json), so only the second runs.
 # Usage (device tool, repo root, .whl carried):  PART=speed bash benchmarks/gpu_augment_gpu_run.sh
 set -u
 OUT=${OUT:-/tmp/gaug_out}; mkdir -p "$OUT"
@@ -47,6 +53,28 @@ print(ensure_shapes(Path('/tmp/gaug/shapes'), n=${IMAGES:-4000}, imgsz=640, val=
         --images "${ACC_IMAGES:-2000}" --val "${ACC_VAL:-400}" --epochs "${EPOCHS:-30}" --json "$OUT/tta-$RUN.json" \
         $REUSE --fixed "batch=${BATCH:-64},workers=$W,cache=ram,augmentation=$RUN" > "$OUT/tta-$RUN.log" 2>&1
       echo "rc=$?"; grep -A4 '^| run' "$OUT/tta-$RUN.log" | tail -3
+    done ;;
+  seeds)
+    D=/tmp/gaug/seeds; V=${VARIANT:-crowded}; N=${ACC_IMAGES:-2000}; VAL=${ACC_VAL:-400}
+    DATA_DIR=data-$V-$N-640
+    $PY -c "
+from pathlib import Path
+from yolo_workloads.datasets.shapes import ensure_shapes
+ensure_shapes(Path('$D/$DATA_DIR'), n=$N, imgsz=640, val=$VAL, seed=0, variant='$V')"
+    echo "data ready (t=$((SECONDS - T0))s)"
+    for S in ${SEEDS:-0 1}; do
+      rm -rf "$D/s$S"; mkdir -p "$D/s$S" && ln -sfn "$D/$DATA_DIR" "$D/s$S/$DATA_DIR"
+      REUSE=$([ -n "${REUSE_DIR:-}" ] && echo "--defaults-json $REUSE_DIR/seed$S.json" || true)
+      timeout "${RUN_LIMIT:-540}" $PY benchmarks/train_tta.py run --out "$D/s$S" --variant "$V" --images "$N" $REUSE \
+        --val "$VAL" --epochs "${EPOCHS:-30}" --seed "$S" --json "$OUT/seed$S.json" \
+        --baseline "${FIRST:-cuda_graphs=true,workers=6,cache=ram}" \
+        --fixed "${SECOND:-batch=${BATCH:-64},workers=4,cache=ram,augmentation=gpu}" > "$OUT/seed$S.log" 2>&1 &
+      sleep "${STAGGER:-20}"  # the label cache is written by the first run alone
+    done
+    wait
+    for S in ${SEEDS:-0 1}; do
+      echo "== seed $S"; grep -A4 '^| run' "$OUT/seed$S.log" | tail -3; tail -3 "$OUT/seed$S.log"
+      for R in defaults tuned; do cp "$D/s$S/$R/results.csv" "$OUT/seed$S-$R.csv" 2>/dev/null; done  # a timed-out run's epochs too
     done ;;
 esac
 echo "total $((SECONDS - T0))s"
