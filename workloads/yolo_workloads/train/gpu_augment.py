@@ -11,7 +11,8 @@ batch in the training process:
   offsets, clip to the mosaic canvas, the corners through the matrix, clip, `box_candidates`), so no GPU result is
   ever waited for;
 - the pixels are resampled on the GPU: each output pixel goes back through the matrix into the mosaic canvas and is
-  read bilinearly from the tile's image (the flips are folded into the matrix), then recoloured (HSV). On a GPU
+  read bilinearly from the tile's image (the flips are folded into the matrix: a box's edge at x goes to s - x, a
+  pixel's centre at x to s - 1 - x, as np.fliplr moves it), then recoloured (HSV). On a GPU
   with Triton that is one fused kernel (`gpu_augment_fused`); `warp_images` (one `grid_sample` per tile for the
   whole batch) and `recolour` here are the reference it is tested against, and what runs elsewhere.
 
@@ -79,7 +80,8 @@ class Draw:
     sources: np.ndarray  # (B, 4) int: batch index of each tile's image; column 0 is the sample's own
     center: np.ndarray  # (B, 2) int: the mosaic centre (xc, yc) in the 2s x 2s canvas
     canvas: np.ndarray  # (B, 2): canvas width, height (2s for a mosaic, else the image's own)
-    matrix: np.ndarray  # (B, 3, 3): canvas -> output pixels, flips included
+    matrix: np.ndarray  # (B, 3, 3): canvas -> output frame of the boxes, flips included
+    flips: np.ndarray  # (B, 2) bool: left-right, up-down (the pixels' matrix differs from the boxes' by them)
     scale: np.ndarray  # (B,): the random perspective's scale (box_candidates compares areas with it)
     gains: np.ndarray  # (B, 3): HSV gains r, each image multiplied (s, v) or shifted (h) by them
 
@@ -105,7 +107,7 @@ def draw(hyp: Hyper, sizes: np.ndarray, rng: np.random.Generator, mosaic_open: b
     for k in np.flatnonzero(flips.any(axis=1)):
         matrix[k] = _flip(s, *flips[k]) @ matrix[k]
     gains = rng.uniform(-1, 1, (b, 3)) * [hyp.hsv_h, hyp.hsv_s, hyp.hsv_v]
-    return Draw(mosaic, sources, center, canvas, matrix, scale, gains)
+    return Draw(mosaic, sources, center, canvas, matrix, flips, scale, gains)
 
 
 def _perspective(hyp: Hyper, canvas: np.ndarray, scale: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -228,6 +230,15 @@ class OnDevice:
     tiles: int  # 4 when any sample is a mosaic, else 1
 
 
+def pixel_matrix(d: Draw) -> np.ndarray:
+    """Canvas -> output pixel centres: the boxes' matrix less one pixel along each flipped axis (a flip takes a box
+    edge at x to s - x, but the pixel centred at x to s - 1 - x, as np.fliplr / np.flipud and so Ultralytics do)."""
+    shift = np.tile(np.eye(3), (len(d.matrix), 1, 1))
+    shift[:, :2, 2] = -d.flips.astype(np.float64)
+    pixel: np.ndarray = shift @ d.matrix
+    return pixel
+
+
 def on_device(d: Draw, t: Tiles, pads: np.ndarray, sizes: np.ndarray, device: torch.device) -> OnDevice:
     """The draws as one pinned host table, copied without blocking (a blocking copy would wait for the GPU to finish
     the previous step, and the host could no longer prepare the next batch meanwhile)."""
@@ -235,7 +246,7 @@ def on_device(d: Draw, t: Tiles, pads: np.ndarray, sizes: np.ndarray, device: to
     low = pads[d.sources]
     high = low + sizes[d.sources][..., ::-1] - 1
     empty = (t.rect[:, :, 2:] <= t.rect[:, :, :2]).any(axis=2)
-    columns = {"inverse": np.linalg.inv(d.matrix), "origin": t.origin, "rect": t.rect, "empty": empty,
+    columns = {"inverse": np.linalg.inv(pixel_matrix(d)), "origin": t.origin, "rect": t.rect, "empty": empty,
                "sources": d.sources, "low": low, "high": high, "gains": d.gains}  # fmt: skip
     rows = np.concatenate([columns[name].reshape(b, -1) for name, _ in COLUMNS], axis=1)
     table = torch.as_tensor(rows, dtype=torch.float32)
