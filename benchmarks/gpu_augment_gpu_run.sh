@@ -11,8 +11,10 @@
 #     epochs): per seed, batch 16 with the defaults' trajectory (CUDA graphs, workers 6, RAM cache: the same
 #     optimizer steps as Ultralytics' defaults) and then the GPU path at BATCH (64, workers 4). The seeds' runs share
 #     the machine, so their clocks are not speeds; the final mAP50-95 per epoch is what this part is for. FIRST and
-#     SECOND replace the two runs' settings (train_tta.py's --baseline and --fixed); REUSE_DIR holds an earlier call's
-#     seed<S>.json whose first run is reused (--defaults-json), so only the second runs.
+#     SECOND replace the two runs' settings (train_tta.py's --baseline and --fixed); with REUSE_PREFIX the first run
+#     is an earlier call's, read from ${REUSE_PREFIX}<seed>.json (--defaults-json), and only the second runs. The
+#     reports of 2026-12-03 are in benchmarks/results/crowded-30ep-2026-12-03 (call1-seed<S>.json: batch 16 with
+#     Ultralytics' loader first): REUSE_PREFIX=benchmarks/results/crowded-30ep-2026-12-03/call1-seed
 # Usage (device tool, repo root, .whl carried):  PART=speed bash benchmarks/gpu_augment_gpu_run.sh
 set -u
 OUT=${OUT:-/tmp/gaug_out}; mkdir -p "$OUT"
@@ -64,7 +66,7 @@ ensure_shapes(Path('$D/$DATA_DIR'), n=$N, imgsz=640, val=$VAL, seed=0, variant='
     echo "data ready (t=$((SECONDS - T0))s)"
     for S in ${SEEDS:-0 1}; do
       rm -rf "$D/s$S"; mkdir -p "$D/s$S" && ln -sfn "$D/$DATA_DIR" "$D/s$S/$DATA_DIR"
-      REUSE=$([ -n "${REUSE_DIR:-}" ] && echo "--defaults-json $REUSE_DIR/seed$S.json" || true)
+      REUSE=$([ -n "${REUSE_PREFIX:-}" ] && echo "--defaults-json ${REUSE_PREFIX}$S.json" || true)
       timeout "${RUN_LIMIT:-540}" $PY benchmarks/train_tta.py run --out "$D/s$S" --variant "$V" --images "$N" $REUSE \
         --val "$VAL" --epochs "${EPOCHS:-30}" --seed "$S" --json "$OUT/seed$S.json" \
         --baseline "${FIRST:-cuda_graphs=true,workers=6,cache=ram}" \

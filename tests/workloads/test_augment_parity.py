@@ -118,24 +118,29 @@ def test_the_gpu_path_augments_as_ultralytics_does(mixed_data: Path, mosaic: flo
     assert ours["channel_std"] == pytest.approx(theirs["channel_std"], rel=0.1)
 
 
-def test_a_box_moves_with_its_pixels() -> None:
+@pytest.mark.parametrize("top", [0, 24], ids=["square", "letterboxed"])
+def test_a_box_moves_with_its_pixels(top: int) -> None:
     """One white rectangle on black, through mosaic, scale, shear, rotation and flips: where the labels put its box
-    is where its pixels end up (within a pixel: resampling softens the rotated corners; no shift on average)."""
+    is where its pixels end up (within a pixel: resampling softens the rotated corners; no shift on average). The
+    letterboxed case: wide images, their content `top` rows below the loader's grey padding."""
     s = 128
     hyp = Hyper(
         imgsz=s, degrees=10, shear=5, translate=0.1, scale=0.3, fliplr=0.5, flipud=0.5, hsv_h=0, hsv_s=0, hsv_v=0
     )
-    images = torch.zeros((4, 3, s, s), dtype=torch.uint8)
-    images[0, :, 40:72, 50:90] = 255  # only image 0 has the object: the other tiles are blank
-    sizes = np.full((4, 2), s)
+    h = s - 2 * top
+    images = torch.full((4, 3, s, s), 114, dtype=torch.uint8)
+    images[:, :, top : top + h] = 0
+    images[0, :, top + 20 : top + 52, 50:90] = 255  # only image 0 has the object: the other tiles are blank
+    sizes = np.array([[h, s]] * 4)
+    pads = np.array([[0.0, top]] * 4)
     rng = np.random.default_rng(7)
     checked = 0
     offsets: list[np.ndarray] = []
     for _ in range(80):
         d = draw(hyp, sizes, rng)
         t = tiles(d, sizes, s)
-        moved = move_boxes(d, t, Boxes(np.array([0]), np.array([1.0]), np.array([[50.0, 40, 90, 72]])), s)
-        out = warp_images(images, on_device(d, t, np.zeros((4, 2)), sizes, torch.device("cpu")), s)
+        moved = move_boxes(d, t, Boxes(np.array([0]), np.array([1.0]), np.array([[50.0, 20, 90, 52]])), s)
+        out = warp_images(images, on_device(d, t, pads, sizes, torch.device("cpu")), s)
         for b in range(4):
             white = np.argwhere(out[b, 0].numpy() > 127)
             rows = moved.xyxy[moved.batch_idx == b]
