@@ -108,6 +108,17 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
         train({"train": {"augmentation": "gpu", "extraArgs": {"mixup": 0.3}}}),
         "augmentation gpu does not implement copy_paste, mixup",
     ),
+    ("train-tuning-augmentation-tpu", train({"tuning": {"augmentation": ["tpu"]}}), "spec.tuning.augmentation"),
+    (
+        "train-tuning-augmentation-gpu-pose",
+        train({"model": {"architecture": "yolo11n-pose.yaml"}, "tuning": {"augmentation": ["cpu", "gpu"]}}),
+        "tuning.augmentation gpu supports task detect",
+    ),
+    (
+        "train-tuning-augmentation-gpu-cutmix",
+        train({"train": {"extraArgs": {"cutmix": 0.5}}, "tuning": {"augmentation": ["cpu", "gpu"]}}),
+        "tuning.augmentation gpu does not implement copy_paste, mixup, cutmix",
+    ),
     ("train-extra-args-owned", train({"train": {"extraArgs": {"epochs": 5}}}), "spec.train.extraArgs.epochs"),
     ("train-extra-args-typo", train({"train": {"extraArgs": {"mosiac": 0.5}}}), "spec.train.extraArgs.mosiac"),
     ("train-extra-args-type", train({"train": {"extraArgs": {"cos_lr": "yes"}}}), "spec.train.extraArgs.cos_lr"),
@@ -279,6 +290,7 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
 # (id, object): valid edge cases the API server must accept
 ACCEPTED: list[tuple[str, dict[str, Any]]] = [
     ("train-augmentation-gpu", train({"train": {"augmentation": "gpu", "extraArgs": {"mixup": 0.0, "mosaic": 0.5}}})),
+    ("train-tuning-augmentation-both", train({"tuning": {"augmentation": ["cpu", "gpu"]}})),
     ("train-task-from-architecture", train({"model": {"architecture": "yolo11n-pose.yaml"}})),
     ("train-task-matches-architecture", train({"task": "obb", "model": {"architecture": "yolo26s-obb.yaml"}})),
     (

@@ -205,6 +205,25 @@ def test_gpu_augmentation_is_refused_where_it_cannot_train_naming_the_field_and_
     assert "augmentation" not in train_config(plain, CHOICE, OPTIONS).model_fields_set  # type: ignore[arg-type]
 
 
+def test_offering_tuning_the_gpu_path_is_refused_where_it_cannot_train_naming_the_field() -> None:
+    both = _set(TRAIN, "spec.tuning.augmentation", ["cpu", "gpu"])
+    with pytest.raises(SpecError) as caught:
+        parse_resource(_set(both, "spec.model.architecture", "yolov8n-obb.yaml"))
+    assert caught.value.problems == [
+        "spec.tuning.augmentation: tuning.augmentation gpu supports task detect: offer cpu only"
+    ]
+    with pytest.raises(SpecError) as caught:
+        parse_resource(_set(both, "spec.train.extraArgs", {"copy_paste": 0.1}))
+    assert caught.value.problems == [
+        "spec.tuning.augmentation: tuning.augmentation gpu does not implement copy_paste, mixup, cutmix, bgr: set "
+        "them to 0 in train.extraArgs or offer cpu only"
+    ]
+    with pytest.raises(SpecError, match=r"spec\.tuning\.augmentation"):
+        parse_resource(_set(TRAIN, "spec.tuning.augmentation", []))
+    assert parse_resource(both).spec.tuning.augmentation == ["cpu", "gpu"]  # type: ignore[union-attr]
+    assert parse_resource(TRAIN).spec.tuning.augmentation == ["cpu"]  # type: ignore[union-attr]
+
+
 def test_wrong_kind_and_version_are_named() -> None:
     with pytest.raises(SpecError, match="kind: must be one of"):
         parse_resource({**TRAIN, "kind": "TrainJob"})

@@ -184,6 +184,18 @@ def test_trials_table_marks_the_chosen_trial() -> None:
     assert "batch 16, workers 2" in report.tuning_summary(result, "Measured")
 
 
+def test_trials_on_both_augmentation_paths_show_where_each_augmented_and_the_winner() -> None:
+    same = {"batch": 16, "workers": 4, "amp": True, "cache": "ram", "state": "ok"}
+    trials = [TrialResult(n=1, ips=350.0, **same), TrialResult(n=2, ips=520.0, aug="gpu", **same)]
+    result = TuneResult(duration_seconds=40, trials=trials, augmentation="gpu", images_per_second=520.0, **{
+        k: v for k, v in same.items() if k != "state"})  # fmt: skip
+    assert report.chosen_trial(result) == trials[1]  # the same batch, workers, amp and cache: where it augmented
+    lines = report.trials_table(result).splitlines()
+    assert lines[0].split()[:7] == ["trial", "batch", "workers", "amp", "cache", "augmentation", "images/s"]
+    assert lines[2].split()[5] == "cpu" and lines[3].split()[5] == "gpu" and lines[3].split()[-2:] == ["ok", "*"]
+    assert report.tuning_summary(result, "Measured").endswith("cache ram, augmentation gpu -> 520.0 images/s")
+
+
 def test_a_setting_chosen_without_a_trial_says_so_and_invents_no_figure() -> None:
     why = "batch 8 fixed by the spec; workers 0: Ultralytics trains on a CPU without dataloader workers"
     result = TuneResult(

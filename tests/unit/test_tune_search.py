@@ -256,6 +256,72 @@ def test_the_budget_is_a_tenth_of_the_training_at_least_30_s_at_most_the_cap(
     assert tuning_budget(120.0, 0.1, 30.0, estimated) == expected
 
 
+# --- where to augment: Ultralytics' loader or the GPU path, when the spec offers both ------------------------------
+
+
+def test_offered_both_the_climb_starts_on_ultralytics_loader_and_measures_the_gpu_path_next() -> None:
+    both = Space(batches=[16], workers=[2, 4, 8], amp=[True], cache=["none", "ram"], augmentation=["cpu", "gpu"])
+    search = Search(both, images_per_run=40_000.0)
+    first = search.next()
+    assert first == TrialSettings(16, 8, True, "none", "cpu")
+    search.record(first, 350.0)
+    second = search.next()
+    assert second == TrialSettings(16, 8, True, "none", "gpu")  # the comparison the spec asked for comes first
+    search.record(second, 500.0)
+    assert search.best() == second and both.size() == 12
+    wide = Space(batches=[32, 64], workers=[4, 16], amp=[True], cache=["ram"], augmentation=["cpu", "gpu"])
+    assert wide.neighbours(wide.first_guess())[0] == TrialSettings(64, 16, True, "ram", "gpu")
+    assert SPACE.first_guess().augmentation == "cpu" and SPACE.size() == 64  # not offered: as before
+
+
+def test_the_gpu_path_is_offered_on_a_gpu_only_and_without_an_offer_the_configs_own_is_the_only_one() -> None:
+    def bounds(on_gpu: bool) -> Any:
+        return make_bounds(
+            SearchSpace(fixed_batch=16, augmentation=["cpu", "gpu"]), n_train=400, decoded_bytes=10**6,
+            memory_budget=2**33, cpu_budget=8, ranks=1, on_gpu=on_gpu, memory_probe=None, free_memory=None,
+        )  # fmt: skip
+
+    assert bounds(True).augmentation == ["cpu", "gpu"]
+    on_cpu = bounds(False)
+    assert on_cpu.augmentation == ["cpu"] and any("gpu is tried on a GPU only" in n for n in on_cpu.notes)
+
+    def alone(augmentation: str) -> Any:
+        return make_bounds(
+            SearchSpace(fixed_batch=16), n_train=400, decoded_bytes=10**6, memory_budget=2**33, cpu_budget=8,
+            ranks=1, on_gpu=True, memory_probe=None, free_memory=None, augmentation=augmentation,
+        )  # fmt: skip
+
+    assert alone("cpu").augmentation == ["cpu"] and alone("gpu").augmentation == ["gpu"]  # nothing offered
+
+
+def test_tuning_offers_the_gpu_path_only_when_the_spec_asks_and_training_follows_its_choice() -> None:
+    plain = tune_config(make_job())
+    assert plain.search.augmentation is None and plain.augmentation == "cpu"  # the config's text as before
+    both = make_job(tuning={"augmentation": ["cpu", "gpu"]})
+    assert tune_config(both).search.augmentation == ["cpu", "gpu"]
+    chose_gpu = encode_result(RESULT.model_copy(update={"augmentation": "gpu"}))
+    d = decide(both, Observed(now=NOW, tuning=step(StepState.SUCCEEDED, message=chose_gpu)))
+    assert CreateTrainingJob(TrainChoice(64, 12, True, "ram", "gpu")) in d.actions
+    assert d.status.tuning is not None and d.status.tuning.augmentation == "gpu"
+    trained = TrainConfig.model_validate(
+        config_of(training_objects(both, TrainChoice(64, 12, True, "ram", "gpu"), RenderOptions()))
+    )
+    assert trained.augmentation == "gpu"
+    on_cpu = config_of(training_objects(both, TrainChoice(64, 12, True, "ram"), RenderOptions()))
+    assert on_cpu == config_of(training_objects(make_job(), TrainChoice(64, 12, True, "ram"), RenderOptions()))
+    fixed = make_job(train={"augmentation": "cpu"}, tuning={"augmentation": ["cpu", "gpu"]})
+    assert (tune_config(fixed).augmentation, tune_config(fixed).search.augmentation) == ("cpu", None)  # tried alone
+    d = decide(fixed, Observed(now=NOW, tuning=step(StepState.SUCCEEDED, message=chose_gpu)))
+    assert CreateTrainingJob(TrainChoice(64, 12, True, "ram", "cpu")) in d.actions  # ...and wins
+
+
+def test_cache_key_follows_where_trials_augmented_and_stays_put_for_jobs_that_do_not_ask() -> None:
+    key = cache_key(make_job().spec, H200)
+    assert key == cache_key(make_job(tuning={"augmentation": ["cpu"]}).spec, H200)
+    assert key != cache_key(make_job(tuning={"augmentation": ["cpu", "gpu"]}).spec, H200)
+    assert key != cache_key(make_job(train={"augmentation": "gpu"}).spec, H200)  # trials measured another path
+
+
 # --- warm-up at the defaults' batch, then the tuned one --------------------------------------------------------------
 
 

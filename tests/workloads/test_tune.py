@@ -115,3 +115,28 @@ def test_a_space_of_one_setting_is_chosen_without_a_trial(
     assert "workers 0" in result.reason and "AMP off" in result.reason
     assert not [line for line in err.splitlines() if line.startswith("tune: trial")]
     assert attempts.read_text() == "", "tuning tried to reach the network"
+
+
+def test_an_offered_gpu_augmentation_is_not_tried_on_a_cpu_and_the_reason_says_so(
+    shapes_data: Path, tmp_path: Path, netblock, workload
+) -> None:
+    """`search.augmentation: [cpu, gpu]` (the spec's `tuning.augmentation`) on a CPU-only pod: the GPU path would
+    take the training step's own cores, so only Ultralytics' loader is a candidate, and the result says why."""
+    config = {
+        "model": {"architecture": "yolov8n.yaml"},
+        "data": {"yaml": str(shapes_data)},
+        "imgsz": 64,
+        "gpus": 0,
+        "search": {"fixed_batch": 8, "cache": ["none"], "augmentation": ["cpu", "gpu"]},
+        "output_dir": str(tmp_path / "out"),
+        "termination_log": str(tmp_path / "termination-log"),
+    }
+    (tmp_path / "tune.yaml").write_text(yaml.safe_dump(config))
+    env, _ = netblock
+    proc = workload(["tune", "--config", str(tmp_path / "tune.yaml")], env)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+    result = TuneResult.model_validate_json((tmp_path / "termination-log").read_bytes())
+    assert result.augmentation is None and result.trials == []  # Ultralytics' loader, the only candidate left
+    assert result.reason is not None and "gpu is tried on a GPU only" in result.reason
+    assert "augmentation=['cpu']" in err

@@ -203,6 +203,10 @@ class SearchSpace(ContractModel):
     """Ultralytics' nominal batch size the training will use (the user's `nbs`, else 64)."""
     warmup_epochs: float = Field(default=3.0, ge=0)
     """Ultralytics' warm-up the training will use (the user's `warmup_epochs`, else 3)."""
+    augmentation: list[Augmentation] | None = None
+    """Where trials may augment (TrainConfig.augmentation), tuning to choose: `gpu` is tried only on a CUDA GPU.
+    None: only where TuneConfig.augmentation says (a config's text stays what it was for every job that does not
+    offer a choice)."""
 
 
 class TuneConfig(ContractModel):
@@ -234,7 +238,8 @@ class TuneConfig(ContractModel):
     computation with far fewer kernel launches; a capture that fails, a CPU or several GPUs train as before.
     Trials measure what training will run."""
     augmentation: Augmentation = "cpu"
-    """Where trials augment their images: as training will (TrainConfig.augmentation)."""
+    """Where trials augment their images: as training will (TrainConfig.augmentation). When `search.augmentation`
+    is set, tuning chooses among those instead."""
 
     @model_validator(mode="after")
     def _data_task(self) -> Self:
@@ -256,6 +261,8 @@ class TrialResult(ContractModel):
     error: str | None = Field(default=None, max_length=120)
     repeat: bool | None = None
     """True when this trial re-measured an earlier setting (the best two were within noise of each other)."""
+    aug: Augmentation | None = None
+    """`gpu` when the trial augmented on the GPU (None: on the CPUs, Ultralytics' loader)."""
 
 
 class TuneResult(ContractModel):
@@ -265,6 +272,8 @@ class TuneResult(ContractModel):
     workers: int = Field(ge=0)
     amp: bool
     cache: Cache
+    augmentation: Augmentation | None = None
+    """Where to augment, when tuning chose it (the config offered both); None: as the spec says, else `cpu`."""
     images_per_second: float | None = Field(default=None, ge=0)
     """Measured for the chosen setting; None when no trial ran (the bounds allowed one setting only)."""
     duration_seconds: float = Field(ge=0)

@@ -176,6 +176,10 @@ class Tuning(ApiModel):
     """Mixed-precision settings tried."""
     cache: list[Literal["none", "ram"]] = Field(default=["none", "ram"], min_length=1, max_length=2)
     """Caching settings tried (ram only if the decoded data set fits the pod's memory)."""
+    augmentation: list[Augmentation] = Field(default=["cpu"], min_length=1, max_length=2)
+    """Where training may augment, when `train.augmentation` does not fix it: `[cpu, gpu]` lets tuning measure
+    both and choose the faster (`gpu` only on a GPU, for detection, without copy_paste, mixup, cutmix or bgr).
+    `cpu` alone by default: the GPU path's accuracy on small, crowded objects is still being measured."""
     max_trials: int = Field(default=12, ge=1, le=100)
     """Most trials to run."""
     time_budget_seconds: int = Field(default=120, ge=10, le=3600)
@@ -215,6 +219,8 @@ class RunPolicy(ApiModel):
 _ARCH_TASK_CEL = task_cel("self.model.architecture")
 _SPEC_TASK_CEL = f"(has(self.task) ? self.task : has(self.model.architecture) ? {_ARCH_TASK_CEL} : 'detect')"
 """CEL of YoloTrainJobSpec.effective_task."""
+_TUNING_GPU_CEL = "(!has(self.tuning) || !has(self.tuning.augmentation) || !('gpu' in self.tuning.augmentation))"
+"""CEL: tuning does not offer the GPU augmentation path."""
 
 
 def _architecture_mismatch(spec: YoloTrainJobSpec) -> str:
@@ -290,6 +296,22 @@ class YoloTrainJobSpec(ApiModel):
             check=lambda s: s.train.augmentation != "gpu" or s.effective_task() in GPU_AUGMENTATION_TASKS,
             field="train.augmentation",
         ),
+        Rule(
+            cel=f"{_TUNING_GPU_CEL} || {_SPEC_TASK_CEL} in {list(GPU_AUGMENTATION_TASKS)}",
+            message=f"tuning.augmentation gpu supports task {', '.join(GPU_AUGMENTATION_TASKS)}: offer cpu only",
+            check=lambda s: "gpu" not in s.tuning.augmentation or s.effective_task() in GPU_AUGMENTATION_TASKS,
+            field="tuning.augmentation",
+        ),
+        Rule(
+            cel=f"{_TUNING_GPU_CEL} || !has(self.train) || !has(self.train.extraArgs) || "
+            + " && ".join(
+                f"(!has(self.train.extraArgs.{n}) || self.train.extraArgs.{n} <= 0.0)" for n in NOT_ON_GPU_AUGMENTATION
+            ),
+            message=f"tuning.augmentation gpu does not implement {', '.join(NOT_ON_GPU_AUGMENTATION)}: set them to 0 "
+            "in train.extraArgs or offer cpu only",
+            check=lambda s: "gpu" not in s.tuning.augmentation or not gpu_augmentation_lacks(s.train.extra_args or {}),
+            field="tuning.augmentation",
+        ),
         *immutable(
             "task", "model", "data", "train", "tuning", "resources", "output", "podOverrides", "sourceCache",
             kind="YoloTrainJob",
@@ -304,6 +326,8 @@ class TuningStatus(StatusModel):
     workers: int | None = None
     amp: bool | None = None
     cache: str | None = None
+    augmentation: str | None = None
+    """Where training augments: `cpu` (Ultralytics' loader) or `gpu`."""
     images_per_second: float | None = None
     """Training throughput measured with the chosen settings."""
     trials: int | None = None

@@ -115,12 +115,13 @@ class Policy:
 
 @dataclass(frozen=True)
 class TrainChoice:
-    """The four settings tuning decides; the training step runs with them."""
+    """The settings tuning decides; the training step runs with them."""
 
     batch: int
     workers: int
     amp: bool
     cache: str
+    augmentation: str = "cpu"
 
     @classmethod
     def from_result(cls, result: TuneResult, spec: YoloTrainJobSpec) -> TrainChoice:
@@ -131,6 +132,7 @@ class TrainChoice:
             workers=t.workers if t.workers is not None else result.workers,
             amp=t.amp if t.amp is not None else result.amp,
             cache=t.cache if t.cache is not None else result.cache,
+            augmentation=t.augmentation or result.augmentation or "cpu",
         )
 
     @classmethod
@@ -143,6 +145,7 @@ class TrainChoice:
             workers=t.workers if t.workers is not None else workers,
             amp=t.amp if t.amp is not None else amp,
             cache=t.cache if t.cache is not None else cache,
+            augmentation=t.augmentation or "cpu",
         )
 
 
@@ -316,6 +319,7 @@ def _choice_known(draft: _Draft, spec: YoloTrainJobSpec, observed: Observed) -> 
             workers=remembered.workers if remembered.workers is not None else ULTRALYTICS_DEFAULTS[1],
             amp=remembered.amp if remembered.amp is not None else True,
             cache=remembered.cache or "none",
+            augmentation=spec.train.augmentation or remembered.augmentation or "cpu",
         )
     hit = observed.cached
     if hit and spec.tuning.reuse == "IfAvailable" and observed.tuning.state == StepState.ABSENT:
@@ -476,7 +480,13 @@ def _accuracy_words(summary: TrainSummary) -> str:
 
 
 def _choice_fields(choice: TrainChoice) -> dict[str, object]:
-    return {"batch": choice.batch, "workers": choice.workers, "amp": choice.amp, "cache": choice.cache}
+    return {
+        "batch": choice.batch,
+        "workers": choice.workers,
+        "amp": choice.amp,
+        "cache": choice.cache,
+        "augmentation": choice.augmentation,
+    }
 
 
 def _tuning_status(
@@ -498,4 +508,5 @@ def _tuning_status(
 
 
 def _describe(choice: TrainChoice) -> str:
-    return f"batch {choice.batch}, workers {choice.workers}, amp {choice.amp}, cache {choice.cache}"
+    gpu = ", augmentation gpu" if choice.augmentation == "gpu" else ""
+    return f"batch {choice.batch}, workers {choice.workers}, amp {choice.amp}, cache {choice.cache}{gpu}"

@@ -51,6 +51,16 @@ def _model_identity(spec: YoloTrainJobSpec) -> str:
     return f"weights:{spec.model.weights.claim_name}/{spec.model.weights.path}"
 
 
+_NOT_IN_KEY = {"reuse", "time_budget_seconds", "max_trials"}
+"""Tuning fields that do not change what tuning finds."""
+
+
+def _default_augmentation(spec: YoloTrainJobSpec) -> set[str]:
+    """`augmentation` out of the key when tuning offers the CPU path alone: keys of such jobs stay as they were
+    before the field existed, so their cached results are still found."""
+    return {"augmentation"} if list(spec.tuning.augmentation) == ["cpu"] else set()
+
+
 def cache_key(spec: YoloTrainJobSpec, gpu_product: str) -> str:
     """A ConfigMap data key (`[-._a-zA-Z0-9]+`, at most 253 characters) naming what a tuning result depends on."""
     identity = {
@@ -61,12 +71,14 @@ def cache_key(spec: YoloTrainJobSpec, gpu_product: str) -> str:
         "data": _data_identity(spec),
         "cpu": str(parse_quantity(spec.resources.cpu).normalize()),
         "memory": str(parse_quantity(spec.resources.memory).normalize()),
-        "search": spec.tuning.model_dump(mode="json", exclude={"reuse", "time_budget_seconds", "max_trials"}),
+        "search": spec.tuning.model_dump(mode="json", exclude=_NOT_IN_KEY | _default_augmentation(spec)),
         "fixed": spec.train.model_dump(mode="json", include={"batch", "workers", "amp", "cache"}),
         # The batch sizes that keep the defaults' trajectory depend on these.
         "nbs": nominal_batch(spec),
         "warmup": warmup_epochs(spec),
     }
+    if spec.train.augmentation is not None:  # trials measured that path (keys of jobs without it stay as they were)
+        identity["augmentation"] = spec.train.augmentation
     if spec.effective_task() != "detect":  # another trainer, other labels; detection keys stay as they were
         identity["task"] = spec.effective_task()
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]

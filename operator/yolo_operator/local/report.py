@@ -51,7 +51,8 @@ def chosen_trial(result: TuneResult) -> TrialResult | None:
     matches = [
         t
         for t in result.trials
-        if (t.batch, t.workers, t.amp, t.cache) == (result.batch, result.workers, result.amp, result.cache)
+        if (t.batch, t.workers, t.amp, t.cache, t.aug)
+        == (result.batch, result.workers, result.amp, result.cache, result.augmentation)
         and t.ips is not None
     ]
     return max(matches, key=lambda t: t.ips or 0.0, default=None)
@@ -61,6 +62,7 @@ def trials_table(result: TuneResult) -> str:
     if not result.trials:
         return f"(no trial measured: {result.reason or 'the bounds allowed one setting'})"
     chosen = chosen_trial(result)
+    both = any(t.aug == "gpu" for t in result.trials)  # the augmentation column only when tuning tried the GPU's
     rows = [
         [
             t.n,
@@ -68,13 +70,15 @@ def trials_table(result: TuneResult) -> str:
             t.workers,
             t.amp,
             t.cache,
+            *([t.aug or "cpu"] if both else []),
             t.ips,
             t.state + (" *" if t is chosen else ""),
             (t.error or "")[:60],
         ]
         for t in result.trials
     ]
-    return table(["trial", "batch", "workers", "amp", "cache", "images/s", "state", "note"], rows)
+    names = ["trial", "batch", "workers", "amp", "cache", *(["augmentation"] if both else []), "images/s"]
+    return table([*names, "state", "note"], rows)
 
 
 def tuning_summary(result: TuneResult, source: str) -> str:
@@ -82,7 +86,7 @@ def tuning_summary(result: TuneResult, source: str) -> str:
     return (
         f"tuning ({source.lower()}, {_plural(len(result.trials), 'trial')} in {result.duration_seconds:.0f} s "
         f"on {where}): batch {result.batch}, workers {result.workers}, amp {_cell(result.amp)}, "
-        f"cache {result.cache} -> {_measured(result)}"
+        f"cache {result.cache}{', augmentation gpu' if result.augmentation == 'gpu' else ''} -> {_measured(result)}"
     )
 
 

@@ -415,5 +415,6 @@ def _settings(tuning: TuningStatus | None, ran: dict[str, object]) -> dict[str, 
         "workers": ran.get("workers", tuning.workers),
         "amp": ran.get("amp", tuning.amp),
         "cache": ran.get("cache", tuning.cache),
+        **({"augmentation": "gpu"} if ran.get("augmentation", tuning.augmentation) == "gpu" else {}),
         "source": (tuning.source or "").lower() or None,
     }

@@ -100,7 +100,7 @@ class RenderOptions:
 
 
 class TunedSettings(Protocol):
-    """What render needs of the four settings tuning decides (lifecycle.train_job.TrainChoice is one); training is
+    """What render needs of the settings tuning decides (lifecycle.train_job.TrainChoice is one); training is
     rendered with them."""
 
     @property
@@ -111,6 +111,8 @@ class TunedSettings(Protocol):
     def amp(self) -> bool: ...
     @property
     def cache(self) -> str: ...
+    @property
+    def augmentation(self) -> str: ...
 
 
 def job_name(cr_name: str, component: str) -> str:
@@ -256,6 +258,7 @@ def tune_config(job: YoloTrainJob) -> TuneConfig:
         batch_rule=BATCH_RULES[tuning.batch_rule],
         nbs=nominal_batch(spec),
         warmup_epochs=warmup_epochs(spec),
+        **_offered_augmentation(spec),
     )
     return TuneConfig(
         model=layout.model,
@@ -275,10 +278,20 @@ def tune_config(job: YoloTrainJob) -> TuneConfig:
     )
 
 
-def _augmentation(spec: YoloTrainJobSpec) -> dict[str, Any]:
-    """`augmentation` for the tuning and training configs, left out unless the spec sets it (a config's text, and
-    so a running job's hash, stays what it was for every spec that does not)."""
-    return {"augmentation": spec.train.augmentation} if spec.train.augmentation is not None else {}
+def _augmentation(spec: YoloTrainJobSpec, choice: TunedSettings | None = None) -> dict[str, Any]:
+    """`augmentation` for the tuning and training configs: the spec's, else (training) `gpu` when tuning chose it;
+    left out otherwise (a config's text, and so a running job's hash, stays what it was for every job on the CPU
+    path that did not ask for it)."""
+    if spec.train.augmentation is not None:
+        return {"augmentation": spec.train.augmentation}
+    return {"augmentation": "gpu"} if choice is not None and choice.augmentation == "gpu" else {}
+
+
+def _offered_augmentation(spec: YoloTrainJobSpec) -> dict[str, Any]:
+    """The search's `augmentation`: left out when the spec fixes it (`train.augmentation`) or tuning offers the CPU
+    path alone (the default), so those configs read as before."""
+    offered = list(spec.tuning.augmentation)
+    return {} if spec.train.augmentation is not None or offered == ["cpu"] else {"augmentation": offered}
 
 
 def _warmup_batch(spec: YoloTrainJobSpec, batch: int) -> int | None:
@@ -321,7 +334,7 @@ def train_config(job: YoloTrainJob, choice: TunedSettings, options: RenderOption
         gpus=spec.resources.gpus,
         save_period=spec.output.checkpoint_every_epochs if spec.output else 1,
         warmup_batch=_warmup_batch(spec, choice.batch),
-        **_augmentation(spec),
+        **_augmentation(spec, choice),
         extra_args=dict(t.extra_args or {}),
         output_dir=layout.run_dir,
         metrics_port=options.metrics_port,

@@ -3,8 +3,9 @@
 A tuning phase affords a handful of trials (it must pay for itself: a tenth of the training it tunes), too few for a
 sampler to learn the space. So the search is a hill climb from the setting that is fastest on most hardware (the
 largest allowed batch, every worker, AMP, the RAM cache): each trial measures a setting not measured before, one
-step away from the best so far along one dimension (fewer workers, half the batch, the other cache, AMP off), and a
-step that wins moves the climb. It ends when the best setting has no unmeasured neighbour, or the budget ends.
+step away from the best so far along one dimension (fewer workers, half the batch, the other cache, AMP off; the
+other augmentation path first, when the spec offers both), and a step that wins moves the climb. It ends when the
+best setting has no unmeasured neighbour, or the budget ends.
 
 When the batch is pinned (the defaults' trajectory, or the spec), the climb starts from Ultralytics' own loader
 settings instead and steps towards a wider loader: at a small batch the main process's step, not the loader, bounds
@@ -43,6 +44,7 @@ class TrialSettings:
     workers: int
     amp: bool
     cache: str
+    augmentation: str = "cpu"
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class Space:
     workers: list[int]
     amp: list[bool]
     cache: list[str]
+    augmentation: list[str] = field(default_factory=lambda: ["cpu"])
 
     @property
     def batch_pinned(self) -> bool:
@@ -68,28 +71,38 @@ class Space:
                 workers=max(fitting) if fitting else min(self.workers),
                 amp=True if True in self.amp else self.amp[0],
                 cache="none" if "none" in self.cache else self.cache[0],
+                augmentation=self._first_augmentation(),
             )
         return TrialSettings(
             batch=max(self.batches),
             workers=max(self.workers),
             amp=True if True in self.amp else self.amp[0],
             cache="ram" if "ram" in self.cache else self.cache[0],
+            augmentation=self._first_augmentation(),
         )
 
+    def _first_augmentation(self) -> str:
+        """Ultralytics' own loader first when offered: the other path has to win a measurement."""
+        return "cpu" if "cpu" in self.augmentation else self.augmentation[0]
+
     def size(self) -> int:
-        return len(self.batches) * len(self.workers) * len(self.amp) * len(self.cache)
+        return len(self.batches) * len(self.workers) * len(self.amp) * len(self.cache) * len(self.augmentation)
 
     def neighbours(self, s: TrialSettings) -> list[TrialSettings]:
-        """One step along one dimension, most promising first (the climb starts at the large end)."""
+        """One step along one dimension, most promising first (the climb starts at the large end). The other
+        augmentation path comes first: a spec that offers both asked for that comparison."""
         workers, batches = sorted(self.workers), sorted(self.batches)
+        other = [replace(s, augmentation=a) for a in self.augmentation if a != s.augmentation]
         if self.batch_pinned:  # from Ultralytics' loader towards a wider one
             return [
+                *other,
                 *[replace(s, workers=w) for w in _step(workers, s.workers, 1)],
                 *[replace(s, cache=c) for c in self.cache if c != s.cache],
                 *[replace(s, workers=w) for w in _step(workers, s.workers, -1)],
                 *[replace(s, amp=a) for a in self.amp if a != s.amp],
             ]
         return [
+            *other,
             *[replace(s, workers=w) for w in _step(workers, s.workers, -1)],
             *[replace(s, batch=b) for b in _step(batches, s.batch, -1)],
             *[replace(s, cache=c) for c in self.cache if c != s.cache],

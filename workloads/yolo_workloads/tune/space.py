@@ -33,6 +33,7 @@ class Bounds:
     """Why these batch sizes (the trajectory rule, or the spec's fixed batch)."""
     notes: list[str] = field(default_factory=list)
     """Why other dimensions hold fewer values than the spec offered (a CPU, a cache that does not fit)."""
+    augmentation: list[str] = field(default_factory=lambda: ["cpu"])
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,6 +138,7 @@ def decoded_dataset_bytes(image_files: list[Path], imgsz: int, sample: int = 64)
 def make_bounds(
     search: SearchSpace,
     *,
+    augmentation: str = "cpu",
     n_train: int,
     decoded_bytes: int,
     memory_budget: int | None,
@@ -179,7 +181,20 @@ def make_bounds(
         cache = [str(c) for c in search.cache if c != "ram" or ram_fits] or ["none"]
         if "ram" in search.cache and not ram_fits:
             notes.append("no RAM cache: the decoded images would not fit in half the memory budget")
-    return Bounds(batches, workers, amp or [False], cache, detail, batch_reason, notes)
+    places = _augmentation(search, augmentation, on_gpu, notes)
+    return Bounds(batches, workers, amp or [False], cache, detail, batch_reason, notes, places)
+
+
+def _augmentation(search: SearchSpace, own: str, on_gpu: bool, notes: list[str]) -> list[str]:
+    """Where trials may augment: the offered places when the search offers several, else the config's own (`gpu`
+    offered is tried on a GPU only: on a CPU its pixel work would compete with the training step for the cores)."""
+    if search.augmentation is None:
+        return [own]
+    offered = [str(a) for a in search.augmentation]
+    if "gpu" in offered and not on_gpu:
+        notes.append("augmentation cpu: gpu is tried on a GPU only")
+        offered = [a for a in offered if a != "gpu"] or ["cpu"]
+    return offered
 
 
 def _workers(search: SearchSpace, *, per_rank_cpus: int, on_gpu: bool) -> list[int]:

@@ -1,4 +1,5 @@
-"""The tuning study: a hill climb (tune.search) over batch, workers, AMP and cache, each trial a real measurement.
+"""The tuning study: a hill climb (tune.search) over batch, workers, AMP, cache and (when offered) where to augment,
+each trial a real measurement.
 
 One process runs every trial, so the data set is scanned (and RAM-cached) once and CUDA is initialised once. The
 phase must pay for itself: its budget is `budget_share` (10%) of the training time estimated from the first trial,
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from yolo_workloads.contract import TrialResult, TuneConfig, TuneResult
+from yolo_workloads.contract import Augmentation, TrialResult, TuneConfig, TuneResult
 from yolo_workloads.tune.measure import Measurement, TrialPruned, TrialSettings, Window, run_trial
 from yolo_workloads.tune.search import NOISE, Search, Space, tuning_budget
 from yolo_workloads.tune.space import Bounds
@@ -51,7 +52,7 @@ class _Study:
     def __init__(self, config: TuneConfig, yaml_path: Path, n_train: int, start: float, bounds: Bounds) -> None:
         self.config, self.yaml_path, self.n_train, self.start, self.bounds = config, yaml_path, n_train, start, bounds
         self.epochs = config.epochs or DEFAULT_EPOCHS
-        space = Space(bounds.batches, bounds.workers, bounds.amp, bounds.cache)
+        space = Space(bounds.batches, bounds.workers, bounds.amp, bounds.cache, bounds.augmentation)
         self.search = Search(space, images_per_run=float(self.epochs * n_train))
         self.budget = config.time_budget_seconds
         self.budget_fitted = False
@@ -104,7 +105,7 @@ class _Study:
             report=report,
             task=self.config.task,
             cuda_graphs=self.config.cuda_graphs,
-            augmentation=self.config.augmentation,
+            augmentation=settings.augmentation,
         )
         if result.state == "pruned":
             result.ips = last_value[-1] if last_value else None
@@ -147,13 +148,15 @@ class _Study:
             state=result.state,
             error=result.error,
             repeat=True if repeat else None,
+            aug="gpu" if settings.augmentation == "gpu" else None,
         )
         self.records.append(record)
         self.details.append({**record.model_dump(), **_timing(result), "repeat": repeat})
         figure = f"{result.ips:.1f} images/s" if result.ips is not None else result.error
         _log(
             f"tune: trial {number}/{self.config.max_trials} batch={settings.batch} workers={settings.workers} "
-            f"amp={settings.amp} cache={settings.cache}{' (repeat)' if repeat else ''}: {result.state} "
+            f"amp={settings.amp} cache={settings.cache} augmentation={settings.augmentation}"
+            f"{' (repeat)' if repeat else ''}: {result.state} "
             f"{figure} ({result.seconds:.1f} s, {time.monotonic() - self.start:.0f}/{self.budget:.0f} s)"
         )
 
@@ -175,6 +178,7 @@ class _Study:
         ips = statistics.median(self.search.figures[chosen])
         parts = [
             self.bounds.batch_reason,
+            _augmentation_words(chosen, self.bounds, list(self.search.figures)),
             f"fastest estimated training: {self.estimate(chosen):.0f} s = {self.epochs} epochs x {self.n_train} "
             f"images at {ips:.0f} images/s" + (f" + {one_off:.0f} s RAM cache fill" if one_off >= 0.5 else ""),
             f"{_plural(len(self.search.tried), 'setting')} measured in {time.monotonic() - self.start:.0f} s of a "
@@ -197,10 +201,13 @@ def run_study(config: TuneConfig, yaml_path: Path, n_train: int, start: float) -
     cpu_budget = config.cpu_budget or system.cpu_budget()
     use_the_cpu_budget("0" if on_gpu else "cpu", cpu_budget)  # trials compute as training will
     bounds = _bounds(config, yaml_path, n_train, on_gpu, ranks, cpu_budget)
-    _log(f"tune: space batch={bounds.batches} workers={bounds.workers} amp={bounds.amp} cache={bounds.cache}")
+    _log(
+        f"tune: space batch={bounds.batches} workers={bounds.workers} amp={bounds.amp} cache={bounds.cache} "
+        f"augmentation={bounds.augmentation}"
+    )
     _log(f"tune: {bounds.batch_reason}")
-    if Space(bounds.batches, bounds.workers, bounds.amp, bounds.cache).size() == 1:
-        return _only_setting(bounds, start, on_gpu, cpu_budget, ranks)
+    if Space(bounds.batches, bounds.workers, bounds.amp, bounds.cache, bounds.augmentation).size() == 1:
+        return _only_setting(bounds, start, on_gpu, cpu_budget, ranks, config)
     study = _Study(config, yaml_path, n_train, start, bounds)
     study.run()
     chosen = study.search.best()
@@ -212,6 +219,7 @@ def run_study(config: TuneConfig, yaml_path: Path, n_train: int, start: float) -
         workers=chosen.workers,
         amp=chosen.amp,
         cache=chosen.cache,
+        augmentation=_chosen_augmentation(chosen.augmentation, config),
         images_per_second=round(statistics.median(study.search.figures[chosen]), 1),
         duration_seconds=round(time.monotonic() - start, 1),
         trials=study.records,
@@ -233,7 +241,7 @@ def run_study(config: TuneConfig, yaml_path: Path, n_train: int, start: float) -
 
 
 def _only_setting(
-    bounds: Bounds, start: float, on_gpu: bool, cpu_budget: float, ranks: int
+    bounds: Bounds, start: float, on_gpu: bool, cpu_budget: float, ranks: int, config: TuneConfig
 ) -> tuple[TuneResult, dict[str, Any]]:
     """The bounds allow one setting: it is the answer, and measuring it would only spend the budget."""
     from yolo_workloads import system
@@ -246,6 +254,7 @@ def _only_setting(
         workers=bounds.workers[0],
         amp=bounds.amp[0],
         cache=bounds.cache[0],
+        augmentation=_chosen_augmentation(bounds.augmentation[0], config),
         images_per_second=None,
         duration_seconds=round(time.monotonic() - start, 1),
         trials=[],
@@ -273,6 +282,7 @@ def _bounds(config: TuneConfig, yaml_path: Path, n_train: int, on_gpu: bool, ran
         free = float(torch.cuda.mem_get_info(0)[0])
     bounds = make_bounds(
         config.search,
+        augmentation=config.augmentation,
         n_train=n_train,
         decoded_bytes=decoded_dataset_bytes(split_images(yaml_path), config.imgsz),
         memory_budget=memory_budget,
@@ -288,6 +298,24 @@ def _bounds(config: TuneConfig, yaml_path: Path, n_train: int, on_gpu: bool, ran
 
 class NoFeasibleSetting(Exception):
     pass
+
+
+def _chosen_augmentation(chosen: str, config: TuneConfig) -> Augmentation | None:
+    """The result's `augmentation`: `gpu` when tuning chose it among several; None otherwise (the config's own,
+    which training takes from the spec), so a result reads as before wherever no choice was offered."""
+    return "gpu" if chosen == "gpu" and config.search.augmentation is not None else None
+
+
+def _augmentation_words(chosen: TrialSettings, bounds: Bounds, measured: list[TrialSettings]) -> str:
+    """Why this augmentation, when tuning had the choice: the other was slower, or never measured in the budget."""
+    others = [a for a in bounds.augmentation if a != chosen.augmentation]
+    if not others:
+        return ""
+    beaten = [a for a in others if any(m.augmentation == a for m in measured)]
+    words = f"augmentation {chosen.augmentation}"
+    if beaten:
+        return f"{words}: faster than {'/'.join(beaten)} as measured"
+    return f"{words}: {'/'.join(others)} not measured within the budget"
 
 
 def _timing(m: Measurement) -> dict[str, Any]:
