@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -105,27 +106,29 @@ def _run(verb: str, config: dict[str, object], tmp_path: Path) -> subprocess.Com
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=540, check=False)
 
 
-def test_tune_then_train_on_cuda(tmp_path: Path) -> None:
-    from yolo_workloads.contract import TrainSummary, TuneResult
+def _data(tmp_path: Path) -> dict[str, object]:
+    return {"shapes": {"images": 256, "val_images": 32, "imgsz": IMGSZ, "seed": 0}, "root": str(tmp_path / "data")}
 
-    data = {"shapes": {"images": 256, "val_images": 32, "imgsz": IMGSZ, "seed": 0}, "root": str(tmp_path / "data")}
-    tune = _run(
-        "tune",
-        {
-            "model": {"architecture": "yolov8n.yaml"},
-            "data": data,
-            "imgsz": IMGSZ,
-            "gpus": 1,
-            "search": {"batch": {"min": 16, "max": 64}, "workers": {"min": 2, "max": 4}},
-            "max_trials": 3,
-            "time_budget_seconds": 150,
-            "output_dir": str(tmp_path / "tune"),
-            "termination_log": str(tmp_path / "tune.msg"),
-        },
-        tmp_path,
-    )
+
+def _tune(tmp_path: Path, search: dict[str, object], max_trials: int) -> Any:
+    """`yolo-workload tune` of yolov8n on the generated set on CUDA, within 150 s: its result."""
+    from yolo_workloads.contract import TuneResult
+
+    config = {
+        "model": {"architecture": "yolov8n.yaml"}, "data": _data(tmp_path), "imgsz": IMGSZ, "gpus": 1,
+        "search": search, "max_trials": max_trials, "time_budget_seconds": 150,
+        "output_dir": str(tmp_path / "tune"), "termination_log": str(tmp_path / "tune.msg"),
+    }  # fmt: skip
+    tune = _run("tune", config, tmp_path)
     assert tune.returncode == 0, tune.stderr[-3000:]
-    result = TuneResult.model_validate_json((tmp_path / "tune.msg").read_text())
+    return TuneResult.model_validate_json((tmp_path / "tune.msg").read_text())
+
+
+def test_tune_then_train_on_cuda(tmp_path: Path) -> None:
+    from yolo_workloads.contract import TrainSummary
+
+    data = _data(tmp_path)
+    result = _tune(tmp_path, {"batch": {"min": 16, "max": 64}, "workers": {"min": 2, "max": 4}}, max_trials=3)
     assert result.device.startswith("cuda") and result.gpu_product and "NVIDIA" in result.gpu_product
     assert 16 <= result.batch <= 64 and result.images_per_second > 0
     assert result.duration_seconds <= 150 + 30
@@ -159,28 +162,9 @@ def test_tune_then_train_on_cuda(tmp_path: Path) -> None:
 
 def test_tuning_offered_both_augmentation_paths_measures_each_and_says_which_won(tmp_path: Path) -> None:
     """`tuning.augmentation: [cpu, gpu]`: one trial on Ultralytics' loader, one on the GPU path (the spec asked for
-    that comparison, so it comes second), the result names the faster and a training follows it."""
-    from yolo_workloads.contract import TuneResult
-
-    data = {"shapes": {"images": 256, "val_images": 32, "imgsz": IMGSZ, "seed": 0}, "root": str(tmp_path / "data")}
-    tune = _run(
-        "tune",
-        {
-            "model": {"architecture": "yolov8n.yaml"},
-            "data": data,
-            "imgsz": IMGSZ,
-            "gpus": 1,
-            "search": {"fixed_batch": 32, "fixed_workers": 4, "fixed_amp": True, "fixed_cache": "ram",
-                       "augmentation": ["cpu", "gpu"]},
-            "max_trials": 2,
-            "time_budget_seconds": 150,
-            "output_dir": str(tmp_path / "tune"),
-            "termination_log": str(tmp_path / "tune.msg"),
-        },
-        tmp_path,
-    )  # fmt: skip
-    assert tune.returncode == 0, tune.stderr[-3000:]
-    result = TuneResult.model_validate_json((tmp_path / "tune.msg").read_text())
+    that comparison, so it comes second), and the result names the faster and why."""
+    result = _tune(tmp_path, {"fixed_batch": 32, "fixed_workers": 4, "fixed_amp": True, "fixed_cache": "ram",
+                              "augmentation": ["cpu", "gpu"]}, max_trials=2)  # fmt: skip
     assert [t.aug for t in result.trials] == [None, "gpu"] and all(t.ips for t in result.trials)
     faster = max(result.trials, key=lambda t: t.ips or 0.0)
     assert result.augmentation == faster.aug
