@@ -142,11 +142,13 @@ def test_install_runs_the_operator_as_a_restricted_pod_of_its_image(e2e: E2E) ->
 
 
 def quickstart_on_a_volume() -> dict[str, Any]:
-    """The quickstart sample as shipped, with its output on the claim and requests that fit a two-core node."""
+    """The quickstart sample as shipped, with its output on the claim and requests that fit a two-core node, and
+    tuning offered both augmentation paths (on this GPU-less node only Ultralytics' loader may be tried)."""
     job: dict[str, Any] = yaml.safe_load(
         (ROOT / "manifests" / "samples" / "quickstart" / "yolotrainjob.yaml").read_text()
     )
     job["spec"]["train"]["epochs"] = 6  # room to lose the training pod in the middle
+    job["spec"]["tuning"]["augmentation"] = ["cpu", "gpu"]
     job["spec"]["resources"].update({"cpu": "1", "memory": "3Gi", "shmSize": "512Mi"})
     job["spec"]["output"] = {"claimName": CLAIM}
     return job
@@ -208,6 +210,7 @@ def test_quickstart_tunes_and_trains_in_real_pods_onto_the_volume(e2e: E2E, trai
     # The tuning result came from the real pod's termination message, written by the real process.
     terminated = tune_pods[0]["status"]["containerStatuses"][0]["state"]["terminated"]
     assert terminated["exitCode"] == 0 and json.loads(terminated["message"])["batch"] == trained["tuning"]["batch"]
+    assert trained["tuning"]["augmentation"] == "cpu" and "gpu is tried on a GPU only" in trained["tuning"]["reason"]
     # Progress was read from the real training pod's metrics while it ran.
     assert trained["epoch_before"] >= 2
     assert status["progress"]["epoch"] == status["progress"]["epochs"] == 6

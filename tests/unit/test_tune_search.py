@@ -283,7 +283,7 @@ def test_the_gpu_path_is_offered_on_a_gpu_only_and_without_an_offer_the_configs_
 
     assert bounds(True).augmentation == ["cpu", "gpu"]
     on_cpu = bounds(False)
-    assert on_cpu.augmentation == ["cpu"] and any("gpu is tried on a GPU only" in n for n in on_cpu.notes)
+    assert on_cpu.augmentation == ["cpu"] and "gpu is tried on a GPU only" in on_cpu.augmentation_note
 
     def alone(augmentation: str) -> Any:
         return make_bounds(

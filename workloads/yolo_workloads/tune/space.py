@@ -34,6 +34,8 @@ class Bounds:
     notes: list[str] = field(default_factory=list)
     """Why other dimensions hold fewer values than the spec offered (a CPU, a cache that does not fit)."""
     augmentation: list[str] = field(default_factory=lambda: ["cpu"])
+    augmentation_note: str = ""
+    """Why an offered augmentation path is not among the candidates (said in every tuning reason)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -181,20 +183,20 @@ def make_bounds(
         cache = [str(c) for c in search.cache if c != "ram" or ram_fits] or ["none"]
         if "ram" in search.cache and not ram_fits:
             notes.append("no RAM cache: the decoded images would not fit in half the memory budget")
-    places = _augmentation(search, augmentation, on_gpu, notes)
-    return Bounds(batches, workers, amp or [False], cache, detail, batch_reason, notes, places)
+    places, why = _augmentation(search, augmentation, on_gpu)
+    return Bounds(batches, workers, amp or [False], cache, detail, batch_reason, notes, places, why)
 
 
-def _augmentation(search: SearchSpace, own: str, on_gpu: bool, notes: list[str]) -> list[str]:
-    """Where trials may augment: the offered places when the search offers several, else the config's own (`gpu`
-    offered is tried on a GPU only: on a CPU its pixel work would compete with the training step for the cores)."""
+def _augmentation(search: SearchSpace, own: str, on_gpu: bool) -> tuple[list[str], str]:
+    """Where trials may augment, and why not elsewhere: the offered places when the search offers several, else
+    the config's own (`gpu` offered is tried on a GPU only: on a CPU its pixel work would take the training step's
+    cores)."""
     if search.augmentation is None:
-        return [own]
+        return [own], ""
     offered = [str(a) for a in search.augmentation]
     if "gpu" in offered and not on_gpu:
-        notes.append("augmentation cpu: gpu is tried on a GPU only")
-        offered = [a for a in offered if a != "gpu"] or ["cpu"]
-    return offered
+        return [a for a in offered if a != "gpu"] or ["cpu"], "augmentation cpu: gpu is tried on a GPU only"
+    return offered, ""
 
 
 def _workers(search: SearchSpace, *, per_rank_cpus: int, on_gpu: bool) -> list[int]:

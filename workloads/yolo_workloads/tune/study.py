@@ -178,7 +178,7 @@ class _Study:
         ips = statistics.median(self.search.figures[chosen])
         parts = [
             self.bounds.batch_reason,
-            _augmentation_words(chosen, self.bounds, list(self.search.figures)),
+            self.bounds.augmentation_note or _augmentation_words(chosen, self.bounds, list(self.search.figures)),
             f"fastest estimated training: {self.estimate(chosen):.0f} s = {self.epochs} epochs x {self.n_train} "
             f"images at {ips:.0f} images/s" + (f" + {one_off:.0f} s RAM cache fill" if one_off >= 0.5 else ""),
             f"{_plural(len(self.search.tried), 'setting')} measured in {time.monotonic() - self.start:.0f} s of a "
@@ -246,7 +246,7 @@ def _only_setting(
     """The bounds allow one setting: it is the answer, and measuring it would only spend the budget."""
     from yolo_workloads import system
 
-    why = "; ".join(p for p in [bounds.batch_reason, *bounds.notes] if p)
+    why = "; ".join(p for p in [bounds.batch_reason, bounds.augmentation_note, *bounds.notes] if p)
     reason = f"the only setting the bounds allow, chosen without a trial ({why})"
     _log(f"tune: {reason}")
     result = TuneResult(
