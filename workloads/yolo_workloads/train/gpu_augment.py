@@ -17,9 +17,11 @@ batch in the training process:
   whole batch) and `recolour` here are the reference it is tested against, and what runs elsewhere.
 
 Mosaic partners are other images of the same (shuffled) batch, where Ultralytics draws them from the data set or its
-recent-image buffer: the same distribution of images. What the GPU path does not do (copy-paste, mixup, cutmix,
-Albumentations, a 9-image mosaic) is refused before training by `unsupported`, never silently skipped. numpy
-and torch (and Ultralytics' own `box_candidates`): tests run it on the CPU against Ultralytics' transforms.
+recent-image buffer: the same distribution of images (a pool of the last 8 batches on the GPU, closer to that
+buffer, ended the crowded set at 30 epochs where the batch alone did: docs/benchmarks.md). What the GPU path does
+not do (copy-paste, mixup, cutmix, Albumentations, a 9-image mosaic) is refused before training by `unsupported`,
+never silently skipped. numpy and torch (and Ultralytics' own `box_candidates`): tests run it on the CPU against
+Ultralytics' transforms.
 """
 
 from __future__ import annotations
