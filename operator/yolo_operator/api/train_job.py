@@ -88,6 +88,14 @@ class TrainData(ApiModel):
     __rules__ = (exactly_one("volume", "source", "shapes"),)
 
 
+def _gpu_args_cel(owner: str) -> str:
+    """CEL: `owner`'s extraArgs set none of the augmentations the GPU path lacks above 0."""
+    lacking = " && ".join(
+        f"(!has({owner}.extraArgs.{n}) || {owner}.extraArgs.{n} <= 0.0)" for n in NOT_ON_GPU_AUGMENTATION
+    )
+    return f"!has({owner}.extraArgs) || {lacking}"
+
+
 class TrainSettings(ApiModel):
     """Ultralytics training arguments. batch, workers, amp and cache are chosen by tuning unless set here."""
 
@@ -132,8 +140,7 @@ class TrainSettings(ApiModel):
     __rules__ = (
         *extra_args_rules(),
         Rule(
-            cel="!has(self.augmentation) || self.augmentation != 'gpu' || !has(self.extraArgs) || "
-            + " && ".join(f"(!has(self.extraArgs.{n}) || self.extraArgs.{n} <= 0.0)" for n in NOT_ON_GPU_AUGMENTATION),
+            cel="!has(self.augmentation) || self.augmentation != 'gpu' || " + _gpu_args_cel("self"),
             message=f"augmentation gpu does not implement {', '.join(NOT_ON_GPU_AUGMENTATION)}: set them to 0 in "
             "extraArgs or use augmentation cpu",
             check=lambda t: t.augmentation != "gpu" or not gpu_augmentation_lacks(t.extra_args or {}),
@@ -221,6 +228,8 @@ _SPEC_TASK_CEL = f"(has(self.task) ? self.task : has(self.model.architecture) ? 
 """CEL of YoloTrainJobSpec.effective_task."""
 _TUNING_GPU_CEL = "(!has(self.tuning) || !has(self.tuning.augmentation) || !('gpu' in self.tuning.augmentation))"
 """CEL: tuning does not offer the GPU augmentation path."""
+_GPU_TASK_CEL = f"{_SPEC_TASK_CEL} in {list(GPU_AUGMENTATION_TASKS)}"
+"""CEL: the spec's task is one the GPU augmentation path trains."""
 
 
 def _architecture_mismatch(spec: YoloTrainJobSpec) -> str:
@@ -290,23 +299,20 @@ class YoloTrainJobSpec(ApiModel):
             field="data.shapes.variant",
         ),
         Rule(
-            cel=f"!has(self.train) || !has(self.train.augmentation) || self.train.augmentation != 'gpu' || "
-            f"{_SPEC_TASK_CEL} in {list(GPU_AUGMENTATION_TASKS)}",
+            cel="!has(self.train) || !has(self.train.augmentation) || self.train.augmentation != 'gpu' || "
+            + _GPU_TASK_CEL,
             message=f"train.augmentation gpu supports task {', '.join(GPU_AUGMENTATION_TASKS)}: use cpu for this task",
             check=lambda s: s.train.augmentation != "gpu" or s.effective_task() in GPU_AUGMENTATION_TASKS,
             field="train.augmentation",
         ),
         Rule(
-            cel=f"{_TUNING_GPU_CEL} || {_SPEC_TASK_CEL} in {list(GPU_AUGMENTATION_TASKS)}",
+            cel=f"{_TUNING_GPU_CEL} || {_GPU_TASK_CEL}",
             message=f"tuning.augmentation gpu supports task {', '.join(GPU_AUGMENTATION_TASKS)}: offer cpu only",
             check=lambda s: "gpu" not in s.tuning.augmentation or s.effective_task() in GPU_AUGMENTATION_TASKS,
             field="tuning.augmentation",
         ),
         Rule(
-            cel=f"{_TUNING_GPU_CEL} || !has(self.train) || !has(self.train.extraArgs) || "
-            + " && ".join(
-                f"(!has(self.train.extraArgs.{n}) || self.train.extraArgs.{n} <= 0.0)" for n in NOT_ON_GPU_AUGMENTATION
-            ),
+            cel=f"{_TUNING_GPU_CEL} || !has(self.train) || " + _gpu_args_cel("self.train"),
             message=f"tuning.augmentation gpu does not implement {', '.join(NOT_ON_GPU_AUGMENTATION)}: set them to 0 "
             "in train.extraArgs or offer cpu only",
             check=lambda s: "gpu" not in s.tuning.augmentation or not gpu_augmentation_lacks(s.train.extra_args or {}),
