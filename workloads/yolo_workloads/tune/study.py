@@ -52,8 +52,7 @@ class _Study:
     def __init__(self, config: TuneConfig, yaml_path: Path, n_train: int, start: float, bounds: Bounds) -> None:
         self.config, self.yaml_path, self.n_train, self.start, self.bounds = config, yaml_path, n_train, start, bounds
         self.epochs = config.epochs or DEFAULT_EPOCHS
-        space = Space(bounds.batches, bounds.workers, bounds.amp, bounds.cache, bounds.augmentation)
-        self.search = Search(space, images_per_run=float(self.epochs * n_train))
+        self.search = Search(_space(bounds), images_per_run=float(self.epochs * n_train))
         self.budget = config.time_budget_seconds
         self.budget_fitted = False
         self.on_gpu = bool(bounds.detail.get("on_gpu"))
@@ -148,7 +147,7 @@ class _Study:
             state=result.state,
             error=result.error,
             repeat=True if repeat else None,
-            aug="gpu" if settings.augmentation == "gpu" else None,
+            aug=_on_the_gpu(settings.augmentation),
         )
         self.records.append(record)
         self.details.append({**record.model_dump(), **_timing(result), "repeat": repeat})
@@ -206,8 +205,8 @@ def run_study(config: TuneConfig, yaml_path: Path, n_train: int, start: float) -
         f"augmentation={bounds.augmentation}"
     )
     _log(f"tune: {bounds.batch_reason}")
-    if Space(bounds.batches, bounds.workers, bounds.amp, bounds.cache, bounds.augmentation).size() == 1:
-        return _only_setting(bounds, start, on_gpu, cpu_budget, ranks, config)
+    if _space(bounds).size() == 1:
+        return _only_setting(bounds, start, on_gpu, cpu_budget, ranks)
     study = _Study(config, yaml_path, n_train, start, bounds)
     study.run()
     chosen = study.search.best()
@@ -219,7 +218,7 @@ def run_study(config: TuneConfig, yaml_path: Path, n_train: int, start: float) -
         workers=chosen.workers,
         amp=chosen.amp,
         cache=chosen.cache,
-        augmentation=_chosen_augmentation(chosen.augmentation, config),
+        augmentation=_on_the_gpu(chosen.augmentation),
         images_per_second=round(statistics.median(study.search.figures[chosen]), 1),
         duration_seconds=round(time.monotonic() - start, 1),
         trials=study.records,
@@ -241,7 +240,7 @@ def run_study(config: TuneConfig, yaml_path: Path, n_train: int, start: float) -
 
 
 def _only_setting(
-    bounds: Bounds, start: float, on_gpu: bool, cpu_budget: float, ranks: int, config: TuneConfig
+    bounds: Bounds, start: float, on_gpu: bool, cpu_budget: float, ranks: int
 ) -> tuple[TuneResult, dict[str, Any]]:
     """The bounds allow one setting: it is the answer, and measuring it would only spend the budget."""
     from yolo_workloads import system
@@ -254,7 +253,7 @@ def _only_setting(
         workers=bounds.workers[0],
         amp=bounds.amp[0],
         cache=bounds.cache[0],
-        augmentation=_chosen_augmentation(bounds.augmentation[0], config),
+        augmentation=_on_the_gpu(bounds.augmentation[0]),
         images_per_second=None,
         duration_seconds=round(time.monotonic() - start, 1),
         trials=[],
@@ -300,10 +299,14 @@ class NoFeasibleSetting(Exception):
     pass
 
 
-def _chosen_augmentation(chosen: str, config: TuneConfig) -> Augmentation | None:
-    """The result's `augmentation`: `gpu` when tuning chose it among several; None otherwise (the config's own,
-    which training takes from the spec), so a result reads as before wherever no choice was offered."""
-    return "gpu" if chosen == "gpu" and config.search.augmentation is not None else None
+def _space(bounds: Bounds) -> Space:
+    return Space(bounds.batches, bounds.workers, bounds.amp, bounds.cache, bounds.augmentation)
+
+
+def _on_the_gpu(augmentation: str) -> Augmentation | None:
+    """A result's or trial's `augmentation`: `gpu` for the GPU path, None for Ultralytics' loader, so results of
+    the CPU path read as before the field existed (training takes the spec's own value first)."""
+    return "gpu" if augmentation == "gpu" else None
 
 
 def _augmentation_words(chosen: TrialSettings, bounds: Bounds, measured: list[TrialSettings]) -> str:
