@@ -273,7 +273,8 @@ class TuneResult(ContractModel):
     amp: bool
     cache: Cache
     augmentation: Augmentation | None = None
-    """Where to augment, when tuning chose it (the config offered both); None: as the spec says, else `cpu`."""
+    """`gpu` when the chosen setting augmented on the GPU (chosen among both, or the config's own); None: on the
+    CPUs, Ultralytics' loader. Training takes the spec's own value first."""
     images_per_second: float | None = Field(default=None, ge=0)
     """Measured for the chosen setting; None when no trial ran (the bounds allowed one setting only)."""
     duration_seconds: float = Field(ge=0)
