@@ -220,8 +220,20 @@ def test_offering_tuning_the_gpu_path_is_refused_where_it_cannot_train_naming_th
     ]
     with pytest.raises(SpecError, match=r"spec\.tuning\.augmentation"):
         parse_resource(_set(TRAIN, "spec.tuning.augmentation", []))
-    assert parse_resource(both).spec.tuning.augmentation == ["cpu", "gpu"]  # type: ignore[union-attr]
-    assert parse_resource(TRAIN).spec.tuning.augmentation == ["cpu"]  # type: ignore[union-attr]
+    assert parse_resource(both).spec.offered_augmentation() == ["cpu", "gpu"]  # type: ignore[union-attr]
+
+
+def test_tuning_offers_the_gpu_path_unasked_only_where_it_can_train() -> None:
+    on_gpu = parse_resource(TRAIN)  # one GPU by default
+    assert on_gpu.spec.tuning.augmentation is None  # type: ignore[union-attr]
+    assert on_gpu.spec.offered_augmentation() == ["cpu", "gpu"]  # type: ignore[union-attr]
+    for field, value in (
+        ("spec.resources.gpus", 0),
+        ("spec.model.architecture", "yolov8n-obb.yaml"),
+        ("spec.train.extraArgs", {"copy_paste": 0.1}),
+    ):  # refused when asked for (above), left out unasked
+        job = parse_resource(_set(TRAIN, field, value))
+        assert job.spec.offered_augmentation() == ["cpu"], field  # type: ignore[union-attr]
 
 
 def test_wrong_kind_and_version_are_named() -> None:

@@ -294,32 +294,45 @@ def test_the_gpu_path_is_offered_on_a_gpu_only_and_without_an_offer_the_configs_
     assert alone("cpu").augmentation == ["cpu"] and alone("gpu").augmentation == ["gpu"]  # nothing offered
 
 
-def test_tuning_offers_the_gpu_path_only_when_the_spec_asks_and_training_follows_its_choice() -> None:
-    plain = tune_config(make_job())
-    assert plain.search.augmentation is None and plain.augmentation == "cpu"  # the config's text as before
-    both = make_job(tuning={"augmentation": ["cpu", "gpu"]})
-    assert tune_config(both).search.augmentation == ["cpu", "gpu"]
+def test_tuning_offers_the_gpu_path_where_it_can_train_and_training_follows_its_choice() -> None:
+    plain = make_job()  # detection on a GPU: both paths measured unless the spec says otherwise
+    assert tune_config(plain).search.augmentation == ["cpu", "gpu"] and tune_config(plain).augmentation == "cpu"
+    cpu_pod = {"gpus": 0, "cpu": 4, "memory": "8Gi"}
+    for cannot in (
+        make_job(resources=cpu_pod),
+        make_job(model={"architecture": "yolov8n-seg.yaml"}),
+        make_job(train={"extraArgs": {"mixup": 0.2}}),
+        make_job(tuning={"augmentation": ["cpu"]}),
+    ):  # the config's text as before the field existed
+        assert tune_config(cannot).search.augmentation is None
+    assert tune_config(make_job(tuning={"augmentation": ["gpu"]})).search.augmentation == ["gpu"]
     chose_gpu = encode_result(RESULT.model_copy(update={"augmentation": "gpu"}))
-    d = decide(both, Observed(now=NOW, tuning=step(StepState.SUCCEEDED, message=chose_gpu)))
+    d = decide(plain, Observed(now=NOW, tuning=step(StepState.SUCCEEDED, message=chose_gpu)))
     assert CreateTrainingJob(TrainChoice(64, 12, True, "ram", "gpu")) in d.actions
     assert d.status.tuning is not None and d.status.tuning.augmentation == "gpu"
     trained = TrainConfig.model_validate(
-        config_of(training_objects(both, TrainChoice(64, 12, True, "ram", "gpu"), RenderOptions()))
+        config_of(training_objects(plain, TrainChoice(64, 12, True, "ram", "gpu"), RenderOptions()))
     )
     assert trained.augmentation == "gpu"
-    on_cpu = config_of(training_objects(both, TrainChoice(64, 12, True, "ram"), RenderOptions()))
-    assert on_cpu == config_of(training_objects(make_job(), TrainChoice(64, 12, True, "ram"), RenderOptions()))
+    on_cpu = config_of(training_objects(plain, TrainChoice(64, 12, True, "ram"), RenderOptions()))
+    cpu_alone = make_job(tuning={"augmentation": ["cpu"]})
+    assert on_cpu == config_of(training_objects(cpu_alone, TrainChoice(64, 12, True, "ram"), RenderOptions()))
+    assert on_cpu["augmentation"] == "cpu"
     fixed = make_job(train={"augmentation": "cpu"}, tuning={"augmentation": ["cpu", "gpu"]})
     assert (tune_config(fixed).augmentation, tune_config(fixed).search.augmentation) == ("cpu", None)  # tried alone
     d = decide(fixed, Observed(now=NOW, tuning=step(StepState.SUCCEEDED, message=chose_gpu)))
     assert CreateTrainingJob(TrainChoice(64, 12, True, "ram", "cpu")) in d.actions  # ...and wins
 
 
-def test_cache_key_follows_where_trials_augmented_and_stays_put_for_jobs_that_do_not_ask() -> None:
+def test_cache_key_follows_where_trials_augmented_and_stays_put_for_jobs_measuring_the_cpu_path_alone() -> None:
     key = cache_key(make_job().spec, H200)
-    assert key == cache_key(make_job(tuning={"augmentation": ["cpu"]}).spec, H200)
-    assert key != cache_key(make_job(tuning={"augmentation": ["cpu", "gpu"]}).spec, H200)
+    assert key == cache_key(make_job(tuning={"augmentation": ["cpu", "gpu"]}).spec, H200)  # the default, written out
+    assert key != cache_key(make_job(tuning={"augmentation": ["cpu"]}).spec, H200)
     assert key != cache_key(make_job(train={"augmentation": "gpu"}).spec, H200)  # trials measured another path
+    cpu_only = make_job(train={"extraArgs": {"cutmix": 0.5}})  # the GPU path cannot train it: cpu alone, unasked
+    assert cache_key(cpu_only.spec, H200) == cache_key(
+        make_job(train={"extraArgs": {"cutmix": 0.5}}, tuning={"augmentation": ["cpu"]}).spec, H200
+    )
 
 
 # --- warm-up at the defaults' batch, then the tuned one --------------------------------------------------------------

@@ -120,9 +120,10 @@ class TrainSettings(ApiModel):
     cache: Literal["none", "ram", "disk"] | None = None
     """Fixed image caching; left to tuning when unset."""
     augmentation: Augmentation | None = None
-    """Where training images are augmented: `cpu` (Ultralytics' dataloader workers; the default) or `gpu` (the same
-    mosaic, random perspective, HSV and flips, batched on the GPU, so a few workers only read images). `gpu` trains
-    detection and refuses copy_paste, mixup, cutmix and bgr, which it does not implement."""
+    """Where training images are augmented: `cpu` (Ultralytics' dataloader workers) or `gpu` (the same mosaic,
+    random perspective, HSV and flips, batched on the GPU, so a few workers only read images). `gpu` trains
+    detection and refuses copy_paste, mixup, cutmix and bgr, which it does not implement. Unset: the faster as
+    tuning measured (`tuning.augmentation`), else `cpu`."""
     extra_args: Annotated[
         dict[str, Any] | None,
         WithJsonSchema(extra_args_schema()),
@@ -183,10 +184,12 @@ class Tuning(ApiModel):
     """Mixed-precision settings tried."""
     cache: list[Literal["none", "ram"]] = Field(default=["none", "ram"], min_length=1, max_length=2)
     """Caching settings tried (ram only if the decoded data set fits the pod's memory)."""
-    augmentation: list[Augmentation] = Field(default=["cpu"], min_length=1, max_length=2)
+    augmentation: list[Augmentation] | None = Field(default=None, min_length=1, max_length=2)
     """Where training may augment, when `train.augmentation` does not fix it: `[cpu, gpu]` lets tuning measure
-    both and choose the faster (`gpu` only on a GPU, for detection, without copy_paste, mixup, cutmix or bgr).
-    `cpu` alone by default: the GPU path's accuracy on small, crowded objects is still being measured."""
+    both and choose the faster (`gpu` only on a GPU, for detection, without copy_paste, mixup, cutmix or bgr);
+    `[cpu]` keeps Ultralytics' loader. Unset: both wherever the GPU path can train the job (a pod with a GPU,
+    detection, none of those extraArgs above 0), else `cpu` alone. Both paths reach the same accuracy at equal
+    epochs; which is faster depends on the pod's CPUs, so it is measured."""
     max_trials: int = Field(default=12, ge=1, le=100)
     """Most trials to run."""
     time_budget_seconds: int = Field(default=120, ge=10, le=3600)
@@ -237,6 +240,12 @@ def _architecture_mismatch(spec: YoloTrainJobSpec) -> str:
     return f"spec.task is {spec.task} but spec.model.architecture {arch} is a {architecture_task(arch)} model"
 
 
+def _asks_gpu_tuning(spec: YoloTrainJobSpec) -> bool:
+    """The spec itself offers tuning the GPU augmentation path (the derived default never does where it cannot
+    train, so only an explicit list is refused)."""
+    return "gpu" in (spec.tuning.augmentation or [])
+
+
 def _variant_fits_task(spec: YoloTrainJobSpec) -> bool:
     """The crowded set has many objects an image: no classification labels."""
     shapes = spec.data.shapes
@@ -280,6 +289,18 @@ class YoloTrainJobSpec(ApiModel):
         """The task of spec.model.architecture (None for weights)."""
         return architecture_task(self.model.architecture) if self.model.architecture else None
 
+    def offered_augmentation(self) -> list[Augmentation]:
+        """The augmentation paths tuning may measure: the spec's `tuning.augmentation`, else both where the GPU
+        path can train this job and `cpu` alone elsewhere."""
+        if self.tuning.augmentation is not None:
+            return list(self.tuning.augmentation)
+        gpu_can_train = (
+            self.resources.gpus > 0
+            and self.effective_task() in GPU_AUGMENTATION_TASKS
+            and not gpu_augmentation_lacks(self.train.extra_args or {})
+        )
+        return ["cpu", "gpu"] if gpu_can_train else ["cpu"]
+
     __rules__ = (
         Rule(
             cel=f"!has(self.task) || !has(self.model.architecture) || self.task == {_ARCH_TASK_CEL}",
@@ -308,14 +329,14 @@ class YoloTrainJobSpec(ApiModel):
         Rule(
             cel=f"{_TUNING_GPU_CEL} || {_GPU_TASK_CEL}",
             message=f"tuning.augmentation gpu supports task {', '.join(GPU_AUGMENTATION_TASKS)}: offer cpu only",
-            check=lambda s: "gpu" not in s.tuning.augmentation or s.effective_task() in GPU_AUGMENTATION_TASKS,
+            check=lambda s: not _asks_gpu_tuning(s) or s.effective_task() in GPU_AUGMENTATION_TASKS,
             field="tuning.augmentation",
         ),
         Rule(
             cel=f"{_TUNING_GPU_CEL} || !has(self.train) || " + _gpu_args_cel("self.train"),
             message=f"tuning.augmentation gpu does not implement {', '.join(NOT_ON_GPU_AUGMENTATION)}: set them to 0 "
             "in train.extraArgs or offer cpu only",
-            check=lambda s: "gpu" not in s.tuning.augmentation or not gpu_augmentation_lacks(s.train.extra_args or {}),
+            check=lambda s: not _asks_gpu_tuning(s) or not gpu_augmentation_lacks(s.train.extra_args or {}),
             field="tuning.augmentation",
         ),
         *immutable(

@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable
+from typing import Any
 
 from pydantic import ValidationError
 from yolo_workloads.contract import TuneResult
@@ -55,10 +56,15 @@ _NOT_IN_KEY = {"reuse", "time_budget_seconds", "max_trials"}
 """Tuning fields that do not change what tuning finds."""
 
 
-def _default_augmentation(spec: YoloTrainJobSpec) -> set[str]:
-    """`augmentation` out of the key when tuning offers the CPU path alone: keys of such jobs stay as they were
-    before the field existed, so their cached results are still found."""
-    return {"augmentation"} if list(spec.tuning.augmentation) == ["cpu"] else set()
+def _search_identity(spec: YoloTrainJobSpec) -> dict[str, Any]:
+    """The tuning fields that change what tuning finds, with the augmentation paths it may measure (set or
+    derived) only when they are more than the CPU path: keys of such jobs stay as they were before the field
+    existed, so their cached results are still found."""
+    search: dict[str, Any] = spec.tuning.model_dump(mode="json", exclude=_NOT_IN_KEY | {"augmentation"})
+    offered = spec.offered_augmentation()
+    if offered != ["cpu"]:
+        search["augmentation"] = offered
+    return search
 
 
 def cache_key(spec: YoloTrainJobSpec, gpu_product: str) -> str:
@@ -71,7 +77,7 @@ def cache_key(spec: YoloTrainJobSpec, gpu_product: str) -> str:
         "data": _data_identity(spec),
         "cpu": str(parse_quantity(spec.resources.cpu).normalize()),
         "memory": str(parse_quantity(spec.resources.memory).normalize()),
-        "search": spec.tuning.model_dump(mode="json", exclude=_NOT_IN_KEY | _default_augmentation(spec)),
+        "search": _search_identity(spec),
         "fixed": spec.train.model_dump(mode="json", include={"batch", "workers", "amp", "cache"}),
         # The batch sizes that keep the defaults' trajectory depend on these.
         "nbs": nominal_batch(spec),

@@ -289,8 +289,8 @@ def _augmentation(spec: YoloTrainJobSpec, choice: TunedSettings | None = None) -
 
 def _offered_augmentation(spec: YoloTrainJobSpec) -> dict[str, Any]:
     """The search's `augmentation`: left out when the spec fixes it (`train.augmentation`) or tuning offers the CPU
-    path alone (the default), so those configs read as before."""
-    offered = list(spec.tuning.augmentation)
+    path alone (a CPU pod, another task), so those configs read as before."""
+    offered = spec.offered_augmentation()
     return {} if spec.train.augmentation is not None or offered == ["cpu"] else {"augmentation": offered}
 
 
