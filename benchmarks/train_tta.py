@@ -103,14 +103,15 @@ def _train(out: Path, name: str, base: dict[str, Any], settings: dict[str, Any])
     }
 
 
-def _tune(out: Path, base: dict[str, Any], rule: str) -> tuple[dict[str, Any], float]:
+def _tune(out: Path, base: dict[str, Any], rule: str, augmentation: str) -> tuple[dict[str, Any], float]:
+    offered = augmentation.split(",")
     config = {
         "model": base["model"],
         "data": base["data"],
         "imgsz": base["imgsz"],
         "gpus": 1,
         "epochs": base["epochs"],
-        "search": {"batch_rule": rule},
+        "search": {"batch_rule": rule, **({"augmentation": offered} if offered != ["cpu"] else {})},
         "output_dir": str(out / "tuning"),
         "termination_log": str(out / "tune.term"),
     }
@@ -162,10 +163,10 @@ def run(args: argparse.Namespace) -> int:
     if args.fixed:  # a setting given by hand instead of tuning: what one setting does to the trajectory
         tuned_result, tune_wall = {**DEFAULTS, **_settings(args.fixed), "fixed_by_hand": True}, 0.0
     else:
-        tuned_result, tune_wall = _tune(out, base, args.batch_rule)
+        tuned_result, tune_wall = _tune(out, base, args.batch_rule, args.augmentation)
     print(f"tuning: {tune_wall:.0f} s wall, {json.dumps(tuned_result)}", flush=True)
     chosen = {k: tuned_result[k] for k in ("batch", "workers", "amp", "cache")}
-    if "augmentation" in tuned_result:  # `--fixed ...,augmentation=gpu`: the GPU augmentation path (issue 23)
+    if tuned_result.get("augmentation"):  # the GPU augmentation path (issue 23), fixed or tuning's choice
         chosen["augmentation"] = tuned_result["augmentation"]
     chosen["cuda_graphs"] = args.cuda_graphs == "true"
     from yolo_workloads.tune.trajectory import warmup_batch
@@ -251,6 +252,9 @@ def main() -> int:
     r.add_argument("--batch-rule", default="defaults", choices=("defaults", "defaults_then_nbs", "nbs", "any"))
     r.add_argument("--seed", type=int, default=0, help="training seed of both runs (the data is always seed 0)")
     r.add_argument("--fixed", default="", help="train with these settings instead of tuning: batch=32,workers=8")
+    r.add_argument(
+        "--augmentation", default="cpu,gpu", help="the paths tuning may measure (the operator's default on a GPU)"
+    )
     r.add_argument("--cuda-graphs", default="true", help="the tuned run's training forward/backward as CUDA graphs")
     r.add_argument("--baseline", default="", help="the first run's settings instead of Ultralytics' defaults")
     r.add_argument("--defaults-json", default=None, help="reuse the defaults' run from an earlier report")
