@@ -77,5 +77,6 @@ def test_training_augments_on_the_gpu_with_cuda_graphs(tmp_path: Path, train_ver
     assert "captured as CUDA graphs" in proc.stderr, proc.stderr[-3000:]
     assert "mosaic closed (augmentation on the GPU)" in proc.stderr
     assert "augmentation pixels by the fused kernel" in proc.stderr  # Triton and a C compiler here: not the fallback
+    assert "training images kept on the GPU" in proc.stderr  # cache ram: the loader sends labels only
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["epochs_completed"] == 3

@@ -41,7 +41,7 @@ def mixed_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return yaml_path
 
 
-def _dataset(yaml_path: Path, mosaic: float) -> Any:
+def _dataset(yaml_path: Path, mosaic: float, cache: str | bool = False) -> Any:
     from yolo_workloads import offline
 
     offline.apply()
@@ -49,7 +49,7 @@ def _dataset(yaml_path: Path, mosaic: float) -> Any:
     from ultralytics.data import build_yolo_dataset
     from ultralytics.data.utils import check_det_dataset
 
-    cfg = get_cfg(overrides={"imgsz": IMGSZ, "data": str(yaml_path), "mosaic": mosaic})
+    cfg = get_cfg(overrides={"imgsz": IMGSZ, "data": str(yaml_path), "mosaic": mosaic, "cache": cache})
     data = check_det_dataset(str(yaml_path))
     return cfg, build_yolo_dataset(cfg, data["train"], 16, data, mode="train", rect=False, stride=32)
 
@@ -66,11 +66,17 @@ def _ultralytics(yaml_path: Path, mosaic: float) -> dict[str, np.ndarray]:
     )
 
 
-def _gpu_path(yaml_path: Path, mosaic: float) -> dict[str, np.ndarray]:
-    cfg, ds = _dataset(yaml_path, mosaic)
+def _letterbox_only(ds: Any, cfg: Any) -> Any:
+    """The data set as the GPU path's loader reads it (trainer._GpuAugmented.build_dataset)."""
     ds.augment = False
     ds.transforms = ds.build_transforms(hyp=cfg)
     ds.augment = True
+    return ds
+
+
+def _gpu_path(yaml_path: Path, mosaic: float) -> dict[str, np.ndarray]:
+    cfg, ds = _dataset(yaml_path, mosaic)
+    _letterbox_only(ds, cfg)
     augment = GpuAugment(Hyper.from_args(cfg), seed=0)
     images, boxes, classes = [], [], []
     order = np.random.default_rng(0).permutation(SAMPLES) % len(ds)
@@ -187,6 +193,40 @@ def test_a_flip_puts_pixels_and_boxes_where_ultralytics_does(direction: str) -> 
     )
     assert np.array_equal(ours[0].round().byte().permute(1, 2, 0).numpy(), theirs["img"])
     assert moved.xyxy == pytest.approx(theirs["instances"].bboxes)
+
+
+def test_images_kept_on_the_device_augment_as_the_loaders_own(mixed_data: Path) -> None:
+    """The RAM-cached images copied to the device once (the loader then sends labels only): the same batch through
+    the same draws gives the same pixels and boxes as the loader's letterboxed images, squeezed ones included."""
+    from yolo_workloads.train import device_images
+
+    cfg, ds = _dataset(mixed_data, 1.0, cache="ram")
+    _letterbox_only(ds, cfg)
+    assert device_images.why_not(ds, IMGSZ, free_bytes=2**40) is None
+    kept = device_images.upload(ds, IMGSZ, torch.device("cpu"))
+    picks = [5, 0, 7, 2, 9, 11, 4, 1, 3, 6]  # the odd ones are 160 x 96, letterboxed
+    sent = ds.collate_fn([ds[i] for i in picks])
+    ds.transforms.append(device_images.DropPixels())
+    labels_only = ds.collate_fn([ds[i] for i in picks])
+    assert labels_only["img"].numel() == 0 and torch.equal(labels_only["bboxes"], sent["bboxes"])
+    cpu = torch.device("cpu")
+    hyp = Hyper.from_args(cfg)
+    unmoved = sent["img"].float()
+    a = GpuAugment(hyp, seed=1)(sent, cpu)
+    b = GpuAugment(hyp, seed=1, images=kept)(labels_only, cpu)
+    assert torch.equal(a["batch_idx"], b["batch_idx"]) and torch.equal(a["bboxes"], b["bboxes"])
+    torch.testing.assert_close(b["img"], a["img"], atol=0.01, rtol=0)  # 0-255: float rounding of the offsets
+    assert (a["img"] - unmoved).abs().mean() > 10  # the draws moved the pixels: the comparison is not trivial
+
+
+def test_images_stay_with_the_loader_where_the_device_cannot_keep_them(mixed_data: Path) -> None:
+    from yolo_workloads.train import device_images
+
+    cfg, ds = _dataset(mixed_data, 1.0)
+    assert "cache is not ram" in str(device_images.why_not(_letterbox_only(ds, cfg), IMGSZ, free_bytes=2**40))
+    cfg, ds = _dataset(mixed_data, 1.0, cache="ram")
+    too_small = 48 * 3 * IMGSZ * IMGSZ  # all of free memory, more than the share the images may take
+    assert "of the GPU's free memory" in str(device_images.why_not(ds, IMGSZ, free_bytes=too_small))
 
 
 def test_a_job_asking_what_the_gpu_path_lacks_is_refused_by_name() -> None:

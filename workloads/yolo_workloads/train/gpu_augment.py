@@ -37,6 +37,7 @@ import torch
 from torch.nn import functional
 
 from yolo_workloads.contract import gpu_augmentation_lacks
+from yolo_workloads.train.device_images import DeviceImages
 
 FILL = 114.0
 """Ultralytics' border and letterbox grey."""
@@ -366,10 +367,11 @@ def _fused_usable(device: torch.device) -> bool:
 class GpuAugment:
     """Augments a batch from the letterbox-only training loader (see the module docstring), on `device`."""
 
-    def __init__(self, hyp: Hyper, seed: int) -> None:
+    def __init__(self, hyp: Hyper, seed: int, images: DeviceImages | None = None) -> None:
         self.hyp = hyp
         self.rng = np.random.default_rng(seed)
         self.mosaic_open = hyp.mosaic > 0
+        self.images = images  # the training set's pixels on the device: batches then carry labels only
 
     def close_mosaic(self) -> None:
         """Ultralytics' last `close_mosaic` epochs: one image a sample from now on."""
@@ -383,8 +385,11 @@ class GpuAugment:
         t = tiles(d, sizes, s)
         boxes = _resized_frame(batch, pads, s)
         moved = move_boxes(d, t, boxes, s)
-        images = batch["img"].to(device, non_blocking=True)  # pinned by the loader on CUDA
-        params = on_device(d, t, pads, sizes, device)
+        if self.images is not None and batch["img"].numel() == 0:  # each image at its slot's top-left corner
+            images, pixel_pads = self.images.gather(batch["im_file"]), np.zeros_like(pads)
+        else:
+            images, pixel_pads = batch["img"].to(device, non_blocking=True), pads  # pinned by the loader on CUDA
+        params = on_device(d, t, pixel_pads, sizes, device)
         batch["img"] = pixels(images, params, s, hsv=bool(self.hyp.hsv_h or self.hyp.hsv_s or self.hyp.hsv_v))
         batch.update(_as_tensors(moved, s, device))
         batch["resized_shape"] = [(s, s)] * len(sizes)

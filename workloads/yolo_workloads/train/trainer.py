@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from yolo_workloads import offline
 from yolo_workloads.contract import Task
 
@@ -80,6 +82,7 @@ class _GpuAugmented:
     args: Any
     device: Any
     _augment: Any = None
+    _images: Any = None
 
     def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None) -> Any:
         dataset = super().build_dataset(img_path, mode, batch)  # type: ignore[misc]
@@ -88,7 +91,30 @@ class _GpuAugmented:
             dataset.augment = False  # its transforms: Ultralytics' letterbox and format, nothing random
             dataset.transforms = dataset.build_transforms(hyp=self.args)
             dataset.augment = augment  # images still load (and cache) as a training set's do
+            self._keep_images_on_the_gpu(dataset)
         return dataset
+
+    def _keep_images_on_the_gpu(self, dataset: Any) -> None:
+        """The RAM-cached images to the GPU once, and the workers' batches without pixels (train/device_images.py);
+        said once on stderr either way, with the reason when not."""
+        from yolo_workloads.train import device_images
+
+        device = torch.device(self.device)
+        if device.type != "cuda":
+            return
+        self._images = None  # a rebuilt loader (Ultralytics' OOM retry) frees the last one first
+        why = device_images.why_not(dataset, int(self.args.imgsz), torch.cuda.mem_get_info(device)[0])
+        if why is None:
+            self._images = device_images.upload(dataset, int(self.args.imgsz), device)
+            dataset.transforms.append(device_images.DropPixels())
+        if self._augment is not None:
+            self._augment.images = self._images
+        where = (
+            f"kept on the GPU ({self._images.slots.nbytes / 2**30:.1f} GiB)"
+            if self._images
+            else f"sent by the loader: {why}"
+        )
+        print(f"train: training images {where}", file=sys.stderr, flush=True)
 
     def gpu_augment(self) -> Any:
         from yolo_workloads.train.gpu_augment import GpuAugment, Hyper, unsupported
@@ -98,7 +124,7 @@ class _GpuAugmented:
             if refused:
                 raise ValueError(f"augmentation gpu cannot apply {', '.join(refused)}")
             rank = int(os.environ.get("RANK", "0") or 0)
-            self._augment = GpuAugment(Hyper.from_args(self.args), seed=int(self.args.seed) + rank)
+            self._augment = GpuAugment(Hyper.from_args(self.args), int(self.args.seed) + rank, self._images)
         return self._augment
 
     def _close_dataloader_mosaic(self) -> None:
