@@ -18,7 +18,7 @@ def _cuda_reason() -> str | None:
     except ImportError:
         return "PyTorch is not installed"
     if not torch.cuda.is_available():
-        return "no NVIDIA GPU visible to PyTorch (these tests run on the lent H100: see docs/benchmarks.md)"
+        return "no NVIDIA GPU visible to PyTorch (these tests run on the lent GPU machine, an H200 lately: see docs/benchmarks.md)"
     return None
 
 

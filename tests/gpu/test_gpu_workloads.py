@@ -1,6 +1,6 @@
 """The workloads on a real NVIDIA GPU: serving parity in fp16, GPU JPEG decoding, and tune/train on CUDA.
 
-Run on the lent H100 (see docs/benchmarks.md); skipped with a reason elsewhere (tests/gpu/conftest.py).
+Run on the lent GPU machine (see docs/benchmarks.md); skipped with a reason elsewhere (tests/gpu/conftest.py).
 """
 
 from __future__ import annotations
