@@ -108,7 +108,17 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
         train({"train": {"augmentation": "gpu", "extraArgs": {"mixup": 0.3}}}),
         "augmentation gpu does not implement copy_paste, mixup",
     ),
+    (
+        "train-augmentation-gpu-rect",
+        train({"train": {"augmentation": "gpu", "extraArgs": {"rect": True}}}),
+        "augmentation gpu does not implement copy_paste, mixup, cutmix, bgr above 0 or rect true",
+    ),
     ("train-tuning-augmentation-tpu", train({"tuning": {"augmentation": ["tpu"]}}), "spec.tuning.augmentation"),
+    (
+        "train-tuning-augmentation-gpu-rect",
+        train({"train": {"extraArgs": {"rect": True}}, "tuning": {"augmentation": ["gpu"]}}),
+        "tuning.augmentation gpu does not implement copy_paste, mixup, cutmix, bgr above 0 or rect true",
+    ),
     (
         "train-tuning-augmentation-gpu-pose",
         train({"model": {"architecture": "yolo11n-pose.yaml"}, "tuning": {"augmentation": ["cpu", "gpu"]}}),
@@ -290,6 +300,8 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
 # (id, object): valid edge cases the API server must accept
 ACCEPTED: list[tuple[str, dict[str, Any]]] = [
     ("train-augmentation-gpu", train({"train": {"augmentation": "gpu", "extraArgs": {"mixup": 0.0, "mosaic": 0.5}}})),
+    ("train-augmentation-gpu-rect-off", train({"train": {"augmentation": "gpu", "extraArgs": {"rect": False}}})),
+    ("train-rect-tuning-by-default", train({"train": {"extraArgs": {"rect": True}}})),  # the default offers cpu alone
     ("train-tuning-augmentation-both", train({"tuning": {"augmentation": ["cpu", "gpu"]}})),
     ("train-task-from-architecture", train({"model": {"architecture": "yolo11n-pose.yaml"}})),
     ("train-task-matches-architecture", train({"task": "obb", "model": {"architecture": "yolo26s-obb.yaml"}})),

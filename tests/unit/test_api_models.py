@@ -195,8 +195,8 @@ def test_gpu_augmentation_is_refused_where_it_cannot_train_naming_the_field_and_
     with pytest.raises(SpecError) as caught:
         parse_resource(_set(gpu, "spec.train.extraArgs", {"mixup": 0.3}))
     assert caught.value.problems == [
-        "spec.train.augmentation: augmentation gpu does not implement copy_paste, mixup, cutmix, bgr: set them to 0 "
-        "in extraArgs or use augmentation cpu"
+        "spec.train.augmentation: augmentation gpu does not implement copy_paste, mixup, cutmix, bgr above 0 or rect "
+        "true: leave them out of extraArgs or use augmentation cpu"
     ]
     job = parse_resource(_set(gpu, "spec.train.extraArgs", {"mixup": 0.0, "mosaic": 0.5}))
     assert train_config(job, CHOICE, OPTIONS).augmentation == "gpu"  # type: ignore[arg-type]
@@ -215,9 +215,12 @@ def test_offering_tuning_the_gpu_path_is_refused_where_it_cannot_train_naming_th
     with pytest.raises(SpecError) as caught:
         parse_resource(_set(both, "spec.train.extraArgs", {"copy_paste": 0.1}))
     assert caught.value.problems == [
-        "spec.tuning.augmentation: tuning.augmentation gpu does not implement copy_paste, mixup, cutmix, bgr: set "
-        "them to 0 in train.extraArgs or offer cpu only"
+        "spec.tuning.augmentation: tuning.augmentation gpu does not implement copy_paste, mixup, cutmix, bgr above 0 "
+        "or rect true: leave them out of train.extraArgs or offer cpu only"
     ]
+    with pytest.raises(SpecError, match=r"spec\.tuning\.augmentation: .*rect true"):
+        parse_resource(_set(both, "spec.train.extraArgs", {"rect": True}))
+    assert parse_resource(_set(both, "spec.train.extraArgs", {"rect": False}))
     with pytest.raises(SpecError, match=r"spec\.tuning\.augmentation"):
         parse_resource(_set(TRAIN, "spec.tuning.augmentation", []))
     assert parse_resource(both).spec.offered_augmentation() == ["cpu", "gpu"]  # type: ignore[union-attr]
@@ -231,6 +234,7 @@ def test_tuning_offers_the_gpu_path_unasked_only_where_it_can_train() -> None:
         ("spec.resources.gpus", 0),
         ("spec.model.architecture", "yolov8n-obb.yaml"),
         ("spec.train.extraArgs", {"copy_paste": 0.1}),
+        ("spec.train.extraArgs", {"rect": True}),
     ):  # refused when asked for (above), left out unasked
         job = parse_resource(_set(TRAIN, field, value))
         assert job.spec.offered_augmentation() == ["cpu"], field  # type: ignore[union-attr]

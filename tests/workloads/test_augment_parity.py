@@ -236,7 +236,10 @@ def test_a_job_asking_what_the_gpu_path_lacks_is_refused_by_name() -> None:
         TrainConfig.model_validate({**base, "augmentation": "gpu", "extra_args": {"mixup": 0.2}})
     with pytest.raises(ValueError, match="supports task detect, not segment"):
         TrainConfig.model_validate({**base, "augmentation": "gpu", "task": "segment"})
-    TrainConfig.model_validate({**base, "augmentation": "cpu", "extra_args": {"mixup": 0.2}})
+    with pytest.raises(ValueError, match="rect: true"):
+        TrainConfig.model_validate({**base, "augmentation": "gpu", "extra_args": {"rect": True}})
+    TrainConfig.model_validate({**base, "augmentation": "gpu", "extra_args": {"rect": False}})
+    TrainConfig.model_validate({**base, "augmentation": "cpu", "extra_args": {"mixup": 0.2, "rect": True}})
 
 
 def test_a_training_with_gpu_augmentation_finishes(tmp_path: Path, shapes_data: Path) -> None:

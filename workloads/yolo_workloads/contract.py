@@ -24,6 +24,11 @@ GPU_AUGMENTATION_TASKS: tuple[str, ...] = ("detect",)
 """Tasks whose training can augment on the GPU."""
 NOT_ON_GPU_AUGMENTATION: tuple[str, ...] = ("copy_paste", "mixup", "cutmix", "bgr")
 """Ultralytics augmentation arguments the GPU path does not implement: above 0 they are refused with it."""
+NOT_ON_GPU_SWITCHES: tuple[str, ...] = ("rect",)
+"""Ultralytics switches the GPU path does not implement: true, they are refused with it (rectangular batches turn
+Ultralytics' mosaic off and are not square; the GPU path mosaics square batches)."""
+GPU_AUGMENTATION_LACKS = f"{', '.join(NOT_ON_GPU_AUGMENTATION)} above 0 or {', '.join(NOT_ON_GPU_SWITCHES)} true"
+"""What the GPU path refuses, in words for the messages that refuse it."""
 ShapesVariant = Literal["shapes", "crowded"]
 BatchRuleName = Literal["defaults", "defaults_then_nbs", "nbs", "any"]
 Task = Literal["detect", "segment", "pose", "obb", "classify"]
@@ -161,7 +166,9 @@ class DataSource(ContractModel):
 
 def gpu_augmentation_lacks(args: Mapping[str, object]) -> list[str]:
     """The augmentations in Ultralytics train arguments that the GPU path does not implement, as `name: value`."""
-    return [f"{n}: {v}" for n in NOT_ON_GPU_AUGMENTATION if isinstance(v := args.get(n), int | float) and v > 0]
+    numbers = [n for n in NOT_ON_GPU_AUGMENTATION if isinstance(args.get(n), int | float) and args[n] > 0]  # type: ignore[operator]
+    switches = [n for n in NOT_ON_GPU_SWITCHES if args.get(n) is True]
+    return [f"{n}: {args[n]}" for n in numbers] + [f"{n}: true" for n in switches]
 
 
 def gpu_augmentation_problem(task: str, extra_args: Mapping[str, object]) -> str | None:
@@ -169,7 +176,7 @@ def gpu_augmentation_problem(task: str, extra_args: Mapping[str, object]) -> str
     if task not in GPU_AUGMENTATION_TASKS:
         return f"augmentation gpu supports task {', '.join(GPU_AUGMENTATION_TASKS)}, not {task}: use cpu"
     if lacking := gpu_augmentation_lacks(extra_args):
-        return f"augmentation gpu does not implement {', '.join(lacking)}: set them to 0 or use augmentation cpu"
+        return f"augmentation gpu does not implement {', '.join(lacking)}: leave them out or use augmentation cpu"
     return None
 
 

@@ -9,8 +9,10 @@ from pydantic import Field, StringConstraints, WithJsonSchema, field_validator
 from pydantic_core import PydanticCustomError
 from yolo_workloads.contract import (
     DEFAULT_TASK,
+    GPU_AUGMENTATION_LACKS,
     GPU_AUGMENTATION_TASKS,
     NOT_ON_GPU_AUGMENTATION,
+    NOT_ON_GPU_SWITCHES,
     TASK_SUFFIXES,
     Augmentation,
     Task,
@@ -91,7 +93,8 @@ class TrainData(ApiModel):
 def _gpu_args_cel(owner: str) -> str:
     """CEL: `owner`'s extraArgs set none of the augmentations the GPU path lacks above 0."""
     lacking = " && ".join(
-        f"(!has({owner}.extraArgs.{n}) || {owner}.extraArgs.{n} <= 0.0)" for n in NOT_ON_GPU_AUGMENTATION
+        [f"(!has({owner}.extraArgs.{n}) || {owner}.extraArgs.{n} <= 0.0)" for n in NOT_ON_GPU_AUGMENTATION]
+        + [f"(!has({owner}.extraArgs.{n}) || !{owner}.extraArgs.{n})" for n in NOT_ON_GPU_SWITCHES]
     )
     return f"!has({owner}.extraArgs) || {lacking}"
 
@@ -122,8 +125,8 @@ class TrainSettings(ApiModel):
     augmentation: Augmentation | None = None
     """Where training images are augmented: `cpu` (Ultralytics' dataloader workers) or `gpu` (the same mosaic,
     random perspective, HSV and flips, batched on the GPU, so a few workers only read images). `gpu` trains
-    detection and refuses copy_paste, mixup, cutmix and bgr, which it does not implement. Unset: the faster as
-    tuning measured (`tuning.augmentation`), else `cpu`."""
+    detection and refuses copy_paste, mixup, cutmix and bgr above 0 and rect true, which it does not implement.
+    Unset: the faster as tuning measured (`tuning.augmentation`), else `cpu`."""
     extra_args: Annotated[
         dict[str, Any] | None,
         WithJsonSchema(extra_args_schema()),
@@ -142,8 +145,8 @@ class TrainSettings(ApiModel):
         *extra_args_rules(),
         Rule(
             cel="!has(self.augmentation) || self.augmentation != 'gpu' || " + _gpu_args_cel("self"),
-            message=f"augmentation gpu does not implement {', '.join(NOT_ON_GPU_AUGMENTATION)}: set them to 0 in "
-            "extraArgs or use augmentation cpu",
+            message=f"augmentation gpu does not implement {GPU_AUGMENTATION_LACKS}: leave them out of extraArgs or use "
+            "augmentation cpu",
             check=lambda t: t.augmentation != "gpu" or not gpu_augmentation_lacks(t.extra_args or {}),
             field="augmentation",
         ),
@@ -186,9 +189,9 @@ class Tuning(ApiModel):
     """Caching settings tried (ram only if the decoded data set fits the pod's memory)."""
     augmentation: list[Augmentation] | None = Field(default=None, min_length=1, max_length=2)
     """Where training may augment, when `train.augmentation` does not fix it: `[cpu, gpu]` lets tuning measure
-    both and choose the faster (`gpu` only on a GPU, for detection, without copy_paste, mixup, cutmix or bgr);
+    both and choose the faster (`gpu` only on a GPU, for detection, without copy_paste, mixup, cutmix, bgr or rect);
     `[cpu]` keeps Ultralytics' loader. Unset: both wherever the GPU path can train the job (a pod with a GPU,
-    detection, none of those extraArgs above 0), else `cpu` alone. Both paths reach the same accuracy at equal
+    detection, none of those in use), else `cpu` alone. Both paths reach the same accuracy at equal
     epochs; which is faster depends on the pod's CPUs, so it is measured."""
     max_trials: int = Field(default=12, ge=1, le=100)
     """Most trials to run."""
@@ -334,8 +337,8 @@ class YoloTrainJobSpec(ApiModel):
         ),
         Rule(
             cel=f"{_TUNING_GPU_CEL} || !has(self.train) || " + _gpu_args_cel("self.train"),
-            message=f"tuning.augmentation gpu does not implement {', '.join(NOT_ON_GPU_AUGMENTATION)}: set them to 0 "
-            "in train.extraArgs or offer cpu only",
+            message=f"tuning.augmentation gpu does not implement {GPU_AUGMENTATION_LACKS}: leave them out of "
+            "train.extraArgs or offer cpu only",
             check=lambda s: not _asks_gpu_tuning(s) or not gpu_augmentation_lacks(s.train.extra_args or {}),
             field="tuning.augmentation",
         ),
