@@ -160,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
             out, "defaults", base, {**DEFAULTS, **_settings(args.baseline)} if args.baseline else DEFAULTS
         )
     print(f"defaults: {json.dumps({k: v for k, v in defaults.items() if k != 'epochs'})}", flush=True)
+    if args.json and not args.defaults_json:  # kept even if the call ends during the tuned run: --defaults-json
+        Path(args.json).write_text(json.dumps({**_machine(args), "defaults": defaults, "tuned": None}, indent=2) + "\n")
     if args.fixed:  # a setting given by hand instead of tuning: what one setting does to the trajectory
         tuned_result, tune_wall = {**DEFAULTS, **_settings(args.fixed), "fixed_by_hand": True}, 0.0
     else:
@@ -181,10 +183,7 @@ def run(args: argparse.Namespace) -> int:
     defaults["time_to_target_s"] = _time_to(defaults, target, 0.0)
     tuned["time_to_target_s"] = _time_to(tuned, target, tune_wall)
     report = {
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "gpu": _gpu(),
-        "cpus": os.cpu_count(),
-        "args": {k: str(v) for k, v in vars(args).items() if k != "func"},
+        **_machine(args),
         "target_map": target,
         "defaults": defaults,
         "tuned": tuned,
@@ -194,6 +193,16 @@ def run(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     print(_table(report), flush=True)
     return 0
+
+
+def _machine(args: argparse.Namespace) -> dict[str, Any]:
+    """When, where and with what arguments: the head of every report."""
+    return {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "gpu": _gpu(),
+        "cpus": os.cpu_count(),
+        "args": {k: str(v) for k, v in vars(args).items() if k != "func"},
+    }
 
 
 def _settings(text: str) -> dict[str, Any]:

@@ -5,6 +5,9 @@
 # Usage (device tool, repo root, .whl carried: ultralytics, ultralytics-thop, pydantic, pydantic_core,
 # annotated-types, typing-inspection):                bash benchmarks/train_tta_gpu_run.sh
 # CPU smoke test (tiny sizes):  TTA_SMOKE=1 OUT=/tmp/o PY=.venv/bin/python bash benchmarks/train_tta_gpu_run.sh
+# Longer rows over two calls (yolov8s, 30 epochs): MODEL=yolov8s.yaml EPOCHS=30 IMAGES=1500 VAL=300 VARIANTS=shapes;
+# a call that ends during the tuned run still leaves the defaults' report ($OUT/shapes.json, "tuned": null), and the
+# next call reuses it with DEFAULTS_DIR=<that call's files>.
 set -u
 OUT=${OUT:-/tmp/tta_out}; mkdir -p "$OUT"
 WORK=${WORK:-/tmp/tta}
