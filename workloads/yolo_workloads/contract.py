@@ -166,9 +166,8 @@ class DataSource(ContractModel):
 
 def gpu_augmentation_lacks(args: Mapping[str, object]) -> list[str]:
     """The augmentations in Ultralytics train arguments that the GPU path does not implement, as `name: value`."""
-    numbers = [n for n in NOT_ON_GPU_AUGMENTATION if isinstance(args.get(n), int | float) and args[n] > 0]  # type: ignore[operator]
-    switches = [n for n in NOT_ON_GPU_SWITCHES if args.get(n) is True]
-    return [f"{n}: {args[n]}" for n in numbers] + [f"{n}: true" for n in switches]
+    numbers = [f"{n}: {v}" for n in NOT_ON_GPU_AUGMENTATION if isinstance(v := args.get(n), int | float) and v > 0]
+    return numbers + [f"{n}: true" for n in NOT_ON_GPU_SWITCHES if args.get(n) is True]
 
 
 def gpu_augmentation_problem(task: str, extra_args: Mapping[str, object]) -> str | None:

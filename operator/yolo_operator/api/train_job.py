@@ -18,6 +18,7 @@ from yolo_workloads.contract import (
     Task,
     architecture_task,
     gpu_augmentation_lacks,
+    gpu_augmentation_problem,
 )
 
 from yolo_operator.api.common import (
@@ -297,12 +298,8 @@ class YoloTrainJobSpec(ApiModel):
         path can train this job and `cpu` alone elsewhere."""
         if self.tuning.augmentation is not None:
             return list(self.tuning.augmentation)
-        gpu_can_train = (
-            self.resources.gpus > 0
-            and self.effective_task() in GPU_AUGMENTATION_TASKS
-            and not gpu_augmentation_lacks(self.train.extra_args or {})
-        )
-        return ["cpu", "gpu"] if gpu_can_train else ["cpu"]
+        gpu_can_train = gpu_augmentation_problem(self.effective_task(), self.train.extra_args or {}) is None
+        return ["cpu", "gpu"] if self.resources.gpus > 0 and gpu_can_train else ["cpu"]
 
     __rules__ = (
         Rule(

@@ -109,12 +109,8 @@ class _GpuAugmented:
             dataset.transforms.append(device_images.DropPixels())
         if self._augment is not None:
             self._augment.images = self._images
-        where = (
-            f"kept on the GPU ({self._images.slots.nbytes / 2**30:.1f} GiB)"
-            if self._images
-            else f"sent by the loader: {why}"
-        )
-        print(f"train: training images {where}", file=sys.stderr, flush=True)
+        kept = None if self._images is None else f"kept on the GPU ({self._images.slots.nbytes / 2**30:.1f} GiB)"
+        print(f"train: training images {kept or f'sent by the loader: {why}'}", file=sys.stderr, flush=True)
 
     def gpu_augment(self) -> Any:
         from yolo_workloads.train.gpu_augment import GpuAugment, Hyper, unsupported
