@@ -42,10 +42,12 @@ def dataset_files() -> dict[str, bytes]:
 
 
 def zip_of(files: dict[str, bytes], top: str = "") -> bytes:
+    """The same bytes for the same files: entries carry a fixed date, not the clock's (a checksum taken of one
+    call's archive must match another's, even across a second)."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         for name, data in files.items():
-            zf.writestr(top + name, data)
+            zf.writestr(zipfile.ZipInfo(top + name, date_time=(2026, 1, 1, 0, 0, 0)), data)
     return buf.getvalue()
 
 
