@@ -125,4 +125,5 @@ def test_training_captures_once_and_replays_every_full_batch(tmp_path: Path, tra
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "captured as CUDA graphs" in proc.stderr, proc.stderr[-3000:]
     assert "CUDA graphs not used" not in proc.stderr
+    assert "loss values read a step late" in proc.stderr  # train/host_waits.py comes with the graphs
     assert (tmp_path / "run" / "weights" / "best.pt").exists()

@@ -241,8 +241,9 @@ class TuneConfig(ContractModel):
     min_budget_seconds: float = Field(default=30, gt=0)
     cuda_graphs: bool = True
     """Replay the model's training forward and backward as CUDA graphs on one GPU (train/graphs.py): the same
-    computation with far fewer kernel launches; a capture that fails, a CPU or several GPUs train as before.
-    Trials measure what training will run."""
+    computation with far fewer kernel launches; a capture that fails, a CPU or several GPUs train as before. With
+    them, the step does not wait for the GPU to print its loss or pad its targets (train/host_waits.py). Trials
+    measure what training will run."""
     augmentation: Augmentation = "cpu"
     """Where trials augment their images: as training will (TrainConfig.augmentation). When `search.augmentation`
     is set, tuning chooses among those instead."""
@@ -356,7 +357,8 @@ class TrainConfig(ContractModel):
     resumes from that checkpoint at `batch`, so warm-up takes the defaults' optimizer steps (tune.trajectory)."""
     cuda_graphs: bool = True
     """Replay the model's training forward and backward as CUDA graphs on one GPU (train/graphs.py): the same
-    computation with far fewer kernel launches; a capture that fails, a CPU or several GPUs train as before."""
+    computation with far fewer kernel launches; a capture that fails, a CPU or several GPUs train as before. With
+    them, the step does not wait for the GPU to print its loss or pad its targets (train/host_waits.py)."""
     augmentation: Augmentation = "cpu"
     """Where training images are augmented (train/gpu_augment.py for `gpu`): the same transforms either way."""
     extra_args: dict[str, object] = {}

@@ -38,6 +38,7 @@ from torch.nn import functional
 
 from yolo_workloads.contract import gpu_augmentation_lacks
 from yolo_workloads.train.device_images import DeviceImages
+from yolo_workloads.train.host_waits import MAX_BOXES, count_boxes
 
 FILL = 114.0
 """Ultralytics' border and letterbox grey."""
@@ -392,6 +393,7 @@ class GpuAugment:
         params = on_device(d, t, pixel_pads, sizes, device)
         batch["img"] = pixels(images, params, s, hsv=bool(self.hyp.hsv_h or self.hyp.hsv_s or self.hyp.hsv_v))
         batch.update(_as_tensors(moved, s, device))
+        batch[MAX_BOXES] = count_boxes(moved.batch_idx)  # the loss pads to it without reading it back (host_waits)
         batch["resized_shape"] = [(s, s)] * len(sizes)
         return batch
 

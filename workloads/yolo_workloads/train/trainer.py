@@ -25,6 +25,7 @@ import torch
 
 from yolo_workloads import offline
 from yolo_workloads.contract import Task
+from yolo_workloads.train.host_waits import MAX_BOXES, count_boxes
 
 offline.apply()
 
@@ -36,7 +37,8 @@ from ultralytics.models.yolo.segment import SegmentationTrainer  # noqa: E402
 
 
 class _Offline:
-    """Atomic checkpoint writes, and results.csv read without polars; mixed into each task's trainer."""
+    """Atomic checkpoint writes, results.csv read without polars, and each batch's most labels per image counted
+    while the labels are still on the host (train/host_waits.py); mixed into each task's trainer."""
 
     csv: Path
     last: Path
@@ -54,6 +56,12 @@ class _Offline:
             return {}
         header, body = [h.strip() for h in rows[0]], rows[1:]
         return {h: [_number(r[i]) for r in body if i < len(r)] for i, h in enumerate(header)}
+
+    def preprocess_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
+        index = batch.get("batch_idx")
+        if isinstance(index, torch.Tensor) and index.device.type == "cpu" and MAX_BOXES not in batch:
+            batch[MAX_BOXES] = count_boxes(index.numpy())
+        return super().preprocess_batch(batch)  # type: ignore[misc, no-any-return]
 
     def save_model(self) -> Any:
         last, best = Path(self.last), Path(self.best)
