@@ -3,7 +3,8 @@
 #   PART=speed (~6 min): the augmentation alone at batch 16/64/128 plus the side-by-side grids; then the real trainer
 #     (train_throughput.py's epoch phase, a 30-epoch schedule so mosaic is on, validation off, 3 epochs) on shapes
 #     4,000 at 640: Ultralytics' CPU loader against augmentation gpu, batch 64 and 128, CUDA graphs on. VARIANTS picks
-#     others: cpu16 cpu64 cpu128 gpu16 gpu64 gpu128 gpu256 (4 workers), gpu128w8 gpu256w8 (8 workers); MODEL=yolov8s;
+#     others: cpu16 cpu64 cpu128 gpu16 gpu64 gpu128 gpu256 (4 workers), gpu128w8 gpu256w8 (8 workers), each with
+#     _waits appended: the step's per-step reads kept (train/host_waits.py not installed); MODEL=yolov8s;
 #     CPUS=0-5 runs the trainer on those CPUs alone (taskset: a node with fewer CPUs per GPU). SKIP_ALONE=1 skips the first.
 #   PART=accuracy (~8 min): 30 epochs of yolov8n on shapes 2,000/400 through `yolo-workload train` (train_tta.py):
 #     Ultralytics' defaults, then Ultralytics' CPU loader (workers 16) and the GPU path (workers 4) at the same batch
@@ -30,7 +31,8 @@ print(ensure_shapes(Path('/tmp/gaug/shapes'), n=${IMAGES:-4000}, imgsz=640, val=
     echo "data ready (t=$((SECONDS - T0))s)"
     for V in ${VARIANTS:-cpu64 gpu64 gpu128 cpu128}; do
       if [ $((SECONDS - T0)) -gt "${STOP_AFTER:-480}" ]; then echo "SKIPPED $V"; continue; fi
-      case $V in
+      waits=""; [ "${V%_waits}" != "$V" ] && waits="--host-waits true"  # <variant>_waits: Ultralytics' own reads
+      case ${V%_waits} in
         cpu16) opts="--batch 16 --workers 8 --cache ram --augmentation cpu" ;;
         cpu64) opts="--batch 64 --workers 16 --cache ram --augmentation cpu" ;;
         cpu128) opts="--batch 128 --workers 16 --cache ram --augmentation cpu" ;;
@@ -43,7 +45,7 @@ print(ensure_shapes(Path('/tmp/gaug/shapes'), n=${IMAGES:-4000}, imgsz=640, val=
       esac
       echo "== $V (t=$((SECONDS - T0))s)"
       timeout "${VARIANT_LIMIT:-150}" ${CPUS:+taskset -c $CPUS} $PY benchmarks/train_throughput.py epoch --out /tmp/gaug/runs --data "$DATA" \
-        --imgsz 640 --epochs 3 --model "${MODEL:-yolov8n}" --cuda-graphs true $opts > "$OUT/$V.json" 2> "$OUT/$V.log"
+        --imgsz 640 --epochs 3 --model "${MODEL:-yolov8n}" --cuda-graphs true $opts $waits > "$OUT/$V.json" 2> "$OUT/$V.log"
       echo "rc=$? $(tail -c 700 "$OUT/$V.json")"
     done ;;
   accuracy)

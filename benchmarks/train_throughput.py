@@ -78,6 +78,10 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
         from yolo_workloads.train import graphs
 
         graphs.install(trainer)
+        if args.host_waits == "false":  # as `yolo-workload train` does with graphs
+            from yolo_workloads.train import host_waits
+
+            host_waits.install(trainer)
     sampler = GpuSampler(period=0.2)
     state: dict[str, Any] = {"epochs": []}
 
@@ -128,6 +132,7 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
         "compile": args.compile,
         "augmentation": args.augmentation,
         "cuda_graphs": _graphs_outcome(trainer) if args.cuda_graphs == "true" else None,
+        "host_waits": args.host_waits == "true",
         "images": len(trainer.train_loader.dataset),
         "prefetch_queue_images": 4 * args.workers * args.batch,
         "steady_epochs": len(steady),
@@ -151,6 +156,7 @@ def _cpu_jiffies() -> tuple[int, int]:
 
 def _graphs_outcome(trainer: Any) -> dict[str, Any]:
     loss = trainer.model.loss
+    loss = getattr(loss, "inner", loss)  # train/host_waits.py wraps the graphed loss
     return {"replays": getattr(loss, "replays", 0), "failed": getattr(loss, "failed", "not installed")}
 
 
@@ -197,6 +203,10 @@ def main() -> None:
     parser.add_argument("--deterministic", default="false")
     parser.add_argument("--compile", default="false", help="Ultralytics' compile: false, true or a torch.compile mode")
     parser.add_argument("--cuda-graphs", default="false", help="true: the training forward/backward as CUDA graphs")
+    parser.add_argument(
+        "--host-waits", default="false", choices=["true", "false"],
+        help="with --cuda-graphs true; false (as `yolo-workload train`): no per-step reads (train/host_waits.py)",
+    )  # fmt: skip
     parser.add_argument("--pin-memory", default="true", help="false: the loaders without the pin-memory thread")
     parser.add_argument("--augmentation", default="cpu", choices=["cpu", "gpu"], help="gpu: train/gpu_augment.py")
     parser.add_argument("--profile", default="", help="cProfile the last epoch's main process into this file")

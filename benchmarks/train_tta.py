@@ -26,6 +26,7 @@ import argparse  # noqa: E402
 import csv  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -76,6 +77,7 @@ def _train(out: Path, name: str, base: dict[str, Any], settings: dict[str, Any])
     path.write_text(yaml.safe_dump(config))
     clock = out / f"{name}.clock"
     clock.unlink(missing_ok=True)
+    shutil.rmtree(run_dir, ignore_errors=True)  # an earlier run's last.pt would be resumed (finished: no epochs)
     wall = _run([sys.executable, __file__, "train-clocked", "--config", str(path), "--clock", str(clock)],
                 out / f"{name}.log")  # fmt: skip
     with (run_dir / "results.csv").open() as f:
