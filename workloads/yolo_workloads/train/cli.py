@@ -150,14 +150,13 @@ def _run_trainer(
     import torch
     from ultralytics.utils import DEFAULT_CFG_DICT
 
-    from yolo_workloads.train import graphs, host_waits
+    from yolo_workloads.train import host_waits
     from yolo_workloads.train.trainer import trainer_class
 
     cfg = {**DEFAULT_CFG_DICT, "save_dir": str(out)}  # save_dir is no default key; declare it to pass alignment
     trainer = trainer_class(config.task, config.augmentation)(cfg=cfg, overrides=overrides)
     telemetry.register(trainer)
-    if graphs.install_when_usable(trainer, config.cuda_graphs, str(overrides.get("device", "")), config.gpus):
-        host_waits.install(trainer)
+    host_waits.install_with_graphs(trainer, config.cuda_graphs, str(overrides.get("device", "")), config.gpus)
     if stop_after is None:
         trainer.train()
         return trainer

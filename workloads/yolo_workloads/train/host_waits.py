@@ -155,22 +155,31 @@ def _padding_of(model: Any) -> _KnownRowsPadding | None:
     return padding
 
 
+def install_with_graphs(trainer: Any, wanted: bool, device: str, gpus: int) -> bool:
+    """CUDA graphs where the run can use them (`graphs.install_when_usable`) and this step with them: the one rule
+    that training and tuning's trials both follow."""
+    from yolo_workloads.train import graphs
+
+    if not graphs.install_when_usable(trainer, wanted, device, gpus):
+        return False
+    install(trainer)
+    return True
+
+
 def install(trainer: Any) -> None:
     """Make `trainer` (an Ultralytics trainer) train without the two waits, from its first batch."""
-    state: dict[str, NoWaitLoss] = {}
 
     def on_train_start(t: Any) -> None:
         if not isinstance(t.model.loss, NoWaitLoss):
             t.model.loss = NoWaitLoss(t.model)
-        state["loss"] = t.model.loss
         print("train: loss values read a step late; target padding sized on the host", file=sys.stderr, flush=True)
 
     def on_train_epoch_start(t: Any) -> None:
-        if "loss" in state:
-            state["loss"].items.epoch_means()  # an epoch restarted after an out-of-memory retry starts afresh
+        if (items := _late_items(t)) is not None:
+            items.epoch_means()  # an epoch restarted after an out-of-memory retry starts afresh
 
     def on_train_epoch_end(t: Any) -> None:
-        items = state["loss"].items if "loss" in state else None
+        items = _late_items(t)
         means = items.epoch_means() if items is not None else None
         if items is not None and means is not None:
             t.tloss = means  # what Ultralytics' running mean would have reached, from the exact sum
@@ -179,3 +188,8 @@ def install(trainer: Any) -> None:
     trainer.add_callback("on_train_start", on_train_start)
     trainer.add_callback("on_train_epoch_start", on_train_epoch_start)
     trainer.callbacks["on_train_epoch_end"].insert(0, on_train_epoch_end)  # before any logger reads `tloss`
+
+
+def _late_items(trainer: Any) -> LateLossItems | None:
+    loss = getattr(getattr(trainer, "model", None), "loss", None)
+    return loss.items if isinstance(loss, NoWaitLoss) else None

@@ -217,7 +217,7 @@ def run_trial(
     import torch
     from ultralytics.utils import DEFAULT_CFG_DICT
 
-    from yolo_workloads.train import graphs, host_waits
+    from yolo_workloads.train import host_waits
 
     start = time.monotonic()
     meter = _Meter(window, settings.batch, settings.workers, report, injected_fault(number))
@@ -250,8 +250,7 @@ def run_trial(
         trainer = trainer_class(cfg={**DEFAULT_CFG_DICT, "save_dir": str(run_dir)}, overrides=overrides)
         for event in ("on_train_epoch_start", "on_train_batch_start", "on_train_batch_end"):
             trainer.add_callback(event, getattr(meter, event))
-        if graphs.install_when_usable(trainer, cuda_graphs, device, 1):  # a trial measures what training will run
-            host_waits.install(trainer)
+        host_waits.install_with_graphs(trainer, cuda_graphs, device, 1)  # a trial measures what training will run
         trainer.train()
         result.state, result.error = "infeasible", "training ended before the measurement"
     except _Stop:
