@@ -4,7 +4,9 @@
 #     (train_throughput.py's epoch phase, a 30-epoch schedule so mosaic is on, validation off, 3 epochs) on shapes
 #     4,000 at 640: Ultralytics' CPU loader against augmentation gpu, batch 64 and 128, CUDA graphs on. VARIANTS picks
 #     others: cpu16 cpu64 cpu128 gpu16 gpu64 gpu128 gpu256 (4 workers), gpu128w8 gpu256w8 (8 workers), each with
-#     _waits appended: the step's per-step reads kept (train/host_waits.py not installed); MODEL=yolov8s;
+#     _waits appended: the step's per-step reads kept (train/host_waits.py not installed); without the RAM cache
+#     (issue 23's JPEG decoding): gpu128nj (nvJPEG, 4 workers), gpu128cv / gpu128cv16 (OpenCV in 4 / 16 workers),
+#     cpu128nc (Ultralytics' loader, 16 workers); DECODE=1 first times the decoders alone; MODEL=yolov8s;
 #     CPUS=0-5 runs the trainer on those CPUs alone (taskset: a node with fewer CPUs per GPU). SKIP_ALONE=1 skips the first.
 #   PART=accuracy (~8 min): 30 epochs of yolov8n on shapes 2,000/400 through `yolo-workload train` (train_tta.py):
 #     Ultralytics' defaults, then Ultralytics' CPU loader (workers 16) and the GPU path (workers 4) at the same batch
@@ -24,6 +26,7 @@ source benchmarks/device_env.sh
 case ${PART:-speed} in
   speed)
     [ -n "${SKIP_ALONE:-}" ] || $PY benchmarks/gpu_augment_bench.py --out "$OUT/alone" 2>&1 | grep -v "^\s*$" | tail -5
+    [ -z "${DECODE:-}" ] || $PY benchmarks/gpu_decode_bench.py --out /tmp/gaug/decode 2>&1 | tail -2
     DATA=$($PY -c "
 from pathlib import Path
 from yolo_workloads.datasets.shapes import ensure_shapes
@@ -42,6 +45,10 @@ print(ensure_shapes(Path('/tmp/gaug/shapes'), n=${IMAGES:-4000}, imgsz=640, val=
         gpu256) opts="--batch 256 --workers 4 --cache ram --augmentation gpu" ;;
         gpu128w8) opts="--batch 128 --workers 8 --cache ram --augmentation gpu" ;;
         gpu256w8) opts="--batch 256 --workers 8 --cache ram --augmentation gpu" ;;
+        gpu128nj) opts="--batch 128 --workers 4 --cache none --augmentation gpu" ;;  # JPEGs decoded by nvJPEG
+        gpu128cv) opts="--batch 128 --workers 4 --cache none --augmentation gpu --gpu-decode false" ;;  # by OpenCV
+        gpu128cv16) opts="--batch 128 --workers 16 --cache none --augmentation gpu --gpu-decode false" ;;
+        cpu128nc) opts="--batch 128 --workers 16 --cache none --augmentation cpu" ;;
       esac
       echo "== $V (t=$((SECONDS - T0))s)"
       timeout "${VARIANT_LIMIT:-150}" ${CPUS:+taskset -c $CPUS} $PY benchmarks/train_throughput.py epoch --out /tmp/gaug/runs --data "$DATA" \

@@ -46,6 +46,7 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
 
     run_dir = Path(args.out) / (
         f"run-{args.model}-{args.batch}-{args.workers}-{args.cache}-{args.deterministic}-{args.augmentation}"
+        f"-{args.gpu_decode}"
     )
     overrides = {
         "model": f"{args.model}.yaml",
@@ -74,6 +75,8 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
     trainer = trainer_class("detect", args.augmentation)(
         cfg={**DEFAULT_CFG_DICT, "save_dir": str(run_dir)}, overrides=overrides
     )
+    if args.gpu_decode == "false":  # the workers decode with OpenCV, as where no GPU decoder is usable
+        trainer.decode_jpegs_on_gpu = False
     if args.cuda_graphs == "true":
         from yolo_workloads.train import graphs
 
@@ -209,6 +212,10 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--pin-memory", default="true", help="false: the loaders without the pin-memory thread")
     parser.add_argument("--augmentation", default="cpu", choices=["cpu", "gpu"], help="gpu: train/gpu_augment.py")
+    parser.add_argument(
+        "--gpu-decode", default="true", choices=["true", "false"],
+        help="with --augmentation gpu and no RAM cache: JPEGs decoded on the GPU (train/gpu_decode.py), or by the workers",
+    )  # fmt: skip
     parser.add_argument("--profile", default="", help="cProfile the last epoch's main process into this file")
     parser.add_argument("--epochs", type=int, default=6, help="epochs of a tuned run (the last half are steady)")
     parser.add_argument("--skip-defaults", action="store_true", help="only tune and train with the tuned settings")

@@ -80,3 +80,42 @@ def test_training_augments_on_the_gpu_with_cuda_graphs(tmp_path: Path, train_ver
     assert "training images kept on the GPU" in proc.stderr  # cache ram: the loader sends labels only
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["epochs_completed"] == 3
+
+
+def test_nvjpeg_decodes_as_opencv_does(tmp_path: Path) -> None:
+    """A batch of the shapes set's JPEGs (640 px, OpenCV-written, 4:2:0) decoded at once on the GPU: the pixels
+    OpenCV's decoder gives, to the decoders' rounding (nvJPEG's chroma upsampling differs from libjpeg-turbo's)."""
+    import cv2
+    import torch
+    from yolo_workloads.datasets.shapes import ensure_shapes
+    from yolo_workloads.train import gpu_decode
+
+    data = ensure_shapes(tmp_path / "shapes", n=32, imgsz=640, val=4, seed=0)
+    files = sorted((data.parent / "images" / "train").glob("*.jpg"))
+    device = torch.device("cuda")
+    assert gpu_decode.why_not(object(), device) is None  # an H200: hardware decoders, torchvision with nvJPEG
+    encoded = [torch.frombuffer(bytearray(f.read_bytes()), dtype=torch.uint8) for f in files]
+    decoded = gpu_decode.decode(encoded, device)
+    assert all(d.is_cuda and d.dtype == torch.uint8 for d in decoded)
+    for f, d in zip(files, decoded, strict=True):
+        theirs = torch.as_tensor(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB)).permute(2, 0, 1).float()
+        difference = (d.float().cpu() - theirs).abs()
+        assert difference.mean() < 1.5, (f.name, float(difference.mean()))
+
+
+def test_training_decodes_jpegs_on_the_gpu(tmp_path: Path, train_verb: Any) -> None:
+    """No RAM cache: the workers send the JPEGs' bytes and the training process decodes them with nvJPEG."""
+    from yolo_workloads.datasets.shapes import ensure_shapes
+
+    data = ensure_shapes(tmp_path / "shapes", n=64, imgsz=320, val=16, seed=0)
+    proc = train_verb(
+        {
+            "model": {"architecture": "yolov8n.yaml"}, "data": {"yaml": str(data)},
+            "imgsz": 256, "epochs": 2, "batch": 16, "workers": 2, "cache": "none", "augmentation": "gpu",
+            "extra_args": {"plots": False},
+        }
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "training JPEGs decoded on the GPU (nvJPEG)" in proc.stderr, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["epochs_completed"] == 2

@@ -91,6 +91,8 @@ class _GpuAugmented:
     device: Any
     _augment: Any = None
     _images: Any = None
+    decode_jpegs_on_gpu = True
+    """False: the workers decode (OpenCV) where the images are not kept on the GPU; for measuring the two."""
 
     def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None) -> Any:
         dataset = super().build_dataset(img_path, mode, batch)  # type: ignore[misc]
@@ -119,6 +121,17 @@ class _GpuAugmented:
             self._augment.images = self._images
         kept = None if self._images is None else f"kept on the GPU ({self._images.slots.nbytes / 2**30:.1f} GiB)"
         print(f"train: training images {kept or f'sent by the loader: {why}'}", file=sys.stderr, flush=True)
+        if self._images is None and self.decode_jpegs_on_gpu:
+            self._decode_jpegs_on_the_gpu(dataset, device)
+
+    def _decode_jpegs_on_the_gpu(self, dataset: Any, device: torch.device) -> None:
+        """The training set's JPEGs sent as bytes and decoded on the GPU (train/gpu_decode.py), when it can."""
+        from yolo_workloads.train import gpu_decode
+
+        why = gpu_decode.why_not(dataset, device)
+        if why is None:
+            gpu_decode.install(dataset)
+        gpu_decode.say(why)
 
     def gpu_augment(self) -> Any:
         from yolo_workloads.train.gpu_augment import GpuAugment, Hyper, unsupported

@@ -1,0 +1,188 @@
+"""JPEGs sent by the loader as bytes and decoded in the training process (train/gpu_decode.py), on the CPU here
+(torchvision's decoder there; tests/gpu runs nvJPEG): which images go encoded, their sizes as Ultralytics' own, and a
+batch through the real loader and the GPU augmentation that matches the loader's own pixels and boxes, with PNG,
+progressive and EXIF-rotated images mixed in (those the workers still decode)."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from yolo_workloads.train import gpu_decode
+from yolo_workloads.train.gpu_augment import GpuAugment, Hyper
+
+pytestmark = pytest.mark.workloads
+
+IMGSZ = 160
+CPU = torch.device("cpu")
+
+
+def _jpeg(array: np.ndarray, **save: Any) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(array).save(out, format="JPEG", **save)
+    return out.getvalue()
+
+
+def _rotated_exif() -> Image.Exif:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees when shown
+    return exif
+
+
+@pytest.fixture(scope="module")
+def odd_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """24 shapes images at 320 px (resized to 160 on load), some squeezed to 320 x 200; image 1 a PNG, 2 a
+    progressive JPEG, 3 with an EXIF rotation, 4 greyscale."""
+    from yolo_workloads.datasets.shapes import generate
+
+    root = tmp_path_factory.mktemp("odd")
+    yaml_path = generate(root / "set", n=24, imgsz=320, val=4, seed=5, processes=1)
+    files = sorted((root / "set" / "images" / "train").iterdir())
+    for i, image in enumerate(files):
+        if i % 3 == 2:
+            im = cv2.imread(str(image))
+            cv2.imwrite(str(image), cv2.resize(im, (320, 200), interpolation=cv2.INTER_AREA))
+    rgb = np.asarray(Image.open(files[2]).convert("RGB"))
+    Image.open(files[1]).save(files[1].with_suffix(".png"))
+    files[1].unlink()
+    files[2].write_bytes(_jpeg(rgb, progressive=True, quality=90))
+    files[3].write_bytes(_jpeg(np.asarray(Image.open(files[3]).convert("RGB")), exif=_rotated_exif(), quality=90))
+    files[4].write_bytes(_jpeg(np.asarray(Image.open(files[4]).convert("L")), quality=90))
+    return yaml_path
+
+
+def _dataset(yaml_path: Path) -> tuple[Any, Any]:
+    """The training set as the GPU path's loader reads it (trainer._GpuAugmented.build_dataset), no cache."""
+    from yolo_workloads import offline
+
+    offline.apply()
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data import build_yolo_dataset
+    from ultralytics.data.utils import check_det_dataset
+
+    cfg = get_cfg(overrides={"imgsz": IMGSZ, "data": str(yaml_path), "mosaic": 1.0, "cache": False})
+    data = check_det_dataset(str(yaml_path))
+    ds = build_yolo_dataset(cfg, data["train"], 16, data, mode="train", rect=False, stride=32)
+    ds.augment = False
+    ds.transforms = ds.build_transforms(hyp=cfg)
+    ds.augment = True
+    return cfg, ds
+
+
+def test_only_baseline_colour_or_grey_jpegs_without_rotation_go_encoded() -> None:
+    rgb = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    assert gpu_decode.jpeg_size(_jpeg(rgb)) == (48, 64)
+    assert gpu_decode.jpeg_size(_jpeg(rgb[..., 0])) == (48, 64)  # greyscale: decoded as RGB, as OpenCV does
+    assert gpu_decode.jpeg_size(_jpeg(rgb, progressive=True)) is None
+    assert gpu_decode.jpeg_size(_jpeg(rgb, exif=_rotated_exif())) is None
+    cmyk = io.BytesIO()
+    Image.fromarray(rgb).convert("CMYK").save(cmyk, format="JPEG")
+    assert gpu_decode.jpeg_size(cmyk.getvalue()) is None
+    png = io.BytesIO()
+    Image.fromarray(rgb).save(png, format="PNG")
+    assert gpu_decode.jpeg_size(png.getvalue()) is None
+    assert gpu_decode.jpeg_size(b"not an image") is None
+
+
+@pytest.mark.parametrize("hw0", [(320, 320), (200, 320), (333, 500), (500, 333), (160, 160), (100, 120), (641, 17)])
+def test_the_resized_size_is_ultralytics_own(hw0: tuple[int, int], tmp_path: Path) -> None:
+    """Against Ultralytics' load_image on a real file of that size."""
+    from yolo_workloads import offline
+
+    offline.apply()
+    from ultralytics.data.base import BaseDataset
+
+    image = tmp_path / "im.jpg"
+    cv2.imwrite(str(image), np.full((*hw0, 3), 90, dtype=np.uint8))
+
+    class One(BaseDataset):  # type: ignore[misc]
+        def get_labels(self) -> list[dict[str, Any]]:
+            return [{"im_file": str(image), "shape": hw0, "cls": np.zeros((0, 1)), "bboxes": np.zeros((0, 4))}]
+
+        def build_transforms(self, hyp: Any = None) -> Any:
+            return lambda x: x
+
+    ds = One(str(tmp_path), imgsz=IMGSZ, augment=False)
+    _, original, theirs = ds.load_image(0)
+    assert tuple(original) == hw0
+    assert gpu_decode.resized(hw0, IMGSZ) == tuple(theirs)
+
+
+def test_jpegs_sent_as_bytes_augment_as_the_loaders_own(odd_data: Path) -> None:
+    """The same samples through the real loader (2 worker processes), once as Ultralytics reads them and once with
+    JPEGs sent encoded: the same boxes, and the same augmented pixels to the decoders' and resizers' rounding."""
+    from ultralytics.data import build_dataloader
+
+    cfg, ds = _dataset(odd_data)
+    picks = list(range(12))
+    sent = ds.collate_fn([ds[i] for i in picks])
+    cfg, encoded_ds = _dataset(odd_data)
+    gpu_decode.install(encoded_ds)
+    loader = build_dataloader(encoded_ds, len(picks), 2, shuffle=False)  # the first batch: picks, in order
+    loader_batch = next(iter(loader))
+    assert loader_batch["img"].numel() == 0
+    kinds = ["jpeg" if e.numel() else "pixels" for e in loader_batch[gpu_decode.ENCODED]]
+    names = [Path(f).name for f in loader_batch["im_file"]]
+    assert [names[i] for i, k in enumerate(kinds) if k == "pixels"] == names[1:4]  # png, progressive, rotated
+    assert torch.equal(loader_batch["bboxes"], sent["bboxes"])
+
+    hyp = Hyper.from_args(cfg)
+    a = GpuAugment(hyp, seed=2)(sent, CPU)
+    b = GpuAugment(hyp, seed=2)(loader_batch, CPU)
+    assert gpu_decode.ENCODED not in b and gpu_decode.LOADED not in b
+    assert torch.equal(a["batch_idx"], b["batch_idx"]) and torch.equal(a["bboxes"], b["bboxes"])
+    difference = (a["img"] - b["img"]).abs()
+    assert difference.mean() < 0.3, difference.mean()  # 0-255: libjpeg builds and bilinear rounding differ
+    assert difference.max() < 16  # a level or two, more only at a few sharp edges
+
+
+def test_the_decoded_images_sit_where_the_loader_puts_them(odd_data: Path) -> None:
+    """Before augmenting: each decoded JPEG at its slot's top-left equals the loader's letterboxed pixels at their
+    offset (squeezed, greyscale and square alike); an image its worker decoded is the loader's own, padding and all."""
+    _, ds = _dataset(odd_data)
+    _, encoded_ds = _dataset(odd_data)
+    gpu_decode.install(encoded_ds)
+    picks = [0, 1, 4, 5, 8]  # square, the PNG, greyscale, square, squeezed
+    sent = ds.collate_fn([ds[i] for i in picks])
+    batch = encoded_ds.collate_fn([encoded_ds[i] for i in picks])
+    shapes = zip(batch["ori_shape"], batch["ratio_pad"], strict=True)
+    sizes = np.array([(round(h * rh), round(w * rw)) for (h, w), ((rh, rw), _) in shapes])
+    pads = np.array([pad for _, pad in batch["ratio_pad"]], dtype=np.float64)
+    images, pixel_pads = gpu_decode.batch_images(batch, sizes, pads, IMGSZ, CPU)
+    assert sizes[4].tolist() == [100, 160] and pads[4].tolist() == [0, 30]
+    assert (pixel_pads[[0, 2, 3, 4]] == 0).all() and pixel_pads[1].tolist() == pads[1].tolist()
+    assert torch.equal(images[1], sent["img"][1])  # the PNG: its worker's pixels, unchanged
+    for k in (0, 2, 3, 4):
+        (h, w), (left, top) = sizes[k], pads[k].astype(int)
+        theirs = sent["img"][k, :, top : top + h, left : left + w].float()
+        assert (images[k, :, :h, :w].float() - theirs).abs().mean() < 1.0
+
+
+def test_where_the_workers_keep_decoding(odd_data: Path) -> None:
+    _, ds = _dataset(odd_data)
+    assert gpu_decode.why_not(ds, CPU) == "training is not on a GPU"
+    ds.cache = "ram"
+    assert "cached (ram)" in str(gpu_decode.why_not(ds, CPU))
+    ds.cache = None
+    ds.channels = 1
+    assert "1 channels" in str(gpu_decode.why_not(ds, CPU))
+
+
+def test_an_npy_cache_beside_an_image_is_read_as_before(odd_data: Path, tmp_path: Path) -> None:
+    """Ultralytics reads an up-to-date `.npy` beside an image in any cache mode: that image is not sent encoded."""
+    copy = tmp_path / "set"
+    shutil.copytree(odd_data.parent, copy)
+    yaml_path = copy / odd_data.name
+    yaml_path.write_text(yaml_path.read_text().replace(str(odd_data.parent), str(copy)))
+    _, ds = _dataset(yaml_path)
+    np.save(ds.npy_files[0], cv2.imread(ds.im_files[0]))
+    gpu_decode.install(ds)
+    assert ds[0][gpu_decode.ENCODED].numel() == 0 and ds[0][gpu_decode.LOADED].shape == (3, IMGSZ, IMGSZ)
+    assert ds[5][gpu_decode.ENCODED].numel() > 0
