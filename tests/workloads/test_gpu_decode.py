@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -152,9 +153,7 @@ def test_the_decoded_images_sit_where_the_loader_puts_them(odd_data: Path) -> No
     picks = [0, 1, 4, 5, 8]  # square, the PNG, greyscale, square, squeezed
     sent = ds.collate_fn([ds[i] for i in picks])
     batch = encoded_ds.collate_fn([encoded_ds[i] for i in picks])
-    shapes = zip(batch["ori_shape"], batch["ratio_pad"], strict=True)
-    sizes = np.array([(round(h * rh), round(w * rw)) for (h, w), ((rh, rw), _) in shapes])
-    pads = np.array([pad for _, pad in batch["ratio_pad"]], dtype=np.float64)
+    sizes, pads = gpu_decode.placement(batch)
     images, pixel_pads = gpu_decode.batch_images(batch, sizes, pads, IMGSZ, CPU)
     assert sizes[4].tolist() == [100, 160] and pads[4].tolist() == [0, 30]
     assert (pixel_pads[[0, 2, 3, 4]] == 0).all() and pixel_pads[1].tolist() == pads[1].tolist()
@@ -186,3 +185,36 @@ def test_an_npy_cache_beside_an_image_is_read_as_before(odd_data: Path, tmp_path
     gpu_decode.install(ds)
     assert ds[0][gpu_decode.ENCODED].numel() == 0 and ds[0][gpu_decode.LOADED].shape == (3, IMGSZ, IMGSZ)
     assert ds[5][gpu_decode.ENCODED].numel() > 0
+
+
+def test_decoding_ahead_hands_every_batch_in_order_and_stops_with_the_epoch(odd_data: Path) -> None:
+    """The real loader (2 workers) behind the decoding thread: each epoch's batches in the loader's order, decoded
+    as inline; an epoch left early (training stopped) stops the thread; the loader's attributes read through; an
+    error reaches the training process."""
+    from ultralytics.data import build_dataloader
+
+    _, ds = _dataset(odd_data)
+    gpu_decode.install(ds)
+    loader = gpu_decode.DecodeAhead(build_dataloader(ds, 6, 2, shuffle=False), IMGSZ, CPU)
+    assert len(loader) == 4 and loader.dataset is ds and loader.num_workers == 2
+    files = []
+    for batch in loader:
+        assert gpu_decode.DECODED in batch
+        images, pixel_pads = gpu_decode.take(batch, CPU)
+        assert images.shape == (len(batch["im_file"]), 3, IMGSZ, IMGSZ) and pixel_pads.shape == (len(images), 2)
+        inline, _ = gpu_decode.batch_images(batch, *gpu_decode.placement(batch), IMGSZ, CPU)
+        assert torch.equal(images, inline)
+        files += batch["im_file"]
+    assert files == list(ds.im_files)
+    for _ in loader:  # left after one batch (training stopped): the thread ends, what it had decoded is dropped
+        break
+    assert not [t for t in threading.enumerate() if t.name == "decode-ahead"]
+    assert len(list(loader)) == len(loader)  # the next epoch: the loader's next batches, as many as ever
+
+    class Broken:
+        def __iter__(self) -> Any:
+            yield from ()
+            raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        list(gpu_decode.DecodeAhead(Broken(), IMGSZ, CPU))

@@ -382,32 +382,26 @@ class GpuAugment:
     def __call__(self, batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
         """The batch with augmented images (float 0-255 on `device`) and their labels (on `device`)."""
         s = self.hyp.imgsz
-        sizes, pads = _placement(batch)
+        sizes, pads = gpu_decode.placement(batch)
         d = draw(self.hyp, sizes, self.rng, self.mosaic_open)
         t = tiles(d, sizes, s)
         boxes = _resized_frame(batch, pads, s)
         moved = move_boxes(d, t, boxes, s)
         if self.images is not None and batch["img"].numel() == 0:  # each image at its slot's top-left corner
             images, pixel_pads = self.images.gather(batch["im_file"]), np.zeros_like(pads)
+        elif gpu_decode.DECODED in batch:  # decoded ahead by the loader's thread
+            images, pixel_pads = gpu_decode.take(batch, device)
         elif gpu_decode.ENCODED in batch:  # JPEGs decoded here, other images as their workers letterboxed them
             images, pixel_pads = gpu_decode.batch_images(batch, sizes, pads, s, device)
         else:
             images, pixel_pads = batch["img"].to(device, non_blocking=True), pads  # pinned by the loader on CUDA
+        gpu_decode.forget(batch)
         params = on_device(d, t, pixel_pads, sizes, device)
         batch["img"] = pixels(images, params, s, hsv=bool(self.hyp.hsv_h or self.hyp.hsv_s or self.hyp.hsv_v))
         batch.update(_as_tensors(moved, s, device))
         batch[MAX_BOXES] = count_boxes(moved.batch_idx)  # the loss pads to it without reading it back (host_waits)
         batch["resized_shape"] = [(s, s)] * len(sizes)
         return batch
-
-
-def _placement(batch: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Each image's resized (h, w) and its letterbox padding (left, top), from the loader's `ori_shape` and
-    `ratio_pad` (its `resized_shape` is the letterboxed square's by then)."""
-    shapes = zip(batch["ori_shape"], batch["ratio_pad"], strict=True)
-    sizes = [(round(h * rh), round(w * rw)) for (h, w), ((rh, rw), _) in shapes]
-    pads = [tuple(pad) for _, pad in batch["ratio_pad"]]
-    return np.array(sizes, dtype=np.int64), np.array(pads, dtype=np.float64)
 
 
 def _resized_frame(batch: dict[str, Any], pads: np.ndarray, imgsz: int) -> Boxes:

@@ -91,6 +91,7 @@ class _GpuAugmented:
     device: Any
     _augment: Any = None
     _images: Any = None
+    _decoding = False
     decode_jpegs_on_gpu = True
     """False: the workers decode (OpenCV) where the images are not kept on the GPU; for measuring the two."""
 
@@ -101,6 +102,7 @@ class _GpuAugmented:
             dataset.augment = False  # its transforms: Ultralytics' letterbox and format, nothing random
             dataset.transforms = dataset.build_transforms(hyp=self.args)
             dataset.augment = augment  # images still load (and cache) as a training set's do
+            self._decoding = False
             self._keep_images_on_the_gpu(dataset)
         return dataset
 
@@ -131,7 +133,16 @@ class _GpuAugmented:
         why = gpu_decode.why_not(dataset, device)
         if why is None:
             gpu_decode.install(dataset)
+        self._decoding = why is None
         gpu_decode.say(why)
+
+    def get_dataloader(self, dataset_path: str, batch_size: int = 16, rank: int = 0, mode: str = "train") -> Any:
+        loader = super().get_dataloader(dataset_path, batch_size, rank, mode)  # type: ignore[misc]
+        if mode == "train" and self._decoding:  # each batch's JPEGs decoded while the step before it runs
+            from yolo_workloads.train.gpu_decode import DecodeAhead
+
+            loader = DecodeAhead(loader, int(self.args.imgsz), torch.device(self.device))
+        return loader
 
     def gpu_augment(self) -> Any:
         from yolo_workloads.train.gpu_augment import GpuAugment, Hyper, unsupported
