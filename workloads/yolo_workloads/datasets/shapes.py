@@ -16,6 +16,7 @@ into place by rename, which also works when `root` is itself a mounted volume.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
@@ -187,7 +188,8 @@ def generate(
         for job in jobs:
             _write_chunk(*job)
     else:
-        with ProcessPoolExecutor(max_workers=processes) as pool:
+        # forkserver, not fork: a caller with threads (CUDA, nvJPEG, a server) forked mid-lock deadlocks the child
+        with ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("forkserver")) as pool:
             for future in [pool.submit(_write_chunk, *job) for job in jobs]:
                 future.result()
     return _write_yaml(out, names, task)
