@@ -218,3 +218,35 @@ def test_decoding_ahead_hands_every_batch_in_order_and_stops_with_the_epoch(odd_
 
     with pytest.raises(OSError, match="disk gone"):
         list(gpu_decode.DecodeAhead(Broken(), IMGSZ, CPU))
+
+
+def test_a_jpeg_the_decoder_refuses_is_decoded_by_opencv_and_an_unreadable_one_is_named(
+    odd_data: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A batch with one JPEG the decoder refuses (as nvJPEG refuses 12-bit or arithmetic-coded ones): the others
+    as decoded, that one by OpenCV with a line on stderr; bytes no decoder reads fail with the file named."""
+    import torchvision.io
+
+    files = sorted((odd_data.parent / "images" / "train").glob("*.jpg"))[:4]
+    encoded = [torch.frombuffer(bytearray(f.read_bytes()), dtype=torch.uint8) for f in files]
+    real = torchvision.io.decode_jpeg
+    refused = encoded[2]
+
+    def picky(images: list[torch.Tensor], **kwargs: Any) -> Any:
+        if any(image is refused for image in images):
+            raise RuntimeError("Error while decoding JPEG images: unsupported")
+        return real(images, **kwargs)
+
+    monkeypatch.setattr(torchvision.io, "decode_jpeg", picky)
+    decoded = gpu_decode.decode_each(encoded, [str(f) for f in files], CPU)
+    for image, f in zip(decoded, files, strict=True):
+        theirs = torch.as_tensor(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB)).permute(2, 0, 1)
+        assert image.shape == theirs.shape and (image.float() - theirs.float()).abs().mean() < 1.0
+    assert torch.equal(
+        decoded[2], torch.as_tensor(cv2.cvtColor(cv2.imread(str(files[2])), cv2.COLOR_BGR2RGB)).permute(2, 0, 1)
+    )
+    assert f"{files[2]} decoded by OpenCV" in capsys.readouterr().err
+
+    refused = torch.frombuffer(bytearray(b"\xff\xd8 not a jpeg at all"), dtype=torch.uint8)
+    with pytest.raises(ValueError, match=r"broken\.jpg: not a readable image"):
+        gpu_decode.decode_each([encoded[0], refused], [str(files[0]), "/data/broken.jpg"], CPU)

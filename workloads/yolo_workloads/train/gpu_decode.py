@@ -157,7 +157,8 @@ def batch_images(batch: dict[str, Any], sizes: np.ndarray, pads: np.ndarray, img
     pixel_pads = pads.copy()
     jpegs = [i for i, e in enumerate(encoded) if e.numel()]
     if jpegs:
-        _place(images, jpegs, decode([encoded[i] for i in jpegs], device), sizes)
+        files = [str(batch["im_file"][i]) for i in jpegs]
+        _place(images, jpegs, decode_each([encoded[i] for i in jpegs], files, device), sizes)
         pixel_pads[jpegs] = 0.0
     others = sorted(set(range(len(encoded))) - set(jpegs))
     if others:
@@ -258,6 +259,29 @@ def placement(batch: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     sizes = [(round(h * rh), round(w * rw)) for (h, w), ((rh, rw), _) in shapes]
     pads = [tuple(pad) for _, pad in batch["ratio_pad"]]
     return np.array(sizes, dtype=np.int64), np.array(pads, dtype=np.float64)
+
+
+def decode_each(encoded: list[torch.Tensor], files: list[str], device: torch.device) -> list[torch.Tensor]:
+    """`decode`, and where the decoder refuses the batch (an image nvJPEG cannot read though OpenCV can: 12-bit or
+    arithmetic-coded, a damaged stream), each image alone; one it refuses alone is decoded by OpenCV on the host,
+    said on stderr. An image OpenCV cannot read either fails the training, its file named, as in Ultralytics."""
+    try:
+        return decode(encoded, device)
+    except RuntimeError:
+        return [_decode_one(e, f, device) for e, f in zip(encoded, files, strict=True)]
+
+
+def _decode_one(encoded: torch.Tensor, file: str, device: torch.device) -> torch.Tensor:
+    import cv2
+
+    try:
+        return decode([encoded], device)[0]
+    except RuntimeError as refused:
+        image = cv2.imdecode(encoded.numpy(), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError(f"{file}: not a readable image ({refused})") from refused
+        print(f"train: {file} decoded by OpenCV: the GPU's decoder refused it ({refused})", file=sys.stderr, flush=True)
+        return torch.from_numpy(np.ascontiguousarray(image[..., ::-1].transpose(2, 0, 1))).to(device)
 
 
 def decode(encoded: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
