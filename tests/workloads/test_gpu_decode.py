@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import shutil
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -208,7 +209,9 @@ def test_decoding_ahead_hands_every_batch_in_order_and_stops_with_the_epoch(odd_
     assert files == list(ds.im_files)
     for _ in loader:  # left after one batch (training stopped): the thread ends, what it had decoded is dropped
         break
-    assert not [t for t in threading.enumerate() if t.name == "decode-ahead"]
+    for thread in [t for t in threading.enumerate() if t.name == "decode-ahead"]:
+        thread.join(timeout=10)
+        assert not thread.is_alive()
     assert len(list(loader)) == len(loader)  # the next epoch: the loader's next batches, as many as ever
 
     class Broken:
@@ -250,3 +253,28 @@ def test_a_jpeg_the_decoder_refuses_is_decoded_by_opencv_and_an_unreadable_one_i
     refused = torch.frombuffer(bytearray(b"\xff\xd8 not a jpeg at all"), dtype=torch.uint8)
     with pytest.raises(ValueError, match=r"broken\.jpg: not a readable image"):
         gpu_decode.decode_each([encoded[0], refused], [str(files[0]), "/data/broken.jpg"], CPU)
+
+
+def test_leaving_an_epoch_never_waits_for_the_loader() -> None:
+    """A tuning trial stops mid-epoch and then closes its loader: leaving returns at once even when the loader's
+    next batch never comes, and the thread ends once the loader lets it go."""
+    release = threading.Event()
+
+    class Stuck:
+        def __len__(self) -> int:
+            return 3
+
+        def __iter__(self) -> Any:
+            yield {"im_file": ["a.jpg"]}
+            release.wait()  # a closed loader's next batch
+            yield {"im_file": ["b.jpg"]}
+
+    started = time.monotonic()
+    for batch in gpu_decode.DecodeAhead(Stuck(), IMGSZ, CPU):
+        assert batch["im_file"] == ["a.jpg"]
+        break
+    assert time.monotonic() - started < 2
+    release.set()
+    for thread in [t for t in threading.enumerate() if t.name == "decode-ahead"]:
+        thread.join(timeout=10)
+        assert not thread.is_alive()

@@ -195,24 +195,23 @@ class DecodeAhead:
                 if isinstance(item, BaseException):
                     raise item
                 yield item
-        finally:  # an epoch left early: the thread stops at its next batch
+        finally:  # an epoch left early: the thread stops at its next batch; nothing here waits for it
             stop.set()
-            while thread.is_alive():
-                with contextlib.suppress(queue.Empty):
-                    ready.get(timeout=0.1)
 
     def _decode_all(self, ready: queue.Queue[Any], stop: threading.Event) -> None:
         try:
             with _on_side_stream(self.device):
                 for batch in self.loader:
-                    if ENCODED in batch:
-                        batch[DECODED] = self._decoded(batch)
-                    ready.put(batch)
                     if stop.is_set():
                         return
+                    if ENCODED in batch:
+                        batch[DECODED] = self._decoded(batch)
+                    if not _hand(ready, batch, stop):
+                        return
         except BaseException as e:  # handed to the training process, which raises it
-            ready.put(e)
-        ready.put(_END)
+            _hand(ready, e, stop)
+            return
+        _hand(ready, _END, stop)
 
     def _decoded(self, batch: dict[str, Any]) -> tuple[torch.Tensor, np.ndarray, torch.cuda.Event | None]:
         sizes, pads = placement(batch)
@@ -225,6 +224,15 @@ class DecodeAhead:
 
 
 _END = object()
+
+
+def _hand(ready: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
+    """Put `item` for the training process unless it has left the epoch (False then)."""
+    while not stop.is_set():
+        with contextlib.suppress(queue.Full):
+            ready.put(item, timeout=0.1)
+            return True
+    return False
 
 
 def _on_side_stream(device: torch.device) -> contextlib.AbstractContextManager[Any]:
