@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from yolo_workloads.train import gpu_decode
+from yolo_workloads.train import decode_ahead, gpu_decode
 from yolo_workloads.train.gpu_augment import GpuAugment, Hyper
 
 pytestmark = pytest.mark.workloads
@@ -196,12 +196,12 @@ def test_decoding_ahead_hands_every_batch_in_order_and_stops_with_the_epoch(odd_
 
     _, ds = _dataset(odd_data)
     gpu_decode.install(ds)
-    loader = gpu_decode.DecodeAhead(build_dataloader(ds, 6, 2, shuffle=False), IMGSZ, CPU)
+    loader = decode_ahead.DecodeAhead(build_dataloader(ds, 6, 2, shuffle=False), IMGSZ, CPU)
     assert len(loader) == 4 and loader.dataset is ds and loader.num_workers == 2
     files = []
     for batch in loader:
-        assert gpu_decode.DECODED in batch
-        images, pixel_pads = gpu_decode.take(batch, CPU)
+        assert decode_ahead.DECODED in batch
+        images, pixel_pads = decode_ahead.take(batch, CPU)
         assert images.shape == (len(batch["im_file"]), 3, IMGSZ, IMGSZ) and pixel_pads.shape == (len(images), 2)
         inline, _ = gpu_decode.batch_images(batch, *gpu_decode.placement(batch), IMGSZ, CPU)
         assert torch.equal(images, inline)
@@ -220,7 +220,7 @@ def test_decoding_ahead_hands_every_batch_in_order_and_stops_with_the_epoch(odd_
             raise OSError("disk gone")
 
     with pytest.raises(OSError, match="disk gone"):
-        list(gpu_decode.DecodeAhead(Broken(), IMGSZ, CPU))
+        list(decode_ahead.DecodeAhead(Broken(), IMGSZ, CPU))
 
 
 def test_a_jpeg_the_decoder_refuses_is_decoded_by_opencv_and_an_unreadable_one_is_named(
@@ -270,7 +270,7 @@ def test_leaving_an_epoch_never_waits_for_the_loader() -> None:
             yield {"im_file": ["b.jpg"]}
 
     started = time.monotonic()
-    for batch in gpu_decode.DecodeAhead(Stuck(), IMGSZ, CPU):
+    for batch in decode_ahead.DecodeAhead(Stuck(), IMGSZ, CPU):
         assert batch["im_file"] == ["a.jpg"]
         break
     assert time.monotonic() - started < 2

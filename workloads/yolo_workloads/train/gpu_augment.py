@@ -37,7 +37,7 @@ import torch
 from torch.nn import functional
 
 from yolo_workloads.contract import gpu_augmentation_lacks
-from yolo_workloads.train import gpu_decode
+from yolo_workloads.train import decode_ahead, gpu_decode
 from yolo_workloads.train.device_images import DeviceImages
 from yolo_workloads.train.host_waits import MAX_BOXES, count_boxes
 
@@ -389,8 +389,8 @@ class GpuAugment:
         moved = move_boxes(d, t, boxes, s)
         if self.images is not None and batch["img"].numel() == 0:  # each image at its slot's top-left corner
             images, pixel_pads = self.images.gather(batch["im_file"]), np.zeros_like(pads)
-        elif gpu_decode.DECODED in batch:  # decoded ahead by the loader's thread
-            images, pixel_pads = gpu_decode.take(batch, device)
+        elif decode_ahead.DECODED in batch:  # decoded ahead by the loader's thread
+            images, pixel_pads = decode_ahead.take(batch, device)
         elif gpu_decode.ENCODED in batch:  # JPEGs decoded here, other images as their workers letterboxed them
             images, pixel_pads = gpu_decode.batch_images(batch, sizes, pads, s, device)
         else:

@@ -5,7 +5,7 @@ in RAM (too large for it, or `cache` off) they still decode every image with Ope
 what is left of the data path. Data-centre GPUs (A100, H100, H200, L4, B200) carry hardware JPEG decoders that
 torchvision reaches through nvJPEG. Here a worker reads each JPEG's bytes and its header only (the size, so that the
 letterbox geometry and the labels are the loader's own), and the training process decodes the whole batch at once on
-the GPU, then resizes each image as Ultralytics' `load_image` does (long side to imgsz, bilinear, no antialias) into
+the GPU (one batch ahead, in a thread: `decode_ahead`), then resizes each image as Ultralytics' `load_image` does (long side to imgsz, bilinear, no antialias) into
 the top-left corner of an imgsz x imgsz slot, as `device_images` keeps them (the augmentation reads inside the image
 only, so the slot's padding is never read).
 
@@ -16,14 +16,10 @@ loader's letterboxed pixels in the same batch, so a mixed data set trains unchan
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import io
 import math
-import queue
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +31,6 @@ ENCODED = "jpeg_bytes"
 """A batch's key: each sample's JPEG file (uint8, empty when its worker decoded it)."""
 LOADED = "loader_pixels"
 """A batch's key: each sample's letterboxed pixels from its worker (CHW RGB uint8, empty when sent encoded)."""
-DECODED = "decoded_images"
-"""A batch's key: its images decoded ahead (`DecodeAhead`), their padding, and the event that says they are."""
 
 HARDWARE_DECODERS = ((8, 0), (8, 7), (8, 9))
 """Compute capabilities below 9.0 whose data-centre parts carry hardware JPEG decoders (A100/A30, Orin, L4/L40);
@@ -166,98 +160,10 @@ def batch_images(batch: dict[str, Any], sizes: np.ndarray, pads: np.ndarray, img
     return images, pixel_pads
 
 
-class DecodeAhead:
-    """The training loader, each batch's JPEGs decoded one batch ahead by a thread while the training process runs
-    the step before it: the wait for the decoder (13 ms a batch of 128 at 640 on an H200) leaves the step's path.
-
-    The thread works on a side stream of its own; the batch carries its images with an event the training stream
-    waits for (no host wait). Everything else is the loader's (`len`, `dataset`, `sampler`, `reset`). An epoch left
-    early (training stopped) drops the batches decoded ahead, at most three."""
-
-    def __init__(self, loader: Any, imgsz: int, device: torch.device) -> None:
-        self.loader, self.imgsz, self.device = loader, imgsz, device
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "loader":  # not set yet (a copy): no recursion
-            raise AttributeError(name)
-        return getattr(self.loader, name)
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        ready: queue.Queue[Any] = queue.Queue(maxsize=2)
-        stop = threading.Event()
-        thread = threading.Thread(target=self._decode_all, args=(ready, stop), daemon=True, name="decode-ahead")
-        thread.start()
-        try:
-            while (item := ready.get()) is not _END:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:  # an epoch left early: the thread stops at its next batch; nothing here waits for it
-            stop.set()
-
-    def _decode_all(self, ready: queue.Queue[Any], stop: threading.Event) -> None:
-        try:
-            with _on_side_stream(self.device):
-                for batch in self.loader:
-                    if stop.is_set():
-                        return
-                    if ENCODED in batch:
-                        batch[DECODED] = self._decoded(batch)
-                    if not _hand(ready, batch, stop):
-                        return
-        except BaseException as e:  # handed to the training process, which raises it
-            _hand(ready, e, stop)
-            return
-        _hand(ready, _END, stop)
-
-    def _decoded(self, batch: dict[str, Any]) -> tuple[torch.Tensor, np.ndarray, torch.cuda.Event | None]:
-        sizes, pads = placement(batch)
-        images, pixel_pads = batch_images(batch, sizes, pads, self.imgsz, self.device)
-        if self.device.type != "cuda":
-            return images, pixel_pads, None
-        done = torch.cuda.Event()  # type: ignore[no-untyped-call]
-        done.record()
-        return images, pixel_pads, done
-
-
-_END = object()
-
-
-def _hand(ready: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
-    """Put `item` for the training process unless it has left the epoch (False then)."""
-    while not stop.is_set():
-        with contextlib.suppress(queue.Full):
-            ready.put(item, timeout=0.1)
-            return True
-    return False
-
-
-def _on_side_stream(device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    if device.type != "cuda":
-        return contextlib.nullcontext()
-    stack = contextlib.ExitStack()
-    stack.enter_context(torch.cuda.device(device))
-    stack.enter_context(torch.cuda.stream(_side_stream(device)))
-    return stack
-
-
 def forget(batch: dict[str, Any]) -> None:
     """The batch's files and loader pixels dropped once its images are made."""
-    for key in (ENCODED, LOADED, DECODED):
+    for key in (ENCODED, LOADED):
         batch.pop(key, None)
-
-
-def take(batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, np.ndarray]:
-    """A batch's images decoded ahead (`DecodeAhead`), ready for the current stream."""
-    images, pixel_pads, done = batch.pop(DECODED)
-    if done is not None:
-        stream = torch.cuda.current_stream(device)
-        stream.wait_event(done)
-        images.record_stream(stream)
-    return images, pixel_pads
 
 
 def placement(batch: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -303,7 +209,7 @@ def decode(encoded: list[torch.Tensor], device: torch.device) -> list[torch.Tens
 
     if device.type != "cuda":
         return list(decode_jpeg(encoded, mode=ImageReadMode.RGB))
-    side, main = _side_stream(device), torch.cuda.current_stream(device)
+    side, main = side_stream(device), torch.cuda.current_stream(device)
     with torch.cuda.stream(side):
         decoded = list(decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device))
     main.wait_stream(side)
@@ -313,7 +219,7 @@ def decode(encoded: list[torch.Tensor], device: torch.device) -> list[torch.Tens
 
 
 @functools.cache
-def _side_stream(device: torch.device) -> torch.cuda.Stream:
+def side_stream(device: torch.device) -> torch.cuda.Stream:
     return torch.cuda.Stream(device)  # type: ignore[no-untyped-call]
 
 

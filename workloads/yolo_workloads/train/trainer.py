@@ -139,7 +139,7 @@ class _GpuAugmented:
     def get_dataloader(self, dataset_path: str, batch_size: int = 16, rank: int = 0, mode: str = "train") -> Any:
         loader = super().get_dataloader(dataset_path, batch_size, rank, mode)  # type: ignore[misc]
         if mode == "train" and self._decoding:  # each batch's JPEGs decoded while the step before it runs
-            from yolo_workloads.train.gpu_decode import DecodeAhead
+            from yolo_workloads.train.decode_ahead import DecodeAhead
 
             loader = DecodeAhead(loader, int(self.args.imgsz), torch.device(self.device))
         return loader
