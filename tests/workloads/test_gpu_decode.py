@@ -278,3 +278,28 @@ def test_leaving_an_epoch_never_waits_for_the_loader() -> None:
     for thread in [t for t in threading.enumerate() if t.name == "decode-ahead"]:
         thread.join(timeout=10)
         assert not thread.is_alive()
+
+
+def test_a_tuning_trial_reusing_the_data_set_decodes_as_the_first(
+    odd_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tuning's trials build each data set once per process: a later trial's trainer finds where the pixels come
+    from on the data set (here: JPEGs decoded by the training process, enabled on the CPU for the test), not on
+    the trainer that built it."""
+    from ultralytics.utils import DEFAULT_CFG_DICT
+    from yolo_workloads.tune.measure import _tune_trainer_class
+
+    monkeypatch.setattr(gpu_decode, "why_not", lambda dataset, device: None)
+    trainer_class = _tune_trainer_class("detect", "gpu")
+    built = []
+    for trial in range(2):
+        overrides = {"model": "yolov8n.yaml", "data": str(odd_data), "imgsz": IMGSZ, "device": "cpu", "batch": 4,
+                     "workers": 0, "cache": False, "plots": False, "save_dir": str(tmp_path / f"t{trial}")}  # fmt: skip
+        trainer = trainer_class(cfg={**DEFAULT_CFG_DICT, **overrides}, overrides=overrides)
+        trainer.model = trainer.get_model(cfg="yolov8n.yaml", verbose=False)  # its stride sizes the data set
+        loader = trainer.get_dataloader(trainer.data["train"], 4, -1, "train")  # rank -1: one process
+        assert isinstance(loader, decode_ahead.DecodeAhead), trial
+        batch = next(iter(loader))
+        assert decode_ahead.DECODED in batch
+        built.append(loader.dataset)
+    assert built[0] is built[1]  # the second trial did reuse the first one's data set

@@ -91,7 +91,6 @@ class _GpuAugmented:
     device: Any
     _augment: Any = None
     _images: Any = None
-    _decoding = False
     decode_jpegs_on_gpu = True
     """False: the workers decode (OpenCV) where the images are not kept on the GPU; for measuring the two."""
 
@@ -102,43 +101,43 @@ class _GpuAugmented:
             dataset.augment = False  # its transforms: Ultralytics' letterbox and format, nothing random
             dataset.transforms = dataset.build_transforms(hyp=self.args)
             dataset.augment = augment  # images still load (and cache) as a training set's do
-            self._decoding = False
-            self._keep_images_on_the_gpu(dataset)
+            self._place_pixels(dataset)
         return dataset
 
-    def _keep_images_on_the_gpu(self, dataset: Any) -> None:
-        """The RAM-cached images to the GPU once, and the workers' batches without pixels (train/device_images.py);
-        said once on stderr either way, with the reason when not."""
-        from yolo_workloads.train import device_images
+    def _place_pixels(self, dataset: Any) -> None:
+        """Where the training set's pixels will come from, recorded on the data set (tuning's trials reuse a data
+        set across trainers): kept on the GPU (RAM cache, train/device_images.py), JPEGs decoded on the GPU
+        (train/gpu_decode.py), or the workers' own. Each decision said once on stderr, with the reason when not."""
+        from yolo_workloads.train import device_images, gpu_decode
 
         device = torch.device(self.device)
-        if device.type != "cuda":
-            return
+        kept: Any = None
+        why: str | None = "training is not on a GPU"
         self._images = None  # a rebuilt loader (Ultralytics' OOM retry) frees the last one first
-        why = device_images.why_not(dataset, int(self.args.imgsz), torch.cuda.mem_get_info(device)[0])
-        if why is None:
-            self._images = device_images.upload(dataset, int(self.args.imgsz), device)
-            dataset.transforms.append(device_images.DropPixels())
-        if self._augment is not None:
-            self._augment.images = self._images
-        kept = None if self._images is None else f"kept on the GPU ({self._images.slots.nbytes / 2**30:.1f} GiB)"
-        print(f"train: training images {kept or f'sent by the loader: {why}'}", file=sys.stderr, flush=True)
-        if self._images is None and self.decode_jpegs_on_gpu:
-            self._decode_jpegs_on_the_gpu(dataset, device)
-
-    def _decode_jpegs_on_the_gpu(self, dataset: Any, device: torch.device) -> None:
-        """The training set's JPEGs sent as bytes and decoded on the GPU (train/gpu_decode.py), when it can."""
-        from yolo_workloads.train import gpu_decode
-
-        why = gpu_decode.why_not(dataset, device)
-        if why is None:
-            gpu_decode.install(dataset)
-        self._decoding = why is None
-        gpu_decode.say(why)
+        if device.type == "cuda":
+            why = device_images.why_not(dataset, int(self.args.imgsz), torch.cuda.mem_get_info(device)[0])
+            if why is None:
+                kept = device_images.upload(dataset, int(self.args.imgsz), device)
+                dataset.transforms.append(device_images.DropPixels())
+            where = None if kept is None else f"kept on the GPU ({kept.slots.nbytes / 2**30:.1f} GiB)"
+            print(f"train: training images {where or f'sent by the loader: {why}'}", file=sys.stderr, flush=True)
+        decodes = False
+        if kept is None and self.decode_jpegs_on_gpu:
+            why = gpu_decode.why_not(dataset, device)
+            if why is None:
+                gpu_decode.install(dataset)
+            gpu_decode.say(why)
+            decodes = why is None
+        dataset.yolo_device_images, dataset.yolo_decodes_on_gpu = kept, decodes
 
     def get_dataloader(self, dataset_path: str, batch_size: int = 16, rank: int = 0, mode: str = "train") -> Any:
         loader = super().get_dataloader(dataset_path, batch_size, rank, mode)  # type: ignore[misc]
-        if mode == "train" and self._decoding:  # each batch's JPEGs decoded while the step before it runs
+        if mode != "train":
+            return loader
+        self._images = getattr(loader.dataset, "yolo_device_images", None)
+        if self._augment is not None:
+            self._augment.images = self._images
+        if getattr(loader.dataset, "yolo_decodes_on_gpu", False):  # JPEGs decoded while the step before runs
             from yolo_workloads.train.decode_ahead import DecodeAhead
 
             loader = DecodeAhead(loader, int(self.args.imgsz), torch.device(self.device))
