@@ -38,6 +38,8 @@ every later generation (H100, H200, B200) does. Elsewhere nvJPEG decodes on the 
 image after another: slower than the workers."""
 
 _ORIENTATION = 0x0112
+JPEG_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif"})
+"""The files read as bytes first; their header then says whether the GPU decodes them."""
 
 
 def jpeg_size(data: bytes) -> tuple[int, int] | None:
@@ -79,7 +81,8 @@ class EncodedReads:
     ) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
         d = self.dataset
         file = str(d.im_files[i])
-        if d.ims[i] is None and rect_mode and not resize_short and not Path(d.npy_files[i]).exists():
+        jpeg = Path(file).suffix.lower() in JPEG_SUFFIXES  # others are never read twice
+        if jpeg and d.ims[i] is None and rect_mode and not resize_short and not Path(d.npy_files[i]).exists():
             data = Path(file).read_bytes()
             hw0 = jpeg_size(data)
             if hw0 is not None:
