@@ -303,3 +303,24 @@ def test_a_tuning_trial_reusing_the_data_set_decodes_as_the_first(
         assert decode_ahead.DECODED in batch
         built.append(loader.dataset)
     assert built[0] is built[1]  # the second trial did reuse the first one's data set
+
+
+@pytest.mark.parametrize(
+    ("capability", "decodes"), [((7, 5), False), ((8, 0), True), ((8, 6), False), ((8, 9), True), ((9, 0), True)]
+)
+def test_only_gpus_with_hardware_jpeg_decoders_decode(
+    capability: tuple[int, int], decodes: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without hardware decoders nvJPEG decodes on the host, one image after another, in the training process:
+    slower than the workers, so those GPUs keep the workers decoding, and the log names the GPU."""
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Some GPU")
+    probed: list[torch.device] = []
+    monkeypatch.setattr(gpu_decode, "_probe", probed.append)  # append returns None: the probe succeeded
+    why = gpu_decode.why_not(object(), torch.device("cuda", 0))
+    assert (why is None) is decodes and bool(probed) is decodes
+    if not decodes:
+        assert (
+            why
+            == f"the GPU (Some GPU, compute capability {capability[0]}.{capability[1]}) has no hardware JPEG decoder"
+        )
