@@ -3,7 +3,7 @@
 #   PART=speed (~6 min): the augmentation alone at batch 16/64/128 plus the side-by-side grids; then the real trainer
 #     (train_throughput.py's epoch phase, a 30-epoch schedule so mosaic is on, validation off, 3 epochs) on shapes
 #     4,000 at 640: Ultralytics' CPU loader against augmentation gpu, batch 64 and 128, CUDA graphs on. VARIANTS picks
-#     others: cpu16 cpu64 cpu128 gpu16 gpu64 gpu128 gpu256 (4 workers), gpu128w8 gpu256w8 (8 workers), each with
+#     others: cpu16 cpu64 cpu128 gpu16 gpu64 gpu128 gpu256 (4 workers), gpu64g cpu64g (batch norm over groups of 16), gpu128w8 gpu256w8 (8 workers), each with
 #     _waits appended: the step's per-step reads kept (train/host_waits.py not installed); without the RAM cache
 #     (issue 23's JPEG decoding): gpu128nj (nvJPEG, 4 workers), gpu128cv / gpu128cv16 (OpenCV in 4 / 16 workers),
 #     cpu128nc (Ultralytics' loader, 16 workers); DECODE=1 first times the decoders alone; MODEL=yolov8s;
@@ -19,6 +19,10 @@
 #     is an earlier call's, read from ${REUSE_PREFIX}<seed>.json (--defaults-json), and only the second runs. The
 #     reports of 2026-12-03 are in benchmarks/results/crowded-30ep-2026-12-03 (call1-seed<S>.json: batch 16 with
 #     Ultralytics' loader first): REUSE_PREFIX=benchmarks/results/crowded-30ep-2026-12-03/call1-seed
+#   PART=rules (~7 min): batch rules side by side against batch 16 (the first run of REUSE_PREFIX<seed>.json, as
+#     PART=seeds): RULES lists name=batch_rule/settings (train_tta.py's --batch-rule and --fixed), each run for each of
+#     SEEDS at once; e.g. g64=defaults/batch=64,norm_batch=16,workers=3,cache=ram,augmentation=gpu (batch norm over
+#     groups of 16, train/norm_groups.py). Accuracy only: the runs share the machine.
 # Usage (device tool, repo root, .whl carried):  PART=speed bash benchmarks/gpu_augment_gpu_run.sh
 set -u
 OUT=${OUT:-/tmp/gaug_out}; mkdir -p "$OUT"
@@ -40,6 +44,8 @@ print(ensure_shapes(Path('/tmp/gaug/shapes'), n=${IMAGES:-4000}, imgsz=640, val=
         cpu64) opts="--batch 64 --workers 16 --cache ram --augmentation cpu" ;;
         cpu128) opts="--batch 128 --workers 16 --cache ram --augmentation cpu" ;;
         gpu64) opts="--batch 64 --workers 4 --cache ram --augmentation gpu" ;;
+        gpu64g) opts="--batch 64 --workers 4 --cache ram --augmentation gpu --norm-batch 16" ;;  # norm groups of 16
+        cpu64g) opts="--batch 64 --workers 16 --cache ram --augmentation cpu --norm-batch 16" ;;
         gpu128) opts="--batch 128 --workers 4 --cache ram --augmentation gpu" ;;
         gpu16) opts="--batch 16 --workers 4 --cache ram --augmentation gpu" ;;
         gpu256) opts="--batch 256 --workers 4 --cache ram --augmentation gpu" ;;
@@ -89,5 +95,29 @@ ensure_shapes(Path('$D/$DATA_DIR'), n=$N, imgsz=640, val=$VAL, seed=0, variant='
       echo "== seed $S"; grep -A4 '^| run' "$OUT/seed$S.log" | tail -3; tail -3 "$OUT/seed$S.log"
       for R in defaults tuned; do cp "$D/s$S/$R/results.csv" "$OUT/seed$S-$R.csv" 2>/dev/null; done  # a timed-out run's epochs too
     done ;;
+  rules)
+    D=/tmp/gaug/rules; V=${VARIANT:-crowded}; N=${ACC_IMAGES:-2000}; VAL=${ACC_VAL:-400}
+    DATA_DIR=data-$V-$N-640
+    $PY -c "
+from pathlib import Path
+from yolo_workloads.datasets.shapes import ensure_shapes
+ensure_shapes(Path('$D/$DATA_DIR'), n=$N, imgsz=640, val=$VAL, seed=0, variant='$V')"
+    echo "data ready (t=$((SECONDS - T0))s)"
+    for R in $RULES; do
+      NAME=${R%%=*}; REST=${R#*=}
+      for S in ${SEEDS:-0 1}; do
+        rm -rf "$D/$NAME-s$S"; mkdir -p "$D/$NAME-s$S" && ln -sfn "$D/$DATA_DIR" "$D/$NAME-s$S/$DATA_DIR"
+        timeout "${RUN_LIMIT:-540}" $PY benchmarks/train_tta.py run --out "$D/$NAME-s$S" --variant "$V" --images "$N" \
+          --val "$VAL" --epochs "${EPOCHS:-30}" --seed "$S" --defaults-json "${REUSE_PREFIX}$S.json" \
+          --batch-rule "${REST%%/*}" --fixed "${REST#*/}" --json "$OUT/$NAME-seed$S.json" > "$OUT/$NAME-seed$S.log" 2>&1 &
+        sleep "${STAGGER:-5}"
+      done
+    done
+    wait
+    for R in $RULES; do for S in ${SEEDS:-0 1}; do
+      echo "== ${R%%=*} seed $S"; grep -A4 '^| run' "$OUT/${R%%=*}-seed$S.log" | tail -1; tail -2 "$OUT/${R%%=*}-seed$S.log"
+      cp "$D/${R%%=*}-s$S/tuned/results.csv" "$OUT/${R%%=*}-seed$S.csv" 2>/dev/null
+      grep -h "batch norm over" "$D/${R%%=*}-s$S/tuned.log" 2>/dev/null | sort | uniq -c | head -3
+    done; done ;;
 esac
 echo "total $((SECONDS - T0))s"

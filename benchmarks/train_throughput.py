@@ -85,6 +85,10 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
             from yolo_workloads.train import host_waits
 
             host_waits.install(trainer)
+    if args.norm_batch:  # batch norm over groups of this many images (train/norm_groups.py, batchRule GroupedNorm)
+        from yolo_workloads.train import norm_groups
+
+        norm_groups.install_when_usable(trainer, args.norm_batch, args.batch, 1)
     sampler = GpuSampler(period=0.2)
     state: dict[str, Any] = {"epochs": []}
 
@@ -136,6 +140,7 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
         "augmentation": args.augmentation,
         "cuda_graphs": _graphs_outcome(trainer) if args.cuda_graphs == "true" else None,
         "host_waits": args.host_waits == "true",
+        "norm_batch": args.norm_batch,
         "images": len(trainer.train_loader.dataset),
         "prefetch_queue_images": 4 * args.workers * args.batch,
         "steady_epochs": len(steady),
@@ -216,6 +221,7 @@ def main() -> None:
         "--gpu-decode", default="true", choices=["true", "false"],
         help="with --augmentation gpu and no RAM cache: JPEGs decoded on the GPU (train/gpu_decode.py), or by the workers",
     )  # fmt: skip
+    parser.add_argument("--norm-batch", type=int, default=0, help="batch norm over groups of this many images")
     parser.add_argument("--profile", default="", help="cProfile the last epoch's main process into this file")
     parser.add_argument("--epochs", type=int, default=6, help="epochs of a tuned run (the last half are steady)")
     parser.add_argument("--skip-defaults", action="store_true", help="only tune and train with the tuned settings")

@@ -142,6 +142,27 @@ def test_warm_up_runs_at_the_warmup_batch_then_training_resumes_at_the_tuned_bat
     assert ckpt["train_args"]["batch"] == 8  # the epochs after warm-up ran at the tuned batch
 
 
+def test_the_verb_normalises_in_groups_of_norm_batch_and_writes_plain_checkpoints(
+    tmp_path: Path, netblock, workload
+) -> None:
+    config = {
+        "model": {"architecture": "yolov8n.yaml"},
+        "data": {"shapes": {"images": 16, "val_images": 4, "imgsz": 64, "seed": 2}, "root": str(tmp_path / "data")},
+        "imgsz": 64, "epochs": 1, "batch": 8, "norm_batch": 4, "workers": 0, "gpus": 0,
+        "extra_args": {"plots": False},
+        "output_dir": str(tmp_path / "run"), "termination_log": str(tmp_path / "termination-log"),
+        "metrics_port": None,
+    }  # fmt: skip
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(config))
+    env, _ = netblock
+    proc = workload(["train", "--config", str(tmp_path / "train.yaml")], env)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    assert "batch norm over groups of 4 images" in err
+    summary = TrainSummary.model_validate_json((tmp_path / "termination-log").read_text())
+    assert b"norm_groups" not in Path(summary.last_weights).read_bytes()  # loads where the workloads are not
+
+
 def test_an_epoch_repeated_after_an_interrupted_checkpoint_counts_once(tmp_path: Path) -> None:
     """Stopped between an epoch's results row and its checkpoint, a resumed run repeats that epoch and Ultralytics
     appends a second row for it: the summary must still count each epoch once, with the repeat's figures."""

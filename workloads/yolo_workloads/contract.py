@@ -30,7 +30,7 @@ Ultralytics' mosaic off and are not square; the GPU path mosaics square batches)
 GPU_AUGMENTATION_LACKS = f"{', '.join(NOT_ON_GPU_AUGMENTATION)} above 0 or {', '.join(NOT_ON_GPU_SWITCHES)} true"
 """What the GPU path refuses, in words for the messages that refuse it."""
 ShapesVariant = Literal["shapes", "crowded"]
-BatchRuleName = Literal["defaults", "defaults_then_nbs", "nbs", "any"]
+BatchRuleName = Literal["defaults", "defaults_then_nbs", "nbs", "grouped", "any"]
 Task = Literal["detect", "segment", "pose", "obb", "classify"]
 """Ultralytics' tasks, by the names its models report (`YOLO(...).task`); the default is `detect`."""
 TASKS: tuple[Task, ...] = ("detect", "segment", "pose", "obb", "classify")
@@ -204,7 +204,7 @@ class SearchSpace(ContractModel):
     batch_rule: BatchRuleName = "defaults"
     """Which batch sizes keep the defaults' optimizer steps (tune.trajectory): `defaults` (batch 16, warm-up
     included), `defaults_then_nbs` (16 through warm-up, then up to nbs), `nbs` (up to nbs: the same steps after
-    warm-up only), `any`."""
+    warm-up only), `grouped` (up to nbs, batch norm over groups of 16: trials and training normalise so), `any`."""
     nbs: int = Field(default=64, ge=1)
     """Ultralytics' nominal batch size the training will use (the user's `nbs`, else 64)."""
     warmup_epochs: float = Field(default=3.0, ge=0)
@@ -361,6 +361,9 @@ class TrainConfig(ContractModel):
     them, the step does not wait for the GPU to print its loss or pad its targets (train/host_waits.py)."""
     augmentation: Augmentation = "cpu"
     """Where training images are augmented (train/gpu_augment.py for `gpu`): the same transforms either way."""
+    norm_batch: int | None = Field(default=None, ge=2)
+    """Batch normalisation over groups of this many images of each batch (train/norm_groups.py), so a larger batch
+    normalises as this one would (single GPU; a batch that is a multiple of it). None: over the whole batch."""
     extra_args: dict[str, object] = {}
     output_dir: str
     """Run folder: `weights/last.pt` and `weights/best.pt` land here; a restart resumes from last.pt."""

@@ -150,13 +150,14 @@ def _run_trainer(
     import torch
     from ultralytics.utils import DEFAULT_CFG_DICT
 
-    from yolo_workloads.train import host_waits
+    from yolo_workloads.train import host_waits, norm_groups
     from yolo_workloads.train.trainer import trainer_class
 
     cfg = {**DEFAULT_CFG_DICT, "save_dir": str(out)}  # save_dir is no default key; declare it to pass alignment
     trainer = trainer_class(config.task, config.augmentation)(cfg=cfg, overrides=overrides)
     telemetry.register(trainer)
     host_waits.install_with_graphs(trainer, config.cuda_graphs, str(overrides.get("device", "")), config.gpus)
+    norm_groups.install_when_usable(trainer, config.norm_batch, int(overrides["batch"]), config.gpus)
     if stop_after is None:
         trainer.train()
         return trainer
