@@ -274,7 +274,17 @@ def test_cache_key_depends_on_what_tuning_depends_on() -> None:
     cpu = {"cpu": 4, "memory": "64Gi", "shmSize": "16Gi"}
     assert key != cache_key(make_job(resources=cpu).spec, "NVIDIA-H100-80GB-HBM3")
     # Unrelated settings do not split the cache.
-    assert key == cache_key(make_job(train={"epochs": 1, "imgsz": 640}).spec, "NVIDIA-H100-80GB-HBM3")
+    assert key == cache_key(make_job(train={"epochs": 90, "imgsz": 640}).spec, "NVIDIA-H100-80GB-HBM3")
+    # The epochs choose what batchRule Auto stands for (GroupedNorm from 30 on one GPU): the key is that rule's.
+    assert key == cache_key(
+        make_job(tuning={"batchRule": "GroupedNorm", "timeBudgetSeconds": 120}).spec, "NVIDIA-H100-80GB-HBM3"
+    )
+    short = cache_key(make_job(train={"epochs": 10, "imgsz": 640}).spec, "NVIDIA-H100-80GB-HBM3")
+    assert short != key
+    assert short == cache_key(
+        make_job(train={"epochs": 10, "imgsz": 640}, tuning={"batchRule": "Defaults", "timeBudgetSeconds": 120}).spec,
+        "NVIDIA-H100-80GB-HBM3",
+    )
     odd = cache_key(base, "NVIDIA H100 80GB/HBM3")
     assert all(ch.isalnum() or ch in "-._" for ch in odd)
 

@@ -21,6 +21,8 @@ from yolo_workloads.tune.trajectory import (
     accumulate,
     effective_batch,
     keeps_trajectory,
+    norm_batch,
+    resolve_rule,
     switch_epoch,
     trajectory_batches,
     warmup_batch,
@@ -70,6 +72,43 @@ def test_rules_fall_back_to_a_trajectory_keeping_batch_when_the_range_excludes_1
     assert trajectory_batches([128, 256], nbs=64, rule="nbs").batches == [16]
     assert trajectory_batches([32, 64], nbs=64, rule="defaults").batches == [32]  # the closest to 16
     assert trajectory_batches([4, 8], nbs=64, rule="defaults").batches == [8]
+
+
+# --- batch norm over groups of the defaults' batch (GroupedNorm, what Auto stands for in long jobs) ------------------
+
+
+@pytest.mark.parametrize(
+    ("epochs", "gpus", "rule"),
+    [(30, 1, "grouped"), (100, 1, "grouped"), (29, 1, "defaults"), (10, 1, "defaults"), (30, 2, "defaults"),
+     (30, 0, "defaults")],
+)  # fmt: skip
+def test_auto_groups_batch_norm_where_it_was_measured_to_keep_accuracy(epochs: int, gpus: int, rule: str) -> None:
+    assert resolve_rule("auto", epochs, gpus) == rule
+    assert resolve_rule("nbs", epochs, gpus) == "nbs"  # an explicit rule is itself at any length
+
+
+def test_grouped_rule_offers_batches_up_to_nbs_and_normalises_larger_ones_in_groups_of_16() -> None:
+    rule = trajectory_batches([8, 16, 32, 64, 128], nbs=64, rule="grouped")
+    assert rule.batches == [8, 16, 32, 64]
+    assert "batch norm over groups of 16 images" in rule.reason and "not 128" in rule.reason
+    assert [norm_batch("grouped", b, 1) for b in (8, 16, 32, 64)] == [None, None, 16, 16]
+    assert norm_batch("grouped", 64, 2) is None  # DDP: each GPU normalises its own share
+    assert norm_batch("nbs", 64, 1) is None and norm_batch("defaults", 64, 1) is None
+
+
+def test_a_tuned_batch_under_auto_trains_with_norm_groups_and_the_users_batch_never_does() -> None:
+    def rendered(choice: TrainChoice, **spec: Any) -> int | None:
+        return TrainConfig.model_validate(
+            config_of(training_objects(make_job(**spec), choice, RenderOptions()))
+        ).norm_batch
+
+    assert tune_config(make_job()).search.batch_rule == "grouped"  # the sample: 30 epochs on one GPU
+    assert tune_config(make_job(train={"epochs": 10})).search.batch_rule == "defaults"
+    assert rendered(TrainChoice(64, 16, True, "ram")) == 16
+    assert rendered(TrainChoice(16, 8, True, "none")) is None  # the defaults' batch normalises as itself
+    assert rendered(TrainChoice(64, 16, True, "ram"), train={"epochs": 30, "batch": 64}) is None  # the user's
+    assert rendered(TrainChoice(64, 16, True, "ram"), tuning={"batchRule": "UpToNbs"}) is None
+    assert rendered(TrainChoice(64, 16, True, "ram"), tuning={"enabled": False}) is None
 
 
 def _bounds(search: SearchSpace, free_gib: float = 100.0) -> list[int]:
@@ -259,7 +298,7 @@ def test_the_budget_is_a_tenth_of_the_training_at_least_30_s_at_most_the_cap(
 # --- where to augment: Ultralytics' loader or the GPU path, when the spec offers both ------------------------------
 
 
-def test_offered_both_the_climb_starts_on_ultralytics_loader_and_measures_the_gpu_path_next() -> None:
+def test_offered_both_at_a_pinned_batch_the_climb_starts_on_ultralytics_loader_and_measures_the_gpu_path_next() -> None:
     both = Space(batches=[16], workers=[2, 4, 8], amp=[True], cache=["none", "ram"], augmentation=["cpu", "gpu"])
     search = Search(both, images_per_run=40_000.0)
     first = search.next()
@@ -269,9 +308,16 @@ def test_offered_both_the_climb_starts_on_ultralytics_loader_and_measures_the_gp
     assert second == TrialSettings(16, 8, True, "none", "gpu")  # the comparison the spec asked for comes first
     search.record(second, 500.0)
     assert search.best() == second and both.size() == 12
-    wide = Space(batches=[32, 64], workers=[4, 16], amp=[True], cache=["ram"], augmentation=["cpu", "gpu"])
-    assert wide.neighbours(wide.first_guess())[0] == TrialSettings(64, 16, True, "ram", "gpu")
     assert SPACE.first_guess().augmentation == "cpu" and SPACE.size() == 64  # not offered: as before
+
+
+def test_offered_both_over_a_batch_range_the_climb_starts_on_the_gpu_path_at_the_largest_batch() -> None:
+    wide = Space(batches=[16, 32, 64], workers=[4, 16], amp=[True], cache=["ram"], augmentation=["cpu", "gpu"])
+    first = wide.first_guess()
+    assert first == TrialSettings(64, 16, True, "ram", "gpu")  # the path measured faster at large batches
+    assert wide.neighbours(first)[0] == TrialSettings(64, 16, True, "ram", "cpu")  # the loader has to win it back
+    loader_only = Space(batches=[16, 32, 64], workers=[4, 16], amp=[True], cache=["ram"], augmentation=["cpu"])
+    assert loader_only.first_guess().augmentation == "cpu"
 
 
 def test_the_gpu_path_is_offered_on_a_gpu_only_and_without_an_offer_the_configs_own_is_the_only_one() -> None:

@@ -19,7 +19,7 @@ from yolo_workloads.contract import TuneResult
 from yolo_operator.api.sources import Source
 from yolo_operator.api.train_job import YoloTrainJobSpec
 from yolo_operator.quantity import parse_quantity
-from yolo_operator.render.train_job import nominal_batch, warmup_epochs
+from yolo_operator.render.train_job import batch_rule_name, nominal_batch, warmup_epochs
 
 CACHE_CONFIG_MAP = "yolo-tuning-cache"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
@@ -61,6 +61,8 @@ def _search_identity(spec: YoloTrainJobSpec) -> dict[str, Any]:
     derived) only when they are more than the CPU path: keys of such jobs stay as they were before the field
     existed, so their cached results are still found."""
     search: dict[str, Any] = spec.tuning.model_dump(mode="json", exclude=_NOT_IN_KEY | {"augmentation"})
+    if spec.tuning.batch_rule == "Auto":  # the rule it stands for in this job: a key as that rule's own
+        search["batch_rule"] = batch_rule_name(spec)
     offered = spec.offered_augmentation()
     if offered != ["cpu"]:
         search["augmentation"] = offered

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from yolo_workloads.contract import (
     CONFIG_ERROR_EXIT_CODE,
@@ -35,7 +35,8 @@ from yolo_workloads.contract import (
     TrainConfig,
     TuneConfig,
 )
-from yolo_workloads.tune.trajectory import ULTRALYTICS_NBS
+from yolo_workloads.tune.trajectory import ULTRALYTICS_NBS, resolve_rule
+from yolo_workloads.tune.trajectory import norm_batch as trajectory_norm_batch
 from yolo_workloads.tune.trajectory import warmup_batch as trajectory_warmup_batch
 
 from yolo_operator.api.sources import is_archive, pvc_parts
@@ -82,13 +83,25 @@ TUNING = "tuning"
 TRAINING = "training"
 SHAPES_ROOT = "/data/shapes"
 EPHEMERAL_OUTPUT = "/output"
-BATCH_RULES: dict[str, BatchRuleName] = {
+BATCH_RULES: dict[str, BatchRuleName | Literal["auto"]] = {
+    "Auto": "auto",
     "Defaults": "defaults",
     "DefaultsThenNbs": "defaults_then_nbs",
     "UpToNbs": "nbs",
+    "GroupedNorm": "grouped",
     "Any": "any",
 }
-"""spec.tuning.batchRule → the contract's SearchSpace.batch_rule."""
+"""spec.tuning.batchRule → the contract's SearchSpace.batch_rule (`auto` resolved per job: `batch_rule`)."""
+
+
+def batch_rule(spec: YoloTrainJobSpec) -> BatchRuleName:
+    """The job's batch rule in the contract's words, `Auto` resolved by its epochs and GPUs (tune.trajectory)."""
+    return resolve_rule(BATCH_RULES[spec.tuning.batch_rule], spec.train.epochs, spec.resources.gpus)
+
+
+def batch_rule_name(spec: YoloTrainJobSpec) -> str:
+    """`spec.tuning.batchRule` with `Auto` replaced by the rule it stands for in this job."""
+    return next(name for name, rule in BATCH_RULES.items() if rule == batch_rule(spec))
 
 
 @dataclass(frozen=True)
@@ -255,7 +268,7 @@ def tune_config(job: YoloTrainJob) -> TuneConfig:
         fixed_workers=train.workers,
         fixed_amp=train.amp,
         fixed_cache=train.cache,
-        batch_rule=BATCH_RULES[tuning.batch_rule],
+        batch_rule=batch_rule(spec),
         nbs=nominal_batch(spec),
         warmup_epochs=warmup_epochs(spec),
         **_offered_augmentation(spec),
@@ -298,8 +311,15 @@ def _warmup_batch(spec: YoloTrainJobSpec, batch: int) -> int | None:
     """The warm-up epochs' batch under `DefaultsThenNbs` for a tuned batch (never for the user's own batch)."""
     if spec.train.batch is not None or not spec.tuning.enabled:
         return None
-    rule = BATCH_RULES[spec.tuning.batch_rule]
+    rule = batch_rule(spec)
     return trajectory_warmup_batch(rule, batch, warmup_epochs(spec), spec.train.epochs, spec.resources.gpus)
+
+
+def _norm_batch(spec: YoloTrainJobSpec, batch: int) -> int | None:
+    """The batch-norm group of a tuned batch under `GroupedNorm` (never for the user's own batch)."""
+    if spec.train.batch is not None or not spec.tuning.enabled:
+        return None
+    return trajectory_norm_batch(batch_rule(spec), batch, spec.resources.gpus)
 
 
 def warmup_epochs(spec: YoloTrainJobSpec) -> float:
@@ -334,6 +354,7 @@ def train_config(job: YoloTrainJob, choice: TunedSettings, options: RenderOption
         gpus=spec.resources.gpus,
         save_period=spec.output.checkpoint_every_epochs if spec.output else 1,
         warmup_batch=_warmup_batch(spec, choice.batch),
+        norm_batch=_norm_batch(spec, choice.batch),
         **_augmentation(spec, choice),
         extra_args=dict(t.extra_args or {}),
         output_dir=layout.run_dir,

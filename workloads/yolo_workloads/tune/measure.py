@@ -212,12 +212,13 @@ def run_trial(
     task: Task = "detect",
     cuda_graphs: bool = True,
     augmentation: str = "cpu",
+    norm_batch: int | None = None,
 ) -> Measurement:
     """Train with `settings` until measured; never raises for OOM, dataloader or trainer failures."""
     import torch
     from ultralytics.utils import DEFAULT_CFG_DICT
 
-    from yolo_workloads.train import host_waits
+    from yolo_workloads.train import host_waits, norm_groups
 
     start = time.monotonic()
     meter = _Meter(window, settings.batch, settings.workers, report, injected_fault(number))
@@ -251,6 +252,7 @@ def run_trial(
         for event in ("on_train_epoch_start", "on_train_batch_start", "on_train_batch_end"):
             trainer.add_callback(event, getattr(meter, event))
         host_waits.install_with_graphs(trainer, cuda_graphs, device, 1)  # a trial measures what training will run
+        norm_groups.install_when_usable(trainer, norm_batch, settings.batch, 1)
         trainer.train()
         result.state, result.error = "infeasible", "training ended before the measurement"
     except _Stop:

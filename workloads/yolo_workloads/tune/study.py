@@ -24,6 +24,7 @@ from yolo_workloads.contract import Augmentation, TrialResult, TuneConfig, TuneR
 from yolo_workloads.tune.measure import Measurement, TrialPruned, TrialSettings, Window, run_trial
 from yolo_workloads.tune.search import NOISE, Search, Space, tuning_budget
 from yolo_workloads.tune.space import Bounds
+from yolo_workloads.tune.trajectory import norm_batch
 
 _FINISH_RESERVE = 3.0  # seconds kept for writing results after the last trial
 _LATER_SETUP = 5.0  # seconds a trial's setup takes once the first trial has paid the one-off costs
@@ -105,6 +106,7 @@ class _Study:
             task=self.config.task,
             cuda_graphs=self.config.cuda_graphs,
             augmentation=settings.augmentation,
+            norm_batch=norm_batch(self.config.search.batch_rule, settings.batch, self.config.gpus),
         )
         if result.state == "pruned":
             result.ips = last_value[-1] if last_value else None

@@ -9,8 +9,15 @@ default) Ultralytics ramps `accumulate` from 1 up to its nominal value, so batch
 smaller steps there as batch 64 (364 against 189 on 4,000 images): the larger batch lags by about two epochs.
 
 Measured on one H200 (yolov8n, 10 epochs, 2026-12-02, docs/trainjob.md): batch 64 ended 0.008 under the defaults'
-mAP50-95 on the `shapes` set (near saturation), but 0.095 under them on the harder `crowded` set, still learning.
-Hence three rules, `defaults` the default:
+mAP50-95 on the `shapes` set (near saturation), but 0.095 under them on the harder `crowded` set, still learning; at
+30 epochs still 0.014 under them on crowded (two seeds). What differed after warm-up was batch normalisation over 64
+images instead of 16: with it taken over groups of 16 (train/norm_groups.py) batch 64 ended level with batch 16 on
+crowded at 30 epochs (-0.001 and -0.004 at two seeds, 2026-12-04). Hence the rules, `auto` the default:
+
+- `auto`: `grouped` for a job of at least GROUPED_MIN_EPOCHS epochs on one GPU (where it was measured to keep
+  accuracy), `defaults` otherwise (shorter jobs, where warm-up's fewer steps weigh more, and several GPUs).
+- `grouped`: every batch with the defaults' effective batch (up to nbs), a larger one normalising in groups of
+  Ultralytics' default batch (`norm_batch`): the defaults' steps after warm-up, their batch-norm statistics always.
 
 - `defaults`: batch 16 only (Ultralytics' default): the same optimizer steps, warm-up included. Without warm-up
   (`warmup_epochs: 0`) every batch of the same effective batch is exact, and those are kept.
@@ -26,11 +33,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
+
+from yolo_workloads.contract import BatchRuleName
 
 ULTRALYTICS_NBS = 64
 """Ultralytics' default nominal batch size (`nbs`)."""
 ULTRALYTICS_BATCH = 16
 """Ultralytics' default batch size: the trajectory the tuner keeps."""
+GROUPED_MIN_EPOCHS = 30
+"""The shortest job `auto` trains with `grouped`: its accuracy was measured at 30 epochs (docs/trainjob.md)."""
 
 
 def accumulate(batch: int, nbs: int) -> int:
@@ -68,6 +80,19 @@ def warmup_batch(rule: str, batch: int, warmup_epochs: float, epochs: int, gpus:
     return ULTRALYTICS_BATCH if switch_epoch(warmup_epochs, epochs) > 0 else None
 
 
+def resolve_rule(rule: BatchRuleName | Literal["auto"], epochs: int, gpus: int) -> BatchRuleName:
+    """The rule `auto` stands for in this job (see the module's docstring); any other rule is itself."""
+    if rule != "auto":
+        return rule
+    return "grouped" if epochs >= GROUPED_MIN_EPOCHS and gpus == 1 else "defaults"
+
+
+def norm_batch(rule: str, batch: int, gpus: int) -> int | None:
+    """The group size training normalises in under `rule` at `batch` (None: the whole batch, as Ultralytics)."""
+    grouped = rule == "grouped" and gpus == 1 and batch > ULTRALYTICS_BATCH and batch % ULTRALYTICS_BATCH == 0
+    return ULTRALYTICS_BATCH if grouped else None
+
+
 def trajectory_batches(candidates: list[int], nbs: int, rule: str, warmup_epochs: float = 3.0) -> BatchRule:
     """The candidates `rule` allows (see the module's docstring), falling back to the defaults' batch."""
     if rule == "any":
@@ -88,4 +113,6 @@ def trajectory_batches(candidates: list[int], nbs: int, rule: str, warmup_epochs
     target = effective_batch(ULTRALYTICS_BATCH, nbs)
     when = "after warm-up" if warmup_epochs > 0 else "(no warm-up)"
     reason = f"batch <= {max(kept)} keeps {target} images per optimizer step (nbs {nbs}) {when}"
+    if rule == "grouped" and max(kept) > ULTRALYTICS_BATCH:
+        reason += f", batch norm over groups of {ULTRALYTICS_BATCH} images as batch {ULTRALYTICS_BATCH} normalises"
     return BatchRule(kept, reason + (f"; not {','.join(str(b) for b in dropped)}" if dropped else ""))
