@@ -164,18 +164,22 @@ def run(args: argparse.Namespace) -> int:
     print(f"defaults: {json.dumps({k: v for k, v in defaults.items() if k != 'epochs'})}", flush=True)
     if args.json and not args.defaults_json:  # kept even if the call ends during the tuned run: --defaults-json
         Path(args.json).write_text(json.dumps({**_machine(args), "defaults": defaults, "tuned": None}, indent=2) + "\n")
+    from yolo_workloads.tune.trajectory import norm_batch, resolve_rule, warmup_batch
+
+    rule = resolve_rule(args.batch_rule, args.epochs, 1)  # as the operator renders batchRule for one GPU
     if args.fixed:  # a setting given by hand instead of tuning: what one setting does to the trajectory
         tuned_result, tune_wall = {**DEFAULTS, **_settings(args.fixed), "fixed_by_hand": True}, 0.0
     else:
-        tuned_result, tune_wall = _tune(out, base, args.batch_rule, args.augmentation)
+        tuned_result, tune_wall = _tune(out, base, rule, args.augmentation)
     print(f"tuning: {tune_wall:.0f} s wall, {json.dumps(tuned_result)}", flush=True)
     chosen = {k: tuned_result[k] for k in ("batch", "workers", "amp", "cache")}
     if tuned_result.get("augmentation"):  # the GPU augmentation path (issue 23), fixed or tuning's choice
         chosen["augmentation"] = tuned_result["augmentation"]
+    groups = tuned_result.get("norm_batch") or norm_batch(rule, chosen["batch"], 1)  # train/norm_groups.py
+    if groups:
+        chosen["norm_batch"] = groups
     chosen["cuda_graphs"] = args.cuda_graphs == "true"
-    from yolo_workloads.tune.trajectory import warmup_batch
-
-    warm = warmup_batch(args.batch_rule, chosen["batch"], 3.0, args.epochs, 1)  # what the operator renders
+    warm = warmup_batch(rule, chosen["batch"], 3.0, args.epochs, 1)  # what the operator renders
     if warm is not None:
         chosen["warmup_batch"] = warm
     tuned = _train(out, "tuned", base, chosen)
@@ -237,7 +241,7 @@ def _table(report: dict[str, Any]) -> str:
         r = report[name]
         s = r["settings"]
         lines.append(
-            f"| {name} | batch {s['batch']}{' after warm-up at ' + str(s['warmup_batch']) if s.get('warmup_batch') else ''}, workers {s['workers']}, amp {s['amp']}, cache {s['cache']}"
+            f"| {name} | batch {s['batch']}{' after warm-up at ' + str(s['warmup_batch']) if s.get('warmup_batch') else ''}{', norm groups of ' + str(s['norm_batch']) if s.get('norm_batch') else ''}, workers {s['workers']}, amp {s['amp']}, cache {s['cache']}"
             f"{', augmentation ' + s['augmentation'] if s.get('augmentation') else ''} "
             f"| {r.get('tune_wall_s', 0):.0f} | {r['train_s']:.0f} | {r['whole_s']:.0f} | {r['final_map']:.3f} "
             f"| {r['time_to_target_s'] if r['time_to_target_s'] is not None else 'not reached'} |"
@@ -260,7 +264,12 @@ def main() -> int:
     r.add_argument("--epochs", type=int, default=10)
     r.add_argument("--model", default="yolov8n.yaml")
     r.add_argument("--json", default=None)
-    r.add_argument("--batch-rule", default="defaults", choices=("defaults", "defaults_then_nbs", "nbs", "any"))
+    r.add_argument(
+        "--batch-rule",
+        default="auto",
+        choices=("auto", "defaults", "defaults_then_nbs", "nbs", "grouped", "any"),
+        help="tuning's batch rule (the operator's default: auto, resolved by the epochs on one GPU)",
+    )
     r.add_argument("--seed", type=int, default=0, help="training seed of both runs (the data is always seed 0)")
     r.add_argument("--fixed", default="", help="train with these settings instead of tuning: batch=32,workers=8")
     r.add_argument(

@@ -27,7 +27,7 @@ bench() {  # $1 = variant, then sizes
   local reuse=()  # DEFAULTS_DIR: reuse the defaults' runs of an earlier call (<variant>.json there)
   if [ -n "${DEFAULTS_DIR:-}" ] && [ -f "$DEFAULTS_DIR/$v.json" ]; then reuse=(--defaults-json "$DEFAULTS_DIR/$v.json"); fi
   $PY benchmarks/train_tta.py run --out "$WORK/$v" --variant "$v" --model "${MODEL:-yolov8n.yaml}" "$@" \
-    "${reuse[@]}" --batch-rule "${BATCH_RULE:-defaults}" --json "$OUT/$v.json" 2>&1 | tee "$OUT/$v.txt" | grep -v '^\s*$' | tail -12
+    "${reuse[@]}" --batch-rule "${BATCH_RULE:-auto}" --json "$OUT/$v.json" 2>&1 | tee "$OUT/$v.txt" | grep -v '^\s*$' | tail -12
   cp "$WORK/$v/tune.log" "$OUT/${v}_tune.log" 2>/dev/null
   cp "$WORK/$v/tuning/tune_result.json" "$OUT/${v}_tune_result.json" 2>/dev/null
 }
