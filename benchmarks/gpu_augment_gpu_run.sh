@@ -27,6 +27,14 @@
 set -u
 OUT=${OUT:-/tmp/gaug_out}; mkdir -p "$OUT"
 source benchmarks/device_env.sh
+accuracy_data() {  # PART=seeds and rules: the set (VARIANT, ACC_IMAGES, ACC_VAL at 640) generated once under $D
+  V=${VARIANT:-crowded}; N=${ACC_IMAGES:-2000}; VAL=${ACC_VAL:-400}; DATA_DIR=data-$V-$N-640
+  $PY -c "
+from pathlib import Path
+from yolo_workloads.datasets.shapes import ensure_shapes
+ensure_shapes(Path('$D/$DATA_DIR'), n=$N, imgsz=640, val=$VAL, seed=0, variant='$V')"
+  echo "data ready (t=$((SECONDS - T0))s)"
+}
 case ${PART:-speed} in
   speed)
     [ -n "${SKIP_ALONE:-}" ] || $PY benchmarks/gpu_augment_bench.py --out "$OUT/alone" 2>&1 | grep -v "^\s*$" | tail -5
@@ -74,13 +82,7 @@ print(ensure_shapes(Path('/tmp/gaug/shapes'), n=${IMAGES:-4000}, imgsz=640, val=
       echo "rc=$?"; grep -A4 '^| run' "$OUT/tta-$RUN.log" | tail -3
     done ;;
   seeds)
-    D=/tmp/gaug/seeds; V=${VARIANT:-crowded}; N=${ACC_IMAGES:-2000}; VAL=${ACC_VAL:-400}
-    DATA_DIR=data-$V-$N-640
-    $PY -c "
-from pathlib import Path
-from yolo_workloads.datasets.shapes import ensure_shapes
-ensure_shapes(Path('$D/$DATA_DIR'), n=$N, imgsz=640, val=$VAL, seed=0, variant='$V')"
-    echo "data ready (t=$((SECONDS - T0))s)"
+    D=/tmp/gaug/seeds; accuracy_data
     for S in ${SEEDS:-0 1}; do
       rm -rf "$D/s$S"; mkdir -p "$D/s$S" && ln -sfn "$D/$DATA_DIR" "$D/s$S/$DATA_DIR"
       REUSE=$([ -n "${REUSE_PREFIX:-}" ] && echo "--defaults-json ${REUSE_PREFIX}$S.json" || true)
@@ -96,13 +98,7 @@ ensure_shapes(Path('$D/$DATA_DIR'), n=$N, imgsz=640, val=$VAL, seed=0, variant='
       for R in defaults tuned; do cp "$D/s$S/$R/results.csv" "$OUT/seed$S-$R.csv" 2>/dev/null; done  # a timed-out run's epochs too
     done ;;
   rules)
-    D=/tmp/gaug/rules; V=${VARIANT:-crowded}; N=${ACC_IMAGES:-2000}; VAL=${ACC_VAL:-400}
-    DATA_DIR=data-$V-$N-640
-    $PY -c "
-from pathlib import Path
-from yolo_workloads.datasets.shapes import ensure_shapes
-ensure_shapes(Path('$D/$DATA_DIR'), n=$N, imgsz=640, val=$VAL, seed=0, variant='$V')"
-    echo "data ready (t=$((SECONDS - T0))s)"
+    D=/tmp/gaug/rules; accuracy_data
     for R in $RULES; do
       NAME=${R%%=*}; REST=${R#*=}
       for S in ${SEEDS:-0 1}; do

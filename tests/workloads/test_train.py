@@ -8,6 +8,7 @@ import signal
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -109,32 +110,32 @@ def test_train_refuses_every_reserved_argument_with_exit_code_2(tmp_path: Path) 
     assert not (tmp_path / "data").exists() and not (tmp_path / "out").exists()
 
 
-def test_warm_up_runs_at_the_warmup_batch_then_training_resumes_at_the_tuned_batch(
-    tmp_path: Path, netblock, workload
-) -> None:
-    import torch
-
+def _train_tiny(tmp_path: Path, netblock: Any, workload: Any, **changes: Any) -> tuple[str, TrainSummary]:
+    """`yolo-workload train` on 16 generated images at 64 px on the CPU, offline; its stderr and summary."""
     config = {
         "model": {"architecture": "yolov8n.yaml"},
         "data": {"shapes": {"images": 16, "val_images": 4, "imgsz": 64, "seed": 2}, "root": str(tmp_path / "data")},
-        "imgsz": 64,
-        "epochs": 3,
-        "batch": 8,
-        "warmup_batch": 4,
-        "workers": 0,
-        "gpus": 0,
-        "extra_args": {"warmup_epochs": 1, "plots": False},
-        "output_dir": str(tmp_path / "run"),
-        "termination_log": str(tmp_path / "termination-log"),
-        "metrics_port": None,
-    }
+        "imgsz": 64, "batch": 8, "workers": 0, "gpus": 0, "extra_args": {"plots": False},
+        "output_dir": str(tmp_path / "run"), "termination_log": str(tmp_path / "termination-log"),
+        "metrics_port": None, **changes,
+    }  # fmt: skip
     (tmp_path / "train.yaml").write_text(yaml.safe_dump(config))
     env, _ = netblock
     proc = workload(["train", "--config", str(tmp_path / "train.yaml")], env)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
+    return err, TrainSummary.model_validate_json((tmp_path / "termination-log").read_text())
+
+
+def test_warm_up_runs_at_the_warmup_batch_then_training_resumes_at_the_tuned_batch(
+    tmp_path: Path, netblock, workload
+) -> None:
+    import torch
+
+    err, summary = _train_tiny(
+        tmp_path, netblock, workload, epochs=3, warmup_batch=4, extra_args={"warmup_epochs": 1, "plots": False}
+    )
     assert "warm-up: epochs 1-1 at batch 4, then batch 8" in err
-    summary = TrainSummary.model_validate_json((tmp_path / "termination-log").read_text())
     assert summary.epochs_completed == 3  # one results.csv row per epoch across both phases
     rows = (tmp_path / "run" / "results.csv").read_text().strip().splitlines()[1:]
     assert [int(float(r.split(",")[0])) for r in rows] == [1, 2, 3]
@@ -145,21 +146,8 @@ def test_warm_up_runs_at_the_warmup_batch_then_training_resumes_at_the_tuned_bat
 def test_the_verb_normalises_in_groups_of_norm_batch_and_writes_plain_checkpoints(
     tmp_path: Path, netblock, workload
 ) -> None:
-    config = {
-        "model": {"architecture": "yolov8n.yaml"},
-        "data": {"shapes": {"images": 16, "val_images": 4, "imgsz": 64, "seed": 2}, "root": str(tmp_path / "data")},
-        "imgsz": 64, "epochs": 1, "batch": 8, "norm_batch": 4, "workers": 0, "gpus": 0,
-        "extra_args": {"plots": False},
-        "output_dir": str(tmp_path / "run"), "termination_log": str(tmp_path / "termination-log"),
-        "metrics_port": None,
-    }  # fmt: skip
-    (tmp_path / "train.yaml").write_text(yaml.safe_dump(config))
-    env, _ = netblock
-    proc = workload(["train", "--config", str(tmp_path / "train.yaml")], env)
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err[-3000:]
+    err, summary = _train_tiny(tmp_path, netblock, workload, epochs=1, norm_batch=4)
     assert "batch norm over groups of 4 images" in err
-    summary = TrainSummary.model_validate_json((tmp_path / "termination-log").read_text())
     assert b"norm_groups" not in Path(summary.last_weights).read_bytes()  # loads where the workloads are not
 
 
