@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps({**_machine(args), "defaults": defaults, "tuned": None}, indent=2) + "\n")
     from yolo_workloads.tune.trajectory import norm_batch, resolve_rule, warmup_batch
 
-    rule = resolve_rule(args.batch_rule, args.epochs, 1)  # as the operator renders batchRule for one GPU
+    rule = resolve_rule(args.batch_rule, args.epochs, 1, "detect")  # as the operator renders it for one GPU
     if args.fixed:  # a setting given by hand instead of tuning: what one setting does to the trajectory
         tuned_result, tune_wall = {**DEFAULTS, **_settings(args.fixed), "fixed_by_hand": True}, 0.0
     else:

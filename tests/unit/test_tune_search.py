@@ -83,8 +83,14 @@ def test_rules_fall_back_to_a_trajectory_keeping_batch_when_the_range_excludes_1
      (30, 0, "defaults")],
 )  # fmt: skip
 def test_auto_groups_batch_norm_where_it_was_measured_to_keep_accuracy(epochs: int, gpus: int, rule: str) -> None:
-    assert resolve_rule("auto", epochs, gpus) == rule
-    assert resolve_rule("nbs", epochs, gpus) == "nbs"  # an explicit rule is itself at any length
+    assert resolve_rule("auto", epochs, gpus, "detect") == rule
+    assert resolve_rule("nbs", epochs, gpus, "detect") == "nbs"  # an explicit rule is itself at any length
+
+
+@pytest.mark.parametrize("task", ["segment", "pose", "obb", "classify"])
+def test_auto_keeps_the_defaults_batch_for_the_tasks_it_was_not_measured_on(task: str) -> None:
+    assert resolve_rule("auto", 100, 1, task) == "defaults"
+    assert resolve_rule("grouped", 100, 1, task) == "grouped"  # asked for by name, it applies
 
 
 def test_grouped_rule_offers_batches_up_to_nbs_and_normalises_larger_ones_in_groups_of_16() -> None:
@@ -104,6 +110,8 @@ def test_a_tuned_batch_under_auto_trains_with_norm_groups_and_the_users_batch_ne
 
     assert tune_config(make_job()).search.batch_rule == "grouped"  # the sample: 30 epochs on one GPU
     assert tune_config(make_job(train={"epochs": 10})).search.batch_rule == "defaults"
+    segment = make_job(model={"architecture": "yolov8n-seg.yaml"})  # the shapes set is labelled for the task
+    assert tune_config(segment).search.batch_rule == "defaults"  # measured on detection only
     assert rendered(TrainChoice(64, 16, True, "ram")) == 16
     assert rendered(TrainChoice(16, 8, True, "none")) is None  # the defaults' batch normalises as itself
     assert rendered(TrainChoice(64, 16, True, "ram"), train={"epochs": 30, "batch": 64}) is None  # the user's

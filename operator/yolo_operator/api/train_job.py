@@ -169,10 +169,10 @@ class Tuning(ApiModel):
     enabled: bool = True
     """Measure before training. When off, unset settings take Ultralytics' defaults (batch 16, workers 8)."""
     batch_rule: Literal["Auto", "Defaults", "DefaultsThenNbs", "UpToNbs", "GroupedNorm", "Any"] = "Auto"
-    """Which batch sizes tuning may choose. `Auto`: `GroupedNorm` for a job of 30 epochs or more on one GPU (where
-    it was measured to keep accuracy), else `Defaults`. `Defaults`: Ultralytics' default batch 16, so training
-    takes the defaults' optimizer steps, warm-up included, and reaches their accuracy (speed comes from workers,
-    caching and mixed precision). `GroupedNorm`: batch up to `nbs` (64 unless extraArgs sets it), a batch above
+    """Which batch sizes tuning may choose. `Auto`: `GroupedNorm` for a detection job of 30 epochs or more on one
+    GPU (where it was measured to keep accuracy), else `Defaults`. `Defaults`: Ultralytics' default batch 16, so
+    training takes the defaults' optimizer steps, warm-up included, and reaches their accuracy (speed comes from
+    workers, caching and mixed precision). `GroupedNorm`: batch up to `nbs` (64 unless extraArgs sets it), a batch above
     16 normalising each group of 16 images with its own statistics, as batch 16 does (single GPU): the defaults'
     optimizer steps after warm-up and their batch-norm statistics (measured at 30 epochs on the crowded set:
     -0.001 and -0.004 mAP50-95 against batch 16 at two seeds; -0.014 without the groups). `DefaultsThenNbs`: batch

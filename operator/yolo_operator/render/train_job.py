@@ -95,8 +95,9 @@ BATCH_RULES: dict[str, BatchRuleName | Literal["auto"]] = {
 
 
 def batch_rule(spec: YoloTrainJobSpec) -> BatchRuleName:
-    """The job's batch rule in the contract's words, `Auto` resolved by its epochs and GPUs (tune.trajectory)."""
-    return resolve_rule(BATCH_RULES[spec.tuning.batch_rule], spec.train.epochs, spec.resources.gpus)
+    """The job's batch rule in the contract's words, `Auto` resolved by its task, epochs and GPUs (tune.trajectory)."""
+    rule = BATCH_RULES[spec.tuning.batch_rule]
+    return resolve_rule(rule, spec.train.epochs, spec.resources.gpus, spec.effective_task())
 
 
 def batch_rule_name(spec: YoloTrainJobSpec) -> str:

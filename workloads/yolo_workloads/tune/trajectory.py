@@ -14,8 +14,9 @@ mAP50-95 on the `shapes` set (near saturation), but 0.095 under them on the hard
 images instead of 16: with it taken over groups of 16 (train/norm_groups.py) batch 64 ended level with batch 16 on
 crowded at 30 epochs (-0.001 and -0.004 at two seeds, 2026-12-04). Hence the rules, `auto` the default:
 
-- `auto`: `grouped` for a job of at least GROUPED_MIN_EPOCHS epochs on one GPU (where it was measured to keep
-  accuracy), `defaults` otherwise (shorter jobs, where warm-up's fewer steps weigh more, and several GPUs).
+- `auto`: `grouped` for a detection job of at least GROUPED_MIN_EPOCHS epochs on one GPU (where it was measured to
+  keep accuracy), `defaults` otherwise (shorter jobs, where warm-up's fewer steps weigh more; several GPUs; the other
+  tasks, not measured).
 - `grouped`: every batch with the defaults' effective batch (up to nbs), a larger one normalising in groups of
   Ultralytics' default batch (`norm_batch`): the defaults' steps after warm-up, their batch-norm statistics always.
 
@@ -80,11 +81,12 @@ def warmup_batch(rule: str, batch: int, warmup_epochs: float, epochs: int, gpus:
     return ULTRALYTICS_BATCH if switch_epoch(warmup_epochs, epochs) > 0 else None
 
 
-def resolve_rule(rule: BatchRuleName | Literal["auto"], epochs: int, gpus: int) -> BatchRuleName:
+def resolve_rule(rule: BatchRuleName | Literal["auto"], epochs: int, gpus: int, task: str) -> BatchRuleName:
     """The rule `auto` stands for in this job (see the module's docstring); any other rule is itself."""
     if rule != "auto":
         return rule
-    return "grouped" if epochs >= GROUPED_MIN_EPOCHS and gpus == 1 else "defaults"
+    measured = task == "detect" and epochs >= GROUPED_MIN_EPOCHS and gpus == 1
+    return "grouped" if measured else "defaults"
 
 
 def norm_batch(rule: str, batch: int, gpus: int) -> int | None:
