@@ -93,10 +93,17 @@ def test_a_channels_last_batch_normalises_alike_and_keeps_its_memory_format() ->
     group_batch_norms(nchw, 4)
     group_batch_norms(nhwc, 4)
     x = torch.randn(8, 3, 12, 12)
-    out = nhwc(x.to(memory_format=torch.channels_last))
+    x_nhwc = x.to(memory_format=torch.channels_last).requires_grad_()
+    x_nchw = x.clone().requires_grad_()
+    out, expected = nhwc(x_nhwc), nchw(x_nchw)
     assert out.is_contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(out, nchw(x))
+    torch.testing.assert_close(out, expected)
     torch.testing.assert_close(nhwc[1].running_var, nchw[1].running_var)
+    target = torch.randn(8, 8, 10, 10)
+    ((out - target) ** 2).sum().backward()
+    ((expected - target) ** 2).sum().backward()
+    torch.testing.assert_close(x_nhwc.grad, x_nchw.grad, atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(nhwc[1].weight.grad, nchw[1].weight.grad, atol=1e-3, rtol=1e-4)
 
 
 def test_copies_and_pickles_are_plain_batch_norms() -> None:
