@@ -15,7 +15,6 @@ from yolo_workloads.train.norm_groups import (
     GroupedBatchNorm2d,
     group_batch_norms,
     install_when_usable,
-    plain_batch_norms,
     why_not,
 )
 
@@ -118,8 +117,6 @@ def test_copies_and_pickles_are_plain_batch_norms() -> None:
     buffer.seek(0)
     assert type(torch.load(buffer, weights_only=False)[1]) is nn.BatchNorm2d
     assert isinstance(grouped[1], GroupedBatchNorm2d)  # the trained model itself keeps grouping
-    plain_batch_norms(grouped)
-    assert type(grouped[1]) is nn.BatchNorm2d
 
 
 @pytest.mark.parametrize(

@@ -79,13 +79,6 @@ def group_batch_norms(model: nn.Module, group: int) -> int:
     return changed
 
 
-def plain_batch_norms(model: nn.Module) -> None:
-    """Undo `group_batch_norms` (a model about to be copied, pickled or evaluated elsewhere)."""
-    for module in model.modules():
-        if isinstance(module, GroupedBatchNorm2d):
-            module.__class__ = nn.BatchNorm2d  # type: ignore[assignment]
-
-
 def why_not(group: int, batch: int, gpus: int) -> str | None:
     """Why `group` cannot change how this run normalises (None: it can)."""
     if group >= batch:
