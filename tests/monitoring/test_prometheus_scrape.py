@@ -10,6 +10,7 @@ Training metrics (`yolo_train_*`) need a training run and are covered by the tra
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -51,10 +52,14 @@ OPERATOR_ENDPOINT = textwrap.dedent(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free ports: all held at once while chosen (Linux may hand a port just closed out again, and a
+    Prometheus given the operator's port then answers with the operator's metrics text)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 def get(url: str, timeout: float = 5) -> bytes:
@@ -103,7 +108,7 @@ def test_prometheus_finds_the_metrics_dashboard_and_rules_use(
     prometheus = find_tool("prometheus")
     if prometheus is None:
         pytest.fail(f"prometheus not found: {APT_HINT}")
-    serve_port, operator_port, prom_port = free_port(), free_port(), free_port()
+    serve_port, operator_port, prom_port = free_ports(3)
 
     config = {
         "model": {"architecture": "yolov8n.yaml"},
