@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from cluster import harness  # noqa: E402  (tests/cluster: the control plane harness)
 from cluster.operator_fixture import install_crds, operator_identity  # noqa: E402
 from kubernetes import client, config, watch  # noqa: E402
+from ports import free_ports  # noqa: E402  (tests/ports.py)
 from yolo_workloads.contract import TrainSummary, encode_result  # noqa: E402
 
 GROUP, VERSION = "yolo-operator.io", "v1alpha1"
@@ -358,7 +359,7 @@ def run_once(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             cluster.create_namespace(ns)
             cluster.apply(*bound_claim(ns))
 
-        metrics_port, health_port = harness.free_port(), harness.free_port()
+        metrics_port, health_port = free_ports(2)
         env = {
             **os.environ,
             "YOLO_OPERATOR_METRICS_PORT": str(metrics_port),

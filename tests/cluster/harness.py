@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from ports import free_ports
 
 HERE = Path(__file__).resolve().parent
 BUILD_SCRIPT = HERE / "controlplane" / "build.sh"
@@ -55,13 +55,6 @@ def build_binaries(timeout_s: float = 3600) -> Path:
     if not (bin_dir / "kwokctl").is_file():
         raise ClusterError(f"{BUILD_SCRIPT} printed {bin_dir}, which holds no kwokctl")
     return bin_dir
-
-
-def free_port() -> int:
-    """A TCP port free right now on 127.0.0.1 (kwokctl binds the components to it moments later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(check: Callable[[], T | None], timeout_s: float, what: str, interval_s: float = 0.2) -> T:
@@ -133,14 +126,15 @@ class Cluster:
     def _config_path(self) -> Path:
         """Write the kwokctl configuration: local binaries only (nothing downloaded), free ports, our Stages."""
         b = self.bin_dir
+        api, etcd, peer, manager, scheduler, kwok = free_ports(6)
         options = {
             "runtime": "binary",
-            "kubeApiserverPort": free_port(),
-            "etcdPort": free_port(),
-            "etcdPeerPort": free_port(),
-            "kubeControllerManagerPort": free_port(),
-            "kubeSchedulerPort": free_port(),
-            "kwokControllerPort": free_port(),
+            "kubeApiserverPort": api,
+            "etcdPort": etcd,
+            "etcdPeerPort": peer,
+            "kubeControllerManagerPort": manager,
+            "kubeSchedulerPort": scheduler,
+            "kwokControllerPort": kwok,
             "kubeAuthorization": True,  # Node,RBAC
             "kubeAdmission": True,  # the default admission plugins of 1.35, PodSecurity included
             "securePort": True,

@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ports import free_ports
 from yolo_operator.main import OperatorThread
 from yolo_workloads.contract import TrainSummary, encode_result
 
-from .harness import Cluster, free_port, load_yaml_documents, node_is_ready
+from .harness import Cluster, load_yaml_documents, node_is_ready
 from .operator_fixture import (
     CLUSTER_ROLE,
     OPERATOR_NAMESPACE,
@@ -163,12 +164,13 @@ def test_operator_killed_mid_reconcile_no_duplicates_no_lost_transitions(
     cluster: Cluster, operator_kubeconfig: Path, ns: str
 ) -> None:
     """SIGKILL (no graceful shutdown) while a burst of resources is being reconciled; a new process finishes."""
+    metrics_port, health_port = free_ports(2)
     env = {
         **os.environ,
         **{f"YOLO_OPERATOR_{k.upper()}": str(v) for k, v in TEST_SETTINGS.items()},
         "YOLO_OPERATOR_NAMESPACES": ns,
-        "YOLO_OPERATOR_METRICS_PORT": str(free_port()),
-        "YOLO_OPERATOR_HEALTH_PORT": str(free_port()),
+        "YOLO_OPERATOR_METRICS_PORT": str(metrics_port),
+        "YOLO_OPERATOR_HEALTH_PORT": str(health_port),
     }
     cmd = [sys.executable, "-m", "yolo_operator.cli", "controller", "--kubeconfig", str(operator_kubeconfig)]
     names = [f"burst-{i}" for i in range(6)]

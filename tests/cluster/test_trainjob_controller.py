@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ports import free_ports
 from yolo_operator.main import Controllers
 from yolo_workloads.contract import TrainSummary, TuneResult, encode_result
 
-from .harness import Cluster, free_port
+from .harness import Cluster
 from .operator_fixture import (
     drop_namespace,
     operator_kubeconfig,
@@ -211,7 +212,7 @@ def test_every_phase_with_operator_restarts_and_cache_reuse(
 def test_tuning_disabled_suspend_resume_and_immutable_spec(
     cluster: Cluster, operator_kubeconfig: Path, ns: str
 ) -> None:
-    metrics_port, health_port = free_port(), free_port()
+    metrics_port, health_port = free_ports(2)
     ports = {"metrics_port": metrics_port, "health_port": health_port}
     with running_operator(operator_kubeconfig, [ns], endpoints=True, **ports):
         cluster.apply(train_job("pausable", tuning={"enabled": False}), namespace=ns)

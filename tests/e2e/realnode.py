@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from harness import Cluster, ClusterError, cluster_endpoint, free_port, node_is_ready, wait_until
+from harness import Cluster, ClusterError, cluster_endpoint, node_is_ready, wait_until
+from ports import free_ports
 
 NODE_NAME = "real-node"
 BRIDGE = "yolo0"
@@ -337,13 +338,14 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         return path
 
     def _kubelet_config(self) -> Path:
+        port, healthz = free_ports(2)
         config = {
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
             "kind": "KubeletConfiguration",
             "address": "0.0.0.0",
-            "port": free_port(),
+            "port": port,
             "readOnlyPort": 0,
-            "healthzPort": free_port(),
+            "healthzPort": healthz,
             "healthzBindAddress": "127.0.0.1",
             "authentication": {"anonymous": {"enabled": True}, "webhook": {"enabled": False}},
             "authorization": {"mode": "AlwaysAllow"},
@@ -373,6 +375,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         return path
 
     def _proxy_config(self, kubeconfig: Path) -> Path:
+        metrics, healthz = free_ports(2)
         config = {
             "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
             "kind": "KubeProxyConfiguration",
@@ -382,8 +385,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             "clusterCIDR": POD_CIDR,
             "iptables": {"masqueradeAll": True},
             "conntrack": {"maxPerCore": 0},  # leave the host's conntrack table size alone
-            "metricsBindAddress": f"127.0.0.1:{free_port()}",
-            "healthzBindAddress": f"127.0.0.1:{free_port()}",
+            "metricsBindAddress": f"127.0.0.1:{metrics}",
+            "healthzBindAddress": f"127.0.0.1:{healthz}",
         }
         path = self.workdir / "kube-proxy.yaml"
         path.write_text(yaml.safe_dump(config))

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, build_images
-from test_dev_image import free_port, get, keypair, ssh
+from ports import free_ports
+from test_dev_image import get, keypair, ssh
 
 pytestmark = pytest.mark.e2e
 
@@ -72,7 +73,7 @@ def compose_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         (project / folder).mkdir()
         os.chown(project / folder, UID, UID)
     (project / "data" / "from-host.txt").write_text("written on the host\n")
-    jupyter_port, ssh_port = free_port(), free_port()
+    jupyter_port, ssh_port = free_ports(2)
     name = f"yolo-dev-compose-e2e-{secrets.token_hex(3)}"
     set_env(
         project / ".env",

@@ -4,7 +4,6 @@ token, sshd lets in only the authorized key, and the image's Python (with torch)
 from __future__ import annotations
 
 import secrets
-import socket
 import subprocess
 import time
 import urllib.error
@@ -14,14 +13,9 @@ from pathlib import Path
 
 import pytest
 from conftest import DEV_IMAGE, E2E, build_images
+from ports import free_ports
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def keypair(folder: Path, name: str) -> Path:
@@ -61,7 +55,7 @@ def dev(e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     (folder / "authorized_keys").write_text(allowed.with_suffix(".pub").read_text())
     for name in ("token", "authorized_keys"):
         (folder / name).chmod(0o644)
-    jupyter_port, ssh_port = free_port(), free_port()
+    jupyter_port, ssh_port = free_ports(2)
     name = f"yolo-dev-e2e-{secrets.token_hex(3)}"
     e2e.docker(
         "run", "-d", "--rm", "--name", name, "--user", "10001:10001", "--cap-drop", "ALL",

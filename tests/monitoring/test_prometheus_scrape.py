@@ -10,10 +10,8 @@ Training metrics (`yolo_train_*`) need a training run and are covered by the tra
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -25,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ports import free_ports
 from promql import APT_HINT, alerts, dashboard_exprs, find_tool, metric_names
 
 pytestmark = pytest.mark.workloads
@@ -50,16 +49,6 @@ OPERATOR_ENDPOINT = textwrap.dedent(
     time.sleep(3600)
     """
 )
-
-
-def free_ports(n: int) -> list[int]:
-    """`n` distinct free ports: all held at once while chosen (Linux may hand a port just closed out again, and a
-    Prometheus given the operator's port then answers with the operator's metrics text)."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 def get(url: str, timeout: float = 5) -> bytes:
