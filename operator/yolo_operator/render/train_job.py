@@ -102,7 +102,8 @@ def batch_rule(spec: YoloTrainJobSpec) -> BatchRuleName:
 
 def batch_rule_name(spec: YoloTrainJobSpec) -> str:
     """`spec.tuning.batchRule` with `Auto` replaced by the rule it stands for in this job."""
-    return next(name for name, rule in BATCH_RULES.items() if rule == batch_rule(spec))
+    resolved = batch_rule(spec)
+    return next(name for name, rule in BATCH_RULES.items() if rule == resolved)
 
 
 @dataclass(frozen=True)
@@ -308,19 +309,25 @@ def _offered_augmentation(spec: YoloTrainJobSpec) -> dict[str, Any]:
     return {} if spec.train.augmentation is not None or offered == ["cpu"] else {"augmentation": offered}
 
 
-def _warmup_batch(spec: YoloTrainJobSpec, batch: int) -> int | None:
-    """The warm-up epochs' batch under `DefaultsThenNbs` for a tuned batch (never for the user's own batch)."""
+def _tuned_batch_rule(spec: YoloTrainJobSpec) -> BatchRuleName | None:
+    """The batch rule that shapes how a tuned batch trains (None: the user's own batch, or no tuning)."""
     if spec.train.batch is not None or not spec.tuning.enabled:
         return None
-    rule = batch_rule(spec)
+    return batch_rule(spec)
+
+
+def _warmup_batch(spec: YoloTrainJobSpec, batch: int) -> int | None:
+    """The warm-up epochs' batch under `DefaultsThenNbs` for a tuned batch (never for the user's own batch)."""
+    if (rule := _tuned_batch_rule(spec)) is None:
+        return None
     return trajectory_warmup_batch(rule, batch, warmup_epochs(spec), spec.train.epochs, spec.resources.gpus)
 
 
 def _norm_batch(spec: YoloTrainJobSpec, batch: int) -> int | None:
     """The batch-norm group of a tuned batch under `GroupedNorm` (never for the user's own batch)."""
-    if spec.train.batch is not None or not spec.tuning.enabled:
+    if (rule := _tuned_batch_rule(spec)) is None:
         return None
-    return trajectory_norm_batch(batch_rule(spec), batch, spec.resources.gpus)
+    return trajectory_norm_batch(rule, batch, spec.resources.gpus)
 
 
 def warmup_epochs(spec: YoloTrainJobSpec) -> float:
