@@ -3,7 +3,7 @@
 #   PART=speed (~6 min): the augmentation alone at batch 16/64/128 plus the side-by-side grids; then the real trainer
 #     (train_throughput.py's epoch phase, a 30-epoch schedule so mosaic is on, validation off, 3 epochs) on shapes
 #     4,000 at 640: Ultralytics' CPU loader against augmentation gpu, batch 64 and 128, CUDA graphs on. VARIANTS picks
-#     others: cpu16 cpu64 cpu128 gpu16 gpu64 gpu128 gpu256 (4 workers), gpu64g cpu64g (batch norm over groups of 16), gpu128w8 gpu256w8 (8 workers), each with
+#     others: cpu16 cpu64 cpu128 gpu16 gpu64 gpu128 gpu256 (4 workers), gpu64g cpu64g (batch norm over groups of 16), gpu64gn gpu64n (the same, NCHW: channels-last off), gpu128w8 gpu256w8 (8 workers), each with
 #     _waits appended: the step's per-step reads kept (train/host_waits.py not installed); without the RAM cache
 #     (issue 23's JPEG decoding): gpu128nj (nvJPEG, 4 workers), gpu128cv / gpu128cv16 (OpenCV in 4 / 16 workers),
 #     cpu128nc (Ultralytics' loader, 16 workers); DECODE=1 first times the decoders alone; MODEL=yolov8s;
@@ -53,6 +53,8 @@ print(ensure_shapes(Path('/tmp/gaug/shapes'), n=${IMAGES:-4000}, imgsz=640, val=
         cpu128) opts="--batch 128 --workers 16 --cache ram --augmentation cpu" ;;
         gpu64) opts="--batch 64 --workers 4 --cache ram --augmentation gpu" ;;
         gpu64g) opts="--batch 64 --workers 4 --cache ram --augmentation gpu --norm-batch 16" ;;  # norm groups of 16
+        gpu64gn) opts="--batch 64 --workers 4 --cache ram --augmentation gpu --norm-batch 16 --channels-last false" ;;
+        gpu64n) opts="--batch 64 --workers 4 --cache ram --augmentation gpu --channels-last false" ;;
         cpu64g) opts="--batch 64 --workers 16 --cache ram --augmentation cpu --norm-batch 16" ;;
         gpu128) opts="--batch 128 --workers 4 --cache ram --augmentation gpu" ;;
         gpu16) opts="--batch 16 --workers 4 --cache ram --augmentation gpu" ;;

@@ -67,6 +67,7 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
         "exist_ok": True,
         "save_dir": str(run_dir),
         "compile": _compile_arg(args.compile),
+        "channels_last": {"true": True, "false": False}.get(args.channels_last),  # auto: Ultralytics' (on CUDA)
     }
     if args.pin_memory == "false":  # measured against the default (issue 16): the pin-memory thread's GIL share
         from ultralytics.models.yolo.detect import train as detect_train
@@ -141,6 +142,7 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
         "cuda_graphs": _graphs_outcome(trainer) if args.cuda_graphs == "true" else None,
         "host_waits": args.host_waits == "true",
         "norm_batch": args.norm_batch,
+        "channels_last": args.channels_last,
         "images": len(trainer.train_loader.dataset),
         "prefetch_queue_images": 4 * args.workers * args.batch,
         "steady_epochs": len(steady),
@@ -222,6 +224,10 @@ def main() -> None:
         help="with --augmentation gpu and no RAM cache: JPEGs decoded on the GPU (train/gpu_decode.py), or by the workers",
     )  # fmt: skip
     parser.add_argument("--norm-batch", type=int, default=0, help="batch norm over groups of this many images")
+    parser.add_argument(
+        "--channels-last", default="auto", choices=["auto", "true", "false"],
+        help="the trained model's memory format: auto as Ultralytics chooses (channels-last on CUDA), or forced",
+    )  # fmt: skip
     parser.add_argument("--profile", default="", help="cProfile the last epoch's main process into this file")
     parser.add_argument("--epochs", type=int, default=6, help="epochs of a tuned run (the last half are steady)")
     parser.add_argument("--skip-defaults", action="store_true", help="only tune and train with the tuned settings")

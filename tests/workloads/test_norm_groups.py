@@ -147,6 +147,7 @@ def test_a_real_training_groups_the_trained_model_only_and_saves_plain_checkpoin
     }  # fmt: skip
     trainer = trainer_class("detect")(cfg={**DEFAULT_CFG_DICT, "save_dir": str(out)}, overrides=overrides)
     assert install_when_usable(trainer, 4, 8, 1)
+    assert trainer.args.channels_last is False  # NCHW, where the groups are views of the batch
     trainer.train()
     layers = [m for m in trainer.model.modules() if isinstance(m, nn.BatchNorm2d)]
     assert layers and all(type(m) is GroupedBatchNorm2d and m.group == 4 for m in layers)
@@ -169,3 +170,17 @@ def test_a_batch_it_cannot_group_is_said_and_left_alone(capsys: pytest.CaptureFi
     assert not install_when_usable(trainer, None, 64, 1)
     assert trainer.callbacks == {}
     assert "norm_batch 16 not applied: batch 24 is no multiple of 16" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("chosen", [True, False])
+def test_a_users_channels_last_is_kept_with_groups(chosen: bool, shapes_data: Path, tmp_path: Path) -> None:
+    from ultralytics.utils import DEFAULT_CFG_DICT
+    from yolo_workloads.train.trainer import trainer_class
+
+    overrides = {
+        "model": "yolov8n.yaml", "data": str(shapes_data), "imgsz": 64, "epochs": 1, "batch": 8, "device": "cpu",
+        "channels_last": chosen, "project": str(tmp_path), "name": "run", "save_dir": str(tmp_path / "run"),
+    }  # fmt: skip
+    trainer = trainer_class("detect")(cfg={**DEFAULT_CFG_DICT, "save_dir": str(tmp_path / "run")}, overrides=overrides)
+    assert install_when_usable(trainer, 4, 8, 1)
+    assert trainer.args.channels_last is chosen

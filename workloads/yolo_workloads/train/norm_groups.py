@@ -42,9 +42,9 @@ class GroupedBatchNorm2d(nn.BatchNorm2d):
             return super().forward(x)  # no running statistics or no affine: not a layer Ultralytics builds
         # Image i of the batch is in group i % k: then the groups' channels side by side, (group, k * c, h, w), are
         # a view of a contiguous (NCHW) batch, and one batch_norm call normalises each group with its own statistics.
-        # (Which images share a group does not matter: the loader shuffles.) A channels-last batch (Ultralytics'
-        # default on CUDA) is copied in and out: on the H200 that cost yolov8n at batch 64 a third of its speed
-        # (878 against 1,414 images/s, docs/benchmarks.md); `channels_last: false` makes them views (not measured).
+        # (Which images share a group does not matter: the loader shuffles.) A channels-last batch is copied in and
+        # out, which is why `install_when_usable` trains NCHW unless the user chose (docs/benchmarks.md: yolov8n at
+        # batch 64 on the H200, 1,170 images/s NCHW against 1,045 channels-last, both grouped).
         side_by_side = x.reshape(self.group, k * c, h, w)
         mean, var = running_mean.repeat(k), running_var.repeat(k)
         momentum = 1.0 - (1.0 - self.momentum) ** k
@@ -91,12 +91,18 @@ def why_not(group: int, batch: int, gpus: int) -> str | None:
 
 
 def install_when_usable(trainer: Any, group: int | None, batch: int, gpus: int) -> bool:
-    """Group the trained model's batch norms from the first batch on, unless `why_not` (said in the log)."""
+    """Group the trained model's batch norms from the first batch on, unless `why_not` (said in the log).
+
+    The model then trains in NCHW memory where the user left `channels_last` to Ultralytics (None: channels-last on
+    CUDA): there the groups are views of the batch and each layer is cuDNN's own batch norm, without copies.
+    """
     if group is None:
         return False
     if (why := why_not(group, batch, gpus)) is not None:
         _say(f"batch norm over the whole batch: norm_batch {group} not applied: {why}")
         return False
+    if getattr(trainer.args, "channels_last", None) is None:  # an explicit extraArgs channels_last wins
+        trainer.args.channels_last = False
 
     def on_train_start(t: Any) -> None:  # after Ultralytics made its EMA copy, which stays plain
         changed = group_batch_norms(t.model, group)
