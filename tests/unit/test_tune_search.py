@@ -313,7 +313,7 @@ def test_offered_both_at_a_pinned_batch_the_climb_starts_on_ultralytics_loader_a
     assert first == TrialSettings(16, 8, True, "none", "cpu")
     search.record(first, 350.0)
     second = search.next()
-    assert second == TrialSettings(16, 8, True, "none", "gpu")  # the comparison the spec asked for comes first
+    assert second == TrialSettings(16, 4, True, "none", "gpu")  # the comparison asked for, at the path's workers
     search.record(second, 500.0)
     assert search.best() == second and both.size() == 12
     assert SPACE.first_guess().augmentation == "cpu" and SPACE.size() == 64  # not offered: as before
@@ -322,10 +322,22 @@ def test_offered_both_at_a_pinned_batch_the_climb_starts_on_ultralytics_loader_a
 def test_offered_both_over_a_batch_range_the_climb_starts_on_the_gpu_path_at_the_largest_batch() -> None:
     wide = Space(batches=[16, 32, 64], workers=[4, 16], amp=[True], cache=["ram"], augmentation=["cpu", "gpu"])
     first = wide.first_guess()
-    assert first == TrialSettings(64, 16, True, "ram", "gpu")  # the path measured faster at large batches
-    assert wide.neighbours(first)[0] == TrialSettings(64, 16, True, "ram", "cpu")  # the loader has to win it back
+    assert first == TrialSettings(64, 4, True, "ram", "gpu")  # the path measured faster at large batches
+    assert wide.neighbours(first)[0] == TrialSettings(64, 16, True, "ram", "cpu")  # the loader, with every worker
+    assert TrialSettings(64, 16, True, "ram", "gpu") in wide.neighbours(first)  # more workers stay a step away
     loader_only = Space(batches=[16, 32, 64], workers=[4, 16], amp=[True], cache=["ram"], augmentation=["cpu"])
     assert loader_only.first_guess().augmentation == "cpu"
+
+
+@pytest.mark.parametrize(
+    ("workers", "augmentation", "expected"),
+    [([2, 4, 8, 16], "gpu", 4), ([2, 8, 16], "gpu", 2), ([8, 16], "gpu", 8), ([2, 4, 8, 16], "cpu", 16)],
+)
+def test_the_gpu_paths_climb_starts_at_four_workers_or_the_fewest_allowed(
+    workers: list[int], augmentation: str, expected: int
+) -> None:
+    space = Space(batches=[16, 32, 64], workers=workers, amp=[True], cache=["ram"], augmentation=[augmentation])
+    assert space.first_guess().workers == expected
 
 
 def test_the_gpu_path_is_offered_on_a_gpu_only_and_without_an_offer_the_configs_own_is_the_only_one() -> None:
