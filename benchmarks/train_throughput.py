@@ -121,8 +121,13 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
         if len(state["epochs"]) >= args.epochs:
             raise _EpochDone
 
+    def batch_end(t: Any) -> None:  # the first two epochs' batch ends: how long the first epoch stays slow
+        if len(state["epochs"]) < 2:
+            state.setdefault("batch_ends", [[], []])[len(state["epochs"])].append(time.monotonic() - state["t0"])
+
     trainer.add_callback("on_train_epoch_start", start)
     trainer.add_callback("on_train_epoch_end", end)
+    trainer.add_callback("on_train_batch_end", batch_end)
     t_setup = time.monotonic()
     with contextlib.suppress(_EpochDone):
         trainer.train()
@@ -143,6 +148,7 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
         "host_waits": args.host_waits == "true",
         "norm_batch": args.norm_batch,
         "channels_last": args.channels_last,
+        "batch_ends_s": [[round(x, 3) for x in e] for e in state.get("batch_ends", [])],  # epochs 1-2, unsynced
         "images": len(trainer.train_loader.dataset),
         "prefetch_queue_images": 4 * args.workers * args.batch,
         "steady_epochs": len(steady),

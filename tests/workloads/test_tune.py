@@ -85,6 +85,35 @@ def test_trial_measures_whole_rounds_of_workers_after_a_round_of_warmup() -> Non
     assert result.ips is not None and result.ips > 0
 
 
+@pytest.mark.parametrize("last_batch_seconds", [1.0, 7.0])
+def test_an_epochs_last_batch_and_its_end_are_left_out_of_the_window(
+    monkeypatch: pytest.MonkeyPatch, last_batch_seconds: float
+) -> None:
+    """A small data set's epoch ends inside the window: its last (short, eager) batch and the epoch's end are no
+    steady training, so the figure is the full batches' rate however slow those were."""
+    from types import SimpleNamespace
+
+    from yolo_workloads.tune import measure
+
+    clock = [0.0]
+    monkeypatch.setattr(measure, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    window = measure.Window(warmup_min_batches=1, warmup_max_seconds=0.0, measure_min_batches=8, measure_rounds=1,
+                            measure_min_seconds=0.0, measure_max_seconds=1000.0)  # fmt: skip
+    meter = measure._Meter(window, batch=4, workers=1, report=lambda value, step: None, fault=None)
+    trainer = SimpleNamespace(batch_size=4, device=SimpleNamespace(type="cpu"), train_loader=[None] * 5)
+    with pytest.raises(measure._Stop):
+        for _ in range(10):
+            meter.on_train_epoch_start(trainer)
+            for index in range(5):
+                meter.on_train_batch_start(trainer)
+                clock[0] += last_batch_seconds if index == 4 else 1.0
+                meter.on_train_batch_end(trainer)
+            clock[0] += 5.0  # the epoch's end (validation, checkpoints)
+    assert meter.result.measured_batches == 8  # epoch 1's batches 2-4, epoch 2's 1-4, epoch 3's first
+    assert meter.result.ips == pytest.approx(4.0)  # 4 images a second, as every full batch ran
+    assert meter.result.measured_seconds == pytest.approx(8.0)
+
+
 def test_a_space_of_one_setting_is_chosen_without_a_trial(
     shapes_data: Path, tmp_path: Path, netblock, workload
 ) -> None:
