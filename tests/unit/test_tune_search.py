@@ -313,7 +313,7 @@ def test_offered_both_at_a_pinned_batch_the_climb_starts_on_ultralytics_loader_a
     assert first == TrialSettings(16, 8, True, "none", "cpu")
     search.record(first, 350.0)
     second = search.next()
-    assert second == TrialSettings(16, 4, True, "none", "gpu")  # the comparison asked for, at the path's workers
+    assert second == TrialSettings(16, 8, True, "none", "gpu")  # the comparison asked for (uncached: may decode)
     search.record(second, 500.0)
     assert search.best() == second and both.size() == 12
     assert SPACE.first_guess().augmentation == "cpu" and SPACE.size() == 64  # not offered: as before
@@ -330,13 +330,19 @@ def test_offered_both_over_a_batch_range_the_climb_starts_on_the_gpu_path_at_the
 
 
 @pytest.mark.parametrize(
-    ("workers", "augmentation", "expected"),
-    [([2, 4, 8, 16], "gpu", 4), ([2, 8, 16], "gpu", 2), ([8, 16], "gpu", 8), ([2, 4, 8, 16], "cpu", 16)],
+    ("workers", "augmentation", "cache", "expected"),
+    [
+        ([2, 4, 8, 16], "gpu", "ram", 4),
+        ([2, 8, 16], "gpu", "ram", 2),
+        ([8, 16], "gpu", "ram", 8),
+        ([2, 4, 8, 16], "cpu", "ram", 16),
+        ([2, 4, 8, 16], "gpu", "none", 16),  # uncached, the workers may decode JPEGs
+    ],
 )
-def test_the_gpu_paths_climb_starts_at_four_workers_or_the_fewest_allowed(
-    workers: list[int], augmentation: str, expected: int
+def test_the_gpu_paths_climb_starts_at_four_workers_on_the_ram_cache_or_the_fewest_allowed(
+    workers: list[int], augmentation: str, cache: str, expected: int
 ) -> None:
-    space = Space(batches=[16, 32, 64], workers=workers, amp=[True], cache=["ram"], augmentation=[augmentation])
+    space = Space(batches=[16, 32, 64], workers=workers, amp=[True], cache=[cache], augmentation=[augmentation])
     assert space.first_guess().workers == expected
 
 

@@ -37,9 +37,11 @@ PRUNE_MIN_STEPS = 4
 DEFAULT_WORKERS: int = TrainConfig.model_fields["workers"].default
 """Ultralytics' own dataloader workers, where a pinned batch's climb starts."""
 GPU_PATH_WORKERS = 4
-"""Workers where the GPU path's climb starts: they only read and letterbox, and more of them compete with the
-training process for the CPUs (yolov8n on an H200 with 16 CPUs, RAM cache: batch 128 trained 1,537 images/s with 4
-workers and 1,283 with 8; batch 64 with norm groups 1,170 with 4 and 695 with 16; docs/benchmarks.md)."""
+"""Workers where the GPU path's climb starts with the RAM cache: they only letterbox decoded images, and more of them
+compete with the training process for the CPUs (yolov8n on an H200 with 16 CPUs: batch 128 trained 1,537 images/s
+with 4 workers and 1,283 with 8; batch 64 with norm groups took 2.27 s an epoch with 4 and 2.47 s with 16;
+docs/benchmarks.md). Without the cache the workers may decode (where no GPU decoder is usable: 642 images/s with 4
+OpenCV workers, 1,582 with 16), so the climb starts with every worker there."""
 
 
 @dataclass(frozen=True)
@@ -69,27 +71,30 @@ class Space:
         """Fastest on most hardware: the largest allowed batch, every worker (`workers_for`), AMP, the RAM cache;
         with the batch pinned, Ultralytics' own loader (its workers, as far as the bounds allow, and no cache)."""
         if self.batch_pinned:
-            augmentation = self._first_augmentation()
+            augmentation, cache = self._first_augmentation(), "none" if "none" in self.cache else self.cache[0]
             return TrialSettings(
                 batch=self.batches[0],
-                workers=self.workers_for(augmentation, most=DEFAULT_WORKERS),
+                workers=self.workers_for(augmentation, cache),
                 amp=True if True in self.amp else self.amp[0],
-                cache="none" if "none" in self.cache else self.cache[0],
+                cache=cache,
                 augmentation=augmentation,
             )
         augmentation = self._first_augmentation(large_batch=max(self.batches) > min(self.batches))
+        cache = "ram" if "ram" in self.cache else self.cache[0]
         return TrialSettings(
             batch=max(self.batches),
-            workers=self.workers_for(augmentation, most=max(self.workers)),
+            workers=self.workers_for(augmentation, cache),
             amp=True if True in self.amp else self.amp[0],
-            cache="ram" if "ram" in self.cache else self.cache[0],
+            cache=cache,
             augmentation=augmentation,
         )
 
-    def workers_for(self, augmentation: str, most: int) -> int:
-        """Where a path's climb starts on the workers: the most allowed up to `most` for Ultralytics' loader, up to
-        GPU_PATH_WORKERS for the GPU path; the fewest allowed when none is that low."""
-        ceiling = min(most, GPU_PATH_WORKERS) if augmentation == "gpu" else most
+    def workers_for(self, augmentation: str, cache: str) -> int:
+        """Where a path's climb starts on the workers: the most allowed (up to Ultralytics' own with the batch
+        pinned), and for the GPU path on the RAM cache up to GPU_PATH_WORKERS; the fewest allowed when none fits."""
+        ceiling = DEFAULT_WORKERS if self.batch_pinned else max(self.workers)
+        if augmentation == "gpu" and cache == "ram":
+            ceiling = min(ceiling, GPU_PATH_WORKERS)
         fitting = [w for w in self.workers if w <= ceiling]
         return max(fitting) if fitting else min(self.workers)
 
@@ -110,9 +115,8 @@ class Space:
         """One step along one dimension, most promising first (the climb starts at the large end). The other
         augmentation path comes first: a spec that offers both asked for that comparison."""
         workers, batches = sorted(self.workers), sorted(self.batches)
-        most = DEFAULT_WORKERS if self.batch_pinned else max(self.workers)
-        other = [  # the other path with its own first workers (the GPU path's workers only letterbox)
-            replace(s, augmentation=a, workers=self.workers_for(a, most))
+        other = [  # the other path with its own first workers (on the RAM cache the GPU path's only letterbox)
+            replace(s, augmentation=a, workers=self.workers_for(a, s.cache))
             for a in self.augmentation
             if a != s.augmentation
         ]
