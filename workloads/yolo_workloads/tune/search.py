@@ -2,10 +2,10 @@
 
 A tuning phase affords a handful of trials (it must pay for itself: a tenth of the training it tunes), too few for a
 sampler to learn the space. So the search is a hill climb from the setting that is fastest on most hardware (the
-largest allowed batch, every worker (four on the GPU path), AMP, the RAM cache): each trial measures a setting not
-measured before, one step away from the best so far along one dimension (fewer workers, half the batch, the other
-cache, AMP off; the other augmentation path first, when the spec offers both), and a step that wins moves the climb.
-It ends when the best setting has no unmeasured neighbour, or the budget ends.
+largest allowed batch, every worker (four on the GPU path with the RAM cache), AMP, the RAM cache): each trial
+measures a setting not measured before, one step away from the best so far along one dimension (fewer workers, half
+the batch, the other cache, AMP off; the other augmentation path first, when the spec offers both), and a step that
+wins moves the climb. It ends when the best setting has no unmeasured neighbour, or the budget ends.
 
 When the batch is pinned (the defaults' trajectory, or the spec), the climb starts from Ultralytics' own loader
 settings instead and steps towards a wider loader: at a small batch the main process's step, not the loader, bounds
