@@ -107,6 +107,7 @@ class _Meter:
         self.wait_total = 0.0
         self._prev_start = 0.0
         self.index = 0  # the batch's index in its epoch
+        self.epoch_batches = 0  # batches an epoch has (0: unknown)
         self.left_out = 0.0  # seconds of the window spent in epochs' last batches and ends
         self.paused_at: float | None = None
 
@@ -115,18 +116,19 @@ class _Meter:
         if not self.warm_start:
             self.warm_start = time.monotonic()
         self.index, self.last_end = 0, None  # the epoch boundary is no wait for data
+        loader = getattr(trainer, "train_loader", None)
+        self.epoch_batches = len(loader) if loader is not None and hasattr(loader, "__len__") else 0
+        self._end_pause(trainer)
+
+    def _end_pause(self, trainer: Any) -> None:
+        """The window resumes: the time since the epoch's last batch began is left out."""
         if self.paused_at is not None:
             _sync(trainer)
             self.left_out += time.monotonic() - self.paused_at
             self.paused_at = None
 
-    def _last_of_epoch(self, trainer: Any) -> bool:
-        loader = getattr(trainer, "train_loader", None)
-        batches = len(loader) if loader is not None and hasattr(loader, "__len__") else 0
-        return batches > 1 and self.index == batches - 1
-
     def on_train_batch_start(self, trainer: Any) -> None:
-        if self.phase == "measure" and self._last_of_epoch(trainer):
+        if self.phase == "measure" and self.epoch_batches > 1 and self.index == self.epoch_batches - 1:
             _sync(trainer)  # the window pauses until the next epoch starts
             self.paused_at = time.monotonic()
         self.batch_start = time.monotonic()
@@ -152,7 +154,7 @@ class _Meter:
         w = self.window
         if self.paused_at is not None:  # the epoch's last batch: not counted
             if now >= w.deadline:
-                self.on_train_epoch_start(trainer)  # the pause ends here
+                self._end_pause(trainer)
                 if self.result.measured_batches >= 2:
                     self._finish(trainer)
                 raise _Stop

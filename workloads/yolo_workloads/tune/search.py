@@ -71,7 +71,8 @@ class Space:
         """Fastest on most hardware: the largest allowed batch, every worker (`workers_for`), AMP, the RAM cache;
         with the batch pinned, Ultralytics' own loader (its workers, as far as the bounds allow, and no cache)."""
         if self.batch_pinned:
-            augmentation, cache = self._first_augmentation(), "none" if "none" in self.cache else self.cache[0]
+            augmentation = self._first_augmentation()
+            cache = "none" if "none" in self.cache else self.cache[0]
             return TrialSettings(
                 batch=self.batches[0],
                 workers=self.workers_for(augmentation, cache),
