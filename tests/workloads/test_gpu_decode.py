@@ -287,10 +287,10 @@ def test_a_tuning_trial_reusing_the_data_set_decodes_as_the_first(
     from on the data set (here: JPEGs decoded by the training process, enabled on the CPU for the test), not on
     the trainer that built it."""
     from ultralytics.utils import DEFAULT_CFG_DICT
-    from yolo_workloads.tune.measure import _tune_trainer_class
+    from yolo_workloads.tune.measure import shared_data_trainer_class
 
     monkeypatch.setattr(gpu_decode, "why_not", lambda dataset, device: None)
-    trainer_class = _tune_trainer_class("detect", "gpu")
+    trainer_class = shared_data_trainer_class("detect", "gpu")
     built = []
     for trial in range(2):
         overrides = {"model": "yolov8n.yaml", "data": str(odd_data), "imgsz": IMGSZ, "device": "cpu", "batch": 4,

@@ -8,7 +8,7 @@ compact; full details go to the output folder.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Literal, NotRequired, Self
 
@@ -215,7 +215,23 @@ class SearchSpace(ContractModel):
     offer a choice)."""
 
 
-class TuneConfig(ContractModel):
+class TuningBudget(ContractModel):
+    """What tuning may vary and how long it may take: the same in its own pod (TuneConfig) and inside the training
+    process (TrainConfig.tuning)."""
+
+    search: SearchSpace = SearchSpace()
+    max_trials: int = Field(default=12, ge=1)
+    time_budget_seconds: float = Field(default=120, gt=0)
+    cpu_budget: float | None = None
+    """CPUs the container may use; read from its cgroup quota when unset."""
+    memory_budget_bytes: int | None = None
+    """Memory the container may use; read from its cgroup limit when unset."""
+    budget_share: float = Field(default=0.1, gt=0, le=1)
+    """Share of the estimated training time tuning may spend (at least `min_budget_seconds`)."""
+    min_budget_seconds: float = Field(default=30, gt=0)
+
+
+class TuneConfig(TuningBudget):
     """Input of `yolo-workload tune`."""
 
     model: ModelSource
@@ -224,21 +240,11 @@ class TuneConfig(ContractModel):
     data: DataSource
     imgsz: int = Field(default=640, ge=32)
     gpus: int = Field(default=1, ge=0)
-    search: SearchSpace = SearchSpace()
-    max_trials: int = Field(default=12, ge=1)
-    time_budget_seconds: float = Field(default=120, gt=0)
-    cpu_budget: float | None = None
-    """CPUs the container may use; read from its cgroup quota when unset."""
-    memory_budget_bytes: int | None = None
-    """Memory the container may use; read from its cgroup limit when unset."""
     output_dir: str
     termination_log: str = DEFAULT_TERMINATION_LOG
     seed: int = 0
     epochs: int | None = Field(default=None, ge=1)
     """Epochs the tuned training will run: with the first trial's speed, it sizes the budget (None: the cap only)."""
-    budget_share: float = Field(default=0.1, gt=0, le=1)
-    """Share of the estimated training time tuning may spend (at least `min_budget_seconds`)."""
-    min_budget_seconds: float = Field(default=30, gt=0)
     cuda_graphs: bool = True
     """Replay the model's training forward and backward as CUDA graphs on one GPU (train/graphs.py): the same
     computation with far fewer kernel launches; a capture that fails, a CPU or several GPUs train as before. With
@@ -369,10 +375,19 @@ class TrainConfig(ContractModel):
     """Run folder: `weights/last.pt` and `weights/best.pt` land here; a restart resumes from last.pt."""
     metrics_port: int | None = TRAIN_METRICS_PORT
     termination_log: str = DEFAULT_TERMINATION_LOG
+    tuning: TuningBudget | None = None
+    """Tune inside this process before training (tune/in_training.py): each trial is the training's own trainer
+    and the last one goes on as the training, so no second process, data load or CUDA start is paid. Tuning's
+    choice then replaces batch, workers, amp, cache, augmentation (unless `search.augmentation` is None: this
+    config's own), norm_batch and warmup_batch; it is reported in TrainSummary.tuning. A single GPU or the CPU
+    (several GPUs train in DDP subprocesses: tune in a pod of its own). A restart that finds a checkpoint resumes it
+    with the choice recorded beside it."""
 
     @model_validator(mode="after")
     def _data_task(self) -> Self:
         _check_data_task(self.task, self.data)
+        if self.tuning is not None and self.gpus > 1:
+            raise ValueError("tuning: tuning inside training needs one GPU or the CPU (gpus <= 1)")
         if self.augmentation == "gpu" and (problem := gpu_augmentation_problem(self.task, self.extra_args)):
             raise ValueError(problem)
         return self
@@ -436,6 +451,8 @@ class TrainSummary(ContractModel):
     metrics: FinalMetrics = FinalMetrics()
     images_per_second: float | None = None
     resumed: bool = False
+    tuning: TuneResult | None = None
+    """What tuning inside the training process chose (TrainConfig.tuning; trials trimmed to fit the message)."""
 
 
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
@@ -605,3 +622,18 @@ def encode_result(result: BaseModel) -> str:
     if len(text.encode()) > TERMINATION_MESSAGE_LIMIT:
         raise ValueError(f"result is {len(text.encode())} bytes, over the {TERMINATION_MESSAGE_LIMIT}-byte limit")
     return text
+
+
+def encode_with_trials(tuning: TuneResult, message: Callable[[TuneResult], BaseModel]) -> str:
+    """`message(tuning)` as a termination message with all of tuning's trials if they fit, else its fastest ones
+    (a quarter fewer at a time, in their order; the chosen setting's figure stays in the result itself)."""
+    trials = list(tuning.trials)
+    while True:
+        try:
+            return encode_result(message(tuning.model_copy(update={"trials": trials})))
+        except ValueError:
+            if len(trials) <= 1:
+                trials = []
+                return encode_result(message(tuning.model_copy(update={"trials": trials})))
+            ranked = sorted(trials, key=lambda t: -(t.ips or -1.0))
+            trials = sorted(ranked[: max(1, len(ranked) * 3 // 4)], key=lambda t: t.n)

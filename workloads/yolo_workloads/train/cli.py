@@ -16,6 +16,7 @@ import argparse
 import csv
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,9 @@ from yolo_workloads.contract import (
     FinalMetrics,
     TrainConfig,
     TrainSummary,
+    TuneResult,
     encode_result,
+    encode_with_trials,
 )
 from yolo_workloads.train.runtime import EXIT_USER_ERROR, UserError, load_config, report_error
 
@@ -72,7 +75,7 @@ def _train(config: TrainConfig) -> int:
 
     from yolo_workloads import system
     from yolo_workloads.train.metrics import TrainTelemetry, read_throughput
-    from yolo_workloads.train.runtime import check_model_task, device_string, ultralytics_cache, use_the_cpu_budget
+    from yolo_workloads.train.runtime import check_model_task, device_string, use_the_cpu_budget
 
     check_model_task(config.task, config.model)
 
@@ -80,12 +83,80 @@ def _train(config: TrainConfig) -> int:
     epoch = _checkpoint_epoch(last, torch)
     if epoch == -1:  # training finished, only the summary was lost
         return _finish(config, _summary(config, out, None, resumed=True))
-    resumed = epoch is not None
     device = device_string(config.gpus)
     threads = use_the_cpu_budget(device, system.cpu_budget())
     if threads is not None:
         print(f"training on the CPU with {threads} torch threads (the CPU budget)", file=sys.stderr)
-    overrides: dict[str, Any] = {
+    telemetry = TrainTelemetry(config.metrics_port, str(out), config.task)
+    tuned: _TunedHere | None = None
+    if config.tuning is not None:
+        settled = _tune_here(config, out, epoch, yaml_path, info.train_images, device, telemetry)
+        if isinstance(settled, int):
+            return settled  # no feasible setting (reported)
+        tuned, config, epoch = settled, settled.config, settled.epoch
+        if tuned.trainer is not None:  # the chosen trial trained on to the end
+            summary = _summary(config, out, tuned.trainer, resumed=False)
+            summary = summary.model_copy(update={"images_per_second": read_throughput(out)})
+            return _finish(config, summary, tuned.result)
+    shared_data = tuned.shared_data if tuned is not None else None
+    resumed = epoch is not None
+    overrides = _overrides(config, yaml_path, device, out)
+    if resumed:
+        overrides["resume"] = str(last)
+        print(f"resuming from {last} (epoch {(epoch or 0) + 1} done)", file=sys.stderr)
+    switch = _warmup_switch(config, epoch)
+    if switch is not None:
+        print(f"warm-up: epochs 1-{switch} at batch {config.warmup_batch}, then batch {config.batch}", file=sys.stderr)
+        warmup = {**overrides, "batch": config.warmup_batch}
+        _run_trainer(config, out, warmup, telemetry, stop_after=switch, cls=shared_data)
+        overrides["resume"] = str(last)  # the warm-up's last checkpoint, continued at the tuned batch
+    trainer = _run_trainer(config, out, overrides, telemetry, cls=shared_data)
+    summary = _summary(config, out, trainer, resumed=resumed)
+    summary = summary.model_copy(update={"images_per_second": read_throughput(out)})
+    return _finish(config, summary, tuned.result if tuned is not None else None)
+
+
+@dataclass
+class _TunedHere:
+    """TrainConfig.tuning settled: the config with the choice, the epoch to resume (None: start), and the
+    trainer that already trained (None: train now, with `shared_data`, the trainer class reusing the trials' data)."""
+
+    config: TrainConfig
+    result: TuneResult
+    epoch: int | None
+    trainer: Any = None
+    shared_data: type[Any] | None = None
+
+
+def _tune_here(
+    config: TrainConfig, out: Path, epoch: int | None, yaml_path: Path, n_train: int, device: str, telemetry: Any
+) -> _TunedHere | int:
+    """Tuning inside this process (tune/in_training.py), or the choice an earlier pod of this run recorded beside
+    its checkpoint; an exit code when no setting is feasible."""
+    from yolo_workloads.tune import in_training
+    from yolo_workloads.tune.study import NoFeasibleSetting
+
+    recorded = in_training.recorded_choice(config) if epoch is not None else None
+    if recorded is not None:
+        return _TunedHere(in_training.chosen_config(config, recorded), recorded, epoch)
+    if epoch is not None:  # a checkpoint without a recorded choice: a trial's, written before tuning chose
+        print("weights/last.pt was written by a tuning trial; tuning again", file=sys.stderr)
+        in_training.clean(out)
+    try:
+        overrides = _overrides(config, yaml_path, device, out)
+        tuned = in_training.tune_then_train(config, yaml_path, n_train, overrides, telemetry)
+    except NoFeasibleSetting as e:
+        report_error(config.termination_log, str(e))
+        return 1
+    shared = None if tuned.trainer is not None else in_training.shared_data_trainer(tuned.config)
+    return _TunedHere(tuned.config, tuned.result, None, tuned.trainer, shared)
+
+
+def _overrides(config: TrainConfig, yaml_path: Path, device: str, out: Path) -> dict[str, Any]:
+    """Ultralytics' arguments for this training (without `resume`)."""
+    from yolo_workloads.train.runtime import ultralytics_cache
+
+    return {
         # Ultralytics defaults to deterministic=True, which pins cuDNN to deterministic kernels and costs speed;
         # reproducible runs ask for it in extraArgs.
         "deterministic": False,
@@ -109,19 +180,6 @@ def _train(config: TrainConfig) -> int:
         "exist_ok": True,
         "save_dir": str(out),
     }
-    if resumed:
-        overrides["resume"] = str(last)
-        print(f"resuming from {last} (epoch {(epoch or 0) + 1} done)", file=sys.stderr)
-    telemetry = TrainTelemetry(config.metrics_port, str(out), config.task)
-    switch = _warmup_switch(config, epoch)
-    if switch is not None:
-        print(f"warm-up: epochs 1-{switch} at batch {config.warmup_batch}, then batch {config.batch}", file=sys.stderr)
-        _run_trainer(config, out, {**overrides, "batch": config.warmup_batch}, telemetry, stop_after=switch)
-        overrides["resume"] = str(last)  # the warm-up's last checkpoint, continued at the tuned batch
-    trainer = _run_trainer(config, out, overrides, telemetry)
-    summary = _summary(config, out, trainer, resumed=resumed)
-    summary = summary.model_copy(update={"images_per_second": read_throughput(out)})
-    return _finish(config, summary)
 
 
 class _WarmupDone(Exception):
@@ -141,10 +199,15 @@ def _warmup_switch(config: TrainConfig, epoch: int | None) -> int | None:
 
 
 def _run_trainer(
-    config: TrainConfig, out: Path, overrides: dict[str, Any], telemetry: Any, stop_after: int | None = None
+    config: TrainConfig,
+    out: Path,
+    overrides: dict[str, Any],
+    telemetry: Any,
+    stop_after: int | None = None,
+    cls: type[Any] | None = None,
 ) -> Any:
-    """One Ultralytics training with the task's trainer; with `stop_after`, it ends once that many epochs are done
-    and checkpointed."""
+    """One Ultralytics training with the task's trainer (`cls`: a subclass of it); with `stop_after`, it ends once
+    that many epochs are done and checkpointed."""
     import gc
 
     import torch
@@ -154,7 +217,7 @@ def _run_trainer(
     from yolo_workloads.train.trainer import trainer_class
 
     cfg = {**DEFAULT_CFG_DICT, "save_dir": str(out)}  # save_dir is no default key; declare it to pass alignment
-    trainer = trainer_class(config.task, config.augmentation)(cfg=cfg, overrides=overrides)
+    trainer = (cls or trainer_class(config.task, config.augmentation))(cfg=cfg, overrides=overrides)
     telemetry.register(trainer)
     host_waits.install_with_graphs(trainer, config.cuda_graphs, str(overrides.get("device", "")), config.gpus)
     norm_groups.install_when_usable(trainer, config.norm_batch, int(overrides["batch"]), config.gpus)
@@ -231,10 +294,15 @@ def _results(out: Path) -> list[dict[str, str]]:
     return list(by_epoch.values())
 
 
-def _finish(config: TrainConfig, summary: TrainSummary) -> int:
+def _finish(config: TrainConfig, summary: TrainSummary, tuning: TuneResult | None = None) -> int:
+    """The summary (with what tuning inside training chose) to the run folder, the termination message, stdout."""
     from yolo_workloads.train.runtime import write_termination
 
-    text = encode_result(summary)
+    if tuning is not None:
+        summary = summary.model_copy(update={"tuning": tuning})
+        text = encode_with_trials(tuning, lambda trimmed: summary.model_copy(update={"tuning": trimmed}))
+    else:
+        text = encode_result(summary)
     out = Path(config.output_dir)
     (out / SUMMARY_FILE).write_text(json.dumps(summary.model_dump(mode="json"), indent=2) + "\n")
     write_termination(config.termination_log, text)

@@ -89,6 +89,14 @@ class TrainTelemetry:
         self._run_seconds = 0.0
         self._batches = 0
 
+    def forget_run(self) -> None:
+        """A tuning trial that trained into the run folder stopped (tune/in_training.py): its images and seconds
+        leave the run's throughput; the metrics server, once started, stays."""
+        started = self._started
+        self._reset()
+        self._started = started
+        (Path(self.output_dir) / THROUGHPUT_FILE).unlink(missing_ok=True)
+
     def __getstate__(self) -> dict[str, Any]:
         return {"port": self.port, "output_dir": self.output_dir, "task": self.task}
 

@@ -14,10 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from yolo_workloads.contract import TuneConfig, TuneResult, encode_result
+from yolo_workloads.contract import TuneConfig, TuneResult, encode_with_trials
 from yolo_workloads.train.runtime import EXIT_USER_ERROR, UserError, load_config, report_error
-
-RESULT_FILE = "tune_result.json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +50,7 @@ def _tune(config: TuneConfig) -> int:
     from yolo_workloads.train.runtime import check_model_task
 
     check_model_task(config.task, config.model)
-    from yolo_workloads.tune.study import NoFeasibleSetting, run_study
+    from yolo_workloads.tune.study import RESULT_FILE, NoFeasibleSetting, run_study
 
     try:
         result, detail = run_study(config, yaml_path, info.train_images, start)
@@ -72,12 +70,4 @@ def _tune(config: TuneConfig) -> int:
 
 def compact(result: TuneResult) -> str:
     """The result as a termination message: all trials if they fit, else the best ones."""
-    trials = list(result.trials)
-    while True:
-        try:
-            return encode_result(result.model_copy(update={"trials": trials}))
-        except ValueError:
-            ranked = sorted(trials, key=lambda t: -(t.ips or -1.0))
-            trials = sorted(ranked[: max(1, len(ranked) * 3 // 4)], key=lambda t: t.n)
-            if len(trials) == 1:
-                return encode_result(result.model_copy(update={"trials": trials}))
+    return encode_with_trials(result, lambda trimmed: trimmed)

@@ -19,6 +19,9 @@ make naive timing wrong, and are handled here:
   switched off and an OOM marks the trial infeasible.
 
 Datasets are built once per process and shared by all trials (the label scan and the RAM cache are the slow part).
+
+A trial may also be the training itself (`TrainingTrial`, tune/in_training.py): built with training's arguments, and
+once measured the study decides whether it trains on (the meter lets go) or stops like any other trial.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import gc
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -35,7 +39,7 @@ from typing import Any, ClassVar
 from yolo_workloads.contract import Task
 from yolo_workloads.tune.search import TrialSettings
 
-__all__ = ["Measurement", "TrialPruned", "TrialSettings", "Window", "run_trial"]
+__all__ = ["Measurement", "TrainingTrial", "TrialPruned", "TrialSettings", "Window", "run_trial"]
 
 FAULT_ENV = "YOLO_TUNE_INJECT_FAULT"
 """Test hook: `oom:N` or `dataloader:N` makes trial N (1-based) fail that way at its first batch."""
@@ -68,6 +72,22 @@ class Measurement:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class TrainingTrial:
+    """A trial run as the training itself: training's Ultralytics arguments (the trial's settings replace batch,
+    workers, amp and cache), asked once measured whether it trains on."""
+
+    overrides: dict[str, Any]
+    """Training's arguments; `save_dir` is the run folder the trial trains into."""
+    install: Callable[[Any], None]
+    """Training's own callbacks on each trial's trainer (its telemetry)."""
+    go_on: Callable[[Measurement, Any], bool]
+    """Called with the measurement and the trainer once the trial is measured: True lets it train on to the end
+    (its failures are then training's own and propagate); False stops it like any trial."""
+    clean: Callable[[], None]
+    """Removes what a stopped trial wrote into the run folder (an epoch's checkpoint and results row)."""
+
+
 class _Stop(Exception):
     """Raised from a callback to end a trial once its measurement is complete."""
 
@@ -92,8 +112,18 @@ def injected_fault(trial_number: int) -> str | None:
 class _Meter:
     """Callbacks timing batches; reports running images/s to Optuna for pruning."""
 
-    def __init__(self, window: Window, batch: int, workers: int, report: Any, fault: str | None) -> None:
-        self.window, self.batch, self.report, self.fault = window, batch, report, fault
+    def __init__(
+        self,
+        window: Window,
+        batch: int,
+        workers: int,
+        report: Any,
+        fault: str | None,
+        go_on: Callable[[Measurement, Any], bool] | None = None,
+    ) -> None:
+        self.window, self.batch, self.report, self.fault, self.go_on = window, batch, report, fault, go_on
+        self.started = time.monotonic()
+        self.released = False  # the trial trains on: every callback returns at once
         self.round = max(1, workers)
         self.warmup_batches = max(window.warmup_min_batches, self.round)
         self.measure_batches = self.round * max(window.measure_rounds, -(-window.measure_min_batches // self.round))
@@ -112,6 +142,8 @@ class _Meter:
         self.paused_at: float | None = None
 
     def on_train_epoch_start(self, trainer: Any) -> None:
+        if self.released:
+            return
         trainer._oom_retries = 1 << 30  # no silent batch halving inside a trial
         if not self.warm_start:
             self.warm_start = time.monotonic()
@@ -128,6 +160,8 @@ class _Meter:
             self.paused_at = None
 
     def on_train_batch_start(self, trainer: Any) -> None:
+        if self.released:
+            return
         if self.phase == "measure" and self.epoch_batches > 1 and self.index == self.epoch_batches - 1:
             _sync(trainer)  # the window pauses until the next epoch starts
             self.paused_at = time.monotonic()
@@ -140,6 +174,8 @@ class _Meter:
         self._prev_start = self.batch_start
 
     def on_train_batch_end(self, trainer: Any) -> None:
+        if self.released:
+            return
         if self.fault == "oom":
             import torch
 
@@ -157,7 +193,8 @@ class _Meter:
                 self._end_pause(trainer)
                 if self.result.measured_batches >= 2:
                     self._finish(trainer)
-                raise _Stop
+                if not self.released:
+                    raise _Stop
             return
         if self.phase == "warmup":
             self.result.warmup_batches += 1
@@ -180,17 +217,28 @@ class _Meter:
             elapsed >= w.measure_max_seconds and (whole_rounds or n > 2 * self.measure_batches)
         ):
             self._finish(trainer)
+            return
         if now >= w.deadline:
             if n >= 2:
                 self._finish(trainer)
-            raise _Stop
+            if not self.released:
+                raise _Stop
 
     def _finish(self, trainer: Any) -> None:
+        """The measurement is complete: the trial stops (raises _Stop) unless `go_on` lets it train on."""
         _sync(trainer)
-        seconds = time.monotonic() - self.t0 - self.left_out
-        self.result.measured_seconds = seconds
-        self.result.ips = self.result.measured_batches * self.batch / seconds
-        self.result.data_wait_fraction = self.wait_total / seconds
+        now = time.monotonic()
+        seconds = now - self.t0 - self.left_out
+        r = self.result
+        r.measured_seconds = seconds
+        r.ips = r.measured_batches * self.batch / seconds
+        r.data_wait_fraction = self.wait_total / seconds
+        r.seconds = now - self.started
+        r.setup_seconds = max(0.0, self.warm_start - self.started)
+        if self.go_on is not None and self.go_on(r, trainer):
+            self.released = True
+            trainer._oom_retries = 0  # Ultralytics' own first-epoch OOM handling again
+            return
         raise _Stop
 
 
@@ -202,7 +250,7 @@ def _sync(trainer: Any) -> None:
 
 
 @functools.cache
-def _tune_trainer_class(task: Task = "detect", augmentation: str = "cpu") -> type:
+def shared_data_trainer_class(task: Task = "detect", augmentation: str = "cpu") -> type:
     """The task's trainer (the one training will run), building each dataset once per process."""
     from yolo_workloads.train.trainer import trainer_class
 
@@ -242,25 +290,135 @@ def run_trial(
     cuda_graphs: bool = True,
     augmentation: str = "cpu",
     norm_batch: int | None = None,
+    training: TrainingTrial | None = None,
 ) -> Measurement:
-    """Train with `settings` until measured; never raises for OOM, dataloader or trainer failures."""
-    import torch
+    """Train with `settings` until measured; never raises for OOM, dataloader or trainer failures of the trial.
+    With `training`, a trial that goes on trains to the end: `extra["trainer"]` holds its trainer (also when the
+    training ended before the measurement did), and a failure after it went on propagates."""
     from ultralytics.utils import DEFAULT_CFG_DICT
 
+    start = time.monotonic()
+    trainer_class: Any = shared_data_trainer_class(task, augmentation)
+    trainer_class.train_build_seconds = 0.0
+    trainer = None
+    meter = _Meter(window, settings.batch, settings.workers, report, injected_fault(number))
+    meter.started = start
+    if training is not None:
+        meter.go_on = _asking(training, trainer_class)
+    run_dir = work_dir / f"trial{number}"
+    overrides = _trial_overrides(settings, model, data, imgsz, device, work_dir, run_dir)
+    if training is not None:
+        run_dir = Path(training.overrides["save_dir"])
+        overrides = {**training.overrides, **_settings_overrides(settings)}
+    result = meter.result
+    try:
+        trainer = trainer_class(cfg={**DEFAULT_CFG_DICT, "save_dir": str(run_dir)}, overrides=overrides)
+        for event in ("on_train_epoch_start", "on_train_batch_start", "on_train_batch_end"):
+            trainer.add_callback(event, getattr(meter, event))
+        _as_training_runs(trainer, cuda_graphs, device, norm_batch, settings.batch, training)
+        trainer.train()
+        if training is None:
+            result.state, result.error = "infeasible", "training ended before the measurement"
+        else:  # it trained to the end: released after its measurement, or a training shorter than one
+            result.extra["trainer"] = trainer
+    except _Stop:
+        if result.ips is None:
+            result.state, result.error = "infeasible", "time budget ran out during warm-up"
+    except TrialPruned:
+        result.state = "pruned"
+    except Exception as e:
+        if meter.released:
+            raise  # training's own failure, after the trial went on
+        result.state, result.error = "infeasible", _failure(e)
+    finally:
+        _end(trainer, meter, start)
+        del trainer
+        if "trainer" not in result.extra:
+            _release_memory()
+            if training is None:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            else:
+                training.clean()
+    if not meter.released:
+        result.seconds = time.monotonic() - start
+    result.extra["train_build_seconds"] = trainer_class.train_build_seconds
+    return result
+
+
+def _as_training_runs(
+    trainer: Any, cuda_graphs: bool, device: str, norm_batch: int | None, batch: int, training: TrainingTrial | None
+) -> None:
+    """A trial measures what training will run: its CUDA graphs and norm groups (and, as the training, its
+    callbacks)."""
     from yolo_workloads.train import host_waits, norm_groups
 
-    start = time.monotonic()
-    meter = _Meter(window, settings.batch, settings.workers, report, injected_fault(number))
-    run_dir = work_dir / f"trial{number}"
-    overrides = {
-        "model": model,
-        "data": data,
-        "imgsz": imgsz,
+    host_waits.install_with_graphs(trainer, cuda_graphs, device, 1)
+    norm_groups.install_when_usable(trainer, norm_batch, batch, 1)
+    if training is not None:
+        training.install(trainer)
+
+
+def _asking(training: TrainingTrial, trainer_class: Any) -> Callable[[Measurement, Any], bool]:
+    """`training.go_on`, told the data set's build time first (the study weighs the RAM cache's fill by it)."""
+
+    def go_on(m: Measurement, trainer: Any) -> bool:
+        m.extra["train_build_seconds"] = trainer_class.train_build_seconds
+        return training.go_on(m, trainer)
+
+    return go_on
+
+
+def _failure(error: Exception) -> str:
+    """A failed trial's error: out of memory, the dataloader, or the exception's type, with its first line."""
+    import torch
+
+    text = str(error)
+    kind = "out of memory" if "out of memory" in text.lower() else type(error).__name__
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        kind = "out of memory"
+    elif "DataLoader" in text or "worker" in text.lower():
+        kind = "dataloader"
+    return _short(kind, error)
+
+
+def _end(trainer: Any, meter: _Meter, start: float) -> None:
+    """A trial's trainer is done: its setup time recorded, its loaders' workers stopped."""
+    if trainer is None:
+        return
+    if not meter.released:
+        meter.result.setup_seconds = max(0.0, meter.warm_start - start) if meter.warm_start else 0.0
+    for loader in (getattr(trainer, "train_loader", None), getattr(trainer, "test_loader", None)):
+        if loader is not None and hasattr(loader, "close"):
+            loader.close()  # stop this trial's workers before the next one forks its own
+
+
+def _release_memory() -> None:
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _settings_overrides(settings: TrialSettings) -> dict[str, Any]:
+    return {
         "batch": settings.batch,
         "workers": settings.workers,
         "amp": settings.amp,
-        "deterministic": False,  # as `yolo-workload train` runs unless the spec asks for determinism
         "cache": False if settings.cache == "none" else settings.cache,
+    }
+
+
+def _trial_overrides(
+    settings: TrialSettings, model: str, data: str, imgsz: int, device: str, work_dir: Path, run_dir: Path
+) -> dict[str, Any]:
+    """A trial of its own: no validation, no checkpoints, epochs enough to keep a tiny data set's loader going."""
+    return {
+        "model": model,
+        "data": data,
+        "imgsz": imgsz,
+        **_settings_overrides(settings),
+        "deterministic": False,  # as `yolo-workload train` runs unless the spec asks for determinism
         "device": device,
         "epochs": 1000,  # the trial stops itself; many epochs keep the loader running on tiny data sets
         "val": False,
@@ -272,45 +430,6 @@ def run_trial(
         "exist_ok": True,
         "save_dir": str(run_dir),
     }
-    trainer = None
-    result = meter.result
-    trainer_class: Any = _tune_trainer_class(task, augmentation)
-    trainer_class.train_build_seconds = 0.0
-    try:
-        trainer = trainer_class(cfg={**DEFAULT_CFG_DICT, "save_dir": str(run_dir)}, overrides=overrides)
-        for event in ("on_train_epoch_start", "on_train_batch_start", "on_train_batch_end"):
-            trainer.add_callback(event, getattr(meter, event))
-        host_waits.install_with_graphs(trainer, cuda_graphs, device, 1)  # a trial measures what training will run
-        norm_groups.install_when_usable(trainer, norm_batch, settings.batch, 1)
-        trainer.train()
-        result.state, result.error = "infeasible", "training ended before the measurement"
-    except _Stop:
-        if result.ips is None:
-            result.state, result.error = "infeasible", "time budget ran out during warm-up"
-    except torch.cuda.OutOfMemoryError as e:
-        result.state, result.error = "infeasible", _short("out of memory", e)
-    except TrialPruned:
-        result.state = "pruned"
-    except Exception as e:
-        text = str(e)
-        kind = "out of memory" if "out of memory" in text.lower() else type(e).__name__
-        if "DataLoader" in text or "worker" in text.lower():
-            kind = "dataloader"
-        result.state, result.error = "infeasible", _short(kind, e)
-    finally:
-        if trainer is not None:
-            result.setup_seconds = max(0.0, meter.warm_start - start) if meter.warm_start else 0.0
-            for loader in (getattr(trainer, "train_loader", None), getattr(trainer, "test_loader", None)):
-                if loader is not None and hasattr(loader, "close"):
-                    loader.close()  # stop this trial's workers before the next one forks its own
-        del trainer
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        shutil.rmtree(run_dir, ignore_errors=True)
-    result.seconds = time.monotonic() - start
-    result.extra["train_build_seconds"] = trainer_class.train_build_seconds
-    return result
 
 
 def _short(kind: str, error: BaseException) -> str:

@@ -9,6 +9,9 @@ crash) are recorded as infeasible and the climb steps away from them; hopeless o
 
 Batch sizes are limited to those that keep the defaults' optimisation trajectory (tune.trajectory), so the fastest
 setting found trains the same model sooner. The result says what was chosen and why.
+
+Inside the training process (`TrainOn`, tune/in_training.py) each trial is the training's own trainer: once one is
+measured and no further trial would run, the best setting's trainer trains on instead of stopping.
 """
 
 from __future__ import annotations
@@ -17,15 +20,19 @@ import shutil
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from yolo_workloads.contract import Augmentation, TrialResult, TuneConfig, TuneResult
-from yolo_workloads.tune.measure import Measurement, TrialPruned, TrialSettings, Window, run_trial
+from yolo_workloads.tune.measure import Measurement, TrainingTrial, TrialPruned, TrialSettings, Window, run_trial
 from yolo_workloads.tune.search import NOISE, Search, Space, tuning_budget
 from yolo_workloads.tune.space import Bounds
 from yolo_workloads.tune.trajectory import norm_batch
 
+RESULT_FILE = "tune_result.json"
+"""The result with every trial's timings and the search bounds, in the tuning output folder."""
 _FINISH_RESERVE = 3.0  # seconds kept for writing results after the last trial
 _LATER_SETUP = 5.0  # seconds a trial's setup takes once the first trial has paid the one-off costs
 DEFAULT_EPOCHS = 100  # Ultralytics' default, when the config does not say how long training will be
@@ -47,11 +54,41 @@ def _window(on_gpu: bool, deadline: float) -> Window:
     )
 
 
+@dataclass
+class TrainOn:
+    """Trials run as the training itself (tune/in_training.py)."""
+
+    overrides: dict[str, Any]
+    """Training's Ultralytics arguments (measure.TrainingTrial)."""
+    install: Callable[[Any], None]
+    """Training's own callbacks on each trial's trainer."""
+    clean: Callable[[], None]
+    """Removes what a stopped trial wrote into the run folder."""
+    may_continue: Callable[[TrialSettings], bool]
+    """Whether a trial of these settings can be the training (not when its warm-up runs at another batch)."""
+    chosen: Callable[[TuneResult, dict[str, Any]], None]
+    """Told the result and its detail before the chosen trial trains on."""
+
+
 class _Study:
     """The trials of one tuning phase: runs them, records them, and keeps the deadline."""
 
-    def __init__(self, config: TuneConfig, yaml_path: Path, n_train: int, start: float, bounds: Bounds) -> None:
+    def __init__(
+        self,
+        config: TuneConfig,
+        yaml_path: Path,
+        n_train: int,
+        start: float,
+        bounds: Bounds,
+        train_on: TrainOn | None = None,
+    ) -> None:
         self.config, self.yaml_path, self.n_train, self.start, self.bounds = config, yaml_path, n_train, start, bounds
+        self.train_on = train_on
+        self.trainer: Any = None
+        """The trainer that went on as the training and trained to the end (with `train_on`)."""
+        self.trained: TrialSettings | None = None
+        self.concluded: tuple[TuneResult, dict[str, Any]] | None = None
+        """The result as it stood when the chosen trial went on (its duration: tuning's, not training's)."""
         self.epochs = config.epochs or DEFAULT_EPOCHS
         self.search = Search(_space(bounds), images_per_run=float(self.epochs * n_train))
         self.budget = config.time_budget_seconds
@@ -70,12 +107,12 @@ class _Study:
 
     def run(self) -> None:
         """Climb until converged, out of trials or out of time; then settle a near tie by measuring again."""
-        while len(self.records) < self.config.max_trials and self.fits():
+        while len(self.records) < self.config.max_trials and self.fits() and self.trainer is None:
             settings = self.search.next()
             if settings is None:
                 break
             self.measure(settings, repeat=False)
-        while len(self.records) < self.config.max_trials and self.fits():
+        while len(self.records) < self.config.max_trials and self.fits() and self.trainer is None:
             again = self.search.to_repeat()
             if again is None:
                 break
@@ -83,16 +120,37 @@ class _Study:
             self.measure(again, repeat=True)
         shutil.rmtree(self.work_dir, ignore_errors=True)
 
+    def another_trial(self) -> bool:
+        """Whether `run` would start another trial now."""
+        if len(self.records) >= self.config.max_trials or not self.fits():
+            return False
+        return self.search.next() is not None or self.search.to_repeat() is not None
+
     def measure(self, settings: TrialSettings, repeat: bool) -> Measurement:
         """One trial (a repeat is never pruned), recorded, logged, and fed to the search."""
         number = len(self.records) + 1
         last_value: list[float] = []
+        settled: list[Measurement] = []
 
         def report(value: float, step: int) -> None:
             last_value.append(value)
             if not repeat and self.search.should_prune(value, step, settings.workers):
                 raise TrialPruned(f"{value:.1f} images/s is hopeless next to the best so far")
 
+        def go_on(m: Measurement, trainer: Any) -> bool:
+            """Measured: recorded now; it trains on when it is the best and no further trial would run."""
+            settled.append(m)
+            self._settle(number, settings, m, repeat, last_value)
+            assert self.train_on is not None
+            if not self.train_on.may_continue(settings) or self.search.best() != settings or self.another_trial():
+                return False
+            self.concluded = self.conclude(settings)
+            self.train_on.chosen(*self.concluded)
+            return True
+
+        training = None
+        if self.train_on is not None:
+            training = TrainingTrial(self.train_on.overrides, self.train_on.install, go_on, self.train_on.clean)
         result = run_trial(
             number,
             settings,
@@ -106,8 +164,19 @@ class _Study:
             task=self.config.task,
             cuda_graphs=self.config.cuda_graphs,
             augmentation=settings.augmentation,
-            norm_batch=norm_batch(self.config.search.batch_rule, settings.batch, self.config.gpus),
+            norm_batch=trial_norm_batch(self.config, settings.batch),
+            training=training,
         )
+        if "trainer" in result.extra:
+            self.trainer, self.trained = result.extra.pop("trainer"), settings
+        if not settled:
+            self._settle(number, settings, result, repeat, last_value)
+        return result
+
+    def _settle(
+        self, number: int, settings: TrialSettings, result: Measurement, repeat: bool, last_value: list[float]
+    ) -> None:
+        """A trial's outcome, into the search and the records."""
         if result.state == "pruned":
             result.ips = last_value[-1] if last_value else None
         self._learn_one_off(settings, float(result.extra.get("train_build_seconds", 0.0)))
@@ -115,7 +184,6 @@ class _Study:
         self._record(number, settings, result, repeat)
         if result.state == "ok" and not self.budget_fitted:
             self._fit_budget()
-        return result
 
     def _learn_one_off(self, settings: TrialSettings, build_seconds: float) -> None:
         """The RAM cache's fill, which training pays again: its build time beyond that of an uncached set."""
@@ -176,22 +244,71 @@ class _Study:
     def reason(self, chosen: TrialSettings) -> str:
         """Why `chosen`: the batch rule, the objective, the budget, repeats; short enough for the status."""
         one_off = self.search.one_off_seconds.get(chosen.cache, 0.0)
-        ips = statistics.median(self.search.figures[chosen])
+        if chosen in self.search.figures:
+            ips = statistics.median(self.search.figures[chosen])
+            objective = (
+                f"fastest estimated training: {self.estimate(chosen):.0f} s = {self.epochs} epochs x {self.n_train} "
+                f"images at {ips:.0f} images/s" + (f" + {one_off:.0f} s RAM cache fill" if one_off >= 0.5 else "")
+            )
+        else:
+            objective = "training ended during its first trial, before the measurement did"
         parts = [
             self.bounds.batch_reason,
             self.bounds.augmentation_note or _augmentation_words(chosen, self.bounds, list(self.search.figures)),
-            f"fastest estimated training: {self.estimate(chosen):.0f} s = {self.epochs} epochs x {self.n_train} "
-            f"images at {ips:.0f} images/s" + (f" + {one_off:.0f} s RAM cache fill" if one_off >= 0.5 else ""),
+            objective,
             f"{_plural(len(self.search.tried), 'setting')} measured in {time.monotonic() - self.start:.0f} s of a "
             f"{self.budget:.0f} s budget" + ("; climb converged" if self.search.next() is None else ""),
         ]
         if self.repeated:
             again = ", ".join(f"batch {s.batch} workers {s.workers} cache {s.cache}" for s in self.repeated)
             parts.append(f"re-measured {again}: the best two were within {NOISE:.0%}")
+        if self.train_on is not None:
+            parts.append("tuned inside the training process: the chosen trial went on as the training")
         return _clip("; ".join(p for p in parts if p))
+
+    def conclude(self, chosen: TrialSettings) -> tuple[TuneResult, dict[str, Any]]:
+        """The result of choosing `chosen`, and its detail (every trial's timings, the bounds, the budget)."""
+        from yolo_workloads import system
+
+        ranks = max(1, self.config.gpus) if self.on_gpu else 1
+        figures = self.search.figures.get(chosen)
+        result = TuneResult(
+            batch=chosen.batch * ranks,  # Ultralytics' batch is the total over DDP ranks
+            workers=chosen.workers,
+            amp=chosen.amp,
+            cache=chosen.cache,
+            augmentation=_on_the_gpu(chosen.augmentation),
+            images_per_second=round(statistics.median(figures), 1) if figures else None,
+            duration_seconds=round(time.monotonic() - self.start, 1),
+            trials=self.records,
+            gpu_product=system.gpu_product() if self.on_gpu else None,
+            cpu_budget=self.bounds.detail.get("cpu_budget"),
+            device="cuda" if self.on_gpu else "cpu",
+            reason=self.reason(chosen),
+        )
+        detail = {
+            "bounds": self.bounds.as_dict(),
+            "trials": self.details,
+            "ranks": ranks,
+            "per_rank_batch": chosen.batch,
+            "budget_seconds": round(self.budget, 1),
+            "estimated_training_seconds": round(self.estimate(chosen), 1) if figures else None,
+            "one_off_seconds": self.search.one_off_seconds,
+        }
+        return result, detail
 
 
 def run_study(config: TuneConfig, yaml_path: Path, n_train: int, start: float) -> tuple[TuneResult, dict[str, Any]]:
+    """Tuning in a process of its own (`yolo-workload tune`): the best setting measured, and the detail."""
+    result, detail, _ = run_study_training(config, yaml_path, n_train, start, None)
+    return result, detail
+
+
+def run_study_training(
+    config: TuneConfig, yaml_path: Path, n_train: int, start: float, train_on: TrainOn | None
+) -> tuple[TuneResult, dict[str, Any], Any]:
+    """The study, with its trials run as the training itself when `train_on` is given; the third value is then
+    the trainer that went on and trained to the end (None: train the chosen setting anew)."""
     import torch
 
     from yolo_workloads import system
@@ -208,37 +325,25 @@ def run_study(config: TuneConfig, yaml_path: Path, n_train: int, start: float) -
     )
     _log(f"tune: {bounds.batch_reason}")
     if _space(bounds).size() == 1:
-        return _only_setting(bounds, start, on_gpu, cpu_budget, ranks)
-    study = _Study(config, yaml_path, n_train, start, bounds)
+        result, detail = _only_setting(bounds, start, on_gpu, cpu_budget, ranks)
+        return result, detail, None
+    study = _Study(config, yaml_path, n_train, start, bounds, train_on)
     study.run()
+    if study.trained is not None:
+        return *(study.concluded or study.conclude(study.trained)), study.trainer
     chosen = study.search.best()
     if chosen is None:
         reasons = "; ".join(f"#{r.n} {r.error}" for r in study.records) or "no trial fitted in the time budget"
         raise NoFeasibleSetting(f"tune: no feasible setting ({reasons})"[:1000])
-    result = TuneResult(
-        batch=chosen.batch * ranks,  # Ultralytics' batch is the total over DDP ranks
-        workers=chosen.workers,
-        amp=chosen.amp,
-        cache=chosen.cache,
-        augmentation=_on_the_gpu(chosen.augmentation),
-        images_per_second=round(statistics.median(study.search.figures[chosen]), 1),
-        duration_seconds=round(time.monotonic() - start, 1),
-        trials=study.records,
-        gpu_product=system.gpu_product() if on_gpu else None,
-        cpu_budget=cpu_budget,
-        device="cuda" if on_gpu else "cpu",
-        reason=study.reason(chosen),
-    )
-    detail = {
-        "bounds": bounds.as_dict(),
-        "trials": study.details,
-        "ranks": ranks,
-        "per_rank_batch": chosen.batch,
-        "budget_seconds": round(study.budget, 1),
-        "estimated_training_seconds": round(study.estimate(chosen), 1),
-        "one_off_seconds": study.search.one_off_seconds,
-    }
-    return result, detail
+    return *study.conclude(chosen), None
+
+
+def trial_norm_batch(config: TuneConfig, batch: int) -> int | None:
+    """The batch-norm group a trial (and the training it tunes) uses: the batch rule's, never for the user's own
+    batch (no rule applies to it)."""
+    if config.search.fixed_batch is not None:
+        return None
+    return norm_batch(config.search.batch_rule, batch, config.gpus)
 
 
 def _only_setting(
