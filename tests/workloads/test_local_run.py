@@ -220,6 +220,31 @@ def test_a_job_augmenting_on_the_gpu_trains_through_the_same_path(tmp_path: Path
     assert status.progress is not None and status.progress.epoch == 2
 
 
+def test_a_job_tuned_inside_training_runs_one_step_and_reports_the_choice(tmp_path: Path, env: dict[str, str]) -> None:
+    """spec.tuning.inTraining: no tuning step; the training process tunes, and the status shows its choice."""
+    manifest = _manifest(
+        tmp_path / "job.yaml",
+        "in-training",
+        data={"shapes": {"images": 48}},
+        train={"imgsz": 64, "epochs": 12, "extraArgs": {"plots": False}},
+        tuning={"inTraining": True, "maxTrials": 2, "timeBudgetSeconds": 30, "amp": [False], "cache": ["none", "ram"]},
+    )
+    work = tmp_path / "work"
+    done = _run([str(manifest), "--workdir", str(work)], env, tmp_path, timeout=400)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    assert _phases(done.stdout) == ["Training", "Succeeded"]  # no tuning pod
+    assert "tuning inside the training process first" in done.stdout
+    status = YoloTrainJobStatus.model_validate(yaml.safe_load((work / "status.yaml").read_text()))
+    assert status.tuning is not None and status.tuning.source == "Measured"
+    assert status.tuning.trials is not None and 1 <= status.tuning.trials <= 2
+    assert {c.type: (c.status, c.reason) for c in status.conditions or []}["Tuned"] == ("True", "Measured")
+    assert status.progress is not None and status.progress.epoch == 12
+    assert "trial  batch  workers" in done.stdout  # the trials table, from the training's summary
+    summary = yaml.safe_load((work / "training" / "summary.json").read_text())
+    assert summary["tuning"]["batch"] == status.tuning.batch
+
+
 def test_bad_manifest_names_the_fields(tmp_path: Path, env: dict[str, str]) -> None:
     manifest = _manifest(tmp_path / "bad.yaml", "bad", train={"imgsz": 65, "epochs": 0})
     done = _run([str(manifest)], env, tmp_path, timeout=60)

@@ -205,6 +205,12 @@ class Tuning(ApiModel):
     the first trial predicts (30 s at least), so that it pays for itself."""
     reuse: Literal["IfAvailable", "Never"] = "IfAvailable"
     """Reuse a cached result for the same GPU product, model, image size, data size and CPU budget."""
+    in_training: bool = False
+    """Tune inside the training pod instead of a pod of its own: each trial is the training's own trainer, and the
+    chosen one trains on, its measured batches being training's first, so a second pod's start, data load, RAM-cache
+    fill and CUDA start are not paid. The job goes from Pending to Training; `status.tuning` is filled when training
+    ends (and cached for later jobs). One GPU or none (`resources.gpus` <= 1). Measured on one H200 (yolov8n,
+    1,500 images, 30 epochs): the defaults' accuracy in 0.54x their time, against 0.62x with a tuning pod."""
 
 
 class Output(ApiModel):
@@ -342,6 +348,14 @@ class YoloTrainJobSpec(ApiModel):
             "train.extraArgs or offer cpu only",
             check=lambda s: not _asks_gpu_tuning(s) or not gpu_augmentation_lacks(s.train.extra_args or {}),
             field="tuning.augmentation",
+        ),
+        Rule(
+            cel="!has(self.tuning) || !has(self.tuning.inTraining) || !self.tuning.inTraining || "
+            "!has(self.resources) || !has(self.resources.gpus) || self.resources.gpus <= 1",
+            message="tuning.inTraining needs resources.gpus <= 1 (several GPUs train in DDP processes): tune in a pod "
+            "of its own (inTraining false)",
+            check=lambda s: not s.tuning.in_training or s.resources.gpus <= 1,
+            field="tuning.inTraining",
         ),
         *immutable(
             "task", "model", "data", "train", "tuning", "resources", "output", "podOverrides", "sourceCache",

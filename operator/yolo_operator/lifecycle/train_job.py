@@ -31,6 +31,7 @@ is never run again.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -122,6 +123,8 @@ class TrainChoice:
     amp: bool
     cache: str
     augmentation: str = "cpu"
+    in_training: bool = False
+    """Tuning happens inside the training pod (spec.tuning.inTraining): the settings above are placeholders."""
 
     @classmethod
     def from_result(cls, result: TuneResult, spec: YoloTrainJobSpec) -> TrainChoice:
@@ -329,6 +332,9 @@ def _choice_known(draft: _Draft, spec: YoloTrainJobSpec, observed: Observed) -> 
         draft.condition(TUNED, True, "Cache", message)
         draft.events.append(EventNote("Normal", "TuningCacheHit", message))
         return choice
+    if spec.tuning.in_training:
+        draft.condition(TUNED, "Unknown", "TuningInTraining", IN_TRAINING_TEXT)
+        return dataclasses.replace(TrainChoice.fixed(spec), in_training=True)
     tuning = observed.tuning
     if tuning.state != StepState.SUCCEEDED:
         return None
@@ -336,14 +342,24 @@ def _choice_known(draft: _Draft, spec: YoloTrainJobSpec, observed: Observed) -> 
         result = TuneResult.model_validate_json(tuning.message or "")
     except (ValidationError, ValueError) as exc:
         raise _InvalidResult(_validation_summary(exc, tuning.message)) from None
+    return _measured(draft, result, tuning.gpu_product, "")
+
+
+IN_TRAINING_TEXT = "measuring inside the training pod: its first batches are the trials"
+
+
+def _measured(draft: _Draft, result: TuneResult, product: str | None, where: str) -> TrainChoice:
+    """A measured result: into status.tuning, the Tuned condition and event, and the tuning cache."""
+    spec = draft.job.spec
     choice = TrainChoice.from_result(result, spec)
-    product = tuning.gpu_product or result.gpu_product or ("cpu" if spec.resources.gpus == 0 else "unknown")
+    product = product or result.gpu_product or ("cpu" if spec.resources.gpus == 0 else "unknown")
     key = cache_key(spec, product)
     draft.set(tuning=_tuning_status(result, choice, "Measured", key, product))
-    if result.images_per_second is None:  # the bounds allowed one setting: no trial ran
-        message = f"chose {_describe(choice)} on {product} without a trial: the only setting the bounds allow"
+    if result.images_per_second is None:  # the bounds allowed one setting, or training ended within its trial
+        why = "without a trial: the only setting the bounds allow" if not where else "before its trial was measured"
+        message = f"chose {_describe(choice)} on {product}{where} {why}"
     else:
-        message = f"measured {result.images_per_second:.0f} images/s with {_describe(choice)} on {product}"
+        message = f"measured {result.images_per_second:.0f} images/s with {_describe(choice)} on {product}{where}"
     draft.condition(TUNED, True, "Measured", message)
     draft.events.append(EventNote("Normal", "Tuned", message))
     draft.actions.append(WriteCache(key, result))
@@ -444,6 +460,8 @@ def _succeeded(draft: _Draft, seen: StepObservation) -> Decision:
         draft.condition(COMPLETE, True, "Succeeded", note)
         draft.events.append(EventNote("Warning", "NoTrainSummary", note))
         return draft.finish("Succeeded", note)
+    if summary.tuning is not None:  # tuned inside the training pod (spec.tuning.inTraining)
+        _measured(draft, summary.tuning, seen.gpu_product, ", inside the training pod")
     draft.set(
         artifacts=Artifacts(
             best_weights=summary.best_weights,

@@ -222,13 +222,21 @@ class TrainJobRunner:
         self.training.init_config = self.fetch_config(self.workdir.training, self.workdir.train_summary)
         last = self.workdir.training / "weights" / "last.pt"
         resuming = f"; resuming from {last}" if last.exists() else ""
-        self.say(
-            report.note_line(
-                f"training: {config.epochs} epochs at {config.imgsz}px, batch {config.batch}, workers "
-                f"{config.workers}, amp {config.amp}, cache {config.cache}{resuming}"
+        settings = f"batch {config.batch}, workers {config.workers}, amp {config.amp}, cache {config.cache}"
+        if config.tuning is not None:
+            settings = (
+                f"tuning inside the training process first (up to {config.tuning.max_trials} trials in "
+                f"{config.tuning.time_budget_seconds:.0f} s, cpu budget {config.tuning.cpu_budget})"
             )
-        )
+        self.say(report.note_line(f"training: {config.epochs} epochs at {config.imgsz}px, {settings}{resuming}"))
         self.training.start()
+
+    def tuning_result(self) -> TuneResult | None:
+        """Tuning's result: cached, from the tuning step, or from the training step that tuned inside itself."""
+        if self.tune_result is not None:
+            return self.tune_result
+        summary = read_train_summary(self.workdir.train_summary)
+        return read_tune_result(self.workdir.tune_result) or (summary.tuning if summary is not None else None)
 
     def fetch_config(self, folder: Path, termination_log: Path) -> Path | None:
         """The step's fetch config (sources by URI), written beside its config; None when nothing is fetched."""
@@ -248,7 +256,7 @@ class TrainJobRunner:
         tuning = decision.status.tuning
         if not self._shown_trials and tuning is not None and tuning.source in ("Measured", "Cache"):
             self._shown_trials = True
-            result = self.tune_result or read_tune_result(self.workdir.tune_result)
+            result = self.tuning_result()
             self.tune_result = result
             if result is not None:
                 self.say(report.tuning_summary(result, tuning.source or "Measured"))
@@ -360,7 +368,7 @@ class TrainJobRunner:
             seconds=time.monotonic() - self.started,
             settings=self.settings(status.tuning),
             status_path=str(self.workdir.status),
-            tuning=self.tune_result or read_tune_result(self.workdir.tune_result),
+            tuning=self.tuning_result(),
             summary=read_train_summary(self.workdir.train_summary),
             imgsz=self.job.spec.train.imgsz,
             train_seconds=training_seconds(csv_path) if csv_path.exists() else None,
@@ -384,7 +392,7 @@ class TrainJobRunner:
             if csv_path.exists():
                 path = plots.plot_training(csv_path, self.workdir.root / "training-curves.png")
                 written += [path] if path else []
-            result = self.tune_result or read_tune_result(self.workdir.tune_result)
+            result = self.tuning_result()
             if result is not None:
                 path = plots.plot_trials(
                     result.trials, self.workdir.root / "tuning-trials.png", report.chosen_trial(result)
@@ -410,6 +418,8 @@ def _settings(tuning: TuningStatus | None, ran: dict[str, object]) -> dict[str, 
     """What training ran with (its config: workers may be capped by this machine's cores), else the status."""
     if tuning is None:
         return {}
+    if ran.get("tuning"):  # tuned inside training: the config's settings were placeholders the choice replaced
+        ran = {}
     return {
         "batch": ran.get("batch", tuning.batch),
         "workers": ran.get("workers", tuning.workers),

@@ -36,6 +36,7 @@ from yolo_workloads.contract import (
     ModelSource,
     TrainConfig,
     TuneConfig,
+    TuningBudget,
     source_kind,
 )
 
@@ -258,18 +259,25 @@ def tune_config(job: YoloTrainJob, workdir: Workdir, volumes: dict[str, Path], m
     """The controller's TuneConfig for this spec, with paths and budgets of this machine."""
     base = render.tune_config(job)
     model, data = local_sources(job, workdir, volumes)
-    memory = _capped(base.memory_budget_bytes, machine.memory_bytes)
     return TuneConfig.model_validate(
         {
             **base.model_dump(),
+            **_machine_budgets(base, machine),
             "model": model.model_dump(),
             "data": data.model_dump(),
-            "cpu_budget": _capped(base.cpu_budget, machine.cpus),
-            "memory_budget_bytes": int(memory) if memory is not None else None,
             "output_dir": str(workdir.tuning.resolve()),
             "termination_log": str(workdir.tune_result.resolve()),
         }
     )
+
+
+def _machine_budgets(budget: TuningBudget, machine: Machine) -> dict[str, Any]:
+    """Tuning's CPU and memory budgets, capped by this machine's."""
+    memory = _capped(budget.memory_budget_bytes, machine.memory_bytes)
+    return {
+        "cpu_budget": _capped(budget.cpu_budget, machine.cpus),
+        "memory_budget_bytes": int(memory) if memory is not None else None,
+    }
 
 
 def train_config(
@@ -288,6 +296,7 @@ def train_config(
             "model": model.model_dump(),
             "data": data.model_dump(),
             "workers": workers,
+            "tuning": {**base.tuning.model_dump(), **_machine_budgets(base.tuning, machine)} if base.tuning else None,
             "output_dir": str(workdir.training.resolve()),
             "termination_log": str(workdir.train_summary.resolve()),
             "metrics_port": None,

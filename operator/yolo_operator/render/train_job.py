@@ -34,6 +34,7 @@ from yolo_workloads.contract import (
     ShapesSpec,
     TrainConfig,
     TuneConfig,
+    TuningBudget,
 )
 from yolo_workloads.tune.trajectory import ULTRALYTICS_NBS, resolve_rule
 from yolo_workloads.tune.trajectory import norm_batch as trajectory_norm_batch
@@ -128,6 +129,11 @@ class TunedSettings(Protocol):
     def cache(self) -> str: ...
     @property
     def augmentation(self) -> str: ...
+    @property
+    def in_training(self) -> bool:
+        """Tuning is still to happen, inside the training pod (spec.tuning.inTraining): the settings above are
+        the defaults the tuning config replaces."""
+        ...
 
 
 def job_name(cr_name: str, component: str) -> str:
@@ -260,6 +266,22 @@ def cpu_budget(spec: YoloTrainJobSpec) -> float:
 
 def tune_config(job: YoloTrainJob) -> TuneConfig:
     spec, layout = job.spec, _layout(job)
+    return TuneConfig(
+        **dict(tuning_budget(spec)),
+        model=layout.model,
+        task=spec.effective_task(),
+        data=layout.data,
+        imgsz=spec.train.imgsz,
+        gpus=spec.resources.gpus,
+        output_dir=posixpath.join(layout.run_dir, "tuning"),
+        seed=spec.train.seed,
+        epochs=spec.train.epochs,
+        **_augmentation(spec),
+    )
+
+
+def tuning_budget(spec: YoloTrainJobSpec) -> TuningBudget:
+    """What tuning may vary and how long it may take, in its own pod or inside the training pod."""
     tuning, train = spec.tuning, spec.train
     search = SearchSpace(
         batch=IntRange(min=tuning.batch.min, max=tuning.batch.max),
@@ -275,21 +297,12 @@ def tune_config(job: YoloTrainJob) -> TuneConfig:
         warmup_epochs=warmup_epochs(spec),
         **_offered_augmentation(spec),
     )
-    return TuneConfig(
-        model=layout.model,
-        task=spec.effective_task(),
-        data=layout.data,
-        imgsz=train.imgsz,
-        gpus=spec.resources.gpus,
+    return TuningBudget(
         search=search,
         max_trials=tuning.max_trials,
         time_budget_seconds=tuning.time_budget_seconds,
         cpu_budget=cpu_budget(spec),
         memory_budget_bytes=int(parse_quantity(spec.resources.memory)),
-        output_dir=posixpath.join(layout.run_dir, "tuning"),
-        seed=train.seed,
-        epochs=train.epochs,
-        **_augmentation(spec),
     )
 
 
@@ -367,6 +380,7 @@ def train_config(job: YoloTrainJob, choice: TunedSettings, options: RenderOption
         extra_args=dict(t.extra_args or {}),
         output_dir=layout.run_dir,
         metrics_port=options.metrics_port,
+        tuning=tuning_budget(spec) if choice.in_training else None,
     )
 
 
