@@ -167,6 +167,8 @@ def run(args: argparse.Namespace) -> int:
     from yolo_workloads.tune.trajectory import norm_batch, resolve_rule, warmup_batch
 
     rule = resolve_rule(args.batch_rule, args.epochs, 1, "detect")  # as the operator renders it for one GPU
+    if args.tuning == "in-training" and not args.fixed:
+        return _report(args, defaults, *_tuned_in_training(out, base, rule, args.augmentation, args.cuda_graphs))
     if args.fixed:  # a setting given by hand instead of tuning: what one setting does to the trajectory
         tuned_result, tune_wall = {**DEFAULTS, **_settings(args.fixed), "fixed_by_hand": True}, 0.0
     else:
@@ -184,6 +186,37 @@ def run(args: argparse.Namespace) -> int:
         chosen["warmup_batch"] = warm
     tuned = _train(out, "tuned", base, chosen)
     tuned.update(tune_wall_s=round(tune_wall, 1), whole_s=round(tune_wall + tuned["wall_s"], 1))
+    return _report(args, defaults, tuned, tuned_result, tune_wall)
+
+
+def _tuned_in_training(
+    out: Path, base: dict[str, Any], rule: str, augmentation: str, cuda_graphs: str
+) -> tuple[dict[str, Any], dict[str, Any], float]:
+    """The tuned run as one process (TrainConfig.tuning): its trials are the training's trainer, the chosen one
+    trains on. Its whole time is that process's; `tune_wall_s` is the study's own duration inside it."""
+    from yolo_workloads.tune.trajectory import norm_batch
+
+    offered = augmentation.split(",")
+    search = {"batch_rule": rule, **({"augmentation": offered} if offered != ["cpu"] else {})}
+    tuned = _train(out, "tuned", base, {"cuda_graphs": cuda_graphs == "true", "tuning": {"search": search}})
+    result = json.loads((out / "tuned" / "summary.json").read_text())["tuning"]
+    settings = {k: result[k] for k in ("batch", "workers", "amp", "cache")}
+    settings.update(augmentation=result.get("augmentation") or "cpu", cuda_graphs=cuda_graphs == "true")
+    groups = norm_batch(rule, settings["batch"], 1)
+    if groups:
+        settings["norm_batch"] = groups
+    tuned.update(settings=settings, tune_wall_s=result["duration_seconds"], whole_s=tuned["wall_s"])
+    tuned["tuning"] = "in the training process"
+    (out / "tuning").mkdir(exist_ok=True)  # where a tuning process of its own leaves it (train_tta_gpu_run.sh)
+    shutil.copy(out / "tuned" / "tuning" / "tune_result.json", out / "tuning" / "tune_result.json")
+    return tuned, result, 0.0
+
+
+def _report(
+    args: argparse.Namespace, defaults: dict[str, Any], tuned: dict[str, Any], tuned_result: dict[str, Any],
+    tune_wall: float,
+) -> int:  # fmt: skip
+    """Both runs' figures against the defaults' final mAP, printed and (with --json) written."""
     defaults["whole_s"] = defaults["wall_s"]
     target = defaults["final_map"]
     defaults["time_to_target_s"] = _time_to(defaults, target, 0.0)
@@ -274,6 +307,12 @@ def main() -> int:
     r.add_argument("--fixed", default="", help="train with these settings instead of tuning: batch=32,workers=8")
     r.add_argument(
         "--augmentation", default="cpu,gpu", help="the paths tuning may measure (the operator's default on a GPU)"
+    )
+    r.add_argument(
+        "--tuning",
+        default="pod",
+        choices=("pod", "in-training"),
+        help="tune in a process of its own before training (pod) or inside the training process (TrainConfig.tuning)",
     )
     r.add_argument("--cuda-graphs", default="true", help="the tuned run's training forward/backward as CUDA graphs")
     r.add_argument("--baseline", default="", help="the first run's settings instead of Ultralytics' defaults")
