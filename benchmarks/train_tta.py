@@ -53,9 +53,49 @@ def train_clocked(config: str, clock: str) -> int:
                 f.write(f"{int(t.epoch) + 1},{time.time() - _T0:.3f}\n")
 
         trainer.add_callback("on_fit_epoch_end", on_fit_epoch_end)
+        _trace_start(trainer, clock + ".events")
 
     TrainTelemetry.register = with_clock  # type: ignore[method-assign]
+    from yolo_workloads.tune import in_training, study
+
+    for module in (study, in_training):  # the tuning's progress lines, timed: tune_space, tune_trial, ...
+        said = module._log
+
+        def log(line: str, said: Any = said) -> None:
+            said(line)
+            words = line.split()
+            with open(clock + ".events", "a") as f:
+                f.write(f"tune_{words[1].strip(':=') if len(words) > 1 else 'line'},0,{time.time() - _T0:.3f}\n")
+
+        module._log = log  # type: ignore[assignment]
     return cli.run(argparse.Namespace(config=config))
+
+
+_TRACED = ("on_pretrain_routine_start", "on_pretrain_routine_end", "on_train_start", "on_train_epoch_start",
+           "on_train_batch_end", "on_train_epoch_end", "on_model_save", "on_fit_epoch_end")  # fmt: skip
+
+
+def _trace_start(trainer: Any, path: str) -> None:
+    """Seconds since the process started at each of the first two epochs' stages (event,epoch,seconds), so the
+    report says where the time before steady training goes; each epoch's first two batch ends only."""
+    batches: dict[int, int] = {}
+
+    def note(event: str) -> Any:
+        def callback(t: Any) -> None:
+            epoch = int(getattr(t, "epoch", 0) or 0)
+            if epoch > 1:
+                return
+            if event == "on_train_batch_end":
+                batches[epoch] = batches.get(epoch, 0) + 1
+                if batches[epoch] > 2:
+                    return
+            with open(path, "a") as f:
+                f.write(f"{event},{epoch},{time.time() - _T0:.3f}\n")
+
+        return callback
+
+    for event in _TRACED:
+        trainer.add_callback(event, note(event))
 
 
 def _run(cmd: list[str], log: Path) -> float:
@@ -77,6 +117,7 @@ def _train(out: Path, name: str, base: dict[str, Any], settings: dict[str, Any])
     path.write_text(yaml.safe_dump(config))
     clock = out / f"{name}.clock"
     clock.unlink(missing_ok=True)
+    Path(str(clock) + ".events").unlink(missing_ok=True)
     shutil.rmtree(run_dir, ignore_errors=True)  # an earlier run's last.pt would be resumed (finished: no epochs)
     wall = _run([sys.executable, __file__, "train-clocked", "--config", str(path), "--clock", str(clock)],
                 out / f"{name}.log")  # fmt: skip
@@ -95,7 +136,10 @@ def _train(out: Path, name: str, base: dict[str, Any], settings: dict[str, Any])
             {"epoch": epoch, "map": float(r[MAP_KEY]), "train_s": round(offset + t, 3), "wall_s": ends[epoch]}
         )
     summary = json.loads((run_dir / "summary.json").read_text())
+    events = Path(str(clock) + ".events")
+    trace = [line.split(",") for line in events.read_text().split()] if events.is_file() else []
     return {
+        "trace": [{"event": e, "epoch": int(n), "s": float(t)} for e, n, t in trace],
         "settings": settings,
         "wall_s": round(wall, 1),
         "train_s": epochs[-1]["train_s"],

@@ -169,3 +169,42 @@ def test_tuning_offered_both_augmentation_paths_measures_each_and_says_which_won
     faster = max(result.trials, key=lambda t: t.ips or 0.0)
     assert result.augmentation == faster.aug
     assert result.reason is not None and f"augmentation {faster.aug or 'cpu'}: faster than" in result.reason
+
+
+def test_tuning_inside_training_on_cuda_trains_on_with_the_chosen_trial(tmp_path: Path) -> None:
+    """TrainConfig.tuning on CUDA: both augmentation paths offered, the trials are the training's trainer, and
+    the run ends with every epoch once, the choice in the summary and in the checkpoint."""
+    import csv
+
+    import torch
+    from yolo_workloads.contract import TrainSummary
+
+    # 16 batches an epoch at 640 px: the trial's window (a warm-up of up to 6 s with the capture, then 2 s counted,
+    # each epoch's last batch left out) ends by the fifth epoch; at 320 px the run ended first (no figure).
+    epochs, imgsz = 10, 640
+    data = {"shapes": {"images": 1024, "val_images": 32, "imgsz": imgsz, "seed": 0}, "root": str(tmp_path / "data")}
+    train = _run(
+        "train",
+        {
+            "model": {"architecture": "yolov8n.yaml"}, "data": data, "imgsz": imgsz, "epochs": epochs,
+            "gpus": 1, "output_dir": str(tmp_path / "run"), "metrics_port": None, "extra_args": {"plots": False},
+            "termination_log": str(tmp_path / "train.msg"),
+            "tuning": {"max_trials": 3, "time_budget_seconds": 60,
+                       "search": {"batch": {"min": 16, "max": 64}, "batch_rule": "grouped",
+                                  "augmentation": ["cpu", "gpu"]}},
+        },
+        tmp_path,
+    )  # fmt: skip
+    assert train.returncode == 0, train.stderr[-3000:]
+    summary = TrainSummary.model_validate_json((tmp_path / "train.msg").read_text())
+    tuning = summary.tuning
+    assert tuning is not None and tuning.device == "cuda" and tuning.trials
+    assert tuning.images_per_second is not None and tuning.images_per_second > 0  # measured before training ended
+    assert summary.epochs_completed == epochs
+    with (tmp_path / "run" / "results.csv").open() as f:
+        rows = [{k.strip(): v for k, v in row.items()} for row in csv.DictReader(f)]
+    assert [int(float(r["epoch"])) for r in rows] == list(range(1, epochs + 1))
+    ckpt = torch.load(tmp_path / "run" / "weights" / "last.pt", map_location="cpu", weights_only=False)
+    assert int(ckpt["train_args"]["batch"]) == tuning.batch
+    recorded = json.loads((tmp_path / "run" / "tuning" / "tune_result.json").read_text())["result"]
+    assert recorded["batch"] == tuning.batch and recorded["trials"] == [t.model_dump() for t in tuning.trials]

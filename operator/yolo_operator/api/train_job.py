@@ -210,7 +210,7 @@ class Tuning(ApiModel):
     chosen one trains on, its measured batches being training's first, so a second pod's start, data load, RAM-cache
     fill and CUDA start are not paid. The job goes from Pending to Training; `status.tuning` is filled when training
     ends (and cached for later jobs). One GPU or none (`resources.gpus` <= 1). Measured on one H200 (yolov8n,
-    1,500 images, 30 epochs): the defaults' accuracy in 0.54x their time, against 0.62x with a tuning pod."""
+    1,500 images, 30 epochs): the defaults' accuracy in 0.50-0.54x their time, against 0.62x with a tuning pod."""
 
 
 class Output(ApiModel):
