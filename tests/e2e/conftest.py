@@ -165,6 +165,35 @@ def install_operator(cluster: Cluster) -> None:
     cluster.kubectl("rollout", "status", "-n", OPERATOR_NS, "deploy/yolo-operator", "--timeout=180s", timeout_s=200)
 
 
+def train_to_success(
+    e2e: E2E, namespace: str, claim: str, job: dict[str, Any], describe: Callable[[], str], phases: list[str]
+) -> dict[str, Any]:
+    """Install the operator, make a restricted namespace with a claim, apply `job` and wait (10 min) for it to
+    succeed, failing at once with its status if it fails; every phase seen is appended to `phases`."""
+    cluster = e2e.cluster
+    install_operator(cluster)
+    cluster.create_namespace(namespace, labels={"pod-security.kubernetes.io/enforce": "restricted"})
+    hostpath_claim(e2e, namespace, claim)
+    cluster.apply(job, namespace=namespace)
+    name = job["metadata"]["name"]
+    started = time.monotonic()
+
+    def finished() -> dict[str, Any] | None:
+        current = cluster.get_json("yolotrainjob", name, namespace=namespace)
+        phase = current.get("status", {}).get("phase")
+        assert phase != "Failed", json.dumps(current.get("status"), indent=1)
+        if phase and phase not in phases:
+            phases.append(phase)
+        return current if phase == "Succeeded" else None
+
+    try:
+        done: dict[str, Any] = wait_until(finished, 600, f"the YoloTrainJob {name} to succeed", interval_s=2)
+    except Exception as exc:
+        raise AssertionError(f"{exc}\n{describe()}") from exc
+    print(f"\n[e2e] {name} Succeeded {time.monotonic() - started:.0f} s after apply")
+    return done
+
+
 def http(
     url: str, body: bytes | None = None, headers: dict[str, str] | None = None, timeout_s: float = 30
 ) -> tuple[int, bytes]:

@@ -10,12 +10,11 @@ is measured on the GPU machine (docs/benchmarks.md).
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pytest
-from conftest import E2E, WORKLOAD_IMAGE, hostpath_claim, install_operator
-from harness import Cluster, wait_until
+from conftest import E2E, WORKLOAD_IMAGE, train_to_success
+from harness import Cluster
 from realnode import NODE_NAME
 
 pytestmark = pytest.mark.e2e
@@ -52,27 +51,8 @@ def in_training_job() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def trained(e2e: E2E) -> dict[str, Any]:
-    cluster = e2e.cluster
-    install_operator(cluster)
-    cluster.create_namespace(NS, labels={"pod-security.kubernetes.io/enforce": "restricted"})
-    hostpath_claim(e2e, NS, CLAIM)
-    cluster.apply(in_training_job(), namespace=NS)
-    started = time.monotonic()
     phases: list[str] = []
-
-    def finished() -> dict[str, Any] | None:
-        job = cluster.get_json("yolotrainjob", JOB, namespace=NS)
-        phase = job.get("status", {}).get("phase")
-        assert phase != "Failed", json.dumps(job.get("status"), indent=1)
-        if phase and phase not in phases:
-            phases.append(phase)
-        return job if phase == "Succeeded" else None
-
-    try:
-        done = wait_until(finished, 600, f"the YoloTrainJob {JOB} to succeed", interval_s=2)
-    except Exception as exc:
-        raise AssertionError(f"{exc}\n{describe(cluster)}") from exc
-    print(f"\n[e2e] {JOB} Succeeded {time.monotonic() - started:.0f} s after apply")
+    done = train_to_success(e2e, NS, CLAIM, in_training_job(), lambda: describe(e2e.cluster), phases)
     return {"job": done, "phases": phases}
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,13 +18,12 @@ import pytest
 from conftest import (
     E2E,
     WORKLOAD_IMAGE,
-    hostpath_claim,
     http,
-    install_operator,
     remove_inference_service,
     serve_train_job,
+    train_to_success,
 )
-from harness import Cluster, wait_until
+from harness import Cluster
 from realnode import NODE_NAME
 from yolo_workloads.serve.v2 import TASK_OUTPUTS
 
@@ -70,25 +68,7 @@ def segment_job() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def trained(e2e: E2E) -> dict[str, Any]:
-    cluster = e2e.cluster
-    install_operator(cluster)
-    cluster.create_namespace(NS, labels={"pod-security.kubernetes.io/enforce": "restricted"})
-    hostpath_claim(e2e, NS, CLAIM)
-    cluster.apply(segment_job(), namespace=NS)
-    started = time.monotonic()
-
-    def finished() -> dict[str, Any] | None:
-        job = cluster.get_json("yolotrainjob", JOB, namespace=NS)
-        phase = job.get("status", {}).get("phase")
-        assert phase != "Failed", json.dumps(job.get("status"), indent=1)
-        return job if phase == "Succeeded" else None
-
-    try:
-        done = wait_until(finished, 600, f"the YoloTrainJob {JOB} to succeed", interval_s=3)
-    except Exception as exc:
-        raise AssertionError(f"{exc}\n{describe(cluster)}") from exc
-    print(f"\n[e2e] {JOB} Succeeded {time.monotonic() - started:.0f} s after apply")
-    return done
+    return train_to_success(e2e, NS, CLAIM, segment_job(), lambda: describe(e2e.cluster), [])
 
 
 def test_a_segmentation_job_trains_with_the_tasks_trainer_in_real_pods(e2e: E2E, trained: dict[str, Any]) -> None:
