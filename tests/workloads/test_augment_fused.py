@@ -64,6 +64,30 @@ def test_the_kernel_computes_the_reference_pixels(mosaic: bool, hsv: bool) -> No
     assert result["reference_std"] > 20  # the images moved and were recoloured, not a grey canvas compared with itself
 
 
+def ahead_row(tiles: int) -> dict[str, float]:
+    """The row `compile_ahead` compiles with, through the kernel (run where Triton interprets): it must read inside
+    the image only, so the compile's own launch cannot fault; with it the kernel hands the image back unchanged."""
+    from yolo_workloads.train.gpu_augment import OnDevice
+    from yolo_workloads.train.gpu_augment_fused import _identity_row, warp_recolour
+
+    s = 32
+    images = torch.as_tensor(np.random.default_rng(2).integers(0, 256, (1, 3, s, s)), dtype=torch.uint8)
+    row = _identity_row(s)
+    out = warp_recolour(images, OnDevice(row, row, row, row, row, row, row, row, row, tiles), s, True)
+    return {"max_difference": float((out - images.float()).abs().max())}
+
+
+@pytest.mark.parametrize("tiles", [4, 1])
+def test_the_compile_ahead_row_reads_inside_the_image(tiles: int) -> None:
+    code = f"import json, test_augment_fused as t; print(json.dumps(t.ahead_row({tiles})))"
+    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path])}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["max_difference"] < 0.01
+
+
 def test_the_kernel_is_not_used_off_the_gpu_without_the_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
     from yolo_workloads.train import gpu_augment_fused
 

@@ -10,6 +10,10 @@ in single precision; tests compare the two (on the CPU through Triton's interpre
 Triton ships with PyTorch's CUDA builds and compiles each kernel's launcher with the system's C compiler on first
 use (the workload image carries gcc and Python's headers for it); where any of that is missing, or the images are
 not on a GPU, `available` says no and the caller uses the reference.
+
+Compiling takes seconds in a fresh pod (Triton's on-disk cache is empty there), and the first batch would wait for
+it; `compile_ahead` compiles the kernel's variants in a thread while the trainer sets up (data sets, RAM cache), and
+the first call waits for that thread instead of compiling again.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import sys
 import sysconfig
+import threading
 from pathlib import Path
 
 import torch
@@ -55,9 +61,49 @@ def missing() -> str:
     return ""
 
 
-def warp_recolour(images: torch.Tensor, p: OnDevice, imgsz: int, hsv: bool) -> torch.Tensor:
+_AHEAD: dict[str, threading.Thread] = {}
+"""The compile-ahead thread of each device."""
+
+
+def compile_ahead(device: torch.device, imgsz: int, hsv: bool) -> None:
+    """Compile the kernel for `device` in a thread of its own (once a process): the variants training takes, with
+    mosaic (4 tiles) and after it closes (1 tile), on uint8 images of `imgsz` (Triton specialises on the arguments'
+    types and on sizes' divisibility by 16, which a training's batches share with these)."""
+    if not available(device) or os.environ.get("TRITON_INTERPRET", "") == "1" or str(device) in _AHEAD:
+        return
+
+    def run() -> None:
+        try:
+            with torch.cuda.device(device):
+                images = torch.zeros((1, 3, imgsz, imgsz), dtype=torch.uint8, device=device)
+                table = _identity_row(imgsz).to(device)
+                for tiles in (4, 1):
+                    p = OnDevice(table, table, table, table, table, table, table, table, table, tiles)
+                    warp_recolour(images, p, imgsz, hsv, wait=False)
+                torch.cuda.synchronize(device)
+        except Exception as e:  # the first batch compiles instead, as it would have
+            print(f"train: compiling the augmentation kernel ahead failed ({e})", file=sys.stderr, flush=True)
+
+    _AHEAD[str(device)] = thread = threading.Thread(target=run, name="triton-compile-ahead", daemon=True)
+    thread.start()
+
+
+def _identity_row(imgsz: int) -> torch.Tensor:
+    """A table row that reads only inside the image: identity warp, tile 0 the whole canvas, the others empty."""
+    row = torch.zeros((1, sum(w for _, w in COLUMNS)), dtype=torch.float32)
+    row[0, column("inverse") + 0] = row[0, column("inverse") + 4] = row[0, column("inverse") + 8] = 1.0
+    row[0, column("rect") + 2] = row[0, column("rect") + 3] = float(imgsz)
+    row[0, column("empty") + 1 : column("empty") + 4] = 1.0
+    row[0, column("high") : column("high") + 8] = float(imgsz - 1)
+    return row
+
+
+def warp_recolour(images: torch.Tensor, p: OnDevice, imgsz: int, hsv: bool, wait: bool = True) -> torch.Tensor:
     """`gpu_augment.recolour(warp_images(images, p, imgsz), p.gains)` (or the warp alone without `hsv`), as one
     kernel: (B, 3, imgsz, imgsz) float32, 0-255. `images` are the letterboxed inputs (B, 3, S, S), any dtype."""
+    ahead = _AHEAD.get(str(images.device)) if wait else None
+    if ahead is not None and ahead.is_alive():
+        ahead.join()  # its compile is this call's
     b, big = images.shape[0], images.shape[-1]
     images = images.contiguous()
     table = p.table.contiguous()

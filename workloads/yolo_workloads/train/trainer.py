@@ -95,6 +95,11 @@ class _GpuAugmented:
     """False: the workers decode (OpenCV) where the images are not kept on the GPU; for measuring the two."""
 
     def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None) -> Any:
+        if mode == "train" and torch.device(self.device).type == "cuda":  # while the data set loads and caches
+            from yolo_workloads.train import gpu_augment_fused
+
+            hsv = bool(self.args.hsv_h or self.args.hsv_s or self.args.hsv_v)
+            gpu_augment_fused.compile_ahead(torch.device(self.device), int(self.args.imgsz), hsv)
         dataset = super().build_dataset(img_path, mode, batch)  # type: ignore[misc]
         if mode == "train":
             augment = dataset.augment
