@@ -110,14 +110,14 @@ def _data(tmp_path: Path) -> dict[str, object]:
     return {"shapes": {"images": 256, "val_images": 32, "imgsz": IMGSZ, "seed": 0}, "root": str(tmp_path / "data")}
 
 
-def _tune(tmp_path: Path, search: dict[str, object], max_trials: int) -> Any:
+def _tune(tmp_path: Path, search: dict[str, object], max_trials: int, **budget: float) -> Any:
     """`yolo-workload tune` of yolov8n on the generated set on CUDA, within 150 s: its result."""
     from yolo_workloads.contract import TuneResult
 
     config = {
         "model": {"architecture": "yolov8n.yaml"}, "data": _data(tmp_path), "imgsz": IMGSZ, "gpus": 1,
         "search": search, "max_trials": max_trials, "time_budget_seconds": 150,
-        "output_dir": str(tmp_path / "tune"), "termination_log": str(tmp_path / "tune.msg"),
+        "output_dir": str(tmp_path / "tune"), "termination_log": str(tmp_path / "tune.msg"), **budget,
     }  # fmt: skip
     tune = _run("tune", config, tmp_path)
     assert tune.returncode == 0, tune.stderr[-3000:]
@@ -163,9 +163,11 @@ def test_tune_then_train_on_cuda(tmp_path: Path) -> None:
 def test_tuning_offered_both_augmentation_paths_measures_each_and_says_which_won(tmp_path: Path) -> None:
     """`tuning.augmentation: [cpu, gpu]`: one trial on Ultralytics' loader, one on the GPU path (the spec asked for
     that comparison, so it comes second), and the result names the faster and why."""
+    # The budget's floor (30 s) fits the second trial only just after a first one that starts CUDA and fills the RAM
+    # cache (it failed to, twice in four runs on the H200): this test is about the two paths, not the budget.
     result = _tune(tmp_path, {"fixed_batch": 32, "fixed_workers": 4, "fixed_amp": True, "fixed_cache": "ram",
-                              "augmentation": ["cpu", "gpu"]}, max_trials=2)  # fmt: skip
-    assert [t.aug for t in result.trials] == [None, "gpu"] and all(t.ips for t in result.trials)
+                              "augmentation": ["cpu", "gpu"]}, max_trials=2, min_budget_seconds=120)  # fmt: skip
+    assert [t.aug for t in result.trials] == [None, "gpu"] and all(t.ips for t in result.trials), result
     faster = max(result.trials, key=lambda t: t.ips or 0.0)
     assert result.augmentation == faster.aug
     assert result.reason is not None and f"augmentation {faster.aug or 'cpu'}: faster than" in result.reason
