@@ -23,7 +23,7 @@ from typing import Any
 from yolo_workloads.contract import TrainConfig, TuneConfig, TuneResult
 from yolo_workloads.tune.search import TrialSettings
 from yolo_workloads.tune.study import RESULT_FILE, TrainOn, run_study_training
-from yolo_workloads.tune.trajectory import norm_batch, warmup_batch
+from yolo_workloads.tune.trajectory import rule_norm_batch, rule_warmup_batch
 
 TUNING_DIR = "tuning"
 """Where in the run folder the choice and its trials are written."""
@@ -55,9 +55,7 @@ def chosen_config(config: TrainConfig, result: TuneResult) -> TrainConfig:
     warm-up batch for a tuned batch, none for the user's own (`search.fixed_batch`)."""
     if config.tuning is None:
         return config
-    search = config.tuning.search
-    own_batch = search.fixed_batch is not None
-    rule = search.batch_rule
+    search, epochs, gpus = config.tuning.search, config.epochs, config.gpus
     return config.model_copy(
         update={
             "batch": result.batch,
@@ -65,10 +63,8 @@ def chosen_config(config: TrainConfig, result: TuneResult) -> TrainConfig:
             "amp": result.amp,
             "cache": result.cache,
             "augmentation": config.augmentation if search.augmentation is None else (result.augmentation or "cpu"),
-            "norm_batch": None if own_batch else norm_batch(rule, result.batch, config.gpus),
-            "warmup_batch": None
-            if own_batch
-            else warmup_batch(rule, result.batch, search.warmup_epochs, config.epochs, config.gpus),
+            "norm_batch": rule_norm_batch(search, result.batch, gpus),
+            "warmup_batch": rule_warmup_batch(search, result.batch, epochs, gpus),
         }
     )
 
@@ -102,14 +98,11 @@ def tune_then_train(
     out = Path(config.output_dir)
 
     def may_continue(settings: TrialSettings) -> bool:
-        chosen = chosen_config(config, _as_result(settings))
-        return chosen.warmup_batch is None  # a warm-up at another batch needs a trainer of that batch first
-
-    written: list[bool] = []
+        # a warm-up at another batch needs a trainer of that batch first
+        return rule_warmup_batch(tune.search, settings.batch, config.epochs, config.gpus) is None
 
     def chosen(result: TuneResult, detail: dict[str, Any]) -> None:
         _write(tune, result, detail)
-        written.append(True)
         _log(f"tune: batch={result.batch} workers={result.workers} amp={result.amp} cache={result.cache} "
              f"augmentation={result.augmentation or 'cpu'} chosen; its trial trains on")  # fmt: skip
 
@@ -119,8 +112,7 @@ def tune_then_train(
 
     train_on = TrainOn(overrides, telemetry.register, stopped, may_continue, chosen)
     result, detail, trainer = run_study_training(tune, yaml_path, n_train, time.monotonic(), train_on)
-    if not written:  # training anew, or a training that ended before its trial was measured
-        _write(tune, result, detail)
+    _write(tune, result, detail)  # also after training anew, or one that ended before its trial was measured
     return Tuned(chosen_config(config, result), result, trainer)
 
 
@@ -136,18 +128,6 @@ def shared_data_trainer(config: TrainConfig) -> type[Any]:
     from yolo_workloads.tune.measure import shared_data_trainer_class
 
     return shared_data_trainer_class(config.task, config.augmentation)
-
-
-def _as_result(settings: TrialSettings) -> TuneResult:
-    return TuneResult(
-        batch=settings.batch,
-        workers=settings.workers,
-        amp=settings.amp,
-        cache=settings.cache,
-        augmentation="gpu" if settings.augmentation == "gpu" else None,
-        duration_seconds=0.0,
-        trials=[],
-    )
 
 
 def _write(tune: TuneConfig, result: TuneResult, detail: dict[str, Any]) -> None:

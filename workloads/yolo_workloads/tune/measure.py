@@ -297,14 +297,12 @@ def run_trial(
     training ended before the measurement did), and a failure after it went on propagates."""
     from ultralytics.utils import DEFAULT_CFG_DICT
 
-    start = time.monotonic()
     trainer_class: Any = shared_data_trainer_class(task, augmentation)
     trainer_class.train_build_seconds = 0.0
     trainer = None
-    meter = _Meter(window, settings.batch, settings.workers, report, injected_fault(number))
-    meter.started = start
-    if training is not None:
-        meter.go_on = _asking(training, trainer_class)
+    go_on = _asking(training, trainer_class) if training is not None else None
+    meter = _Meter(window, settings.batch, settings.workers, report, injected_fault(number), go_on)
+    start = meter.started
     run_dir = work_dir / f"trial{number}"
     overrides = _trial_overrides(settings, model, data, imgsz, device, work_dir, run_dir)
     if training is not None:
@@ -373,12 +371,11 @@ def _failure(error: Exception) -> str:
     import torch
 
     text = str(error)
-    kind = "out of memory" if "out of memory" in text.lower() else type(error).__name__
     if isinstance(error, torch.cuda.OutOfMemoryError):
-        kind = "out of memory"
-    elif "DataLoader" in text or "worker" in text.lower():
-        kind = "dataloader"
-    return _short(kind, error)
+        return _short("out of memory", error)
+    if "DataLoader" in text or "worker" in text.lower():
+        return _short("dataloader", error)
+    return _short("out of memory" if "out of memory" in text.lower() else type(error).__name__, error)
 
 
 def _end(trainer: Any, meter: _Meter, start: float) -> None:

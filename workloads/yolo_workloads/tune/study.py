@@ -29,7 +29,7 @@ from yolo_workloads.contract import Augmentation, TrialResult, TuneConfig, TuneR
 from yolo_workloads.tune.measure import Measurement, TrainingTrial, TrialPruned, TrialSettings, Window, run_trial
 from yolo_workloads.tune.search import NOISE, Search, Space, tuning_budget
 from yolo_workloads.tune.space import Bounds
-from yolo_workloads.tune.trajectory import norm_batch
+from yolo_workloads.tune.trajectory import rule_norm_batch
 
 RESULT_FILE = "tune_result.json"
 """The result with every trial's timings and the search bounds, in the tuning output folder."""
@@ -107,12 +107,12 @@ class _Study:
 
     def run(self) -> None:
         """Climb until converged, out of trials or out of time; then settle a near tie by measuring again."""
-        while len(self.records) < self.config.max_trials and self.fits() and self.trainer is None:
+        while self._room():
             settings = self.search.next()
             if settings is None:
                 break
             self.measure(settings, repeat=False)
-        while len(self.records) < self.config.max_trials and self.fits() and self.trainer is None:
+        while self._room():
             again = self.search.to_repeat()
             if again is None:
                 break
@@ -120,11 +120,13 @@ class _Study:
             self.measure(again, repeat=True)
         shutil.rmtree(self.work_dir, ignore_errors=True)
 
+    def _room(self) -> bool:
+        """Room for another trial: none trained on, trials left, and one fits before the deadline."""
+        return self.trainer is None and len(self.records) < self.config.max_trials and self.fits()
+
     def another_trial(self) -> bool:
         """Whether `run` would start another trial now."""
-        if len(self.records) >= self.config.max_trials or not self.fits():
-            return False
-        return self.search.next() is not None or self.search.to_repeat() is not None
+        return self._room() and (self.search.next() is not None or self.search.to_repeat() is not None)
 
     def measure(self, settings: TrialSettings, repeat: bool) -> Measurement:
         """One trial (a repeat is never pruned), recorded, logged, and fed to the search."""
@@ -144,7 +146,7 @@ class _Study:
             assert self.train_on is not None
             if not self.train_on.may_continue(settings) or self.search.best() != settings or self.another_trial():
                 return False
-            self.concluded = self.conclude(settings)
+            self.concluded = self.conclude(settings, went_on=True)
             self.train_on.chosen(*self.concluded)
             return True
 
@@ -164,7 +166,7 @@ class _Study:
             task=self.config.task,
             cuda_graphs=self.config.cuda_graphs,
             augmentation=settings.augmentation,
-            norm_batch=trial_norm_batch(self.config, settings.batch),
+            norm_batch=rule_norm_batch(self.config.search, settings.batch, self.config.gpus),
             training=training,
         )
         if "trainer" in result.extra:
@@ -241,7 +243,7 @@ class _Study:
         runs: list[float] = [d["seconds"] - d["setup_seconds"] for d in self.details]
         return remaining >= max(runs) + setup + _FINISH_RESERVE
 
-    def reason(self, chosen: TrialSettings) -> str:
+    def reason(self, chosen: TrialSettings, went_on: bool = False) -> str:
         """Why `chosen`: the batch rule, the objective, the budget, repeats; short enough for the status."""
         one_off = self.search.one_off_seconds.get(chosen.cache, 0.0)
         if chosen in self.search.figures:
@@ -263,11 +265,13 @@ class _Study:
             again = ", ".join(f"batch {s.batch} workers {s.workers} cache {s.cache}" for s in self.repeated)
             parts.append(f"re-measured {again}: the best two were within {NOISE:.0%}")
         if self.train_on is not None:
-            parts.append("tuned inside the training process: the chosen trial went on as the training")
+            how = "the chosen trial went on as the training" if went_on else "training starts anew with the choice"
+            parts.append(f"tuned inside the training process: {how}")
         return _clip("; ".join(p for p in parts if p))
 
-    def conclude(self, chosen: TrialSettings) -> tuple[TuneResult, dict[str, Any]]:
-        """The result of choosing `chosen`, and its detail (every trial's timings, the bounds, the budget)."""
+    def conclude(self, chosen: TrialSettings, went_on: bool = False) -> tuple[TuneResult, dict[str, Any]]:
+        """The result of choosing `chosen` (`went_on`: its trial trains on), and its detail (every trial's timings,
+        the bounds, the budget)."""
         from yolo_workloads import system
 
         ranks = max(1, self.config.gpus) if self.on_gpu else 1
@@ -284,7 +288,7 @@ class _Study:
             gpu_product=system.gpu_product() if self.on_gpu else None,
             cpu_budget=self.bounds.detail.get("cpu_budget"),
             device="cuda" if self.on_gpu else "cpu",
-            reason=self.reason(chosen),
+            reason=self.reason(chosen, went_on),
         )
         detail = {
             "bounds": self.bounds.as_dict(),
@@ -330,20 +334,12 @@ def run_study_training(
     study = _Study(config, yaml_path, n_train, start, bounds, train_on)
     study.run()
     if study.trained is not None:
-        return *(study.concluded or study.conclude(study.trained)), study.trainer
+        return *(study.concluded or study.conclude(study.trained, went_on=True)), study.trainer
     chosen = study.search.best()
     if chosen is None:
         reasons = "; ".join(f"#{r.n} {r.error}" for r in study.records) or "no trial fitted in the time budget"
         raise NoFeasibleSetting(f"tune: no feasible setting ({reasons})"[:1000])
     return *study.conclude(chosen), None
-
-
-def trial_norm_batch(config: TuneConfig, batch: int) -> int | None:
-    """The batch-norm group a trial (and the training it tunes) uses: the batch rule's, never for the user's own
-    batch (no rule applies to it)."""
-    if config.search.fixed_batch is not None:
-        return None
-    return norm_batch(config.search.batch_rule, batch, config.gpus)
 
 
 def _only_setting(

@@ -36,7 +36,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from yolo_workloads.contract import BatchRuleName
+from yolo_workloads.contract import BatchRuleName, SearchSpace
 
 ULTRALYTICS_NBS = 64
 """Ultralytics' default nominal batch size (`nbs`)."""
@@ -118,3 +118,15 @@ def trajectory_batches(candidates: list[int], nbs: int, rule: str, warmup_epochs
     if rule == "grouped" and max(kept) > ULTRALYTICS_BATCH:
         reason += f", batch norm over groups of {ULTRALYTICS_BATCH} images as batch {ULTRALYTICS_BATCH} normalises"
     return BatchRule(kept, reason + (f"; not {','.join(str(b) for b in dropped)}" if dropped else ""))
+
+
+def rule_norm_batch(search: SearchSpace, batch: int, gpus: int) -> int | None:
+    """`norm_batch` of the search's batch rule for a tuned batch; None for the user's own (`fixed_batch`)."""
+    return None if search.fixed_batch is not None else norm_batch(search.batch_rule, batch, gpus)
+
+
+def rule_warmup_batch(search: SearchSpace, batch: int, epochs: int, gpus: int) -> int | None:
+    """`warmup_batch` of the search's batch rule for a tuned batch; None for the user's own (`fixed_batch`)."""
+    if search.fixed_batch is not None:
+        return None
+    return warmup_batch(search.batch_rule, batch, search.warmup_epochs, epochs, gpus)
