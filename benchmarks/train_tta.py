@@ -56,6 +56,13 @@ def train_clocked(config: str, clock: str) -> int:
         _trace_start(trainer, clock + ".events")
 
     TrainTelemetry.register = with_clock  # type: ignore[method-assign]
+    if os.environ.get("TTA_CHECKPOINTS") == "sync":  # --checkpoints sync: Ultralytics' own, on the training thread
+        from yolo_workloads.train import trainer as trainers
+
+        def save_model(self: Any) -> Any:
+            return trainers._write_atomically(self, super(trainers._Offline, self).save_model)
+
+        trainers._Offline.save_model = save_model  # type: ignore[method-assign]
     from yolo_workloads.tune import in_training, study
 
     for module in (study, in_training):  # the tuning's progress lines, timed: tune_space, tune_trial, ...
@@ -73,29 +80,48 @@ def train_clocked(config: str, clock: str) -> int:
 
 _TRACED = ("on_pretrain_routine_start", "on_pretrain_routine_end", "on_train_start", "on_train_epoch_start",
            "on_train_batch_end", "on_train_epoch_end", "on_model_save", "on_fit_epoch_end")  # fmt: skip
+_EPOCH_END = ("on_train_epoch_end", "on_val_start", "on_val_end", "save_model", "on_model_save", "on_fit_epoch_end")
 
 
 def _trace_start(trainer: Any, path: str) -> None:
     """Seconds since the process started at each of the first two epochs' stages (event,epoch,seconds), so the
-    report says where the time before steady training goes; each epoch's first two batch ends only."""
+    report says where the time before steady training goes (each epoch's first two batch ends only); then every
+    epoch's end: validation's start and end, the checkpoint's, and validation's own stage times (`valms_<stage>`:
+    milliseconds an image, in the seconds field)."""
     batches: dict[int, int] = {}
+    current = {"epoch": 0}
+
+    def write(event: str, epoch: int, value: float) -> None:
+        with open(path, "a") as f:
+            f.write(f"{event},{epoch},{value:.3f}\n")
 
     def note(event: str) -> Any:
         def callback(t: Any) -> None:
-            epoch = int(getattr(t, "epoch", 0) or 0)
-            if epoch > 1:
+            epoch = int(getattr(t, "epoch", current["epoch"]) or 0)
+            current["epoch"] = epoch
+            if epoch > 1 and event not in _EPOCH_END:
                 return
             if event == "on_train_batch_end":
                 batches[epoch] = batches.get(epoch, 0) + 1
                 if batches[epoch] > 2:
                     return
-            with open(path, "a") as f:
-                f.write(f"{event},{epoch},{time.time() - _T0:.3f}\n")
+            write(event, epoch, time.time() - _T0)
+            if event == "on_val_end":
+                for stage, ms in (getattr(t, "speed", None) or {}).items():
+                    write(f"valms_{stage}", epoch, float(ms))
 
         return callback
 
-    for event in _TRACED:
-        trainer.add_callback(event, note(event))
+    for event in dict.fromkeys(_TRACED + _EPOCH_END):
+        if event != "save_model":
+            trainer.add_callback(event, note(event))
+    save, saving = trainer.save_model, note("save_model")
+
+    def save_model() -> Any:
+        saving(trainer)
+        return save()
+
+    trainer.save_model = save_model
 
 
 def _run(cmd: list[str], log: Path) -> float:
@@ -192,6 +218,8 @@ def run(args: argparse.Namespace) -> int:
         "metrics_port": None,
         "extra_args": {"plots": False},
     }
+    os.environ["TTA_CHECKPOINTS"] = args.checkpoints  # read by train-clocked, the tuned run's process
+    tuned_base = {**base, "extra_args": {**base["extra_args"], **(_settings(args.extra) if args.extra else {})}}
     from yolo_workloads.datasets.shapes import ensure_shapes
 
     start = time.monotonic()
@@ -212,7 +240,7 @@ def run(args: argparse.Namespace) -> int:
 
     rule = resolve_rule(args.batch_rule, args.epochs, 1, "detect")  # as the operator renders it for one GPU
     if args.tuning == "in-training" and not args.fixed:
-        return _report(args, defaults, *_tuned_in_training(out, base, rule, args.augmentation, args.cuda_graphs))
+        return _report(args, defaults, *_tuned_in_training(out, tuned_base, rule, args.augmentation, args.cuda_graphs))
     if args.fixed:  # a setting given by hand instead of tuning: what one setting does to the trajectory
         tuned_result, tune_wall = {**DEFAULTS, **_settings(args.fixed), "fixed_by_hand": True}, 0.0
     else:
@@ -228,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
     warm = warmup_batch(rule, chosen["batch"], 3.0, args.epochs, 1)  # what the operator renders
     if warm is not None:
         chosen["warmup_batch"] = warm
-    tuned = _train(out, "tuned", base, chosen)
+    tuned = _train(out, "tuned", tuned_base, chosen)
     tuned.update(tune_wall_s=round(tune_wall, 1), whole_s=round(tune_wall + tuned["wall_s"], 1))
     return _report(args, defaults, tuned, tuned_result, tune_wall)
 
@@ -361,6 +389,11 @@ def main() -> int:
     r.add_argument("--cuda-graphs", default="true", help="the tuned run's training forward/backward as CUDA graphs")
     r.add_argument("--baseline", default="", help="the first run's settings instead of Ultralytics' defaults")
     r.add_argument("--defaults-json", default=None, help="reuse the defaults' run from an earlier report")
+    r.add_argument(
+        "--checkpoints", choices=("async", "sync"), default="async",
+        help="sync: the tuned run writes checkpoints on the training thread, as Ultralytics does (for comparing)",
+    )  # fmt: skip
+    r.add_argument("--extra", default="", help="Ultralytics arguments for the tuned run only: val=false,...")
     args = parser.parse_args()
     if args.verb == "train-clocked":
         return train_clocked(args.config, args.clock)

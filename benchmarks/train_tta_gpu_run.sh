@@ -8,6 +8,7 @@
 # Longer rows over two calls (yolov8s, 30 epochs): MODEL=yolov8s.yaml EPOCHS=30 IMAGES=1500 VAL=300 VARIANTS=shapes;
 # a call that ends during the tuned run still leaves the defaults' report ($OUT/shapes.json, "tuned": null), and the
 # next call reuses it with DEFAULTS_DIR=<that call's files>. TUNING=in-training: tuning inside the training process.
+# EXTRA=val=false: Ultralytics arguments for the tuned run only. CHECKPOINTS=sync: checkpoints on the training thread.
 set -u
 OUT=${OUT:-/tmp/tta_out}; mkdir -p "$OUT"
 WORK=${WORK:-/tmp/tta}
@@ -26,7 +27,7 @@ bench() {  # $1 = variant, then sizes
   echo "== $v $* (t=$((SECONDS - T0))s)"
   local reuse=()  # DEFAULTS_DIR: reuse the defaults' runs of an earlier call (<variant>.json there)
   if [ -n "${DEFAULTS_DIR:-}" ] && [ -f "$DEFAULTS_DIR/$v.json" ]; then reuse=(--defaults-json "$DEFAULTS_DIR/$v.json"); fi
-  $PY benchmarks/train_tta.py run --out "$WORK/$v" --variant "$v" --model "${MODEL:-yolov8n.yaml}" "$@" \
+  $PY benchmarks/train_tta.py run --out "$WORK/$v" --variant "$v" --model "${MODEL:-yolov8n.yaml}" "$@" ${EXTRA:+--extra "$EXTRA"} ${CHECKPOINTS:+--checkpoints "$CHECKPOINTS"} \
     "${reuse[@]}" --batch-rule "${BATCH_RULE:-auto}" --tuning "${TUNING:-pod}" --json "$OUT/$v.json" 2>&1 | tee "$OUT/$v.txt" | grep -v '^\s*$' | tail -12
   cp "$WORK/$v/tune.log" "$OUT/${v}_tune.log" 2>/dev/null || cp "$WORK/$v/tuned.log" "$OUT/${v}_tuned.log"
   cp "$WORK/$v/tuning/tune_result.json" "$OUT/${v}_tune_result.json" 2>/dev/null
