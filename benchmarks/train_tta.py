@@ -12,6 +12,10 @@ reached the defaults' final mAP50-95 (tuning included; taken at the end of each 
 
     python3 benchmarks/train_tta.py run --out DIR [--variant shapes] [--images 4000] [--val 800] [--imgsz 640]
         [--epochs 10] [--model yolov8n.yaml] [--json FILE] [--defaults-json EARLIER_REPORT]
+        [--tuning pod|in-training] [--checkpoints async|sync] [--extra val=false,...]
+
+The tuned run's report has a `trace`: the first two epochs' stages, then every epoch's end (validation, its stage
+times, the checkpoint), in seconds since its process started.
 
 `train-clocked` is the training pod with a wall clock written at each epoch's end (used by `run`).
 """
