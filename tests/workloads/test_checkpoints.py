@@ -63,3 +63,44 @@ def test_the_writer_keeps_order_and_raises_a_failure_once() -> None:
     with pytest.raises(RuntimeError, match="bad bytes"):
         writer.wait()
     writer.wait()  # raised once; nothing in flight now
+
+
+def test_a_full_volume_ends_the_verb_with_a_message_naming_it_and_the_next_pod_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import argparse
+    import errno
+
+    import yaml
+    from yolo_workloads.contract import TrainSummary
+    from yolo_workloads.train import cli
+
+    config = {
+        "model": {"architecture": "yolov8n.yaml"},
+        "data": {"shapes": {"images": 16, "val_images": 4, "imgsz": 64, "seed": 2}, "root": str(tmp_path / "data")},
+        "imgsz": 64, "epochs": 3, "batch": 8, "workers": 0, "gpus": 0, "extra_args": {"plots": False},
+        "output_dir": str(tmp_path / "run"), "termination_log": str(tmp_path / "termination-log"),
+        "metrics_port": None,
+    }  # fmt: skip
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(config))
+    write_bytes, written = Path.write_bytes, []
+
+    def full_at_the_second_checkpoint(path: Path, data: Any) -> int:
+        if path.name == ".last.pt.tmp":
+            written.append(path)
+            if len(written) == 2:
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return write_bytes(path, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full_at_the_second_checkpoint)
+    assert cli.run(argparse.Namespace(config=str(tmp_path / "train.yaml"))) == 1
+    message = (tmp_path / "termination-log").read_text()
+    assert message.startswith(f"output_dir {tmp_path / 'run'}: no space left on its volume (No space left on device")
+    assert ".last.pt.tmp" in message and "spec.output.claimName" in message
+    weights = tmp_path / "run" / "weights"
+    assert torch.load(weights / "last.pt", map_location="cpu", weights_only=False)["epoch"] == 0  # the first epoch's
+
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)  # space freed: the next pod
+    assert cli.run(argparse.Namespace(config=str(tmp_path / "train.yaml"))) == 0
+    summary = TrainSummary.model_validate_json((tmp_path / "termination-log").read_text())
+    assert summary.resumed and summary.epochs_completed == 3

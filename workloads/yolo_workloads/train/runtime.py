@@ -6,6 +6,7 @@ every outcome (a result or a user-fixable error) goes there as well as to stdout
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -72,6 +73,28 @@ def report_error(termination_log: str | None, message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
     if termination_log:
         write_termination(termination_log, message)
+
+
+EXIT_FAILURE = 1
+"""Exit code for a failure the Job may retry (with its backoff): the message says what went wrong."""
+
+
+def no_space(error: BaseException, output_dir: str) -> str | None:
+    """The message for a write that found its volume full (ENOSPC, or EDQUOT: over quota) anywhere in `error`'s
+    chain, naming the folder, the file and what to do; None for any other error."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            where = f" writing {cause.filename}" if cause.filename else ""
+            return (
+                f"output_dir {output_dir}: no space left on its volume ({cause.strerror or 'ENOSPC'}{where}); free "
+                "space there or give the volume more (a YoloTrainJob's spec.output.claimName). The last complete "
+                "checkpoint is kept, and the next pod resumes from it."
+            )
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def prepare_data(source: DataSource) -> Path:
