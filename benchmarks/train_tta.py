@@ -168,8 +168,10 @@ def _train(out: Path, name: str, base: dict[str, Any], settings: dict[str, Any])
     summary = json.loads((run_dir / "summary.json").read_text())
     events = Path(str(clock) + ".events")
     trace = [line.split(",") for line in events.read_text().split()] if events.is_file() else []
+    events = [{"event": e, "epoch": int(n), "s": float(t)} for e, n, t in trace]
     return {
-        "trace": [{"event": e, "epoch": int(n), "s": float(t)} for e, n, t in trace],
+        "trace": events,
+        "stages": _stages(events),
         "settings": settings,
         "wall_s": round(wall, 1),
         "train_s": epochs[-1]["train_s"],
@@ -177,6 +179,28 @@ def _train(out: Path, name: str, base: dict[str, Any], settings: dict[str, Any])
         "best_pt_map": summary["metrics"].get("map50to95"),
         "epochs": epochs,
     }
+
+
+def _stages(events: list[dict[str, Any]]) -> dict[str, float] | None:
+    """Where a steady epoch's time goes (medians over the third to the second-last epoch, seconds): training (from
+    the previous epoch's end to this one's last batch), validation, the checkpoint's share of the training thread,
+    and the epoch's end (validation, checkpoint and the rest)."""
+    import statistics
+
+    at: dict[str, dict[int, float]] = {}
+    for e in events:
+        at.setdefault(e["event"], {}).setdefault(e["epoch"], e["s"])  # the first: final_eval validates again
+    ends, fits = at.get("on_train_epoch_end", {}), at.get("on_fit_epoch_end", {})
+    steady = [k for k in sorted(ends)[2:-1] if k - 1 in fits and k in fits]
+    if not steady:
+        return None
+    spans = {
+        "training_s": [ends[k] - fits[k - 1] for k in steady],
+        "validation_s": [at["on_val_end"][k] - at["on_val_start"][k] for k in steady if k in at.get("on_val_end", {})],
+        "checkpoint_s": [at["on_model_save"][k] - at["save_model"][k] for k in steady if k in at.get("save_model", {})],
+        "epoch_end_s": [fits[k] - ends[k] for k in steady],
+    }
+    return {name: round(statistics.median(v), 3) for name, v in spans.items() if v}
 
 
 def _tune(out: Path, base: dict[str, Any], rule: str, augmentation: str) -> tuple[dict[str, Any], float]:
@@ -355,6 +379,9 @@ def _table(report: dict[str, Any]) -> str:
             f"| {r.get('tune_wall_s', 0):.0f} | {r['train_s']:.0f} | {r['whole_s']:.0f} | {r['final_map']:.3f} "
             f"| {r['time_to_target_s'] if r['time_to_target_s'] is not None else 'not reached'} |"
         )
+    stages = report["tuned"].get("stages")
+    if stages:
+        lines.append("tuned run, a steady epoch (medians, s): " + ", ".join(f"{k[:-2]} {v}" for k, v in stages.items()))
     return "\n".join(lines)
 
 
