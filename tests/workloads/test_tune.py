@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -169,3 +170,31 @@ def test_an_offered_gpu_augmentation_is_not_tried_on_a_cpu_and_the_reason_says_s
     assert result.augmentation is None and result.trials == []  # Ultralytics' loader, the only candidate left
     assert result.reason is not None and "gpu is tried on a GPU only" in result.reason
     assert "augmentation=['cpu']" in err
+
+
+def test_a_full_volume_ends_tuning_with_a_message_naming_the_folder_and_file(
+    shapes_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import argparse
+    import errno
+
+    from yolo_workloads.tune import cli
+
+    config = {
+        "model": {"architecture": "yolov8n.yaml"}, "data": {"yaml": str(shapes_data)}, "imgsz": 64, "gpus": 0,
+        "search": {"fixed_batch": 8, "workers": {"min": 0, "max": 0}, "amp": [False], "cache": ["ram"]},
+        "output_dir": str(tmp_path / "out"), "termination_log": str(tmp_path / "termination-log"),
+    }  # fmt: skip
+    (tmp_path / "tune.yaml").write_text(yaml.safe_dump(config))
+    write_text = Path.write_text
+
+    def full(path: Path, data: str, *args: Any, **kwargs: Any) -> int:
+        if path.name == "tune_result.json":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return write_text(path, data, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    assert cli.run(argparse.Namespace(config=str(tmp_path / "tune.yaml"))) == 1
+    message = (tmp_path / "termination-log").read_text()
+    assert message.startswith(f"output_dir {tmp_path / 'out'}: no space left on its volume (No space left on device")
+    assert "tune_result.json" in message and "spec.output.claimName" in message

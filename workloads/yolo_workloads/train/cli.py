@@ -30,14 +30,7 @@ from yolo_workloads.contract import (
     encode_result,
     encode_with_trials,
 )
-from yolo_workloads.train.runtime import (
-    EXIT_FAILURE,
-    EXIT_USER_ERROR,
-    UserError,
-    load_config,
-    no_space,
-    report_error,
-)
+from yolo_workloads.train.runtime import EXIT_USER_ERROR, UserError, load_config, report_error, report_failure
 
 SUMMARY_FILE = "summary.json"
 
@@ -58,11 +51,9 @@ def run(args: argparse.Namespace) -> int:
         report_error(config.termination_log if config else None, str(e))
         return EXIT_USER_ERROR
     except (OSError, RuntimeError) as e:
-        full = no_space(e, config.output_dir) if config is not None else None
-        if full is None:
+        if config is None:
             raise
-        report_error(config.termination_log if config else None, full)  # the Job retries it, with its backoff
-        return EXIT_FAILURE
+        return report_failure(e, config.termination_log, config.output_dir)
 
 
 def _train(config: TrainConfig) -> int:

@@ -97,6 +97,16 @@ def no_space(error: BaseException, output_dir: str) -> str | None:
     return None
 
 
+def report_failure(error: OSError | RuntimeError, termination_log: str | None, output_dir: str) -> int:
+    """EXIT_FAILURE for a failure whose cause a user can act on (a full volume), its message reported; anything
+    else is raised again, for its traceback."""
+    full = no_space(error, output_dir)
+    if full is None:
+        raise error
+    report_error(termination_log, full)  # the Job retries it, with its backoff
+    return EXIT_FAILURE
+
+
 def prepare_data(source: DataSource) -> Path:
     """The data set's YAML (a classify set's folder), generating the synthetic set first when the config asks for
     it and it is absent."""

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from yolo_workloads.contract import TuneConfig, TuneResult, encode_with_trials
-from yolo_workloads.train.runtime import EXIT_USER_ERROR, UserError, load_config, report_error
+from yolo_workloads.train.runtime import EXIT_USER_ERROR, UserError, load_config, report_error, report_failure
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +30,10 @@ def run(args: argparse.Namespace) -> int:
     except UserError as e:
         report_error(config.termination_log if config else None, str(e))
         return EXIT_USER_ERROR
+    except (OSError, RuntimeError) as e:
+        if config is None:
+            raise
+        return report_failure(e, config.termination_log, config.output_dir)
 
 
 def _tune(config: TuneConfig) -> int:
