@@ -3,17 +3,17 @@
 Ultralytics writes `last.pt` (and `best.pt` when the epoch is the best) at every epoch's end, on the training thread:
 it copies the EMA model and the optimizer's state, serialises them with the run's metadata and writes the bytes
 twice. Measured on an H200 (docs/benchmarks.md, "Checkpoints off the training thread"), that is 0.2 s of every
-yolov8n epoch and 0.4-0.5 s of every yolov8s one: a fifth of a tuned epoch, paid 30 times in a 30-epoch job.
+yolov8n epoch and 0.4-0.6 s of every yolov8s one: a fifth of a tuned epoch, paid 30 times in a 30-epoch job.
 
 Here the training thread only copies what the checkpoint holds into host buffers kept from one epoch to the next
 (`frozen`: tens of milliseconds, and no GPU memory beyond what training has), and a writer thread runs Ultralytics'
-own `save_model` on that copy.
-The checkpoint's content is the one Ultralytics writes, with its tensors on the host (every reader of ours and
-Ultralytics' loads them with `map_location="cpu"` anyway). Writes stay in order: a save waits for the one before
-it. The trainer waits for the last one before anything reads the files (final evaluation, NaN recovery) and before
-`train()` returns or raises, so a resumed or finished run always finds the checkpoint of its last epoch. The writer
-is no daemon: a process that exits mid-write still finishes the file, which `trainer._Offline` renames into place
-only once complete.
+own `save_model` on that copy (0.1 s of the training thread is left; the writer's pickling, which shares the
+interpreter lock, slows the next epoch by about 0.2 s: net 0.4 s a yolov8s epoch). The checkpoint's content is the one
+Ultralytics writes, with its tensors on the host (every reader of ours and Ultralytics' loads them with
+`map_location="cpu"` anyway). Writes stay in order: a save waits for the one before it. The trainer waits for the
+last one before anything reads the files (final evaluation, NaN recovery) and before `train()` returns or raises, so
+a resumed or finished run always finds the checkpoint of its last epoch. The writer is no daemon: a process that
+exits mid-write still finishes the file, which `trainer._Offline` renames into place only once complete.
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ def finite(model: torch.nn.Module) -> bool:
 
 class HostCopies:
     """Host tensors that receive the device's at each save, allocated at the first and reused after: a fresh 100 MB
-    on the host each epoch would cost its page faults every time. A copy is valid until the next `take`; the
-    writer has finished with it by then (`CheckpointWriter.submit` waits for the write before)."""
+    on the host each epoch would cost its page faults every time. A copy is valid until the next save copies into
+    it; the trainer waits for the last write before that (`_Offline.save_model`)."""
 
     def __init__(self) -> None:
         self._buffers: dict[tuple[Any, ...], torch.Tensor] = {}
