@@ -28,44 +28,10 @@ from typing import Any
 import torch
 
 
-class CheckpointWriter:
-    """One background write at a time; a failure is raised by the next `submit` or `wait`."""
-
-    def __init__(self) -> None:
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-
-    def submit(self, write: Callable[[], object]) -> None:
-        self.wait()
-        self._thread = threading.Thread(target=self._run, args=(write,), name="checkpoint-writer")
-        self._thread.start()
-
-    def wait(self) -> None:
-        """Until the last submitted write has finished; re-raise its failure (once)."""
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        error, self._error = self._error, None
-        if error is not None:
-            raise RuntimeError(f"writing the checkpoint failed: {error}") from error
-
-    def _run(self, write: Callable[[], object]) -> None:
-        try:
-            write()
-        except BaseException as e:  # handed to the training thread
-            self._error = e
-
-
-def finite(model: torch.nn.Module) -> bool:
-    """Whether every floating-point weight and buffer is finite (one device sync, not one per tensor)."""
-    checks = [torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point()]
-    return bool(torch.stack(checks).all()) if checks else True
-
-
 class HostCopies:
     """Host tensors that receive the device's at each save, allocated at the first and reused after: a fresh 100 MB
-    on the host each epoch would cost its page faults every time. A copy is valid until the next save copies into
-    it; the trainer waits for the last write before that (`_Offline.save_model`)."""
+    on the host each epoch would cost its page faults every time. A copy is valid until the next one; the writer that
+    owns them is waited for before that."""
 
     def __init__(self) -> None:
         self._buffers: dict[tuple[Any, ...], torch.Tensor] = {}
@@ -96,6 +62,42 @@ class HostCopies:
         if isinstance(value, list | tuple):
             return type(value)(self.tree(v, (*key, i)) for i, v in enumerate(value))
         return copy.deepcopy(value)
+
+
+class CheckpointWriter:
+    """One background write at a time, of a copy in `host`; a failure is raised by the next `submit` or `wait`."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self.host = HostCopies()
+        """Where the training thread copies a checkpoint's tensors; free again once `wait` returns."""
+
+    def submit(self, write: Callable[[], object]) -> None:
+        self.wait()
+        self._thread = threading.Thread(target=self._run, args=(write,), name="checkpoint-writer")
+        self._thread.start()
+
+    def wait(self) -> None:
+        """Until the last submitted write has finished; re-raise its failure (once)."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        error, self._error = self._error, None
+        if error is not None:
+            raise RuntimeError(f"writing the checkpoint failed: {error}") from error
+
+    def _run(self, write: Callable[[], object]) -> None:
+        try:
+            write()
+        except BaseException as e:  # handed to the training thread
+            self._error = e
+
+
+def finite(model: torch.nn.Module) -> bool:
+    """Whether every floating-point weight and buffer is finite (one device sync, not one per tensor)."""
+    checks = [torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point()]
+    return bool(torch.stack(checks).all()) if checks else True
 
 
 def frozen(trainer: Any, rows: dict[str, list[Any]], host: HostCopies) -> SimpleNamespace:

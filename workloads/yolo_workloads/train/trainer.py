@@ -71,21 +71,20 @@ class _Offline:
         from yolo_workloads.train import checkpoints
 
         writer = self._checkpoint_writer()
-        writer.wait()  # the last write is done with the host copies
+        writer.wait()  # the last write is done with writer.host
         if not checkpoints.finite(self.ema.ema):  # type: ignore[attr-defined]
             return _write_atomically(self, super().save_model)  # type: ignore[misc]
-        view = checkpoints.frozen(self, self.read_results_csv(), self.__dict__["_host_copies"])
+        view = checkpoints.frozen(self, self.read_results_csv(), writer.host)
         base_save = super().save_model.__func__  # type: ignore[misc]
         writer.submit(lambda: _write_atomically(view, lambda: base_save(view)))
         return True
 
     def _checkpoint_writer(self) -> Any:
-        from yolo_workloads.train.checkpoints import CheckpointWriter, HostCopies
+        from yolo_workloads.train.checkpoints import CheckpointWriter
 
         writer = self.__dict__.get("_checkpoints")
         if writer is None:
             writer = self.__dict__["_checkpoints"] = CheckpointWriter()
-            self.__dict__["_host_copies"] = HostCopies()
         return writer
 
     def train(self) -> Any:
