@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import os
 import sys
+from copy import copy
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,15 @@ def _write_atomically(trainer: Any, save: Any) -> Any:
 
 
 class OfflineDetectionTrainer(_Offline, DetectionTrainer):
-    """DetectionTrainer with atomic checkpoint writes, reading results.csv without polars."""
+    """DetectionTrainer with atomic checkpoint writes, reading results.csv without polars, validating with the
+    metric update a batch at a time (train/batched_validation.py)."""
+
+    def get_validator(self) -> Any:
+        from yolo_workloads.train.batched_validation import BatchedDetectionValidator
+
+        return BatchedDetectionValidator(
+            self.test_loader, save_dir=self.save_dir, args=copy(self.args), _callbacks=self.callbacks
+        )
 
 
 class _GpuAugmented:

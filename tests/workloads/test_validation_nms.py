@@ -1,0 +1,40 @@
+"""Validation's NMS over a whole batch (train/validation_nms.py) returns Ultralytics' rows, image by image and in
+order: with many classes or one, class-agnostic, cut at max_det where scores tie, with an image over max_nms, and
+where it is not taken (the CPU, half precision) it says so."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from validation_nms_cases import compare, raw
+
+pytestmark = pytest.mark.workloads
+
+
+@pytest.mark.parametrize(
+    "nc, kwargs",
+    [(6, {}), (1, {}), (6, {"agnostic": True}), (6, {"max_det": 7}), (6, {"conf": 0.25, "iou": 0.5})],
+    ids=["six-classes", "one-class", "agnostic", "max-det-7", "conf-0.25"],
+)
+def test_the_batched_nms_gives_ultralytics_rows(nc: int, kwargs: dict[str, float]) -> None:
+    kept = sum(compare(raw(np.random.default_rng(seed), 5, nc, 600, "cpu"), **kwargs) for seed in range(3))
+    assert kept >= 50
+
+
+def test_an_image_over_max_nms_is_cut_as_ultralytics_cuts_it() -> None:
+    prediction = raw(np.random.default_rng(4), 3, 4, 400, "cpu")
+    assert compare(prediction, max_nms=150) > 0
+
+
+def test_a_group_wider_than_a_block_on_the_cpu() -> None:
+    prediction = raw(np.random.default_rng(5), 2, 2, 3000, "cpu")
+    prediction[:, 4:] = prediction[:, 4:] * 0.5 + 0.01  # every anchor a candidate of both classes
+    assert compare(prediction) > 0
+
+
+def test_the_cpu_and_half_precision_are_left_to_ultralytics() -> None:
+    from yolo_workloads.train import validation_nms
+
+    prediction = raw(np.random.default_rng(6), 2, 3, 100, "cpu")
+    assert validation_nms.non_max_suppression(prediction, 0.001, 0.7, False, 300) is None  # its serial pass is faster
+    assert validation_nms.batched(prediction.half(), 0.001, 0.7, False, 300) is None

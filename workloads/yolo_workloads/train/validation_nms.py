@@ -1,0 +1,107 @@
+"""Validation's NMS over a whole batch at once: Ultralytics' `non_max_suppression` as its validator calls it
+(multi-label, class offsets, max_nms, max_det), the same rows in the same order.
+
+Why: Ultralytics suppresses one image at a time, each image a dozen small kernels and three or four waits for the
+GPU; at conf 0.001 (validation's) that was 0.6-1.2 ms an image through a 30-epoch run on the H200, 7-8 s of a
+yolov8n or yolov8s run's ~90-105 s (docs/benchmarks.md). Here the batch's candidates are taken in one pass, in the
+order Ultralytics takes each image's (by anchor, then class), and suppressed together by `serve/nms.greedy_nms`:
+every (image, class) group in padded blocks, the greedy result exactly; a group wider than a block (an untrained
+model's first epochs) through torchvision's NMS on its own, which compares a sixth of the pairs that one call for
+the image's six classes would. The boxes carry Ultralytics' class offsets, so each IoU is computed from the same
+numbers. Each image's kept rows are then ordered as torchvision returns them (score, best first; equal scores in
+candidate order) and cut at max_det.
+
+Where an image has more than max_nms candidates, its own candidates are first cut with Ultralytics' own call
+(`argsort` of its scores), so the same boxes go on in the same order. Not taken here (None: the caller uses
+Ultralytics'): on the CPU (torchvision's serial pass is native code there, and the blocks' memory traffic is what a
+GPU does well), and predictions not in float32. Ultralytics' time limit (it stops after 2 s + 50 ms an image,
+leaving the rest of the batch empty, with a warning) is not applied: every image is suppressed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from ultralytics.utils import ops
+
+from yolo_workloads.serve import nms
+
+MAX_NMS = 30000
+"""Ultralytics' default: the most candidates of one image that go into NMS (the best by score)."""
+MAX_WH = 7680
+"""Ultralytics' default: each class's boxes are offset by class x MAX_WH pixels."""
+
+
+def non_max_suppression(
+    prediction: Any, conf: float, iou: float, agnostic: bool, max_det: int, max_nms: int = MAX_NMS
+) -> list[torch.Tensor] | None:
+    """Per image (x1, y1, x2, y2, score, class) rows, as Ultralytics' `non_max_suppression(prediction, conf, iou,
+    multi_label=True, agnostic=agnostic, max_det=max_det)` returns them, on a GPU; None where Ultralytics' own is
+    the one to take: on the CPU (its serial pass is native code there: 0.47 s against 1.84 s in blocks for 300
+    images of 1,000 candidates on two cores, benchmarks/validation_batch.py), and see `batched`."""
+    if _tensor(prediction).device.type != "cuda":
+        return None
+    return batched(prediction, conf, iou, agnostic, max_det, max_nms)
+
+
+def batched(
+    prediction: Any, conf: float, iou: float, agnostic: bool, max_det: int, max_nms: int = MAX_NMS
+) -> list[torch.Tensor] | None:
+    """`non_max_suppression` on any device; None for predictions not in float32."""
+    prediction = _tensor(prediction)
+    if prediction.dtype != torch.float32:
+        return None
+    images, nc = prediction.shape[0], prediction.shape[1] - 4
+    image, rows = _candidates(prediction.transpose(-1, -2), conf, nc)
+    counts: list[int] = torch.bincount(image, minlength=images).tolist()
+    if max(counts, default=0) > max_nms:
+        image, rows = _best_of_each(image, rows, counts, max_nms)
+    if not len(rows):
+        return [rows] * images
+    groups = image if agnostic else image * nc + rows[:, 5].long()
+    boxes = rows[:, :4] + rows[:, 5:6] * (0 if agnostic else MAX_WH)  # Ultralytics' class offsets
+    keep = nms.greedy_nms(boxes, rows[:, 4], groups, iou, serial_wide=True).sort().values  # by image, position
+    keep = keep[torch.argsort(rows[keep, 4], descending=True, stable=True)]
+    keep = keep[torch.argsort(image[keep], stable=True)]  # by image; inside, as torchvision returns them
+    kept_image = image[keep]
+    per_image = torch.bincount(kept_image, minlength=images)
+    rank = torch.arange(len(keep), device=keep.device) - (per_image.cumsum(0) - per_image)[kept_image]
+    keep = keep[rank < max_det]
+    sizes: list[int] = torch.bincount(image[keep], minlength=images).tolist()
+    return list(torch.split(rows[keep], sizes))
+
+
+def _tensor(prediction: Any) -> torch.Tensor:
+    """The head's output: in validation the model returns (inference, loss inputs)."""
+    head: torch.Tensor = prediction[0] if isinstance(prediction, (list, tuple)) else prediction
+    return head
+
+
+def _candidates(p: torch.Tensor, conf: float, nc: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(image of each candidate, its (x1, y1, x2, y2, score, class) row): by image, then anchor, then class, as
+    Ultralytics takes them (each class above `conf` a candidate of its own; one class: the best only)."""
+    if nc > 1:
+        image, anchor, cls = torch.nonzero(p[..., 4:] > conf, as_tuple=True)
+        score = p[image, anchor, 4 + cls]
+    else:
+        best, top = p[..., 4:].max(-1)
+        image, anchor = torch.nonzero(best > conf, as_tuple=True)
+        score, cls = best[image, anchor], top[image, anchor]
+    corners = ops.xywh2xyxy(p[image, anchor, :4])  # type: ignore[no-untyped-call]
+    return image, torch.cat((corners, score[:, None], cls[:, None].float()), 1)
+
+
+def _best_of_each(
+    image: torch.Tensor, rows: torch.Tensor, counts: list[int], max_nms: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each image's candidates cut to its best `max_nms` by Ultralytics' own call, in the order it leaves them."""
+    pieces, owners, start = [], [], 0
+    for b, n in enumerate(counts):
+        mine = rows[start : start + n]
+        if n > max_nms:
+            mine = mine[mine[:, 4].argsort(descending=True)[:max_nms]]
+        pieces.append(mine)
+        owners.append(torch.full((len(mine),), b, dtype=image.dtype, device=image.device))
+        start += n
+    return torch.cat(owners), torch.cat(pieces)
