@@ -14,8 +14,9 @@ reached the defaults' final mAP50-95 (tuning included; taken at the end of each 
         [--epochs 10] [--model yolov8n.yaml] [--json FILE] [--defaults-json EARLIER_REPORT]
         [--tuning pod|in-training] [--checkpoints async|sync] [--extra val=false,...]
 
-The tuned run's report has a `trace`: the first two epochs' stages, then every epoch's end (validation, its stage
-times, the checkpoint), in seconds since its process started.
+The tuned run's report has a `trace`: the set-up before the first batch (`setup:` and `setup/` events around the
+trainer's construction, data sets, RAM cache fill, dataloaders, ...), the first two epochs' stages, then every
+epoch's end (validation, its stage times, the checkpoint), in seconds since its process started.
 
 `train-clocked` is the training pod with a wall clock written at each epoch's end (used by `run`).
 """
@@ -79,7 +80,57 @@ def train_clocked(config: str, clock: str) -> int:
                 f.write(f"tune_{words[1].strip(':=') if len(words) > 1 else 'line'},0,{time.time() - _T0:.3f}\n")
 
         module._log = log  # type: ignore[assignment]
+    _trace_setup(clock + ".events")
     return cli.run(argparse.Namespace(config=config))
+
+
+_SETUP = (
+    "ultralytics.engine.trainer:BaseTrainer.__init__",
+    "ultralytics.engine.trainer:BaseTrainer.get_dataset",
+    "ultralytics.engine.trainer:BaseTrainer._setup_train",
+    "ultralytics.engine.trainer:BaseTrainer.build_optimizer",
+    "ultralytics.engine.trainer:BaseTrainer.setup_model",
+    "ultralytics.data.base:BaseDataset.__init__",
+    "ultralytics.data.dataset:YOLODataset.get_labels",
+    "ultralytics.data.base:BaseDataset.cache_images",
+    "ultralytics.models.yolo.detect.train:build_dataloader",
+    "ultralytics.engine.trainer:check_amp",
+    "yolo_workloads.train.device_images:upload",
+    "yolo_workloads.train.graphs:install",
+)  # fmt: skip
+"""What a training process does before its first batch, each traced as `setup:<module>.<name>` (start) and
+`setup/<module>.<name>` (end) for its first four calls: where the seconds before `on_pretrain_routine_end` go.
+Functions are replaced where their callers look them up (a module that imported a name keeps its own)."""
+
+
+def _trace_setup(path: str) -> None:
+    import functools
+    import importlib
+
+    for target in _SETUP:
+        module_name, _, attribute = target.partition(":")
+        owner: Any = importlib.import_module(module_name)
+        *parents, name = attribute.split(".")
+        for parent in parents:
+            owner = getattr(owner, parent)
+        original, calls, event = getattr(owner, name), [0], f"{module_name.rsplit('.', 1)[-1]}.{attribute}"
+
+        @functools.wraps(original)
+        def traced(
+            *args: Any, _original: Any = original, _calls: list[int] = calls, _name: str = event, **kwargs: Any
+        ) -> Any:
+            _calls[0] += 1
+            if _calls[0] > 4:
+                return _original(*args, **kwargs)
+            with open(path, "a") as f:
+                f.write(f"setup:{_name},{_calls[0]},{time.time() - _T0:.3f}\n")
+            try:
+                return _original(*args, **kwargs)
+            finally:
+                with open(path, "a") as f:
+                    f.write(f"setup/{_name},{_calls[0]},{time.time() - _T0:.3f}\n")
+
+        setattr(owner, name, traced)
 
 
 _TRACED = ("on_pretrain_routine_start", "on_pretrain_routine_end", "on_train_start", "on_train_epoch_start",
