@@ -35,6 +35,18 @@ def test_the_batched_update_gives_ultralytics_statistics(nc: int, dtype: torch.d
     assert hits > 100  # the greedy matching was exercised, not only misses
 
 
+def test_ious_in_several_passes_give_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    from yolo_workloads.train import batched_validation
+
+    monkeypatch.setattr(batched_validation, "PAIRS", 40)  # a few images a pass
+    rng = np.random.default_rng(11)
+    batches = []
+    for images in (16, 7):
+        labels = batch(rng, images, 4, "cpu")
+        batches.append((labels, predictions(rng, labels, 4, torch.float32)))
+    assert compare(batches, 4, "cpu") > 0
+
+
 def test_labels_not_grouped_by_image_keep_each_images_order() -> None:
     rng = np.random.default_rng(7)
     labels = batch(rng, 9, 3, "cpu")

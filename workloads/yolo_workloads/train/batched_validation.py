@@ -31,6 +31,9 @@ from yolo_workloads.train import validation_nms
 
 EPS = 1e-7
 """Ultralytics' `box_iou` default."""
+PAIRS = 8 * 1024 * 1024
+"""(label, prediction) pairs of IoUs computed in one pass (a batch of 128 images with 60 labels and 300 predictions
+each is 2.3 million; denser data sets, or a larger max_det, take several passes)."""
 
 
 class BatchedDetectionValidator(DetectionValidator):
@@ -119,14 +122,26 @@ def class_iou(
     truth_cls = pad_sequence(list(torch.split(labels.on_device, split)), batch_first=True)
     found = pad_sequence([p["bboxes"] for p in preds], batch_first=True).float()  # (B, N, 4)
     found_cls = pad_sequence([p["cls"] for p in preds], batch_first=True)
+    step = max(1, PAIRS // max(1, truth.shape[1] * found.shape[1]))  # images a pass: bounded device memory
+    host = np.concatenate(
+        [
+            _iou(truth[i : i + step], found[i : i + step], truth_cls[i : i + step], found_cls[i : i + step])
+            for i in range(0, len(counts), step)
+        ]
+    )
+    host[np.arange(host.shape[1])[None, :] >= labels.counts[:, None]] = 0.0  # padded labels
+    host.transpose(0, 2, 1)[np.arange(host.shape[2])[None, :] >= counts[:, None]] = 0.0  # padded predictions
+    return host
+
+
+def _iou(truth: torch.Tensor, found: torch.Tensor, truth_cls: torch.Tensor, found_cls: torch.Tensor) -> np.ndarray:
+    """`box_iou`'s operations, in its order, over padded (image, label) and (image, prediction) boxes."""
     (a1, a2), (b1, b2) = truth.unsqueeze(2).chunk(2, 3), found.unsqueeze(1).chunk(2, 3)
     wh, wh1, wh2 = (torch.min(a2, b2) - torch.max(a1, b1)).clamp_(0), a2 - a1, b2 - b1
     inter = wh[..., 0] * wh[..., 1]
     iou = inter / (wh1[..., 0] * wh1[..., 1] + wh2[..., 0] * wh2[..., 1] - inter + EPS)
     same = truth_cls.unsqueeze(2) == found_cls.unsqueeze(1)
-    host = (iou * same).cpu().numpy()
-    host[np.arange(host.shape[1])[None, :] >= labels.counts[:, None]] = 0.0  # padded labels
-    host.transpose(0, 2, 1)[np.arange(host.shape[2])[None, :] >= counts[:, None]] = 0.0  # padded predictions
+    host: np.ndarray = (iou * same).cpu().numpy()
     return host
 
 
