@@ -11,6 +11,10 @@ and the same mAP50-95.
 
     python3 benchmarks/validation_batch.py [--device cuda] [--images 300] [--batch 128] [--classes 6] [--preds 300]
         [--candidates 1000]
+
+`--candidates 30000` stands for a young model's first epochs (every anchor's every class above 0.001, cut to
+max_nms). Ultralytics' NMS gives up on a batch after 2 s + 50 ms an image (a warning, the batch's remaining images
+left empty); where it does, the rows differ (`same_rows` false): on a CPU keep such batches small.
 """
 
 from __future__ import annotations

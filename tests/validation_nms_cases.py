@@ -29,9 +29,14 @@ def compare(prediction: torch.Tensor, **kwargs: Any) -> int:
 
     args = {"conf": 0.001, "iou": 0.7, "agnostic": False, "max_det": 300, **kwargs}
     theirs = nms.non_max_suppression(
-        prediction, args["conf"], args["iou"], multi_label=True, agnostic=args["agnostic"], max_det=args["max_det"],
+        prediction,
+        args["conf"],
+        args["iou"],
+        multi_label=True,
+        agnostic=args["agnostic"],
+        max_det=args["max_det"],
         max_nms=args.get("max_nms", validation_nms.MAX_NMS),
-    )  # fmt: skip
+    )  # fmt: skip  (prefix is validation_nms' own)
     ours = validation_nms.batched(prediction, **args)
     assert ours is not None and len(ours) == len(theirs)
     for a, b in zip(theirs, ours, strict=True):

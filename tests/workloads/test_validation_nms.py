@@ -4,6 +4,8 @@ where it is not taken (the CPU, half precision) it says so."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from validation_nms_cases import compare, raw
@@ -19,6 +21,39 @@ pytestmark = pytest.mark.workloads
 def test_the_batched_nms_gives_ultralytics_rows(nc: int, kwargs: dict[str, float]) -> None:
     kept = sum(compare(raw(np.random.default_rng(seed), 5, nc, 600, "cpu"), **kwargs) for seed in range(3))
     assert kept >= 50
+
+
+@pytest.mark.parametrize(
+    "prefix, max_det", [(25, 300), (60, 20), (2000, 300)], ids=["all-again", "one-again", "all-first"]
+)
+def test_the_best_candidates_first_then_short_images_whole(prefix: int, max_det: int) -> None:
+    import torch
+    from yolo_workloads.train import validation_nms
+
+    prediction = raw(np.random.default_rng(8), 6, 3, 600, "cpu")
+    prediction[2, :4] = torch.tensor([320.0, 320.0, 100.0, 100.0])[:, None]  # one box, 600 times: few kept
+    passes: list[bool] = []
+    greedy = validation_nms.nms.greedy_nms
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        passes.append(bool(kwargs.get("serial_wide", False)))
+        return greedy(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(validation_nms.nms, "greedy_nms", counted)
+        assert compare(prediction, prefix=prefix, max_det=max_det) > 0
+    assert passes == ([False] if prefix == 2000 else [False, True])  # a second pass for the images short of max_det
+
+
+def test_an_image_one_short_of_max_det_in_its_best_candidates_goes_again() -> None:
+    import torch
+
+    # one class; by score: four apart, two copies of the first (suppressed), then a fifth apart
+    xywh = [[50, 50, 40, 40], [150, 50, 40, 40], [250, 50, 40, 40], [350, 50, 40, 40], [50, 50, 40, 40],
+            [51, 50, 40, 40], [450, 50, 40, 40]]  # fmt: skip
+    scores = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3]
+    prediction = torch.tensor([[*box, score] for box, score in zip(xywh, scores, strict=True)]).T[None].contiguous()
+    assert compare(prediction, prefix=6, max_det=5) == 5
 
 
 def test_an_image_over_max_nms_is_cut_as_ultralytics_cuts_it() -> None:

@@ -4,12 +4,14 @@
 Why: Ultralytics suppresses one image at a time, each image a dozen small kernels and three or four waits for the
 GPU; at conf 0.001 (validation's) that was 0.6-1.2 ms an image through a 30-epoch run on the H200, 7-8 s of a
 yolov8n or yolov8s run's ~90-105 s (docs/benchmarks.md). Here the batch's candidates are taken in one pass, in the
-order Ultralytics takes each image's (by anchor, then class), and suppressed together by `serve/nms.greedy_nms`:
-every (image, class) group in padded blocks, the greedy result exactly; a group wider than a block (an untrained
-model's first epochs) through torchvision's NMS on its own, which compares a sixth of the pairs that one call for
-the image's six classes would. The boxes carry Ultralytics' class offsets, so each IoU is computed from the same
-numbers. Each image's kept rows are then ordered as torchvision returns them (score, best first; equal scores in
-candidate order) and cut at max_det.
+order Ultralytics takes each image's (by anchor, then class), and suppressed together by `serve/nms.greedy_nms`
+(every (image, class) group in padded blocks, the greedy result exactly), first each image's best PREFIX (1,024)
+candidates only: greedy NMS decides a box from the better ones alone, so these decisions are final, and an image
+that keeps max_det (300) of them is done; the others go again whole (a group wider than a block through
+torchvision's NMS on its own). An untrained model's first epochs give up to 30,000 candidates an image, which
+Ultralytics' NMS walks one by one (8.5 ms an image in yolov8s's second epoch). The boxes carry Ultralytics' class
+offsets, so each IoU is computed from the same numbers. Each image's kept rows are then ordered as torchvision
+returns them (score, best first; equal scores in candidate order) and cut at max_det.
 
 Where an image has more than max_nms candidates, its own candidates are first cut with Ultralytics' own call
 (`argsort` of its scores), so the same boxes go on in the same order. Not taken here (None: the caller uses
@@ -31,6 +33,11 @@ MAX_NMS = 30000
 """Ultralytics' default: the most candidates of one image that go into NMS (the best by score)."""
 MAX_WH = 7680
 """Ultralytics' default: each class's boxes are offset by class x MAX_WH pixels."""
+PREFIX = nms.BLOCK_GROUP
+"""Each image's best candidates suppressed first. Greedy NMS decides each box from the better ones alone, and only
+an image's first max_det kept boxes are returned; where its best PREFIX candidates already hold max_det kept boxes,
+the rest (up to 30,000 an image from a young model) need not be compared at all. As wide as a block, so that no
+group of this first pass is wider than one."""
 
 
 def non_max_suppression(
@@ -46,7 +53,13 @@ def non_max_suppression(
 
 
 def batched(
-    prediction: Any, conf: float, iou: float, agnostic: bool, max_det: int, max_nms: int = MAX_NMS
+    prediction: Any,
+    conf: float,
+    iou: float,
+    agnostic: bool,
+    max_det: int,
+    max_nms: int = MAX_NMS,
+    prefix: int = PREFIX,
 ) -> list[torch.Tensor] | None:
     """`non_max_suppression` on any device; None for predictions not in float32."""
     prediction = _tensor(prediction)
@@ -61,15 +74,44 @@ def batched(
         return [rows] * images
     groups = image if agnostic else image * nc + rows[:, 5].long()
     boxes = rows[:, :4] + rows[:, 5:6] * (0 if agnostic else MAX_WH)  # Ultralytics' class offsets
-    keep = nms.greedy_nms(boxes, rows[:, 4], groups, iou, serial_wide=True).sort().values  # by image, position
+    keep = _kept(image, images, boxes, rows[:, 4], groups, iou, max_det, prefix).sort().values  # by image, position
     keep = keep[torch.argsort(rows[keep, 4], descending=True, stable=True)]
     keep = keep[torch.argsort(image[keep], stable=True)]  # by image; inside, as torchvision returns them
-    kept_image = image[keep]
-    per_image = torch.bincount(kept_image, minlength=images)
-    rank = torch.arange(len(keep), device=keep.device) - (per_image.cumsum(0) - per_image)[kept_image]
-    keep = keep[rank < max_det]
+    keep = keep[_rank(image[keep], images) < max_det]
     sizes: list[int] = torch.bincount(image[keep], minlength=images).tolist()
     return list(torch.split(rows[keep], sizes))
+
+
+def _kept(
+    image: torch.Tensor,
+    images: int,
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    groups: torch.Tensor,
+    iou: float,
+    max_det: int,
+    prefix: int,
+) -> torch.Tensor:
+    """The candidates greedy NMS keeps, as far as the output can reach: first each image's best `prefix`
+    candidates (greedy's first decisions, exactly); an image that keeps fewer than max_det of them and has more
+    candidates is suppressed again whole."""
+    order = torch.argsort(scores, descending=True, stable=True)
+    order = order[torch.argsort(image[order], stable=True)]  # greedy order: best first, equal in candidate order
+    head = order[_rank(image[order], images) < prefix]
+    kept = head[nms.greedy_nms(boxes[head], scores[head], groups[head], iou)]
+    more = torch.bincount(image, minlength=images) > prefix
+    short = (torch.bincount(image[kept], minlength=images) < max_det) & more
+    if not bool(short.any()):
+        return kept
+    again = short[image].nonzero().squeeze(1)  # those images' candidates, in candidate order
+    rest = again[nms.greedy_nms(boxes[again], scores[again], groups[again], iou, serial_wide=True)]
+    return torch.cat((kept[~short[image[kept]]], rest))
+
+
+def _rank(image: torch.Tensor, images: int) -> torch.Tensor:
+    """Each item's place among its image's items, for items already grouped by image."""
+    per_image = torch.bincount(image, minlength=images)
+    return torch.arange(len(image), device=image.device) - (per_image.cumsum(0) - per_image)[image]
 
 
 def _tensor(prediction: Any) -> torch.Tensor:
