@@ -37,7 +37,8 @@ each is 2.3 million; denser data sets, or a larger max_det, take several passes)
 
 
 class BatchedDetectionValidator(DetectionValidator):
-    """Ultralytics' DetectionValidator whose metric update takes a batch at a time (see the module's docstring)."""
+    """Ultralytics' DetectionValidator whose metric update takes a batch at a time (see the module's docstring), as
+    does its NMS on a GPU (train/validation_nms.py)."""
 
     seen: Any
     iouv: Any
