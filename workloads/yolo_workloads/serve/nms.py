@@ -37,6 +37,12 @@ def group_order(scores: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     return by_score[torch.argsort(groups[by_score], stable=True)]
 
 
+def rank_within(sorted_groups: torch.Tensor, groups: int) -> torch.Tensor:
+    """Each item's place among its group's items, for items already ordered by group id (ids below `groups`)."""
+    sizes = torch.bincount(sorted_groups, minlength=groups)
+    return torch.arange(len(sorted_groups), device=sorted_groups.device) - (sizes.cumsum(0) - sizes)[sorted_groups]
+
+
 def spans(sorted_groups: torch.Tensor) -> list[tuple[int, int]]:
     """(start, size) of each run of equal group ids in `sorted_groups` (one host sync)."""
     sizes: list[int] = torch.unique_consecutive(sorted_groups, return_counts=True)[1].tolist()

@@ -383,10 +383,7 @@ class Detector:
 
     def _cap_per_image(self, keep: torch.Tensor, kb: torch.Tensor, b_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The first max_det of each image's kept rows (grouped by image, best first inside)."""
-        kcounts = torch.bincount(kb, minlength=b_size)
-        starts = torch.cumsum(kcounts, 0) - kcounts
-        rank = torch.arange(kb.numel(), device=kb.device) - starts[kb]
-        sel = rank < self.max_det
+        sel = nms.rank_within(kb, b_size) < self.max_det
         return keep[sel], kb[sel]
 
     def _stream(self) -> contextlib.AbstractContextManager[Any]:

@@ -77,7 +77,7 @@ def batched(
     keep = _kept(image, images, boxes, rows[:, 4], groups, iou, max_det, prefix).sort().values  # by image, position
     keep = keep[torch.argsort(rows[keep, 4], descending=True, stable=True)]
     keep = keep[torch.argsort(image[keep], stable=True)]  # by image; inside, as torchvision returns them
-    keep = keep[_rank(image[keep], images) < max_det]
+    keep = keep[nms.rank_within(image[keep], images) < max_det]
     sizes: list[int] = torch.bincount(image[keep], minlength=images).tolist()
     return list(torch.split(rows[keep], sizes))
 
@@ -97,7 +97,7 @@ def _kept(
     candidates is suppressed again whole."""
     order = torch.argsort(scores, descending=True, stable=True)
     order = order[torch.argsort(image[order], stable=True)]  # greedy order: best first, equal in candidate order
-    head = order[_rank(image[order], images) < prefix]
+    head = order[nms.rank_within(image[order], images) < prefix]
     kept = head[nms.greedy_nms(boxes[head], scores[head], groups[head], iou)]
     more = torch.bincount(image, minlength=images) > prefix
     short = (torch.bincount(image[kept], minlength=images) < max_det) & more
@@ -106,12 +106,6 @@ def _kept(
     again = short[image].nonzero().squeeze(1)  # those images' candidates, in candidate order
     rest = again[nms.greedy_nms(boxes[again], scores[again], groups[again], iou, serial_wide=True)]
     return torch.cat((kept[~short[image[kept]]], rest))
-
-
-def _rank(image: torch.Tensor, images: int) -> torch.Tensor:
-    """Each item's place among its image's items, for items already grouped by image."""
-    per_image = torch.bincount(image, minlength=images)
-    return torch.arange(len(image), device=image.device) - (per_image.cumsum(0) - per_image)[image]
 
 
 def _tensor(prediction: Any) -> torch.Tensor:
