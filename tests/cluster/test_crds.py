@@ -129,7 +129,16 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
         train({"train": {"extraArgs": {"cutmix": 0.5}}, "tuning": {"augmentation": ["cpu", "gpu"]}}),
         "tuning.augmentation gpu does not implement copy_paste, mixup, cutmix",
     ),
-    ("train-extra-args-owned", train({"train": {"extraArgs": {"epochs": 5}}}), "spec.train.extraArgs.epochs"),
+    (
+        "train-extra-args-owned",
+        train({"train": {"extraArgs": {"epochs": 5}}}),
+        "not extraArgs: epochs (spec.train.epochs)",
+    ),
+    (
+        "train-extra-args-owned-two",
+        train({"train": {"extraArgs": {"lr0": 0.02, "mosaic": 0.5, "batch": 32}}}),
+        "the operator sets these from the spec, not extraArgs: batch (spec.train.batch) lr0 (spec.train.lr0)",
+    ),
     ("train-extra-args-typo", train({"train": {"extraArgs": {"mosiac": 0.5}}}), "spec.train.extraArgs.mosiac"),
     ("train-extra-args-type", train({"train": {"extraArgs": {"cos_lr": "yes"}}}), "spec.train.extraArgs.cos_lr"),
     (

@@ -19,7 +19,12 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from yolo_operator.api import SpecError, parse_resource
-from yolo_operator.api.ultralytics_args import ARG_BOUNDS, EXTRA_TRAIN_ARGS, extra_arg_problem
+from yolo_operator.api.ultralytics_args import (
+    ARG_BOUNDS,
+    EXTRA_TRAIN_ARGS,
+    SPEC_FIELD_OF_RESERVED,
+    extra_arg_problem,
+)
 from yolo_operator.quantity import parse_quantity
 from yolo_operator.render import inference_service as render_service
 from yolo_operator.render import train_job as render_train
@@ -394,9 +399,21 @@ def test_extra_arg_outside_ultralytics_range_is_refused_naming_it(name: str, val
 def test_every_argument_the_workload_reserves_is_refused_in_extra_args_naming_it(name: str) -> None:
     # the one list the workload refuses too (`yolo-workload train` exits 2): nothing the API lets through fails later
     problems = _problems(_with(TRAIN, "spec.train.extraArgs", {name: 1}))
-    assert any(p.startswith("spec.train.extraArgs") and f"{name} is set by the operator" in p for p in problems), (
-        problems
-    )
+    instead = SPEC_FIELD_OF_RESERVED[name]
+    said = f"the operator sets these from the spec, not extraArgs: {name} ({instead})"
+    assert any(p.startswith("spec.train.extraArgs") and p.endswith(said) for p in problems), problems
+    if instead.startswith("spec."):  # the field it names is one the user can write
+        schema = yaml.safe_load((SAMPLES.parents[1] / "crds" / "yolo-operator.io_yolotrainjobs.yaml").read_text())
+        node = schema["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        for part in instead.split("."):
+            assert part in node.get("properties", {}), (instead, part)
+            node = node["properties"][part]
+
+
+def test_several_reserved_arguments_are_named_together_each_with_its_field() -> None:
+    problems = _problems(_with(TRAIN, "spec.train.extraArgs", {"lr0": 0.02, "mosaic": 0.5, "batch": 32}))
+    said = "the operator sets these from the spec, not extraArgs: batch (spec.train.batch) lr0 (spec.train.lr0)"
+    assert [p for p in problems if p.startswith("spec.train.extraArgs")] == [f"spec.train.extraArgs: {said}"], problems
 
 
 # --- the wire form of anything accepted is accepted again, unchanged ------------------------------------------------

@@ -73,10 +73,35 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+SPEC_FIELD_OF_RESERVED: dict[str, str] = {
+    "task": "spec.task", "mode": "the kind: a YoloTrainJob trains", "model": "spec.model", "data": "spec.data",
+    "epochs": "spec.train.epochs", "patience": "spec.train.patience", "batch": "spec.train.batch",
+    "imgsz": "spec.train.imgsz", "save": "spec.output.checkpointEveryEpochs",
+    "save_period": "spec.output.checkpointEveryEpochs", "cache": "spec.train.cache", "device": "spec.resources.gpus",
+    "workers": "spec.train.workers", "project": "spec.output.path", "name": "spec.output.path",
+    "exist_ok": "spec.output.path", "save_dir": "spec.output.path", "optimizer": "spec.train.optimizer",
+    "seed": "spec.train.seed", "resume": "the run folder: a restarted pod resumes its last checkpoint",
+    "amp": "spec.train.amp", "lr0": "spec.train.lr0",
+}  # fmt: skip
+"""Where in a YoloTrainJob each reserved argument is set instead, so refusing one tells the user what to write
+(a unit test keeps it covering RESERVED_TRAIN_ARGS and every `spec.` path a field of the API)."""
+
+_RESERVED_TYPES: dict[str, dict[str, Any]] = {
+    **{n: {"type": "integer"} for n in ("epochs", "patience", "imgsz", "save_period", "workers", "seed")},
+    **{n: {"type": "boolean"} for n in ("save", "exist_ok", "resume", "amp")},
+    **{n: {"type": "number"} for n in ("batch", "lr0")},  # Ultralytics' batch may be a fraction of GPU memory
+    **{n: {"x-kubernetes-int-or-string": True} for n in ("device", "cache")},
+}
+"""The schema types the reserved arguments are declared with (the rest are strings). CEL reads only typed fields,
+so they carry the types a user would write them with (Ultralytics' cfg/default.yaml); an off-type value is refused
+by the schema, naming the field, instead of by the rule."""
+
+
 def extra_arg_problem(name: str, value: object) -> str | None:
-    """Why `name: value` is not an acceptable extra argument, or None when it is."""
+    """Why `name: value` is not an acceptable extra argument, or None when it is (the arguments the operator sets
+    are `_reserved_rule`'s, which says where each is set instead)."""
     if name in RESERVED_TRAIN_ARGS:
-        return f"{name} is set by the operator from the spec (spec.train, spec.tuning, spec.output), not extraArgs"
+        return None
     expected = EXTRA_TRAIN_ARGS.get(name)
     if expected is None:
         return f"{name} is not an Ultralytics train argument this operator passes through"
@@ -109,6 +134,11 @@ def extra_args_schema() -> dict[str, Any]:
         if bounds is not None and bounds.maximum is not None:
             node["maximum"] = bounds.maximum
         properties[name] = node
+    for name in sorted(RESERVED_TRAIN_ARGS):  # declared so that a rule can refuse them by name, saying where instead
+        properties[name] = {
+            **_RESERVED_TYPES.get(name, {"type": "string"}),
+            "description": f"Not accepted: set by the operator from {SPEC_FIELD_OF_RESERVED[name]}.",
+        }
     return {
         "type": "object",
         "properties": properties,
@@ -118,9 +148,33 @@ def extra_args_schema() -> dict[str, Any]:
     }
 
 
+def _reserved_rule() -> Rule:
+    """The arguments the operator sets, refused by name with the spec field that sets each (the API server builds
+    the same words from the names present)."""
+    names = sorted(RESERVED_TRAIN_ARGS)
+    items = " + ".join(f"(has(self.extraArgs.{n}) ? ' {_reserved_item(n)}' : '')" for n in names)
+    return Rule(
+        cel="!has(self.extraArgs) || !(" + " || ".join(f"has(self.extraArgs.{n})" for n in names) + ")",
+        message=f"{RESERVED_SAID} {', '.join(names)}",
+        message_expression=f"'{RESERVED_SAID}' + {items}",
+        check=lambda t: not RESERVED_TRAIN_ARGS & set(t.extra_args or {}),
+        explain=lambda t: RESERVED_SAID + "".join(f" {_reserved_item(n)}" for n in names if n in (t.extra_args or {})),
+        field="extraArgs",
+    )
+
+
+RESERVED_SAID = "the operator sets these from the spec, not extraArgs:"
+
+
+def _reserved_item(name: str) -> str:
+    return f"{name} ({SPEC_FIELD_OF_RESERVED[name]})"
+
+
 def extra_args_rules() -> tuple[Rule, ...]:
-    """What the schema's bounds cannot say: a fraction above 1 must be a whole count of images."""
+    """What the schema's bounds cannot say: a fraction above 1 must be a whole count of images; no argument the
+    operator sets itself."""
     return (
+        _reserved_rule(),
         Rule(
             cel="!has(self.extraArgs) || !has(self.extraArgs.fraction) || self.extraArgs.fraction <= 1.0 || "
             "self.extraArgs.fraction == double(int(self.extraArgs.fraction))",
