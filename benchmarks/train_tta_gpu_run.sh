@@ -12,7 +12,7 @@
 set -u
 OUT=${OUT:-/tmp/tta_out}; mkdir -p "$OUT"
 WORK=${WORK:-/tmp/tta}
-SKIP_WHEELS=${TTA_SMOKE:-}
+SKIP_WHEELS=${SKIP_WHEELS:-${TTA_SMOKE:-}}  # set: the wheels are installed already (validation_gpu_run.sh)
 source benchmarks/device_env.sh
 if [ -n "${TTA_SMOKE:-}" ]; then
   SIZE="--images 24 --val 6 --imgsz 64 --epochs 2"; CROWDED="--images 24 --val 6 --imgsz 64 --epochs 2"
