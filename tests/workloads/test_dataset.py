@@ -95,6 +95,61 @@ def test_missing_or_empty_folders_are_named(shapes_data: Path, tmp_path: Path) -
         validate_dataset(root / "data.yaml")
 
 
+def test_images_ultralytics_would_drop_as_corrupt_are_named(shapes_data: Path, tmp_path: Path) -> None:
+    """Ultralytics trains on without an unreadable or tiny image (a warning in its log); the operator refuses the
+    set up front, naming the first such image and counting the rest."""
+    import numpy as np
+    from PIL import Image
+
+    root = _copy(shapes_data, tmp_path)
+    data = root / "data.yaml"
+    (root / "images/train/train_000001.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(DatasetError, match=r"images/train/train_000001.jpg: not an image Pillow can read \(cannot "
+                       r"identify image file\) \(remove or replace it\)$"):  # fmt: skip
+        validate_dataset(data)
+    (root / "images/train/train_000003.jpg").write_bytes(b"")
+    with pytest.raises(DatasetError, match=r"train_000001.jpg: .*; 1 more of the `train` images too, e.g. "
+                       r"train_000003.jpg \(remove or replace them\)"):  # fmt: skip
+        validate_dataset(data)
+    for name in ("train_000001.jpg", "train_000003.jpg"):
+        shutil.copy(shapes_data.parent / "images/train" / name, root / "images/train" / name)
+    assert validate_dataset(data).train_images > 0
+    Image.fromarray(np.zeros((9, 40, 3), np.uint8)).save(root / "images/val/val_000000.jpg")
+    with pytest.raises(DatasetError, match=r"val_000000.jpg: 40x9 px \(Ultralytics needs at least 10 px a side\)"):
+        validate_dataset(data)
+
+
+def test_a_classify_set_with_an_unreadable_image_is_named(tmp_path: Path) -> None:
+    root = tmp_path / "classify"
+    generate(root, n=12, imgsz=64, val=2, seed=1, processes=1, task="classify")
+    victim = sorted((root / "val").rglob("*.jpg"))[0]
+    victim.write_bytes(b"\x89PNG broken")
+    with pytest.raises(DatasetError, match=rf"{victim.name}: not an image Pillow can read"):
+        validate_dataset(root, "classify")
+
+
+def test_tuning_refuses_an_unreadable_image_with_exit_2_naming_it(
+    shapes_data: Path, tmp_path: Path, netblock, workload
+) -> None:
+    """Before: Ultralytics' Image.open patch, looking for an optional HEIF plugin, crashed the tuning pod (exit 1,
+    retried to its backoff limit) with 'No module named pi_heif'."""
+    root = _copy(shapes_data, tmp_path)
+    (root / "images/train/train_000002.jpg").write_bytes(b"GIF89a truncated")
+    config = {
+        "model": {"architecture": "yolov8n.yaml"}, "data": {"yaml": str(root / "data.yaml")}, "imgsz": 64,
+        "gpus": 0, "output_dir": str(tmp_path / "out"), "termination_log": str(tmp_path / "termination-log"),
+    }  # fmt: skip
+    (tmp_path / "tune.yaml").write_text(yaml.safe_dump(config))
+    env, attempts = netblock
+    proc = workload(["tune", "--config", str(tmp_path / "tune.yaml")], env)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err[-3000:]
+    message = (tmp_path / "termination-log").read_text()
+    assert "images/train/train_000002.jpg: not an image Pillow can read" in message
+    assert "Traceback" not in err and "pi_heif" not in err
+    assert attempts.read_text() == ""
+
+
 def test_train_verb_refuses_a_bad_set_with_exit_2_and_a_termination_message(
     shapes_data: Path, tmp_path: Path, netblock, workload
 ) -> None:

@@ -198,3 +198,33 @@ def test_a_full_volume_ends_tuning_with_a_message_naming_the_folder_and_file(
     message = (tmp_path / "termination-log").read_text()
     assert message.startswith(f"output_dir {tmp_path / 'out'}: no space left on its volume (No space left on device")
     assert "tune_result.json" in message and "spec.output.claimName" in message
+
+
+def test_an_unexpected_error_ends_tuning_with_its_chain_as_the_termination_message(
+    shapes_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Raised again (exit 1, the Job retries with backoff, the traceback in the log), its chain from the first cause
+    in the termination message: Kubernetes' fallback, the log's last lines, would end on the last error only."""
+    import argparse
+
+    from yolo_workloads.tune import cli, study
+
+    config = {
+        "model": {"architecture": "yolov8n.yaml"}, "data": {"yaml": str(shapes_data)}, "imgsz": 64, "gpus": 0,
+        "output_dir": str(tmp_path / "out"), "termination_log": str(tmp_path / "termination-log"),
+    }  # fmt: skip
+    (tmp_path / "tune.yaml").write_text(yaml.safe_dump(config))
+
+    def chained(*args: Any, **kwargs: Any) -> Any:
+        try:
+            raise ValueError("cannot identify image file 'x.jpg'")
+        except ValueError:
+            import pi_heif_absent  # noqa: F401  # type: ignore[import-not-found]
+
+    monkeypatch.setattr(study, "run_study", chained)
+    with pytest.raises(ModuleNotFoundError):
+        cli.run(argparse.Namespace(config=str(tmp_path / "tune.yaml")))
+    assert (tmp_path / "termination-log").read_text() == (
+        "unexpected error: ValueError: cannot identify image file 'x.jpg'; then ModuleNotFoundError: No module named "
+        "'pi_heif_absent' (the traceback is in the pod's log)"
+    )

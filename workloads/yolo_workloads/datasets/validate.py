@@ -123,6 +123,40 @@ def check_label_file(
                 raise DatasetError(f"{where}: {name}={raw} is outside [0, 1] (coordinates are normalised)")
 
 
+MIN_IMAGE_SIDE = 10
+"""Ultralytics drops an image smaller than this a side as corrupt (`verify_image_label`)."""
+
+
+def image_problem(path: Path) -> str | None:
+    """Why Ultralytics would drop this image as corrupt (None: it reads it). Only the header is read."""
+    import sys
+
+    from PIL import Image
+
+    # Ultralytics replaces Image.open with one that, on an unknown format, looks for an optional HEIF plugin and
+    # fails on its absence instead: the original says what is wrong with the file.
+    opener = getattr(sys.modules.get("ultralytics.utils.patches"), "_image_open", Image.open)
+    try:
+        with opener(path) as im:
+            w, h = im.size
+    except Exception as e:  # Pillow raises several kinds (UnidentifiedImageError, OSError, SyntaxError, ...)
+        said = str(e).replace(f" '{path}'", "").replace(str(path), "the file")  # the path is said once, first
+        return f"not an image Pillow can read ({said or type(e).__name__})"
+    if w < MIN_IMAGE_SIDE or h < MIN_IMAGE_SIDE:
+        return f"{w}x{h} px (Ultralytics needs at least {MIN_IMAGE_SIDE} px a side)"
+    return None
+
+
+def _check_images_readable(images: list[Path], key: str) -> None:
+    """Refuse a split with images Ultralytics would drop as corrupt (it trains on without them, a warning in its
+    log), naming the first and counting the rest."""
+    bad = [(image, problem) for image in images if (problem := image_problem(image)) is not None]
+    if bad:
+        more = f"; {len(bad) - 1} more of the `{key}` images too, e.g. {bad[1][0].name}" if len(bad) > 1 else ""
+        fix = "remove or replace them" if len(bad) > 1 else "remove or replace it"
+        raise DatasetError(f"{bad[0][0]}: {bad[0][1]}{more} ({fix})")
+
+
 def _kpt_shape(data: dict[str, Any], yaml_path: Path) -> tuple[int, int]:
     """A pose set's `kpt_shape`: [keypoints, 2 or 3 values each]."""
     shape = data.get("kpt_shape")
@@ -152,9 +186,10 @@ def validate_class_folders(root: Path) -> DatasetInfo:
         classes = found
         total = 0
         for name in found:
-            images = [p for p in (split / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+            images = sorted(p for p in (split / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not images:
                 raise DatasetError(f"{split / name}: no images (every class needs some in every split)")
+            _check_images_readable(images, f"{split.name}/{name}")
             total += len(images)
         counts[split.name] = total
     names = dict(enumerate(classes))
@@ -193,6 +228,7 @@ def validate_dataset(yaml_path: Path, task: Task = DEFAULT_TASK) -> DatasetInfo:
             images += _image_files(source if source.is_absolute() else root / source, key, yaml_path)
         if not images:
             raise DatasetError(f"{yaml_path}: `{key}` ({entry}) contains no images")
+        _check_images_readable(images, key)
         labels = [p for p in (label_path(i) for i in images) if p.is_file()]
         if not labels:
             folder = label_path(images[0]).parent

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     except UserError as e:
         report_error(config.termination_log if config else None, str(e))
         return EXIT_USER_ERROR
-    except (OSError, RuntimeError) as e:
+    except Exception as e:  # a full volume is reported and retried; anything else also says its cause
         if config is None:
             raise
         return report_failure(e, config.termination_log, config.output_dir)

@@ -97,14 +97,28 @@ def no_space(error: BaseException, output_dir: str) -> str | None:
     return None
 
 
-def report_failure(error: OSError | RuntimeError, termination_log: str | None, output_dir: str) -> int:
+def report_failure(error: Exception, termination_log: str | None, output_dir: str) -> int:
     """EXIT_FAILURE for a failure whose cause a user can act on (a full volume), its message reported; anything
-    else is raised again, for its traceback."""
+    else is raised again, for its traceback, once its chain is the termination message (Kubernetes would otherwise
+    show the log's last lines, where a chained error's last line may not be its cause)."""
     full = no_space(error, output_dir)
     if full is None:
+        if termination_log:
+            write_termination(termination_log, unexpected(error))
         raise error
     report_error(termination_log, full)  # the Job retries it, with its backoff
     return EXIT_FAILURE
+
+
+def unexpected(error: BaseException) -> str:
+    """An unexpected error as one line: its chain from the first cause, each as `Type: message`."""
+    chain: list[BaseException] = []
+    cause: BaseException | None = error
+    while cause is not None and cause not in chain:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    said = "; then ".join(f"{type(e).__name__}: {e}".strip().rstrip(":") for e in reversed(chain))
+    return f"unexpected error: {said[:1500]} (the traceback is in the pod's log)"
 
 
 def prepare_data(source: DataSource) -> Path:

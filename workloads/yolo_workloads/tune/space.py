@@ -130,11 +130,14 @@ def decoded_dataset_bytes(image_files: list[Path], imgsz: int, sample: int = 64)
     step = max(1, len(image_files) // sample)
     sizes = []
     for path in image_files[::step][:sample]:
-        with Image.open(path) as im:
-            w, h = im.size
+        try:
+            with Image.open(path) as im:
+                w, h = im.size
+        except Exception:  # validation refused unreadable images; one replaced since is Ultralytics' to drop
+            continue
         r = imgsz / max(w, h)
         sizes.append(round(w * r) * round(h * r) * 3)
-    return int(sum(sizes) / len(sizes) * len(image_files))
+    return int(sum(sizes) / len(sizes) * len(image_files)) if sizes else 0
 
 
 def make_bounds(
