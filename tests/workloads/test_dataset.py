@@ -68,6 +68,62 @@ def test_bad_label_line_is_named(shapes_data: Path, tmp_path: Path, label: str, 
         validate_dataset(root / "data.yaml")
 
 
+def test_a_detection_set_may_label_with_polygons_but_not_mix_them_with_boxes_in_a_file(
+    shapes_data: Path, tmp_path: Path
+) -> None:
+    """Ultralytics trains a detector on polygon labels (each polygon's box), and drops an image whose label file
+    mixes box and polygon lines as corrupt: the first is accepted, the second refused naming both lines."""
+    root = _copy(shapes_data, tmp_path)
+    target = root / "labels/train/train_000002.txt"
+    target.write_text("1 0.1 0.1 0.3 0.1 0.2 0.4\n0 0.5 0.5 0.2 0.2 0.6 0.6 0.5 0.7\n")
+    assert validate_dataset(root / "data.yaml").train_images > 0
+    target.write_text("1 0.1 0.1 0.3 0.1 0.2 1.4\n")
+    with pytest.raises(DatasetError, match=r"train_000002.txt:1: y3=1.4 is outside \[0, 1\]"):
+        validate_dataset(root / "data.yaml")
+    target.write_text("1 0.5 0.5 0.1 0.1\n\n0 0.1 0.1 0.3 0.1 0.2 0.4\n")
+    with pytest.raises(DatasetError, match=r"train_000002.txt:3: box lines \(line 1\) and polygon lines \(line 3\)"):
+        validate_dataset(root / "data.yaml")
+    with pytest.raises(DatasetError, match=r"train_000002.txt:3: box lines \(line 1\)"):
+        validate_dataset(root / "data.yaml", "segment")
+
+
+def _ultralytics_finds(data: Path) -> bool:
+    """The oracle: Ultralytics' own resolution of a data set YAML finds its splits."""
+    from ultralytics.data.utils import check_det_dataset
+
+    try:
+        resolved = check_det_dataset(str(data), autodownload=False)
+    except FileNotFoundError:
+        return False
+    return all(Path(resolved[k]).is_dir() for k in ("train", "val"))
+
+
+def test_splits_are_found_where_ultralytics_finds_them(
+    shapes_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Roboflow export (`train: ../train/images` beside the YAML: Ultralytics' second try drops the `../`) is
+    accepted; a relative `path` is Ultralytics' working directory or datasets folder, never the YAML's, and where
+    that hides the splits the refusal says so."""
+    root = tmp_path / "export"
+    for split, theirs in (("train", "train"), ("val", "valid")):
+        for kind in ("images", "labels"):
+            shutil.copytree(shapes_data.parent / kind / split, root / theirs / kind)
+    data = root / "data.yaml"
+    data.write_text("train: ../train/images\nval: ../valid/images\nnames: [a, b, c, d, e, f]\n")
+    monkeypatch.chdir(tmp_path)
+    assert _ultralytics_finds(data)
+    assert validate_dataset(data).val_images == len(list((root / "valid/images").iterdir()))
+
+    data.write_text("path: .\ntrain: train/images\nval: valid/images\nnames: [a, b, c, d, e, f]\n")
+    assert not _ultralytics_finds(data)
+    with pytest.raises(DatasetError, match=r"`train` points to .*, which does not exist \(`path: \.` is resolved by "
+                       r"Ultralytics against the working directory .* leave `path` out of data.yaml"):  # fmt: skip
+        validate_dataset(data)
+    monkeypatch.chdir(root)
+    assert _ultralytics_finds(data)
+    assert validate_dataset(data).train_images > 0
+
+
 def test_yaml_problems_are_named(shapes_data: Path, tmp_path: Path) -> None:
     root = _copy(shapes_data, tmp_path)
     data = root / "data.yaml"

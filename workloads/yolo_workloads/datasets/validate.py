@@ -64,7 +64,7 @@ def label_path(image: Path) -> Path:
 
 
 _FORMATS: dict[Task, str] = {
-    "detect": "5 fields `class cx cy w h`",
+    "detect": "5 fields `class cx cy w h` (or a polygon `class x1 y1 x2 y2 x3 y3 ...`, whose box is taken)",
     "segment": "`class x1 y1 x2 y2 x3 y3 ...` (a polygon of at least 3 points)",
     "obb": "9 fields `class x1 y1 x2 y2 x3 y3 x4 y4` (a rotated box's corners)",
 }
@@ -72,7 +72,7 @@ _FORMATS: dict[Task, str] = {
 
 def _field_names(task: Task, count: int, kpt_dims: int) -> list[str]:
     """Names of a label line's values after the class, for messages (`k0v`: a keypoint's visibility)."""
-    if task in ("detect", "pose"):
+    if task == "pose" or (task == "detect" and count == 4):
         head = ["cx", "cy", "w", "h"]
         kpts = [f"k{i // kpt_dims}{'xyv'[i % kpt_dims]}" for i in range(count - 4)] if task == "pose" else []
         return head + kpts
@@ -87,7 +87,8 @@ def _shape_problem(task: Task, n: int, kpt_shape: tuple[int, int] | None) -> str
         if n != want:
             return f"expected {want} fields `class cx cy w h` and {kpt_shape[0]} keypoints of {kpt_shape[1]} values"
         return None
-    ok = {"detect": n == 5, "segment": n == 5 or (n >= 7 and n % 2 == 1), "obb": n == 9}[task]
+    box_or_polygon = n == 5 or (n >= 7 and n % 2 == 1)  # Ultralytics turns a polygon into its box for detect
+    ok = {"detect": box_or_polygon, "segment": box_or_polygon, "obb": n == 9}[task]
     return None if ok else f"expected {_FORMATS[task]}"
 
 
@@ -98,6 +99,7 @@ def check_label_file(
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise DatasetError(f"{path}: cannot be read ({e})") from None
+    first: dict[bool, int] = {}  # polygon line or not -> the first such line's number (detect and segment)
     for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
         if not fields:
@@ -106,6 +108,14 @@ def check_label_file(
         problem = _shape_problem(task, len(fields), kpt_shape)
         if problem is not None:
             raise DatasetError(f"{where}: {problem}, found {len(fields)}: {line.strip()!r}")
+        if task in ("detect", "segment"):
+            first.setdefault(len(fields) > 6, number)
+            if len(first) == 2:
+                raise DatasetError(
+                    f"{where}: box lines (line {first[False]}) and polygon lines (line {first[True]}) in one file, "
+                    "whose image Ultralytics drops as corrupt (`labels mix segment and detection rows`); write one "
+                    "file's labels all one way"
+                )
         try:
             values = [float(f) for f in fields]
         except ValueError:
@@ -213,19 +223,13 @@ def validate_dataset(yaml_path: Path, task: Task = DEFAULT_TASK) -> DatasetInfo:
         raise DatasetError(f"{yaml_path}: expected a mapping with `train`, `val` and `names`")
     names = _names(data, yaml_path)
     kpt_shape = _kpt_shape(data, yaml_path) if task == "pose" else None
-    root = Path(str(data["path"])) if data.get("path") else yaml_path.parent
-    if not root.is_absolute():
-        root = (yaml_path.parent / root).resolve()
     counts: dict[str, int] = {}
     label_files = 0
     for key in ("train", "val"):
         entry = data.get(key)
         if not entry:
             raise DatasetError(f"{yaml_path}: `{key}` is missing (expected a folder of images)")
-        images: list[Path] = []
-        for item in entry if isinstance(entry, list) else [entry]:
-            source = Path(str(item))
-            images += _image_files(source if source.is_absolute() else root / source, key, yaml_path)
+        images = _split_images(data, key, yaml_path)
         if not images:
             raise DatasetError(f"{yaml_path}: `{key}` ({entry}) contains no images")
         _check_images_readable(images, key)
@@ -244,16 +248,51 @@ def split_images(yaml_path: Path, key: str = "train") -> list[Path]:
     """Image files of one split of a data set YAML, or of a classify set's folder (already validated)."""
     if yaml_path.is_dir():
         return sorted(p for p in (yaml_path / key).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    data = yaml.safe_load(yaml_path.read_text())
-    root = Path(str(data["path"])) if data.get("path") else yaml_path.parent
-    if not root.is_absolute():
-        root = (yaml_path.parent / root).resolve()
+    return _split_images(yaml.safe_load(yaml_path.read_text()), key, yaml_path)
+
+
+def _split_images(data: dict[str, Any], key: str, yaml_path: Path) -> list[Path]:
+    """The image files of one split, its folders found as Ultralytics' `check_det_dataset` finds them."""
+    root = _dataset_root(data, yaml_path)
     entry = data[key]
     images: list[Path] = []
     for item in entry if isinstance(entry, list) else [entry]:
-        source = Path(str(item))
-        images += _image_files(source if source.is_absolute() else root / source, key, yaml_path)
+        source = root / str(item)  # an absolute entry stays itself
+        if not source.exists() and isinstance(entry, str) and entry.startswith("../"):
+            source = root / entry[3:]  # Ultralytics' second try (a Roboflow export's `train: ../train/images`)
+        try:
+            images += _image_files(source.resolve(), key, yaml_path)
+        except DatasetError as e:
+            raise DatasetError(f"{e}{_relative_path_hint(data, key, yaml_path)}") from None
     return images
+
+
+def _dataset_root(data: dict[str, Any], yaml_path: Path) -> Path:
+    """Where Ultralytics roots the splits: the YAML's folder without `path`; a relative `path` that exists from the
+    working directory is taken from there, any other from Ultralytics' datasets folder (never the YAML's)."""
+    given = data.get("path")
+    if not given:
+        return yaml_path.parent
+    path = Path(str(given))
+    if path.is_absolute() or path.exists():
+        return path.resolve()
+    from ultralytics.utils import DATASETS_DIR
+
+    return (Path(DATASETS_DIR) / path).resolve()
+
+
+def _relative_path_hint(data: dict[str, Any], key: str, yaml_path: Path) -> str:
+    """What to change when a relative `path` hides a split that is there from the YAML's folder."""
+    given = data.get("path")
+    if not given or Path(str(given)).is_absolute():
+        return ""
+    beside = (yaml_path.parent / str(given) / str(data[key])) if isinstance(data[key], str) else None
+    if beside is None or not beside.exists():
+        return ""
+    return (
+        f" (`path: {given}` is resolved by Ultralytics against the working directory or its datasets folder, not "
+        f"the YAML's folder, where {beside} is: leave `path` out of {yaml_path.name} or make it absolute)"
+    )
 
 
 def class_count(yaml_path: Path) -> int:
