@@ -117,3 +117,34 @@ def test_the_accuracy_gauge_follows_the_tasks_own_figure() -> None:
         TrainTelemetry(None, "/nonexistent", task).on_fit_epoch_end(trainer)  # type: ignore[arg-type]
         assert gauges().accuracy._value.get() == expected
         assert gauges().map._value.get() == 0.5
+
+
+@pytest.mark.parametrize("content", ["a state dict", "text"])
+def test_weights_no_ultralytics_checkpoint_are_refused_as_input_naming_the_file(
+    content: str, tmp_path: Path, netblock, workload
+) -> None:
+    """A .pt that is no Ultralytics checkpoint (a bare state dict, a text file): exit 2 at once, the file named,
+    instead of a crash the Job would retry to its backoff limit."""
+    import torch
+
+    weights = tmp_path / "w.pt"
+    if content == "text":
+        weights.write_text("hello")
+    else:
+        torch.save({"conv.weight": torch.zeros(3)}, weights)
+    config = {
+        "model": {"weights": str(weights)},
+        "data": {"shapes": {"images": 8, "imgsz": 64}, "root": str(tmp_path / "d")},
+        "imgsz": 64,
+        "gpus": 0,
+        "epochs": 1,
+        "output_dir": str(tmp_path / "run"),
+        "termination_log": str(tmp_path / "log"),
+    }
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(config))
+    env, _ = netblock
+    code, _, err = _run(workload, ["train", "--config", str(tmp_path / "train.yaml")], env)
+    assert code == CONFIG_ERROR_EXIT_CODE, err[-2000:]
+    assert (
+        (tmp_path / "log").read_text().startswith(f"model weights {weights}: not a checkpoint Ultralytics can load (")
+    )

@@ -168,7 +168,13 @@ def model_task(model: ModelSource) -> str:
     offline.apply()
     from ultralytics.models.yolo import YOLO
 
-    return str(YOLO(model.ref).task)
+    try:
+        return str(YOLO(model.ref).task)
+    except OSError:
+        raise  # reading the volume failed: the Job's retry may find it readable
+    except Exception as e:  # what the file holds is no checkpoint Ultralytics loads: no retry can change it
+        said = str(e).replace("ERROR ❌️ ", "").strip().splitlines()[0][:400] if str(e).strip() else type(e).__name__
+        raise UserError(f"model weights {model.ref}: not a checkpoint Ultralytics can load ({said})") from None
 
 
 def check_model_task(task: Task, model: ModelSource) -> None:
