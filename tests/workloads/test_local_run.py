@@ -253,6 +253,38 @@ def test_bad_manifest_names_the_fields(tmp_path: Path, env: dict[str, str]) -> N
     assert any(line.startswith("spec.train.imgsz: ") for line in done.stderr.splitlines())
 
 
+def test_a_service_whose_weights_are_no_checkpoint_fails_naming_them(tmp_path: Path, env: dict[str, str]) -> None:
+    """The server refuses the file before opening its socket (exit 2) and the status is what the operator writes
+    from that pod: Failed, InvalidInput, the server's words; the message lands in the work directory, not
+    /dev/termination-log."""
+    import torch
+
+    models = tmp_path / "models"
+    models.mkdir()
+    torch.save({"conv.weight": torch.zeros(3)}, models / "junk.pt")
+    doc = {
+        "apiVersion": "yolo-operator.io/v1alpha1",
+        "kind": "YoloInferenceService",
+        "metadata": {"name": "junk"},
+        "spec": {
+            "model": {"weights": {"claimName": "models", "path": "junk.pt"}},
+            "resources": {"gpus": 0, "cpu": 2, "memory": "4Gi"},
+        },
+    }
+    manifest = tmp_path / "junk.yaml"
+    manifest.write_text(yaml.safe_dump(doc))
+    work = tmp_path / "work"
+    done = _run([str(manifest), "--volume", f"models={models}", "--workdir", str(work)], env, tmp_path, timeout=120)
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    status = YoloInferenceServiceStatus.model_validate(yaml.safe_load((work / "status.yaml").read_text()))
+    assert status.phase == "Failed"
+    said = f"model weights {models / 'junk.pt'}: not a checkpoint Ultralytics can load"
+    assert status.message is not None and status.message.startswith(f"the server refused: serve: {said}")
+    failed = next(c for c in status.conditions or [] if c.type == "Failed")
+    assert failed.reason == "InvalidInput" and said in failed.message
+    assert said in (work / "serve.termination-log").read_text()
+
+
 def _children_of(work: Path) -> list[int]:
     """Processes still running with this work directory in their command line."""
     pids = []

@@ -204,13 +204,31 @@ def test_weights_of_another_task_end_the_server_with_exit_code_2(weights: dict[s
     assert "'pose'" in proc.stderr and "'segment'" in proc.stderr and weights["pose"] in proc.stderr
 
 
-def test_task_check_leaves_unreadable_weights_to_the_load(tmp_path: Any) -> None:
+def test_weights_that_can_never_serve_are_refused_naming_the_file(tmp_path: Any) -> None:
+    """Missing weights and a file that is no Ultralytics checkpoint end the server before it opens its socket
+    (exit code 2: the operator's InvalidInput), with or without a task asked for; a read error of the volume is left
+    to the server's own load."""
+    import torch
     from yolo_workloads.contract import ModelSource, ServeConfig
-    from yolo_workloads.serve.cli import check_task
+    from yolo_workloads.serve.cli import check_model
 
     missing = ServeConfig(model=ModelSource(weights=str(tmp_path / "missing.pt")))
-    assert check_task(missing, "segment") is None
-    assert check_task(missing, None) is None
+    for task in ("segment", None):
+        assert check_model(missing, task) == f"serve: model weights {tmp_path / 'missing.pt'}: not found"
+    junk = tmp_path / "junk.pt"
+    torch.save({"conv.weight": torch.zeros(3)}, junk)
+    said = check_model(ServeConfig(model=ModelSource(weights=str(junk))), None)
+    assert said is not None and said.startswith(f"serve: model weights {junk}: not a checkpoint Ultralytics can load (")
+    folder = tmp_path / "folder.pt"
+    folder.mkdir()
+    assert check_model(ServeConfig(model=ModelSource(weights=str(folder))), None) is not None  # not a file
+    proc = subprocess.run(
+        [sys.executable, "-m", "yolo_workloads.cli", "serve", "--weights", str(junk), "--device", "cpu", "--port", "1"],
+        check=False, env=offline_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"model weights {junk}: not a checkpoint Ultralytics can load" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_the_configs_task_is_checked_as_the_flag_is(weights: dict[str, str], tmp_path: Any) -> None:

@@ -561,6 +561,8 @@ class ServeConfig(ContractModel):
     workers: int = Field(default=1, ge=1, le=16)
     """HTTP server processes sharing the GPU, each with its own model copy and batcher (one process is bound by
     one core of Python at a few hundred to ~1,000 requests/s)."""
+    termination_log: str = DEFAULT_TERMINATION_LOG
+    """Where a server that refuses its input (exit code 2) says why: the pod's termination message."""
 
 
 class RleMask(TypedDict):

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from yolo_workloads.contract import CONFIG_ERROR_EXIT_CODE, DEFAULT_TERMINATION_LOG, TASKS, ServeConfig, Task
+from yolo_workloads.contract import CONFIG_ERROR_EXIT_CODE, TASKS, ServeConfig, Task
 
 CONFIG_ENV = "YOLO_SERVE_CONFIG_JSON"
 TASK_ENV = "YOLO_SERVE_TASK"  # `--task`, for the worker processes of `--workers N`
@@ -85,21 +85,27 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> ServeConfig:
         raise SystemExit(f"serve: invalid config in {where}:\n{exc}") from None
 
 
-def check_task(cfg: ServeConfig, task: Task | None) -> str | None:
-    """The message that ends the server when the model is not for `task` (None when it is, or none is asked).
+def check_model(cfg: ServeConfig, task: Task | None) -> str | None:
+    """The message that ends the server before it opens its socket when its model can never serve: weights that
+    are not there, that are no checkpoint Ultralytics loads, or of another task than `task` (None: it can serve).
 
-    A model that cannot be read at all is left to the server's own load, which reports it as before (not ready,
-    the error in /v2/health/ready), rather than turned into a start-up failure here."""
-    if task is None:
-        return None
+    Exit code 2 and this message make the YoloInferenceService Failed/InvalidInput with these words, and the pod's
+    restarts (with their backoff) find weights that appear later. A read error of the volume is left to the
+    server's own load (not ready, the error in /v2/health/ready): a later read may get past it."""
     from yolo_workloads.serve.pipeline import TaskMismatch, read_task
+    from yolo_workloads.train.runtime import unloadable
 
+    ref = cfg.model.ref
+    if cfg.model.weights is not None and not Path(ref).is_file():
+        return f"serve: model weights {ref}: not found"
     try:
-        read_task(cfg.model.ref, task)
+        read_task(ref, task)
     except TaskMismatch as exc:
         return f"serve: {exc}"
-    except Exception as exc:  # missing or corrupt weights: the load in the background says what is wrong
-        logging.getLogger(__name__).warning("serve: could not read the task of %s: %s", cfg.model.ref, exc)
+    except OSError as exc:
+        logging.getLogger(__name__).warning("serve: could not read %s: %s", ref, exc)
+    except Exception as exc:
+        return f"serve: {unloadable(ref, exc)}"
     return None
 
 
@@ -113,12 +119,12 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, vars(args))
     task = expected_task(cfg, getattr(args, "task", None))
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if (message := check_task(cfg, task)) is not None:
+    if (message := check_model(cfg, task)) is not None:
         print(message, file=sys.stderr)
         # The pod's termination message: the operator reports it on the YoloInferenceService (InvalidInput).
         from yolo_workloads.train.runtime import write_termination
 
-        write_termination(DEFAULT_TERMINATION_LOG, message)
+        write_termination(cfg.termination_log, message)
         return CONFIG_ERROR_EXIT_CODE
     import importlib.util
 

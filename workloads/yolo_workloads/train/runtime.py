@@ -173,8 +173,14 @@ def model_task(model: ModelSource) -> str:
     except OSError:
         raise  # reading the volume failed: the Job's retry may find it readable
     except Exception as e:  # what the file holds is no checkpoint Ultralytics loads: no retry can change it
-        said = str(e).replace("ERROR ❌️ ", "").strip().splitlines()[0][:400] if str(e).strip() else type(e).__name__
-        raise UserError(f"model weights {model.ref}: not a checkpoint Ultralytics can load ({said})") from None
+        raise UserError(unloadable(model.ref, e)) from None
+
+
+def unloadable(ref: str, error: Exception) -> str:
+    """What to say of weights Ultralytics refused to load (not a read error): the file and Ultralytics' reason."""
+    text = str(error).replace("ERROR ❌️ ", "").strip()
+    said = text.splitlines()[0][:400] if text else type(error).__name__
+    return f"model weights {ref}: not a checkpoint Ultralytics can load ({said})"
 
 
 def check_model_task(task: Task, model: ModelSource) -> None:
