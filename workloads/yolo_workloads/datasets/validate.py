@@ -87,8 +87,9 @@ def _shape_problem(task: Task, n: int, kpt_shape: tuple[int, int] | None) -> str
         if n != want:
             return f"expected {want} fields `class cx cy w h` and {kpt_shape[0]} keypoints of {kpt_shape[1]} values"
         return None
-    box_or_polygon = n == 5 or (n >= 7 and n % 2 == 1)  # Ultralytics turns a polygon into its box for detect
-    ok = {"detect": box_or_polygon, "segment": box_or_polygon, "obb": n == 9}[task]
+    polygon = n >= 7 and n % 2 == 1
+    # Ultralytics takes a polygon's box for detect, and trains segment only where every box has its polygon
+    ok = {"detect": n == 5 or polygon, "segment": polygon, "obb": n == 9}[task]
     return None if ok else f"expected {_FORMATS[task]}"
 
 
@@ -99,7 +100,7 @@ def check_label_file(
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise DatasetError(f"{path}: cannot be read ({e})") from None
-    first: dict[bool, int] = {}  # polygon line or not -> the first such line's number (detect and segment)
+    first: dict[bool, int] = {}  # polygon line or not -> the first such line's number (detect)
     for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
         if not fields:
@@ -108,7 +109,7 @@ def check_label_file(
         problem = _shape_problem(task, len(fields), kpt_shape)
         if problem is not None:
             raise DatasetError(f"{where}: {problem}, found {len(fields)}: {line.strip()!r}")
-        if task in ("detect", "segment"):
+        if task == "detect":
             first.setdefault(len(fields) > 6, number)
             if len(first) == 2:
                 raise DatasetError(
