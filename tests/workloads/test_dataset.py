@@ -135,6 +135,25 @@ def test_yaml_problems_are_named(shapes_data: Path, tmp_path: Path) -> None:
     data.write_text("train: images/train\nval: images/val\n")
     with pytest.raises(DatasetError, match="`names` is missing"):
         validate_dataset(data)
+    for extra, said in (
+        ("nc: 3\nnames: [a, b]", r"`nc: 3` but `names` has 2 classes"),
+        ("nc: 2.5", r"`nc: 2.5` must be a whole number"),
+        ("names: {0: a, 2: b}", r"`names` ids must be 0..1, found \[0, 2\]"),
+    ):
+        data.write_text(f"train: images/train\nval: images/val\n{extra}\n")
+        with pytest.raises(DatasetError, match=said):
+            validate_dataset(data)
+
+
+def test_what_ultralytics_accepts_of_a_yaml_is_accepted(shapes_data: Path, tmp_path: Path) -> None:
+    """`nc` without `names` (classes named class_0, ...), and `validation:` for `val:`, as Ultralytics reads them."""
+    root = _copy(shapes_data, tmp_path)
+    data = root / "data.yaml"
+    classes = len(yaml.safe_load(data.read_text())["names"])
+    data.write_text(f"train: images/train\nvalidation: images/val\nnc: {classes}\n")
+    info = validate_dataset(data)
+    assert info.names == {i: f"class_{i}" for i in range(classes)} and info.val_images > 0
+    assert _ultralytics_finds(data)
 
 
 def test_missing_or_empty_folders_are_named(shapes_data: Path, tmp_path: Path) -> None:

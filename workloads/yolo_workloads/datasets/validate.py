@@ -33,15 +33,29 @@ class DatasetInfo:
 
 
 def _names(data: dict[str, Any], yaml_path: Path) -> dict[int, str]:
-    names = data.get("names")
+    """The classes as Ultralytics' `check_det_dataset` reads them: `names` (a list, or a mapping of ids 0..n-1),
+    else `nc` classes named `class_0`, ...; both must agree."""
+    names, nc = data.get("names"), data.get("nc")
+    if nc is not None and (isinstance(nc, bool) or not isinstance(nc, int | float) or nc != int(nc) or nc < 1):
+        raise DatasetError(f"{yaml_path}: `nc: {nc}` must be a whole number of classes")
+    if names is None and nc is not None:
+        return {i: f"class_{i}" for i in range(int(nc))}
     if isinstance(names, list) and names:
-        return {i: str(n) for i, n in enumerate(names)}
-    if isinstance(names, dict) and names:
+        found = {i: str(n) for i, n in enumerate(names)}
+    elif isinstance(names, dict) and names:
         try:
-            return {int(k): str(v) for k, v in names.items()}
+            found = {int(k): str(v) for k, v in names.items()}
         except (TypeError, ValueError):
             raise DatasetError(f"{yaml_path}: `names` keys must be class ids (integers)") from None
-    raise DatasetError(f"{yaml_path}: `names` is missing or empty (expected a list or a mapping of id: name)")
+        if max(found) >= len(found) or min(found) < 0:
+            raise DatasetError(f"{yaml_path}: `names` ids must be 0..{len(found) - 1}, found {sorted(found)}")
+    else:
+        raise DatasetError(
+            f"{yaml_path}: `names` is missing or empty (expected a list or a mapping of id: name, or `nc`)"
+        )
+    if nc is not None and int(nc) != len(found):
+        raise DatasetError(f"{yaml_path}: `nc: {nc}` but `names` has {len(found)} classes (they must match)")
+    return found
 
 
 def _image_files(source: Path, key: str, yaml_path: Path) -> list[Path]:
@@ -222,6 +236,8 @@ def validate_dataset(yaml_path: Path, task: Task = DEFAULT_TASK) -> DatasetInfo:
         raise DatasetError(f"{yaml_path}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
     if not isinstance(data, dict):
         raise DatasetError(f"{yaml_path}: expected a mapping with `train`, `val` and `names`")
+    if not data.get("val") and data.get("validation"):
+        data["val"] = data["validation"]  # Ultralytics renames the key
     names = _names(data, yaml_path)
     kpt_shape = _kpt_shape(data, yaml_path) if task == "pose" else None
     counts: dict[str, int] = {}
@@ -255,7 +271,7 @@ def split_images(yaml_path: Path, key: str = "train") -> list[Path]:
 def _split_images(data: dict[str, Any], key: str, yaml_path: Path) -> list[Path]:
     """The image files of one split, its folders found as Ultralytics' `check_det_dataset` finds them."""
     root = _dataset_root(data, yaml_path)
-    entry = data[key]
+    entry = data.get(key) or (data.get("validation") if key == "val" else None)
     images: list[Path] = []
     for item in entry if isinstance(entry, list) else [entry]:
         source = root / str(item)  # an absolute entry stays itself
@@ -264,7 +280,7 @@ def _split_images(data: dict[str, Any], key: str, yaml_path: Path) -> list[Path]
         try:
             images += _image_files(source.resolve(), key, yaml_path)
         except DatasetError as e:
-            raise DatasetError(f"{e}{_relative_path_hint(data, key, yaml_path)}") from None
+            raise DatasetError(f"{e}{_relative_path_hint(data, entry, yaml_path)}") from None
     return images
 
 
@@ -282,12 +298,12 @@ def _dataset_root(data: dict[str, Any], yaml_path: Path) -> Path:
     return (Path(DATASETS_DIR) / path).resolve()
 
 
-def _relative_path_hint(data: dict[str, Any], key: str, yaml_path: Path) -> str:
+def _relative_path_hint(data: dict[str, Any], entry: Any, yaml_path: Path) -> str:
     """What to change when a relative `path` hides a split that is there from the YAML's folder."""
     given = data.get("path")
     if not given or Path(str(given)).is_absolute():
         return ""
-    beside = (yaml_path.parent / str(given) / str(data[key])) if isinstance(data[key], str) else None
+    beside = (yaml_path.parent / str(given) / entry) if isinstance(entry, str) else None
     if beside is None or not beside.exists():
         return ""
     return (
