@@ -284,3 +284,17 @@ def test_crowded_task_sets_load_in_ultralytics(tmp_path: Path) -> None:
         assert sum(len(label["cls"]) for label in dataset.labels) == lines > 0
     with pytest.raises(ValueError, match="classify data comes from the shapes variant"):
         generate(tmp_path / "cls", n=20, imgsz=64, processes=1, variant="crowded", task="classify")
+
+
+def test_a_pose_sets_flip_map_must_name_each_keypoint_once(tmp_path: Path) -> None:
+    """Ultralytics refuses a `flip_idx` of another length when it builds the loader (every tuning trial would fail);
+    one that repeats a keypoint would silently lose another at each flip."""
+    path = generate(tmp_path / "pose", n=4, imgsz=64, val=2, seed=1, processes=1, task="pose")
+    assert validate_dataset(path, "pose").train_images == 4
+    data = yaml.safe_load(path.read_text())
+    for flip in ([0, 2, 1], [0, 3, 3, 1]):
+        path.write_text(yaml.safe_dump({**data, "flip_idx": flip}))
+        with pytest.raises(DatasetError, match=r"`flip_idx` must list each of the 4 keypoints once"):
+            validate_dataset(path, "pose")
+    path.write_text(yaml.safe_dump({k: v for k, v in data.items() if k != "flip_idx"}))
+    assert validate_dataset(path, "pose").train_images == 4  # Ultralytics turns flips off without one

@@ -189,6 +189,14 @@ def _kpt_shape(data: dict[str, Any], yaml_path: Path) -> tuple[int, int]:
         shape[0] < 1 or shape[1] not in (2, 3)
     ):
         raise DatasetError(f"{yaml_path}: a pose data set needs `kpt_shape: [keypoints, 2 or 3]`, found {shape!r}")
+    flip = data.get("flip_idx")
+    if flip and not (
+        isinstance(flip, list) and len(flip) == shape[0] and sorted(flip) == list(range(shape[0]))
+    ):  # Ultralytics refuses another length when its loader is built; a map that is no permutation loses points
+        raise DatasetError(
+            f"{yaml_path}: `flip_idx` must list each of the {shape[0]} keypoints once (where a horizontal flip moves "
+            f"it), found {flip!r}"
+        )
     return shape[0], shape[1]
 
 
