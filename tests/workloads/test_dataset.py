@@ -54,7 +54,10 @@ def _copy(shapes_data: Path, tmp_path: Path) -> Path:
     [
         ("0 0.5 0.5 0.1", r"train_000002.txt:2: expected 5 fields"),
         ("9 0.5 0.5 0.1 0.1", r"train_000002.txt:2: class id 9 is not in `names`"),
-        ("1 0.5 1.5 0.1 0.1", r"train_000002.txt:2: cy=1.5 is outside \[0, 1\]"),
+        ("1 0.5 1.5 0.1 0.1", r"train_000002.txt:2: cy=1.5 is outside \[-0.01, 1.01\]"),
+        ("1 0.5 1.0101 0.1 0.1", r"train_000002.txt:2: cy=1.0101 is outside \[-0.01, 1.01\]"),
+        ("1 -0.02 0.5 0.1 0.1", r"train_000002.txt:2: cx=-0.02 is outside"),
+        ("1 0.5 0.5 -0.001 0.1", r"train_000002.txt:2: w=-0.001 is outside \[0, 1.01\]"),
         ("1 0.5 abc 0.1 0.1", r"train_000002.txt:2: fields must be numbers"),
         ("1.5 0.5 0.5 0.1 0.1", r"train_000002.txt:2: class id 1.5"),
     ],
@@ -78,7 +81,7 @@ def test_a_detection_set_may_label_with_polygons_but_not_mix_them_with_boxes_in_
     target.write_text("1 0.1 0.1 0.3 0.1 0.2 0.4\n0 0.5 0.5 0.2 0.2 0.6 0.6 0.5 0.7\n")
     assert validate_dataset(root / "data.yaml").train_images > 0
     target.write_text("1 0.1 0.1 0.3 0.1 0.2 1.4\n")
-    with pytest.raises(DatasetError, match=r"train_000002.txt:1: y3=1.4 is outside \[0, 1\]"):
+    with pytest.raises(DatasetError, match=r"train_000002.txt:1: y3=1.4 is outside \[-0.01, 1.01\]"):
         validate_dataset(root / "data.yaml")
     target.write_text("1 0.5 0.5 0.1 0.1\n\n0 0.1 0.1 0.3 0.1 0.2 0.4\n")
     with pytest.raises(DatasetError, match=r"train_000002.txt:3: box lines \(line 1\) and polygon lines \(line 3\)"):
@@ -122,6 +125,14 @@ def test_splits_are_found_where_ultralytics_finds_them(
     monkeypatch.chdir(root)
     assert _ultralytics_finds(data)
     assert validate_dataset(data).train_images > 0
+
+
+def test_coordinates_a_hair_outside_0_1_pass_as_in_ultralytics(shapes_data: Path, tmp_path: Path) -> None:
+    """Exports round (1.0000001) and boxes at the border land a little outside; Ultralytics allows 1%."""
+    root = _copy(shapes_data, tmp_path)
+    target = root / "labels/train/train_000002.txt"
+    target.write_text("1 1.0000001 0.5 0.2 0.1\n0 -0.005 0.5 0.01 1.01\n")
+    assert validate_dataset(root / "data.yaml").train_images > 0
 
 
 def test_yaml_problems_are_named(shapes_data: Path, tmp_path: Path) -> None:

@@ -186,7 +186,7 @@ def test_labels_of_another_task_are_refused_naming_file_and_line(tmp_path: Path)
     pose = generate(tmp_path / "pose", n=4, imgsz=64, val=2, seed=1, processes=1, task="pose")
     label = sorted((tmp_path / "pose" / "labels" / "train").glob("*.txt"))[0]
     label.write_text("0 0.5 0.5 0.2 0.2 1.5 0.4 2 0.5 0.5 2 0.5 0.6 2 0.4 0.5 2\n")
-    with pytest.raises(DatasetError, match=rf"{label.name}:1: k0x=1.5 is outside \[0, 1\]"):
+    with pytest.raises(DatasetError, match=rf"{label.name}:1: k0x=1.5 is outside \[-0.01, 1.01\]"):
         validate_dataset(pose, "pose")
 
     root = tmp_path / "cls"

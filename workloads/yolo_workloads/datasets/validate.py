@@ -144,9 +144,17 @@ def check_label_file(
         for name, raw, value in zip(names, fields[1:], values[1:], strict=True):
             if name.endswith("v") and name.startswith("k"):
                 continue  # a keypoint's visibility (0, 1, 2), not a coordinate
-            if not 0.0 <= value <= 1.0:
-                raise DatasetError(f"{where}: {name}={raw} is outside [0, 1] (coordinates are normalised)")
+            low = 0.0 if name in ("w", "h") else -COORDINATE_SLACK
+            if not low <= value <= 1.0 + COORDINATE_SLACK:
+                raise DatasetError(
+                    f"{where}: {name}={raw} is outside [{low:g}, {1 + COORDINATE_SLACK:g}] (coordinates are "
+                    "normalised to 0..1; Ultralytics allows 1% beyond, as exports round)"
+                )
 
+
+COORDINATE_SLACK = 0.01
+"""How far beyond 0..1 Ultralytics lets a label's coordinates go (`verify_image_label`: exports round, and a box
+touching the border may land a hair outside); widths and heights may not be negative."""
 
 MIN_IMAGE_SIDE = 10
 """Ultralytics drops an image smaller than this a side as corrupt (`verify_image_label`)."""
