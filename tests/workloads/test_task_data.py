@@ -298,3 +298,22 @@ def test_a_pose_sets_flip_map_must_name_each_keypoint_once(tmp_path: Path) -> No
             validate_dataset(path, "pose")
     path.write_text(yaml.safe_dump({k: v for k, v in data.items() if k != "flip_idx"}))
     assert validate_dataset(path, "pose").train_images == 4  # Ultralytics turns flips off without one
+
+
+def test_a_classify_sets_validation_split_is_found_where_ultralytics_finds_it(tmp_path: Path) -> None:
+    """Roboflow's classification exports name it `valid/`; Ultralytics looks for val, validation, valid, then test
+    (its `check_cls_dataset`), and reads images in nested folders of a class."""
+    from ultralytics.data.utils import check_cls_dataset
+
+    root = tmp_path / "classify"
+    generate(root, n=12, imgsz=64, val=2, seed=1, processes=1, task="classify")
+    (root / "val").rename(root / "valid")
+    first = sorted((root / "train").iterdir())[0]
+    (first / "nested").mkdir()
+    next(first.glob("*.jpg")).rename(first / "nested" / "moved.jpg")
+    info = validate_dataset(root, "classify")
+    assert (info.train_images, info.val_images) == (12, 6)
+    assert Path(check_cls_dataset(str(root))["val"]).name == "valid"
+    (root / "valid").rename(root / "elsewhere")
+    with pytest.raises(DatasetError, match=r"needs `train/` and a validation split \(val, validation, valid, test\)"):
+        validate_dataset(root, "classify")

@@ -156,6 +156,9 @@ COORDINATE_SLACK = 0.01
 """How far beyond 0..1 Ultralytics lets a label's coordinates go (`verify_image_label`: exports round, and a box
 touching the border may land a hair outside); widths and heights may not be negative."""
 
+CLASSIFY_VAL_SPLITS = ("val", "validation", "valid", "test")
+"""A classify set's validation folder: the first of these there, in Ultralytics' order (`check_cls_dataset`)."""
+
 MIN_IMAGE_SIDE = 10
 """Ultralytics drops an image smaller than this a side as corrupt (`verify_image_label`)."""
 
@@ -209,13 +212,17 @@ def _kpt_shape(data: dict[str, Any], yaml_path: Path) -> tuple[int, int]:
 
 
 def validate_class_folders(root: Path) -> DatasetInfo:
-    """A classification set: `train/<class>/` and `val/` (or `test/`) with the same class folders, none empty.
-    Ultralytics numbers classes by the sorted folder names of each split separately, so the splits must agree."""
+    """A classification set: `train/<class>/` and a validation split (`val/`, `validation/`, `valid/` or `test/`,
+    the first Ultralytics finds) with the same class folders, none empty. Ultralytics numbers classes by the sorted
+    folder names of each split separately, so the splits must agree."""
     if not root.is_dir():
         raise DatasetError(f"{root}: a classify data set is a folder (train/<class>/, val/<class>/), not found")
-    val_dir = next((root / s for s in ("val", "test") if (root / s).is_dir()), None)
+    val_dir = next((root / s for s in CLASSIFY_VAL_SPLITS if (root / s).is_dir()), None)
     if not (root / "train").is_dir() or val_dir is None:
-        raise DatasetError(f"{root}: a classify data set needs `train/` and `val/` (or `test/`) folders of classes")
+        raise DatasetError(
+            f"{root}: a classify data set needs `train/` and a validation split ({', '.join(CLASSIFY_VAL_SPLITS)}) "
+            "of class folders"
+        )
     counts: dict[str, int] = {}
     classes: list[str] = []
     for split in (root / "train", val_dir):
@@ -227,7 +234,7 @@ def validate_class_folders(root: Path) -> DatasetInfo:
         classes = found
         total = 0
         for name in found:
-            images = sorted(p for p in (split / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            images = sorted(p for p in (split / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
             if not images:
                 raise DatasetError(f"{split / name}: no images (every class needs some in every split)")
             _check_images_readable(images, f"{split.name}/{name}")
