@@ -98,7 +98,7 @@ def _ultralytics_finds(data: Path) -> bool:
         resolved = check_det_dataset(str(data), autodownload=False)
     except FileNotFoundError:
         return False
-    return all(Path(resolved[k]).is_dir() for k in ("train", "val"))
+    return all(Path(resolved[k]).exists() for k in ("train", "val"))
 
 
 def test_splits_are_found_where_ultralytics_finds_them(
@@ -266,3 +266,24 @@ def test_a_set_that_names_no_validation_count_gets_the_contracts_default(tmp_pat
     """What the cluster's pods generate (render leaves val_images unset) is what the local runner generates."""
     path = generate(tmp_path / "d", n=10, imgsz=32, seed=1, processes=1)
     assert validate_dataset(path).val_images == default_val_images(10) == 2
+
+
+def test_a_split_given_as_a_list_of_images_is_read_as_ultralytics_reads_it(
+    shapes_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`./` lines from the list's folder, other relative ones from the working directory, a byte-order mark allowed,
+    lines naming no image skipped; a listed image that is not there is named with its line."""
+    root = _copy(shapes_data, tmp_path)
+    train = sorted((root / "images/train").iterdir())
+    listing = root / "train.list"
+    listing.write_text("\ufeff" + "\n".join(f"./images/train/{p.name}" for p in train) + "\nnotes.md\n")
+    data = root / "data.yaml"
+    names = yaml.safe_load(data.read_text())["names"]
+    data.write_text(yaml.safe_dump({"train": "train.list", "val": "images/val", "names": names}))
+    monkeypatch.chdir(tmp_path)
+    assert validate_dataset(data).train_images == len(train)
+    assert _ultralytics_finds(data)
+    listing.write_text("\n".join(f"images/train/{p.name}" for p in train))
+    with pytest.raises(DatasetError, match=rf"train.list:1: images/train/{train[0].name} does not exist \(a relative "
+                       r"line without ./ is read from the working directory"):  # fmt: skip
+        validate_dataset(data)

@@ -61,10 +61,36 @@ def _names(data: dict[str, Any], yaml_path: Path) -> dict[int, str]:
 def _image_files(source: Path, key: str, yaml_path: Path) -> list[Path]:
     if source.is_dir():
         return sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if source.is_file() and source.suffix == ".txt":  # a list of image paths, relative to the list's folder
-        lines = [ln.strip() for ln in source.read_text().splitlines() if ln.strip()]
-        return [p if p.is_absolute() else (source.parent / p) for p in map(Path, lines)]
+    if source.is_file():
+        return _listed_images(source)
     raise DatasetError(f"{yaml_path}: `{key}` points to {source}, which does not exist")
+
+
+def _listed_images(listing: Path) -> list[Path]:
+    """A file listing images, a path a line, read as Ultralytics' `get_img_files` reads it: a line starting with
+    `./` is relative to the list's folder, another relative one to the working directory; lines that name no image
+    file are skipped. A listed image that is not there is named with its line."""
+    try:
+        lines = listing.read_text(encoding="utf-8-sig").strip().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{listing}: a list of images that cannot be read ({e})") from None
+    images = []
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        if Path(text).suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        image = listing.parent / text[2:] if text.startswith("./") else Path(text)
+        if not image.is_file():
+            beside = listing.parent / text
+            hint = (
+                f" (a relative line without ./ is read from the working directory {Path.cwd()}; ./{text} would be "
+                "read from the list's folder, where it is)"
+                if not text.startswith("./") and not image.is_absolute() and beside.is_file()
+                else ""
+            )
+            raise DatasetError(f"{listing}:{number}: {text} does not exist{hint}")
+        images.append(image)
+    return images
 
 
 def label_path(image: Path) -> Path:
