@@ -140,6 +140,10 @@ def test_yaml_problems_are_named(shapes_data: Path, tmp_path: Path) -> None:
     data = root / "data.yaml"
     with pytest.raises(DatasetError, match="data set YAML not found"):
         validate_dataset(root / "missing.yaml")
+    with pytest.raises(
+        DatasetError, match=r"set: a folder; a detect data set is named by its YAML \(in it: data.yaml\)"
+    ):
+        validate_dataset(root)
     data.write_text("train: images/train\nval: [unclosed\n")
     with pytest.raises(DatasetError, match=r"data.yaml:\d+: not valid YAML"):
         validate_dataset(data)

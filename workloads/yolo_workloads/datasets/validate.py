@@ -275,6 +275,10 @@ def validate_dataset(yaml_path: Path, task: Task = DEFAULT_TASK) -> DatasetInfo:
     classify set is a folder rather than a YAML."""
     if task == "classify":
         return validate_class_folders(yaml_path)
+    if yaml_path.is_dir():
+        found = sorted(p.name for p in yaml_path.glob("*.y*ml"))
+        inside = f" (in it: {', '.join(found[:5])})" if found else ""
+        raise DatasetError(f"{yaml_path}: a folder; a {task} data set is named by its YAML{inside}")
     if not yaml_path.is_file():
         raise DatasetError(f"{yaml_path}: data set YAML not found")
     try:
