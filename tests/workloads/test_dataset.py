@@ -291,3 +291,16 @@ def test_a_split_given_as_a_list_of_images_is_read_as_ultralytics_reads_it(
     with pytest.raises(DatasetError, match=rf"train.list:1: images/train/{train[0].name} does not exist \(a relative "
                        r"line without ./ is read from the working directory"):  # fmt: skip
         validate_dataset(data)
+
+
+def test_the_image_files_are_the_ones_ultralytics_takes(shapes_data: Path, tmp_path: Path) -> None:
+    """The same suffixes as Ultralytics' IMG_FORMATS; a HEIC photo, which it reads only through a plugin it would
+    download, is refused by name with what to do."""
+    from ultralytics.data.utils import IMG_FORMATS
+    from yolo_workloads.datasets.validate import IMAGE_SUFFIXES
+
+    assert {f".{s}" for s in IMG_FORMATS} == IMAGE_SUFFIXES
+    root = _copy(shapes_data, tmp_path)
+    (root / "images/val/phone.heic").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    with pytest.raises(DatasetError, match=r"phone.heic: not an image Pillow can read \(.*HEIC/HEIF needs a plugin"):
+        validate_dataset(root / "data.yaml")

@@ -16,7 +16,12 @@ import yaml
 
 from yolo_workloads.contract import DEFAULT_TASK, Task
 
-IMAGE_SUFFIXES = frozenset({".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp", ".dng", ".mpo", ".pfm"})
+IMAGE_SUFFIXES = frozenset(
+    {".avif", ".bmp", ".dng", ".heic", ".heif", ".jp2", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp"}
+)
+"""The files Ultralytics takes for images (its `IMG_FORMATS`; a workloads test keeps them equal)."""
+PLUGIN_FORMATS = frozenset({".heic", ".heif"})
+"""Read by Ultralytics only through the pi-heif plugin, which it would install from the network: not in the image."""
 
 
 class DatasetError(Exception):
@@ -203,6 +208,8 @@ def image_problem(path: Path) -> str | None:
             w, h = im.size
     except Exception as e:  # Pillow raises several kinds (UnidentifiedImageError, OSError, SyntaxError, ...)
         said = str(e).replace(f" '{path}'", "").replace(str(path), "the file")  # the path is said once, first
+        if path.suffix.lower() in PLUGIN_FORMATS:
+            said += "; HEIC/HEIF needs a plugin this image lacks: convert to JPEG or PNG"
         return f"not an image Pillow can read ({said or type(e).__name__})"
     if w < MIN_IMAGE_SIDE or h < MIN_IMAGE_SIDE:
         return f"{w}x{h} px (Ultralytics needs at least {MIN_IMAGE_SIDE} px a side)"
