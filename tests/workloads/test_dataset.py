@@ -120,8 +120,14 @@ def test_splits_are_found_where_ultralytics_finds_them(
     data.write_text("path: .\ntrain: train/images\nval: valid/images\nnames: [a, b, c, d, e, f]\n")
     assert not _ultralytics_finds(data)
     with pytest.raises(DatasetError, match=r"`train` points to .*, which does not exist \(`path: \.` is resolved by "
-                       r"Ultralytics against the working directory .* leave `path` out of data.yaml"):  # fmt: skip
+                       r"Ultralytics against the working directory .* leave `path` out of data.yaml\)"):  # fmt: skip
         validate_dataset(data)
+    data.write_text("path: /home/someone/datasets/x\ntrain: train/images\nval: valid/images\nnames: [a, b, c]\n")
+    with pytest.raises(DatasetError, match=r"/home/someone/datasets/x/train/images, which does not exist \(`path: "
+                       r"/home/someone/datasets/x` is not where the data set is on this machine; .*export/train/"
+                       r"images is there: leave `path` out of data.yaml\)"):  # fmt: skip
+        validate_dataset(data)
+    data.write_text("path: .\ntrain: train/images\nval: valid/images\nnames: [a, b, c, d, e, f]\n")
     monkeypatch.chdir(root)
     assert _ultralytics_finds(data)
     assert validate_dataset(data).train_images > 0

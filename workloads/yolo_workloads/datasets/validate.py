@@ -340,7 +340,7 @@ def _split_images(data: dict[str, Any], key: str, yaml_path: Path) -> list[Path]
         try:
             images += _image_files(source.resolve(), key, yaml_path)
         except DatasetError as e:
-            raise DatasetError(f"{e}{_relative_path_hint(data, entry, yaml_path)}") from None
+            raise DatasetError(f"{e}{_path_hint(data, entry, yaml_path)}") from None
     return images
 
 
@@ -358,18 +358,22 @@ def _dataset_root(data: dict[str, Any], yaml_path: Path) -> Path:
     return (Path(DATASETS_DIR) / path).resolve()
 
 
-def _relative_path_hint(data: dict[str, Any], entry: Any, yaml_path: Path) -> str:
-    """What to change when a relative `path` hides a split that is there from the YAML's folder."""
+def _path_hint(data: dict[str, Any], entry: Any, yaml_path: Path) -> str:
+    """What to change when `path` hides a split that is there beside the YAML: a relative `path` (Ultralytics reads
+    it from the working directory or its datasets folder) or an absolute one from another machine."""
     given = data.get("path")
-    if not given or Path(str(given)).is_absolute():
+    if not given or not isinstance(entry, str):
         return ""
-    beside = (yaml_path.parent / str(given) / entry) if isinstance(entry, str) else None
-    if beside is None or not beside.exists():
+    relative = not Path(str(given)).is_absolute()
+    beside = (yaml_path.parent / str(given) / entry) if relative else (yaml_path.parent / entry)
+    if not beside.exists():
         return ""
-    return (
-        f" (`path: {given}` is resolved by Ultralytics against the working directory or its datasets folder, not "
-        f"the YAML's folder, where {beside} is: leave `path` out of {yaml_path.name} or make it absolute)"
+    why = (
+        "is resolved by Ultralytics against the working directory or its datasets folder, not the YAML's folder"
+        if relative
+        else "is not where the data set is on this machine"
     )
+    return f" (`path: {given}` {why}; {beside} is there: leave `path` out of {yaml_path.name})"
 
 
 def class_count(yaml_path: Path) -> int:
