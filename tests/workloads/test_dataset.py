@@ -210,6 +210,11 @@ def test_images_ultralytics_would_drop_as_corrupt_are_named(shapes_data: Path, t
     for name in ("train_000001.jpg", "train_000003.jpg"):
         shutil.copy(shapes_data.parent / "images/train" / name, root / "images/train" / name)
     assert validate_dataset(data).train_images > 0
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(root / "images/val/val_000000.jpg", format="GIF")
+    with pytest.raises(DatasetError, match=r"val_000000.jpg: a GIF image by its content \(Ultralytics takes avif, bmp"):
+        validate_dataset(data)
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(root / "images/val/val_000000.jpg", format="PNG")
+    assert validate_dataset(data).val_images > 0  # a PNG named .jpg: Ultralytics reads it by its content
     Image.fromarray(np.zeros((9, 40, 3), np.uint8)).save(root / "images/val/val_000000.jpg")
     with pytest.raises(DatasetError, match=r"val_000000.jpg: 40x9 px \(Ultralytics needs at least 10 px a side\)"):
         validate_dataset(data)

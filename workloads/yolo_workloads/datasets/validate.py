@@ -205,7 +205,7 @@ def image_problem(path: Path) -> str | None:
     opener = getattr(sys.modules.get("ultralytics.utils.patches"), "_image_open", Image.open)
     try:
         with opener(path) as im:
-            w, h = im.size
+            (w, h), kind = im.size, str(im.format or "").lower()
     except Exception as e:  # Pillow raises several kinds (UnidentifiedImageError, OSError, SyntaxError, ...)
         said = str(e).replace(f" '{path}'", "").replace(str(path), "the file")  # the path is said once, first
         if path.suffix.lower() in PLUGIN_FORMATS:
@@ -213,7 +213,14 @@ def image_problem(path: Path) -> str | None:
         return f"not an image Pillow can read ({said or type(e).__name__})"
     if w < MIN_IMAGE_SIDE or h < MIN_IMAGE_SIDE:
         return f"{w}x{h} px (Ultralytics needs at least {MIN_IMAGE_SIDE} px a side)"
+    if kind not in IMAGE_FORMATS:
+        takes = ", ".join(sorted(IMAGE_FORMATS))
+        return f"a {kind.upper() or 'nameless'} image by its content (Ultralytics takes {takes})"
     return None
+
+
+IMAGE_FORMATS = frozenset(s[1:] for s in IMAGE_SUFFIXES) | {"jpeg2000"}
+"""Pillow's format names Ultralytics takes, whatever the file's suffix (`check_image`: a GIF named .jpg is dropped)."""
 
 
 def _check_images_readable(images: list[Path], key: str) -> None:
