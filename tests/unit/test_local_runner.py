@@ -248,13 +248,15 @@ def test_local_job_runs_a_process_and_keeps_its_outcome(tmp_path: Path, monkeypa
     log = tmp_path / "msg"
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"termination_log": str(log), "code": 3}))
-    job = LocalJob("training", "train", config, log, backoff_limit=1)
+    job = LocalJob("training", "train", config, log, backoff_limit=2, retry_backoff_s=0.4)
     assert job.observe().state == "absent"
+    started = time.monotonic()
     job.start()
     while (obs := job.observe()).state == "running":
         time.sleep(0.05)
-    assert (obs.state, obs.exit_code, obs.termination_message, obs.restarts) == ("failed", 3, "done", 1)
-    again = LocalJob("training", "train", config, log, backoff_limit=1)
+    assert (obs.state, obs.exit_code, obs.termination_message, obs.restarts) == ("failed", 3, "done", 2)
+    assert time.monotonic() - started >= 0.4 + 0.8, "each restart waits its backoff, doubled (as a Job's pods)"
+    again = LocalJob("training", "train", config, log, backoff_limit=2)
     assert again.observe() == obs  # a second run on the same directory sees the outcome
     again.forget()
     assert LocalJob("training", "train", config, log).observe().state == "absent"

@@ -2,10 +2,11 @@
 
 The controller creates Jobs and reads what their pods leave behind (phase, exit code, termination message). Here a
 `LocalJob` runs `yolo-workload VERB --config FILE` as a child process in its own session (so a terminal Ctrl-C
-reaches only us, and we decide how children stop), retries a failed process up to a backoff limit as the Job
-controller would, and reports the same plain facts the lifecycle consumes. The termination message is the file the
-workload writes (`termination_log` in its config). A small record file per job keeps the outcome across runs, so a
-second `yolo-operator run` on the same work directory sees a finished tuning job as finished.
+reaches only us, and we decide how children stop), retries a failed process up to a backoff limit after the Job
+controller's backoff (10 s, doubled each time), and reports the same plain facts the lifecycle consumes. The
+termination message is the file the workload writes (`termination_log` in its config). A small record file per
+job keeps the outcome across runs, so a second `yolo-operator run` on the same work directory sees a finished
+tuning job as finished.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
@@ -27,6 +29,11 @@ JobState = Literal["absent", "running", "succeeded", "failed"]
 
 STOP_GRACE_SECONDS = 20.0
 """How long children get between SIGTERM and SIGKILL (Kubernetes' default grace period is 30 s)."""
+
+RETRY_BACKOFF_SECONDS = 10.0
+"""The wait before the first restart of a failed process, doubled for each next one up to RETRY_BACKOFF_MAX_SECONDS:
+the Job controller's pod failure backoff."""
+RETRY_BACKOFF_MAX_SECONDS = 360.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,7 @@ class LocalJob:
         config_key: str = "",
         env: dict[str, str] | None = None,
         init_config: Path | None = None,
+        retry_backoff_s: float = RETRY_BACKOFF_SECONDS,
     ) -> None:
         self.name = name
         self.verb = verb
@@ -78,6 +86,9 @@ class LocalJob:
         """A FetchConfig run first (`yolo-workload fetch`), as the controller's init container; its failure (exit
         code and termination message) is the job's."""
         self.record_path = config_path.with_name(f"{name}.job.json")
+        self.retry_backoff_s = retry_backoff_s
+        self._retry_at: float | None = None
+        """When a failed process is started again (None: none waiting)."""
         self.restarts = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -162,6 +173,11 @@ class LocalJob:
         """The job's state now; a failed process is restarted while the backoff limit allows (as a Job does)."""
         if self._final is not None:
             return self._final
+        if self._retry_at is not None:  # a failed process waits out its backoff, as a Job's next pod does
+            if time.monotonic() >= self._retry_at:
+                self._retry_at = None
+                self.start()
+            return JobObservation(self.name, "running", restarts=self.restarts)
         if self._proc is None:
             return JobObservation(self.name, "absent", restarts=self.restarts)
         code = self._proc.poll()
@@ -170,9 +186,10 @@ class LocalJob:
         self._close_log()
         # wrong input (CONFIG_ERROR_EXIT_CODE): the Job's podFailurePolicy fails it at once, so do we
         if code not in (0, CONFIG_ERROR_EXIT_CODE) and self.restarts < self.backoff_limit:
+            wait = min(self.retry_backoff_s * 2**self.restarts, RETRY_BACKOFF_MAX_SECONDS)
             self.restarts += 1
             self._proc = None
-            self.start()
+            self._retry_at = time.monotonic() + wait
             return JobObservation(self.name, "running", restarts=self.restarts)
         state: JobState = "succeeded" if code == 0 else "failed"
         obs = JobObservation(self.name, state, code, self._read_message(), restarts=self.restarts)
@@ -186,6 +203,7 @@ class LocalJob:
     def stop(self, grace: float = STOP_GRACE_SECONDS) -> int | None:
         """SIGTERM the child's whole process group (dataloader workers too), wait, then SIGKILL. No record is
         written: an interrupted job is not finished, and the next run starts (and resumes) it again."""
+        self._retry_at = None
         proc = self._proc
         if proc is None:
             return None
