@@ -308,7 +308,7 @@ def test_the_image_files_are_the_ones_ultralytics_takes(shapes_data: Path, tmp_p
     """The same suffixes as Ultralytics' IMG_FORMATS; a HEIC photo, which it reads only through a plugin it would
     download, is refused by name with what to do."""
     from ultralytics.data.utils import IMG_FORMATS
-    from yolo_workloads.datasets.validate import IMAGE_SUFFIXES
+    from yolo_workloads.datasets.images import IMAGE_SUFFIXES
 
     assert {f".{s}" for s in IMG_FORMATS} == IMAGE_SUFFIXES
     root = _copy(shapes_data, tmp_path)

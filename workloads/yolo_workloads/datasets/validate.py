@@ -15,13 +15,14 @@ from typing import Any
 import yaml
 
 from yolo_workloads.contract import DEFAULT_TASK, Task
+from yolo_workloads.datasets.images import IMAGE_SUFFIXES, image_problem
 
-IMAGE_SUFFIXES = frozenset(
-    {".avif", ".bmp", ".dng", ".heic", ".heif", ".jp2", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp"}
-)
-"""The files Ultralytics takes for images (its `IMG_FORMATS`; a workloads test keeps them equal)."""
-PLUGIN_FORMATS = frozenset({".heic", ".heif"})
-"""Read by Ultralytics only through the pi-heif plugin, which it would install from the network: not in the image."""
+COORDINATE_SLACK = 0.01
+"""How far beyond 0..1 Ultralytics lets a label's coordinates go (`verify_image_label`: exports round, and a box
+touching the border may land a hair outside); widths and heights may not be negative."""
+
+CLASSIFY_VAL_SPLITS = ("val", "validation", "valid", "test")
+"""A classify set's validation folder: the first of these there, in Ultralytics' order (`check_cls_dataset`)."""
 
 
 class DatasetError(Exception):
@@ -181,46 +182,6 @@ def check_label_file(
                     f"{where}: {name}={raw} is outside [{low:g}, {1 + COORDINATE_SLACK:g}] (coordinates are "
                     "normalised to 0..1; Ultralytics allows 1% beyond, as exports round)"
                 )
-
-
-COORDINATE_SLACK = 0.01
-"""How far beyond 0..1 Ultralytics lets a label's coordinates go (`verify_image_label`: exports round, and a box
-touching the border may land a hair outside); widths and heights may not be negative."""
-
-CLASSIFY_VAL_SPLITS = ("val", "validation", "valid", "test")
-"""A classify set's validation folder: the first of these there, in Ultralytics' order (`check_cls_dataset`)."""
-
-MIN_IMAGE_SIDE = 10
-"""Ultralytics drops an image smaller than this a side as corrupt (`verify_image_label`)."""
-
-
-def image_problem(path: Path) -> str | None:
-    """Why Ultralytics would drop this image as corrupt (None: it reads it). Only the header is read."""
-    import sys
-
-    from PIL import Image
-
-    # Ultralytics replaces Image.open with one that, on an unknown format, looks for an optional HEIF plugin and
-    # fails on its absence instead: the original says what is wrong with the file.
-    opener = getattr(sys.modules.get("ultralytics.utils.patches"), "_image_open", Image.open)
-    try:
-        with opener(path) as im:
-            (w, h), kind = im.size, str(im.format or "").lower()
-    except Exception as e:  # Pillow raises several kinds (UnidentifiedImageError, OSError, SyntaxError, ...)
-        said = str(e).replace(f" '{path}'", "").replace(str(path), "the file")  # the path is said once, first
-        if path.suffix.lower() in PLUGIN_FORMATS:
-            said += "; HEIC/HEIF needs a plugin this image lacks: convert to JPEG or PNG"
-        return f"not an image Pillow can read ({said or type(e).__name__})"
-    if w < MIN_IMAGE_SIDE or h < MIN_IMAGE_SIDE:
-        return f"{w}x{h} px (Ultralytics needs at least {MIN_IMAGE_SIDE} px a side)"
-    if kind not in IMAGE_FORMATS:
-        takes = ", ".join(sorted(IMAGE_FORMATS))
-        return f"a {kind.upper() or 'nameless'} image by its content (Ultralytics takes {takes})"
-    return None
-
-
-IMAGE_FORMATS = frozenset(s[1:] for s in IMAGE_SUFFIXES) | {"jpeg2000"}
-"""Pillow's format names Ultralytics takes, whatever the file's suffix (`check_image`: a GIF named .jpg is dropped)."""
 
 
 def _check_images_readable(images: list[Path], key: str) -> None:
