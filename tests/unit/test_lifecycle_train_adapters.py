@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from yolo_operator.k8s.workloads import eligible_nodes, job_view, max_allocatable, node_label, tolerates
 from yolo_operator.metrics.progress import parse_samples, progress_from
+from yolo_operator.runtime.cache import trim_pod
 
 pytestmark = pytest.mark.unit
 
@@ -73,6 +74,24 @@ def test_failed_carries_the_jobs_reason_and_the_last_pods_exit_code() -> None:
     )  # fmt: skip
     # The verdict stands when the pods are gone already.
     assert job_view(job(failed), [], "workload").state == "failed"
+
+
+def test_a_pod_killed_at_its_memory_limit_says_so_with_the_limit_and_the_field() -> None:
+    """OOMKilled: the message the kubelet falls back to is the log's tail, which never says why."""
+    failed = [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "backoff limit"}]
+    killed = pod("a", "Failed", 137, "  3/30  4.1G  1.2  0.9  1.1  64  640: 40%")
+    killed["status"]["containerStatuses"][0]["state"]["terminated"]["reason"] = "OOMKilled"
+    killed["spec"]["containers"] = [{"name": "workload", "resources": {"limits": {"memory": "16Gi"}}}]
+    said = (
+        "the workload container went over its memory limit of 16Gi and was killed (OOMKilled): raise "
+        "spec.resources.memory, or lower what fills it (a smaller batch; cache none instead of ram)"
+    )
+    view = job_view(job(failed, failed=4), [killed], "workload")
+    assert view.exit_code == 137 and view.message == said
+    # The operator's cache keeps of a pod only what it reads: the limit survives the trim.
+    assert job_view(job(failed, failed=4), [trim_pod(killed)], "workload").message == said
+    plain = pod("b", "Failed", 1, "Traceback ...")  # any other failure keeps its own message
+    assert job_view(job(failed), [plain], "workload").message == "Traceback ..."
 
 
 def test_suspended() -> None:

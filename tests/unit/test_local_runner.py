@@ -161,6 +161,14 @@ def test_step_observation_maps_local_facts() -> None:
     assert obs.state == lifecycle.StepState.FAILED
     assert obs.failure_reason == "BackoffLimitExceeded" and obs.restarts == 2 and obs.message == "oops"
     assert step_observation(JobObservation("tuning", "absent"), None).state == lifecycle.StepState.ABSENT
+    assert obs.failure_message == "exit code 1"
+    killed = step_observation(JobObservation("training", "failed", -9, None), "cpu")
+    assert killed.failure_message is not None and killed.failure_message.startswith(
+        "killed by SIGKILL (what the kernel"
+    )
+    assert (
+        step_observation(JobObservation("training", "failed", -15, None), "cpu").failure_message == "killed by SIGTERM"
+    )
 
 
 def _result() -> TuneResult:

@@ -161,11 +161,31 @@ def _finished(state: str, pod: Obj | None, container: str, restarts: int) -> Job
     code = terminated.get("exitCode")
     return JobView(
         state,
-        message=terminated.get("message"),
+        message=_oom_said(pod, container, terminated) or terminated.get("message"),
         exit_code=int(code) if code is not None else None,
         restarts=restarts,
         node_name=pod.get("spec", {}).get("nodeName"),
         pod_name=pod["metadata"]["name"],
+    )
+
+
+def _oom_said(pod: Obj, container: str, terminated: Obj) -> str | None:
+    """What to say of a container the kernel killed at its memory limit (`OOMKilled`): the limit and the field
+    that sets it. Its own message is then the log's last lines (FallbackToLogsOnError), which never say so."""
+    if terminated.get("reason") != "OOMKilled":
+        return None
+    limit = next(
+        (
+            str(((c.get("resources") or {}).get("limits") or {}).get("memory") or "")
+            for c in (pod.get("spec", {}).get("containers") or [])
+            if c.get("name") == container
+        ),
+        "",
+    )
+    of = f" of {limit}" if limit else ""
+    return (
+        f"the {container} container went over its memory limit{of} and was killed (OOMKilled): raise "
+        "spec.resources.memory, or lower what fills it (a smaller batch; cache none instead of ram)"
     )
 
 

@@ -119,10 +119,23 @@ def step_observation(obs: JobObservation, gpu_product: str | None) -> lifecycle.
         message=obs.termination_message,
         exit_code=obs.exit_code,
         failure_reason=reason,
-        failure_message=f"exit code {obs.exit_code}" if obs.exit_code is not None else None,
+        failure_message=exit_said(obs.exit_code),
         restarts=obs.restarts,
         gpu_product=gpu_product,
     )
+
+
+def exit_said(code: int | None) -> str | None:
+    """A process's end in words: its exit code, or the signal that killed it (SIGKILL is what the kernel's
+    out-of-memory killer sends, the local twin of a pod's OOMKilled)."""
+    if code is None or code >= 0:
+        return None if code is None else f"exit code {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    oom = " (what the kernel sends a process when memory runs out: lower the batch, or cache none)"
+    return f"killed by {name}" + (oom if name == "SIGKILL" else "")
 
 
 def read_tune_result(path: Path) -> TuneResult | None:

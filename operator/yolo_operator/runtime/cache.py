@@ -48,15 +48,24 @@ def trim_job(job: Obj) -> Obj:
 
 def trim_pod(pod: Obj) -> Obj:
     """What `workloads.job_view` and `metrics.scrape.endpoint_of` read of a pod."""
-    status = pod.get("status") or {}
+    status, spec = pod.get("status") or {}, pod.get("spec") or {}
     keep = ("phase", "podIP", "startTime", "conditions", "containerStatuses", "initContainerStatuses")
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": _meta(pod, "deletionTimestamp"),
-        "spec": {"nodeName": (pod.get("spec") or {}).get("nodeName")},
+        "spec": {
+            "nodeName": spec.get("nodeName"),
+            "containers": [_memory_limit(c) for c in spec.get("containers") or []],
+        },
         "status": {k: status[k] for k in keep if k in status},
     }
+
+
+def _memory_limit(container: Obj) -> Obj:
+    """A container's name and memory limit: what a pod killed at that limit is reported with."""
+    memory = ((container.get("resources") or {}).get("limits") or {}).get("memory")
+    return {"name": container.get("name"), **({"resources": {"limits": {"memory": memory}}} if memory else {})}
 
 
 def trim_claim(claim: Obj) -> Obj:
