@@ -76,22 +76,21 @@ def test_failed_carries_the_jobs_reason_and_the_last_pods_exit_code() -> None:
     assert job_view(job(failed), [], "workload").state == "failed"
 
 
-def test_a_pod_killed_at_its_memory_limit_says_so_with_the_limit_and_the_field() -> None:
-    """OOMKilled: the message the kubelet falls back to is the log's tail, which never says why."""
+def test_a_pod_killed_at_its_memory_limit_reports_that_limit() -> None:
+    """OOMKilled: the message the kubelet falls back to is the log's tail, which never says why; the view carries
+    the limit the container was killed at, for the lifecycle to say so."""
     failed = [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "backoff limit"}]
-    killed = pod("a", "Failed", 137, "  3/30  4.1G  1.2  0.9  1.1  64  640: 40%")
+    tail = "  3/30  4.1G  1.2  0.9  1.1  64  640: 40%"
+    killed = pod("a", "Failed", 137, tail)
     killed["status"]["containerStatuses"][0]["state"]["terminated"]["reason"] = "OOMKilled"
     killed["spec"]["containers"] = [{"name": "workload", "resources": {"limits": {"memory": "16Gi"}}}]
-    said = (
-        "the workload container went over its memory limit of 16Gi and was killed (OOMKilled): raise "
-        "spec.resources.memory, or lower what fills it (a smaller batch; cache none instead of ram)"
-    )
     view = job_view(job(failed, failed=4), [killed], "workload")
-    assert view.exit_code == 137 and view.message == said
+    assert (view.exit_code, view.memory_killed, view.message) == (137, "16Gi", tail)
     # The operator's cache keeps of a pod only what it reads: the limit survives the trim.
-    assert job_view(job(failed, failed=4), [trim_pod(killed)], "workload").message == said
+    assert job_view(job(failed, failed=4), [trim_pod(killed)], "workload").memory_killed == "16Gi"
     plain = pod("b", "Failed", 1, "Traceback ...")  # any other failure keeps its own message
-    assert job_view(job(failed), [plain], "workload").message == "Traceback ..."
+    view = job_view(job(failed), [plain], "workload")
+    assert (view.memory_killed, view.message) == (None, "Traceback ...")
 
 
 def test_suspended() -> None:

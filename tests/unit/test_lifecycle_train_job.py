@@ -146,6 +146,18 @@ def test_training_failure_keeps_the_jobs_reason() -> None:
     assert (d.phase, cond.reason) == ("Failed", "BackoffLimitExceeded")
 
 
+def test_a_step_killed_at_its_memory_limit_says_so_with_the_limit_and_the_field() -> None:
+    job = make_job(tuning={"enabled": False})
+    killed = step(StepState.FAILED, failure_reason="BackoffLimitExceeded", message="  3/30  4.1G", memory_killed="16Gi")
+    d = decide(job, Observed(now=NOW, training=killed))
+    cond = next(c for c in d.status.conditions or [] if c.type == "Failed")
+    assert cond.message == (
+        "the training step failed (BackoffLimitExceeded): the workload container went over its memory limit of 16Gi "
+        "and was killed (OOMKilled): raise spec.resources.memory, or lower what fills it (a smaller batch; cache "
+        "none instead of ram)"
+    )
+
+
 def test_failed_is_final() -> None:
     job = make_job()
     job = advance(job, decide(job, Observed(now=NOW, tuning=step(StepState.FAILED, failure_reason="X y"))))

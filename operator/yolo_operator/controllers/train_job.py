@@ -272,4 +272,5 @@ def _step(view: JobView, gpu_product: str | None, refused: str | None = None) ->
         gpu_product=gpu_product,
         waiting_message=view.unschedulable or view.initializing,
         refused_message=refused,
+        memory_killed=view.memory_killed,
     )

@@ -36,6 +36,9 @@ class JobView:
     """The scheduler's message while the pod cannot be placed."""
     initializing: str | None = None
     """What a placed pod's init container (the `fetch` step) is doing while the workload waits for it."""
+    memory_killed: str | None = None
+    """The memory limit the finished pod's container was killed at by the kernel (OOMKilled; "" when none is set),
+    None when it was not: its termination message is then only the log's last lines."""
 
 
 def _condition(obj: Obj, type_: str) -> Obj | None:
@@ -161,32 +164,23 @@ def _finished(state: str, pod: Obj | None, container: str, restarts: int) -> Job
     code = terminated.get("exitCode")
     return JobView(
         state,
-        message=_oom_said(pod, container, terminated) or terminated.get("message"),
+        message=terminated.get("message"),
         exit_code=int(code) if code is not None else None,
         restarts=restarts,
         node_name=pod.get("spec", {}).get("nodeName"),
         pod_name=pod["metadata"]["name"],
+        memory_killed=_killed_at(pod, container, terminated),
     )
 
 
-def _oom_said(pod: Obj, container: str, terminated: Obj) -> str | None:
-    """What to say of a container the kernel killed at its memory limit (`OOMKilled`): the limit and the field
-    that sets it. Its own message is then the log's last lines (FallbackToLogsOnError), which never say so."""
+def _killed_at(pod: Obj, container: str, terminated: Obj) -> str | None:
+    """`container`'s memory limit when the kernel killed it there (OOMKilled; "" when it has none), else None."""
     if terminated.get("reason") != "OOMKilled":
         return None
-    limit = next(
-        (
-            str(((c.get("resources") or {}).get("limits") or {}).get("memory") or "")
-            for c in (pod.get("spec", {}).get("containers") or [])
-            if c.get("name") == container
-        ),
-        "",
-    )
-    of = f" of {limit}" if limit else ""
-    return (
-        f"the {container} container went over its memory limit{of} and was killed (OOMKilled): raise "
-        "spec.resources.memory, or lower what fills it (a smaller batch; cache none instead of ram)"
-    )
+    for spec in pod.get("spec", {}).get("containers") or []:
+        if spec.get("name") == container:
+            return str(((spec.get("resources") or {}).get("limits") or {}).get("memory") or "")
+    return ""
 
 
 # --- nodes ------------------------------------------------------------------------------------------------------

@@ -179,9 +179,16 @@ def refused_input(pods: list[dict[str, Any]]) -> str | None:
     ended with the workloads' exit code for wrong input, and its termination message says why; None otherwise. A
     restart cannot help, so the service is Failed, naming the cause, until a replica is ready."""
     for term in _terminations(pods, "containerStatuses", WORKLOAD_CONTAINER):
-        if term.get("exitCode") == CONFIG_ERROR_EXIT_CODE:
-            return str(term.get("message") or "the server refused its input").strip()[:2000]
+        if (said := refusal(term.get("exitCode"), term.get("message"))) is not None:
+            return said
     return None
+
+
+def refusal(exit_code: int | None, message: str | None) -> str | None:
+    """What a server that ended with `exit_code` and `message` says of its input; None unless it refused it."""
+    if exit_code != CONFIG_ERROR_EXIT_CODE:
+        return None
+    return (message or "the server refused its input").strip()[:2000]
 
 
 def _terminations(pods: list[dict[str, Any]], statuses: str, container: str) -> Iterator[dict[str, Any]]:

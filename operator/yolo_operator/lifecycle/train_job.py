@@ -55,6 +55,7 @@ from yolo_operator.lifecycle import access, kstatus, stalled
 from yolo_operator.lifecycle import conditions as cond
 from yolo_operator.lifecycle.conditions import EventNote
 from yolo_operator.lifecycle.tuning_cache import cache_key
+from yolo_operator.render.common import WORKLOAD_CONTAINER
 
 # Condition types.
 TUNED = "Tuned"
@@ -90,6 +91,8 @@ class StepObservation:
     """Why the step's pod is not running yet (the scheduler's message), shown in status.message."""
     refused_message: str | None = None
     """Why the step's Job has no pod at all: its pods are refused at admission (the Job's FailedCreate event)."""
+    memory_killed: str | None = None
+    """The memory limit the step's last pod was killed at (OOMKilled; "" when none is set), None when it was not."""
 
 
 @dataclass(frozen=True)
@@ -439,7 +442,10 @@ def _waiting(step: Step, why: str | None) -> str:
 
 
 def _step_failed(draft: _Draft, step: Step, seen: StepObservation) -> Decision:
-    detail = (seen.message or seen.failure_message or "no message").strip()
+    if seen.memory_killed is not None:  # its own message is the log's tail, which never says so
+        detail = _memory_killed(seen.memory_killed)
+    else:
+        detail = (seen.message or seen.failure_message or "no message").strip()
     if seen.exit_code == CONFIG_ERROR_EXIT_CODE:
         reason = "InvalidInput"
         message = f"the {step} pod rejected its input (exit code 2): {detail}"
@@ -450,6 +456,15 @@ def _step_failed(draft: _Draft, step: Step, seen: StepObservation) -> Decision:
     if step == "tuning":
         draft.condition(TUNED, False, reason, message)
     return draft.fail(reason, message[:4000])
+
+
+def _memory_killed(limit: str) -> str:
+    """A pod killed at its memory limit: the limit, the field that sets it, and what fills it."""
+    of = f" of {limit}" if limit else ""
+    return (
+        f"the {WORKLOAD_CONTAINER} container went over its memory limit{of} and was killed (OOMKilled): raise "
+        "spec.resources.memory, or lower what fills it (a smaller batch; cache none instead of ram)"
+    )
 
 
 def _succeeded(draft: _Draft, seen: StepObservation) -> Decision:

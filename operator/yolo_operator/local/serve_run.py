@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
-from yolo_workloads.contract import CONFIG_ERROR_EXIT_CODE, DETECT_PATH, READY_PATH, DetectAnswer, FetchConfig
+from yolo_workloads.contract import DETECT_PATH, READY_PATH, DetectAnswer, FetchConfig
 
 from yolo_operator.api.common import SpecError
 from yolo_operator.api.inference_service import YoloInferenceService, YoloInferenceServiceStatus
@@ -213,7 +213,8 @@ def _watch(
             "spec": {"replicas": 1},
             "status": {"replicas": int(running), "readyReplicas": int(ready)},
         }
-        refused = None if running else _refusal(server)  # what the controller reads from the pod's last state
+        ended = None if running else server.observe()  # what the controller reads from the pod's last state
+        refused = lifecycle.refusal(ended.exit_code, ended.termination_message) if ended else None
         status = lifecycle.status(svc, model, deployment, datetime.now(UTC), input_refused=refused)
         svc = svc.model_copy(update={"status": YoloInferenceServiceStatus.model_validate(status)})
         (wd.root / "status.yaml").write_text(yaml.safe_dump(_clean(status), sort_keys=False))
@@ -227,15 +228,6 @@ def _watch(
             return svc, 1
         time.sleep(1.0)
     return svc, EXIT_INTERRUPTED
-
-
-def _refusal(server: LocalJob) -> str | None:
-    """The exited server's termination message when it refused its input (exit code 2), as `refused_input` reads
-    it from a pod."""
-    seen = server.observe()
-    if seen.exit_code != CONFIG_ERROR_EXIT_CODE:
-        return None
-    return (seen.termination_message or "the server refused its input").strip()[:2000]
 
 
 def _clean(data: dict[str, Any]) -> dict[str, Any]:

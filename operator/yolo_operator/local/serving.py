@@ -95,8 +95,7 @@ def local_serve_config(svc: YoloInferenceService, weights: Path, port: int) -> S
 
 
 def start_server(config: ServeConfig, folder: Path, log_path: Path | None, env: dict[str, str]) -> LocalJob:
-    said = folder / "serve.termination-log"
-    said.unlink(missing_ok=True)  # a message is this run's
+    said = folder / "serve.termination-log"  # LocalJob.start clears an earlier run's
     path = write_config(folder / "serve.yaml", config.model_copy(update={"termination_log": str(said)}))
     job = LocalJob("serve", "serve", path, said, log_path=log_path, env=env)
     job.start()

@@ -264,14 +264,12 @@ def validate_dataset(yaml_path: Path, task: Task = DEFAULT_TASK) -> DatasetInfo:
         raise DatasetError(f"{yaml_path}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
     if not isinstance(data, dict):
         raise DatasetError(f"{yaml_path}: expected a mapping with `train`, `val` and `names`")
-    if not data.get("val") and data.get("validation"):
-        data["val"] = data["validation"]  # Ultralytics renames the key
     names = _names(data, yaml_path)
     kpt_shape = _kpt_shape(data, yaml_path) if task == "pose" else None
     counts: dict[str, int] = {}
     label_files = 0
     for key in ("train", "val"):
-        entry = data.get(key)
+        entry = _entry(data, key)
         if not entry:
             raise DatasetError(f"{yaml_path}: `{key}` is missing (expected a folder of images)")
         images = _split_images(data, key, yaml_path)
@@ -299,7 +297,7 @@ def split_images(yaml_path: Path, key: str = "train") -> list[Path]:
 def _split_images(data: dict[str, Any], key: str, yaml_path: Path) -> list[Path]:
     """The image files of one split, its folders found as Ultralytics' `check_det_dataset` finds them."""
     root = _dataset_root(data, yaml_path)
-    entry = data.get(key) or (data.get("validation") if key == "val" else None)
+    entry = _entry(data, key)
     images: list[Path] = []
     for item in entry if isinstance(entry, list) else [entry]:
         source = root / str(item)  # an absolute entry stays itself
@@ -310,6 +308,11 @@ def _split_images(data: dict[str, Any], key: str, yaml_path: Path) -> list[Path]
         except DatasetError as e:
             raise DatasetError(f"{e}{_path_hint(data, entry, yaml_path)}") from None
     return images
+
+
+def _entry(data: dict[str, Any], key: str) -> Any:
+    """A split's entry in a data set YAML; `validation:` stands for `val:`, as Ultralytics renames it."""
+    return data.get(key) or (data.get("validation") if key == "val" else None)
 
 
 def _dataset_root(data: dict[str, Any], yaml_path: Path) -> Path:

@@ -82,10 +82,7 @@ EXIT_FAILURE = 1
 def no_space(error: BaseException, output_dir: str) -> str | None:
     """The message for a write that found its volume full (ENOSPC, or EDQUOT: over quota) anywhere in `error`'s
     chain, naming the folder, the file and what to do; None for any other error."""
-    seen: set[int] = set()
-    cause: BaseException | None = error
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
+    for cause in _chain(error):
         if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
             where = f" writing {cause.filename}" if cause.filename else ""
             return (
@@ -93,8 +90,17 @@ def no_space(error: BaseException, output_dir: str) -> str | None:
                 "space there or give the volume more (a YoloTrainJob's spec.output.claimName). The last complete "
                 "checkpoint is kept, and the next pod resumes from it."
             )
-        cause = cause.__cause__ or cause.__context__
     return None
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    """`error` and the errors it was raised from or while handling, the last raised first (each once)."""
+    chain: list[BaseException] = []
+    cause: BaseException | None = error
+    while cause is not None and all(cause is not seen for seen in chain):
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    return chain
 
 
 def report_failure(error: Exception, termination_log: str | None, output_dir: str) -> int:
@@ -112,12 +118,7 @@ def report_failure(error: Exception, termination_log: str | None, output_dir: st
 
 def unexpected(error: BaseException) -> str:
     """An unexpected error as one line: its chain from the first cause, each as `Type: message`."""
-    chain: list[BaseException] = []
-    cause: BaseException | None = error
-    while cause is not None and cause not in chain:
-        chain.append(cause)
-        cause = cause.__cause__ or cause.__context__
-    said = "; then ".join(f"{type(e).__name__}: {e}".strip().rstrip(":") for e in reversed(chain))
+    said = "; then ".join(f"{type(e).__name__}: {e}".strip().rstrip(":") for e in reversed(_chain(error)))
     return f"unexpected error: {said[:1500]} (the traceback is in the pod's log)"
 
 
