@@ -95,6 +95,12 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
     ("train-imgsz-tiny", train({"train": {"imgsz": 8}}), "spec.train.imgsz"),
     ("train-optimizer-unknown", train({"train": {"optimizer": "Lion"}}), "spec.train.optimizer"),
     ("train-lr0-zero", train({"train": {"lr0": 0}}), "spec.train.lr0"),
+    ("train-lr0-auto-optimizer", train({"train": {"lr0": 0.02}}), "spec.train.optimizer: Invalid value"),
+    (
+        "train-warmup-bias-lr-auto-optimizer",
+        train({"train": {"optimizer": "auto", "extraArgs": {"warmup_bias_lr": 0.0}}}),
+        "optimizer auto (the default) chooses lr0 and warmup_bias_lr itself",
+    ),
     ("train-batch-zero", train({"train": {"batch": 0}}), "spec.train.batch"),
     ("train-cache-gpu", train({"train": {"cache": "gpu"}}), "spec.train.cache"),
     ("train-augmentation-tpu", train({"train": {"augmentation": "tpu"}}), "spec.train.augmentation"),
@@ -310,6 +316,12 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
 ACCEPTED: list[tuple[str, dict[str, Any]]] = [
     ("train-augmentation-gpu", train({"train": {"augmentation": "gpu", "extraArgs": {"mixup": 0.0, "mosaic": 0.5}}})),
     ("train-augmentation-gpu-rect-off", train({"train": {"augmentation": "gpu", "extraArgs": {"rect": False}}})),
+    (
+        "train-lr0-named-optimizer",
+        train({"train": {"optimizer": "SGD", "lr0": 0.02, "extraArgs": {"warmup_bias_lr": 0}}}),
+    ),
+    ("train-lr0-default-auto", train({"train": {"optimizer": "auto", "lr0": 0.01}})),
+    ("train-musgd", train({"train": {"optimizer": "MuSGD"}})),
     ("train-rect-tuning-by-default", train({"train": {"extraArgs": {"rect": True}}})),  # the default offers cpu alone
     ("train-tuning-augmentation-both", train({"tuning": {"augmentation": ["cpu", "gpu"]}})),
     ("train-task-from-architecture", train({"model": {"architecture": "yolo11n-pose.yaml"}})),

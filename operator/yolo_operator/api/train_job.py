@@ -100,6 +100,31 @@ def _gpu_args_cel(owner: str) -> str:
     return f"!has({owner}.extraArgs) || {lacking}"
 
 
+ULTRALYTICS_LR0 = 0.01
+"""Ultralytics' default lr0, and ours."""
+
+CHOSEN_BY_AUTO_OPTIMIZER = ("warmup_bias_lr",)
+"""extraArgs that Ultralytics' `optimizer=auto` overwrites (build_optimizer), beside lr0."""
+
+
+def _auto_optimizer_rule() -> Rule:
+    """With optimizer auto, Ultralytics' build_optimizer sets lr0 and warmup_bias_lr itself and only logs that it
+    ignored the user's: a value set there would go unused, so it is refused naming what to do instead."""
+    kept = " && ".join(f"!has(self.extraArgs.{name})" for name in CHOSEN_BY_AUTO_OPTIMIZER)
+    return Rule(
+        cel=f"!has(self.optimizer) || self.optimizer != 'auto' || ((!has(self.lr0) || self.lr0 == {ULTRALYTICS_LR0})"
+        f" && (!has(self.extraArgs) || ({kept})))",
+        message="optimizer auto (the default) chooses lr0 and warmup_bias_lr itself and ignores values set for "
+        "them: name the optimizer (SGD, AdamW, ...) to train with your lr0 or extraArgs.warmup_bias_lr, or leave "
+        "them out",
+        check=lambda t: (
+            t.optimizer != "auto"
+            or (t.lr0 == ULTRALYTICS_LR0 and not set(CHOSEN_BY_AUTO_OPTIMIZER) & set(t.extra_args or {}))
+        ),
+        field="optimizer",
+    )
+
+
 class TrainSettings(ApiModel):
     """Ultralytics training arguments. batch, workers, amp and cache are chosen by tuning unless set here."""
 
@@ -109,10 +134,12 @@ class TrainSettings(ApiModel):
     """Training image size in pixels; a multiple of 32 (the model's largest stride)."""
     patience: int = Field(default=100, ge=0, le=10_000)
     """Epochs without improvement before stopping early; 0 never stops early."""
-    optimizer: Literal["auto", "SGD", "Adam", "Adamax", "AdamW", "NAdam", "RAdam", "RMSProp"] = "auto"
-    """The optimizer."""
-    lr0: float = Field(default=0.01, gt=0, le=1)
-    """Initial learning rate."""
+    optimizer: Literal["auto", "SGD", "MuSGD", "Adam", "Adamax", "AdamW", "NAdam", "RAdam", "RMSProp"] = "auto"
+    """The optimizer. `auto` (Ultralytics' default) picks it and its learning rate from the job's length: AdamW at a
+    rate fitted to the number of classes, MuSGD at 0.01 beyond 10,000 iterations; lr0 applies to a named one."""
+    lr0: float = Field(default=ULTRALYTICS_LR0, gt=0, le=1)
+    """Initial learning rate, for a named optimizer (with `auto` Ultralytics chooses it: only the default is
+    accepted there)."""
     seed: int = Field(default=0, ge=0)
     """Random seed, for reproducible runs."""
     batch: int | None = Field(default=None, ge=1, le=4096)
@@ -144,6 +171,7 @@ class TrainSettings(ApiModel):
 
     __rules__ = (
         *extra_args_rules(),
+        _auto_optimizer_rule(),
         Rule(
             cel="!has(self.augmentation) || self.augmentation != 'gpu' || " + _gpu_args_cel("self"),
             message=f"augmentation gpu does not implement {GPU_AUGMENTATION_LACKS}: leave them out of extraArgs or use "
