@@ -68,6 +68,16 @@ MALFORMED: list[tuple[str, dict[str, Any], str, Any, str, str]] = [
     ("train-unknown-field", TRAIN, "spec.train.epoch", 3, "spec.train.epoch", "unknown field"),
     ("train-unknown-top", TRAIN, "spec.gpu", 1, "spec.gpu", "unknown field"),
     (
+        "weights-as-a-name",
+        TRAIN,
+        "spec.model",
+        {"weights": "yolov8n.pt"},
+        "spec.model.weights",
+        "must be an object with claimName, path; got the string 'yolov8n.pt'",
+    ),
+    ("shapes-as-a-list", TRAIN, "spec.data.shapes", [4000], "spec.data.shapes", "must be an object with images"),
+    ("extra-args-as-a-list", TRAIN, "spec.train.extraArgs", ["cos_lr"], "spec.train.extraArgs", "must be a mapping"),
+    (
         "both-model-sources",
         TRAIN,
         "spec.model.weights",

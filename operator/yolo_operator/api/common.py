@@ -315,8 +315,37 @@ def format_errors(exc: ValidationError, root: str = "") -> list[str]:
         message = err["msg"]
         if err["type"] == "extra_forbidden":
             message = "unknown field"
+        elif err["type"] in _SHAPE_ERRORS:
+            message = _shape_message(err)
         lines.append(f"{path}: {message}" if path else message)
     return lines
+
+
+_SHAPE_ERRORS = {"model_type": "an object", "dict_type": "a mapping", "list_type": "a list"}
+"""pydantic's errors for a value of the wrong JSON shape, and the shape expected."""
+
+
+def _shape_message(err: Any) -> str:
+    """`must be an object with claimName, path; got the string 'yolov8n.pt'`: what the field takes, in the
+    manifest's words, instead of pydantic's class names."""
+    expected = _SHAPE_ERRORS[err["type"]]
+    model = _api_models().get(err.get("ctx", {}).get("class_name", ""))
+    if model is not None:
+        expected += " with " + ", ".join(f.alias or name for name, f in model.model_fields.items())
+    given = err.get("input")
+    kind = {str: "the string", bool: "the boolean", int: "the number", float: "the number", list: "a list"}
+    got = f"{kind.get(type(given), 'a value')} {given!r}" if not isinstance(given, dict) else "a mapping"
+    return f"must be {expected}; got {got}"
+
+
+def _api_models() -> dict[str, type[BaseModel]]:
+    found: dict[str, type[BaseModel]] = {}
+    pending: list[type[BaseModel]] = [ApiModel]
+    while pending:
+        model = pending.pop()
+        found[model.__name__] = model
+        pending.extend(model.__subclasses__())
+    return found
 
 
 def _is_union_tag(part: Any) -> bool:
