@@ -30,7 +30,7 @@ from yolo_workloads.contract import (
     encode_result,
     encode_with_trials,
 )
-from yolo_workloads.train.runtime import EXIT_USER_ERROR, UserError, load_config, report_error, report_failure
+from yolo_workloads.train.runtime import UserError, report_error, run_verb
 
 SUMMARY_FILE = "summary.json"
 
@@ -40,25 +40,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config: TrainConfig | None = None
-    try:
-        config = load_config(args.config, TrainConfig)
-        bad = sorted(RESERVED_TRAIN_ARGS & config.extra_args.keys())
-        if bad:
-            raise UserError(f"extra_args: {bad} are set by the operator and cannot be passed through")
-        return _train(config)
-    except UserError as e:
-        report_error(config.termination_log if config else None, str(e))
-        return EXIT_USER_ERROR
-    except Exception as e:  # a full volume is reported and retried; anything else also says its cause
-        if config is None:
-            raise
-        return report_failure(e, config.termination_log, config.output_dir)
+    return run_verb(args.config, TrainConfig, _train)
+
+
+def _refuse_reserved_args(config: TrainConfig) -> None:
+    bad = sorted(RESERVED_TRAIN_ARGS & config.extra_args.keys())
+    if bad:
+        raise UserError(f"extra_args: {bad} are set by the operator and cannot be passed through")
 
 
 def _train(config: TrainConfig) -> int:
     from yolo_workloads import offline
 
+    _refuse_reserved_args(config)
     offline.prepare_environment()
     from yolo_workloads.datasets.validate import DatasetError, validate_dataset
     from yolo_workloads.train.runtime import prepare_data

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -25,6 +26,8 @@ from yolo_workloads.contract import (
     DataSource,
     ModelSource,
     Task,
+    TrainConfig,
+    TuneConfig,
     architecture_task,
     task_mismatch,
 )
@@ -120,6 +123,25 @@ def unexpected(error: BaseException) -> str:
     """An unexpected error as one line: its chain from the first cause, each as `Type: message`."""
     said = "; then ".join(f"{type(e).__name__}: {e}".strip().rstrip(":") for e in reversed(_chain(error)))
     return f"unexpected error: {said[:1500]} (the traceback is in the pod's log)"
+
+
+V = TypeVar("V", TuneConfig, TrainConfig)
+
+
+def run_verb(path: str | None, model: type[V], body: Callable[[V], int]) -> int:
+    """Load the verb's config and run it, with every outcome reported where the operator reads it: a user's mistake
+    as EXIT_USER_ERROR and its message, a full volume as a retried failure, anything else with its chain."""
+    config: V | None = None
+    try:
+        config = load_config(path, model)
+        return body(config)
+    except UserError as e:
+        report_error(config.termination_log if config else None, str(e))
+        return EXIT_USER_ERROR
+    except Exception as e:
+        if config is None:
+            raise
+        return report_failure(e, config.termination_log, config.output_dir)
 
 
 def prepare_data(source: DataSource) -> Path:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from yolo_workloads.contract import TuneConfig, TuneResult, encode_with_trials
-from yolo_workloads.train.runtime import EXIT_USER_ERROR, UserError, load_config, report_error, report_failure
+from yolo_workloads.train.runtime import UserError, report_error, run_verb
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,17 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config: TuneConfig | None = None
-    try:
-        config = load_config(args.config, TuneConfig)
-        return _tune(config)
-    except UserError as e:
-        report_error(config.termination_log if config else None, str(e))
-        return EXIT_USER_ERROR
-    except Exception as e:  # a full volume is reported and retried; anything else also says its cause
-        if config is None:
-            raise
-        return report_failure(e, config.termination_log, config.output_dir)
+    return run_verb(args.config, TuneConfig, _tune)
 
 
 def _tune(config: TuneConfig) -> int:
