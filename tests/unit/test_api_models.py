@@ -121,6 +121,15 @@ MALFORMED: list[tuple[str, dict[str, Any], str, Any, str, str]] = [
         "pattern",
     ),
     ("extra-args-reserved", TRAIN, "spec.train.extraArgs", {"batch": 64}, "spec.train.extraArgs", "batch"),
+    (
+        "extra-args-reserved-beside-unknown",  # every problem at once, as the API server's rules say them
+        TRAIN,
+        "spec.train.extraArgs",
+        {"mosiac": 0.5, "batch": 64},
+        "spec.train.extraArgs",
+        "mosiac is not an Ultralytics train argument this operator passes through; the operator sets these from the "
+        "spec, not extraArgs: batch (spec.train.batch)",
+    ),
     ("extra-args-unknown", TRAIN, "spec.train.extraArgs", {"mosiac": 0.5}, "spec.train.extraArgs", "Ultralytics"),
     ("extra-args-type", TRAIN, "spec.train.extraArgs", {"cos_lr": "yes"}, "spec.train.extraArgs", "boolean"),
     ("optimizer-unknown", TRAIN, "spec.train.optimizer", "Adagrad", "spec.train.optimizer", "SGD"),

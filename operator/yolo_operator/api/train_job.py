@@ -38,7 +38,12 @@ from yolo_operator.api.common import (
 from yolo_operator.api.pod import PodOverrides
 from yolo_operator.api.rules import Rule, exactly_one, immutable, task_cel
 from yolo_operator.api.sources import DataSource, SourceCache, WeightsSource
-from yolo_operator.api.ultralytics_args import extra_arg_problem, extra_args_rules, extra_args_schema
+from yolo_operator.api.ultralytics_args import (
+    extra_arg_problem,
+    extra_args_rules,
+    extra_args_schema,
+    reserved_problem,
+)
 
 ARCHITECTURE_PATTERN = rf"^yolo(v8|11|26)[nsmlx]({'|'.join(TASK_SUFFIXES)})?\.yaml$"
 """The architecture YAMLs Ultralytics 8.4 ships (ultralytics/cfg/models/{v8,11,26}), at scales n, s, m, l, x, for
@@ -165,6 +170,8 @@ class TrainSettings(ApiModel):
     @classmethod
     def _known_extra_args(cls, args: dict[str, Any] | None) -> dict[str, Any] | None:
         problems = [p for name, value in (args or {}).items() if (p := extra_arg_problem(name, value))]
+        if problems and (reserved := reserved_problem(args or {})):  # the rule would say it only once these are gone
+            problems.append(reserved)
         if problems:
             raise PydanticCustomError("extra_args", "; ".join(problems))
         return args

@@ -158,12 +158,18 @@ def _reserved_rule() -> Rule:
         message=f"{RESERVED_SAID} {', '.join(names)}",
         message_expression=f"'{RESERVED_SAID}' + {items}",
         check=lambda t: not RESERVED_TRAIN_ARGS & set(t.extra_args or {}),
-        explain=lambda t: RESERVED_SAID + "".join(f" {_reserved_item(n)}" for n in names if n in (t.extra_args or {})),
+        explain=lambda t: reserved_problem(t.extra_args or {}) or "",
         field="extraArgs",
     )
 
 
 RESERVED_SAID = "the operator sets these from the spec, not extraArgs:"
+
+
+def reserved_problem(args: dict[str, Any]) -> str | None:
+    """The reserved rule's words for the reserved arguments in `args`, or None when there are none."""
+    present = sorted(RESERVED_TRAIN_ARGS & set(args))
+    return RESERVED_SAID + "".join(f" {_reserved_item(n)}" for n in present) if present else None
 
 
 def _reserved_item(name: str) -> str:
