@@ -23,7 +23,9 @@ import argparse
 import copy
 import json
 import statistics
+import tempfile
 import time
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -75,7 +77,7 @@ def batches(args: argparse.Namespace) -> list[tuple[dict[str, Any], list[dict[st
 def validation(kind: type[Any], data: list[Any], args: argparse.Namespace) -> tuple[float, float, float]:
     """Seconds of one validation's metric updates, then of its statistics (Ultralytics' own for both), and its
     mAP50-95."""
-    v = kind(args={"plots": False, "save_json": False})
+    v = kind(save_dir=Path(tempfile.mkdtemp(prefix="validation-batch-")), args={"plots": False, "save_json": False})
     v.device, v.data, v.training = torch.device(args.device), {"val": "val.txt"}, True
     v.dataloader = SimpleNamespace(dataset=SimpleNamespace(im_files=[]), sampler=[])
     v.init_metrics(SimpleNamespace(names={c: str(c) for c in range(args.classes)}, end2end=False))
