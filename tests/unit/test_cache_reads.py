@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 from yolo_operator.k8s.workloads import newest_message
 from yolo_operator.lifecycle.stalled import claims_to_confirm
-from yolo_operator.runtime.cache import FAILED_CREATE, ClusterCache, missing_claims, trim_claim, trim_event
+from yolo_operator.runtime.cache import (
+    FAILED_CREATE,
+    FAILED_MOUNT,
+    ClusterCache,
+    missing_claims,
+    trim_claim,
+    trim_event,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -131,3 +138,17 @@ def test_a_jobs_refusals_come_from_the_watched_copy() -> None:
     assert newest_message(events) == "still exceeded"
     assert events[0] == trim_event(failed_create("ns", "u1", "exceeded quota", "2026-12-02T10:00:00Z"))
     assert "source" not in events[0] and "managedFields" not in events[0]["metadata"]
+
+
+def test_a_pods_mount_failures_come_from_the_watched_copy() -> None:
+    """The kubelet's FailedMount Events of the given pods, by pod uid; none before the copy has listed."""
+    cache = ClusterCache(StubKube(set()), [])  # type: ignore[arg-type]
+    (informer,) = cache.mount_failures
+    assert informer.fields == FAILED_MOUNT
+    pod = {"metadata": {"name": "p", "uid": "p1"}}
+    event = failed_create("ns", "p1", 'secret "k" not found', "2026-12-05T01:00:00Z")
+    informer.remember({**event, "involvedObject": {**event["involvedObject"], "kind": "Pod"}, "reason": "FailedMount"})
+    assert cache.mount_failures_of("ns", [pod]) == []  # not listed yet
+    informer.synced.set()
+    assert newest_message(cache.mount_failures_of("ns", [pod])) == 'secret "k" not found'
+    assert cache.mount_failures_of("ns", [{"metadata": {"uid": "other"}}]) == []

@@ -243,3 +243,13 @@ def test_missing_claim_or_too_many_gpus_use_the_train_jobs_reasons_and_words() -
     assert cond(st2, "Stalled")["status"] == "False" and cond(st2, "Ready")["reason"] == "WaitingForReplicas"
     # A ready service is not blocked (the handler does not even look), and not failed: phase Pending, never Failed.
     assert status(later, resolve_model(later, None), deployment(1, 1), NOW, claim)["phase"] == "Ready"
+
+
+def test_a_replica_that_cannot_start_says_why_beside_the_counts() -> None:
+    svc = service(model={"weights": {"claimName": "models", "path": "best.pt"}}, tuning={"enabled": False})
+    said = "the workload container's image x cannot be pulled (ImagePullBackOff)"
+    st = status(svc, resolve_model(svc, None), deployment(1, 0), NOW, cannot_start=said)
+    assert st["phase"] == "Pending" and st["message"] == f"0/1 replicas ready; a replica cannot start: {said}"
+    assert said in cond(st, "Ready")["message"]
+    serving = status(svc, resolve_model(svc, None), deployment(2, 1), NOW, cannot_start=said)
+    assert serving["phase"] == "Ready" and said in serving["message"]  # a rollout of a new image, say

@@ -295,7 +295,10 @@ def test_a_pending_pod_says_it_is_fetching_or_why_its_fetch_step_cannot_start() 
     )
     missing = pod({"waiting": {"reason": "CreateContainerConfigError", "message": 'secret "s3-keys" not found'}})
     view = job_view(job, [missing], "workload")
-    assert view.initializing == 'init container fetch waiting (CreateContainerConfigError: secret "s3-keys" not found)'
+    assert view.cannot_start == (
+        'the fetch container cannot be created (CreateContainerConfigError: secret "s3-keys" not found): a Secret or '
+        "ConfigMap that spec.podOverrides.env or envFrom names is missing, or lacks the key"
+    )
 
 
 def test_a_fetch_failure_observed_on_the_job_fails_the_resource_naming_the_source() -> None:

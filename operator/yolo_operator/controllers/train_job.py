@@ -31,6 +31,7 @@ from yolo_operator.k8s.workloads import (
     node_label,
     pods_of,
 )
+from yolo_operator.lifecycle.stalled import mount_failed
 from yolo_operator.lifecycle.train_job import (
     Action,
     CachedTuning,
@@ -146,12 +147,17 @@ class TrainJobController(Reconciler[YoloTrainJob, Decision]):
                 cached = self._cache_lookup(job, [node_label(n, GPU_PRODUCT_LABEL) or "" for n in eligible])
         return Observed(
             now=datetime.now(UTC),
-            tuning=_step(tuning, product, self._refusal(tuning, tuning_job, pods)),
-            training=_step(training, None, self._refusal(training, training_job, pods)),
+            tuning=self._seen(tuning, tuning_job, pods, product),
+            training=self._seen(training, training_job, pods, None),
             cached=cached,
             missing_claims=missing,
             max_allocatable_gpus=max_gpus,
         )
+
+    def _seen(
+        self, view: JobView, batch_job: dict[str, Any] | None, pods: list[dict[str, Any]], product: str | None
+    ) -> StepObservation:
+        return _step(view, product, self._refusal(view, batch_job, pods), self._unmounted(view, batch_job, pods))
 
     def _refusal(self, view: JobView, batch_job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> str | None:
         """Why a pending Job has no pod at all: the API server refused its pods (the Job's FailedCreate events).
@@ -163,6 +169,14 @@ class TrainJobController(Reconciler[YoloTrainJob, Decision]):
         if watched is not None:
             return newest_message(watched)
         return newest_message(self.kube.list("v1", "Event", ns, field_selector=failed_create_selector(batch_job)))
+
+    def _unmounted(self, view: JobView, batch_job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> str | None:
+        """Why a pending step's pod waits for a volume (the kubelet's FailedMount Events, from the watched copy)."""
+        if view.state != "pending" or batch_job is None:
+            return None
+        waiting = [p for p in pods_of(batch_job, pods) if (p.get("status") or {}).get("phase") == "Pending"]
+        namespace = str(batch_job["metadata"].get("namespace") or "")
+        return mount_failed(newest_message(self.cache.mount_failures_of(namespace, waiting))) if waiting else None
 
     def _fit(
         self, selector: dict[str, str] | None, tolerations: list[dict[str, Any]]
@@ -261,7 +275,9 @@ class TrainJobController(Reconciler[YoloTrainJob, Decision]):
             self.cache.bodies.put(written)
 
 
-def _step(view: JobView, gpu_product: str | None, refused: str | None = None) -> StepObservation:
+def _step(
+    view: JobView, gpu_product: str | None, refused: str | None = None, unmounted: str | None = None
+) -> StepObservation:
     return StepObservation(
         state=StepState(view.state),
         message=view.message,
@@ -270,7 +286,7 @@ def _step(view: JobView, gpu_product: str | None, refused: str | None = None) ->
         failure_message=view.failure_message,
         restarts=view.restarts,
         gpu_product=gpu_product,
-        waiting_message=view.unschedulable or view.initializing,
+        waiting_message=view.unschedulable or view.cannot_start or unmounted or view.initializing,
         refused_message=refused,
         memory_killed=view.memory_killed,
     )

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from yolo_operator.lifecycle.stalled import cannot_start
 from yolo_operator.quantity import parse_quantity
 
 Obj = Mapping[str, Any]
@@ -36,6 +37,9 @@ class JobView:
     """The scheduler's message while the pod cannot be placed."""
     initializing: str | None = None
     """What a placed pod's init container (the `fetch` step) is doing while the workload waits for it."""
+    cannot_start: str | None = None
+    """Why a placed pod's container waits and cannot start as it is (`lifecycle.stalled.cannot_start`: an image
+    that cannot be pulled, a missing Secret, ...)."""
     memory_killed: str | None = None
     """The memory limit the finished pod's container was killed at by the kernel (OOMKilled; "" when none is set),
     None when it was not: its termination message is then only the log's last lines."""
@@ -120,21 +124,21 @@ def job_view(job: Obj | None, pods: Iterable[Obj], container: str) -> JobView:
             if cond.get("type") == "PodScheduled" and cond.get("reason") == "Unschedulable":
                 unschedulable = cond.get("message")
     initializing = next((text for pod in own if (text := init_activity(pod))), None)
-    return JobView("pending", restarts=restarts, unschedulable=unschedulable, initializing=initializing)
+    return JobView(
+        "pending",
+        restarts=restarts,
+        unschedulable=unschedulable,
+        initializing=initializing,
+        cannot_start=cannot_start(own),
+    )
 
 
 def init_activity(pod: Obj) -> str | None:
-    """`fetching sources by URI` while an init container runs; its waiting reason (a missing Secret's
-    CreateContainerConfigError, say) while it cannot start. None once they are done."""
+    """`fetching sources by URI` while an init container runs; None otherwise (one that cannot start is
+    `cannot_start`'s)."""
     for status in pod.get("status", {}).get("initContainerStatuses") or []:
-        state = status.get("state") or {}
-        name = status.get("name")
-        if "running" in state:
-            return f"fetching sources by URI (init container {name} running)"
-        waiting = state.get("waiting") or {}
-        if waiting.get("reason") and waiting.get("reason") != "PodInitializing":
-            detail = f": {waiting['message']}" if waiting.get("message") else ""
-            return f"init container {name} waiting ({waiting['reason']}{detail})"
+        if "running" in (status.get("state") or {}):
+            return f"fetching sources by URI (init container {status.get('name')} running)"
     return None
 
 

@@ -218,13 +218,16 @@ def status(
     blocked: tuple[str, str] | None = None,
     fetch_failure: str | None = None,
     input_refused: str | None = None,
+    cannot_start: str | None = None,
 ) -> dict[str, Any]:
     """The status patch of one reconcile (wire names). Autoscaler fields are left to the autoscaler's timer.
     `blocked`: why the pods can never start as the cluster is (`stalled.blocked`: ClaimNotFound, Unschedulable),
     reported as on a YoloTrainJob but not final: the service starts once the claim or the nodes appear.
     `fetch_failure`: the replicas' fetch step cannot bring the weights by URI (`source_failure`): Failed, naming
     the source and the cause, until a replica is ready. `input_refused`: the server exits on its input
-    (`refused_input`): Failed, InvalidInput, with its message, until a replica is ready."""
+    (`refused_input`): Failed, InvalidInput, with its message, until a replica is ready. `cannot_start`: why a
+    replica's container waits and cannot start (`stalled.cannot_start`: its image, a missing Secret, a crash loop),
+    added to the replicas' message."""
     gen = svc.metadata.generation
     dep_status = (deployment or {}).get("status", {})
     replicas = int(dep_status.get("replicas") or 0)
@@ -250,6 +253,8 @@ def status(
         phase, ready_ok, reason, message = "Pending", False, "Creating", "creating the Deployment"
     else:
         phase, ready_ok, reason, message = _replicas_phase(svc, deployment, ready, wanted)
+        if cannot_start is not None:
+            message = f"{message}; a replica cannot start: {cannot_start}"
     starting = not (model.failed or model.waiting or ready_ok or source_failed or refused)
     refusal = replica_failure(deployment) if not (model.failed or model.waiting) else None
     block = blocked if starting else None
@@ -418,6 +423,8 @@ class Observed:
     pods: tuple[dict[str, Any], ...] = ()
     max_allocatable_gpus: int | None = None
     missing_claims: tuple[str, ...] = ()
+    unmounted: str | None = None
+    """The kubelet's newest FailedMount message for a pending replica (a volume it cannot mount), if any."""
 
 
 @dataclass(frozen=True)
@@ -460,12 +467,13 @@ def decide(svc: YoloInferenceService, model: ModelResolution, observed: Observed
 
 def _findings(
     svc: YoloInferenceService, model: ModelResolution, observed: Observed
-) -> tuple[tuple[str, str] | None, str | None, str | None]:
-    """`status`'s `blocked`, `fetch_failure` and `input_refused` from what was observed (none without weights):
+) -> tuple[tuple[str, str] | None, str | None, str | None, str | None]:
+    """`status`'s `blocked`, `fetch_failure`, `input_refused` and `cannot_start` from what was observed (none
+    without weights):
     blocked only until a replica is ready (the weights' claim missing, more GPUs per pod than any eligible node
     has: the YoloTrainJob's reasons and words)."""
     if model.mount is None:
-        return None, None, None
+        return None, None, None, None
     pods = list(observed.pods)
     ready = int(((observed.deployment or {}).get("status") or {}).get("readyReplicas") or 0)
     blocked = None
@@ -475,4 +483,5 @@ def _findings(
             res.gpus, observed.max_allocatable_gpus, observed.missing_claims, svc.metadata.namespace
         )
     fetch_failure = source_failure(pods) if model.mount.source is not None else None
-    return blocked, fetch_failure, refused_input(pods)
+    waits = stalled.cannot_start(pods) or stalled.mount_failed(observed.unmounted)
+    return blocked, fetch_failure, refused_input(pods), waits

@@ -120,6 +120,66 @@ def unschedulable_message(gpus: int, most: int) -> str:
     )
 
 
+IMAGE_PULL_REASONS = frozenset({
+    "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "RegistryUnavailable",
+    "SignatureValidationFailed",
+})  # fmt: skip
+"""The kubelet's waiting reasons for an image it cannot pull (it keeps trying, with its own backoff)."""
+STARTING_REASONS = frozenset({"ContainerCreating", "PodInitializing"})
+"""Waiting reasons of a container on its way (volumes mounting, init containers running): nothing wrong yet."""
+
+
+def cannot_start(pods: Iterable[Mapping[str, Any]]) -> str | None:
+    """Why a container of these pods waits and cannot start as the pod is (an image that cannot be pulled, a Secret
+    or ConfigMap it names missing, a crash loop), naming the container, the kubelet's reason and words, and the spec
+    field to look at; None while every container is only on its way. Init containers first: they run first."""
+    for pod in pods:
+        if pod.get("metadata", {}).get("deletionTimestamp"):
+            continue
+        status = pod.get("status", {})
+        for st in (*(status.get("initContainerStatuses") or ()), *(status.get("containerStatuses") or ())):
+            waiting = (st.get("state") or {}).get("waiting") or {}
+            reason = str(waiting.get("reason") or "")
+            if reason and reason not in STARTING_REASONS:
+                return _cannot_start_text(pod, st, reason, str(waiting.get("message") or "").strip())
+    return None
+
+
+def _cannot_start_text(pod: Mapping[str, Any], st: Mapping[str, Any], reason: str, said: str) -> str:
+    name = st.get("name")
+    detail = f"{reason}: {said}" if said else reason
+    if reason in IMAGE_PULL_REASONS:
+        return (
+            f"the {name} container's image {st.get('image')} cannot be pulled ({detail}): check spec.resources.image "
+            "(unset: the operator's default workload image) and spec.resources.imagePullSecrets"
+        )
+    if reason == "CreateContainerConfigError":
+        return (
+            f"the {name} container cannot be created ({detail}): a Secret or ConfigMap that "
+            "spec.podOverrides.env or envFrom names is missing, or lacks the key"
+        )
+    if reason == "CrashLoopBackOff":
+        last = ((st.get("lastState") or {}).get("terminated")) or {}
+        ended = f", exit code {last['exitCode']}" if last.get("exitCode") is not None else ""
+        told = str(last.get("message") or "").strip()[:500]
+        return (
+            f"the {name} container keeps exiting ({reason}{ended}{': ' + told if told else ''}); its log says why: "
+            f"kubectl logs {pod.get('metadata', {}).get('name')} -c {name} --previous"
+        )
+    return f"the {name} container cannot start ({detail})"
+
+
+def mount_failed(kubelet_said: str | None) -> str | None:
+    """A pod waiting for a volume the kubelet cannot mount (its newest FailedMount Event), with where the spec names
+    the volumes; None without one."""
+    if not kubelet_said:
+        return None
+    return (
+        f"a volume cannot be mounted ({kubelet_said.strip()[:1000]}): check the Secrets, ConfigMaps and claims the "
+        "spec names (a source's credentialsSecret or caBundle, spec.podOverrides.volumes)"
+    )
+
+
 def blocked(
     gpus: int, max_allocatable_gpus: int | None, missing_claims: Iterable[str], namespace: str
 ) -> tuple[str, str] | None:

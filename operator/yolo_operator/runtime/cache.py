@@ -12,13 +12,14 @@ would apply (`lifecycle.children.drift`) and writes only the ones that changed. 
 watched namespaces are watched (names only) so the "claim missing?" check of a resource that has not started asks
 the API server only about claims the copy does not show (431-880 GETs a scale run before), and the Events by which
 the Job controller says the API server refused a Job's pods (reason FailedCreate: normally none) are watched, so a
-Job waiting for its first pod costs no LIST of events per reconcile (~1,770 a scale run before).
+Job waiting for its first pod costs no LIST of events per reconcile (~1,770 a scale run before); so are the kubelet's
+FailedMount Events, the only place that says a pod waits for a Secret, ConfigMap or claim that does not exist.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any
 
 from yolo_operator.k8s.client import Kube
@@ -77,6 +78,9 @@ def trim_claim(claim: Obj) -> Obj:
 
 FAILED_CREATE = "involvedObject.kind=Job,reason=FailedCreate"
 """The field selector of the Events the Job controller posts when the API server refuses a Job's pods."""
+FAILED_MOUNT = "involvedObject.kind=Pod,reason=FailedMount"
+"""The field selector of the Events the kubelet posts while it cannot mount a pod's volume (a Secret, ConfigMap or
+claim that is missing): the pod's containers only say ContainerCreating meanwhile."""
 
 
 def trim_event(event: Obj) -> Obj:
@@ -196,6 +200,11 @@ class ClusterCache:
             )
             for ns in scopes
         ]
+        # The kubelet's FailedMount Events (a pod's volume cannot be mounted), by the pod's uid.
+        self.mount_failures = [
+            Informer(kube, "v1", "Event", ns, None, trim_event, None, by_involved, watch_timeout_s, fields=FAILED_MOUNT)
+            for ns in scopes
+        ]
         self._children: dict[str, list[Informer]] = {
             "Job": self.jobs,
             "Pod": self.pods,
@@ -211,6 +220,7 @@ class ClusterCache:
             self.nodes,
             *self.claims,
             *self.refusals,
+            *self.mount_failures,
             *(i for group in self._children.values() for i in group),
         ]
 
@@ -262,6 +272,15 @@ class ClusterCache:
         (then it cannot say there are none)."""
         informer = _listed(self.refusals, namespace)
         return None if informer is None else informer.indexed(job_uid)
+
+    def mount_failures_of(self, namespace: str, pods: Iterable[Mapping[str, Any]]) -> list[Obj]:
+        """The FailedMount Events of these pods of `namespace` (none while no copy covering it has listed: the pods
+        are only reported as waiting meanwhile)."""
+        informer = _listed(self.mount_failures, namespace)
+        if informer is None:
+            return []
+        uids = {str(uid) for p in pods if (uid := (p.get("metadata") or {}).get("uid"))}
+        return [e for uid in sorted(uids) for e in informer.indexed(uid)]
 
     def remember(self, obj: Obj) -> None:
         """A child we just created or applied (the server's reply), visible to the next reconcile at once."""
