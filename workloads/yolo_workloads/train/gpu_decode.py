@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch.nn import functional
 
+from yolo_workloads.train import pixel_free
+
 ENCODED = "jpeg_bytes"
 """A batch's key: each sample's JPEG file (uint8, empty when its worker decoded it)."""
 LOADED = "loader_pixels"
@@ -90,7 +92,7 @@ class EncodedReads:
                 hw = resized(hw0, imgsz)
                 self.pending[file] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
                 # a stand-in of the resized size: the letterbox computes the loader's own geometry from it
-                return np.zeros((*hw, 3), dtype=np.uint8), hw0, hw
+                return pixel_free.stand_in(*hw), hw0, hw
         loaded: tuple[np.ndarray, tuple[int, int], tuple[int, int]] = type(d).load_image(d, i, rect_mode, resize_short)
         return loaded
 
@@ -136,6 +138,7 @@ def install(dataset: Any) -> None:
     reads = EncodedReads(dataset)
     dataset.load_image = reads.load_image
     dataset.transforms.append(reads)
+    pixel_free.install(dataset)
 
 
 def say(why: str | None) -> None:

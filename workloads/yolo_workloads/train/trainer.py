@@ -163,7 +163,7 @@ class _GpuAugmented:
         """Where the training set's pixels will come from, recorded on the data set (tuning's trials reuse a data
         set across trainers): kept on the GPU (RAM cache, train/device_images.py), JPEGs decoded on the GPU
         (train/gpu_decode.py), or the workers' own. Each decision said once on stderr, with the reason when not."""
-        from yolo_workloads.train import device_images, gpu_decode
+        from yolo_workloads.train import device_images, gpu_decode, pixel_free
 
         device = torch.device(self.device)
         kept: Any = None
@@ -174,6 +174,8 @@ class _GpuAugmented:
             if why is None:
                 kept = device_images.upload(dataset, int(self.args.imgsz), device)
                 dataset.transforms.append(device_images.DropPixels())
+                dataset.load_image = pixel_free.StandInLoads(dataset)  # the workers send geometry only
+                pixel_free.install(dataset)
             where = None if kept is None else f"kept on the GPU ({kept.slots.nbytes / 2**30:.1f} GiB)"
             print(f"train: training images {where or f'sent by the loader: {why}'}", file=sys.stderr, flush=True)
         decodes = False
