@@ -1,6 +1,6 @@
 """Validation's NMS over a whole batch (train/validation_nms.py) returns Ultralytics' rows, image by image and in
 order: with many classes or one, class-agnostic, cut at max_det where scores tie, with an image over max_nms, and
-where it is not taken (the CPU, half precision) it says so."""
+under AMP (half-precision heads), and where it is not taken (the CPU) it says so."""
 
 from __future__ import annotations
 
@@ -67,9 +67,22 @@ def test_a_group_wider_than_a_block_on_the_cpu() -> None:
     assert compare(prediction) > 0
 
 
-def test_the_cpu_and_half_precision_are_left_to_ultralytics() -> None:
+def test_the_cpu_is_left_to_ultralytics() -> None:
     from yolo_workloads.train import validation_nms
 
     prediction = raw(np.random.default_rng(6), 2, 3, 100, "cpu")
     assert validation_nms.non_max_suppression(prediction, 0.001, 0.7, False, 300) is None  # its serial pass is faster
-    assert validation_nms.batched(prediction.half(), 0.001, 0.7, False, 300) is None
+    assert validation_nms.batched(prediction.double(), 0.001, 0.7, False, 300) is None  # no head gives float64
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("nc", [6, 1], ids=["six-classes", "one-class"])
+def test_half_precision_heads_give_ultralytics_rows(dtype: str, nc: int) -> None:
+    """A validation under AMP: thresholds and corners in the head's precision (a score just above conf in float32
+    is not above it in float16), rows in float32, as Ultralytics' own gives them."""
+    import torch
+
+    for seed in range(3):
+        prediction = raw(np.random.default_rng(seed), 5, nc, 600, "cpu")
+        prediction[:, 4:, :40] = 0.001 + 0.0002 * torch.rand(5, nc, 40)  # around conf, where the precisions differ
+        assert compare(prediction.to(getattr(torch, dtype))) > 0

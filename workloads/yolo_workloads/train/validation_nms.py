@@ -16,8 +16,11 @@ returns them (score, best first; equal scores in candidate order) and cut at max
 Where an image has more than max_nms candidates, its own candidates are first cut with Ultralytics' own call
 (`argsort` of its scores), so the same boxes go on in the same order. Not taken here (None: the caller uses
 Ultralytics'): on the CPU (torchvision's serial pass is native code there, and the blocks' memory traffic is what a
-GPU does well), and predictions not in float32. Ultralytics' time limit (it stops after 2 s + 50 ms an image,
-leaving the rest of the batch empty, with a warning) is not applied: every image is suppressed.
+GPU does well). Half-precision heads (AMP) are taken: the candidates' thresholds and corners computed in their
+precision as Ultralytics computes them, the rows then float32 as its `torch.cat` makes them (until 2026-12-05 they
+were left to Ultralytics, so a training under AMP, every one on a GPU, never took this path). Ultralytics' time
+limit (it stops after 2 s + 50 ms an image, leaving the rest of the batch empty, with a warning) is not applied:
+every image is suppressed.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from ultralytics.utils import ops
 
 from yolo_workloads.serve import nms
 
+HEAD_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+"""The head outputs taken here: float32, and the half precisions a validation under AMP gives."""
 MAX_NMS = 30000
 """Ultralytics' default: the most candidates of one image that go into NMS (the best by score)."""
 MAX_WH = 7680
@@ -61,9 +66,11 @@ def batched(
     max_nms: int = MAX_NMS,
     prefix: int = PREFIX,
 ) -> list[torch.Tensor] | None:
-    """`non_max_suppression` on any device; None for predictions not in float32."""
+    """`non_max_suppression` on any device; None for predictions in another dtype than float32, float16 or
+    bfloat16. Half-precision heads (validation under AMP) are read as Ultralytics reads them: the thresholds and the
+    corners in the head's precision, then the rows in float32 (its `torch.cat` promotes them, as ours does)."""
     prediction = _tensor(prediction)
-    if prediction.dtype != torch.float32:
+    if prediction.dtype not in HEAD_DTYPES:
         return None
     images, nc = prediction.shape[0], prediction.shape[1] - 4
     image, rows = _candidates(prediction.transpose(-1, -2), conf, nc)
