@@ -16,7 +16,8 @@ reached the defaults' final mAP50-95 (tuning included; taken at the end of each 
 
 The tuned run's report has a `trace`: the set-up before the first batch (`setup:` and `setup/` events around the
 trainer's construction, data sets, RAM cache fill, dataloaders, ...), the first two epochs' stages, then every
-epoch's end (validation, its stage times, the checkpoint), in seconds since its process started.
+epoch's end (validation, its stage times, the checkpoint), in seconds since its process started. With
+TTA_PROFILE=FILE the tuned run's process is profiled (cProfile, the training thread, by cumulative time) into FILE.
 
 `train-clocked` is the training pod with a wall clock written at each epoch's end (used by `run`).
 """
@@ -436,6 +437,25 @@ def _table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _profiled(verb: Any, *args: Any) -> int:
+    """The verb, under cProfile when TTA_PROFILE names a file: the training thread's functions by cumulative time
+    (where the set-up before the first batch goes; relative figures, as the profiler slows Python code down)."""
+    path = os.environ.get("TTA_PROFILE")
+    if not path:
+        return int(verb(*args))
+    import cProfile
+    import io
+    import pstats
+
+    profiler = cProfile.Profile()
+    try:
+        return int(profiler.runcall(verb, *args))
+    finally:
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(int(os.environ.get("TTA_TOP", "90")))
+        Path(path).write_text(text.getvalue())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="verb", required=True)
@@ -478,7 +498,7 @@ def main() -> int:
     r.add_argument("--extra", default="", help="Ultralytics arguments for the tuned run only: val=false,...")
     args = parser.parse_args()
     if args.verb == "train-clocked":
-        return train_clocked(args.config, args.clock)
+        return _profiled(train_clocked, args.config, args.clock)
     return run(args)
 
 
