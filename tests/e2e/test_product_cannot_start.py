@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from conftest import E2E, hostpath_claim, install_operator
 from harness import Cluster, wait_until
+from tiny_jobs import tiny_train_job
 
 pytestmark = pytest.mark.e2e
 
@@ -21,20 +22,7 @@ MISSING_SECRET = "no-such-s3-keys"
 
 
 def train_job(name: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "yolo-operator.io/v1alpha1",
-        "kind": "YoloTrainJob",
-        "metadata": {"name": name},
-        "spec": {
-            "model": {"architecture": "yolov8n.yaml"},
-            "data": {"shapes": {"images": 16}},
-            "train": {"epochs": 1, "imgsz": 64, "batch": 4, "workers": 0, "amp": False, "cache": "none"},
-            "tuning": {"enabled": False},
-            "resources": {"gpus": 0, "cpu": "1", "memory": "1Gi", "shmSize": "64Mi"},
-            "output": {"claimName": CLAIM},
-            **spec,
-        },
-    }
+    return tiny_train_job(name, CLAIM, **spec)
 
 
 def inference_service(name: str) -> dict[str, Any]:
@@ -82,7 +70,7 @@ def ready_message(status: dict[str, Any]) -> str:
 
 
 def test_a_training_pod_whose_image_cannot_be_pulled_says_so_naming_the_image_and_the_field(cluster: Cluster) -> None:
-    job = train_job("wrong-image", resources={**train_job("x")["spec"]["resources"], "image": MISSING_IMAGE})
+    job = train_job("wrong-image", resources={"image": MISSING_IMAGE})
     cluster.apply(job, namespace=NS)
     status = said(cluster, "yolotrainjob", "wrong-image", [MISSING_IMAGE, "cannot be pulled", "spec.resources.image"])
     assert status["phase"] == "Training"

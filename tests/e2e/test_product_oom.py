@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from conftest import E2E, hostpath_claim, install_operator
 from harness import wait_until
+from tiny_jobs import tiny_train_job
 
 pytestmark = pytest.mark.e2e
 
@@ -20,20 +21,7 @@ LIMIT = "200Mi"  # importing torch alone takes more
 
 
 def starved_job() -> dict[str, Any]:
-    return {
-        "apiVersion": "yolo-operator.io/v1alpha1",
-        "kind": "YoloTrainJob",
-        "metadata": {"name": JOB},
-        "spec": {
-            "model": {"architecture": "yolov8n.yaml"},
-            "data": {"shapes": {"images": 16}},
-            "train": {"epochs": 1, "imgsz": 64, "batch": 4, "workers": 0, "amp": False, "cache": "none"},
-            "tuning": {"enabled": False},
-            "resources": {"gpus": 0, "cpu": "1", "memory": LIMIT, "shmSize": "64Mi"},
-            "output": {"claimName": CLAIM},
-            "runPolicy": {"backoffLimit": 0},
-        },
-    }
+    return tiny_train_job(JOB, CLAIM, resources={"memory": LIMIT}, runPolicy={"backoffLimit": 0})
 
 
 def test_a_pod_killed_at_its_memory_limit_fails_the_job_naming_the_limit(e2e: E2E) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tiny_jobs import train_job
 from yolo_operator.api import YoloInferenceServiceStatus, YoloTrainJobStatus
 from yolo_workloads.contract import TrainSummary
 
@@ -68,17 +69,7 @@ def offline_env(root: Path) -> dict[str, str]:
 
 
 def _manifest(path: Path, name: str, **spec: object) -> Path:
-    doc = {
-        "apiVersion": "yolo-operator.io/v1alpha1",
-        "kind": "YoloTrainJob",
-        "metadata": {"name": name},
-        "spec": {
-            "model": {"architecture": "yolov8n.yaml"},
-            "data": {"shapes": {"images": 16}},
-            "resources": {"gpus": 0, "cpu": 2, "memory": "4Gi"},
-            **spec,
-        },
-    }
+    doc = train_job(name, **{"resources": {"gpus": 0, "cpu": 2, "memory": "4Gi"}, **spec})
     path.write_text(yaml.safe_dump(doc))
     return path
 
