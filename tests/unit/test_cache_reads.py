@@ -152,3 +152,6 @@ def test_a_pods_mount_failures_come_from_the_watched_copy() -> None:
     informer.synced.set()
     assert newest_message(cache.mount_failures_of("ns", [pod])) == 'secret "k" not found'
     assert cache.mount_failures_of("ns", [{"metadata": {"uid": "other"}}]) == []
+    # What the controllers read: the newest message of the pods still Pending (a running pod's is stale).
+    assert cache.newest_mount_failure("ns", [{**pod, "status": {"phase": "Pending"}}]) == 'secret "k" not found'
+    assert cache.newest_mount_failure("ns", [{**pod, "status": {"phase": "Running"}}]) is None

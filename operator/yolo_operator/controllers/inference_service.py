@@ -41,7 +41,7 @@ from yolo_operator.autoscale import (
 from yolo_operator.controllers.skeleton import Reconciler
 from yolo_operator.k8s.client import Kube, Ref
 from yolo_operator.k8s.scaling import delete_if_present, set_replicas
-from yolo_operator.k8s.workloads import eligible_nodes, max_allocatable, newest_message
+from yolo_operator.k8s.workloads import eligible_nodes, max_allocatable
 from yolo_operator.lifecycle import children as children_life
 from yolo_operator.lifecycle import inference_service as life
 from yolo_operator.lifecycle.conditions import rfc3339
@@ -161,8 +161,7 @@ class InferenceController(Reconciler[YoloInferenceService, life.Decision]):
         if model.mount is None:
             return life.Observed(now, current, deployment)
         pods = tuple(self._pods(svc.metadata.namespace, selector_labels(owner_of(svc), render.COMPONENT)))
-        waiting = [p for p in pods if (p.get("status") or {}).get("phase") == "Pending"]
-        unmounted = newest_message(self.cache.mount_failures_of(svc.metadata.namespace, waiting)) if waiting else None
+        unmounted = self.cache.newest_mount_failure(svc.metadata.namespace, pods)
         if int(((deployment or {}).get("status") or {}).get("readyReplicas") or 0) > 0:
             return life.Observed(now, current, deployment, pods, unmounted=unmounted)
         ns, res = svc.metadata.namespace, svc.spec.resources

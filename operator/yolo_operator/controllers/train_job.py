@@ -174,9 +174,8 @@ class TrainJobController(Reconciler[YoloTrainJob, Decision]):
         """Why a pending step's pod waits for a volume (the kubelet's FailedMount Events, from the watched copy)."""
         if view.state != "pending" or batch_job is None:
             return None
-        waiting = [p for p in pods_of(batch_job, pods) if (p.get("status") or {}).get("phase") == "Pending"]
         namespace = str(batch_job["metadata"].get("namespace") or "")
-        return mount_failed(newest_message(self.cache.mount_failures_of(namespace, waiting))) if waiting else None
+        return mount_failed(self.cache.newest_mount_failure(namespace, pods_of(batch_job, pods)))
 
     def _fit(
         self, selector: dict[str, str] | None, tolerations: list[dict[str, Any]]

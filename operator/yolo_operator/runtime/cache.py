@@ -23,7 +23,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any
 
 from yolo_operator.k8s.client import Kube
-from yolo_operator.k8s.workloads import node_summary
+from yolo_operator.k8s.workloads import newest_message, node_summary
 from yolo_operator.lifecycle.stalled import claims_to_confirm
 from yolo_operator.render.common import GPU_RESOURCE, LABEL_COMPONENT, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER
 from yolo_operator.render.inference_service import COMPONENT as INFERENCE
@@ -281,6 +281,12 @@ class ClusterCache:
             return []
         uids = {str(uid) for p in pods if (uid := (p.get("metadata") or {}).get("uid"))}
         return [e for uid in sorted(uids) for e in informer.indexed(uid)]
+
+    def newest_mount_failure(self, namespace: str, pods: Iterable[Mapping[str, Any]]) -> str | None:
+        """The kubelet's newest FailedMount message for those of these pods still Pending (a volume it cannot
+        mount), or None."""
+        waiting = [p for p in pods if (p.get("status") or {}).get("phase") == "Pending"]
+        return newest_message(self.mount_failures_of(namespace, waiting)) if waiting else None
 
     def remember(self, obj: Obj) -> None:
         """A child we just created or applied (the server's reply), visible to the next reconcile at once."""

@@ -31,16 +31,27 @@ def is_stand_in(image: Any) -> bool:
     return isinstance(image, np.ndarray) and image.ndim == 3 and image.strides[:2] == (0, 0)
 
 
-class _Letterbox:
-    """LetterBox.apply_image for a stand-in: the padded shape, Ultralytics' own step for anything else."""
+class _PixelStep:
+    """A transform's `apply_image` that takes a stand-in its own way (`without_pixels`) and leaves anything else
+    to Ultralytics' step it wraps."""
 
     def __init__(self, apply_image: Any) -> None:
         self.apply_image = apply_image
 
-    def __call__(self, labels: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, labels: dict[str, Any], params: Any = None) -> dict[str, Any]:
         if not is_stand_in(labels.get("img")):
             result: dict[str, Any] = self.apply_image(labels, params)
             return result
+        return self.without_pixels(labels, params)
+
+    def without_pixels(self, labels: dict[str, Any], params: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class _Letterbox(_PixelStep):
+    """LetterBox.apply_image for a stand-in: the padded shape."""
+
+    def without_pixels(self, labels: dict[str, Any], params: Any) -> dict[str, Any]:
         width, height = params["new_unpad"]
         padded = (height + params["top"] + params["bottom"], width + params["left"] + params["right"])
         labels["img"] = stand_in(*padded)
@@ -48,17 +59,11 @@ class _Letterbox:
         return labels
 
 
-class _Format:
+class _Format(_PixelStep):
     """Format.apply_image for a stand-in: an empty image (its random BGR draw still taken, so a worker's random
-    stream is the one Ultralytics' Format leaves), Ultralytics' own step for anything else."""
+    stream is the one Ultralytics' Format leaves)."""
 
-    def __init__(self, apply_image: Any) -> None:
-        self.apply_image = apply_image
-
-    def __call__(self, labels: dict[str, Any], params: dict[str, Any] | None = None) -> dict[str, Any]:
-        if not is_stand_in(labels.get("img")):
-            result: dict[str, Any] = self.apply_image(labels, params)
-            return result
+    def without_pixels(self, labels: dict[str, Any], params: Any) -> dict[str, Any]:
         random.uniform(0, 1)
         labels["img"] = torch.empty((3, 0, 0), dtype=torch.uint8)
         return labels
@@ -70,7 +75,7 @@ def install(dataset: Any) -> None:
 
     for transform in getattr(dataset.transforms, "transforms", ()):
         wrapper = _Letterbox if isinstance(transform, LetterBox) else _Format if isinstance(transform, Format) else None
-        if wrapper is not None and not isinstance(transform.apply_image, (_Letterbox, _Format)):
+        if wrapper is not None and not isinstance(transform.apply_image, _PixelStep):
             transform.apply_image = wrapper(transform.apply_image)
 
 

@@ -19,9 +19,8 @@ Ultralytics'): on the CPU (torchvision's serial pass is native code there, and t
 GPU does well). Half-precision heads (AMP) are taken: the candidates' thresholds and corners computed in their
 precision as Ultralytics computes them, the rows then float32 as its `torch.cat` makes them (until 2026-12-05 they
 were left to Ultralytics: under AMP a GPU training's validation gives float16 heads, as does its final evaluation
-of best.pt). Ultralytics' time
-limit (it stops after 2 s + 50 ms an image, leaving the rest of the batch empty, with a warning) is not applied:
-every image is suppressed.
+of best.pt). Ultralytics' time limit (it stops after 2 s + 50 ms an image, leaving the rest of the batch empty,
+with a warning) is not applied: every image is suppressed.
 """
 
 from __future__ import annotations
