@@ -7,14 +7,14 @@ if [ -d .whl ] && [ -z "${SKIP_WHEELS:-}" ]; then
   export PYTHONPATH=/tmp/site:$PWD/workloads
 fi
 export PYTHONUNBUFFERED=1 YOLO_OFFLINE=1 YOLO_CONFIG_DIR=${YOLO_CONFIG_DIR:-/tmp/ycfg}
-# WARM_PYC=1: bytecode for what a training imports, compiled once into /tmp/pyc before any timed process, as the
-# workload image ships it. The device's Python has no .pyc (a profile on 2026-12-05 counted 1,838 modules compiled
-# from source in one training process), so without this every process compiles torch, sympy and Ultralytics anew.
+# WARM_PYC=1: bytecode for every package a training touches, compiled once into /tmp/pyc before any timed process
+# (benchmarks/warm_pyc.py), as the workload image ships it. The device's Python has none (a profile on 2026-12-05
+# counted 1,838 modules compiled from source in one training process). The timed processes then write no bytecode,
+# so a later run never reads what an earlier one compiled: the defaults and the tuned run start alike.
 if [ -n "${WARM_PYC:-}" ]; then
   export PYTHONPYCACHEPREFIX=/tmp/pyc
-  env -u PYTHONDONTWRITEBYTECODE $PY -c \
-    "import torch._inductor, triton, ultralytics, yolo_workloads.train.cli, yolo_workloads.tune.in_training" \
-    >/dev/null 2>&1 || echo "WARM_PYC: the warm-up import failed"
+  env -u PYTHONDONTWRITEBYTECODE $PY benchmarks/warm_pyc.py || echo "WARM_PYC: benchmarks/warm_pyc.py failed"
+  export PYTHONDONTWRITEBYTECODE=1
 fi
 T0=$SECONDS
 echo "date $(date -u +%FT%TZ)  cpus $(nproc)  $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null)"

@@ -71,9 +71,8 @@ def _train(config: TrainConfig) -> int:
 
     import torch
 
-    from yolo_workloads import system
     from yolo_workloads.train.metrics import TrainTelemetry, read_throughput
-    from yolo_workloads.train.runtime import check_model_task, device_string, use_the_cpu_budget
+    from yolo_workloads.train.runtime import check_model_task, device_string
 
     check_model_task(config.task, config.model)
 
@@ -82,9 +81,7 @@ def _train(config: TrainConfig) -> int:
     if epoch == -1:  # training finished, only the summary was lost
         return _finish(config, _summary(config, out, None, resumed=True))
     device = device_string(config.gpus)
-    threads = use_the_cpu_budget(device, system.cpu_budget())
-    if threads is not None:
-        print(f"training on the CPU with {threads} torch threads (the CPU budget)", file=sys.stderr)
+    _prepare_host(config, yaml_path, device)
     telemetry = TrainTelemetry(config.metrics_port, str(out), config.task)
     tuned: _TunedHere | None = None
     if config.tuning is not None:
@@ -112,6 +109,20 @@ def _train(config: TrainConfig) -> int:
     summary = _summary(config, out, trainer, resumed=resumed)
     summary = summary.model_copy(update={"images_per_second": read_throughput(out)})
     return _finish(config, summary, tuned.result if tuned is not None else None)
+
+
+def _prepare_host(config: TrainConfig, yaml_path: Path, device: str) -> None:
+    """torch's threads on a CPU within the CPU budget; a RAM cache's images decoded while the trainer is built
+    (train/images_ahead.py; tuning starts that for the trial that caches, tune/measure.py)."""
+    from yolo_workloads import system
+    from yolo_workloads.train import images_ahead
+    from yolo_workloads.train.runtime import use_the_cpu_budget
+
+    if config.tuning is None and config.cache == "ram":
+        images_ahead.for_ram_cache(yaml_path, config.task, device)
+    threads = use_the_cpu_budget(device, system.cpu_budget())
+    if threads is not None:
+        print(f"training on the CPU with {threads} torch threads (the CPU budget)", file=sys.stderr)
 
 
 @dataclass

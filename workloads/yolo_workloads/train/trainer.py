@@ -40,8 +40,9 @@ from ultralytics.models.yolo.segment import SegmentationTrainer  # noqa: E402
 
 class _Offline:
     """Atomic checkpoint writes off the training thread (train/checkpoints.py), results.csv read without polars,
-    and each batch's most labels per image counted while the labels are still on the host (train/host_waits.py);
-    mixed into each task's trainer."""
+    each batch's most labels per image counted while the labels are still on the host (train/host_waits.py), and
+    images decoded ahead for the RAM cache dropped once set-up is done (train/images_ahead.py); mixed into each
+    task's trainer."""
 
     csv: Path
     last: Path
@@ -87,6 +88,14 @@ class _Offline:
         if writer is None:
             writer = self.__dict__["_checkpoints"] = CheckpointWriter()
         return writer
+
+    def _setup_train(self) -> Any:
+        from yolo_workloads.train import images_ahead
+
+        try:
+            return super()._setup_train()  # type: ignore[misc]
+        finally:  # the RAM caches are filled: images decoded ahead for them and not taken are dropped
+            images_ahead.release()
 
     def train(self) -> Any:
         try:

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from yolo_workloads.contract import Task
+from yolo_workloads.train import images_ahead
 from yolo_workloads.tune.search import TrialSettings
 
 __all__ = ["Measurement", "TrainingTrial", "TrialPruned", "TrialSettings", "Window", "run_trial"]
@@ -309,6 +310,8 @@ def run_trial(
         run_dir = Path(training.overrides["save_dir"])
         overrides = {**training.overrides, **_settings_overrides(settings)}
     result = meter.result
+    if settings.cache == "ram":  # decoded while the trainer is built (train/images_ahead.py)
+        images_ahead.for_ram_cache(Path(data), task, device)
     try:
         trainer = trainer_class(cfg={**DEFAULT_CFG_DICT, "save_dir": str(run_dir)}, overrides=overrides)
         for event in ("on_train_epoch_start", "on_train_batch_start", "on_train_batch_end"):
