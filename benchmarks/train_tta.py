@@ -201,6 +201,8 @@ def _train(out: Path, name: str, base: dict[str, Any], settings: dict[str, Any])
     clock.unlink(missing_ok=True)
     Path(str(clock) + ".events").unlink(missing_ok=True)
     shutil.rmtree(run_dir, ignore_errors=True)  # an earlier run's last.pt would be resumed (finished: no epochs)
+    for labels_cache in (Path(base["data"]["root"]) / "labels").glob("*.cache"):
+        labels_cache.unlink()  # Ultralytics' label scan, written by the run before: each run scans, as the first
     wall = _run([sys.executable, __file__, "train-clocked", "--config", str(path), "--clock", str(clock)],
                 out / f"{name}.log")  # fmt: skip
     with (run_dir / "results.csv").open() as f:
