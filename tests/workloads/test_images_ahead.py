@@ -129,3 +129,16 @@ def test_training_set_up_releases_them(data_yaml: Path, tmp_path: Path) -> None:
     trainer.train()
     assert ahead.taken == len(SIZES) + len(SIZES)  # the train and val caches, both filled in set-up
     assert images_ahead._active is None and base.imread is patches.imread
+
+
+def test_not_started_where_no_cache_fill_of_this_process_would_take_them(data_yaml: Path, tmp_path: Path) -> None:
+    from ultralytics.data import base
+    from ultralytics.utils import patches
+
+    grey = tmp_path / "grey.yaml"
+    grey.write_text(data_yaml.read_text() + "channels: 1\n")
+    assert images_ahead.for_ram_cache(data_yaml, "classify", "cpu") is None  # its dataset reads otherwise
+    assert images_ahead.for_ram_cache(data_yaml, "detect", "0,1") is None  # DDP: the ranks are other processes
+    assert images_ahead.for_ram_cache(data_yaml.parent, "detect", "cpu") is None  # a folder, not a data set YAML
+    assert images_ahead.for_ram_cache(grey, "detect", "cpu") is None  # read with other flags
+    assert base.imread is patches.imread

@@ -94,9 +94,12 @@ def for_ram_cache(yaml_path: Path, task: str, device: str) -> ImagesAhead | None
     from yolo_workloads.tune.space import RAM_CACHE_SHARE
 
     budget = system.memory_budget()
-    if not budget or (yaml.safe_load(yaml_path.read_text()) or {}).get("channels", 3) != 3:
+    try:
+        if not budget or (yaml.safe_load(yaml_path.read_text()) or {}).get("channels", 3) != 3:
+            return None
+        files = split_images(yaml_path, "train")
+    except (OSError, yaml.YAMLError, DatasetError):  # the cache fill reads them as before, and says what is wrong
         return None
-    files = split_images(yaml_path, "train")
     with contextlib.suppress(DatasetError):  # no val split: the train images alone
         files += split_images(yaml_path, "val")
     return start(files, COLOUR, int(RAM_CACHE_SHARE * budget), int(system.cpu_budget()))
@@ -106,10 +109,9 @@ def start(files: Sequence[Path], flags: int, limit_bytes: int, threads: int) -> 
     """Decodes `files` ahead for the RAM cache fill, replacing any earlier set."""
     global _active
     from ultralytics.data import base
-    from ultralytics.utils import patches
 
     release()
-    _active = ImagesAhead(files, flags, limit_bytes, threads, patches.imread)
+    _active = ImagesAhead(files, flags, limit_bytes, threads, base.imread)  # type: ignore[attr-defined]
     base.imread = _imread  # type: ignore[attr-defined]
     return _active
 
@@ -131,7 +133,9 @@ def _imread(filename: Any, flags: int = COLOUR) -> Any:
     image = None if ahead is None else ahead.take(filename, flags)
     if image is not None:
         return image
-    from ultralytics.utils import patches
+    if ahead is not None:
+        return ahead.read(filename, flags)
+    from ultralytics.utils import patches  # released by another thread meanwhile
 
     return patches.imread(filename, flags)
 
