@@ -11,6 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from odd_size_sets import write_odd_sizes
 from yolo_workloads.train import images_ahead
 
 pytestmark = pytest.mark.workloads
@@ -22,17 +23,13 @@ SIZES = [(64, 64), (48, 64), (64, 40), (30, 64), (90, 70), (20, 20)]
 
 @pytest.fixture(scope="module")
 def data_yaml(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("images-ahead")
-    rng = np.random.default_rng(5)
-    for split in ("train", "val"):
-        (root / "images" / split).mkdir(parents=True)
-        (root / "labels" / split).mkdir(parents=True)
-        for i, (h, w) in enumerate(SIZES):
-            suffix = "jpg" if i % 2 else "png"
-            cv2.imwrite(str(root / "images" / split / f"{i}.{suffix}"), rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
-            (root / "labels" / split / f"{i}.txt").write_text(f"{i % 2} 0.5 0.5 0.3 0.4\n")
-    (root / "data.yaml").write_text(f"path: {root}\ntrain: images/train\nval: images/val\nnames: [a, b]\n")
-    return root / "data.yaml"
+    return write_odd_sizes(
+        tmp_path_factory.mktemp("images-ahead"),
+        SIZES,
+        5,
+        lambda i, rng: [f"{i % 2} 0.5 0.5 0.3 0.4"],
+        lambda i: "jpg" if i % 2 else "png",
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -9,10 +9,10 @@ import random
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pytest
 import torch
+from odd_size_sets import write_odd_sizes
 from yolo_workloads.train import pixel_free
 
 pytestmark = pytest.mark.workloads
@@ -24,17 +24,10 @@ SIZES = [(160, 160), (120, 160), (160, 100), (37, 160), (160, 12), (90, 90), (20
 
 @pytest.fixture(scope="module")
 def odd_sizes(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("pixel-free")
-    rng = np.random.default_rng(3)
-    for split in ("train", "val"):
-        (root / "images" / split).mkdir(parents=True)
-        (root / "labels" / split).mkdir(parents=True)
-        for i, (h, w) in enumerate(SIZES):
-            cv2.imwrite(str(root / "images" / split / f"{i}.png"), rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
-            boxes = [f"{i % 2} {x:.4f} {y:.4f} 0.2 0.3" for x, y in rng.uniform(0.2, 0.8, (3, 2))]
-            (root / "labels" / split / f"{i}.txt").write_text("\n".join(boxes) + "\n")
-    (root / "data.yaml").write_text(f"path: {root}\ntrain: images/train\nval: images/val\nnames: [a, b]\n")
-    return root / "data.yaml"
+    def boxes(i: int, rng: np.random.Generator) -> list[str]:
+        return [f"{i % 2} {x:.4f} {y:.4f} 0.2 0.3" for x, y in rng.uniform(0.2, 0.8, (3, 2))]
+
+    return write_odd_sizes(tmp_path_factory.mktemp("pixel-free"), SIZES, 3, boxes)
 
 
 def _dataset(yaml_path: Path, cache: str | bool) -> Any:
