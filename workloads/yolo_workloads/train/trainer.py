@@ -40,9 +40,9 @@ from ultralytics.models.yolo.segment import SegmentationTrainer  # noqa: E402
 
 class _Offline:
     """Atomic checkpoint writes off the training thread (train/checkpoints.py), results.csv read without polars,
-    each batch's most labels per image counted while the labels are still on the host (train/host_waits.py), and
-    images decoded ahead for the RAM cache dropped once set-up is done (train/images_ahead.py); mixed into each
-    task's trainer."""
+    each batch's most labels per image counted while the labels are still on the host (train/host_waits.py),
+    images decoded ahead for the RAM cache dropped once set-up is done (train/images_ahead.py), and a data set's
+    first label scan in processes (train/label_scan.py); mixed into each task's trainer."""
 
     csv: Path
     last: Path
@@ -88,6 +88,13 @@ class _Offline:
         if writer is None:
             writer = self.__dict__["_checkpoints"] = CheckpointWriter()
         return writer
+
+    def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None) -> Any:
+        from yolo_workloads import system
+        from yolo_workloads.train import label_scan
+
+        with label_scan.in_processes(system.cpu_budget()):  # a first scan of the labels, side by side
+            return super().build_dataset(img_path, mode, batch)  # type: ignore[misc]
 
     def _setup_train(self) -> Any:
         from yolo_workloads.train import images_ahead
