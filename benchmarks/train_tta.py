@@ -1,9 +1,11 @@
 """Time to accuracy: Ultralytics' default settings against the tuned run, on the same data (issue 16).
 
-Both runs go through `yolo-workload train` (the operator's training pod), so they differ only in what tuning
-decides: the defaults run takes Ultralytics' batch 16, workers 8, AMP, no cache; the tuned run first runs
-`yolo-workload tune` (as the operator's tuning pod would, with the job's epochs so the budget follows the job) and
-then trains with its choice. Everything else is equal: model, data, epochs, seed, `deterministic=False` (what our
+Both runs go through `yolo-workload train` (the operator's training pod's verb: data, arguments, results): the
+defaults run on Ultralytics' own DetectionTrainer (`--plain`: what `yolo train` runs, none of our trainer's work, as
+it was before 2026-12-04, when it ran on ours and each of our trainer's gains sped the baseline up too) with
+Ultralytics' batch 16, workers 8, AMP, no cache; the tuned run on our trainer, after `yolo-workload tune` (as the
+operator's tuning pod would, with the job's epochs so the budget follows the job) or tuning inside the training
+process, with its choice. Everything else is equal: model, data, epochs, seed, `deterministic=False` (what our
 training pods run), plots off.
 
 Reported per run: training seconds (Ultralytics' own clock: the epochs with their validation), whole seconds (wall
@@ -44,10 +46,14 @@ MAP_KEY = "metrics/mAP50-95(B)"
 DEFAULTS = {"batch": 16, "workers": 8, "amp": True, "cache": "none", "cuda_graphs": False}  # plain Ultralytics
 
 
-def train_clocked(config: str, clock: str) -> int:
-    """`yolo-workload train`, with (epoch, seconds since this process started) appended to `clock` per epoch."""
+def train_clocked(config: str, clock: str, plain: bool = False) -> int:
+    """`yolo-workload train`, with (epoch, seconds since this process started) appended to `clock` per epoch; with
+    `plain`, on Ultralytics' own trainer (`_plain_ultralytics`)."""
     from yolo_workloads.train import cli
     from yolo_workloads.train.metrics import TrainTelemetry
+
+    if plain:
+        _plain_ultralytics()
 
     register = TrainTelemetry.register
 
@@ -83,6 +89,28 @@ def train_clocked(config: str, clock: str) -> int:
         module._log = log  # type: ignore[assignment]
     _trace_setup(clock + ".events")
     return cli.run(argparse.Namespace(config=config))
+
+
+def _plain_ultralytics() -> None:
+    """The defaults' run on Ultralytics' own DetectionTrainer, as a user who runs `yolo train` gets it: none of our
+    trainer's work (validation a batch at a time, checkpoints off the training thread, the label scan in processes,
+    ...), which would otherwise speed the baseline up as much as the tuned run. Kept: the offline patches every
+    process here needs (no network), and a results.csv reader that needs no polars (Ultralytics' reads the file into
+    each checkpoint; polars is not installed on the device)."""
+    from ultralytics.models.yolo.detect import DetectionTrainer
+    from yolo_workloads.train import trainer as trainers
+
+    class PlainDetectionTrainer(DetectionTrainer):  # type: ignore[misc]
+        read_results_csv = trainers._Offline.read_results_csv
+
+    def plain(task: str, augmentation: str = "cpu") -> type[Any]:
+        if task != "detect" or augmentation != "cpu":
+            raise SystemExit(
+                f"the plain Ultralytics baseline trains detect on its own loader, not {task}/{augmentation}"
+            )
+        return PlainDetectionTrainer
+
+    trainers.trainer_class = plain  # type: ignore[assignment]  (looked up by the verb when it builds the trainer)
 
 
 _SETUP = (
@@ -192,7 +220,8 @@ def _run(cmd: list[str], log: Path) -> float:
     return seconds
 
 
-def _train(out: Path, name: str, base: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+def _train(out: Path, name: str, base: dict[str, Any], settings: dict[str, Any], plain: bool = False) -> dict[str, Any]:
+    """One training through `train-clocked` (`plain`: on Ultralytics' own trainer), its figures read back."""
     run_dir = out / name
     config = {**base, **settings, "output_dir": str(run_dir), "termination_log": str(out / f"{name}.term")}
     path = out / f"{name}.yaml"
@@ -203,8 +232,8 @@ def _train(out: Path, name: str, base: dict[str, Any], settings: dict[str, Any])
     shutil.rmtree(run_dir, ignore_errors=True)  # an earlier run's last.pt would be resumed (finished: no epochs)
     for labels_cache in (Path(base["data"]["root"]) / "labels").glob("*.cache"):
         labels_cache.unlink()  # Ultralytics' label scan, written by the run before: each run scans, as the first
-    wall = _run([sys.executable, __file__, "train-clocked", "--config", str(path), "--clock", str(clock)],
-                out / f"{name}.log")  # fmt: skip
+    wall = _run([sys.executable, __file__, "train-clocked", "--config", str(path), "--clock", str(clock),
+                 *(["--plain"] if plain else [])], out / f"{name}.log")  # fmt: skip
     with (run_dir / "results.csv").open() as f:
         rows = [{k.strip(): v.strip() for k, v in r.items() if k} for r in csv.DictReader(f)]
     ends = {int(e): float(s) for e, s in (line.split(",") for line in clock.read_text().split())}
@@ -224,6 +253,7 @@ def _train(out: Path, name: str, base: dict[str, Any], settings: dict[str, Any])
     trace = [line.split(",") for line in events.read_text().split()] if events.is_file() else []
     events = [{"event": e, "epoch": int(n), "s": float(t)} for e, n, t in trace]
     return {
+        "trainer": "ultralytics" if plain else "yolo-workload",
         "trace": events,
         "stages": _stages(events),
         "settings": settings,
@@ -312,9 +342,8 @@ def run(args: argparse.Namespace) -> int:
         defaults = json.loads(Path(args.defaults_json).read_text())["defaults"]
         defaults["reused_from"] = str(args.defaults_json)
     else:
-        defaults = _train(
-            out, "defaults", base, {**DEFAULTS, **_settings(args.baseline)} if args.baseline else DEFAULTS
-        )
+        settings = {**DEFAULTS, **_settings(args.baseline)} if args.baseline else DEFAULTS
+        defaults = _train(out, "defaults", base, settings, plain=not args.baseline)  # a --baseline is ours
     print(f"defaults: {json.dumps({k: v for k, v in defaults.items() if k != 'epochs'})}", flush=True)
     if args.json and not args.defaults_json:  # kept even if the call ends during the tuned run: --defaults-json
         Path(args.json).write_text(json.dumps({**_machine(args), "defaults": defaults, "tuned": None}, indent=2) + "\n")
@@ -464,6 +493,7 @@ def main() -> int:
     clocked = sub.add_parser("train-clocked")
     clocked.add_argument("--config", required=True)
     clocked.add_argument("--clock", required=True)
+    clocked.add_argument("--plain", action="store_true", help="on Ultralytics' own trainer (the defaults' run)")
     r = sub.add_parser("run")
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--variant", choices=("shapes", "crowded"), default="shapes")
@@ -500,7 +530,7 @@ def main() -> int:
     r.add_argument("--extra", default="", help="Ultralytics arguments for the tuned run only: val=false,...")
     args = parser.parse_args()
     if args.verb == "train-clocked":
-        return _profiled(train_clocked, args.config, args.clock)
+        return _profiled(train_clocked, args.config, args.clock, args.plain)
     return run(args)
 
 
