@@ -81,8 +81,14 @@ def test_scan_runs_in_other_processes_in_order() -> None:
     assert set(label_scan.scan(_pid, list(range(3)), processes=1)) == {_PARENT}  # one process: this one
 
 
-def test_a_worker_that_dies_leaves_the_rest_to_this_process() -> None:
+def test_a_worker_that_dies_or_a_fork_refused_leaves_the_rest_to_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
     assert list(label_scan.scan(_dies_in_a_worker, list(range(40)), processes=2)) == [i * i for i in range(40)]
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise BlockingIOError(11, "Resource temporarily unavailable")  # fork() at a pod's process limit
+
+    monkeypatch.setattr(label_scan, "ProcessPoolExecutor", refused)
+    assert set(label_scan.scan(_pid, list(range(40)), processes=2)) == {_PARENT}
 
 
 def test_other_uses_of_the_pool_stay_threads() -> None:

@@ -5,15 +5,15 @@ Why: the first training on a data set (a fresh pod's, every time the data is fet
 `ThreadPool` of Ultralytics' NUM_THREADS (8). That work is Python holding the GIL, and every file read hands the GIL
 on, so the threads take turns: more threads scan slower than one (1,500 images on the two-core development
 machine: 0.17 s in one thread, 0.34 s in eight; on the H200 machine with 16 CPUs eight took 1.18 s of a tuned
-yolov8s training's set-up, docs/benchmarks.md). A data set of 100,000 images waits a minute or more. Forked
+yolov8s training's set-up, docs/benchmarks.md; at that rate 100,000 images would take over a minute). Forked
 processes run the same function truly side by side, in order, in chunks; Ultralytics then assembles, reports and
 writes its label cache from their results as before, so the cache and the labels are its own.
 
 Scoped: `in_processes()` swaps the `ThreadPool` that `ultralytics.data.dataset` looks up while the trainer builds a
 data set; only calls of `verify_image_label` go to processes, every other use of that pool stays a thread pool.
 A small set is scanned in this process (no fork to pay); a worker that dies (killed for memory) leaves the rest to
-this process. Forking a process that holds CUDA is what Ultralytics' dataloader workers do too: the children only
-read files.
+this process, and so does a fork refused (a pod's process limit). Forking a process that holds CUDA is what
+Ultralytics' dataloader workers do too: the children only read files.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import contextvars
 import functools
 import math
 import multiprocessing
+import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -31,8 +32,8 @@ from multiprocessing.pool import ThreadPool
 from typing import Any
 
 IMAGES_PER_PROCESS = 256
-"""At least this many images to each forked process (~30 ms of scanning; a fork of a training process costs
-~10-30 ms): a set of fewer than 2x this is scanned in this process, one image after another."""
+"""At least this many images to each forked process (~30-60 ms of scanning, against a few ms to fork: 2-3 ms a
+process holding 6 GB on the development machine): a set of fewer than 2x this is scanned in this process."""
 CHUNKS_PER_PROCESS = 4
 """Each process's share sent in this many chunks: few enough messages, and an uneven chunk evens out."""
 
@@ -88,7 +89,11 @@ def _pool_class(processes_of: Callable[[int], int]) -> type[ThreadPool]:
 
 @contextlib.contextmanager
 def in_processes(cpu_budget: float) -> Iterator[None]:
-    """While inside, Ultralytics' label scans run in forked processes (`processes_for` the CPU budget)."""
+    """While inside, Ultralytics' label scans run in forked processes (`processes_for` the CPU budget); on Linux,
+    where our pods run (elsewhere, macOS among them, forking a process that holds torch is not safe: unchanged)."""
+    if not sys.platform.startswith("linux"):
+        yield
+        return
     from ultralytics.data import dataset
 
     original = dataset.ThreadPool  # type: ignore[attr-defined]
