@@ -1,7 +1,8 @@
 """The workload image as a GPU node runs it, checked with the real Docker engine: Triton (in PyTorch's CUDA wheels)
 builds a kernel's launcher with the system's C compiler and Python's headers on first use, so the image must carry
 them, or the fused GPU augmentation (and torch.compile) would fail at the first batch. No GPU is needed to build the
-launcher's kind of module: Triton's own build function compiles and the image's Python imports the result."""
+launcher's kind of module: Triton's own build function compiles and the image's Python imports the result. And a
+training's first label scan runs in forked processes inside the image's container (train/label_scan.py)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,33 @@ print("built", pathlib.Path(so).name)
 def test_the_workload_image_can_build_tritons_launchers(e2e: E2E) -> None:
     proc = e2e.docker("run", "--rm", "--entrypoint", "python", WORKLOAD_IMAGE, "-c", BUILD_WITH_TRITON, timeout_s=300)
     assert proc.stdout.strip().startswith("built launcher"), proc.stdout + proc.stderr
+
+
+SCAN_IN_PROCESSES = """
+import os, pathlib, tempfile
+from yolo_workloads import offline
+offline.prepare_environment()
+from ultralytics.utils import DEFAULT_CFG_DICT
+from yolo_workloads.datasets.shapes import ensure_shapes
+from yolo_workloads.train import label_scan
+from yolo_workloads.train.trainer import trainer_class
+root = pathlib.Path(tempfile.mkdtemp())
+data = ensure_shapes(root / "shapes", n=640, imgsz=32, val=8, seed=0)
+scans, scan = [], label_scan.scan
+label_scan.scan = lambda func, items, n: scans.append(n) or scan(func, items, n)
+overrides = {"model": "yolov8n.yaml", "data": str(data), "imgsz": 32, "epochs": 1, "batch": 4, "workers": 0,
+             "device": "cpu", "plots": False}
+trainer = trainer_class("detect")(cfg={**DEFAULT_CFG_DICT, "save_dir": str(root / "run")}, overrides=overrides)
+trainer.setup_model()
+built = trainer.build_dataset(trainer.data["train"], "train", 4)
+found = sum(1 for label in built.labels if len(label["cls"]))
+print("scanned", len(built.labels), found, scans)
+"""
+
+
+def test_a_first_label_scan_runs_in_forked_processes_in_the_workload_image(e2e: E2E) -> None:
+    proc = e2e.docker(
+        "run", "--rm", "--cpus", "2", "--entrypoint", "python", WORKLOAD_IMAGE, "-c", SCAN_IN_PROCESSES, timeout_s=300
+    )
+    words = proc.stdout.strip().splitlines()[-1].split() if proc.stdout.strip() else []
+    assert words[:3] == ["scanned", "640", "640"] and words[3:] == ["[2]"], proc.stdout[-2000:] + proc.stderr[-3000:]
