@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from child_runs import run_child
 
 _CHILD = """
 import json, sys, time
@@ -51,12 +52,7 @@ print(json.dumps({"setup_s": time.time() - t0, "cache_fill_s": fill[0], "taken":
 
 
 def run_variant(yaml_path: Path, imgsz: int, device: str, variant: str, out: Path) -> dict[str, Any]:
-    result = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(yaml_path), str(imgsz), device, variant, str(out)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    figures: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
-    return figures
+    return run_child(_CHILD, str(yaml_path), str(imgsz), device, variant, str(out))
 
 
 def main() -> int:

@@ -19,10 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from child_runs import run_child
 
 _CHILD = """
 import hashlib, json, sys, time
@@ -52,12 +53,7 @@ print(json.dumps({"seconds": seconds, "images": len(built.labels), "labels_sha25
 
 
 def run_variant(yaml_path: Path, imgsz: int, variant: str, out: Path) -> dict[str, Any]:
-    result = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(yaml_path), str(imgsz), variant, str(out)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    figures: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
-    return figures
+    return run_child(_CHILD, str(yaml_path), str(imgsz), variant, str(out))
 
 
 def main() -> int:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 
 def detection_trainer(data_yaml: Path, save_dir: Path, device: str, imgsz: int = 64) -> Any:
@@ -50,3 +51,18 @@ def assert_same_cache(ours: dict[str, Any], theirs: dict[str, Any]) -> None:
                 assert all(np.array_equal(x, y) for x, y in zip(a[key], b[key], strict=True))
             else:
                 assert a[key] == b[key], key
+
+
+def compare_both_splits(trainer: Any, monkeypatch: pytest.MonkeyPatch, per_process: int, budget: float) -> list[int]:
+    """Each split scanned by our trainer and by Ultralytics' own, the caches compared, with `per_process` images to
+    a forked process and a CPU budget of `budget`; the processes each of our scans asked for (train, val)."""
+    from yolo_workloads.train import label_scan
+
+    monkeypatch.setattr(label_scan, "IMAGES_PER_PROCESS", per_process)
+    monkeypatch.setattr("yolo_workloads.system.cpu_budget", lambda: budget)
+    scans: list[int] = []
+    scan = label_scan.scan
+    monkeypatch.setattr(label_scan, "scan", lambda f, items, n: scans.append(n) or scan(f, items, n))
+    for mode in ("train", "val"):
+        assert_same_cache(scanned(trainer, mode, ultralytics_own=False), scanned(trainer, mode, ultralytics_own=True))
+    return scans

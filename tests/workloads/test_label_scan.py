@@ -47,17 +47,11 @@ def data_yaml(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_our_trainers_scan_writes_ultralytics_own_label_cache(
     data_yaml: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, per_process: int, processes: int
 ) -> None:
-    from label_scan_cases import assert_same_cache, detection_trainer, scanned
+    from label_scan_cases import compare_both_splits, detection_trainer, scanned
     from ultralytics.data import dataset
 
     trainer = detection_trainer(data_yaml, tmp_path / "run", "cpu")
-    monkeypatch.setattr(label_scan, "IMAGES_PER_PROCESS", per_process)
-    monkeypatch.setattr("yolo_workloads.system.cpu_budget", lambda: 3.0)
-    scans: list[int] = []
-    scan = label_scan.scan
-    monkeypatch.setattr(label_scan, "scan", lambda f, items, n: scans.append(n) or scan(f, items, n))
-    for mode in ("train", "val"):
-        assert_same_cache(scanned(trainer, mode, ultralytics_own=False), scanned(trainer, mode, ultralytics_own=True))
+    scans = compare_both_splits(trainer, monkeypatch, per_process, budget=3.0)
     assert scans == [processes, processes]  # each split by three processes (the budget), or a small set by this one
     assert scanned(trainer, "train", ultralytics_own=True)["results"] == (22, 1, 1, 3, 24)  # the odd cases were seen:
     # found, missing, empty, corrupt, total
