@@ -100,3 +100,35 @@ def test_processes_follow_the_set_size_within_the_cpu_budget() -> None:
     assert label_scan.processes_for(1000 * per, 16) == 16
     assert label_scan.processes_for(1000 * per, 2.5) == 2
     assert label_scan.processes_for(1000 * per, 0.5) == 1
+
+
+def test_a_classify_sets_image_scan_in_processes_writes_ultralytics_own_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ultralytics.data.utils import load_dataset_cache_file
+    from ultralytics.models.yolo.classify import ClassificationTrainer
+    from ultralytics.utils import DEFAULT_CFG_DICT
+    from yolo_workloads.datasets.shapes import ensure_shapes
+    from yolo_workloads.train.trainer import trainer_class
+
+    root = ensure_shapes(tmp_path / "shapes", n=24, imgsz=32, val=8, seed=0, task="classify").parent
+    next((root / "train").rglob("*.*")).write_bytes(b"not an image")  # a corrupt one, reported by its message
+    overrides = {"model": "yolov8n-cls.yaml", "data": str(root), "imgsz": 32, "epochs": 1, "batch": 4,
+                 "workers": 0, "device": "cpu", "plots": False}  # fmt: skip
+    trainer = trainer_class("classify")(
+        cfg={**DEFAULT_CFG_DICT, "save_dir": str(tmp_path / "run")}, overrides=overrides
+    )
+    monkeypatch.setattr(label_scan, "IMAGES_PER_PROCESS", 4)
+    monkeypatch.setattr("yolo_workloads.system.cpu_budget", lambda: 3.0)
+    scans: list[int] = []
+    scan = label_scan.scan
+    monkeypatch.setattr(label_scan, "scan", lambda f, items, n: scans.append(n) or scan(f, items, n))
+    caches = []
+    for build in (ClassificationTrainer.build_dataset, type(trainer).build_dataset):
+        (root / "train.cache").unlink(missing_ok=True)
+        build(trainer, str(root / "train"), "train")
+        caches.append(dict(load_dataset_cache_file(root / "train.cache")))
+    theirs, ours = caches
+    assert scans == [3]  # ours: three processes
+    assert ours["results"] == theirs["results"] and ours["msgs"] == theirs["msgs"] and ours["hash"] == theirs["hash"]
+    assert theirs["results"][:2] == (23, 1)  # found, corrupt

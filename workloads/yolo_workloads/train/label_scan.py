@@ -10,7 +10,8 @@ processes run the same function truly side by side, in order, in chunks; Ultraly
 writes its label cache from their results as before, so the cache and the labels are its own.
 
 Scoped: `in_processes()` swaps the `ThreadPool` that `ultralytics.data.dataset` looks up while the trainer builds a
-data set; only calls of `verify_image_label` go to processes, every other use of that pool stays a thread pool.
+data set; only Ultralytics' per-image checks go to processes (`is_verifier`: the labels' of detect, segment, pose and
+obb, the images' of classify), every other use of that pool stays a thread pool.
 A small set is scanned in this process (no fork to pay); a worker that dies (killed for memory) leaves the rest to
 this process, and so does a fork refused (a pod's process limit). Forking a process that holds CUDA is what
 Ultralytics' dataloader workers do too: the children only read files.
@@ -73,13 +74,19 @@ def _as_in_a_thread(func: Callable[[Any], Any], item: Any) -> Any:
     return contextvars.Context().run(func, item)
 
 
+def is_verifier(func: Any) -> bool:
+    """One of Ultralytics' per-image checks of a data set's scan (`verify_image_label` for detect, segment, pose and
+    obb, `verify_image` for classify, and the like): module-level functions of `ultralytics.data.utils` that read
+    files and return what they found, so a forked process can run them."""
+    return getattr(func, "__module__", None) == "ultralytics.data.utils" and func.__name__.startswith("verify_image")
+
+
 def _pool_class(processes_of: Callable[[int], int]) -> type[ThreadPool]:
-    """Ultralytics' ThreadPool, whose `imap` of `verify_image_label` scans in processes."""
-    from ultralytics.data import utils
+    """Ultralytics' ThreadPool, whose `imap` of a verifier scans in processes."""
 
     class ScanPool(ThreadPool):
         def imap(self, func: Any, iterable: Iterable[Any], chunksize: int | None = 1) -> Any:
-            if func is not utils.verify_image_label:
+            if not is_verifier(func):
                 return super().imap(func, iterable, chunksize)
             items = list(iterable)
             return scan(func, items, processes_of(len(items)))
