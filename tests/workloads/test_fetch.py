@@ -12,6 +12,8 @@ import io
 import subprocess
 import sys
 import tarfile
+import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -136,6 +138,57 @@ def test_s3_prefix_in_ultralytics_layout_is_fetched(minio: Minio, tmp_path: Path
     got = {str(p.relative_to(link.resolve())): p.read_bytes() for p in link.resolve().rglob("*") if p.is_file()}
     assert got == dataset_files()
     assert yaml.safe_load((link / "data.yaml").read_text())["names"] == {0: "square", 1: "circle"}
+
+
+MANY = {"data.yaml": DATA_YAML, **{f"images/{i:03d}.jpg": bytes([i]) * (100 + i) for i in range(48)}}
+"""A prefix of many small objects, as a data set of images is."""
+
+
+def test_a_prefix_of_many_objects_is_fetched_several_objects_at_once(
+    minio: Minio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from yolo_workloads.fetch.remote import Remote
+
+    for name, data in MANY.items():
+        minio.put(BUCKET, f"many/{name}", data)
+    stream, lock, in_flight, most = Remote.stream, threading.Lock(), [0], [0]
+
+    def counted(self: Remote, obj: Any) -> Iterator[bytes]:
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        try:
+            time.sleep(0.02)  # as a GET waits for S3's first byte
+            yield from stream(self, obj)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    monkeypatch.setattr(Remote, "stream", counted)
+    link = tmp_path / "sources" / "many"
+    fetch_all(config(tmp_path, s3(minio, f"s3://{BUCKET}/many/", link)))
+    got = {str(p.relative_to(link.resolve())): p.read_bytes() for p in link.resolve().rglob("*") if p.is_file()}
+    assert got == MANY
+    assert most[0] > 1  # downloads overlapped (one at a time before 2026-12-05)
+
+
+def test_an_object_of_a_prefix_that_fails_fails_the_whole_fetch_leaving_nothing(
+    minio: Minio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from yolo_workloads.fetch.remote import Remote
+
+    listed = Remote.list_prefix
+
+    def with_a_ghost(self: Remote, bucket: str, prefix: str) -> list[Any]:
+        objects = listed(self, bucket, prefix)
+        ghost = self.s3_object(bucket, f"{prefix}images/gone.jpg")  # deleted between the listing and its GET
+        return [*objects, type(ghost)(ghost.url, ghost.path, "images/gone.jpg", 10, '"etag"')]
+
+    monkeypatch.setattr(Remote, "list_prefix", with_a_ghost)
+    link = tmp_path / "sources" / "data"
+    exc = failure(config(tmp_path, s3(minio, f"s3://{BUCKET}/shapes/", link)))
+    assert f"(s3://{BUCKET}/shapes/): no such key" in str(exc) and exc.permanent
+    assert_nothing_left(tmp_path, link)
 
 
 def test_s3_zip_archive_is_unpacked_and_its_only_folder_linked(minio: Minio, tmp_path: Path) -> None:

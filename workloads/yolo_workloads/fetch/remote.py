@@ -23,6 +23,10 @@ from yolo_workloads.contract import FetchSource
 from yolo_workloads.fetch.sigv4 import UNSIGNED_PAYLOAD, Credentials, sign, uri_encode
 
 CHUNK = 1024 * 1024
+CONNECTIONS = 16
+"""Objects of a prefix downloaded at once, each on a connection of its own (kept for the next object). S3 answers a
+GET only after its first-byte latency, tens of milliseconds, so a data set of many small images fetched one object
+at a time waits on latency, not on bandwidth (docs/sources.md)."""
 CREDENTIAL_NAMES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
@@ -79,6 +83,7 @@ class Remote:
             # Redirects are followed (release assets often redirect; urllib3 drops Authorization on a cross-host
             # one); everything else is tried again by fetch_one, which knows which failures are transient.
             retries=urllib3.Retry(total=None, connect=0, read=0, redirect=5, status=0, other=0),
+            maxsize=CONNECTIONS,  # each downloading thread keeps its connection
         )
         self.creds = credentials(source) if source.uri.startswith("s3://") else None
         endpoint = source.endpoint or f"https://s3.{source.region}.amazonaws.com"

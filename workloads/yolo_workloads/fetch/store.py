@@ -16,14 +16,16 @@ import shutil
 import stat
 import tarfile
 import tempfile
+import threading
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path, PurePosixPath
 from typing import IO
 from urllib.parse import urlsplit
 
 from yolo_workloads.contract import FetchSource
-from yolo_workloads.fetch.remote import Remote, RemoteObject, SourceError
+from yolo_workloads.fetch.remote import CONNECTIONS, Remote, RemoteObject, SourceError
 
 CONTENT = "content"
 
@@ -124,15 +126,13 @@ def _fill(source: FetchSource, remote: Remote | None, objects: list[RemoteObject
         raise SourceError(f"oversize: {declared} bytes, over the limit of {source.max_bytes}", permanent=True)
     content.mkdir()
     if source.kind == "tree":
-        budget = [source.max_bytes]
-        for obj in objects:
-            _download(source, remote, obj, content / obj.relative, budget)
+        _download_all(source, remote, objects, content)
         return hashlib.sha256(json.dumps([[o.relative, o.validator] for o in objects]).encode()).hexdigest()
     (obj,) = objects
     if source.kind == "file":
-        return _download(source, remote, obj, content / obj.relative, [source.max_bytes], verify=True)
+        return _download(source, remote, obj, content / obj.relative, _Budget(source.max_bytes), verify=True)
     archive = content.parent / "archive"
-    digest = _download(source, remote, obj, archive, [source.max_bytes], verify=True)
+    digest = _download(source, remote, obj, archive, _Budget(source.max_bytes), verify=True)
     unpack(archive, content, source.max_bytes)
     archive.unlink()
     if not any(content.iterdir()):
@@ -140,17 +140,43 @@ def _fill(source: FetchSource, remote: Remote | None, objects: list[RemoteObject
     return digest
 
 
+class _Budget:
+    """The bytes a fetch may still download, shared by the threads of a prefix's downloads."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.left, self._lock = limit, limit, threading.Lock()
+
+    def spend(self, size: int) -> None:
+        with self._lock:
+            self.left -= size
+            over = self.left < 0
+        if over:  # a server that sends more than it listed
+            raise SourceError(f"oversize: more than the limit of {self.limit} bytes", permanent=True)
+
+
+def _download_all(source: FetchSource, remote: Remote | None, objects: list[RemoteObject], content: Path) -> None:
+    """Every object of a prefix into `content`, CONNECTIONS at a time; the first failure stops the rest (those under
+    way finish their object) and is raised."""
+    budget = _Budget(source.max_bytes)
+    with ThreadPoolExecutor(max(1, min(CONNECTIONS, len(objects))), thread_name_prefix="fetch") as pool:
+        futures = [pool.submit(_download, source, remote, o, content / o.relative, budget) for o in objects]
+        try:
+            for future in as_completed(futures):
+                future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+
 def _download(
-    source: FetchSource, remote: Remote | None, obj: RemoteObject, dest: Path, budget: list[int], verify: bool = False
+    source: FetchSource, remote: Remote | None, obj: RemoteObject, dest: Path, budget: _Budget, verify: bool = False
 ) -> str:
     """One object into `dest`, within the shared byte budget, checked against the declared SHA-256."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     sha = hashlib.sha256()
     with dest.open("wb") as out:
         for chunk in _chunks(remote, obj):
-            budget[0] -= len(chunk)
-            if budget[0] < 0:
-                raise SourceError(f"oversize: more than the limit of {source.max_bytes} bytes", permanent=True)
+            budget.spend(len(chunk))
             sha.update(chunk)
             out.write(chunk)
     digest = sha.hexdigest()
