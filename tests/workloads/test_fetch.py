@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import subprocess
 import sys
 import tarfile
@@ -147,29 +148,15 @@ MANY = {"data.yaml": DATA_YAML, **{f"images/{i:03d}.jpg": bytes([i]) * (100 + i)
 def test_a_prefix_of_many_objects_is_fetched_several_objects_at_once(
     minio: Minio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from yolo_workloads.fetch.remote import Remote
-
     for name, data in MANY.items():
         minio.put(BUCKET, f"many/{name}", data)
-    stream, lock, in_flight, most = Remote.stream, threading.Lock(), [0], [0]
-
-    def counted(self: Remote, obj: Any) -> Iterator[bytes]:
-        with lock:
-            in_flight[0] += 1
-            most[0] = max(most[0], in_flight[0])
-        try:
-            time.sleep(0.02)  # as a GET waits for S3's first byte
-            yield from stream(self, obj)
-        finally:
-            with lock:
-                in_flight[0] -= 1
-
-    monkeypatch.setattr(Remote, "stream", counted)
+    parts, most = _record_streams(monkeypatch)
     link = tmp_path / "sources" / "many"
     fetch_all(config(tmp_path, s3(minio, f"s3://{BUCKET}/many/", link)))
     got = {str(p.relative_to(link.resolve())): p.read_bytes() for p in link.resolve().rglob("*") if p.is_file()}
     assert got == MANY
     assert most[0] > 1  # downloads overlapped (one at a time before 2026-12-05)
+    assert parts == [None] * len(MANY)  # small objects: each whole
 
 
 def test_an_object_of_a_prefix_that_fails_fails_the_whole_fetch_leaving_nothing(
@@ -189,6 +176,73 @@ def test_an_object_of_a_prefix_that_fails_fails_the_whole_fetch_leaving_nothing(
     exc = failure(config(tmp_path, s3(minio, f"s3://{BUCKET}/shapes/", link)))
     assert f"(s3://{BUCKET}/shapes/): no such key" in str(exc) and exc.permanent
     assert_nothing_left(tmp_path, link)
+
+
+def _record_streams(monkeypatch: pytest.MonkeyPatch) -> tuple[list[Any], list[int]]:
+    """Remote.stream wrapped: the byte range of each call, and the most calls under way at once."""
+    from yolo_workloads.fetch.remote import Remote
+
+    stream, lock, parts, in_flight, most = Remote.stream, threading.Lock(), [], [0], [0]
+
+    def recorded(self: Remote, obj: Any, part: tuple[int, int] | None = None) -> Iterator[bytes]:
+        with lock:
+            parts.append(part)
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        try:
+            time.sleep(0.02)  # as a GET waits for its first byte
+            yield from stream(self, obj, part)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    monkeypatch.setattr(Remote, "stream", recorded)
+    return parts, most
+
+
+def test_a_large_object_comes_in_byte_ranges_side_by_side(
+    minio: Minio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from yolo_workloads.fetch import store
+
+    data = os.urandom(1024 * 1024 + 123)  # an odd last part
+    minio.put(BUCKET, "big/model.pt", data)
+    monkeypatch.setattr(store, "PART_BYTES", 64 * 1024)
+    parts, most = _record_streams(monkeypatch)
+    link = tmp_path / "model.pt"
+    fetch_all(config(tmp_path, s3(minio, f"s3://{BUCKET}/big/model.pt", link, sha256=sha(data))))
+    assert link.read_bytes() == data
+    size, step = len(data), 64 * 1024
+    assert sorted(parts) == [(first, min(first + step, size) - 1) for first in range(0, size, step)]
+    assert most[0] > 1
+
+
+def test_an_archive_in_parts_unpacks_as_whole(minio: Minio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from yolo_workloads.fetch import store
+
+    monkeypatch.setattr(store, "PART_BYTES", 100)
+    parts, _ = _record_streams(monkeypatch)
+    link = tmp_path / "sources" / "data"
+    fetch_all(config(tmp_path, s3(minio, f"s3://{BUCKET}/shapes.zip", link)))
+    assert {str(p.relative_to(link.resolve())): p.read_bytes() for p in link.resolve().rglob("*") if p.is_file()} == (
+        dataset_files()
+    )
+    assert len(parts) > 2 and None not in parts
+
+
+def test_a_part_of_an_object_changed_since_it_was_described_is_refused_as_transient(
+    minio: Minio, tmp_path: Path
+) -> None:
+    from yolo_workloads.fetch.remote import Remote, SourceError
+
+    minio.put(BUCKET, "big/moving.pt", b"first version " * 100)
+    remote = Remote(s3(minio, f"s3://{BUCKET}/big/moving.pt", tmp_path / "m.pt"), 5)
+    described = remote.describe(remote.s3_object(BUCKET, "big/moving.pt"))
+    assert described.ranges and described.validator
+    minio.put(BUCKET, "big/moving.pt", b"second version " * 100)
+    with pytest.raises(SourceError) as info:
+        list(remote.stream(described, (0, 99)))
+    assert "changed while downloading (HTTP 412" in info.value.cause and not info.value.permanent
 
 
 def test_s3_zip_archive_is_unpacked_and_its_only_folder_linked(minio: Minio, tmp_path: Path) -> None:
@@ -304,6 +358,19 @@ def test_https_with_sha256_and_private_ca(https: Https, tls: Tls, tmp_path: Path
     before = https.hits["/files/yolo11n.pt"]
     fetch_all(config(tmp_path, source(uri, tmp_path / "again.pt", sha256=sha(data), ca_file=str(tls.ca))))
     assert https.hits["/files/yolo11n.pt"] == before, "a cache hit by checksum must not download again"
+
+
+def test_a_server_that_answers_no_byte_ranges_is_read_whole(
+    https: Https, tls: Tls, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from yolo_workloads.fetch import store
+
+    monkeypatch.setattr(store, "PART_BYTES", 100)  # this server sends no Accept-Ranges
+    data = b"whole " * 1000
+    https.files["whole.pt"] = data
+    uri = f"{https.url}/files/whole.pt"
+    fetch_all(config(tmp_path, source(uri, tmp_path / "w.pt", sha256=sha(data), ca_file=str(tls.ca))))
+    assert (tmp_path / "w.pt").read_bytes() == data and https.hits["/files/whole.pt"] == 1
 
 
 def test_https_without_a_validator_is_keyed_by_content(https: Https, tls: Tls, tmp_path: Path) -> None:

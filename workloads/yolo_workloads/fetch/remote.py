@@ -24,9 +24,9 @@ from yolo_workloads.fetch.sigv4 import UNSIGNED_PAYLOAD, Credentials, sign, uri_
 
 CHUNK = 1024 * 1024
 CONNECTIONS = 16
-"""Objects of a prefix downloaded at once, each on a connection of its own (kept for the next object). S3 answers a
-GET only after its first-byte latency, tens of milliseconds, so a data set of many small images fetched one object
-at a time waits on latency, not on bandwidth (docs/sources.md)."""
+"""Objects of a prefix, or byte ranges of a large object, downloaded at once, each on a connection of its own (kept
+for the next). S3 answers each GET only after its first-byte latency, so a data set of many small images fetched one
+object at a time waits on latency, not on bandwidth (docs/sources.md)."""
 CREDENTIAL_NAMES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
@@ -50,6 +50,8 @@ class RemoteObject:
     """Its path under a prefix (for a tree); its file name otherwise."""
     size: int | None
     validator: str | None
+    ranges: bool = False
+    """The server answers byte ranges of it (`Accept-Ranges: bytes` to its HEAD)."""
 
 
 def credentials(source: FetchSource) -> Credentials | None:
@@ -98,10 +100,13 @@ class Remote:
         now = datetime.now(UTC)
         return sign(method, host, path, params, self.creds, self.source.region, now, UNSIGNED_PAYLOAD)
 
-    def request(self, method: str, obj: RemoteObject, params: dict[str, str] | None = None) -> Any:
-        """Send one request; raise SourceError for anything but 2xx. The response streams (caller releases)."""
+    def request(
+        self, method: str, obj: RemoteObject, params: dict[str, str] | None = None, extra: dict[str, str] | None = None
+    ) -> Any:
+        """Send one request (`extra`: headers outside the signature); raise SourceError for anything but 2xx. The
+        response streams (caller releases)."""
         params = params or {}
-        headers = self._s3_headers(method, obj.path, params) if obj.path else {}
+        headers = {**(self._s3_headers(method, obj.path, params) if obj.path else {}), **(extra or {})}
         query = "&".join(f"{uri_encode(k, False)}={uri_encode(v, False)}" for k, v in sorted(params.items()))
         url = obj.url + (f"?{query}" if query else "")
         try:
@@ -129,7 +134,8 @@ class Remote:
         response.release_conn()
         length = response.headers.get("Content-Length")
         validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
-        return RemoteObject(obj.url, obj.path, obj.relative, int(length) if length else None, validator)
+        ranges = response.headers.get("Accept-Ranges", "").lower() == "bytes"
+        return RemoteObject(obj.url, obj.path, obj.relative, int(length) if length else None, validator, ranges)
 
     def list_prefix(self, bucket: str, prefix: str) -> list[RemoteObject]:
         """ListObjectsV2 of every object under the prefix (folder markers left out)."""
@@ -158,9 +164,13 @@ class Remote:
             raise SourceError(f"no objects under the prefix {prefix!r} of bucket {bucket!r}", permanent=True)
         return found
 
-    def stream(self, obj: RemoteObject) -> Iterator[bytes]:
-        """The object's bytes; a transfer that ends before its Content-Length raises a transient SourceError."""
-        response = self.request("GET", obj)
+    def stream(self, obj: RemoteObject, part: tuple[int, int] | None = None) -> Iterator[bytes]:
+        """The object's bytes, or those of `part` (first, last: a byte range, of the version described); a transfer
+        that ends before its Content-Length raises a transient SourceError."""
+        response = self.request("GET", obj, extra=_range_headers(obj, part) if part else None)
+        if part is not None and response.status != 206:
+            response.release_conn()
+            raise SourceError(f"the server answered a byte range with HTTP {response.status}", permanent=False)
         expected = response.headers.get("Content-Length")
         received = 0
         try:
@@ -176,6 +186,16 @@ class Remote:
             raise SourceError(f"truncated download: {received} of {expected} bytes", permanent=False)
 
 
+def _range_headers(obj: RemoteObject, part: tuple[int, int]) -> dict[str, str]:
+    """A byte range of the version that was described: one changed meanwhile is refused (412), not mixed in."""
+    headers = {"Range": f"bytes={part[0]}-{part[1]}"}
+    if obj.validator and obj.validator.startswith('"'):
+        headers["If-Match"] = obj.validator
+    elif obj.validator and not obj.validator.startswith("W/"):  # a weak ETag never matches: no precondition
+        headers["If-Unmodified-Since"] = obj.validator  # a Last-Modified date
+    return headers
+
+
 def http_error(status: int, body: bytes, s3: bool = False) -> SourceError:
     """A cause from an HTTP status and, for S3, its XML error's Code and Message (a HEAD has no body: an S3 404
     is then a missing key)."""
@@ -186,14 +206,16 @@ def http_error(status: int, body: bytes, s3: bool = False) -> SourceError:
             code, message = root.findtext("Code") or "", root.findtext("Message") or ""
         except ET.ParseError:
             pass
-    named = {403: "access denied", 401: "unauthorised", 404: "not found"}.get(status, "")
+    named = {403: "access denied", 401: "unauthorised", 404: "not found", 412: "changed while downloading"}.get(
+        status, ""
+    )
     if code == "NoSuchKey" or (status == 404 and not code):
         named = "no such key" if code == "NoSuchKey" or s3 else "not found"
     elif code == "NoSuchBucket":
         named = "no such bucket"
     detail = ": ".join(p for p in (f"HTTP {status}", code, message) if p)
     cause = f"{named} ({detail})" if named else detail
-    return SourceError(cause, permanent=status < 500 and status != 429)
+    return SourceError(cause, permanent=status < 500 and status not in (412, 429))  # 412: fetched anew
 
 
 def _reason(exc: Exception) -> str:
