@@ -182,6 +182,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         self.send_response(200)
         self.send_header("Content-Length", str(len(data)))
+        if kind == "rangeless":  # announces byte ranges, then answers every request whole
+            self.send_header("Accept-Ranges", "bytes")
         if kind != "noetag":
             self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()[:32]}"')
         self.end_headers()

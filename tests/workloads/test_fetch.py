@@ -373,6 +373,22 @@ def test_a_server_that_answers_no_byte_ranges_is_read_whole(
     assert (tmp_path / "w.pt").read_bytes() == data and https.hits["/files/whole.pt"] == 1
 
 
+def test_a_server_that_announces_byte_ranges_but_ignores_them_is_read_whole(
+    https: Https, tls: Tls, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from yolo_workloads.fetch import store
+
+    monkeypatch.setattr(store, "PART_BYTES", 100)
+    data = b"ranges announced " * 1000
+    https.files["liar.pt"] = data
+    uri = f"{https.url}/rangeless/liar.pt"
+    fetch_all(
+        config(tmp_path, source(uri, tmp_path / "w.pt", sha256=sha(data), max_bytes=len(data), ca_file=str(tls.ca)))
+    )
+    assert (tmp_path / "w.pt").read_bytes() == data
+    assert https.hits["/rangeless/liar.pt"] >= 2  # a range answered whole, then the whole object
+
+
 def test_https_without_a_validator_is_keyed_by_content(https: Https, tls: Tls, tmp_path: Path) -> None:
     https.files["plain.pt"] = b"no etag"
     fetch_all(config(tmp_path, source(f"{https.url}/noetag/plain.pt", tmp_path / "w.pt", ca_file=str(tls.ca))))

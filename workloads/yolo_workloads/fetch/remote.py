@@ -39,6 +39,10 @@ class SourceError(Exception):
         self.permanent = permanent
 
 
+class RangesIgnored(SourceError):
+    """A server that announced byte ranges sent something else for one: the object is read whole instead."""
+
+
 @dataclass(frozen=True)
 class RemoteObject:
     """One object to download: its request, its size and validator (ETag or Last-Modified) when known."""
@@ -170,7 +174,7 @@ class Remote:
         response = self.request("GET", obj, extra=_range_headers(obj, part) if part else None)
         if part is not None and response.status != 206:
             response.release_conn()
-            raise SourceError(f"the server answered a byte range with HTTP {response.status}", permanent=False)
+            raise RangesIgnored(f"the server answered a byte range with HTTP {response.status}", permanent=False)
         expected = response.headers.get("Content-Length")
         received = 0
         try:

@@ -26,7 +26,7 @@ from typing import IO
 from urllib.parse import urlsplit
 
 from yolo_workloads.contract import FetchSource
-from yolo_workloads.fetch.remote import CONNECTIONS, Remote, RemoteObject, SourceError
+from yolo_workloads.fetch.remote import CONNECTIONS, RangesIgnored, Remote, RemoteObject, SourceError
 
 CONTENT = "content"
 PART_BYTES = 16 * 1024 * 1024
@@ -149,6 +149,11 @@ class _Budget:
     def __init__(self, limit: int) -> None:
         self.limit, self.left, self._lock = limit, limit, threading.Lock()
 
+    def refund(self, size: int) -> None:
+        """Bytes spent on parts thrown away (at most what they were)."""
+        with self._lock:
+            self.left = min(self.limit, self.left + size)
+
     def spend(self, size: int) -> None:
         with self._lock:
             self.left -= size
@@ -182,10 +187,14 @@ def _download(
     """One object into `dest`, within the shared byte budget, checked against the declared SHA-256; a large one
     whose server answers byte ranges in parts side by side (`_download_parts`)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
+    digest = None
     if remote is not None and obj.ranges and (obj.size or 0) > 2 * PART_BYTES:
-        _download_parts(remote, obj, dest, budget)
-        digest = _file_sha256(dest)
-    else:
+        try:
+            _download_parts(remote, obj, dest, budget)
+            digest = _file_sha256(dest)
+        except RangesIgnored:  # announced, then not kept (a proxy or CDN in between): whole, as any other
+            budget.refund(int(obj.size or 0))
+    if digest is None:
         digest = _download_whole(remote, obj, dest, budget)
     if verify and source.sha256 and digest != source.sha256:
         raise SourceError(f"wrong checksum: sha256 {digest}, expected {source.sha256}", permanent=True)
