@@ -19,8 +19,8 @@ import tarfile
 import tempfile
 import threading
 import zipfile
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from pathlib import Path, PurePosixPath
 from typing import IO
 from urllib.parse import urlsplit
@@ -165,19 +165,25 @@ class _Budget:
 def _download_all(source: FetchSource, remote: Remote | None, objects: list[RemoteObject], content: Path) -> None:
     """Every object of a prefix into `content`, CONNECTIONS at a time."""
     budget = _Budget(source.max_bytes)
-    _side_by_side([functools.partial(_download, source, remote, o, content / o.relative, budget) for o in objects])
+    _side_by_side(functools.partial(_download, source, remote, o, content / o.relative, budget) for o in objects)
 
 
-def _side_by_side(jobs: list[Callable[[], object]]) -> None:
-    """The jobs on CONNECTIONS threads; the first failure stops those not started (those under way finish) and is
-    raised."""
-    with ThreadPoolExecutor(max(1, min(CONNECTIONS, len(jobs))), thread_name_prefix="fetch") as pool:
-        futures = [pool.submit(job) for job in jobs]
+def _side_by_side(jobs: Iterable[Callable[[], object]]) -> None:
+    """The jobs on CONNECTIONS threads, at most twice as many submitted ahead (a prefix of 100,000 objects holds no
+    100,000 futures); the first failure stops the rest (those under way finish) and is raised."""
+    running: set[Future[object]] = set()
+    with ThreadPoolExecutor(CONNECTIONS, thread_name_prefix="fetch") as pool:
         try:
-            for future in as_completed(futures):
+            for job in jobs:
+                if len(running) >= 2 * CONNECTIONS:
+                    done, running = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        future.result()
+                running.add(pool.submit(job))
+            for future in as_completed(running):
                 future.result()
         finally:
-            for future in futures:
+            for future in running:
                 future.cancel()
 
 
@@ -228,7 +234,7 @@ def _download_parts(remote: Remote, obj: RemoteObject, dest: Path, budget: _Budg
                 os.pwrite(fd, chunk, offset)
                 offset += len(chunk)
 
-        _side_by_side([functools.partial(part, first) for first in range(0, size, PART_BYTES)])
+        _side_by_side(functools.partial(part, first) for first in range(0, size, PART_BYTES))
     finally:
         os.close(fd)
 
