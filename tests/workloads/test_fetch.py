@@ -432,6 +432,25 @@ def test_tar_gz_archive_is_unpacked(https: Https, tls: Tls, tmp_path: Path) -> N
     assert (tmp_path / "d" / "data.yaml").read_bytes() == DATA_YAML
 
 
+def test_a_tar_gz_whose_last_entry_escapes_is_refused_whole_leaving_nothing(
+    https: Https, tls: Tls, tmp_path: Path
+) -> None:
+    https.files["late.tar.gz"] = tgz_of({**dataset_files(), "../late.txt": b"gotcha"})  # good files first
+    link = tmp_path / "d"
+    exc = failure(config(tmp_path, source(f"{https.url}/files/late.tar.gz", link, ca_file=str(tls.ca))))
+    assert "archive entry '../late.txt' escapes its folder" in str(exc) and exc.permanent
+    assert not list(tmp_path.rglob("late.txt"))
+    assert_nothing_left(tmp_path, link)  # the entries written before it went with the partial folder
+
+
+def test_bytes_that_are_no_archive_are_refused(https: Https, tls: Tls, tmp_path: Path) -> None:
+    https.files["noise.tar.gz"] = bytes(range(256)) * 64
+    link = tmp_path / "d"
+    exc = failure(config(tmp_path, source(f"{https.url}/files/noise.tar.gz", link, ca_file=str(tls.ca))))
+    assert "not a readable .zip or tar archive" in str(exc) and exc.permanent
+    assert_nothing_left(tmp_path, link)
+
+
 def test_tar_with_a_symlink_is_refused(https: Https, tls: Tls, tmp_path: Path) -> None:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tf:

@@ -261,7 +261,8 @@ def _chunks(remote: Remote | None, obj: RemoteObject) -> Iterator[bytes]:
 
 def unpack(archive: Path, dest: Path, max_bytes: int) -> None:
     """A .zip or tar (optionally gzip) into `dest`: regular files and folders only, none outside `dest`, at most
-    `max_bytes` unpacked. Any bad entry refuses the whole archive."""
+    `max_bytes` unpacked. Any bad entry refuses the whole archive: a tar's entries are each checked before they are
+    written, and the caller publishes `dest` only once all are (a partial folder is removed)."""
     budget = [max_bytes]
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
@@ -273,13 +274,11 @@ def unpack(archive: Path, dest: Path, max_bytes: int) -> None:
                         _write(f, dest / info.filename, budget, max_bytes)
         return
     try:
-        with tarfile.open(archive, "r:*") as tf:
-            members = tf.getmembers()
-            for m in members:
+        with tarfile.open(archive, "r|*") as tf:  # one pass over the stream: a .tar.gz is decompressed once
+            for m in tf:
                 _check_entry(m.name, m.issym() or m.islnk(), special=not (m.isfile() or m.isdir()))
-            for m in members:
                 member = tf.extractfile(m) if m.isfile() else None
-                if member is not None:
+                if member is not None:  # checked before written; a bad entry later refuses the whole entry
                     _write(member, dest / m.name, budget, max_bytes)
     except tarfile.TarError as exc:
         raise SourceError(f"not a readable .zip or tar archive ({exc})", permanent=True) from None
