@@ -217,6 +217,27 @@ def test_a_large_object_comes_in_byte_ranges_side_by_side(
     assert most[0] > 1
 
 
+def test_parts_are_checked_against_a_declared_checksum_and_read_back_only_for_one(
+    minio: Minio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from yolo_workloads.fetch import store
+
+    data = os.urandom(300 * 1024)
+    minio.put(BUCKET, "big/checked.pt", data)
+    monkeypatch.setattr(store, "PART_BYTES", 64 * 1024)
+    uri = f"s3://{BUCKET}/big/checked.pt"
+    exc = failure(config(tmp_path, s3(minio, uri, tmp_path / "bad.pt", sha256="0" * 64)))
+    assert f"wrong checksum: sha256 {sha(data)}, expected {'0' * 64}" in str(exc) and exc.permanent
+    read_back = store._file_sha256
+
+    def not_needed(path: Path) -> str:
+        raise AssertionError(f"{path} read back, though its ETag keys the cache and no checksum is declared")
+
+    monkeypatch.setattr(store, "_file_sha256", not_needed)
+    fetch_all(config(tmp_path, s3(minio, uri, tmp_path / "keyed.pt")))
+    assert (tmp_path / "keyed.pt").read_bytes() == data and read_back(tmp_path / "keyed.pt") == sha(data)
+
+
 def test_an_archive_in_parts_unpacks_as_whole(minio: Minio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from yolo_workloads.fetch import store
 

@@ -110,7 +110,7 @@ def _build(
     cache_dir.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=cache_dir))
     try:
-        digest = _fill(source, remote, objects, partial / CONTENT)
+        digest = _fill(source, remote, objects, partial / CONTENT, keyed=key is not None)
         entry = cache_dir / (key or f"sha256-{digest}")
         try:
             partial.rename(entry)
@@ -122,8 +122,9 @@ def _build(
         shutil.rmtree(partial, ignore_errors=True)
 
 
-def _fill(source: FetchSource, remote: Remote | None, objects: list[RemoteObject], content: Path) -> str:
-    """Download (and unpack) into `content`; return the SHA-256 of the downloaded file (of the listing for a tree)."""
+def _fill(source: FetchSource, remote: Remote | None, objects: list[RemoteObject], content: Path, keyed: bool) -> str:
+    """Download (and unpack) into `content`; return the SHA-256 of the downloaded file (of the listing for a tree;
+    "" where it was not needed: the entry is `keyed` by validators and no checksum is declared)."""
     declared = sum(o.size or 0 for o in objects)
     if declared > source.max_bytes:
         raise SourceError(f"oversize: {declared} bytes, over the limit of {source.max_bytes}", permanent=True)
@@ -132,10 +133,11 @@ def _fill(source: FetchSource, remote: Remote | None, objects: list[RemoteObject
         _download_all(source, remote, objects, content)
         return hashlib.sha256(json.dumps([[o.relative, o.validator] for o in objects]).encode()).hexdigest()
     (obj,) = objects
+    needed = not keyed or source.sha256 is not None
     if source.kind == "file":
-        return _download(source, remote, obj, content / obj.relative, _Budget(source.max_bytes), verify=True)
+        return _download(source, remote, obj, content / obj.relative, _Budget(source.max_bytes), needed)
     archive = content.parent / "archive"
-    digest = _download(source, remote, obj, archive, _Budget(source.max_bytes), verify=True)
+    digest = _download(source, remote, obj, archive, _Budget(source.max_bytes), needed)
     unpack(archive, content, source.max_bytes)
     archive.unlink()
     if not any(content.iterdir()):
@@ -188,21 +190,29 @@ def _side_by_side(jobs: Iterable[Callable[[], object]]) -> None:
 
 
 def _download(
-    source: FetchSource, remote: Remote | None, obj: RemoteObject, dest: Path, budget: _Budget, verify: bool = False
+    source: FetchSource,
+    remote: Remote | None,
+    obj: RemoteObject,
+    dest: Path,
+    budget: _Budget,
+    digest_needed: bool = False,
 ) -> str:
-    """One object into `dest`, within the shared byte budget, checked against the declared SHA-256; a large one
-    whose server answers byte ranges in parts side by side (`_download_parts`)."""
+    """One object into `dest`, within the shared byte budget, checked against the declared SHA-256 (a source's
+    single object; a prefix's objects are not); a large one whose server answers byte ranges in parts side by side
+    (`_download_parts`), its SHA-256 then read back from the file only where `digest_needed`."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    digest = None
     if remote is not None and obj.ranges and (obj.size or 0) > 2 * PART_BYTES:
         try:
             _download_parts(remote, obj, dest, budget)
-            digest = _file_sha256(dest)
         except RangesIgnored:  # announced, then not kept (a proxy or CDN in between): whole, as any other
             budget.refund(int(obj.size or 0))
-    if digest is None:
-        digest = _download_whole(remote, obj, dest, budget)
-    if verify and source.sha256 and digest != source.sha256:
+        else:
+            return _checked(source, _file_sha256(dest) if digest_needed else "", digest_needed)
+    return _checked(source, _download_whole(remote, obj, dest, budget), digest_needed)
+
+
+def _checked(source: FetchSource, digest: str, against_declared: bool) -> str:
+    if against_declared and source.sha256 and digest != source.sha256:
         raise SourceError(f"wrong checksum: sha256 {digest}, expected {source.sha256}", permanent=True)
     return digest
 
