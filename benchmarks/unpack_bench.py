@@ -1,9 +1,11 @@
-"""Unpacking a data set's .tar.gz: one pass over the stream (fetch/store.py `unpack`, since 2026-12-05) against the
-two passes it made before (every entry checked from `getmembers()`, a full decompression, then each extracted, a
-second one: the first `extractfile` seeks the gzip stream back to its start).
+"""Unpacking a data set's archive as fetch/store.py `unpack` does since 2026-12-05, against how it did before: a
+.tar.gz in one pass over the stream against two (every entry checked from `getmembers()`, a full decompression,
+then each extracted, a second one: the first `extractfile` seeks the gzip stream back to its start); a .zip's
+entries side by side (`UNZIP_THREADS`, within the CPU budget) against one after another.
 
-The archive holds a generated shapes set (JPEG images and labels, offline), as a data set in Ultralytics' layout is
-usually shipped; each variant unpacks it into an empty folder, alternated, and the medians are printed.
+The archives hold a generated shapes set (JPEG images and labels, offline), as a data set in Ultralytics' layout is
+usually shipped (the zip deflated, as Python's and most tools' archives are); each variant unpacks into an empty
+folder, alternated, and the medians are printed.
 
     PYTHONPATH=workloads .venv/bin/python benchmarks/unpack_bench.py --images 1500 --imgsz 640
 """
@@ -17,6 +19,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 
@@ -24,7 +27,7 @@ def two_passes(archive: Path, dest: Path, max_bytes: int) -> None:
     """The tar branch of `unpack` as it was until 2026-12-05 (its checks and writes are today's own)."""
     from yolo_workloads.fetch import store
 
-    budget = [max_bytes]
+    budget = store._Budget(max_bytes, "unpacks to more than the limit of")
     with tarfile.open(archive, "r:*") as tf:
         members = tf.getmembers()
         for m in members:
@@ -32,7 +35,15 @@ def two_passes(archive: Path, dest: Path, max_bytes: int) -> None:
         for m in members:
             member = tf.extractfile(m) if m.isfile() else None
             if member is not None:
-                store._write(member, dest / m.name, budget, max_bytes)
+                store._write(member, dest / m.name, budget)
+
+
+def unzip_with(threads: int, archive: Path, dest: Path) -> None:
+    """`unpack` of a zip with `threads` threads at most (1: one entry after another, as before)."""
+    from yolo_workloads.fetch import store
+
+    store.UNZIP_THREADS = threads  # type: ignore[misc]
+    store.unpack(archive, dest, 1 << 40)
 
 
 def main() -> int:
@@ -44,13 +55,22 @@ def main() -> int:
     from yolo_workloads.datasets.shapes import ensure_shapes
     from yolo_workloads.fetch import store
 
+    threads = store.UNZIP_THREADS
     work = Path(tempfile.mkdtemp(prefix="unpack-bench-"))
     try:
         data = ensure_shapes(work / "shapes", n=args.images, imgsz=args.imgsz, val=args.images // 5, seed=0).parent
-        archive = work / "shapes.tar.gz"
-        with tarfile.open(archive, "w:gz") as tf:
+        tgz, zipped = work / "shapes.tar.gz", work / "shapes.zip"
+        with tarfile.open(tgz, "w:gz") as tf:
             tf.add(data, arcname="shapes")
-        variants = {"two passes (before)": two_passes, "one pass (now)": store.unpack}
+        with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as zf:
+            for path in sorted(data.rglob("*")):
+                zf.write(path, Path("shapes") / path.relative_to(data))
+        variants = {
+            ".tar.gz, two passes (before)": lambda dest: two_passes(tgz, dest, 1 << 40),
+            ".tar.gz, one pass (now)": lambda dest: store.unpack(tgz, dest, 1 << 40),
+            ".zip, one entry at a time (before)": lambda dest: unzip_with(1, zipped, dest),
+            f".zip, side by side (now: up to {threads} threads)": lambda dest: unzip_with(threads, zipped, dest),
+        }
         seconds: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(args.repeats):
             for name, unpack in variants.items():
@@ -58,11 +78,10 @@ def main() -> int:
                 shutil.rmtree(dest, ignore_errors=True)
                 dest.mkdir()
                 start = time.perf_counter()
-                unpack(archive, dest, 1 << 40)
+                unpack(dest)
                 seconds[name].append(time.perf_counter() - start)
-        size = archive.stat().st_size >> 20
-        print(f"{args.images} + {args.images // 5} images at {args.imgsz} in a {size} MB .tar.gz, medians of "
-              f"{args.repeats}:")  # fmt: skip
+        sizes = f"{tgz.stat().st_size >> 20} MB .tar.gz, {zipped.stat().st_size >> 20} MB .zip"
+        print(f"{args.images} + {args.images // 5} images at {args.imgsz} ({sizes}), medians of {args.repeats}:")
         print("| unpack | seconds |\n| --- | --- |")
         for name, runs in seconds.items():
             print(f"| {name} | {statistics.median(runs):.2f} ({', '.join(f'{r:.2f}' for r in runs)}) |")

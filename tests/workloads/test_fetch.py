@@ -447,6 +447,52 @@ def test_https_archive_with_dotdot_entry_is_refused(https: Https, tls: Tls, tmp_
     assert_nothing_left(tmp_path, link)
 
 
+def test_a_zip_of_many_entries_unpacks_side_by_side(
+    https: Https, tls: Tls, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from yolo_workloads.fetch import store
+
+    files = {"data.yaml": DATA_YAML, **{f"images/train/{i:03d}.jpg": os.urandom(2000 + i) for i in range(100)}}
+    https.files["many.zip"] = zip_of(files, top="many/")
+    monkeypatch.setattr("yolo_workloads.system.cpu_budget", lambda: 4.0)
+    write, threads = store._write, set()
+
+    def recorded(f: Any, dest: Path, budget: Any) -> None:
+        threads.add(threading.get_ident())
+        time.sleep(0.005)
+        write(f, dest, budget)
+
+    monkeypatch.setattr(store, "_write", recorded)
+    link = tmp_path / "d"
+    fetch_all(config(tmp_path, source(f"{https.url}/files/many.zip", link, ca_file=str(tls.ca))))
+    assert {str(p.relative_to(link.resolve())): p.read_bytes() for p in link.resolve().rglob("*") if p.is_file()} == (
+        files
+    )
+    assert 1 < len(threads) <= 4  # side by side, within the CPU budget
+
+
+def test_an_archive_that_unpacks_past_the_limit_is_refused(https: Https, tls: Tls, tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for i in range(10):
+            zf.writestr(f"z{i}.bin", bytes(4000))
+    https.files["zeros.zip"] = buf.getvalue()  # 40 KB deflated to under 5 KB: the download passes the limit
+    link = tmp_path / "d"
+    exc = failure(config(tmp_path, source(f"{https.url}/files/zeros.zip", link, ca_file=str(tls.ca), max_bytes=5000)))
+    assert "oversize: unpacks to more than the limit of 5000 bytes" in str(exc) and exc.permanent
+    assert_nothing_left(tmp_path, link)
+
+
+def test_a_zip_whose_data_is_corrupt_is_refused(https: Https, tls: Tls, tmp_path: Path) -> None:
+    good = zip_of({"data.yaml": DATA_YAML, "images/a.jpg": b"A" * 5000})
+    at = good.index(b"A" * 100)  # stored: the entry's bytes as they are
+    https.files["bad.zip"] = good[:at] + b"B" + good[at + 1 :]
+    link = tmp_path / "d"
+    exc = failure(config(tmp_path, source(f"{https.url}/files/bad.zip", link, ca_file=str(tls.ca))))
+    assert "not a readable .zip or tar archive (Bad CRC-32" in str(exc) and exc.permanent
+    assert_nothing_left(tmp_path, link)
+
+
 def test_tar_gz_archive_is_unpacked(https: Https, tls: Tls, tmp_path: Path) -> None:
     https.files["shapes.tar.gz"] = tgz_of(dataset_files())
     fetch_all(config(tmp_path, source(f"{https.url}/files/shapes.tar.gz", tmp_path / "d", ca_file=str(tls.ca))))

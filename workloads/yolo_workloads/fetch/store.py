@@ -19,6 +19,7 @@ import tarfile
 import tempfile
 import threading
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from pathlib import Path, PurePosixPath
@@ -29,6 +30,8 @@ from yolo_workloads.contract import FetchSource
 from yolo_workloads.fetch.remote import CONNECTIONS, RangesIgnored, Remote, RemoteObject, SourceError
 
 CONTENT = "content"
+UNZIP_THREADS = 8
+"""A zip's entries unpacked at once at most (and no more than the CPU budget holds)."""
 PART_BYTES = 16 * 1024 * 1024
 """A large object's byte ranges (objects over twice this come in parts): AWS's own CLI downloads in 8 MB parts."""
 
@@ -146,10 +149,10 @@ def _fill(source: FetchSource, remote: Remote | None, objects: list[RemoteObject
 
 
 class _Budget:
-    """The bytes a fetch may still download, shared by the threads of a prefix's downloads."""
+    """The bytes a fetch may still download (or unpack), shared by the threads that do it."""
 
-    def __init__(self, limit: int) -> None:
-        self.limit, self.left, self._lock = limit, limit, threading.Lock()
+    def __init__(self, limit: int, over: str = "more than the limit of") -> None:
+        self.limit, self.left, self.over, self._lock = limit, limit, over, threading.Lock()
 
     def refund(self, size: int) -> None:
         """Bytes spent on parts thrown away (at most what they were)."""
@@ -160,8 +163,8 @@ class _Budget:
         with self._lock:
             self.left -= size
             over = self.left < 0
-        if over:  # a server that sends more than it listed
-            raise SourceError(f"oversize: more than the limit of {self.limit} bytes", permanent=True)
+        if over:  # a server that sends more than it listed, an archive that unpacks to more
+            raise SourceError(f"oversize: {self.over} {self.limit} bytes", permanent=True)
 
 
 def _download_all(source: FetchSource, remote: Remote | None, objects: list[RemoteObject], content: Path) -> None:
@@ -170,14 +173,14 @@ def _download_all(source: FetchSource, remote: Remote | None, objects: list[Remo
     _side_by_side(functools.partial(_download, source, remote, o, content / o.relative, budget) for o in objects)
 
 
-def _side_by_side(jobs: Iterable[Callable[[], object]]) -> None:
-    """The jobs on CONNECTIONS threads, at most twice as many submitted ahead (a prefix of 100,000 objects holds no
+def _side_by_side(jobs: Iterable[Callable[[], object]], threads: int = CONNECTIONS) -> None:
+    """The jobs on `threads` threads, at most twice as many submitted ahead (a prefix of 100,000 objects holds no
     100,000 futures); the first failure stops the rest (those under way finish) and is raised."""
     running: set[Future[object]] = set()
-    with ThreadPoolExecutor(CONNECTIONS, thread_name_prefix="fetch") as pool:
+    with ThreadPoolExecutor(threads, thread_name_prefix="fetch") as pool:
         try:
             for job in jobs:
-                if len(running) >= 2 * CONNECTIONS:
+                if len(running) >= 2 * threads:
                     done, running = wait(running, return_when=FIRST_COMPLETED)
                     for future in done:
                         future.result()
@@ -271,27 +274,48 @@ def _chunks(remote: Remote | None, obj: RemoteObject) -> Iterator[bytes]:
 
 def unpack(archive: Path, dest: Path, max_bytes: int) -> None:
     """A .zip or tar (optionally gzip) into `dest`: regular files and folders only, none outside `dest`, at most
-    `max_bytes` unpacked. Any bad entry refuses the whole archive: a tar's entries are each checked before they are
-    written, and the caller publishes `dest` only once all are (a partial folder is removed)."""
-    budget = [max_bytes]
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zf:
-            for info in zf.infolist():
-                _check_entry(info.filename, stat.S_ISLNK(info.external_attr >> 16))
-            for info in zf.infolist():
-                if not info.is_dir():
-                    with zf.open(info) as f:
-                        _write(f, dest / info.filename, budget, max_bytes)
-        return
+    `max_bytes` unpacked. Any bad entry refuses the whole archive: a zip's are all checked first (its directory), a
+    tar's each before it is written, and the caller publishes `dest` only once all are (a partial folder is
+    removed)."""
+    budget = _Budget(max_bytes, "unpacks to more than the limit of")
     try:
+        if zipfile.is_zipfile(archive):
+            _unzip(archive, dest, budget)
+            return
         with tarfile.open(archive, "r|*") as tf:  # one pass over the stream: a .tar.gz is decompressed once
             for m in tf:
                 _check_entry(m.name, m.issym() or m.islnk(), special=not (m.isfile() or m.isdir()))
                 member = tf.extractfile(m) if m.isfile() else None
                 if member is not None:  # checked before written; a bad entry later refuses the whole entry
-                    _write(member, dest / m.name, budget, max_bytes)
-    except tarfile.TarError as exc:
+                    _write(member, dest / m.name, budget)
+    except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError) as exc:  # corrupt data, a bad CRC
         raise SourceError(f"not a readable .zip or tar archive ({exc})", permanent=True) from None
+
+
+def _unzip(archive: Path, dest: Path, budget: _Budget) -> None:
+    """A zip's entries side by side, within the CPU budget (inflating and writing release the GIL), each thread
+    reading through a handle of its own."""
+    from yolo_workloads import system
+
+    with zipfile.ZipFile(archive) as zf:
+        entries = zf.infolist()
+    for info in entries:
+        _check_entry(info.filename, stat.S_ISLNK(info.external_attr >> 16))
+    local, handles = threading.local(), []
+
+    def extract(info: zipfile.ZipInfo) -> None:
+        if not hasattr(local, "zip"):
+            local.zip = zipfile.ZipFile(archive)
+            handles.append(local.zip)
+        with local.zip.open(info) as f:
+            _write(f, dest / info.filename, budget)
+
+    threads = max(1, min(UNZIP_THREADS, int(system.cpu_budget())))
+    try:
+        _side_by_side((functools.partial(extract, i) for i in entries if not i.is_dir()), threads)
+    finally:
+        for handle in handles:
+            handle.close()
 
 
 def _check_entry(name: str, link: bool, special: bool = False) -> None:
@@ -303,13 +327,11 @@ def _check_entry(name: str, link: bool, special: bool = False) -> None:
         raise SourceError(f"archive entry {name!r} is not a file or folder", permanent=True)
 
 
-def _write(f: IO[bytes], dest: Path, budget: list[int], max_bytes: int) -> None:
+def _write(f: IO[bytes], dest: Path, budget: _Budget) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     with dest.open("wb") as out:
         while chunk := f.read(1024 * 1024):
-            budget[0] -= len(chunk)
-            if budget[0] < 0:
-                raise SourceError(f"oversize: unpacks to more than the limit of {max_bytes} bytes", permanent=True)
+            budget.spend(len(chunk))
             out.write(chunk)
 
 
