@@ -20,7 +20,6 @@ import asyncio
 import multiprocessing
 import os
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -65,12 +64,6 @@ def _proxy(port: int, upstream: tuple[str, int], latency: float, rate: float, re
     asyncio.run(serve())
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _fetch_seconds(endpoint: str, uri: str, kind: str, side_by_side: bool, work: Path) -> float:
     """Seconds to fetch `uri` into an empty cache: as before 2026-12-05, or side by side (now)."""
     from yolo_workloads.contract import FetchSource
@@ -106,7 +99,7 @@ def main() -> int:
     parser.add_argument("--rate-mbs", type=float, nargs="+", default=[0.0, 50.0])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    from remote_servers import ACCESS_KEY, SECRET_KEY, start_minio
+    from remote_servers import ACCESS_KEY, SECRET_KEY, free_port, start_minio
 
     os.environ.update(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY)
     work = Path(tempfile.mkdtemp(prefix="fetch-bench-"))
@@ -122,7 +115,7 @@ def main() -> int:
         host, port = minio.endpoint.removeprefix("http://").split(":")
         cases = [("prefix", latency, 0.0) for latency in args.latency_ms] + [("large", 0.0, r) for r in args.rate_mbs]
         for what, latency, rate in cases:
-            ready, proxy_port = multiprocessing.Event(), _free_port()
+            ready, proxy_port = multiprocessing.Event(), free_port()
             proxy = multiprocessing.Process(
                 target=_proxy, args=(proxy_port, (host, int(port)), latency / 1000, rate * 1e6, ready), daemon=True
             )

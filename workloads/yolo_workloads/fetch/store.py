@@ -27,7 +27,7 @@ from typing import IO
 from urllib.parse import urlsplit
 
 from yolo_workloads.contract import FetchSource
-from yolo_workloads.fetch.remote import CONNECTIONS, RangesIgnored, Remote, RemoteObject, SourceError
+from yolo_workloads.fetch.remote import CHUNK, CONNECTIONS, RangesIgnored, Remote, RemoteObject, SourceError
 
 CONTENT = "content"
 UNZIP_THREADS = 8
@@ -255,7 +255,7 @@ def _download_parts(remote: Remote, obj: RemoteObject, dest: Path, budget: _Budg
 def _file_sha256(path: Path) -> str:
     sha = hashlib.sha256()
     with path.open("rb") as f:
-        while chunk := f.read(8 * 1024 * 1024):
+        for chunk in _read(f):
             sha.update(chunk)
     return sha.hexdigest()
 
@@ -265,8 +265,13 @@ def _chunks(remote: Remote | None, obj: RemoteObject) -> Iterator[bytes]:
         yield from remote.stream(obj)
         return
     with open(obj.url, "rb") as f:
-        while chunk := f.read(1024 * 1024):
-            yield chunk
+        yield from _read(f)
+
+
+def _read(f: IO[bytes]) -> Iterator[bytes]:
+    """A file's bytes in CHUNK pieces."""
+    while chunk := f.read(CHUNK):
+        yield chunk
 
 
 # --- unpacking --------------------------------------------------------------------------------------------------
@@ -330,7 +335,7 @@ def _check_entry(name: str, link: bool, special: bool = False) -> None:
 def _write(f: IO[bytes], dest: Path, budget: _Budget) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     with dest.open("wb") as out:
-        while chunk := f.read(1024 * 1024):
+        for chunk in _read(f):
             budget.spend(len(chunk))
             out.write(chunk)
 
