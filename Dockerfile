@@ -137,8 +137,13 @@ ENV PATH=/opt/venv/bin:$PATH \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 USER 10001:10001
 WORKDIR /home/yolo
-# Smoke check: the CLI and its verbs load in the final image (tini is where the entrypoint expects it).
-RUN command -v tini >/dev/null && yolo-workload --help >/dev/null
+# Smoke check: the CLI and its verbs load in the final image (tini is where the entrypoint expects it). Then
+# matplotlib's font list, built here once: with a fresh MPLCONFIGDIR every training pod scanned the image's fonts
+# before its first plot (0.07 s of 0.18 s on the development machine). Writable by any UID, as /tmp is, so an
+# arbitrary runAsUser still finds a cache folder it may use rather than a temporary one of its own.
+RUN command -v tini >/dev/null && yolo-workload --help >/dev/null \
+ && python -c "import matplotlib.font_manager" && test -n "$(ls /tmp/matplotlib/fontlist-*.json)" \
+ && chmod 0777 /tmp/matplotlib
 # `serve` listens on 8080 (HTTP + /metrics); `train` exports metrics on 9090.
 EXPOSE 8080 9090
 # No HEALTHCHECK: one image runs batch verbs (tune, train) that expose no endpoint. Kubernetes probes of the

@@ -2,7 +2,8 @@
 builds a kernel's launcher with the system's C compiler and Python's headers on first use, so the image must carry
 them, or the fused GPU augmentation (and torch.compile) would fail at the first batch. No GPU is needed to build the
 launcher's kind of module: Triton's own build function compiles and the image's Python imports the result. And a
-training's first label scan runs in forked processes inside the image's container (train/label_scan.py)."""
+training's first label scan runs in forked processes inside the image's container (train/label_scan.py). And
+matplotlib's font list ships in the image, usable by any UID, so no pod rebuilds it before its first plot."""
 
 from __future__ import annotations
 
@@ -62,3 +63,22 @@ def test_a_first_label_scan_runs_in_forked_processes_in_the_workload_image(e2e: 
     )
     words = proc.stdout.strip().splitlines()[-1].split() if proc.stdout.strip() else []
     assert words[:3] == ["scanned", "640", "640"] and words[3:] == ["[2]"], proc.stdout[-2000:] + proc.stderr[-3000:]
+
+
+FIRST_PLOT_SETUP = """
+import logging
+logging.basicConfig(level=logging.INFO, format="%(name)s %(message)s")
+import matplotlib, matplotlib.font_manager
+print("cache", matplotlib.get_cachedir())
+"""
+
+
+@pytest.mark.parametrize("user", ["", "12345:0"], ids=["image-user", "arbitrary-uid"])
+def test_the_workload_image_ships_matplotlibs_font_list(e2e: E2E, user: str) -> None:
+    as_user = ["--user", user] if user else []
+    proc = e2e.docker(
+        "run", "--rm", *as_user, "--entrypoint", "python", WORKLOAD_IMAGE, "-c", FIRST_PLOT_SETUP, timeout_s=120
+    )
+    logged = proc.stdout + proc.stderr
+    assert "cache /tmp/matplotlib" in proc.stdout, logged
+    assert "generated new fontManager" not in logged and "temporary cache directory" not in logged, logged
