@@ -8,6 +8,7 @@
 #     (issue 23's JPEG decoding): gpu128nj (nvJPEG, 4 workers), gpu128cv / gpu128cv16 (OpenCV in 4 / 16 workers),
 #     cpu128nc (Ultralytics' loader, 16 workers); DECODE=1 first times the decoders alone; MODEL=yolov8s;
 #     CPUS=0-5 runs the trainer on those CPUs alone (taskset: a node with fewer CPUs per GPU). SKIP_ALONE=1 skips the first.
+#     DATA_VARIANT=crowded: the trainer on the harder set (20 classes, many small, overlapping objects) instead.
 #   PART=accuracy (~8 min): 30 epochs of yolov8n on shapes 2,000/400 through `yolo-workload train` (train_tta.py):
 #     Ultralytics' defaults, then Ultralytics' CPU loader (workers 16) and the GPU path (workers 4) at the same batch
 #     (BATCH, 64), RAM cache, CUDA graphs, seed 0: equal-epoch accuracy and time to the defaults' final mAP.
@@ -42,7 +43,7 @@ case ${PART:-speed} in
     DATA=$($PY -c "
 from pathlib import Path
 from yolo_workloads.datasets.shapes import ensure_shapes
-print(ensure_shapes(Path('/tmp/gaug/shapes'), n=${IMAGES:-4000}, imgsz=640, val=8, seed=0))")
+print(ensure_shapes(Path('/tmp/gaug/${DATA_VARIANT:-shapes}'), n=${IMAGES:-4000}, imgsz=640, val=8, seed=0, variant='${DATA_VARIANT:-shapes}'))")
     echo "data ready (t=$((SECONDS - T0))s)"
     for V in ${VARIANTS:-cpu64 gpu64 gpu128 cpu128}; do
       if [ $((SECONDS - T0)) -gt "${STOP_AFTER:-480}" ]; then echo "SKIPPED $V"; continue; fi
