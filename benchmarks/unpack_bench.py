@@ -27,7 +27,7 @@ def two_passes(archive: Path, dest: Path, max_bytes: int) -> None:
     """The tar branch of `unpack` as it was until 2026-12-05 (its checks and writes are today's own)."""
     from yolo_workloads.fetch import store
 
-    budget = store._Budget(max_bytes, "unpacks to more than the limit of")
+    budget = store._unpack_budget(max_bytes)
     with tarfile.open(archive, "r:*") as tf:
         members = tf.getmembers()
         for m in members:

@@ -282,7 +282,7 @@ def unpack(archive: Path, dest: Path, max_bytes: int) -> None:
     `max_bytes` unpacked. Any bad entry refuses the whole archive: a zip's are all checked first (its directory), a
     tar's each before it is written, and the caller publishes `dest` only once all are (a partial folder is
     removed)."""
-    budget = _Budget(max_bytes, "unpacks to more than the limit of")
+    budget = _unpack_budget(max_bytes)
     try:
         if zipfile.is_zipfile(archive):
             _unzip(archive, dest, budget)
@@ -295,6 +295,11 @@ def unpack(archive: Path, dest: Path, max_bytes: int) -> None:
                     _write(member, dest / m.name, budget)
     except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError) as exc:  # corrupt data, a bad CRC
         raise SourceError(f"not a readable .zip or tar archive ({exc})", permanent=True) from None
+
+
+def _unpack_budget(max_bytes: int) -> _Budget:
+    """The bytes an archive may unpack to, shared by the threads that write its entries."""
+    return _Budget(max_bytes, "unpacks to more than the limit of")
 
 
 def _unzip(archive: Path, dest: Path, budget: _Budget) -> None:
