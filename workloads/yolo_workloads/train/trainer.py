@@ -41,8 +41,9 @@ from ultralytics.models.yolo.segment import SegmentationTrainer  # noqa: E402
 class _Offline:
     """Atomic checkpoint writes off the training thread (train/checkpoints.py), results.csv read without polars,
     each batch's most labels per image counted while the labels are still on the host (train/host_waits.py),
-    images decoded ahead for the RAM cache dropped once set-up is done (train/images_ahead.py), and a data set's
-    first label scan in processes (train/label_scan.py); mixed into each task's trainer."""
+    images decoded ahead for the RAM cache dropped once set-up is done (train/images_ahead.py), a data set's
+    first label scan in processes (train/label_scan.py), and the validation loader's workers started during the
+    first epoch (`start_validation_workers`); mixed into each task's trainer."""
 
     csv: Path
     last: Path
@@ -100,9 +101,11 @@ class _Offline:
         from yolo_workloads.train import images_ahead
 
         try:
-            return super()._setup_train()  # type: ignore[misc]
+            result = super()._setup_train()  # type: ignore[misc]
         finally:  # the RAM caches are filled: images decoded ahead for them and not taken are dropped
             images_ahead.release()
+        self.add_callback("on_train_batch_end", start_validation_workers)  # type: ignore[attr-defined]
+        return result
 
     def train(self) -> Any:
         try:
@@ -117,6 +120,21 @@ class _Offline:
     def _handle_nan_recovery(self, epoch: int) -> Any:
         self._checkpoint_writer().wait()  # it may reload last.pt
         return super()._handle_nan_recovery(epoch)  # type: ignore[misc]
+
+
+def start_validation_workers(trainer: Any) -> None:
+    """Starts the validation loader's workers once the training loader's are running (called after each training
+    batch; only the first call finds them not started).
+
+    Why: Ultralytics forks a loader's workers at its first iteration, so the first validation waits for its
+    workers to start and load their first batches (yolov8s on the H200: the first validation 2.0 s against 0.2 s
+    later, 0.9 s of it outside Ultralytics' per-image clocks; docs/benchmarks.md). Started here, they load them
+    while the first epoch trains, as they load each later validation's during the epoch before it. Not before the
+    first training batch: Ultralytics defers each fork until no other loader's pin-memory thread is starting
+    (ultralytics/data/build.py)."""
+    loader = getattr(trainer, "test_loader", None)
+    if loader is not None and getattr(loader, "iterator", False) is None and loader.num_workers > 0:
+        loader.iterator = loader._get_iterator()
 
 
 def _write_atomically(trainer: Any, save: Any) -> Any:
