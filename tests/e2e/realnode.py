@@ -47,6 +47,8 @@ CNI_BIN = Path("/usr/lib/cni")
 RUN_DIR = Path("/run/yolo-operator/node")
 CACHE = Path(os.environ.get("YOLO_OPERATOR_CACHE") or Path.home() / ".cache" / "yolo-operator")
 PAUSE_SOURCE = Path(__file__).resolve().parent / "pause.c"
+EVICTION_FLOOR = 0.01
+"""The kubelet's disk eviction thresholds here (`_kubelet_config`): below them it deletes images no pod runs."""
 
 
 def cluster_options() -> dict[str, Any]:
@@ -356,9 +358,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             "imageServiceEndpoint": f"unix://{self.socket}",
             "evictionHard": {
                 "memory.available": "100Mi",
-                "nodefs.available": "1%",
-                "imagefs.available": "1%",
-                "nodefs.inodesFree": "1%",
+                "nodefs.available": f"{EVICTION_FLOOR:.0%}",
+                "imagefs.available": f"{EVICTION_FLOOR:.0%}",
+                "nodefs.inodesFree": f"{EVICTION_FLOOR:.0%}",
             },
             "imageGCHighThresholdPercent": 100,
             "imageGCLowThresholdPercent": 99,
@@ -427,6 +429,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             if containerd_name(image) in present.split():
                 # Drop the old version first: its layers no other image shares are collected (gigabytes each).
                 self.ctr("images", "rm", "--sync", containerd_name(image))
+            short = disk_short_for(image_bytes(image, docker_env), shutil.disk_usage(CACHE))
+            if short:
+                raise ClusterError(f"loading {image} into the node: {short}")
             save = subprocess.Popen(["docker", "save", image], env=docker_env, stdout=subprocess.PIPE)
             imported = subprocess.run(
                 ["ctr", "--address", str(self.socket), "-n", "k8s.io", "images", "import", "-"],
@@ -463,6 +468,33 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         for container in self.ctr("containers", "ls", "-q").split():
             with contextlib.suppress(ClusterError):
                 self.ctr("containers", "delete", container)
+
+
+def disk_short_for(image: int, disk: Any) -> str | None:
+    """Why the disk (`shutil.disk_usage`) cannot take an image of `image` bytes, or None: containerd keeps its
+    layers twice (the imported blobs and the unpacked snapshots), and the kubelet must still find more than its
+    eviction floor free afterwards, or it deletes every image no pod runs (the pause image too) to get it back."""
+    need = 2 * image + int(EVICTION_FLOOR * disk.total) + 2**30
+    if disk.free >= need:
+        return None
+    gib = 2**30
+    return (
+        f"{disk.free / gib:.1f} GiB free on the cache's disk ({CACHE}), about {need / gib:.1f} GiB needed "
+        f"(the image's {image / gib:.1f} GiB twice, the kubelet's {EVICTION_FLOOR:.0%} eviction floor, 1 GiB spare); "
+        "free space there or point YOLO_OPERATOR_CACHE at a larger disk"
+    )
+
+
+def image_bytes(image: str, docker_env: dict[str, str]) -> int:
+    """The Docker image's size, as `docker image inspect` reports it (its layers, uncompressed)."""
+    out = subprocess.run(
+        ["docker", "image", "inspect", "-f", "{{.Size}}", image],
+        env=docker_env,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return int(out) if out.isdigit() else 0
 
 
 def containerd_name(image: str) -> str:
