@@ -22,6 +22,19 @@ def raw(rng: np.random.Generator, images: int, nc: int, anchors: int, device: st
     return torch.as_tensor(out, dtype=torch.float32, device=device).contiguous()
 
 
+def crowd(
+    rng: np.random.Generator, images: int, nc: int, anchors: int, spread: float, device: str = "cpu"
+) -> torch.Tensor:
+    """A young model's output: every anchor a low-scored candidate of every class, its boxes about 100 px wide in
+    six clusters an image, `spread` px apart (3: nearly all overlap, few are kept; 12: max_det is reached late)."""
+    centres = rng.integers(100, 540, (images, 1, 6, 2)) + rng.normal(0, spread, (images, anchors // 6 + 1, 6, 2))
+    xy = centres.reshape(images, -1, 2)[:, :anchors]
+    wh = 100 + rng.normal(0, spread, (images, anchors, 2))
+    scores = np.round(rng.random((images, anchors, nc)) * 0.2 + 0.002, 3)
+    out = np.concatenate([xy, wh, scores], 2).transpose(0, 2, 1)
+    return torch.as_tensor(out, dtype=torch.float32, device=device).contiguous()
+
+
 def compare(prediction: torch.Tensor, **kwargs: Any) -> int:
     """Asserts validation_nms.batched gives Ultralytics' rows, per image and in order; returns how many rows were
     kept."""

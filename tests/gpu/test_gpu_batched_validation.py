@@ -45,6 +45,15 @@ def test_groups_wider_than_a_block_on_cuda() -> None:
     assert compare(prediction, max_nms=2500) > 0  # an untrained model's: each image cut to its best max_nms
 
 
+@pytest.mark.parametrize("spread", [3.0, 12.0], ids=["few-kept", "max-det-late"])
+def test_a_young_models_crowd_of_candidates_on_cuda(spread: float) -> None:
+    from validation_nms_cases import compare, crowd
+
+    prediction = crowd(np.random.default_rng(7), 32, 6, 8400, spread, "cuda")  # 50,400 candidates an image
+    assert compare(prediction) > 32 * 6  # each image first cut to its best 30,000, as Ultralytics cuts it
+    assert compare(prediction, iou=0.5) > 32 * 6
+
+
 def test_training_on_cuda_validates_with_it_and_its_results_are_ultralytics(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

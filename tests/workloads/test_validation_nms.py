@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from validation_nms_cases import compare, raw
+from validation_nms_cases import compare, crowd, raw
 
 pytestmark = pytest.mark.workloads
 
@@ -24,25 +24,57 @@ def test_the_batched_nms_gives_ultralytics_rows(nc: int, kwargs: dict[str, float
 
 
 @pytest.mark.parametrize(
-    "prefix, max_det", [(25, 300), (60, 20), (2000, 300)], ids=["all-again", "one-again", "all-first"]
+    "prefix, max_det", [(25, 300), (60, 20), (2000, 300)], ids=["many-stages", "few-stages", "one-stage"]
 )
-def test_the_best_candidates_first_then_short_images_whole(prefix: int, max_det: int) -> None:
+def test_stages_of_each_images_best_undecided_candidates(prefix: int, max_det: int) -> None:
     import torch
     from yolo_workloads.train import validation_nms
 
     prediction = raw(np.random.default_rng(8), 6, 3, 600, "cpu")
     prediction[2, :4] = torch.tensor([320.0, 320.0, 100.0, 100.0])[:, None]  # one box, 600 times: few kept
-    passes: list[bool] = []
+    image, _ = validation_nms._candidates(prediction.transpose(-1, -2), 0.001, 3)
+    stages: list[torch.Tensor] = []
     greedy = validation_nms.nms.greedy_nms
 
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        passes.append(bool(kwargs.get("serial_wide", False)))
-        return greedy(*args, **kwargs)
+    def recorded(boxes: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        stages.append(boxes)
+        return greedy(boxes, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(validation_nms.nms, "greedy_nms", counted)
+        patch.setattr(validation_nms.nms, "greedy_nms", recorded)
         assert compare(prediction, prefix=prefix, max_det=max_det) > 0
-    assert passes == ([False] if prefix == 2000 else [False, True])  # a second pass for the images short of max_det
+    compared, copies = sum(len(stage) for stage in stages), int((image == 2).sum())
+    assert all(len(stage) <= 6 * prefix for stage in stages)  # at most `prefix` candidates an image a stage
+    if prefix >= 600 * 3:
+        assert len(stages) == 1 and compared == len(image)  # every image's candidates in one stage
+    else:  # image 2's first stage keeps its one box (a class) and it removes the other copies, never compared
+        assert copies > prefix and compared <= len(image) - copies + prefix
+    assert (len(stages) > 1) == (prefix == 25)  # only there do images go past their first stage short of max_det
+
+
+@pytest.mark.parametrize("block_pairs", [16 * 1024 * 1024, 5000], ids=["one-chunk", "many-chunks"])
+@pytest.mark.parametrize("spread, kept", [(3.0, (50, 200)), (12.0, (1200, 1200))], ids=["few-kept", "max-det-late"])
+def test_a_young_models_crowd_of_candidates_in_stages_gives_ultralytics_rows(
+    block_pairs: int, spread: float, kept: tuple[int, int]
+) -> None:
+    """4 images of 4,000 anchors in 3 classes, all candidates: stages of 64 an image, the kept boxes' comparisons
+    with the rest in chunks of at most BLOCK_PAIRS; the few kept where the clusters are tight, max_det an image
+    only after several stages where they are looser."""
+    from yolo_workloads.train import validation_nms
+
+    prediction = crowd(np.random.default_rng(11), 4, 3, 4000, spread)
+    stages: list[int] = []
+    greedy = validation_nms.nms.greedy_nms
+
+    def counted(boxes: Any, *args: Any, **kwargs: Any) -> Any:
+        stages.append(len(boxes))
+        return greedy(boxes, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(validation_nms.nms, "BLOCK_PAIRS", block_pairs)
+        patch.setattr(validation_nms.nms, "greedy_nms", counted)
+        assert kept[0] <= compare(prediction, prefix=64) <= kept[1]
+    assert len(stages) >= 3 and sum(stages) < 4 * 4000 * 3 // 8  # most candidates never compared among themselves
 
 
 def test_an_image_one_short_of_max_det_in_its_best_candidates_goes_again() -> None:

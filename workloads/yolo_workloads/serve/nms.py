@@ -94,12 +94,9 @@ def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return inter / (area_a[..., :, None] + area_b[..., None, :] - inter)
 
 
-def greedy_nms(
-    boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, iou: float, serial_wide: bool = False
-) -> torch.Tensor:
+def greedy_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, iou: float) -> torch.Tensor:
     """Indices kept by greedy NMS (torchvision's) of xyxy `boxes`, best score first; boxes of different `groups`
-    never suppress each other. `serial_wide`: groups wider than a block go through torchvision's NMS on a GPU too
-    (one call each, instead of tiles with a host wait per round: for a few very wide groups)."""
+    never suppress each other."""
     n = boxes.shape[0]
     if not n:
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
@@ -112,7 +109,7 @@ def greedy_nms(
         kept[index[valid]] = _fixed_point(over, valid)[valid]
     for start, size in (s for s in all_spans if s[1] > BLOCK_GROUP):
         wide = b[start : start + size]
-        if wide.device.type == "cuda" and not serial_wide:
+        if wide.device.type == "cuda":
             kept[start : start + size] = _tiled(wide, iou)
         else:  # torchvision's serial pass is native code on the CPU: faster than tiles there
             kept[start + torchvision.ops.nms(wide, scores[order[start : start + size]], iou)] = True

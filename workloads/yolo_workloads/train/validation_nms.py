@@ -5,12 +5,14 @@ Why: Ultralytics suppresses one image at a time, each image a dozen small kernel
 GPU; at conf 0.001 (validation's) that was 0.6-1.2 ms an image through a 30-epoch run on the H200, 7-8 s of a
 yolov8n or yolov8s run's ~90-105 s (docs/benchmarks.md). Here the batch's candidates are taken in one pass, in the
 order Ultralytics takes each image's (by anchor, then class), and suppressed together by `serve/nms.greedy_nms`
-(every (image, class) group in padded blocks, the greedy result exactly), first each image's best PREFIX (1,024)
-candidates only: greedy NMS decides a box from the better ones alone, so these decisions are final, and an image
-that keeps max_det (300) of them is done; the others go again whole (a group wider than a block through
-torchvision's NMS on its own). An untrained model's first epochs give up to 30,000 candidates an image, which
-Ultralytics' NMS walks one by one (8.5 ms an image in yolov8s's second epoch). The boxes carry Ultralytics' class
-offsets, so each IoU is computed from the same numbers. Each image's kept rows are then ordered as torchvision
+(every (image, class) group in padded blocks, the greedy result exactly), in stages of each image's best PREFIX
+(1,024) undecided candidates: greedy NMS decides a box from the better ones alone, so a stage's decisions are
+final; the boxes it keeps then remove the later candidates they overlap, and an image that keeps max_det (300) is
+done. An untrained model's first epochs give up to 30,000 candidates an image, mostly copies of a few boxes, which
+Ultralytics' NMS compares all with all (8.5 ms an image in yolov8s's second epoch); until 2026-12-05 the images
+short of max_det after their first 1,024 went again whole here, one torchvision call per (image, class) group
+(3.2 ms an image in that epoch on the H200). The boxes carry Ultralytics' class offsets, so each IoU is computed
+from the same numbers. Each image's kept rows are then ordered as torchvision
 returns them (score, best first; equal scores in candidate order) and cut at max_det.
 
 Where an image has more than max_nms candidates, its own candidates are first cut with Ultralytics' own call
@@ -39,10 +41,10 @@ MAX_NMS = 30000
 MAX_WH = 7680
 """Ultralytics' default: each class's boxes are offset by class x MAX_WH pixels."""
 PREFIX = nms.BLOCK_GROUP
-"""Each image's best candidates suppressed first. Greedy NMS decides each box from the better ones alone, and only
+"""Each image's candidates suppressed in one stage. Greedy NMS decides each box from the better ones alone, and only
 an image's first max_det kept boxes are returned; where its best PREFIX candidates already hold max_det kept boxes,
 the rest (up to 30,000 an image from a young model) need not be compared at all. As wide as a block, so that no
-group of this first pass is wider than one."""
+group of a stage is wider than one."""
 
 
 def non_max_suppression(
@@ -99,20 +101,58 @@ def _kept(
     max_det: int,
     prefix: int,
 ) -> torch.Tensor:
-    """The candidates greedy NMS keeps, as far as the output can reach: first each image's best `prefix`
-    candidates (greedy's first decisions, exactly); an image that keeps fewer than max_det of them and has more
-    candidates is suppressed again whole."""
+    """The candidates greedy NMS keeps, as far as the output can reach, in stages: each image's next `prefix`
+    undecided candidates, best first, suppressed among themselves (greedy's decisions for them, exactly: every
+    better candidate is decided, and the kept ones have already removed what they overlap); the boxes they keep
+    then remove the image's later candidates they overlap. An image is done once it keeps max_det or has no
+    candidates left, so a young model's 30,000 candidates an image are compared with the few boxes kept, never all
+    with all."""
     order = torch.argsort(scores, descending=True, stable=True)
-    order = order[torch.argsort(image[order], stable=True)]  # greedy order: best first, equal in candidate order
-    head = order[nms.rank_within(image[order], images) < prefix]
-    kept = head[nms.greedy_nms(boxes[head], scores[head], groups[head], iou)]
-    more = torch.bincount(image, minlength=images) > prefix
-    short = (torch.bincount(image[kept], minlength=images) < max_det) & more
-    if not bool(short.any()):
-        return kept
-    again = short[image].nonzero().squeeze(1)  # those images' candidates, in candidate order
-    rest = again[nms.greedy_nms(boxes[again], scores[again], groups[again], iou, serial_wide=True)]
-    return torch.cat((kept[~short[image[kept]]], rest))
+    left = order[torch.argsort(image[order], stable=True)]  # greedy order: by image, best first, ties in order
+    kept: list[torch.Tensor] = []
+    count = torch.zeros(images, dtype=torch.long, device=image.device)
+    while len(left):
+        first = nms.rank_within(image[left], images) < prefix
+        stage, left = left[first], left[~first]
+        new = stage[nms.greedy_nms(boxes[stage], scores[stage], groups[stage], iou)]
+        kept.append(new)
+        count += torch.bincount(image[new], minlength=images)
+        left = left[count[image[left]] < max_det]  # images with max_det kept are done
+        if len(left) and len(new):
+            left = left[~_overlapped(left, new, boxes, groups, iou)]
+    return torch.cat(kept) if kept else order[:0]
+
+
+def _overlapped(
+    left: torch.Tensor, new: torch.Tensor, boxes: torch.Tensor, groups: torch.Tensor, iou: float
+) -> torch.Tensor:
+    """For each candidate of `left`, whether a kept box of `new` in its group overlaps it above `iou`: the pairs
+    of each group only, BLOCK_PAIRS at a time."""
+    ids = int(groups.max()) + 1
+    new = new[torch.argsort(groups[new], stable=True)]
+    sizes = torch.bincount(groups[new], minlength=ids)
+    starts = sizes.cumsum(0) - sizes
+    pairs = sizes[groups[left]]  # each candidate's comparisons: its group's kept boxes
+    out = torch.zeros(len(left), dtype=torch.bool, device=left.device)
+    ends = pairs.cumsum(0)
+    marks = torch.arange(1, int(ends[-1]) // nms.BLOCK_PAIRS + 1, device=ends.device) * nms.BLOCK_PAIRS
+    bounds: list[int] = torch.searchsorted(ends, marks).tolist()  # where each chunk's pairs pass BLOCK_PAIRS
+    lo = 0
+    for hi in [*bounds, len(left)]:
+        if hi <= lo:
+            continue
+        n = pairs[lo:hi]
+        who = torch.repeat_interleave(torch.arange(lo, hi, device=left.device), n)  # a candidate per pair
+        nth = torch.arange(len(who), device=left.device) - torch.repeat_interleave(n.cumsum(0) - n, n)
+        other = new[starts[groups[left[who]]] + nth]  # ... and the nth kept box of its group
+        out[who[_pair_iou(boxes[left[who]], boxes[other]) > iou]] = True
+        lo = hi
+    return out
+
+
+def _pair_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU of each row of `a` with the same row of `b` (xyxy), as `nms.box_iou` computes each pair."""
+    return nms.box_iou(a[:, None], b[:, None])[:, 0, 0]
 
 
 def _tensor(prediction: Any) -> torch.Tensor:
