@@ -414,13 +414,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         present = self.ctr("images", "ls", "-q")
         took: dict[str, float] = {}
         for image in images:
-            image_id = subprocess.run(
-                ["docker", "image", "inspect", "-f", "{{.Id}}", image],
-                env=docker_env,
-                capture_output=True,
-                text=True,
-                check=False,
-            ).stdout.strip()
+            image_id = docker_inspect(image, "{{.Id}}", docker_env)
             if not image_id:
                 raise ClusterError(f"image {image} is not in the Docker engine: run `make images` first")
             if loaded.get(image) == image_id and containerd_name(image) in present.split():
@@ -429,7 +423,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             if containerd_name(image) in present.split():
                 # Drop the old version first: its layers no other image shares are collected (gigabytes each).
                 self.ctr("images", "rm", "--sync", containerd_name(image))
-            short = disk_short_for(image_bytes(image, docker_env), shutil.disk_usage(CACHE))
+            size = docker_inspect(image, "{{.Size}}", docker_env)  # its layers, uncompressed
+            short = disk_short_for(int(size) if size.isdigit() else 0, shutil.disk_usage(CACHE))
             if short:
                 raise ClusterError(f"loading {image} into the node: {short}")
             save = subprocess.Popen(["docker", "save", image], env=docker_env, stdout=subprocess.PIPE)
@@ -485,16 +480,15 @@ def disk_short_for(image: int, disk: Any) -> str | None:
     )
 
 
-def image_bytes(image: str, docker_env: dict[str, str]) -> int:
-    """The Docker image's size, as `docker image inspect` reports it (its layers, uncompressed)."""
-    out = subprocess.run(
-        ["docker", "image", "inspect", "-f", "{{.Size}}", image],
+def docker_inspect(image: str, field: str, docker_env: dict[str, str]) -> str:
+    """`docker image inspect -f FIELD` of the image; empty where the engine does not have it."""
+    return subprocess.run(
+        ["docker", "image", "inspect", "-f", field, image],
         env=docker_env,
         capture_output=True,
         text=True,
         check=False,
     ).stdout.strip()
-    return int(out) if out.isdigit() else 0
 
 
 def containerd_name(image: str) -> str:
