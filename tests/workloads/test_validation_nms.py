@@ -24,9 +24,16 @@ def test_the_batched_nms_gives_ultralytics_rows(nc: int, kwargs: dict[str, float
 
 
 @pytest.mark.parametrize(
-    "prefix, max_det", [(25, 300), (60, 20), (2000, 300)], ids=["many-stages", "few-stages", "one-stage"]
+    "prefix, max_det, block, expected",
+    [(25, 300, 1024, 2), (25, 300, 40, None), (60, 20, 1024, 1), (2000, 300, 1024, 1)],
+    ids=["rest-whole", "rest-in-stages", "first-stage-enough", "one-stage"],
 )
-def test_stages_of_each_images_best_undecided_candidates(prefix: int, max_det: int) -> None:
+def test_stages_of_each_images_best_undecided_candidates(
+    prefix: int, max_det: int, block: int, expected: int | None
+) -> None:
+    """Stages: the first of each image's best `prefix`; then images whose undecided candidates fit in blocks go
+    whole (one stage more), the others on `prefix` at a time (None: more than two stages); where the first stage
+    gives every image max_det, or removes the rest, there is no other."""
     import torch
     from yolo_workloads.train import validation_nms
 
@@ -42,14 +49,18 @@ def test_stages_of_each_images_best_undecided_candidates(prefix: int, max_det: i
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(validation_nms.nms, "greedy_nms", recorded)
+        patch.setattr(validation_nms.nms, "BLOCK_GROUP", block)
         assert compare(prediction, prefix=prefix, max_det=max_det) > 0
     compared, copies = sum(len(stage) for stage in stages), int((image == 2).sum())
-    assert all(len(stage) <= 6 * prefix for stage in stages)  # at most `prefix` candidates an image a stage
+    assert len(stages[0]) <= 6 * prefix  # the first stage: at most `prefix` candidates an image
     if prefix >= 600 * 3:
         assert len(stages) == 1 and compared == len(image)  # every image's candidates in one stage
     else:  # image 2's first stage keeps its one box (a class) and it removes the other copies, never compared
         assert copies > prefix and compared <= len(image) - copies + prefix
-    assert (len(stages) > 1) == (prefix == 25)  # only there do images go past their first stage short of max_det
+    if expected is None:
+        assert len(stages) > 2 and all(len(stage) <= 6 * 3 * max(prefix, block) for stage in stages)
+    else:
+        assert len(stages) == expected
 
 
 @pytest.mark.parametrize("block_pairs", [16 * 1024 * 1024, 5000], ids=["one-chunk", "many-chunks"])
@@ -74,7 +85,9 @@ def test_a_young_models_crowd_of_candidates_in_stages_gives_ultralytics_rows(
         patch.setattr(validation_nms.nms, "BLOCK_PAIRS", block_pairs)
         patch.setattr(validation_nms.nms, "greedy_nms", counted)
         assert kept[0] <= compare(prediction, prefix=64) <= kept[1]
-    assert len(stages) >= 3 and sum(stages) < 4 * 4000 * 3 // 8  # most candidates never compared among themselves
+    # a first stage of 64 an image, then more until each image's rest fits in blocks; most candidates are never
+    # compared among themselves
+    assert len(stages) >= 2 and stages[0] <= 4 * 64 and sum(stages) < 4 * 4000 * 3 // 4
 
 
 def test_an_image_one_short_of_max_det_in_its_best_candidates_goes_again() -> None:

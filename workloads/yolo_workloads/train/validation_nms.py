@@ -106,13 +106,19 @@ def _kept(
     better candidate is decided, and the kept ones have already removed what they overlap); the boxes they keep
     then remove the image's later candidates they overlap. An image is done once it keeps max_det or has no
     candidates left, so a young model's 30,000 candidates an image are compared with the few boxes kept, never all
-    with all."""
+    with all. After the first stage, an image whose undecided candidates all fit in blocks goes whole: an untrained
+    model's few thousand an image, spread wide, would otherwise take a stage (and its host waits) per `prefix`
+    (3.7 ms an image in the first validation of yolov8s on the H200, against 0.18 ms going whole)."""
     order = torch.argsort(scores, descending=True, stable=True)
     left = order[torch.argsort(image[order], stable=True)]  # greedy order: by image, best first, ties in order
     kept: list[torch.Tensor] = []
     count = torch.zeros(images, dtype=torch.long, device=image.device)
+    first_stage = True
     while len(left):
         first = nms.rank_within(image[left], images) < prefix
+        if not first_stage:  # an image whose undecided candidates all fit in blocks goes whole: one stage more
+            first |= _fits_in_blocks(image, groups, left, images)[image[left]]
+        first_stage = False
         stage, left = left[first], left[~first]
         new = stage[nms.greedy_nms(boxes[stage], scores[stage], groups[stage], iou)]
         kept.append(new)
@@ -121,6 +127,15 @@ def _kept(
         if len(left) and len(new):
             left = left[~_overlapped(left, new, boxes, groups, iou)]
     return torch.cat(kept) if kept else order[:0]
+
+
+def _fits_in_blocks(image: torch.Tensor, groups: torch.Tensor, left: torch.Tensor, images: int) -> torch.Tensor:
+    """Per image: whether each of its (image, class) groups among the candidates `left` fits in one block."""
+    ids = int(groups.max()) + 1
+    widths = torch.bincount(groups[left], minlength=ids)
+    owner = torch.zeros(ids, dtype=image.dtype, device=image.device).index_put_((groups[left],), image[left])
+    widest = torch.zeros(images, dtype=widths.dtype, device=widths.device).scatter_reduce_(0, owner, widths, "amax")
+    return widest <= nms.BLOCK_GROUP
 
 
 def _overlapped(
