@@ -115,6 +115,29 @@ def test_an_epochs_last_batch_and_its_end_are_left_out_of_the_window(
     assert meter.result.measured_seconds == pytest.approx(8.0)
 
 
+def test_warm_up_time_counts_from_the_first_batchs_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first batch that waits on one-time work (a kernel compile) does not use up warm-up: the window starts
+    after warm-up's seconds of training, not at the first batch that ends after them."""
+    from types import SimpleNamespace
+
+    from yolo_workloads.tune import measure
+
+    clock = [0.0]
+    monkeypatch.setattr(measure, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    window = measure.Window(warmup_min_batches=1, warmup_max_seconds=3.0, measure_min_batches=4, measure_rounds=1,
+                            measure_min_seconds=0.0, measure_max_seconds=1000.0)  # fmt: skip
+    meter = measure._Meter(window, batch=4, workers=1, report=lambda value, step: None, fault=None)
+    trainer = SimpleNamespace(batch_size=4, device=SimpleNamespace(type="cpu"), train_loader=[None] * 50)
+    meter.on_train_epoch_start(trainer)
+    with pytest.raises(measure._Stop):
+        for index in range(50):
+            meter.on_train_batch_start(trainer)
+            clock[0] += 5.0 if index == 0 else 1.0
+            meter.on_train_batch_end(trainer)
+    assert meter.result.warmup_batches == 4  # the slow first one, then three seconds of training
+    assert meter.result.measured_batches == 4 and meter.result.ips == pytest.approx(4.0)
+
+
 def test_a_space_of_one_setting_is_chosen_without_a_trial(
     shapes_data: Path, tmp_path: Path, netblock, workload
 ) -> None:
