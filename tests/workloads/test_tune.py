@@ -92,16 +92,9 @@ def test_an_epochs_last_batch_and_its_end_are_left_out_of_the_window(
 ) -> None:
     """A small data set's epoch ends inside the window: its last (short, eager) batch and the epoch's end are no
     steady training, so the figure is the full batches' rate however slow those were."""
-    from types import SimpleNamespace
-
     from yolo_workloads.tune import measure
 
-    clock = [0.0]
-    monkeypatch.setattr(measure, "time", SimpleNamespace(monotonic=lambda: clock[0]))
-    window = measure.Window(warmup_min_batches=1, warmup_max_seconds=0.0, measure_min_batches=8, measure_rounds=1,
-                            measure_min_seconds=0.0, measure_max_seconds=1000.0)  # fmt: skip
-    meter = measure._Meter(window, batch=4, workers=1, report=lambda value, step: None, fault=None)
-    trainer = SimpleNamespace(batch_size=4, device=SimpleNamespace(type="cpu"), train_loader=[None] * 5)
+    clock, meter, trainer = _clocked_meter(monkeypatch, warmup_seconds=0.0, measure_batches=8, epoch_batches=5)
     with pytest.raises(measure._Stop):
         for _ in range(10):
             meter.on_train_epoch_start(trainer)
@@ -118,16 +111,9 @@ def test_an_epochs_last_batch_and_its_end_are_left_out_of_the_window(
 def test_warm_up_time_counts_from_the_first_batchs_end(monkeypatch: pytest.MonkeyPatch) -> None:
     """A first batch that waits on one-time work (a kernel compile) does not use up warm-up: the window starts
     after warm-up's seconds of training, not at the first batch that ends after them."""
-    from types import SimpleNamespace
-
     from yolo_workloads.tune import measure
 
-    clock = [0.0]
-    monkeypatch.setattr(measure, "time", SimpleNamespace(monotonic=lambda: clock[0]))
-    window = measure.Window(warmup_min_batches=1, warmup_max_seconds=3.0, measure_min_batches=4, measure_rounds=1,
-                            measure_min_seconds=0.0, measure_max_seconds=1000.0)  # fmt: skip
-    meter = measure._Meter(window, batch=4, workers=1, report=lambda value, step: None, fault=None)
-    trainer = SimpleNamespace(batch_size=4, device=SimpleNamespace(type="cpu"), train_loader=[None] * 50)
+    clock, meter, trainer = _clocked_meter(monkeypatch, warmup_seconds=3.0, measure_batches=4, epoch_batches=50)
     meter.on_train_epoch_start(trainer)
     with pytest.raises(measure._Stop):
         for index in range(50):
@@ -136,6 +122,25 @@ def test_warm_up_time_counts_from_the_first_batchs_end(monkeypatch: pytest.Monke
             meter.on_train_batch_end(trainer)
     assert meter.result.warmup_batches == 4  # the slow first one, then three seconds of training
     assert meter.result.measured_batches == 4 and meter.result.ips == pytest.approx(4.0)
+
+
+def _clocked_meter(
+    monkeypatch: pytest.MonkeyPatch, warmup_seconds: float, measure_batches: int, epoch_batches: int
+) -> tuple[list[float], Any, Any]:
+    """A trial's meter (one worker, batch 4, warm-up of at least one batch) on a clock the test moves, and a trainer
+    of `epoch_batches` batches an epoch for its callbacks."""
+    from types import SimpleNamespace
+
+    from yolo_workloads.tune import measure
+
+    clock = [0.0]
+    monkeypatch.setattr(measure, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    window = measure.Window(warmup_min_batches=1, warmup_max_seconds=warmup_seconds, measure_rounds=1,
+                            measure_min_batches=measure_batches, measure_min_seconds=0.0,
+                            measure_max_seconds=1000.0)  # fmt: skip
+    meter = measure._Meter(window, batch=4, workers=1, report=lambda value, step: None, fault=None)
+    trainer = SimpleNamespace(batch_size=4, device=SimpleNamespace(type="cpu"), train_loader=[None] * epoch_batches)
+    return clock, meter, trainer
 
 
 def test_a_space_of_one_setting_is_chosen_without_a_trial(
