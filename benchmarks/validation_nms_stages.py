@@ -53,9 +53,9 @@ def counting(pairs: list[int]) -> None:
         module.greedy_nms = counted
     overlapped = validation_nms._overlapped
 
-    def removal(left: Any, new: Any, boxes: Any, groups: Any, iou: float) -> Any:
-        pairs[0] += int(torch.bincount(groups[new], minlength=int(groups.max()) + 1)[groups[left]].sum())
-        return overlapped(left, new, boxes, groups, iou)
+    def removal(left: Any, new: Any, boxes: Any, groups: Any, iou: float, ids: int) -> Any:
+        pairs[0] += int(torch.bincount(groups[new], minlength=ids)[groups[left]].sum())
+        return overlapped(left, new, boxes, groups, iou, ids)
 
     validation_nms._overlapped = removal
 

@@ -113,25 +113,26 @@ def _kept(
     left = order[torch.argsort(image[order], stable=True)]  # greedy order: by image, best first, ties in order
     kept: list[torch.Tensor] = []
     count = torch.zeros(images, dtype=torch.long, device=image.device)
-    first_stage = True
+    ids = int(groups.max()) + 1 if len(groups) else 0  # group ids, once: each stage's bincounts are this wide
     while len(left):
         first = nms.rank_within(image[left], images) < prefix
-        if not first_stage:  # an image whose undecided candidates all fit in blocks goes whole: one stage more
-            first |= _fits_in_blocks(image, groups, left, images)[image[left]]
-        first_stage = False
+        if kept:  # after the first stage, an image whose undecided candidates all fit in blocks goes whole
+            first |= _fits_in_blocks(image, groups, left, images, ids)[image[left]]
         stage, left = left[first], left[~first]
         new = stage[nms.greedy_nms(boxes[stage], scores[stage], groups[stage], iou)]
         kept.append(new)
         count += torch.bincount(image[new], minlength=images)
         left = left[count[image[left]] < max_det]  # images with max_det kept are done
         if len(left) and len(new):
-            left = left[~_overlapped(left, new, boxes, groups, iou)]
+            left = left[~_overlapped(left, new, boxes, groups, iou, ids)]
     return torch.cat(kept) if kept else order[:0]
 
 
-def _fits_in_blocks(image: torch.Tensor, groups: torch.Tensor, left: torch.Tensor, images: int) -> torch.Tensor:
-    """Per image: whether each of its (image, class) groups among the candidates `left` fits in one block."""
-    ids = int(groups.max()) + 1
+def _fits_in_blocks(
+    image: torch.Tensor, groups: torch.Tensor, left: torch.Tensor, images: int, ids: int
+) -> torch.Tensor:
+    """Per image: whether each of its (image, class) groups (ids below `ids`) among the candidates `left` fits in
+    one block."""
     widths = torch.bincount(groups[left], minlength=ids)
     owner = torch.zeros(ids, dtype=image.dtype, device=image.device).index_put_((groups[left],), image[left])
     widest = torch.zeros(images, dtype=widths.dtype, device=widths.device).scatter_reduce_(0, owner, widths, "amax")
@@ -139,11 +140,10 @@ def _fits_in_blocks(image: torch.Tensor, groups: torch.Tensor, left: torch.Tenso
 
 
 def _overlapped(
-    left: torch.Tensor, new: torch.Tensor, boxes: torch.Tensor, groups: torch.Tensor, iou: float
+    left: torch.Tensor, new: torch.Tensor, boxes: torch.Tensor, groups: torch.Tensor, iou: float, ids: int
 ) -> torch.Tensor:
-    """For each candidate of `left`, whether a kept box of `new` in its group overlaps it above `iou`: the pairs
-    of each group only, BLOCK_PAIRS at a time."""
-    ids = int(groups.max()) + 1
+    """For each candidate of `left`, whether a kept box of `new` in its group (ids below `ids`) overlaps it above
+    `iou`: the pairs of each group only, BLOCK_PAIRS at a time."""
     new = new[torch.argsort(groups[new], stable=True)]
     sizes = torch.bincount(groups[new], minlength=ids)
     starts = sizes.cumsum(0) - sizes
