@@ -107,3 +107,25 @@ def test_a_machine_without_a_c_compiler_uses_the_reference(monkeypatch: pytest.M
         assert not gpu_augment_fused.available(torch.device("cuda"))
     finally:
         gpu_augment_fused.missing.cache_clear()
+
+
+def test_the_hsv_variant_is_compiled_unless_every_gain_is_zero() -> None:
+    """Ultralytics' HSV gains are all on by default: a job that names none, or turns only some off, recolours."""
+    from yolo_workloads.train.gpu_augment import recolours
+
+    assert recolours({})
+    assert recolours({"hsv_h": 0.0, "hsv_s": 0})  # hsv_v left at its default
+    assert not recolours({"hsv_h": 0.0, "hsv_s": 0, "hsv_v": "0"})
+    assert recolours({"hsv_h": 0, "hsv_s": 0, "hsv_v": "strong"})  # not a number: Ultralytics' own check refuses it
+
+
+def test_the_kernel_is_compiled_ahead_for_jobs_that_may_augment_on_the_gpu() -> None:
+    from yolo_workloads.contract import TrainConfig
+    from yolo_workloads.train import cli
+
+    base = {"model": {"architecture": "yolov8n.yaml"}, "data": {"yaml": "/d.yaml"}, "output_dir": "/o"}
+    offered = {"search": {"augmentation": ["cpu", "gpu"]}}
+    assert cli._may_augment_on_gpu(TrainConfig.model_validate({**base, "augmentation": "gpu"}))
+    assert cli._may_augment_on_gpu(TrainConfig.model_validate({**base, "tuning": offered}))
+    assert not cli._may_augment_on_gpu(TrainConfig.model_validate(base))
+    assert not cli._may_augment_on_gpu(TrainConfig.model_validate({**base, "tuning": {}}))  # the config's own: cpu

@@ -69,6 +69,19 @@ class Hyper:
         return cls(imgsz=int(args.imgsz), **{n: float(getattr(args, n)) for n in names})
 
 
+def recolours(args: Mapping[str, Any]) -> bool:
+    """Whether Ultralytics' train arguments leave an HSV gain on (the fused kernel's `HSV` variant). One left out
+    has Ultralytics' default (Hyper's, all on); one that is not a number counts as on (Ultralytics refuses it)."""
+    return any(_not_zero(args.get(name, getattr(Hyper, name))) for name in ("hsv_h", "hsv_s", "hsv_v"))
+
+
+def _not_zero(value: Any) -> bool:
+    try:
+        return float(value) != 0.0
+    except (TypeError, ValueError):
+        return True
+
+
 def unsupported(args: Mapping[str, Any]) -> list[str]:
     """What in Ultralytics' train arguments the GPU path cannot do, one phrase each (empty: it does all of it)."""
     found = gpu_augmentation_lacks(args)
@@ -397,7 +410,7 @@ class GpuAugment:
             images, pixel_pads = batch["img"].to(device, non_blocking=True), pads  # pinned by the loader on CUDA
         gpu_decode.forget(batch)
         params = on_device(d, t, pixel_pads, sizes, device)
-        batch["img"] = pixels(images, params, s, hsv=bool(self.hyp.hsv_h or self.hyp.hsv_s or self.hyp.hsv_v))
+        batch["img"] = pixels(images, params, s, hsv=recolours(vars(self.hyp)))
         batch.update(_as_tensors(moved, s, device))
         batch[MAX_BOXES] = count_boxes(moved.batch_idx)  # the loss pads to it without reading it back (host_waits)
         batch["resized_shape"] = [(s, s)] * len(sizes)

@@ -24,6 +24,7 @@ import shutil
 import sys
 import sysconfig
 import threading
+import time
 from pathlib import Path
 
 import torch
@@ -73,6 +74,7 @@ def compile_ahead(device: torch.device, imgsz: int, hsv: bool) -> None:
         return
 
     def run() -> None:
+        start = time.perf_counter()
         try:
             with torch.cuda.device(device):
                 images = torch.zeros((1, 3, imgsz, imgsz), dtype=torch.uint8, device=device)
@@ -81,6 +83,8 @@ def compile_ahead(device: torch.device, imgsz: int, hsv: bool) -> None:
                     p = OnDevice(table, table, table, table, table, table, table, table, table, tiles)
                     warp_recolour(images, p, imgsz, hsv, wait=False)
                 torch.cuda.synchronize(device)
+            took = time.perf_counter() - start
+            print(f"train: augmentation kernel compiled ahead in {took:.1f} s", file=sys.stderr, flush=True)
         except Exception as e:  # the first batch compiles instead, as it would have
             print(f"train: compiling the augmentation kernel ahead failed ({e})", file=sys.stderr, flush=True)
 
@@ -103,7 +107,10 @@ def warp_recolour(images: torch.Tensor, p: OnDevice, imgsz: int, hsv: bool, wait
     kernel: (B, 3, imgsz, imgsz) float32, 0-255. `images` are the letterboxed inputs (B, 3, S, S), any dtype."""
     ahead = _AHEAD.get(str(images.device)) if wait else None
     if ahead is not None and ahead.is_alive():
+        start = time.perf_counter()
         ahead.join()  # its compile is this call's
+        waited = time.perf_counter() - start
+        print(f"train: the first batch waited {waited:.1f} s for the kernel's compile", file=sys.stderr, flush=True)
     b, big = images.shape[0], images.shape[-1]
     images = images.contiguous()
     table = p.table.contiguous()

@@ -180,9 +180,9 @@ class _GpuAugmented:
 
     def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None) -> Any:
         if mode == "train" and torch.device(self.device).type == "cuda":  # while the data set loads and caches
-            from yolo_workloads.train import gpu_augment_fused
+            from yolo_workloads.train import gpu_augment, gpu_augment_fused
 
-            hsv = bool(self.args.hsv_h or self.args.hsv_s or self.args.hsv_v)
+            hsv = gpu_augment.recolours(vars(self.args))
             gpu_augment_fused.compile_ahead(torch.device(self.device), int(self.args.imgsz), hsv)
         dataset = super().build_dataset(img_path, mode, batch)  # type: ignore[misc]
         if mode == "train":
