@@ -57,10 +57,10 @@ def _pixel_work(augment: Any, loaded: dict[str, Any], device: Any, rounds: int) 
     Triton, the fused kernel that training uses there."""
     import torch
     from yolo_workloads.train import gpu_augment as ga
-    from yolo_workloads.train import gpu_augment_fused
+    from yolo_workloads.train import gpu_augment_fused, gpu_decode
 
     s = augment.hyp.imgsz
-    sizes, pads = ga._placement(loaded)
+    sizes, pads = gpu_decode.placement(loaded)
     d = ga.draw(augment.hyp, sizes, augment.rng)
     params = ga.on_device(d, ga.tiles(d, sizes, s), pads, sizes, device)
     images = loaded["img"].to(device)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import subprocess
@@ -117,16 +118,16 @@ def gpu(args: argparse.Namespace) -> dict[str, Any]:
     scaler = torch.amp.GradScaler("cuda", enabled=cuda)
     g = torch.Generator().manual_seed(0)
     results = []
-    for batch in args.batches:
-        k = 8 * batch  # eight boxes an image, like the shapes set
+    for batch, per_image in itertools.product(args.batches, args.boxes):
+        k = per_image * batch  # boxes an image: 8 like the shapes set, ~50 like the crowded set after mosaic
         data = {
             "img": torch.randint(0, 255, (batch, 3, args.imgsz, args.imgsz), dtype=torch.uint8, generator=g),
-            "batch_idx": torch.arange(batch).repeat_interleave(8).float(),
+            "batch_idx": torch.arange(batch).repeat_interleave(per_image).float(),
             "cls": torch.randint(0, 6, (k, 1), generator=g).float(),
             "bboxes": torch.rand(k, 4, generator=g) * 0.4 + 0.3,
         }
         data = {key: v.to(dev) for key, v in data.items()}
-        for mode in ("deterministic", "nondeterministic", "nondeterministic+cudnn.benchmark"):
+        for mode in args.modes:
             if mode == "deterministic":
                 init_seeds(0, deterministic=True)
             else:
@@ -155,9 +156,12 @@ def gpu(args: argparse.Namespace) -> dict[str, Any]:
                 step()
             sync()
             s = (time.perf_counter() - t0) / args.steps
-            results.append({"batch": batch, "mode": mode, "step_ms": round(s * 1e3, 1), "ips": round(batch / s),
+            results.append({"batch": batch, "boxes_per_image": per_image, "mode": mode, "step_ms": round(s * 1e3, 1), "ips": round(batch / s),
                             "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None})  # fmt: skip
     return {"model": args.model, "steps": results}
+
+
+GPU_MODES = ("deterministic", "nondeterministic", "nondeterministic+cudnn.benchmark")
 
 
 class _Done(Exception):
@@ -261,6 +265,8 @@ def main() -> None:
     p.add_argument("--model", default="yolov8n")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--batches", type=int, nargs="+", default=[64, 128])
+    p.add_argument("--boxes", type=int, nargs="+", default=[8], help="gpu: boxes an image (the loss's assigner)")
+    p.add_argument("--modes", nargs="+", default=list(GPU_MODES), choices=GPU_MODES, help="gpu: cuDNN modes")
     p.add_argument("--workers", type=int, default=16)
     p.add_argument("--cache", default="none")
     p.add_argument("--epochs", type=int, default=3)
