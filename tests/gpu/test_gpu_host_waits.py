@@ -23,6 +23,20 @@ def test_a_gpu_training_without_waits_writes_ultralytics_epoch_losses(tmp_path: 
             assert float(b[key]) == pytest.approx(float(a[key]), rel=2e-3), key
 
 
+def test_a_crowded_gpu_training_with_grouped_assignment_writes_ultralytics_epoch_losses(tmp_path: Path) -> None:
+    """On CUDA the step's assigner runs on groups of the crowded set's images (train/grouped_assigner.py, its
+    indices copied from pinned memory): the epoch losses are those of Ultralytics' own step."""
+    from train_pair import train_twice
+    from yolo_workloads.datasets.shapes import ensure_shapes
+
+    data = ensure_shapes(tmp_path / "crowded", n=48, imgsz=256, val=8, seed=0, variant="crowded")
+    own, late, trainer = train_twice(data, tmp_path, "0", 256)
+    assert trainer.model.loss.assigner.grouped_calls > 0
+    for a, b in zip(own, late, strict=True):
+        for key in ("train/box_loss", "train/cls_loss", "train/dfl_loss"):
+            assert float(b[key]) == pytest.approx(float(a[key]), rel=2e-3), key
+
+
 def test_loss_items_are_read_from_pinned_memory_after_their_event() -> None:
     import torch
     from yolo_workloads.train.host_waits import LateLossItems

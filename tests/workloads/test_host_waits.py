@@ -74,3 +74,17 @@ def test_a_training_without_waits_writes_ultralytics_epoch_losses(
     for a, b in zip(own, late, strict=True):
         for key in ("train/box_loss", "train/cls_loss", "train/dfl_loss"):
             assert float(b[key]) == pytest.approx(float(a[key]), abs=2e-5), key
+
+
+def test_a_crowded_training_with_grouped_assignment_writes_ultralytics_epoch_losses(tmp_path: Path) -> None:
+    """The crowded set's mosaics hold far more labels in some images than in others: the step's assigner runs on
+    groups of images (train/grouped_assigner.py), and the epoch losses are still those of Ultralytics' own step."""
+    from train_pair import train_twice
+    from yolo_workloads.datasets.shapes import ensure_shapes
+
+    data = ensure_shapes(tmp_path / "crowded", n=16, imgsz=128, val=4, seed=0, variant="crowded")
+    own, late, trainer = train_twice(data, tmp_path, "cpu", 128)
+    assert trainer.model.loss.assigner.grouped_calls > 0  # some batches were grouped: the comparison tests them
+    for a, b in zip(own, late, strict=True):
+        for key in ("train/box_loss", "train/cls_loss", "train/dfl_loss"):
+            assert float(b[key]) == pytest.approx(float(a[key]), abs=2e-5), key

@@ -39,7 +39,7 @@ from torch.nn import functional
 from yolo_workloads.contract import gpu_augmentation_lacks
 from yolo_workloads.train import decode_ahead, gpu_decode
 from yolo_workloads.train.device_images import DeviceImages
-from yolo_workloads.train.host_waits import MAX_BOXES, count_boxes
+from yolo_workloads.train.host_waits import BOXES_PER_IMAGE, MAX_BOXES, boxes_per_image, count_boxes
 
 FILL = 114.0
 """Ultralytics' border and letterbox grey."""
@@ -413,6 +413,7 @@ class GpuAugment:
         batch["img"] = pixels(images, params, s, hsv=recolours(vars(self.hyp)))
         batch.update(_as_tensors(moved, s, device))
         batch[MAX_BOXES] = count_boxes(moved.batch_idx)  # the loss pads to it without reading it back (host_waits)
+        batch[BOXES_PER_IMAGE] = boxes_per_image(moved.batch_idx, len(sizes))  # its assigner's groups
         batch["resized_shape"] = [(s, s)] * len(sizes)
         return batch
 

@@ -31,8 +31,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from yolo_workloads.train import grouped_assigner
+
 MAX_BOXES = "max_boxes_per_image"
 """Batch key: the most labels any image of the batch has, counted on the host (an int)."""
+
+
+BOXES_PER_IMAGE = "boxes_per_image"
+"""Batch key: each image's label count, counted on the host (int64, one an image): the loss's assigner runs on groups
+of images padded to their own most (train/grouped_assigner.py)."""
+
+
+def boxes_per_image(batch_idx: Any, images: int) -> np.ndarray:
+    """Each image's label count, from the batch's per-label image index (a host array or tensor)."""
+    return np.bincount(np.asarray(batch_idx, dtype=np.int64).reshape(-1), minlength=images)
 
 
 def count_boxes(batch_idx: Any) -> int:
@@ -125,17 +137,23 @@ class NoWaitLoss:
         self.inner: Callable[..., Any] = model.loss
         self.items = LateLossItems()
         self.padding = _padding_of(model)
+        self.assigner = grouped_assigner.install(model.criterion) if self.padding is not None else None
 
     def __call__(self, batch: dict[str, Any], preds: Any = None) -> Any:
         training = bool(self.model.training and torch.is_grad_enabled())
         rows = batch.get(MAX_BOXES) if training else None
+        counts = batch.get(BOXES_PER_IMAGE) if training else None
         if self.padding is not None:
             self.padding.rows = rows if isinstance(rows, int) else None
+        if self.assigner is not None:
+            self.assigner.counts = counts if isinstance(counts, np.ndarray) else None
         try:
             loss, items = self.inner(batch, preds)
         finally:
             if self.padding is not None:
                 self.padding.rows = None
+            if self.assigner is not None:
+                self.assigner.counts = None
         if not training or not isinstance(items, dict) or not items:
             return loss, items
         return loss, self.items.push(items)
