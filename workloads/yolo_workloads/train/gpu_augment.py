@@ -39,7 +39,7 @@ from torch.nn import functional
 from yolo_workloads.contract import gpu_augmentation_lacks
 from yolo_workloads.train import decode_ahead, gpu_decode
 from yolo_workloads.train.device_images import DeviceImages
-from yolo_workloads.train.host_waits import BOXES_PER_IMAGE, MAX_BOXES, boxes_per_image, count_boxes
+from yolo_workloads.train.host_waits import count_labels
 
 FILL = 114.0
 """Ultralytics' border and letterbox grey."""
@@ -412,8 +412,7 @@ class GpuAugment:
         params = on_device(d, t, pixel_pads, sizes, device)
         batch["img"] = pixels(images, params, s, hsv=recolours(vars(self.hyp)))
         batch.update(_as_tensors(moved, s, device))
-        batch[MAX_BOXES] = count_boxes(moved.batch_idx)  # the loss pads to it without reading it back (host_waits)
-        batch[BOXES_PER_IMAGE] = boxes_per_image(moved.batch_idx, len(sizes))  # its assigner's groups
+        count_labels(batch, moved.batch_idx, len(sizes))  # the loss pads by them without reading back (host_waits)
         batch["resized_shape"] = [(s, s)] * len(sizes)
         return batch
 

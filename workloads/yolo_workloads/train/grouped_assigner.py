@@ -74,8 +74,10 @@ class GroupedAssigner:
             return self.own(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, **extra)
         self.grouped_calls += 1
         results: tuple[torch.Tensor, ...] | None = None
+        every = _on(np.concatenate([index for index, _ in found]), pd_scores.device)  # one copy a step
+        start = 0
         for index, rows in found:
-            at = _on(index, pd_scores.device)
+            at, start = every[start : start + len(index)], start + len(index)
             part = self.own(
                 pd_scores[at], pd_bboxes[at], anc_points, gt_labels[at, :rows], gt_bboxes[at, :rows],
                 mask_gt[at, :rows], **{k: v[at] for k, v in extra.items()},

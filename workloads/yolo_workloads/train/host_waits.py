@@ -49,8 +49,14 @@ def boxes_per_image(batch_idx: Any, images: int) -> np.ndarray:
 
 def count_boxes(batch_idx: Any) -> int:
     """The most labels one image has, from the batch's per-label image index (a host array or tensor)."""
-    index = np.asarray(batch_idx, dtype=np.int64).reshape(-1)
-    return int(np.bincount(index).max()) if index.size else 0
+    return int(boxes_per_image(batch_idx, 0).max(initial=0))
+
+
+def count_labels(batch: dict[str, Any], batch_idx: Any, images: int) -> None:
+    """The batch's host counts for the loss (MAX_BOXES and BOXES_PER_IMAGE), from its per-label image index."""
+    counts = boxes_per_image(batch_idx, images)
+    batch[BOXES_PER_IMAGE] = counts
+    batch[MAX_BOXES] = int(counts.max(initial=0))
 
 
 def pad_targets(targets: torch.Tensor, batch_size: int, rows: int, scale: torch.Tensor) -> torch.Tensor:

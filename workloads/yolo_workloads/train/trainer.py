@@ -27,7 +27,7 @@ import torch
 
 from yolo_workloads import offline
 from yolo_workloads.contract import Task
-from yolo_workloads.train.host_waits import BOXES_PER_IMAGE, MAX_BOXES, boxes_per_image, count_boxes
+from yolo_workloads.train.host_waits import MAX_BOXES, count_labels
 
 offline.apply()
 
@@ -65,8 +65,7 @@ class _Offline:
     def preprocess_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
         index = batch.get("batch_idx")
         if isinstance(index, torch.Tensor) and index.device.type == "cpu" and MAX_BOXES not in batch:
-            batch[MAX_BOXES] = count_boxes(index.numpy())
-            batch[BOXES_PER_IMAGE] = boxes_per_image(index.numpy(), len(batch.get("im_file", ())))
+            count_labels(batch, index.numpy(), len(batch.get("im_file", ())))
         return super().preprocess_batch(batch)  # type: ignore[misc, no-any-return]
 
     def save_model(self) -> Any:
