@@ -86,6 +86,11 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
             from yolo_workloads.train import host_waits
 
             host_waits.install(trainer)
+    if args.assigner_groups is not None:  # the loss's assigner on this many groups (train/grouped_assigner.py)
+        from yolo_workloads.train import grouped_assigner
+
+        grouped_assigner.GROUPS = max(1, args.assigner_groups)
+        grouped_assigner.MIN_ROWS = grouped_assigner.MIN_ROWS if args.assigner_groups > 1 else sys.maxsize
     if args.norm_batch:  # batch norm over groups of this many images (train/norm_groups.py, batchRule GroupedNorm)
         from yolo_workloads.train import norm_groups
 
@@ -122,6 +127,8 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
             raise _EpochDone
 
     def batch_end(t: Any) -> None:  # the first two epochs' batch ends: how long the first epoch stays slow
+        if args.trace and len(state["epochs"]) == args.epochs - 1:
+            _trace_steps(state, Path(args.trace))
         if len(state["epochs"]) < 2:
             state.setdefault("batch_ends", [[], []])[len(state["epochs"])].append(time.monotonic() - state["t0"])
 
@@ -146,6 +153,7 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
         "augmentation": args.augmentation,
         "cuda_graphs": _graphs_outcome(trainer) if args.cuda_graphs == "true" else None,
         "host_waits": args.host_waits == "true",
+        "assigner_groups": args.assigner_groups,
         "norm_batch": args.norm_batch,
         "channels_last": args.channels_last,
         "batch_ends_s": [[round(x, 3) for x in e] for e in state.get("batch_ends", [])],  # epochs 1-2, unsynced
@@ -179,6 +187,33 @@ def _graphs_outcome(trainer: Any) -> dict[str, Any]:
 def _compile_arg(value: str) -> bool | str:
     """Ultralytics' `compile`: false, true, or a torch.compile mode name."""
     return {"false": False, "true": True}.get(value, value)
+
+
+TRACE_FROM, TRACE_STEPS = 10, 8
+"""--trace: the last epoch's steps traced by PyTorch's profiler, from the end of this batch, for this many steps."""
+
+
+def _trace_steps(state: dict[str, Any], path: Path) -> None:
+    """Called at each batch's end in the last epoch: starts the profiler, then stops it and writes its tables."""
+    import torch
+
+    done = state["traced_batches"] = state.get("traced_batches", 0) + 1
+    if done == TRACE_FROM:
+        activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+        state["tracer"] = torch.profiler.profile(activities=activities, record_shapes=True)
+        state["tracer"].start()
+    elif done == TRACE_FROM + TRACE_STEPS and (tracer := state.pop("tracer", None)) is not None:
+        torch.cuda.synchronize()
+        tracer.stop()
+        events = tracer.key_averages()
+        by_shape = tracer.key_averages(group_by_input_shape=True)
+        path.write_text(
+            f"{TRACE_STEPS} steps\n"
+            + events.table(sort_by="self_device_time_total", row_limit=45, max_name_column_width=60)
+            + events.table(sort_by="cpu_time_total", row_limit=30, max_name_column_width=60)
+            + by_shape.table(sort_by="self_device_time_total", row_limit=30, max_name_column_width=40)
+        )
+        tracer.export_chrome_trace(str(path.with_suffix(".trace.json")))
 
 
 def _write_profile(profiler: cProfile.Profile, path: Path, seconds: float) -> None:
@@ -223,6 +258,11 @@ def main() -> None:
         "--host-waits", default="false", choices=["true", "false"],
         help="with --cuda-graphs true; false (as `yolo-workload train`): no per-step reads (train/host_waits.py)",
     )  # fmt: skip
+    parser.add_argument(
+        "--assigner-groups", type=int, default=None,
+        help="with the step without host waits: the loss's assigner on at most this many groups of images "
+        "(train/grouped_assigner.py; 1: the whole batch at once; default: its own GROUPS)",
+    )  # fmt: skip
     parser.add_argument("--pin-memory", default="true", help="false: the loaders without the pin-memory thread")
     parser.add_argument("--augmentation", default="cpu", choices=["cpu", "gpu"], help="gpu: train/gpu_augment.py")
     parser.add_argument(
@@ -234,6 +274,7 @@ def main() -> None:
         "--channels-last", default="auto", choices=["auto", "true", "false"],
         help="the trained model's memory format: auto as Ultralytics chooses (channels-last on CUDA), or forced",
     )  # fmt: skip
+    parser.add_argument("--trace", default="", help="PyTorch's profiler over steps of the last epoch, into this file")
     parser.add_argument("--profile", default="", help="cProfile the last epoch's main process into this file")
     parser.add_argument("--epochs", type=int, default=6, help="epochs of a tuned run (the last half are steady)")
     parser.add_argument("--skip-defaults", action="store_true", help="only tune and train with the tuned settings")
