@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from yolo_workloads.train import decode_ahead, gpu_decode
+from yolo_workloads.train import gpu_augment, gpu_decode, load_ahead
 from yolo_workloads.train.gpu_augment import GpuAugment, Hyper
+from yolo_workloads.train.host_waits import BOXES_PER_IMAGE, MAX_BOXES
 
 pytestmark = pytest.mark.workloads
 
@@ -196,12 +197,12 @@ def test_decoding_ahead_hands_every_batch_in_order_and_stops_with_the_epoch(odd_
 
     _, ds = _dataset(odd_data)
     gpu_decode.install(ds)
-    loader = decode_ahead.DecodeAhead(build_dataloader(ds, 6, 2, shuffle=False), IMGSZ, CPU)
+    loader = load_ahead.LoadAhead(build_dataloader(ds, 6, 2, shuffle=False), IMGSZ, CPU)
     assert len(loader) == 4 and loader.dataset is ds and loader.num_workers == 2
     files = []
     for batch in loader:
-        assert decode_ahead.DECODED in batch
-        images, pixel_pads = decode_ahead.take(batch, CPU)
+        assert load_ahead.DECODED in batch
+        images, pixel_pads = load_ahead.take(batch, CPU)
         assert images.shape == (len(batch["im_file"]), 3, IMGSZ, IMGSZ) and pixel_pads.shape == (len(images), 2)
         inline, _ = gpu_decode.batch_images(batch, *gpu_decode.placement(batch), IMGSZ, CPU)
         assert torch.equal(images, inline)
@@ -209,7 +210,7 @@ def test_decoding_ahead_hands_every_batch_in_order_and_stops_with_the_epoch(odd_
     assert files == list(ds.im_files)
     for _ in loader:  # left after one batch (training stopped): the thread ends, what it had decoded is dropped
         break
-    for thread in [t for t in threading.enumerate() if t.name == "decode-ahead"]:
+    for thread in [t for t in threading.enumerate() if t.name == "load-ahead"]:
         thread.join(timeout=10)
         assert not thread.is_alive()
     assert len(list(loader)) == len(loader)  # the next epoch: the loader's next batches, as many as ever
@@ -220,7 +221,55 @@ def test_decoding_ahead_hands_every_batch_in_order_and_stops_with_the_epoch(odd_
             raise OSError("disk gone")
 
     with pytest.raises(OSError, match="disk gone"):
-        list(decode_ahead.DecodeAhead(Broken(), IMGSZ, CPU))
+        list(load_ahead.LoadAhead(Broken(), IMGSZ, CPU))
+
+
+def test_batches_planned_ahead_augment_as_those_planned_in_the_step(odd_data: Path) -> None:
+    """The augmentation's host half planned by the loader's thread (load_ahead.PLANNED), batch after batch, gives
+    the step the same images and labels as planning each batch in the step from the same seed; a batch with its plan
+    taken leaves no plan behind."""
+    from ultralytics.data import build_dataloader
+
+    cfg, ds = _dataset(odd_data)
+    hyp = Hyper.from_args(cfg)
+    ahead, inline = GpuAugment(hyp, seed=7), GpuAugment(hyp, seed=7)
+    planned = load_ahead.LoadAhead(build_dataloader(ds, 6, 2, shuffle=False), IMGSZ, CPU, ahead.plan)
+    plain = build_dataloader(ds, 6, 2, shuffle=False)
+    compared = 0
+    for from_thread, from_loader in zip(planned, plain, strict=True):
+        assert isinstance(from_thread.get(load_ahead.PLANNED), gpu_augment.Plan)
+        assert from_thread["im_file"] == from_loader["im_file"]
+        a, b = ahead(from_thread, CPU), inline(from_loader, CPU)
+        assert load_ahead.PLANNED not in a
+        assert torch.equal(a["img"], b["img"]) and a["img"].shape == (len(a["im_file"]), 3, IMGSZ, IMGSZ)
+        for key in ("batch_idx", "cls", "bboxes"):
+            assert torch.equal(a[key], b[key]), key
+        assert (a[MAX_BOXES], a[BOXES_PER_IMAGE].tolist()) == (b[MAX_BOXES], b[BOXES_PER_IMAGE].tolist())
+        compared += 1
+    assert compared == 4
+
+
+def test_the_training_loader_pins_only_batches_that_carry_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the GPU path's trainer builds its loaders, Ultralytics' `build_dataloader` is asked for no pin-memory
+    thread for a data set whose images are kept on the GPU (its batches carry labels only), as before for others;
+    Ultralytics' own function is back afterwards."""
+    from types import SimpleNamespace
+
+    from ultralytics.models.yolo.detect import train as detect_train
+    from yolo_workloads.train import trainer
+
+    asked: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(detect_train, "build_dataloader", lambda ds, *a, **kw: asked.append((ds.name, kw)))
+    own = detect_train.build_dataloader
+    kept = SimpleNamespace(name="kept", yolo_device_images=object())
+    sent = SimpleNamespace(name="sent", yolo_device_images=None)
+    with trainer._pinned_only_with_pixels():
+        detect_train.build_dataloader(kept, 16, 4, shuffle=True)
+        detect_train.build_dataloader(sent, 16, 4, shuffle=True)
+        detect_train.build_dataloader(SimpleNamespace(name="val"), 32, 8, shuffle=False)
+    assert asked == [("kept", {"shuffle": True, "pin_memory": False}), ("sent", {"shuffle": True}),
+                     ("val", {"shuffle": False})]  # fmt: skip
+    assert detect_train.build_dataloader is own
 
 
 def test_a_jpeg_the_decoder_refuses_is_decoded_by_opencv_and_an_unreadable_one_is_named(
@@ -270,12 +319,12 @@ def test_leaving_an_epoch_never_waits_for_the_loader() -> None:
             yield {"im_file": ["b.jpg"]}
 
     started = time.monotonic()
-    for batch in decode_ahead.DecodeAhead(Stuck(), IMGSZ, CPU):
+    for batch in load_ahead.LoadAhead(Stuck(), IMGSZ, CPU):
         assert batch["im_file"] == ["a.jpg"]
         break
     assert time.monotonic() - started < 2
     release.set()
-    for thread in [t for t in threading.enumerate() if t.name == "decode-ahead"]:
+    for thread in [t for t in threading.enumerate() if t.name == "load-ahead"]:
         thread.join(timeout=10)
         assert not thread.is_alive()
 
@@ -298,9 +347,9 @@ def test_a_tuning_trial_reusing_the_data_set_decodes_as_the_first(
         trainer = trainer_class(cfg={**DEFAULT_CFG_DICT, **overrides}, overrides=overrides)
         trainer.model = trainer.get_model(cfg="yolov8n.yaml", verbose=False)  # its stride sizes the data set
         loader = trainer.get_dataloader(trainer.data["train"], 4, -1, "train")  # rank -1: one process
-        assert isinstance(loader, decode_ahead.DecodeAhead), trial
+        assert isinstance(loader, load_ahead.LoadAhead), trial
         batch = next(iter(loader))
-        assert decode_ahead.DECODED in batch
+        assert load_ahead.DECODED in batch
         built.append(loader.dataset)
     assert built[0] is built[1]  # the second trial did reuse the first one's data set
 

@@ -37,7 +37,7 @@ import torch
 from torch.nn import functional
 
 from yolo_workloads.contract import gpu_augmentation_lacks
-from yolo_workloads.train import decode_ahead, gpu_decode
+from yolo_workloads.train import gpu_decode, load_ahead
 from yolo_workloads.train.device_images import DeviceImages
 from yolo_workloads.train.host_waits import count_labels
 
@@ -211,13 +211,25 @@ def move_boxes(d: Draw, t: Tiles, boxes: Boxes, imgsz: int) -> Boxes:
 
 
 def _through(m: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
-    """The box around each box's four corners after its matrix (m: (N, 3, 3)), as RandomPerspective.apply_bboxes."""
-    x = xyxy[:, [0, 2, 2, 0]]
-    y = xyxy[:, [1, 3, 1, 3]]
-    pts = np.stack([x, y, np.ones_like(x)], axis=1)  # (N, 3, 4)
-    out = m @ pts
-    px, py = out[:, 0] / out[:, 2], out[:, 1] / out[:, 2]
-    return np.stack([px.min(1), py.min(1), px.max(1), py.max(1)], axis=1)
+    """The box around each box's four corners after its matrix (m: (N, 3, 3)), as RandomPerspective.apply_bboxes.
+
+    Written out per matrix entry, not as a stacked matmul with min/max over the corners: numpy runs those as a loop
+    over tiny matrices and a reduction over a 4-wide axis, 11 of the 16 ms a crowded batch's boxes took on the host
+    of an H100 (2026-12-05); the same products and sums, elementwise."""
+    x, y = xyxy[:, [0, 2, 2, 0]], xyxy[:, [1, 3, 1, 3]]  # the corners, (N, 4) each
+
+    def row(i: int) -> np.ndarray:
+        return m[:, i, 0:1] * x + m[:, i, 1:2] * y + m[:, i, 2:3]  # type: ignore[no-any-return]
+
+    w = row(2)
+    px, py = row(0) / w, row(1) / w
+    return np.stack([_corner(np.minimum, px), _corner(np.minimum, py), _corner(np.maximum, px),
+                     _corner(np.maximum, py)], axis=1)  # fmt: skip
+
+
+def _corner(pick: np.ufunc, v: np.ndarray) -> np.ndarray:
+    """`pick` (minimum, maximum) over the four corners' columns, pairwise: faster than a reduction over axis 1."""
+    return pick(pick(v[:, 0], v[:, 1]), pick(v[:, 2], v[:, 3]))  # type: ignore[no-any-return]
 
 
 COLUMNS = (("inverse", 9), ("origin", 8), ("rect", 16), ("empty", 4), ("sources", 4), ("low", 8), ("high", 8),
@@ -379,6 +391,18 @@ def _fused_usable(device: torch.device) -> bool:
     return usable
 
 
+@dataclass(frozen=True)
+class Plan:
+    """One batch's host half of the augmentation (`GpuAugment.plan`): where its images sit, its draw, and its labels
+    after it."""
+
+    sizes: np.ndarray  # (B, 2): each image's resized (h, w)
+    pads: np.ndarray  # (B, 2): each image's letterbox padding in the loader's square
+    draw: Draw
+    tiles: Tiles
+    boxes: Boxes  # the output samples' labels
+
+
 class GpuAugment:
     """Augments a batch from the letterbox-only training loader (see the module docstring), on `device`."""
 
@@ -392,28 +416,34 @@ class GpuAugment:
         """Ultralytics' last `close_mosaic` epochs: one image a sample from now on."""
         self.mosaic_open = False
 
-    def __call__(self, batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-        """The batch with augmented images (float 0-255 on `device`) and their labels (on `device`)."""
+    def plan(self, batch: dict[str, Any]) -> Plan:
+        """The host's half of a batch's augmentation: its random draw and its labels moved (no pixels, no GPU).
+        Plans are drawn from one generator: made in the loader's order (`load_ahead`), they come out the same."""
         s = self.hyp.imgsz
         sizes, pads = gpu_decode.placement(batch)
         d = draw(self.hyp, sizes, self.rng, self.mosaic_open)
         t = tiles(d, sizes, s)
-        boxes = _resized_frame(batch, pads, s)
-        moved = move_boxes(d, t, boxes, s)
+        return Plan(sizes, pads, d, t, move_boxes(d, t, _resized_frame(batch, pads, s), s))
+
+    def __call__(self, batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+        """The batch with augmented images (float 0-255 on `device`) and their labels (on `device`), from its plan
+        made ahead (load_ahead.PLANNED) or one made now."""
+        s = self.hyp.imgsz
+        p = batch.pop(load_ahead.PLANNED, None) or self.plan(batch)
         if self.images is not None and batch["img"].numel() == 0:  # each image at its slot's top-left corner
-            images, pixel_pads = self.images.gather(batch["im_file"]), np.zeros_like(pads)
-        elif decode_ahead.DECODED in batch:  # decoded ahead by the loader's thread
-            images, pixel_pads = decode_ahead.take(batch, device)
+            images, pixel_pads = self.images.gather(batch["im_file"]), np.zeros_like(p.pads)
+        elif load_ahead.DECODED in batch:  # decoded ahead by the loader's thread
+            images, pixel_pads = load_ahead.take(batch, device)
         elif gpu_decode.ENCODED in batch:  # JPEGs decoded here, other images as their workers letterboxed them
-            images, pixel_pads = gpu_decode.batch_images(batch, sizes, pads, s, device)
+            images, pixel_pads = gpu_decode.batch_images(batch, p.sizes, p.pads, s, device)
         else:
-            images, pixel_pads = batch["img"].to(device, non_blocking=True), pads  # pinned by the loader on CUDA
+            images, pixel_pads = batch["img"].to(device, non_blocking=True), p.pads  # pinned by the loader on CUDA
         gpu_decode.forget(batch)
-        params = on_device(d, t, pixel_pads, sizes, device)
+        params = on_device(p.draw, p.tiles, pixel_pads, p.sizes, device)
         batch["img"] = pixels(images, params, s, hsv=recolours(vars(self.hyp)))
-        batch.update(_as_tensors(moved, s, device))
-        count_labels(batch, moved.batch_idx, len(sizes))  # the loss pads by them without reading back (host_waits)
-        batch["resized_shape"] = [(s, s)] * len(sizes)
+        batch.update(_as_tensors(p.boxes, s, device))
+        count_labels(batch, p.boxes.batch_idx, len(p.sizes))  # the loss pads by them without reading back (host_waits)
+        batch["resized_shape"] = [(s, s)] * len(p.sizes)
         return batch
 
 

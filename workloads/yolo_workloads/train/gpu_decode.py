@@ -5,7 +5,7 @@ in RAM (too large for it, or `cache` off) they still decode every image with Ope
 what is left of the data path. Data-centre GPUs (A100, H100, H200, L4, B200) carry hardware JPEG decoders that
 torchvision reaches through nvJPEG. Here a worker reads each JPEG's bytes and its header only (the size, so that the
 letterbox geometry and the labels are the loader's own), and the training process decodes the whole batch at once on
-the GPU (one batch ahead, in a thread: `decode_ahead`), then resizes each image as Ultralytics' `load_image` does
+the GPU (one batch ahead, in a thread: `load_ahead`), then resizes each image as Ultralytics' `load_image` does
 (long side to imgsz, bilinear, no antialias) into the top-left corner of an imgsz x imgsz slot, as `device_images`
 keeps them (the augmentation reads inside the image only, so the slot's padding is never read).
 

@@ -1,8 +1,11 @@
-"""The training loader with each batch's JPEGs decoded one batch ahead (train/gpu_decode.py), in a thread.
+"""The GPU augmentation's training loader, each batch made ready one batch ahead in a thread: its JPEGs decoded
+(train/gpu_decode.py) and the host's half of its augmentation planned (train/gpu_augment.py `GpuAugment.plan`).
 
-Why: nvJPEG's batch decode returns only once the batch is decoded (13 ms for 128 images at 640 on an H200); in the
-training step that wait held the training process, which bounds the GPU augmentation path. A thread decodes batch
-k+1 on a side stream while the step of batch k runs: 1,377 to 1,511 images/s (docs/benchmarks.md).
+Why: the training process's host side bounds the GPU path. nvJPEG's batch decode returns only once the batch is
+decoded (13 ms for 128 images at 640 on an H200); decoded in the step, 1,377 images/s, one batch ahead 1,511
+(docs/benchmarks.md). The augmentation's random draw and label transforms are numpy on the host, 16-21 ms a batch
+of 128 on the crowded set on an H100's host (2026-12-05), while the training thread spends about as long waiting for
+the GPU inside the loss; here they run in that wait (numpy lets the GIL go in its loops).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -21,17 +24,24 @@ from yolo_workloads.train import gpu_decode
 DECODED = "decoded_images"
 """A batch's key: its images decoded ahead, their padding, and the event that says they are ready."""
 
+PLANNED = "augment_plan"
+"""A batch's key: the host's half of its augmentation, planned ahead (what `plan` returned for it)."""
 
-class DecodeAhead:
-    """The training loader, each batch's JPEGs decoded one batch ahead by a thread while the training process runs
-    the step before it: the wait for the decoder (13 ms a batch of 128 at 640 on an H200) leaves the step's path.
 
-    The thread works on a side stream of its own; the batch carries its images with an event the training stream
+class LoadAhead:
+    """The training loader, each batch made ready one batch ahead by a thread while the training process runs the
+    step before it: its JPEGs decoded, and `plan(batch)` kept under PLANNED (the thread plans the batches in the
+    loader's order, so a random draw in `plan` comes out as it would in the step).
+
+    The thread decodes on a side stream of its own; the batch carries its images with an event the training stream
     waits for (no host wait). Everything else is the loader's (`len`, `dataset`, `sampler`, `reset`). An epoch left
-    early (training stopped) drops the batches decoded ahead, at most three."""
+    early (training stopped) drops the batches made ready ahead, at most three. The thread starts at an epoch's first
+    batch, so what the trainer changes before it (mosaic closed) holds for the whole epoch."""
 
-    def __init__(self, loader: Any, imgsz: int, device: torch.device) -> None:
-        self.loader, self.imgsz, self.device = loader, imgsz, device
+    def __init__(
+        self, loader: Any, imgsz: int, device: torch.device, plan: Callable[[dict[str, Any]], Any] | None = None
+    ) -> None:
+        self.loader, self.imgsz, self.device, self.plan = loader, imgsz, device, plan
 
     def __getattr__(self, name: str) -> Any:
         if name == "loader":  # not set yet (a copy): no recursion
@@ -44,7 +54,7 @@ class DecodeAhead:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         ready: queue.Queue[Any] = queue.Queue(maxsize=2)
         stop = threading.Event()
-        thread = threading.Thread(target=self._decode_all, args=(ready, stop), daemon=True, name="decode-ahead")
+        thread = threading.Thread(target=self._decode_all, args=(ready, stop), daemon=True, name="load-ahead")
         thread.start()
         try:
             while (item := ready.get()) is not _END:
@@ -62,6 +72,8 @@ class DecodeAhead:
                         return
                     if gpu_decode.ENCODED in batch:
                         batch[DECODED] = self._decoded(batch)
+                    if self.plan is not None:
+                        batch[PLANNED] = self.plan(batch)
                     if not _hand(ready, batch, stop):
                         return
         except BaseException as e:  # handed to the training process, which raises it
@@ -101,7 +113,7 @@ def _on_side_stream(device: torch.device) -> contextlib.AbstractContextManager[A
 
 
 def take(batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, np.ndarray]:
-    """A batch's images decoded ahead (`DecodeAhead`), ready for the current stream."""
+    """A batch's images decoded ahead (`LoadAhead`), ready for the current stream."""
     images, pixel_pads, done = batch.pop(DECODED)
     if done is not None:
         stream = torch.cuda.current_stream(device)
