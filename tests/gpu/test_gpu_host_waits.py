@@ -48,3 +48,47 @@ def test_loss_items_are_read_from_pinned_memory_after_their_event() -> None:
     assert [s["a"] for s in shown] == [1.0, 1.0, 2.0]
     assert late.epoch_means() == {"a": 2.0, "b": 4.0, "c": 1.0}
     assert late.last["a"].is_cuda
+
+
+def test_a_step_with_kept_anchors_waits_for_nothing_in_them() -> None:
+    """Ultralytics' `make_anchors` copies from the host (arange, the model's CUDA stride tensor): with CUDA's sync
+    debug mode set to error, its call raises; the kept anchors' second call (a later step) does not, and gives its
+    tensors on the GPU."""
+    import torch
+    from ultralytics.utils.tal import make_anchors
+    from yolo_workloads.train.kept_anchors import KeptAnchors
+
+    feats = [torch.zeros(2, 8, s, s, device="cuda", dtype=torch.float16) for s in (80, 40, 20)]
+    strides = torch.tensor([8.0, 16.0, 32.0], device="cuda")
+    kept = KeptAnchors(make_anchors)
+    first = kept(feats, strides, 0.5)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        with pytest.raises(RuntimeError, match="synchroniz"):
+            make_anchors(feats, strides, 0.5)
+        again = kept(feats, strides, 0.5)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert again[0] is first[0] and again[0].is_cuda and again[1].is_cuda
+
+
+def test_the_gpu_paths_loader_plans_ahead_without_a_pin_memory_thread(tmp_path: Path) -> None:
+    """Training images kept on the GPU: the GPU path's training loader is built without Ultralytics' pin-memory
+    thread (its batches carry labels only) and hands batches with their augmentation planned."""
+    from ultralytics.utils import DEFAULT_CFG_DICT
+    from yolo_workloads.datasets.shapes import ensure_shapes
+    from yolo_workloads.train import load_ahead
+    from yolo_workloads.train.gpu_augment import Plan
+    from yolo_workloads.train.trainer import trainer_class
+
+    data = ensure_shapes(tmp_path / "shapes", n=16, imgsz=128, val=4, seed=0)
+    overrides = {"model": "yolov8n.yaml", "data": str(data), "imgsz": 128, "batch": 8, "workers": 2, "cache": "ram",
+                 "device": "0", "plots": False, "save_dir": str(tmp_path / "run")}  # fmt: skip
+    trainer = trainer_class("detect", "gpu")(cfg={**DEFAULT_CFG_DICT, **overrides}, overrides=overrides)
+    trainer.model = trainer.get_model(cfg="yolov8n.yaml", verbose=False)
+    loader = trainer.get_dataloader(trainer.data["train"], 8, -1, "train")
+    assert isinstance(loader, load_ahead.LoadAhead) and loader.loader.pin_memory is False
+    batch = next(iter(loader))
+    assert batch["img"].numel() == 0 and isinstance(batch[load_ahead.PLANNED], Plan)
+    val = trainer.get_dataloader(trainer.data["val"], 8, -1, "val")
+    assert val.pin_memory is True  # the validation loader's batches carry pixels: pinned as before

@@ -68,6 +68,10 @@ def test_a_training_without_waits_writes_ultralytics_epoch_losses(
     own, late, trainer = train_twice(shapes_data, tmp_path, "cpu", 64)
 
     assert "loss values read a step late" in capsys.readouterr().err
+    from ultralytics.utils import loss as ultralytics_loss
+    from yolo_workloads.train.kept_anchors import KeptAnchors
+
+    assert isinstance(ultralytics_loss.make_anchors, KeptAnchors) and ultralytics_loss.make_anchors.kept
     loss = trainer.model.loss
     assert isinstance(loss, NoWaitLoss) and loss.padding is not None and loss.padding.calls_with_rows == 6
     assert len(own) == len(late) == 2

@@ -14,6 +14,8 @@ What changes:
   epoch's mean losses (results.csv, metrics, logs) are exact: the items are summed on the GPU and the trainer's
   `tloss` is set from that sum once, at the end of the epoch, when `loss_items` become the device tensors again
   (the validator makes its sums like them).
+- The loss's anchor points are kept from one step to the next (train/kept_anchors.py), where Ultralytics rebuilds
+  them from the host each step, each copy a wait.
 - The loader (or the GPU augmentation) counts each batch's labels per image on the host, where the labels are
   anyway, under `MAX_BOXES`; the detection criterion's padding takes that count instead of reading it back. The
   padded targets are Ultralytics' own, element for element (tests/workloads/test_host_waits.py).
@@ -31,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from yolo_workloads.train import grouped_assigner
+from yolo_workloads.train import grouped_assigner, kept_anchors
 
 MAX_BOXES = "max_boxes_per_image"
 """Batch key: the most labels any image of the batch has, counted on the host (an int)."""
@@ -196,6 +198,7 @@ def install(trainer: Any) -> None:
     def on_train_start(t: Any) -> None:
         if not isinstance(t.model.loss, NoWaitLoss):
             t.model.loss = NoWaitLoss(t.model)
+        kept_anchors.install()
         print("train: loss values read a step late; target padding sized on the host", file=sys.stderr, flush=True)
 
     def on_train_epoch_start(t: Any) -> None:
