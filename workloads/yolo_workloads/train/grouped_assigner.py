@@ -22,8 +22,12 @@ from typing import Any
 import numpy as np
 import torch
 
-GROUPS = 4
-"""At most this many groups a batch: each is one more pass of the assigner's few dozen kernel launches."""
+GROUPS = 2
+"""At most this many groups a batch: each is one more pass of the assigner, a read of a count from the GPU and a few
+dozen kernel launches from the training thread. Crowded set, yolov8n at batch 128 (docs/benchmarks.md, "The crowded
+set's step on the host"): on one H100, 2 groups 1,554-1,577 images/s, 4 groups 1,510, the whole batch 1,548; on
+the H200, 4 groups and the whole batch level; 8 groups lost 9% on an H100. Two take about a third of the padded
+work off a crowded batch for one extra pass."""
 
 MIN_ROWS = 32
 """Below this many labels in the most crowded image the padded work is small: the assigner runs whole."""
