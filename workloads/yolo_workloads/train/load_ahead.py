@@ -54,7 +54,7 @@ class LoadAhead:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         ready: queue.Queue[Any] = queue.Queue(maxsize=2)
         stop = threading.Event()
-        thread = threading.Thread(target=self._decode_all, args=(ready, stop), daemon=True, name="load-ahead")
+        thread = threading.Thread(target=self._make_ready, args=(ready, stop), daemon=True, name="load-ahead")
         thread.start()
         try:
             while (item := ready.get()) is not _END:
@@ -64,7 +64,7 @@ class LoadAhead:
         finally:  # an epoch left early: the thread stops at its next batch; nothing here waits for it
             stop.set()
 
-    def _decode_all(self, ready: queue.Queue[Any], stop: threading.Event) -> None:
+    def _make_ready(self, ready: queue.Queue[Any], stop: threading.Event) -> None:
         try:
             with _on_side_stream(self.device):
                 for batch in self.loader:
