@@ -90,7 +90,8 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
         from yolo_workloads.train import grouped_assigner
 
         grouped_assigner.GROUPS = max(1, args.assigner_groups)
-        grouped_assigner.MIN_ROWS = grouped_assigner.MIN_ROWS if args.assigner_groups > 1 else sys.maxsize
+        if args.assigner_groups <= 1:  # never grouped: the assigner runs whole
+            grouped_assigner.MIN_ROWS = sys.maxsize
     if args.norm_batch:  # batch norm over groups of this many images (train/norm_groups.py, batchRule GroupedNorm)
         from yolo_workloads.train import norm_groups
 

@@ -25,7 +25,7 @@ def _criterion() -> Any:
 @pytest.mark.parametrize("per_image", [[3, 0, 1, 5], [0, 0, 0, 0], [1], [0, 2, 0, 0, 7, 1]])
 def test_targets_padded_from_the_host_count_are_ultralytics_own(per_image: list[int]) -> None:
     import torch
-    from yolo_workloads.train.host_waits import count_boxes, pad_targets
+    from yolo_workloads.train.host_waits import MAX_BOXES, count_labels, pad_targets
 
     g = torch.Generator().manual_seed(sum(per_image))
     index = torch.repeat_interleave(torch.arange(len(per_image)), torch.tensor(per_image)).float()
@@ -36,7 +36,9 @@ def test_targets_padded_from_the_host_count_are_ultralytics_own(per_image: list[
     scale = torch.tensor([640.0, 480.0, 640.0, 480.0])
     criterion = _criterion()
 
-    rows = count_boxes(index.numpy())
+    counts: dict[str, Any] = {}
+    count_labels(counts, index.numpy(), len(per_image))
+    rows = counts[MAX_BOXES]
     assert rows == max(per_image)
     expected = criterion.preprocess(targets.clone(), len(per_image), scale)
     got = pad_targets(targets.clone(), len(per_image), rows, scale)

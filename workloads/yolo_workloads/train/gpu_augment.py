@@ -410,6 +410,7 @@ class GpuAugment:
         self.hyp = hyp
         self.rng = np.random.default_rng(seed)
         self.mosaic_open = hyp.mosaic > 0
+        self.hsv = recolours(vars(hyp))  # the fused kernel's variant: fixed for the run
         self.images = images  # the training set's pixels on the device: batches then carry labels only
 
     def close_mosaic(self) -> None:
@@ -440,7 +441,7 @@ class GpuAugment:
             images, pixel_pads = batch["img"].to(device, non_blocking=True), p.pads  # pinned by the loader on CUDA
         gpu_decode.forget(batch)
         params = on_device(p.draw, p.tiles, pixel_pads, p.sizes, device)
-        batch["img"] = pixels(images, params, s, hsv=recolours(vars(self.hyp)))
+        batch["img"] = pixels(images, params, s, hsv=self.hsv)
         batch.update(_as_tensors(p.boxes, s, device))
         count_labels(batch, p.boxes.batch_idx, len(p.sizes))  # the loss pads by them without reading back (host_waits)
         batch["resized_shape"] = [(s, s)] * len(p.sizes)

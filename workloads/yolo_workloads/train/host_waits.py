@@ -49,11 +49,6 @@ def boxes_per_image(batch_idx: Any, images: int) -> np.ndarray:
     return np.bincount(np.asarray(batch_idx, dtype=np.int64).reshape(-1), minlength=images)
 
 
-def count_boxes(batch_idx: Any) -> int:
-    """The most labels one image has, from the batch's per-label image index (a host array or tensor)."""
-    return int(boxes_per_image(batch_idx, 0).max(initial=0))
-
-
 def count_labels(batch: dict[str, Any], batch_idx: Any, images: int) -> None:
     """The batch's host counts for the loss (MAX_BOXES and BOXES_PER_IMAGE), from its per-label image index."""
     counts = boxes_per_image(batch_idx, images)

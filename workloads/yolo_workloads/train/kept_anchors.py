@@ -29,8 +29,8 @@ class KeptAnchors:
 
     def __init__(self, own: Any) -> None:
         self.own = own
-        self.kept: dict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor]] = {}
-        self.strides: dict[tuple[Any, ...], Any] = {}  # the stride object each entry was made with
+        # per key: the stride object the anchors were made with (its id is in the key), and the anchors
+        self.kept: dict[tuple[Any, ...], tuple[Any, tuple[torch.Tensor, torch.Tensor]]] = {}
 
     def __call__(self, feats: Any, strides: Any, grid_cell_offset: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
         if not isinstance(feats, list) or not feats:
@@ -38,13 +38,12 @@ class KeptAnchors:
         first = feats[0]
         key = (tuple(tuple(f.shape[2:]) for f in feats), first.dtype, first.device, grid_cell_offset, id(strides))
         found = self.kept.get(key)
-        if found is not None and self.strides[key] is strides:
-            return found
+        if found is not None and found[0] is strides:
+            return found[1]
         if len(self.kept) >= KEPT_AT_MOST:
             self.kept.clear()
-            self.strides.clear()
         made: tuple[torch.Tensor, torch.Tensor] = self.own(feats, strides, grid_cell_offset)
-        self.kept[key], self.strides[key] = made, strides
+        self.kept[key] = (strides, made)
         return made
 
 
