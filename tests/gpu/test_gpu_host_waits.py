@@ -5,6 +5,7 @@ Skipped with a reason where no GPU is visible."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,6 +33,8 @@ def test_a_crowded_gpu_training_with_grouped_assignment_writes_ultralytics_epoch
     data = ensure_shapes(tmp_path / "crowded", n=48, imgsz=256, val=8, seed=0, variant="crowded")
     own, late, trainer = train_twice(data, tmp_path, "0", 256)
     assert trainer.model.loss.assigner.grouped_calls > 0
+    lists = trainer.model.loss.lists  # the loss's lists in buffers sized on the host (train/static_lists.py)
+    assert lists.metrics.static_calls > 0 and lists.foreground.static_calls > 0 and not lists.overflow.found
     for a, b in zip(own, late, strict=True):
         for key in ("train/box_loss", "train/cls_loss", "train/dfl_loss"):
             assert float(b[key]) == pytest.approx(float(a[key]), rel=2e-3), key
@@ -70,6 +73,51 @@ def test_a_step_with_kept_anchors_waits_for_nothing_in_them() -> None:
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert again[0] is first[0] and again[0].is_cuda and again[1].is_cuda
+
+
+def test_a_crowded_loss_with_static_lists_waits_for_nothing() -> None:
+    """The detection loss and its backward on a crowded CUDA batch, with CUDA's sync debug mode set to error and
+    Ultralytics' deterministic algorithms on (its training default): Ultralytics' own loss raises at its first
+    `nonzero`; with the host's counts and sides (train/static_lists.py) the loss waits for nothing and is Ultralytics'
+    own within float rounding."""
+    import numpy as np
+    import torch
+    from assigner_cases import CROWDED, crowded_batch, detection_model
+    from yolo_workloads.train import kept_anchors
+    from yolo_workloads.train.host_waits import BOX_SIDES, BOXES_PER_IMAGE, MAX_BOXES, NoWaitLoss, count_labels
+
+    model = detection_model("cuda")
+    per_image = CROWDED * 4
+    host = crowded_batch(per_image, 256, (0.01, 0.21))
+    batch: dict[str, Any] = {k: v.cuda() for k, v in host.items()}
+    index, wh = host["batch_idx"], host["bboxes"][:, 2:]
+    count_labels(batch, index.numpy(), len(per_image), wh.numpy())
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    kept_anchors.install()  # as training installs them: the kept call reads nothing from the host
+    try:
+        preds = model(batch["img"])
+        own, _ = model.criterion(preds, batch)  # the anchors kept for the same shapes
+        step = NoWaitLoss(model)
+        steps = step.lists
+        assert steps is not None and step.padding is not None and step.assigner is not None
+        steps.set_for(batch[BOXES_PER_IMAGE], batch[BOX_SIDES] * 256)  # what the step sets from the batch
+        step.padding.rows, step.assigner.counts = batch[MAX_BOXES], batch[BOXES_PER_IMAGE]
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            loss, _ = model.criterion(preds, batch)
+            loss.sum().backward()
+            steps.clear()
+            with pytest.raises(RuntimeError, match="synchroniz"):
+                model.criterion(preds, batch)  # Ultralytics' own lists: a read of the GPU
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert steps.metrics.static_calls >= 1 and steps.foreground.static_calls == 1
+    assert not steps.overflow.read()
+    assert np.isfinite(float(loss.sum()))
+    torch.testing.assert_close(loss, own, rtol=1e-4, atol=1e-4)
 
 
 def test_the_gpu_paths_loader_plans_ahead_without_a_pin_memory_thread(tmp_path: Path) -> None:

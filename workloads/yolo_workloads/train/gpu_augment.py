@@ -443,7 +443,8 @@ class GpuAugment:
         params = on_device(p.draw, p.tiles, pixel_pads, p.sizes, device)
         batch["img"] = pixels(images, params, s, hsv=self.hsv)
         batch.update(_as_tensors(p.boxes, s, device))
-        count_labels(batch, p.boxes.batch_idx, len(p.sizes))  # the loss pads by them without reading back (host_waits)
+        sides = (p.boxes.xyxy[:, 2:] - p.boxes.xyxy[:, :2]) / s
+        count_labels(batch, p.boxes.batch_idx, len(p.sizes), sides)  # the loss sizes by them, reading nothing back
         batch["resized_shape"] = [(s, s)] * len(p.sizes)
         return batch
 

@@ -17,6 +17,7 @@ Where the groups would save little (no image crowded, or counts alike) the assig
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -59,6 +60,7 @@ class GroupedAssigner:
         self.own = own
         self.counts: np.ndarray | None = None
         self.grouped_calls = 0
+        self.on_images: Callable[[np.ndarray | None], None] = _nothing  # told which images each pass is on
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.own, name)
@@ -75,6 +77,7 @@ class GroupedAssigner:
     ) -> Any:
         found = None if self.counts is None or len(self.counts) != pd_scores.shape[0] else groups(self.counts)
         if found is None:
+            self.on_images(None)
             return self.own(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, **extra)
         self.grouped_calls += 1
         results: tuple[torch.Tensor, ...] | None = None
@@ -82,6 +85,7 @@ class GroupedAssigner:
         start = 0
         for index, rows in found:
             at, start = every[start : start + len(index)], start + len(index)
+            self.on_images(index)
             part = self.own(
                 pd_scores[at], pd_bboxes[at], anc_points, gt_labels[at, :rows], gt_bboxes[at, :rows],
                 mask_gt[at, :rows], **{k: v[at] for k, v in extra.items()},
@@ -91,6 +95,10 @@ class GroupedAssigner:
             for out, x in zip(results, part, strict=True):
                 out[at] = x
         return results
+
+
+def _nothing(index: np.ndarray | None) -> None:
+    pass
 
 
 def _on(index: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -19,6 +19,8 @@ What changes:
 - The loader (or the GPU augmentation) counts each batch's labels per image on the host, where the labels are
   anyway, under `MAX_BOXES`; the detection criterion's padding takes that count instead of reading it back. The
   padded targets are Ultralytics' own, element for element (tests/workloads/test_host_waits.py).
+- With the labels' sides (`BOX_SIDES`, also from the host) the loss's two `nonzero` lists (the assigner's candidates,
+  the box loss's foreground) go into buffers sized on the host (train/static_lists.py).
 
 Installed with CUDA graphs (`cuda_graphs`, one CUDA device in this process): both change how the step is launched
 and waited for, never what it computes; `cuda_graphs: false` keeps Ultralytics' own step whole.
@@ -33,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from yolo_workloads.train import grouped_assigner, kept_anchors
+from yolo_workloads.train import grouped_assigner, kept_anchors, static_lists
 
 MAX_BOXES = "max_boxes_per_image"
 """Batch key: the most labels any image of the batch has, counted on the host (an int)."""
@@ -44,16 +46,24 @@ BOXES_PER_IMAGE = "boxes_per_image"
 of images padded to their own most (train/grouped_assigner.py)."""
 
 
+BOX_SIDES = "box_sides"
+"""Batch key: each label's width and height as fractions of the image's (float64, (N, 2), labels in the batch's
+order), from the host: the loss sizes its lists by them (train/static_lists.py)."""
+
+
 def boxes_per_image(batch_idx: Any, images: int) -> np.ndarray:
     """Each image's label count, from the batch's per-label image index (a host array or tensor)."""
     return np.bincount(np.asarray(batch_idx, dtype=np.int64).reshape(-1), minlength=images)
 
 
-def count_labels(batch: dict[str, Any], batch_idx: Any, images: int) -> None:
-    """The batch's host counts for the loss (MAX_BOXES and BOXES_PER_IMAGE), from its per-label image index."""
+def count_labels(batch: dict[str, Any], batch_idx: Any, images: int, sides: Any = None) -> None:
+    """The batch's host counts for the loss (MAX_BOXES and BOXES_PER_IMAGE), from its per-label image index, and
+    its labels' sides (BOX_SIDES) where given (fractions of the image, (N, 2))."""
     counts = boxes_per_image(batch_idx, images)
     batch[BOXES_PER_IMAGE] = counts
     batch[MAX_BOXES] = int(counts.max(initial=0))
+    if sides is not None:
+        batch[BOX_SIDES] = np.asarray(sides, dtype=np.float64).reshape(-1, 2)
 
 
 def pad_targets(targets: torch.Tensor, batch_size: int, rows: int, scale: torch.Tensor) -> torch.Tensor:
@@ -141,15 +151,21 @@ class NoWaitLoss:
         self.items = LateLossItems()
         self.padding = _padding_of(model)
         self.assigner = grouped_assigner.install(model.criterion) if self.padding is not None else None
+        self.lists = static_lists.install(model.criterion) if self.assigner is not None else None
+        if self.assigner is not None and self.lists is not None:
+            self.assigner.on_images = self.lists.on_images
 
     def __call__(self, batch: dict[str, Any], preds: Any = None) -> Any:
         training = bool(self.model.training and torch.is_grad_enabled())
         rows = batch.get(MAX_BOXES) if training else None
         counts = batch.get(BOXES_PER_IMAGE) if training else None
+        counts = counts if isinstance(counts, np.ndarray) else None
         if self.padding is not None:
             self.padding.rows = rows if isinstance(rows, int) else None
         if self.assigner is not None:
-            self.assigner.counts = counts if isinstance(counts, np.ndarray) else None
+            self.assigner.counts = counts
+        if self.lists is not None:
+            self.lists.set_for(counts, _sides_in_pixels(batch) if training else None)
         try:
             loss, items = self.inner(batch, preds)
         finally:
@@ -157,9 +173,20 @@ class NoWaitLoss:
                 self.padding.rows = None
             if self.assigner is not None:
                 self.assigner.counts = None
+            if self.lists is not None:
+                self.lists.clear()
         if not training or not isinstance(items, dict) or not items:
             return loss, items
         return loss, self.items.push(items)
+
+
+def _sides_in_pixels(batch: dict[str, Any]) -> np.ndarray | None:
+    """The batch's labels' sides in pixels of its images as the loss sees them (after any multi-scale resize)."""
+    sides, img = batch.get(BOX_SIDES), batch.get("img")
+    if not isinstance(sides, np.ndarray) or not isinstance(img, torch.Tensor) or img.ndim != 4:
+        return None
+    height, width = img.shape[-2:]
+    return sides * np.array([width, height], dtype=np.float64)
 
 
 def _padding_of(model: Any) -> _KnownRowsPadding | None:
@@ -201,6 +228,9 @@ def install(trainer: Any) -> None:
             items.epoch_means()  # an epoch restarted after an out-of-memory retry starts afresh
 
     def on_train_epoch_end(t: Any) -> None:
+        loss = getattr(t.model, "loss", None)
+        if isinstance(loss, NoWaitLoss) and loss.lists is not None:
+            loss.lists.check_epoch()
         items = _late_items(t)
         means = items.epoch_means() if items is not None else None
         if items is not None and means is not None:

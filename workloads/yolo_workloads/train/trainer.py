@@ -67,7 +67,9 @@ class _Offline:
     def preprocess_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
         index = batch.get("batch_idx")
         if isinstance(index, torch.Tensor) and index.device.type == "cpu" and MAX_BOXES not in batch:
-            count_labels(batch, index.numpy(), len(batch.get("im_file", ())))
+            boxes = batch.get("bboxes")
+            sides = boxes[:, 2:4].numpy() if isinstance(boxes, torch.Tensor) and boxes.ndim == 2 else None
+            count_labels(batch, index.numpy(), len(batch.get("im_file", ())), sides)
         return super().preprocess_batch(batch)  # type: ignore[misc, no-any-return]
 
     def save_model(self) -> Any:
