@@ -221,7 +221,10 @@ def install(trainer: Any) -> None:
         if not isinstance(t.model.loss, NoWaitLoss):
             t.model.loss = NoWaitLoss(t.model)
         kept_anchors.install()
-        print("train: loss values read a step late; target padding sized on the host", file=sys.stderr, flush=True)
+        lists = "; the loss's lists sized on the host" if t.model.loss.lists is not None else ""
+        print(
+            f"train: loss values read a step late; target padding sized on the host{lists}", file=sys.stderr, flush=True
+        )
 
     def on_train_epoch_start(t: Any) -> None:
         if (items := _late_items(t)) is not None:
