@@ -92,6 +92,10 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
         grouped_assigner.GROUPS = max(1, args.assigner_groups)
         if args.assigner_groups <= 1:  # never grouped: the assigner runs whole
             grouped_assigner.MIN_ROWS = sys.maxsize
+    if args.static_lists == "false":  # the loss's lists through Ultralytics' nonzero (train/static_lists.py off)
+        from yolo_workloads.train import static_lists
+
+        static_lists.ENABLED = False
     if args.norm_batch:  # batch norm over groups of this many images (train/norm_groups.py, batchRule GroupedNorm)
         from yolo_workloads.train import norm_groups
 
@@ -155,6 +159,7 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
         "cuda_graphs": _graphs_outcome(trainer) if args.cuda_graphs == "true" else None,
         "host_waits": args.host_waits == "true",
         "assigner_groups": args.assigner_groups,
+        "static_lists": args.static_lists == "true",
         "norm_batch": args.norm_batch,
         "channels_last": args.channels_last,
         "batch_ends_s": [[round(x, 3) for x in e] for e in state.get("batch_ends", [])],  # epochs 1-2, unsynced
@@ -263,6 +268,11 @@ def main() -> None:
         "--assigner-groups", type=int, default=None,
         help="with the step without host waits: the loss's assigner on at most this many groups of images "
         "(train/grouped_assigner.py; 1: the whole batch at once; default: its own GROUPS)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--static-lists", default="true", choices=["true", "false"],
+        help="with the step without host waits; false: the loss's lists through Ultralytics' nonzero, a read of the "
+        "GPU each (train/static_lists.py)",
     )  # fmt: skip
     parser.add_argument("--pin-memory", default="true", help="false: the loaders without the pin-memory thread")
     parser.add_argument("--augmentation", default="cpu", choices=["cpu", "gpu"], help="gpu: train/gpu_augment.py")

@@ -69,7 +69,9 @@ def test_a_training_without_waits_writes_ultralytics_epoch_losses(
 
     own, late, trainer = train_twice(shapes_data, tmp_path, "cpu", 64)
 
-    assert "loss values read a step late" in capsys.readouterr().err
+    assert "loss values read a step late; target padding sized on the host; the loss's lists sized on the host" in (
+        capsys.readouterr().err
+    )
     from ultralytics.utils import loss as ultralytics_loss
     from yolo_workloads.train.kept_anchors import KeptAnchors
 
@@ -91,6 +93,8 @@ def test_a_crowded_training_with_grouped_assignment_writes_ultralytics_epoch_los
     data = ensure_shapes(tmp_path / "crowded", n=16, imgsz=128, val=4, seed=0, variant="crowded")
     own, late, trainer = train_twice(data, tmp_path, "cpu", 128)
     assert trainer.model.loss.assigner.grouped_calls > 0  # some batches were grouped: the comparison tests them
+    lists = trainer.model.loss.lists  # every step (16 images, batch 8, 2 epochs) listed in buffers sized on the host
+    assert lists.metrics.static_calls > 0 and lists.foreground.static_calls == 4 and not lists.overflow.found
     for a, b in zip(own, late, strict=True):
         for key in ("train/box_loss", "train/cls_loss", "train/dfl_loss"):
             assert float(b[key]) == pytest.approx(float(a[key]), abs=2e-5), key

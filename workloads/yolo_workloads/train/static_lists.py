@@ -28,6 +28,10 @@ from typing import Any
 import numpy as np
 import torch
 
+ENABLED = True
+"""False: Ultralytics' own lists (a benchmark's knob, train_throughput.py --static-lists false: the same code's
+before and after in one call)."""
+
 ROUNDING_SLACK = 1
 """Centres added along each side to the exact bound, for a box whose host and GPU sides differ by float rounding."""
 
@@ -188,6 +192,8 @@ def install(criterion: Any) -> StaticLists | None:
     from ultralytics.utils.loss import BboxLoss
     from ultralytics.utils.tal import TaskAlignedAssigner
 
+    if not ENABLED:
+        return None
     assigner = getattr(criterion, "assigner", None)
     own = getattr(assigner, "own", assigner)
     box = getattr(criterion, "bbox_loss", None)
@@ -195,7 +201,18 @@ def install(criterion: Any) -> StaticLists | None:
         return None
     if box.dfl_loss is None or list(inspect.signature(BboxLoss.forward).parameters)[1:8] != _BOX_LOSS_ARGS:
         return None
+    if not _lists_on(getattr(criterion, "device", torch.device("cpu"))):
+        return None
     return StaticLists(criterion)
+
+
+def _lists_on(device: torch.device) -> bool:
+    """Whether this PyTorch has `nonzero_static` for `device` (CUDA's came after the CPU's)."""
+    try:
+        torch.nonzero_static(torch.ones(2, dtype=torch.bool, device=device), size=1)
+    except (NotImplementedError, RuntimeError):
+        return False
+    return True
 
 
 _BOX_LOSS_ARGS = [
