@@ -130,11 +130,12 @@ class StaticForeground:
         from ultralytics.utils.tal import bbox2dist
 
         self.static_calls += 1
-        at = listed(fg_mask, self.bound, fill=0)  # the padding points at anchor 0 of image 0 with a zero weight
+        total = fg_mask.numel()
+        at = listed(fg_mask, self.bound, fill=total)
         self.overflow.check(fg_mask, at.numel())
-        image, anchor = at // fg_mask.shape[1], at % fg_mask.shape[1]
-        kept = (torch.arange(at.numel(), device=at.device) < fg_mask.sum()).unsqueeze(-1)
-        weight = target_scores[image, anchor].sum(-1, keepdim=True) * kept
+        pick = at.clamp(max=total - 1)  # the padding reads the last anchor, with a zero weight
+        image, anchor = pick // fg_mask.shape[1], pick % fg_mask.shape[1]
+        weight = target_scores[image, anchor].sum(-1, keepdim=True) * (at < total).unsqueeze(-1)
         targets = target_bboxes[image, anchor]
         iou = bbox_iou(pred_bboxes[image, anchor], targets, xywh=False, CIoU=True)
         loss_iou = ((1.0 - iou) * weight).sum() / target_scores_sum
