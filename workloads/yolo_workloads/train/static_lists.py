@@ -46,10 +46,14 @@ def candidates_per_label(sides: np.ndarray, strides: list[float], floor: float) 
     return total
 
 
-def listed(mask: torch.Tensor, bound: int, fill: int) -> torch.Tensor:
-    """The flat indices of `mask`'s true elements in order, padded with `fill` to `bound` (at most its size)."""
+def listed(mask: torch.Tensor, bound: int, overflow: Overflow) -> tuple[torch.Tensor, torch.Tensor]:
+    """The flat indices of `mask`'s true elements in order, padded to `bound` (at most its size) with its size (a
+    spare index past the end); and the same with the padding on the last element, safe to gather with. A list
+    longer than the bound is flagged on `overflow`."""
     flat = mask.reshape(-1)
-    return torch.nonzero_static(flat, size=min(bound, flat.numel()), fill_value=fill).squeeze(1)
+    at = torch.nonzero_static(flat, size=min(bound, flat.numel()), fill_value=flat.numel()).squeeze(1)
+    overflow.check(flat, at.numel())
+    return at, at.clamp(max=flat.numel() - 1)
 
 
 class Overflow:
@@ -91,10 +95,7 @@ class StaticBoxMetrics:
         self.static_calls += 1
         rows, anchors = a.n_max_boxes, pd_bboxes.shape[-2]
         total = a.bs * rows * anchors
-        mask = mask_gt.bool()
-        at = listed(mask, self.bound, fill=total)  # the padding goes to a spare slot past the end
-        self.overflow.check(mask, at.numel())
-        pick = at.clamp(max=total - 1)
+        at, pick = listed(mask_gt.bool(), self.bound, self.overflow)  # the scatter puts the padding past the end
         indices = (pick // (rows * anchors), pick // anchors % rows, pick % anchors)
         scores = pd_scores[indices[0], indices[2], gt_labels[indices[0], indices[1], 0].long()]
         overlap_values = a.pair_overlaps(indices, gt_bboxes, pd_bboxes, **extra)
@@ -130,12 +131,9 @@ class StaticForeground:
         from ultralytics.utils.tal import bbox2dist
 
         self.static_calls += 1
-        total = fg_mask.numel()
-        at = listed(fg_mask, self.bound, fill=total)
-        self.overflow.check(fg_mask, at.numel())
-        pick = at.clamp(max=total - 1)  # the padding reads the last anchor, with a zero weight
+        at, pick = listed(fg_mask, self.bound, self.overflow)  # the padding reads the last anchor, weighted zero
         image, anchor = pick // fg_mask.shape[1], pick % fg_mask.shape[1]
-        weight = target_scores[image, anchor].sum(-1, keepdim=True) * (at < total).unsqueeze(-1)
+        weight = target_scores[image, anchor].sum(-1, keepdim=True) * (at < fg_mask.numel()).unsqueeze(-1)
         targets = target_bboxes[image, anchor]
         iou = bbox_iou(pred_bboxes[image, anchor], targets, xywh=False, CIoU=True)
         loss_iou = ((1.0 - iou) * weight).sum() / target_scores_sum
@@ -148,10 +146,9 @@ class StaticForeground:
 class StaticLists:
     """Both lists of one detection criterion, with the bounds of the step they are set for (`set_for`)."""
 
-    def __init__(self, criterion: Any) -> None:
+    def __init__(self, criterion: Any, assigner: Any) -> None:
+        """`assigner`: the criterion's own `TaskAlignedAssigner` (under the grouped assigner where there is one)."""
         self.overflow = Overflow()
-        self.assigner = criterion.assigner
-        assigner = getattr(self.assigner, "own", self.assigner)  # under the grouped assigner
         self.metrics = StaticBoxMetrics(assigner, self.overflow)
         assigner.get_box_metrics = self.metrics
         self.foreground = StaticForeground(criterion.bbox_loss, self.overflow)
@@ -204,7 +201,7 @@ def install(criterion: Any) -> StaticLists | None:
         return None
     if not _lists_on(getattr(criterion, "device", torch.device("cpu"))):
         return None
-    return StaticLists(criterion)
+    return StaticLists(criterion, own)
 
 
 def _lists_on(device: torch.device) -> bool:
