@@ -186,3 +186,23 @@ def test_the_training_step_loss_with_static_lists_is_ultralytics_own() -> None:
     assert step.lists.metrics.bound is None and step.lists.foreground.bound is None  # set for the step only
     torch.testing.assert_close(loss, own_loss, rtol=1e-5, atol=1e-5)
     assert not step.lists.overflow.read()
+
+
+@pytest.mark.parametrize("count", [0, 7, 40, 41])
+def test_a_list_pads_each_entry_on_an_index_of_its_own_and_flags_only_a_longer_list(count: int) -> None:
+    """The padding's indices are each used once past the end (writes) and at most twice in range (gathers: a
+    gradient's scatter adds one index's repeats one after another); a list of exactly the bound is no overflow."""
+    import torch
+    from yolo_workloads.train.static_lists import Overflow, listed
+
+    mask = torch.zeros(6, 10, dtype=torch.bool)
+    mask.view(-1)[torch.randperm(60, generator=torch.Generator().manual_seed(count))[:count]] = True
+    overflow = Overflow()
+    at, pick = listed(mask, 40, overflow)
+    assert at.shape == pick.shape == (40,)
+    assert at.unique().numel() == 40 and int(at.max()) < 60 + 40
+    assert int(pick.bincount().max()) <= 2 and int(pick.max()) < 60
+    real = at < 60
+    listed_ones = mask.view(-1).nonzero().squeeze(1)[:40]
+    assert torch.equal(at[real], listed_ones) and torch.equal(pick[real], listed_ones)
+    assert overflow.read() is (count > 40)

@@ -7,8 +7,10 @@ the forward has finished, and the loss's remaining Python (about 20 ms a step on
 runs against an idle GPU (docs/benchmarks.md, "The crowded set's step on the host").
 
 What: `torch.nonzero_static` lists the same elements, in the same order, into a buffer whose length is a bound known
-on the host, padded after them; the padding is excluded (a spare slot for the assigner's scatter, a zero weight in
-the box loss). The bounds:
+on the host, padded after them; the padding is excluded (spare slots past the end for the assigner's writes, a zero
+weight in the box loss). Each padding entry has an index of its own: a gradient's scatter (the box loss's backward)
+adds one index's repeats one after another, so padding on one index would cost a serial pass per step (measured:
+-8% images/s on an H100, crowded set, 2026-12-05). The bounds:
 - candidates: an anchor of stride s is a candidate when its centre lies strictly inside the label's box with each
   side floored at the assigner's `stride_val`; along a side W at most floor(W/s) + 1 centres do (one more kept for
   rounding between the host's and the GPU's box), so a label has at most the product over both sides, summed over
@@ -47,30 +49,43 @@ def candidates_per_label(sides: np.ndarray, strides: list[float], floor: float) 
 
 
 def listed(mask: torch.Tensor, bound: int, overflow: Overflow) -> tuple[torch.Tensor, torch.Tensor]:
-    """The flat indices of `mask`'s true elements in order, padded to `bound` (at most its size) with its size (a
-    spare index past the end); and the same with the padding on the last element, safe to gather with. A list
-    longer than the bound is flagged on `overflow`."""
+    """The flat indices of `mask`'s true elements in order, padded to `bound` (at most its size), twice: `at` with each
+    padding entry past the end (its size plus the entry's place: every index once, for writes into a buffer that long),
+    and `pick` with each on an element of its own place (for gathers, weighted out by `at`). A list longer than the
+    bound is flagged on `overflow`: the entry one past the bound is listed too, and must be padding."""
     flat = mask.reshape(-1)
-    at = torch.nonzero_static(flat, size=min(bound, flat.numel()), fill_value=flat.numel()).squeeze(1)
-    overflow.check(flat, at.numel())
-    return at, at.clamp(max=flat.numel() - 1)
+    n = flat.numel()
+    size = min(bound, n)
+    found = torch.nonzero_static(flat, size=min(size + 1, n), fill_value=n).squeeze(1)
+    if size < n:
+        overflow.flag(found[size] < n)
+        found = found[:size]
+    place = torch.arange(size, device=found.device)
+    padding = found >= n
+    return torch.where(padding, n + place, found), torch.where(padding, place, found)
+
+
+def put(total: int, at: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """A buffer of `total` zeros plus one spare slot per entry, `values` written at `at` (indices listed once each, in
+    range by construction): PyTorch's range check, a read of the GPU under deterministic algorithms, is skipped."""
+    buffer = values.new_zeros(total + at.numel())
+    return torch._index_put_impl_(buffer, (at,), values, accumulate=False, unsafe=True)[:total]
 
 
 class Overflow:
     """A flag on the GPU, set when a list had more elements than its bound; read once an epoch."""
 
     def __init__(self) -> None:
-        self.flag: torch.Tensor | None = None
+        self.over: torch.Tensor | None = None
         self.found = False
 
-    def check(self, mask: torch.Tensor, size: int) -> None:
-        over = mask.sum() > size
-        self.flag = over if self.flag is None else self.flag.logical_or_(over)
+    def flag(self, over: torch.Tensor) -> None:
+        self.over = over if self.over is None else self.over.logical_or_(over)
 
     def read(self) -> bool:
         """Whether any list overflowed since the last read (a wait for the GPU: once an epoch)."""
-        flag, self.flag = self.flag, None
-        self.found = self.found or bool(flag is not None and flag.item())
+        over, self.over = self.over, None
+        self.found = self.found or bool(over is not None and over.item())
         return self.found
 
 
@@ -95,15 +110,13 @@ class StaticBoxMetrics:
         self.static_calls += 1
         rows, anchors = a.n_max_boxes, pd_bboxes.shape[-2]
         total = a.bs * rows * anchors
-        at, pick = listed(mask_gt.bool(), self.bound, self.overflow)  # the scatter puts the padding past the end
+        at, pick = listed(mask_gt.bool(), self.bound, self.overflow)  # the padding written past the end
         indices = (pick // (rows * anchors), pick // anchors % rows, pick % anchors)
         scores = pd_scores[indices[0], indices[2], gt_labels[indices[0], indices[1], 0].long()]
         overlap_values = a.pair_overlaps(indices, gt_bboxes, pd_bboxes, **extra)
         align_values = scores.pow(a.alpha) * overlap_values.pow(a.beta)
-        overlaps = pd_bboxes.new_zeros(total + 1).scatter_(0, at, overlap_values)
-        align = align_values.new_zeros(total + 1).scatter_(0, at, align_values)
         shape = (a.bs, rows, anchors)
-        return align[:total].view(shape), overlaps[:total].view(shape)
+        return put(total, at, align_values).view(shape), put(total, at, overlap_values).view(shape)
 
 
 class StaticForeground:
@@ -131,7 +144,7 @@ class StaticForeground:
         from ultralytics.utils.tal import bbox2dist
 
         self.static_calls += 1
-        at, pick = listed(fg_mask, self.bound, self.overflow)  # the padding reads the last anchor, weighted zero
+        at, pick = listed(fg_mask, self.bound, self.overflow)  # the padding reads anchors of its own, weighted zero
         image, anchor = pick // fg_mask.shape[1], pick % fg_mask.shape[1]
         weight = target_scores[image, anchor].sum(-1, keepdim=True) * (at < fg_mask.numel()).unsqueeze(-1)
         targets = target_bboxes[image, anchor]
