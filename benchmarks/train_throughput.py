@@ -92,10 +92,10 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
         grouped_assigner.GROUPS = max(1, args.assigner_groups)
         if args.assigner_groups <= 1:  # never grouped: the assigner runs whole
             grouped_assigner.MIN_ROWS = sys.maxsize
-    if args.static_lists == "false":  # the loss's lists through Ultralytics' nonzero (train/static_lists.py off)
+    if args.static_lists:  # true: the loss's lists sized on the host (train/static_lists.py); false: Ultralytics' own
         from yolo_workloads.train import static_lists
 
-        static_lists.ENABLED = False
+        static_lists.ENABLED = args.static_lists == "true"
     if args.norm_batch:  # batch norm over groups of this many images (train/norm_groups.py, batchRule GroupedNorm)
         from yolo_workloads.train import norm_groups
 
@@ -159,7 +159,7 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
         "cuda_graphs": _graphs_outcome(trainer) if args.cuda_graphs == "true" else None,
         "host_waits": args.host_waits == "true",
         "assigner_groups": args.assigner_groups,
-        "static_lists": args.static_lists == "true",
+        "static_lists": _static_lists_on(),
         "norm_batch": args.norm_batch,
         "channels_last": args.channels_last,
         "batch_ends_s": [[round(x, 3) for x in e] for e in state.get("batch_ends", [])],  # epochs 1-2, unsynced
@@ -182,6 +182,13 @@ def _cpu_jiffies() -> tuple[int, int]:
     """(busy, all) CPU time of the whole machine so far, from /proc/stat (idle and iowait are not busy)."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     return sum(fields) - fields[3] - fields[4], sum(fields)
+
+
+def _static_lists_on() -> bool:
+    """Whether this run's loss sized its lists on the host (train/static_lists.py's switch as the run left it)."""
+    from yolo_workloads.train import static_lists
+
+    return static_lists.ENABLED
 
 
 def _graphs_outcome(trainer: Any) -> dict[str, Any]:
@@ -270,9 +277,9 @@ def main() -> None:
         "(train/grouped_assigner.py; 1: the whole batch at once; default: its own GROUPS)",
     )  # fmt: skip
     parser.add_argument(
-        "--static-lists", default="true", choices=["true", "false"],
-        help="with the step without host waits; false: the loss's lists through Ultralytics' nonzero, a read of the "
-        "GPU each (train/static_lists.py)",
+        "--static-lists", default="", choices=["", "true", "false"],
+        help="with the step without host waits; true: the loss's lists sized on the host, false: through Ultralytics' "
+        "nonzero, a read of the GPU each (train/static_lists.py; default: its ENABLED)",
     )  # fmt: skip
     parser.add_argument("--pin-memory", default="true", help="false: the loaders without the pin-memory thread")
     parser.add_argument("--augmentation", default="cpu", choices=["cpu", "gpu"], help="gpu: train/gpu_augment.py")

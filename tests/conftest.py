@@ -38,3 +38,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(
             f"{suite:10s} passed {c['passed']:4d}  failed {c['failed']:4d}  skipped {c['skipped']:4d}"
         )
+
+
+@pytest.fixture
+def static_lists_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loss's lists sized on the host (train/static_lists.py), off by default until timed on a GPU."""
+    from yolo_workloads.train import static_lists
+
+    monkeypatch.setattr(static_lists, "ENABLED", True)

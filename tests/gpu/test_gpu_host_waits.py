@@ -26,9 +26,11 @@ def test_a_gpu_training_without_waits_writes_ultralytics_epoch_losses(tmp_path: 
             assert float(b[key]) == pytest.approx(float(a[key]), rel=2e-3), key
 
 
+@pytest.mark.usefixtures("static_lists_on")
 def test_a_crowded_gpu_training_with_grouped_assignment_writes_ultralytics_epoch_losses(tmp_path: Path) -> None:
     """On CUDA the step's assigner runs on groups of the crowded set's images (train/grouped_assigner.py, its
-    indices copied from pinned memory): the epoch losses are those of Ultralytics' own step."""
+    indices copied from pinned memory) and the loss's lists are sized on the host (train/static_lists.py, switched
+    on): the epoch losses are those of Ultralytics' own step."""
     from train_pair import train_twice
     from yolo_workloads.datasets.shapes import ensure_shapes
 
@@ -92,6 +94,7 @@ def _host_waits(run: Callable[[], object]) -> list[str]:
     return [f"{w.filename}:{w.lineno}" for w in caught if "synchroniz" in str(w.message)]
 
 
+@pytest.mark.usefixtures("static_lists_on")
 @pytest.mark.parametrize("deterministic", [False, True])
 def test_a_crowded_loss_with_static_lists_waits_for_nothing(deterministic: bool) -> None:
     """The detection loss and its backward on a crowded CUDA batch, as training runs it (deterministic algorithms

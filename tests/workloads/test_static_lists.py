@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from assigner_cases import CROWDED, STRIDES, anchor_points, assigner_inputs, crowded_batch, detection_model
 
-pytestmark = pytest.mark.workloads
+pytestmark = [pytest.mark.workloads, pytest.mark.usefixtures("static_lists_on")]
 
 
 def test_no_box_holds_more_candidates_than_its_bound() -> None:
@@ -155,7 +155,7 @@ def test_a_list_past_its_bound_is_found_and_the_run_goes_back_to_ultralytics_lis
     assert lists.metrics.static_calls == 1  # Ultralytics' own lists from then on
 
 
-def test_a_criterion_of_another_shape_is_left_as_it_is() -> None:
+def test_a_criterion_of_another_shape_is_left_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
     from ultralytics.utils.loss import BboxLoss
     from ultralytics.utils.tal import RotatedTaskAlignedAssigner, TaskAlignedAssigner
     from yolo_workloads.train import static_lists
@@ -163,6 +163,8 @@ def test_a_criterion_of_another_shape_is_left_as_it_is() -> None:
     assert static_lists.install(_Criterion(RotatedTaskAlignedAssigner(), BboxLoss(16))) is None
     assert static_lists.install(_Criterion(TaskAlignedAssigner(), BboxLoss(1))) is None  # no DFL: an L1 box loss
     assert static_lists.install(_Criterion(TaskAlignedAssigner(), None)) is None
+    monkeypatch.setattr(static_lists, "ENABLED", False)  # the default until timed on a GPU
+    assert static_lists.install(_Criterion(TaskAlignedAssigner(), BboxLoss(16))) is None
 
 
 def test_the_training_step_loss_with_static_lists_is_ultralytics_own() -> None:

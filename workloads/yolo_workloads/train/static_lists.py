@@ -30,9 +30,11 @@ from typing import Any
 import numpy as np
 import torch
 
-ENABLED = True
-"""False: Ultralytics' own lists (a benchmark's knob, train_throughput.py --static-lists false: the same code's
-before and after in one call)."""
+ENABLED = False
+"""Off until timed: the first version lost 8% of a crowded epoch's images/s on an H100 (2026-12-05, its padding on
+one index); this one, padding on indices of their own, is not yet timed on a GPU (docs/benchmarks.md, "The loss's
+lists sized on the host"). True: the loss's lists sized on the host (train_throughput.py --static-lists true; the run
+script's _statlists suffix)."""
 
 ROUNDING_SLACK = 1
 """Centres added along each side to the exact bound, for a box whose host and GPU sides differ by float rounding."""
