@@ -9,8 +9,9 @@ runs against an idle GPU (docs/benchmarks.md, "The crowded set's step on the hos
 What: `torch.nonzero_static` lists the same elements, in the same order, into a buffer whose length is a bound known
 on the host, padded after them; the padding is excluded (spare slots past the end for the assigner's writes, a zero
 weight in the box loss). Each padding entry has an index of its own: a gradient's scatter (the box loss's backward)
-adds one index's repeats one after another, so padding on one index would cost a serial pass per step (measured:
--8% images/s on an H100, crowded set, 2026-12-05). The bounds:
+adds one index's repeats one after another, so padding on one index would cost a serial pass per step (the version
+that padded on one index was 8% slower on an H100, crowded set, 2026-12-05; this cause is read from PyTorch's
+kernels, not profiled). The bounds:
 - candidates: an anchor of stride s is a candidate when its centre lies strictly inside the label's box with each
   side floored at the assigner's `stride_val`; along a side W at most floor(W/s) + 1 centres do (one more kept for
   rounding between the host's and the GPU's box), so a label has at most the product over both sides, summed over
