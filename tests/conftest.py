@@ -42,7 +42,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 @pytest.fixture
 def static_lists_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The loss's lists sized on the host (train/static_lists.py), off by default until timed on a GPU."""
+    """The loss's lists sized on the host (train/static_lists.py) for every batch, whatever the module's defaults:
+    tests of the lists hold when the default is switched off, and on batches of few labels."""
     from yolo_workloads.train import static_lists
 
     monkeypatch.setattr(static_lists, "ENABLED", True)
+    monkeypatch.setattr(static_lists, "MIN_LABELS", 0)  # every batch, however few its labels

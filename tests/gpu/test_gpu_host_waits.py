@@ -94,17 +94,43 @@ def _host_waits(run: Callable[[], object]) -> list[str]:
     return [f"{w.filename}:{w.lineno}" for w in caught if "synchroniz" in str(w.message)]
 
 
+def test_the_loss_s_host_values_reach_the_gpu_without_a_wait() -> None:
+    """The image size as Ultralytics' loss makes it (`torch.tensor(shape, device=...) * stride`, then indexed by a
+    list) and the assigner's floor: through `pinned_copies.tensor` no wait under CUDA's sync debug mode set to error,
+    the same values; through torch's own, a wait (the check sees one)."""
+    import torch
+    from yolo_workloads.train.pinned_copies import HostValues, tensor
+
+    stride = torch.tensor([8.0, 16.0, 32.0], device="cuda")
+    shape = torch.Size((80, 60))
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        imgsz = tensor(shape, device=stride.device, dtype=torch.float16) * stride[0]
+        whwh = imgsz[[1, 0, 1, 0]]
+        floor = tensor(8.0, dtype=torch.float32, device=stride.device)
+        with pytest.raises(RuntimeError, match="synchroniz"):
+            torch.tensor(shape, device=stride.device, dtype=torch.float16)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert isinstance(imgsz, HostValues) and imgsz.dtype == torch.float16 and imgsz.is_cuda
+    assert whwh.tolist() == [480.0, 640.0, 480.0, 640.0] and floor.item() == 8.0
+
+
 @pytest.mark.usefixtures("static_lists_on")
 @pytest.mark.parametrize("deterministic", [False, True])
-def test_a_crowded_loss_with_static_lists_waits_for_nothing(deterministic: bool) -> None:
+def test_a_crowded_loss_with_static_lists_waits_for_nothing(
+    deterministic: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The detection loss and its backward on a crowded CUDA batch, as training runs it (deterministic algorithms
     off, `yolo-workload train`'s default) and as Ultralytics' default has it (on): with the host's counts and sides
-    (train/static_lists.py) the loss makes the host wait for nothing and is Ultralytics' own within float rounding;
-    Ultralytics' own lists do make it wait (the check sees waits where there are some)."""
+    (train/static_lists.py) and its small host tensors pinned (train/pinned_copies.py) the loss makes the host wait
+    for nothing and is Ultralytics' own within float rounding; Ultralytics' own lists do make it wait (the check sees
+    waits where there are some)."""
     import numpy as np
     import torch
     from assigner_cases import CROWDED, crowded_batch, detection_model
-    from yolo_workloads.train import kept_anchors
+    from yolo_workloads.train import kept_anchors, pinned_copies
     from yolo_workloads.train.host_waits import BOX_SIDES, BOXES_PER_IMAGE, MAX_BOXES, NoWaitLoss, count_labels
 
     model = detection_model("cuda")
@@ -115,8 +141,11 @@ def test_a_crowded_loss_with_static_lists_waits_for_nothing(deterministic: bool)
     count_labels(batch, index.numpy(), len(per_image), wh.numpy())
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
     kept_anchors.install()  # as training installs them: the kept call reads nothing from the host
+    monkeypatch.setattr(pinned_copies, "ENABLED", True)  # off by default until timed
+    assert pinned_copies.install()  # and the loss's small host tensors copied without a wait
     try:
         preds = model(batch["img"])
+        model.criterion = model.init_criterion()  # what Ultralytics' first `model.loss` makes, and training has
         own, _ = model.criterion(preds, batch)  # the anchors kept for the same shapes
         step = NoWaitLoss(model)
         steps = step.lists
@@ -135,6 +164,7 @@ def test_a_crowded_loss_with_static_lists_waits_for_nothing(deterministic: bool)
         own_waits = _host_waits(lambda: model.criterion(preds, batch))  # Ultralytics' own lists
     finally:
         torch.use_deterministic_algorithms(False)
+        pinned_copies.uninstall()
     assert waits == [], waits
     assert own_waits, "Ultralytics' own lists made no wait: the check would not see one"
     assert steps.metrics.static_calls >= 1 and steps.foreground.static_calls == 1

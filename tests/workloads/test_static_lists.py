@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 from assigner_cases import CROWDED, STRIDES, anchor_points, assigner_inputs, crowded_batch, detection_model
+from yolo_workloads.train.static_lists import MIN_LABELS as DEFAULT_MIN_LABELS  # before a fixture sets it aside
 
 pytestmark = [pytest.mark.workloads, pytest.mark.usefixtures("static_lists_on")]
 
@@ -208,3 +209,24 @@ def test_a_list_pads_each_entry_on_an_index_of_its_own_and_flags_only_a_longer_l
     listed_ones = mask.view(-1).nonzero().squeeze(1)[:40]
     assert torch.equal(at[real], listed_ones) and torch.equal(pick[real], listed_ones)
     assert overflow.read() is (count > 40)
+
+
+def test_only_a_crowded_batch_is_listed_on_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the module's default (undone by the file's fixture), a batch whose most crowded image has fewer than
+    `MIN_LABELS` labels keeps Ultralytics' lists (no bounds this step); one image at it gives the step its bounds."""
+    from ultralytics.utils.loss import BboxLoss
+    from ultralytics.utils.tal import TaskAlignedAssigner
+    from yolo_workloads.train import static_lists
+
+    monkeypatch.setattr(static_lists, "MIN_LABELS", DEFAULT_MIN_LABELS)
+    criterion = _Criterion(TaskAlignedAssigner(topk=10, num_classes=20, stride=STRIDES), BboxLoss(16))
+    lists = static_lists.install(criterion)
+    assert lists is not None and DEFAULT_MIN_LABELS > 1
+    few = np.array([DEFAULT_MIN_LABELS - 1, 3, 0])
+    lists.set_for(few, np.full((int(few.sum()), 2), 20.0))
+    assert lists.metrics.bound is None and lists.foreground.bound is None
+    lists.set_for(np.array([0]), np.zeros((0, 2)))
+    assert lists.metrics.bound is None
+    crowded = few + np.array([1, 0, 0])
+    lists.set_for(crowded, np.full((int(crowded.sum()), 2), 20.0))
+    assert lists.metrics.bound is not None and lists.foreground.bound == 10 * int(crowded.sum())
