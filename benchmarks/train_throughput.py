@@ -96,6 +96,10 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
         from yolo_workloads.train import static_lists
 
         static_lists.ENABLED = args.static_lists == "true"
+    if args.pinned_copies:  # false: the loss's small host tensors through pageable memory (train/pinned_copies.py)
+        from yolo_workloads.train import pinned_copies
+
+        pinned_copies.ENABLED = args.pinned_copies == "true"
     if args.norm_batch:  # batch norm over groups of this many images (train/norm_groups.py, batchRule GroupedNorm)
         from yolo_workloads.train import norm_groups
 
@@ -159,7 +163,8 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
         "cuda_graphs": _graphs_outcome(trainer) if args.cuda_graphs == "true" else None,
         "host_waits": args.host_waits == "true",
         "assigner_groups": args.assigner_groups,
-        "static_lists": _static_lists_on(),
+        "static_lists": _switched_on("static_lists"),
+        "pinned_copies": _switched_on("pinned_copies"),
         "norm_batch": args.norm_batch,
         "channels_last": args.channels_last,
         "batch_ends_s": [[round(x, 3) for x in e] for e in state.get("batch_ends", [])],  # epochs 1-2, unsynced
@@ -184,11 +189,11 @@ def _cpu_jiffies() -> tuple[int, int]:
     return sum(fields) - fields[3] - fields[4], sum(fields)
 
 
-def _static_lists_on() -> bool:
-    """Whether this run's loss sized its lists on the host (train/static_lists.py's switch as the run left it)."""
-    from yolo_workloads.train import static_lists
+def _switched_on(name: str) -> bool:
+    """A step's change in train/<name>.py switched on, as the run left its ENABLED (static_lists, pinned_copies)."""
+    import importlib
 
-    return static_lists.ENABLED
+    return bool(importlib.import_module(f"yolo_workloads.train.{name}").ENABLED)
 
 
 def _graphs_outcome(trainer: Any) -> dict[str, Any]:
@@ -280,6 +285,11 @@ def main() -> None:
         "--static-lists", default="", choices=["", "true", "false"],
         help="with the step without host waits; true: the loss's lists sized on the host, false: through Ultralytics' "
         "nonzero, a read of the GPU each (train/static_lists.py; default: its ENABLED)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pinned-copies", default="", choices=["", "true", "false"],
+        help="with the step without host waits; false: the loss's small tensors from host values copied through "
+        "pageable memory, a wait each (train/pinned_copies.py; default: its ENABLED)",
     )  # fmt: skip
     parser.add_argument("--pin-memory", default="true", help="false: the loaders without the pin-memory thread")
     parser.add_argument("--augmentation", default="cpu", choices=["cpu", "gpu"], help="gpu: train/gpu_augment.py")

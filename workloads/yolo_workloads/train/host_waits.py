@@ -15,7 +15,8 @@ What changes:
   `tloss` is set from that sum once, at the end of the epoch, when `loss_items` become the device tensors again
   (the validator makes its sums like them).
 - The loss's anchor points are kept from one step to the next (train/kept_anchors.py), where Ultralytics rebuilds
-  them from the host each step, each copy a wait.
+  them from the host each step, each copy a wait; its other small tensors from host values (the image size, the
+  assigner's floor for small boxes) are copied through pinned memory without a wait (train/pinned_copies.py).
 - The loader (or the GPU augmentation) counts each batch's labels per image on the host, where the labels are
   anyway, under `MAX_BOXES`; the detection criterion's padding takes that count instead of reading it back. The
   padded targets are Ultralytics' own, element for element (tests/workloads/test_host_waits.py).
@@ -35,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from yolo_workloads.train import grouped_assigner, kept_anchors, static_lists
+from yolo_workloads.train import grouped_assigner, kept_anchors, pinned_copies, static_lists
 
 MAX_BOXES = "max_boxes_per_image"
 """Batch key: the most labels any image of the batch has, counted on the host (an int)."""
@@ -221,7 +222,8 @@ def install(trainer: Any) -> None:
         if not isinstance(t.model.loss, NoWaitLoss):
             t.model.loss = NoWaitLoss(t.model)
         kept_anchors.install()
-        lists = "; the loss's lists sized on the host" if t.model.loss.lists is not None else ""
+        pinned_copies.install()
+        lists = "; the loss's lists sized on the host for crowded batches" if t.model.loss.lists is not None else ""
         print(
             f"train: loss values read a step late; target padding sized on the host{lists}", file=sys.stderr, flush=True
         )
