@@ -32,14 +32,23 @@ def test_off_a_gpu_tensor_is_torchs_own() -> None:
     assert type(nested) is torch.Tensor and not isinstance(nested, HostValues)
 
 
-def test_host_values_take_a_list_index_as_torch_does_and_stay_small() -> None:
+def test_host_values_take_a_list_index_as_torch_does_and_stay_small(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
+    from yolo_workloads.train import pinned_copies
     from yolo_workloads.train.pinned_copies import SMALL, HostValues
 
+    own_to_device, indices = pinned_copies._to_device, []
+
+    def counted(data: Any, dtype: Any, device: Any) -> Any:
+        indices.append(data)
+        return own_to_device(data, dtype, device)
+
+    monkeypatch.setattr(pinned_copies, "_to_device", counted)
     size = torch.tensor([80.0, 60.0]).as_subclass(HostValues) * torch.tensor(8.0)
     assert isinstance(size, HostValues)  # computed from host values, small: indexed without a wait too
     whwh = size[[1, 0, 1, 0]]
     assert isinstance(whwh, HostValues) and whwh.tolist() == [480.0, 640.0, 480.0, 640.0]
+    assert indices == [[1, 0, 1, 0]]  # the list made a tensor by the module's copy, not torch's
     assert float(size[1]) == 480.0 and size[:1].tolist() == [640.0]
     large = torch.ones(SMALL + 1) * size[0]
     assert type(large) is torch.Tensor  # the loss's own tensors stay plain
