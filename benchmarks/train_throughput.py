@@ -96,7 +96,7 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
         from yolo_workloads.train import static_lists
 
         static_lists.ENABLED = args.static_lists == "true"
-    if args.pinned_copies:  # false: the loss's small host tensors through pageable memory (train/pinned_copies.py)
+    if args.pinned_copies:  # true: the loss's small host tensors copied without a wait (train/pinned_copies.py)
         from yolo_workloads.train import pinned_copies
 
         pinned_copies.ENABLED = args.pinned_copies == "true"
@@ -288,8 +288,9 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument(
         "--pinned-copies", default="", choices=["", "true", "false"],
-        help="with the step without host waits; false: the loss's small tensors from host values copied through "
-        "pageable memory, a wait each (train/pinned_copies.py; default: its ENABLED)",
+        help="with the step without host waits; true: the loss's small tensors from host values copied through "
+        "pinned memory without a wait, false: Ultralytics' copies, a wait each (train/pinned_copies.py; default: its "
+        "ENABLED)",
     )  # fmt: skip
     parser.add_argument("--pin-memory", default="true", help="false: the loaders without the pin-memory thread")
     parser.add_argument("--augmentation", default="cpu", choices=["cpu", "gpu"], help="gpu: train/gpu_augment.py")

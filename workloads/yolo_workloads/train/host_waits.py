@@ -16,12 +16,13 @@ What changes:
   (the validator makes its sums like them).
 - The loss's anchor points are kept from one step to the next (train/kept_anchors.py), where Ultralytics rebuilds
   them from the host each step, each copy a wait; its other small tensors from host values (the image size, the
-  assigner's floor for small boxes) are copied through pinned memory without a wait (train/pinned_copies.py).
+  assigner's floor for small boxes) can be copied through pinned memory without a wait (train/pinned_copies.py,
+  off until timed).
 - The loader (or the GPU augmentation) counts each batch's labels per image on the host, where the labels are
   anyway, under `MAX_BOXES`; the detection criterion's padding takes that count instead of reading it back. The
   padded targets are Ultralytics' own, element for element (tests/workloads/test_host_waits.py).
 - With the labels' sides (`BOX_SIDES`, also from the host) the loss's two `nonzero` lists (the assigner's candidates,
-  the box loss's foreground) go into buffers sized on the host (train/static_lists.py).
+  the box loss's foreground) go into buffers sized on the host on crowded batches (train/static_lists.py).
 
 Installed with CUDA graphs (`cuda_graphs`, one CUDA device in this process): both change how the step is launched
 and waited for, never what it computes; `cuda_graphs: false` keeps Ultralytics' own step whole.
