@@ -16,12 +16,13 @@ from types import FrameType
 
 import pytest
 
-from .harness import Cluster, build_binaries, reap_stale_clusters, remove_tree
+from .harness import Cluster, build_binaries, reap_stale_clusters, remove_tree, save_logs
 
 # Also importable as plain `harness` by helper modules that are not part of the package.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 WORKDIR_PREFIX = "yolo-cluster-"
+LOGS_PREFIX = "yolo-logs-cluster-"  # where the component logs of a session with failures are copied
 
 
 def _interrupt_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -30,7 +31,7 @@ def _interrupt_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     """Build or reuse the binaries, start one cluster for the session, always tear it down."""
     if os.environ.get("YOLO_SKIP_CLUSTER") == "1":
         pytest.skip("YOLO_SKIP_CLUSTER=1: the Kubernetes control plane tests are skipped")
@@ -49,10 +50,14 @@ def cluster() -> Iterator[Cluster]:
             keep = True  # the error names component logs in there
             raise
         print(f"\n[cluster] {started.name} up in {started.startup_seconds:.1f} s; kubeconfig {started.kubeconfig}")
+        failed_before = request.session.testsfailed
         try:
             yield started
         finally:
             # Runs on test failures, Ctrl-C and SIGTERM alike.
+            if request.session.testsfailed > failed_before:
+                saved = save_logs([started.cluster_dir / "logs"], tmp_root, LOGS_PREFIX)
+                print(f"\n[cluster] tests failed; the components' logs are copied to {saved}")
             started.stop()
     finally:
         signal.signal(signal.SIGTERM, previous)

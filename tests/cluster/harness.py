@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -384,6 +385,26 @@ def reap_stale_clusters(tmp_root: Path, prefix: str) -> list[Path]:
         remove_tree(workdir)
         reaped.append(workdir)
     return reaped
+
+
+LOG_COPIES_KEPT = 3  # the newest copies of logs from failed sessions; older ones are removed
+
+
+def save_logs(folders: Iterable[Path], tmp_root: Path, prefix: str) -> Path:
+    """Copy the `*.log` files of `folders` (components, node) to a new `<tmp_root>/<prefix><time>`, before teardown
+    deletes them; keep only the newest LOG_COPIES_KEPT such copies. Called when a session had failures: a stalled
+    control plane otherwise leaves nothing to read."""
+    now = time.time_ns()
+    stamp = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(now // 10**9))}.{now % 10**9:09d}"  # names sort by time
+    target = Path(tempfile.mkdtemp(prefix=f"{prefix}{stamp}-", dir=tmp_root))
+    for folder in folders:
+        (target / folder.name).mkdir(exist_ok=True)
+        for log in sorted(folder.glob("*.log")):
+            with contextlib.suppress(OSError):  # a component may rotate or remove its log meanwhile
+                shutil.copy2(log, target / folder.name / log.name)
+    for old in sorted(tmp_root.glob(f"{prefix}*"))[:-LOG_COPIES_KEPT]:
+        remove_tree(old)
+    return target
 
 
 def remove_tree(path: Path) -> None:

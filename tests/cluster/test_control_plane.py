@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,9 +14,11 @@ from .harness import (
     GPU_RESOURCE,
     HOLD_KEY,
     HOLD_NAMESPACE_PREFIX,
+    LOG_COPIES_KEPT,
     Cluster,
     node_is_ready,
     pod_is_ready,
+    save_logs,
     wait_until,
 )
 
@@ -204,3 +207,12 @@ def test_service_account_with_role_can_list_pods(cluster: Cluster) -> None:
     cluster.kubectl("create", "role", "pod-reader", "-n", ns, "--verb=get,list,watch", "--resource=pods")
     cluster.kubectl("create", "rolebinding", "reader", "-n", ns, "--role=pod-reader", f"--serviceaccount={ns}:reader")
     cluster.kubectl("get", "pods", "-n", ns, kubeconfig=kubeconfig)
+
+
+def test_a_failed_session_keeps_copies_of_the_components_logs(cluster: Cluster, tmp_path: Path) -> None:
+    """The fixtures call save_logs when tests failed: teardown deletes the cluster's folder, and a stalled control
+    plane is explained only by its components' logs. The newest LOG_COPIES_KEPT copies stay."""
+    copies = [save_logs([cluster.cluster_dir / "logs"], tmp_path, "logs-") for _ in range(LOG_COPIES_KEPT + 1)]
+    apiserver = copies[-1] / "logs" / "kube-apiserver.log"
+    assert apiserver.read_text() != "", f"copied: {sorted(p.name for p in copies[-1].rglob('*'))}"
+    assert sorted(tmp_path.iterdir()) == sorted(copies[1:]), "the oldest copy is removed"

@@ -27,11 +27,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cluster"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import Cluster, build_binaries, reap_stale_clusters, remove_tree, wait_until
+from harness import Cluster, build_binaries, reap_stale_clusters, remove_tree, save_logs, wait_until
 from realnode import RealNode, cluster_options, missing_prerequisites
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKDIR_PREFIX = "yolo-e2e-"
+LOGS_PREFIX = "yolo-logs-e2e-"  # where the logs of a session with failures are copied
 VERSION = next(
     line.split('"')[1] for line in (ROOT / "pyproject.toml").read_text().splitlines() if line.startswith("version = ")
 )
@@ -76,7 +77,7 @@ def build_images(*targets: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def e2e() -> Iterator[E2E]:
+def e2e(request: pytest.FixtureRequest) -> Iterator[E2E]:
     if os.environ.get("YOLO_SKIP_E2E") == "1":
         pytest.skip("YOLO_SKIP_E2E=1: the end-to-end suite (real images on a real node) is skipped")
     bin_dir = build_binaries()
@@ -104,7 +105,11 @@ def e2e() -> Iterator[E2E]:
         loaded = node.load_docker_images([OPERATOR_IMAGE, WORKLOAD_IMAGE], docker_env)
         timings["images loaded into the node"] = time.monotonic() - started
         print(f"\n[e2e] timings (s): { {k: round(v, 1) for k, v in timings.items()} }; imports: {loaded}")
+        failed_before = request.session.testsfailed
         yield E2E(cluster, node, docker_env, timings)
+        if request.session.testsfailed > failed_before:  # the workdir goes; its logs are what explain a stall
+            saved = save_logs([cluster.cluster_dir / "logs", node.workdir], tmp_root, LOGS_PREFIX)
+            print(f"\n[e2e] tests failed; the components' and the node's logs are copied to {saved}")
     except Exception:
         keep = True  # the node's and components' logs are in there
         raise
