@@ -72,10 +72,14 @@ def test_a_training_without_waits_writes_ultralytics_epoch_losses(
     shown = capsys.readouterr().err
     assert "loss values read a step late; target padding sized on the host" in shown
     assert "the loss's lists sized on the host" in shown  # on by default (train/static_lists.py)
+    assert "its host values copied without a wait" in shown  # on by default (train/pinned_copies.py)
     from ultralytics.utils import loss as ultralytics_loss
+    from ultralytics.utils import tal
     from yolo_workloads.train.kept_anchors import KeptAnchors
+    from yolo_workloads.train.pinned_copies import TorchWithPinnedCopies
 
     assert isinstance(ultralytics_loss.make_anchors, KeptAnchors) and ultralytics_loss.make_anchors.kept
+    assert isinstance(ultralytics_loss.torch, TorchWithPinnedCopies) and isinstance(tal.torch, TorchWithPinnedCopies)
     loss = trainer.model.loss
     assert isinstance(loss, NoWaitLoss) and loss.padding is not None and loss.padding.calls_with_rows == 6
     assert len(own) == len(late) == 2

@@ -16,8 +16,7 @@ What changes:
   (the validator makes its sums like them).
 - The loss's anchor points are kept from one step to the next (train/kept_anchors.py), where Ultralytics rebuilds
   them from the host each step, each copy a wait; its other small tensors from host values (the image size, the
-  assigner's floor for small boxes) can be copied through pinned memory without a wait (train/pinned_copies.py,
-  off until timed).
+  assigner's floor for small boxes) are copied through pinned memory without a wait (train/pinned_copies.py).
 - The loader (or the GPU augmentation) counts each batch's labels per image on the host, where the labels are
   anyway, under `MAX_BOXES`; the detection criterion's padding takes that count instead of reading it back. The
   padded targets are Ultralytics' own, element for element (tests/workloads/test_host_waits.py).
@@ -223,10 +222,12 @@ def install(trainer: Any) -> None:
         if not isinstance(t.model.loss, NoWaitLoss):
             t.model.loss = NoWaitLoss(t.model)
         kept_anchors.install()
-        pinned_copies.install()
+        copies = "; its host values copied without a wait" if pinned_copies.install() else ""
         lists = "; the loss's lists sized on the host for crowded batches" if t.model.loss.lists is not None else ""
         print(
-            f"train: loss values read a step late; target padding sized on the host{lists}", file=sys.stderr, flush=True
+            f"train: loss values read a step late; target padding sized on the host{lists}{copies}",
+            file=sys.stderr,
+            flush=True,
         )
 
     def on_train_epoch_start(t: Any) -> None:

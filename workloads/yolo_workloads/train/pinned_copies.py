@@ -12,8 +12,8 @@ What: Ultralytics' loss and assigner modules see a `torch` whose `tensor`, for a
 numbers, makes the tensor in pinned memory and copies it without waiting (PyTorch's pinned allocator keeps the block
 until the copy has run). The tensor it gives (`HostValues`) takes a list of indices the same way, and so do the small
 tensors computed from it (the image size times the stride). The values are Ultralytics' own, element for element.
-Installed with the step without host waits (train/host_waits.py) when switched on (`ENABLED`, off until timed);
-everything else in those modules is torch's own.
+Installed with the step without host waits (train/host_waits.py; `ENABLED`, on since timed); everything else in
+those modules is torch's own.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from typing import Any
 
 import torch
 
-ENABLED = False
-"""Off until timed on a GPU: built after the session's last device call (2026-12-06), its CUDA path is checked by
-tests/gpu/test_gpu_host_waits.py, not yet run. True: installed with the step without host waits
-(train_throughput.py --pinned-copies true; the run script's _pinned suffix)."""
+ENABLED = True
+"""Installed with the step without host waits. Timed on an H100 (2026-12-06, docs/benchmarks.md, "The loss's last
+waits"): crowded 1,743 against 1,682-1,695 images/s, shapes 1,839 against 1,799; tests/gpu/test_gpu_host_waits.py
+finds no wait left in the crowded loss. False keeps Ultralytics' copies (train_throughput.py --pinned-copies false)."""
 
 DEVICE_TYPES = frozenset({"cuda"})
 """Devices whose copies from pageable memory wait for the stream (a CPU test adds "cpu" to run a loss through
