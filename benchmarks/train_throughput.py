@@ -17,15 +17,19 @@ import argparse
 import contextlib
 import cProfile
 import functools
+import gzip
 import io
 import json
 import os
 import pstats
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import trace_stages  # benchmarks/, the script's own folder
 
 DEFAULTS = {"batch": 16, "workers": 8, "amp": True, "cache": "none", "deterministic": True}  # Ultralytics'
 
@@ -137,7 +141,7 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
 
     def batch_end(t: Any) -> None:  # the first two epochs' batch ends: how long the first epoch stays slow
         if args.trace and len(state["epochs"]) == args.epochs - 1:
-            _trace_steps(state, Path(args.trace))
+            _trace_steps(t, state, Path(args.trace))
         if len(state["epochs"]) < 2:
             state.setdefault("batch_ends", [[], []])[len(state["epochs"])].append(time.monotonic() - state["t0"])
 
@@ -211,12 +215,21 @@ TRACE_FROM, TRACE_STEPS = 10, 8
 """--trace: the last epoch's steps traced by PyTorch's profiler, from the end of this batch, for this many steps."""
 
 
-def _trace_steps(state: dict[str, Any], path: Path) -> None:
+STAGES = {"augment": "preprocess_batch", "forward and loss": "model.loss", "optimizer": "optimizer_step"}
+"""--trace: the trainer's calls timed as ranges of their own ("yolo::<stage>"), so the GPU time a step splits by
+stage (the forward pass and its backward are the profiler's own "Graphed" and "GraphedBackward" with CUDA graphs)."""
+
+
+def _trace_steps(trainer: Any, state: dict[str, Any], path: Path) -> None:
     """Called at each batch's end in the last epoch: starts the profiler, then stops it and writes its tables."""
     import torch
 
     done = state["traced_batches"] = state.get("traced_batches", 0) + 1
     if done == TRACE_FROM:
+        for stage, attribute in STAGES.items():
+            owner_name, _, name = attribute.rpartition(".")
+            owner = trainer if not owner_name else getattr(trainer, owner_name)
+            setattr(owner, name, _ranged(stage, getattr(owner, name)))
         activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
         state["tracer"] = torch.profiler.profile(activities=activities, record_shapes=True)
         state["tracer"].start()
@@ -231,7 +244,26 @@ def _trace_steps(state: dict[str, Any], path: Path) -> None:
             + events.table(sort_by="cpu_time_total", row_limit=30, max_name_column_width=60)
             + by_shape.table(sort_by="self_device_time_total", row_limit=30, max_name_column_width=40)
         )
-        tracer.export_chrome_trace(str(path.with_suffix(".trace.json")))
+        chrome = path.with_suffix(".trace.json")
+        tracer.export_chrome_trace(str(chrome))
+        with chrome.open("rb") as raw, gzip.open(chrome.with_suffix(".json.gz"), "wb") as packed:
+            shutil.copyfileobj(raw, packed)  # a tenth of the size: it comes back from the device machine
+        chrome.unlink()
+        stages = trace_stages.report(
+            trace_stages.device_time(trace_stages.load(chrome.with_suffix(".json.gz"))), TRACE_STEPS
+        )
+        path.write_text(stages + path.read_text())  # the split by stage first: the tables count graphs twice
+
+
+def _ranged(stage: str, call: Any) -> Any:
+    """`call` inside a profiler range named after its stage."""
+    import torch
+
+    def ranged(*args: Any, **kwargs: Any) -> Any:
+        with torch.profiler.record_function(f"yolo::{stage}"):
+            return call(*args, **kwargs)
+
+    return ranged
 
 
 def _write_profile(profiler: cProfile.Profile, path: Path, seconds: float) -> None:
