@@ -104,6 +104,10 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
         from yolo_workloads.train import pinned_copies
 
         pinned_copies.ENABLED = args.pinned_copies == "true"
+    if args.pair_normalize:  # the assigner's normalisation over the listed pairs (train/pair_normalize.py)
+        from yolo_workloads.train import pair_normalize
+
+        pair_normalize.ENABLED = args.pair_normalize == "true"
     if args.norm_batch:  # batch norm over groups of this many images (train/norm_groups.py, batchRule GroupedNorm)
         from yolo_workloads.train import norm_groups
 
@@ -169,6 +173,7 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
         "assigner_groups": args.assigner_groups,
         "static_lists": _switched_on("static_lists"),
         "pinned_copies": _switched_on("pinned_copies"),
+        "pair_normalize": _switched_on("pair_normalize"),
         "norm_batch": args.norm_batch,
         "channels_last": args.channels_last,
         "batch_ends_s": [[round(x, 3) for x in e] for e in state.get("batch_ends", [])],  # epochs 1-2, unsynced
@@ -194,7 +199,7 @@ def _cpu_jiffies() -> tuple[int, int]:
 
 
 def _switched_on(name: str) -> bool:
-    """A step's change in train/<name>.py switched on, as the run left its ENABLED (static_lists, pinned_copies)."""
+    """A step's change in train/<name>.py switched on, as the run left its ENABLED (static_lists, pinned_copies, ...)."""
     import importlib
 
     return bool(importlib.import_module(f"yolo_workloads.train.{name}").ENABLED)
@@ -323,6 +328,11 @@ def main() -> None:
         help="with the step without host waits; true: the loss's small tensors from host values copied through "
         "pinned memory without a wait, false: Ultralytics' copies, a wait each (train/pinned_copies.py; default: its "
         "ENABLED)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pair-normalize", default="", choices=["", "true", "false"],
+        help="with the lists sized on the host; true: the assigner's score normalisation over the listed pairs, "
+        "false: Ultralytics' dense one (train/pair_normalize.py; default: its ENABLED)",
     )  # fmt: skip
     parser.add_argument("--pin-memory", default="true", help="false: the loaders without the pin-memory thread")
     parser.add_argument("--augmentation", default="cpu", choices=["cpu", "gpu"], help="gpu: train/gpu_augment.py")

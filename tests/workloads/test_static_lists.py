@@ -71,6 +71,7 @@ def test_the_assignment_with_static_candidates_is_ultralytics_own(grouped: bool)
     lists.set_for(np.array(CROWDED), _sides(inputs, CROWDED))
     got = criterion.assigner(*inputs)
     assert lists.metrics.static_calls == (2 if grouped else 1)  # every pass listed statically
+    assert lists.normalisation is not None and lists.normalisation.pair_calls == lists.metrics.static_calls
     assert wrapped is None or wrapped.grouped_calls == 1
     assert int(expected[3].sum()) > 100
     for name, a, b in zip(("labels", "bboxes", "scores", "fg_mask", "gt_idx"), expected, got, strict=True):
@@ -230,3 +231,54 @@ def test_only_a_crowded_batch_is_listed_on_the_host(monkeypatch: pytest.MonkeyPa
     crowded = few + np.array([1, 0, 0])
     lists.set_for(crowded, np.full((int(crowded.sum()), 2), 20.0))
     assert lists.metrics.bound is not None and lists.foreground.bound == 10 * int(crowded.sum())
+
+
+@pytest.mark.parametrize(
+    ("seed", "smallest_half", "topk2"), [(0, 0.5, None), (3, 1.0, 5), (6, 4.0, None), (9, 30.0, 5)]
+)
+def test_the_normalisation_over_the_pairs_is_the_dense_one_bit_for_bit(
+    seed: int, smallest_half: float, topk2: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """train/pair_normalize.py against Ultralytics' dense normalisation of the same listed metrics, on batches of
+    every crowding and box size, with scores at zero (metrics of zero tie) and a second top-k."""
+    import torch
+    from ultralytics.utils.loss import BboxLoss
+    from ultralytics.utils.tal import TaskAlignedAssigner
+    from yolo_workloads.train import pair_normalize, static_lists
+
+    counts = list(np.random.RandomState(seed).randint(0, 60, size=8))
+    inputs = list(assigner_inputs(counts, seed=seed, smallest_half=smallest_half))
+    inputs[0] = inputs[0] * (torch.rand(inputs[0].shape, generator=torch.Generator().manual_seed(seed)) > 0.5)
+    settings: dict[str, Any] = {"topk": 10, "num_classes": 20, "alpha": 0.5, "beta": 6.0, "stride": STRIDES}
+    if topk2 is not None:
+        settings["topk2"] = topk2
+
+    def assigned(pairs: bool) -> tuple[Any, ...]:
+        monkeypatch.setattr(pair_normalize, "ENABLED", pairs)
+        criterion = _Criterion(TaskAlignedAssigner(**settings), BboxLoss())
+        lists = static_lists.install(criterion)
+        assert lists is not None and (lists.normalisation is not None) == pairs
+        lists.set_for(np.array(counts), _sides(tuple(inputs), counts))
+        out = criterion.assigner(*inputs)
+        assert lists.normalisation is None or lists.normalisation.pair_calls == 1
+        return tuple(out)
+
+    dense, over_pairs = assigned(False), assigned(True)
+    assert int(dense[3].sum()) > 50 and float(dense[2].sum()) > 0
+    for name, a, b in zip(("labels", "bboxes", "scores", "fg_mask", "gt_idx"), dense, over_pairs, strict=True):
+        assert a.dtype == b.dtype and torch.equal(a, b), name
+
+
+def test_another_ultralytics_forward_keeps_its_own_normalisation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pairs' normalisation replays `_forward`'s steps: a `_forward` of other code (another Ultralytics) is left
+    alone, and the static lists still work under it."""
+    from ultralytics.utils.loss import BboxLoss
+    from ultralytics.utils.tal import TaskAlignedAssigner
+    from yolo_workloads.train import pair_normalize, static_lists
+
+    assert pair_normalize.matches(TaskAlignedAssigner)
+    monkeypatch.setattr(pair_normalize, "FORWARD_SHA256", "0" * 64)
+    criterion = _Criterion(TaskAlignedAssigner(topk=10, num_classes=20, stride=STRIDES), BboxLoss())
+    lists = static_lists.install(criterion)
+    assert lists is not None and lists.normalisation is None
+    assert "_forward" not in vars(criterion.assigner)

@@ -1,0 +1,105 @@
+"""The assigner's last step, the target scores' normalisation, over the candidate pairs instead of every anchor.
+
+Why: Ultralytics' `TaskAlignedAssigner` ends by scaling each positive anchor's score by its label's best overlap over
+its best alignment, in about seven passes over dense (images, the most labels an image, anchors) tensors: on the
+crowded set at batch 128 that is 128 x 133-167 x 8,400 elements a pass, and the loss forward took 12.9 ms of GPU
+time a step on an H100 against 3.4 on the shapes set (docs/benchmarks.md, "The loss's last waits").
+
+What: with the candidate pairs already listed on the host's bound (train/static_lists.py, `StaticBoxMetrics`), every
+nonzero element of those tensors is one of the pairs, so the same products and quotients are taken on the pairs
+alone and the maxima are scatter maxima into zeros (every value is at least zero, and a maximum does not depend on
+order). Each element goes through the same float operations in the same dtype as Ultralytics' in-place ones: the
+target scores are Ultralytics' own, bit for bit (tests/workloads/test_static_lists.py).
+
+Only for the `_forward` this was written against (`FORWARD_SHA256`, Ultralytics 8.4): another version keeps its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from typing import Any
+
+import torch
+
+ENABLED = True
+"""With the static lists (which hold the pairs). False: Ultralytics' dense normalisation."""
+
+FORWARD_SHA256 = "be507183a5b7b548445cdc8910127e23120eaee5b79c8556005f7dc934a1b167"
+"""sha256 of `TaskAlignedAssigner._forward`'s code lines (`_code_lines`): the steps this module's `__call__` takes."""
+
+
+def _code_lines(function: Any) -> str:
+    """The function's source without its docstring, comments and blank lines, each line stripped."""
+    source = inspect.getsource(function)
+    body = source.split('"""', 2)[-1] if source.count('"""') >= 2 else source
+    lines = (line.split("#", 1)[0].strip() for line in body.splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+def matches(assigner_type: type) -> bool:
+    """Whether `assigner_type._forward` is the one this module replays."""
+    code = _code_lines(assigner_type._forward)  # type: ignore[attr-defined]
+    return hashlib.sha256(code.encode()).hexdigest() == FORWARD_SHA256
+
+
+class Pairs:
+    """The candidate pairs of the assigner's last `get_box_metrics`: flat indices into (images, labels, anchors),
+    whether each entry is a pair (not padding), and the pair's alignment and overlap."""
+
+    def __init__(self, pick: torch.Tensor, real: torch.Tensor, align: torch.Tensor, overlap: torch.Tensor) -> None:
+        self.pick, self.real, self.align, self.overlap = pick, real, align, overlap
+
+
+def normalised(mask_pos: torch.Tensor, pairs: Pairs, eps: float) -> torch.Tensor:
+    """Each anchor's score scale (images, anchors, 1) from the pairs, as Ultralytics' dense normalisation gives it."""
+    images, labels, anchors = mask_pos.shape
+    positive = mask_pos.reshape(-1)[pairs.pick]
+    align = torch.where(pairs.real, pairs.align * positive, 0)  # the dense `align_metric *= mask_pos`, on the pairs
+    overlap = torch.where(pairs.real, pairs.overlap * positive, 0)
+    row = pairs.pick // anchors  # (image, label)
+    best_align = align.new_zeros(images * labels).scatter_reduce_(0, row, align, "amax")
+    best_overlap = overlap.new_zeros(images * labels).scatter_reduce_(0, row, overlap, "amax")
+    align.mul_(best_overlap[row]).div_(best_align[row] + eps)
+    column = pairs.pick // (labels * anchors) * anchors + pairs.pick % anchors  # (image, anchor)
+    return align.new_zeros(images * anchors).scatter_reduce_(0, column, align, "amax").view(images, anchors, 1)
+
+
+class PairForward:
+    """Stands in for a `TaskAlignedAssigner`'s `_forward`: Ultralytics' own steps, the normalisation over the pairs
+    when `metrics` listed them for this call (else Ultralytics' own `_forward`)."""
+
+    def __init__(self, assigner: Any, metrics: Any) -> None:
+        self.assigner = assigner
+        self.own = type(assigner)._forward.__get__(assigner)
+        self.metrics = metrics
+        self.pair_calls = 0
+
+    def __call__(
+        self, pd_scores: torch.Tensor, pd_bboxes: torch.Tensor, anc_points: torch.Tensor, gt_labels: torch.Tensor,
+        gt_bboxes: torch.Tensor, mask_gt: torch.Tensor, **extra: torch.Tensor,
+    ) -> Any:  # fmt: skip
+        a = self.assigner
+        if not self.metrics.listing():
+            return self.own(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, **extra)
+        self.pair_calls += 1
+        mask_pos, align_metric, overlaps = a.get_pos_mask(
+            pd_scores, pd_bboxes, gt_labels, gt_bboxes, anc_points, mask_gt, **extra
+        )
+        pairs = self.metrics.pairs
+        self.metrics.pairs = None
+        target_gt_idx, fg_mask, mask_pos = a.select_highest_overlaps(mask_pos, overlaps, a.n_max_boxes, align_metric)
+        target_labels, target_bboxes, target_scores = a.get_targets(gt_labels, gt_bboxes, target_gt_idx, fg_mask)
+        target_scores = target_scores * normalised(mask_pos, pairs, a.eps)
+        return target_labels, target_bboxes, target_scores, fg_mask.bool(), target_gt_idx
+
+
+def install(assigner: Any, metrics: Any) -> PairForward | None:
+    """The pairs' normalisation in `assigner` (Ultralytics' `TaskAlignedAssigner` of the known `_forward`)."""
+    from ultralytics.utils.tal import TaskAlignedAssigner
+
+    if not ENABLED or type(assigner) is not TaskAlignedAssigner or not matches(TaskAlignedAssigner):
+        return None
+    forward = PairForward(assigner, metrics)
+    assigner._forward = forward  # type: ignore[method-assign]  # the instance's, as get_box_metrics'
+    return forward
