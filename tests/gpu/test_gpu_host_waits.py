@@ -168,6 +168,7 @@ def test_a_crowded_loss_with_static_lists_waits_for_nothing(
     assert waits == [], waits
     assert own_waits, "Ultralytics' own lists made no wait: the check would not see one"
     assert steps.metrics.static_calls >= 1 and steps.foreground.static_calls == 1
+    assert steps.normalisation is not None and steps.normalisation.pair_calls >= 1  # normalised over the pairs
     assert not steps.overflow.read()
     assert np.isfinite(float(losses[0].sum()))
     torch.testing.assert_close(losses[0], own, rtol=1e-4, atol=1e-4)

@@ -14,9 +14,11 @@ pytestmark = pytest.mark.workloads
 
 @pytest.fixture
 def restored() -> Iterator[None]:
-    """Ultralytics' modules with their own `torch` again after the test."""
+    """Ultralytics' modules with their own `torch` before the test (a training earlier in this process installs the
+    copies, on by default, for the process's life) and again after it."""
     from yolo_workloads.train import pinned_copies
 
+    pinned_copies.uninstall()
     yield
     pinned_copies.uninstall()
 

@@ -16,31 +16,22 @@ Only for the `_forward` this was written against (`FORWARD_SHA256`, Ultralytics 
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 from typing import Any
 
 import torch
+
+from yolo_workloads.train import replayed
 
 ENABLED = True
 """With the static lists (which hold the pairs). False: Ultralytics' dense normalisation."""
 
 FORWARD_SHA256 = "be507183a5b7b548445cdc8910127e23120eaee5b79c8556005f7dc934a1b167"
-"""sha256 of `TaskAlignedAssigner._forward`'s code lines (`_code_lines`): the steps this module's `__call__` takes."""
-
-
-def _code_lines(function: Any) -> str:
-    """The function's source without its docstring, comments and blank lines, each line stripped."""
-    source = inspect.getsource(function)
-    body = source.split('"""', 2)[-1] if source.count('"""') >= 2 else source
-    lines = (line.split("#", 1)[0].strip() for line in body.splitlines())
-    return "\n".join(line for line in lines if line)
+"""sha256 of `TaskAlignedAssigner._forward`'s code lines (train/replayed.py): the steps `PairForward` takes."""
 
 
 def matches(assigner_type: type) -> bool:
     """Whether `assigner_type._forward` is the one this module replays."""
-    code = _code_lines(assigner_type._forward)  # type: ignore[attr-defined]
-    return hashlib.sha256(code.encode()).hexdigest() == FORWARD_SHA256
+    return replayed.same_code(assigner_type._forward, FORWARD_SHA256)  # type: ignore[attr-defined]
 
 
 class Pairs:
