@@ -17,8 +17,9 @@ kernels, not profiled). The bounds:
   rounding between the host's and the GPU's box), so a label has at most the product over both sides, summed over
   the levels. The sides come from the labels the loader or the GPU augmentation has on the host.
 - foreground: each label keeps at most `topk` anchors, so at most topk times the batch's labels.
-The assigner's outputs are its own element for element (each pair is computed alone); the box loss sums the same
-terms plus zeros, in another order within float rounding. A count past its bound, which the bounds rule out, is
+The assigner's outputs are its own element for element on CUDA (each pair is computed alone; on the CPU, PyTorch's
+vectorised `pow` may round a list's last elements one ulp apart from a list of another length); the box loss sums
+the same terms plus zeros, in another order within float rounding. A count past its bound, which the bounds rule out, is
 flagged on the GPU and read once an epoch (`Overflow`): the run then goes back to Ultralytics' own lists and says so.
 The listed pairs also serve the assigner's normalisation (train/pair_normalize.py).
 """
