@@ -18,6 +18,7 @@ import contextlib
 import cProfile
 import functools
 import gzip
+import importlib
 import io
 import json
 import os
@@ -96,18 +97,9 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
         grouped_assigner.GROUPS = max(1, args.assigner_groups)
         if args.assigner_groups <= 1:  # never grouped: the assigner runs whole
             grouped_assigner.MIN_ROWS = sys.maxsize
-    if args.static_lists:  # true: the loss's lists sized on the host (train/static_lists.py); false: Ultralytics' own
-        from yolo_workloads.train import static_lists
-
-        static_lists.ENABLED = args.static_lists == "true"
-    if args.pinned_copies:  # true: the loss's small host tensors copied without a wait (train/pinned_copies.py)
-        from yolo_workloads.train import pinned_copies
-
-        pinned_copies.ENABLED = args.pinned_copies == "true"
-    if args.pair_normalize:  # the assigner's normalisation over the listed pairs (train/pair_normalize.py)
-        from yolo_workloads.train import pair_normalize
-
-        pair_normalize.ENABLED = args.pair_normalize == "true"
+    for name in SWITCHES:  # true / false: the step's change in train/<name>.py on / off; unset: its ENABLED
+        if value := getattr(args, name):
+            importlib.import_module(f"yolo_workloads.train.{name}").ENABLED = value == "true"
     if args.norm_batch:  # batch norm over groups of this many images (train/norm_groups.py, batchRule GroupedNorm)
         from yolo_workloads.train import norm_groups
 
@@ -171,9 +163,7 @@ def epoch(args: argparse.Namespace) -> dict[str, Any]:
         "cuda_graphs": _graphs_outcome(trainer) if args.cuda_graphs == "true" else None,
         "host_waits": args.host_waits == "true",
         "assigner_groups": args.assigner_groups,
-        "static_lists": _switched_on("static_lists"),
-        "pinned_copies": _switched_on("pinned_copies"),
-        "pair_normalize": _switched_on("pair_normalize"),
+        **{name: _switched_on(name) for name in SWITCHES},
         "norm_batch": args.norm_batch,
         "channels_last": args.channels_last,
         "batch_ends_s": [[round(x, 3) for x in e] for e in state.get("batch_ends", [])],  # epochs 1-2, unsynced
@@ -198,10 +188,22 @@ def _cpu_jiffies() -> tuple[int, int]:
     return sum(fields) - fields[3] - fields[4], sum(fields)
 
 
-def _switched_on(name: str) -> bool:
-    """A step's change in train/<name>.py switched on, as the run left its ENABLED (static_lists, pinned_copies, ...)."""
-    import importlib
+SWITCHES = {
+    "static_lists": ("the loss's lists sized on the host", "through Ultralytics' nonzero, a read of the GPU each"),
+    "pinned_copies": (
+        "the loss's small tensors from host values copied through pinned memory without a wait",
+        "Ultralytics' copies, a wait each",
+    ),
+    "pair_normalize": (
+        "the assigner's score normalisation over the listed pairs (with the lists sized on the host)",
+        "Ultralytics' dense one",
+    ),
+}
+"""The step's changes a run can switch (--static-lists, ...): what true and false give."""
 
+
+def _switched_on(name: str) -> bool:
+    """A step's change in train/<name>.py switched on, as the run left its ENABLED (one of SWITCHES)."""
     return bool(importlib.import_module(f"yolo_workloads.train.{name}").ENABLED)
 
 
@@ -318,22 +320,11 @@ def main() -> None:
         help="with the step without host waits: the loss's assigner on at most this many groups of images "
         "(train/grouped_assigner.py; 1: the whole batch at once; default: its own GROUPS)",
     )  # fmt: skip
-    parser.add_argument(
-        "--static-lists", default="", choices=["", "true", "false"],
-        help="with the step without host waits; true: the loss's lists sized on the host, false: through Ultralytics' "
-        "nonzero, a read of the GPU each (train/static_lists.py; default: its ENABLED)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--pinned-copies", default="", choices=["", "true", "false"],
-        help="with the step without host waits; true: the loss's small tensors from host values copied through "
-        "pinned memory without a wait, false: Ultralytics' copies, a wait each (train/pinned_copies.py; default: its "
-        "ENABLED)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--pair-normalize", default="", choices=["", "true", "false"],
-        help="with the lists sized on the host; true: the assigner's score normalisation over the listed pairs, "
-        "false: Ultralytics' dense one (train/pair_normalize.py; default: its ENABLED)",
-    )  # fmt: skip
+    for name, (on, off) in SWITCHES.items():
+        parser.add_argument(
+            f"--{name.replace('_', '-')}", default="", choices=["", "true", "false"],
+            help=f"with the step without host waits; true: {on}, false: {off} (train/{name}.py; default: its ENABLED)",
+        )  # fmt: skip
     parser.add_argument("--pin-memory", default="true", help="false: the loaders without the pin-memory thread")
     parser.add_argument("--augmentation", default="cpu", choices=["cpu", "gpu"], help="gpu: train/gpu_augment.py")
     parser.add_argument(
