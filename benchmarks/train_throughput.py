@@ -256,9 +256,7 @@ def _trace_steps(trainer: Any, state: dict[str, Any], path: Path) -> None:
         with chrome.open("rb") as raw, gzip.open(chrome.with_suffix(".json.gz"), "wb") as packed:
             shutil.copyfileobj(raw, packed)  # a tenth of the size: it comes back from the device machine
         chrome.unlink()
-        stages = trace_stages.report(
-            trace_stages.device_time(trace_stages.load(chrome.with_suffix(".json.gz"))), TRACE_STEPS
-        )
+        stages = trace_stages.full_report(trace_stages.load(chrome.with_suffix(".json.gz")), TRACE_STEPS)
         path.write_text(stages + path.read_text())  # the split by stage first: the tables count graphs twice
 
 

@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.trace_stages import device_time, report  # noqa: E402
+from benchmarks.trace_stages import device_time, host_time, idle_report, idle_time, report  # noqa: E402
 
 pytestmark = pytest.mark.unit
 
@@ -74,7 +74,50 @@ def test_the_script_reads_a_gzipped_trace(tmp_path: Path) -> None:
         check=True,
     ).stdout
     assert out.splitlines()[0] == "GPU ms a step (kernels, copies and sets, each once): 7.9"
-    assert out.splitlines()[-2:] == [
+    lines = out.splitlines()
+    idle_at = lines.index("GPU idle ms a step (no stream busy): 1.3")
+    assert lines[idle_at - 2 : idle_at] == [
         "    4.00  outside the ranges (thread 11)  |  autograd::engine::evaluate_function: GraphedBackward",
         "    3.00  yolo::forward and loss  |  Graphed",
     ]
+    assert lines[-2:] == ["host ms a step in each range (wall, waits included):", "     0.1  yolo::forward and loss"]
+
+
+def test_each_idle_gap_is_charged_to_the_launch_that_ended_it() -> None:
+    late = [  # after the memcpy (ends 8200) the host launches the next kernel only at 8600: it was late
+        _host("user_annotation", "yolo::optimizer", MAIN, 8500, 300),
+        _host("cpu_op", "aten::_foreach_add_", MAIN, 8550, 100),
+        _host("cuda_runtime", "cudaLaunchKernel", MAIN, 8600, 5, correlation=5),
+        _host("kernel", "foreach kernel", 0, 8700, 100, correlation=5),
+    ]
+    idle = idle_time(_step_trace() + late)
+    assert idle == {
+        ("yolo::forward and loss", "Graphed", "launched in time"): 80,  # the graph's own gap, conv to bn
+        ("yolo::forward and loss", "aten::topk", "launched in time"): 100,
+        (
+            "outside the ranges (thread 11)",
+            "autograd::engine::evaluate_function: GraphedBackward",
+            "launched in time",
+        ): 200,
+        ("outside the ranges (thread 10)", "cudaMemcpyAsync", "launched in time"): 100,
+        ("yolo::optimizer", "aten::_foreach_add_", "host late"): 500,
+        ("not matched to a launch", "", "launch not found"): 200,  # the orphan at 9000, after the foreach kernel
+    }
+    text = idle_report(idle, host_time(_step_trace() + late), steps=1)
+    assert text.startswith(
+        "GPU idle ms a step (no stream busy): 1.2\n     0.5  host late\n     0.5  launched in time\n"
+    )
+    assert "    0.50  yolo::optimizer  |  aten::_foreach_add_  |  host late\n" in text
+    assert text.endswith(
+        "host ms a step in each range (wall, waits included):\n     0.3  yolo::optimizer\n     0.1  yolo::forward and loss\n"
+    )
+
+
+def test_overlapping_streams_leave_no_gap() -> None:
+    side = [  # a second stream's copy covers the time between the forward graph's two kernels
+        _host("cuda_runtime", "cudaMemcpyAsync", MAIN, 115, 1, correlation=6),
+        _host("gpu_memcpy", "Memcpy HtoD", 0, 2000, 300, correlation=6),
+    ]
+    idle = idle_time(_step_trace() + side)
+    assert ("yolo::forward and loss", "Graphed", "launched in time") not in idle
+    assert sum(idle.values()) == 100 + 200 + 100 + 800
