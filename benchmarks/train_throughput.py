@@ -198,6 +198,10 @@ SWITCHES = {
         "the assigner's score normalisation over the listed pairs (with the lists sized on the host)",
         "Ultralytics' dense one",
     ),
+    "pair_assign": (
+        "the assigner's top-k and choice of a label per anchor over the listed pairs (with the normalisation over them)",
+        "Ultralytics' dense ones",
+    ),
 }
 """The step's changes a run can switch (--static-lists, ...): what true and false give."""
 

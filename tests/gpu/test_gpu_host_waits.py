@@ -169,6 +169,7 @@ def test_a_crowded_loss_with_static_lists_waits_for_nothing(
     assert own_waits, "Ultralytics' own lists made no wait: the check would not see one"
     assert steps.metrics.static_calls >= 1 and steps.foreground.static_calls == 1
     assert steps.normalisation is not None and steps.normalisation.pair_calls >= 1  # normalised over the pairs
+    assert steps.normalisation.choice_calls == steps.normalisation.pair_calls  # and chosen over them
     assert not steps.overflow.read()
     assert np.isfinite(float(losses[0].sum()))
     torch.testing.assert_close(losses[0], own, rtol=1e-4, atol=1e-4)
@@ -190,7 +191,9 @@ def test_the_gpu_paths_loader_plans_ahead_without_a_pin_memory_thread(tmp_path: 
     trainer.model = trainer.get_model(cfg="yolov8n.yaml", verbose=False)
     loader = trainer.get_dataloader(trainer.data["train"], 8, -1, "train")
     assert isinstance(loader, load_ahead.LoadAhead) and loader.loader.pin_memory is False
-    batch = next(iter(loader))
+    batches = iter(loader)
+    batch = next(batches)
+    batches.close()  # the epoch left: its thread stops (and the process's exit waits for any still running)
     assert batch["img"].numel() == 0 and isinstance(batch[load_ahead.PLANNED], Plan)
     val = trainer.get_dataloader(trainer.data["val"], 8, -1, "val")
     assert val.pin_memory is True  # the validation loader's batches carry pixels: pinned as before

@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from yolo_workloads.train import replayed
+from yolo_workloads.train import pair_assign, replayed
+from yolo_workloads.train.pairs import Pairs
 
 ENABLED = True
 """With the static lists (which hold the pairs). False: Ultralytics' dense normalisation."""
@@ -34,18 +35,10 @@ def matches(assigner_type: type) -> bool:
     return replayed.same_code(assigner_type._forward, FORWARD_SHA256)  # type: ignore[attr-defined]
 
 
-class Pairs:
-    """The candidate pairs of the assigner's last `get_box_metrics`: flat indices into (images, labels, anchors),
-    whether each entry is a pair (not padding), and the pair's alignment and overlap."""
-
-    def __init__(self, pick: torch.Tensor, real: torch.Tensor, align: torch.Tensor, overlap: torch.Tensor) -> None:
-        self.pick, self.real, self.align, self.overlap = pick, real, align, overlap
-
-
-def normalised(mask_pos: torch.Tensor, pairs: Pairs, eps: float) -> torch.Tensor:
-    """Each anchor's score scale (images, anchors, 1) from the pairs, as Ultralytics' dense normalisation gives it."""
-    images, labels, anchors = mask_pos.shape
-    positive = mask_pos.reshape(-1)[pairs.pick]
+def normalised(positive: torch.Tensor, pairs: Pairs, shape: tuple[int, int, int], eps: float) -> torch.Tensor:
+    """Each anchor's score scale (images, anchors, 1) from the pairs, as Ultralytics' dense normalisation gives it;
+    `positive`: each pair's element of Ultralytics' positive mask (any dtype)."""
+    images, labels, anchors = shape
     align = torch.where(pairs.real, pairs.align * positive, 0)  # the dense `align_metric *= mask_pos`, on the pairs
     overlap = torch.where(pairs.real, pairs.overlap * positive, 0)
     row = pairs.pick // anchors  # (image, label)
@@ -58,13 +51,15 @@ def normalised(mask_pos: torch.Tensor, pairs: Pairs, eps: float) -> torch.Tensor
 
 class PairForward:
     """Stands in for a `TaskAlignedAssigner`'s `_forward`: Ultralytics' own steps, the normalisation over the pairs
-    when `metrics` listed them for this call (else Ultralytics' own `_forward`)."""
+    when `metrics` lists them for this call (else Ultralytics' own `_forward`), and on CUDA the top-k and the choice
+    of a label an anchor over them too (pair_assign.py; else Ultralytics' dense ones)."""
 
     def __init__(self, assigner: Any, metrics: Any) -> None:
         self.assigner = assigner
         self.own = type(assigner)._forward.__get__(assigner)
         self.metrics = metrics
         self.pair_calls = 0
+        self.choice_calls = 0  # of them, with the choice over the pairs too (pair_assign.py)
 
     def __call__(
         self, pd_scores: torch.Tensor, pd_bboxes: torch.Tensor, anc_points: torch.Tensor, gt_labels: torch.Tensor,
@@ -74,14 +69,23 @@ class PairForward:
         if not self.metrics.listing():
             return self.own(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, **extra)
         self.pair_calls += 1
-        mask_pos, align_metric, overlaps = a.get_pos_mask(
-            pd_scores, pd_bboxes, gt_labels, gt_bboxes, anc_points, mask_gt, **extra
-        )
-        pairs = self.metrics.pairs
-        self.metrics.pairs = None
-        target_gt_idx, fg_mask, mask_pos = a.select_highest_overlaps(mask_pos, overlaps, a.n_max_boxes, align_metric)
+        shape = (a.bs, a.n_max_boxes, pd_bboxes.shape[-2])
+        if pair_assign.usable(pd_scores, pd_bboxes, shape, a):
+            self.choice_calls += 1
+            candidates = a.select_candidates_in_gts(anc_points, gt_bboxes, mask_gt) & mask_gt.bool()
+            pairs = self.metrics.listed_pairs(pd_scores, pd_bboxes, gt_labels, gt_bboxes, candidates, **extra)
+            target_gt_idx, fg_mask, positive = pair_assign.choose(pairs, shape, a.topk)
+        else:
+            mask_pos, align_metric, overlaps = a.get_pos_mask(
+                pd_scores, pd_bboxes, gt_labels, gt_bboxes, anc_points, mask_gt, **extra
+            )
+            pairs, self.metrics.pairs = self.metrics.pairs, None
+            target_gt_idx, fg_mask, mask_pos = a.select_highest_overlaps(
+                mask_pos, overlaps, a.n_max_boxes, align_metric
+            )
+            positive = mask_pos.reshape(-1)[pairs.pick]
         target_labels, target_bboxes, target_scores = a.get_targets(gt_labels, gt_bboxes, target_gt_idx, fg_mask)
-        target_scores = target_scores * normalised(mask_pos, pairs, a.eps)
+        target_scores = target_scores * normalised(positive, pairs, shape, a.eps)
         return target_labels, target_bboxes, target_scores, fg_mask.bool(), target_gt_idx
 
 

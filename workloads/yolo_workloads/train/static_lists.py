@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from yolo_workloads.train import pair_normalize
+from yolo_workloads.train.pairs import Pairs
 
 ENABLED = True
 """On: a crowded epoch trains 7-8% faster on an H100 (1,677-1,682 against 1,557-1,567 images/s, 2026-12-06) and 30
@@ -111,7 +112,7 @@ class StaticBoxMetrics:
         self.overflow = overflow
         self.bound: int | None = None
         self.static_calls = 0
-        self.pairs: pair_normalize.Pairs | None = None  # the last call's, for the normalisation (pair_normalize.py)
+        self.pairs: Pairs | None = None  # the last call's, for the normalisation (pair_normalize.py)
 
     def listing(self) -> bool:
         """Whether calls now list their candidates on the host's bound."""
@@ -124,17 +125,28 @@ class StaticBoxMetrics:
         a = self.assigner
         if self.bound is None or self.overflow.found:  # as `listing()`, spelt out for the type checker
             return self.own(pd_scores, pd_bboxes, gt_labels, gt_bboxes, mask_gt, **extra)  # type: ignore[no-any-return]
+        pairs = self.pairs = self.listed_pairs(pd_scores, pd_bboxes, gt_labels, gt_bboxes, mask_gt.bool(), **extra)
+        shape = (a.bs, a.n_max_boxes, pd_bboxes.shape[-2])
+        total = shape[0] * shape[1] * shape[2]
+        at = torch.where(pairs.real, pairs.pick, total + torch.arange(len(pairs.pick), device=pairs.pick.device))
+        return put(total, at, pairs.align).view(shape), put(total, at, pairs.overlap).view(shape)
+
+    def listed_pairs(
+        self, pd_scores: torch.Tensor, pd_bboxes: torch.Tensor, gt_labels: torch.Tensor, gt_bboxes: torch.Tensor,
+        candidates: torch.Tensor, **extra: torch.Tensor,
+    ) -> Pairs:  # fmt: skip
+        """The pairs `candidates` (bool: images, labels, anchors) marks, listed on `bound`, with their alignment and
+        overlap as Ultralytics' `get_box_metrics` computes them, element for element."""
+        a = self.assigner
+        assert self.bound is not None
         self.static_calls += 1
-        rows, anchors = a.n_max_boxes, pd_bboxes.shape[-2]
-        total = a.bs * rows * anchors
-        at, pick = listed(mask_gt.bool(), self.bound, self.overflow)  # the padding written past the end
+        rows, anchors = candidates.shape[1], candidates.shape[2]
+        at, pick = listed(candidates, self.bound, self.overflow)  # the padding written past the end
         indices = (pick // (rows * anchors), pick // anchors % rows, pick % anchors)
         scores = pd_scores[indices[0], indices[2], gt_labels[indices[0], indices[1], 0].long()]
         overlap_values = a.pair_overlaps(indices, gt_bboxes, pd_bboxes, **extra)
         align_values = scores.pow(a.alpha) * overlap_values.pow(a.beta)
-        self.pairs = pair_normalize.Pairs(pick, at < total, align_values, overlap_values)
-        shape = (a.bs, rows, anchors)
-        return put(total, at, align_values).view(shape), put(total, at, overlap_values).view(shape)
+        return Pairs(pick, at < candidates.numel(), align_values, overlap_values)
 
 
 class StaticForeground:
