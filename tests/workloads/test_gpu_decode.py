@@ -214,6 +214,11 @@ def test_decoding_ahead_hands_every_batch_in_order_and_stops_with_the_epoch(odd_
         thread.join(timeout=10)
         assert not thread.is_alive()
     assert len(list(loader)) == len(loader)  # the next epoch: the loader's next batches, as many as ever
+    batches = iter(loader)
+    next(batches)  # an epoch left open as the process ends: its exit stops the thread and waits for it
+    assert [t for t in threading.enumerate() if t.name == "load-ahead"]
+    load_ahead.stop_threads()
+    assert not [t for t in threading.enumerate() if t.name == "load-ahead"] and not load_ahead._RUNNING
 
     class Broken:
         def __iter__(self) -> Any:

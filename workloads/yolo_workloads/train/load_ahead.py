@@ -10,6 +10,7 @@ the GPU inside the loss; here they run in that wait (numpy lets the GIL go in it
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import queue
 import threading
@@ -55,6 +56,7 @@ class LoadAhead:
         ready: queue.Queue[Any] = queue.Queue(maxsize=2)
         stop = threading.Event()
         thread = threading.Thread(target=self._make_ready, args=(ready, stop), daemon=True, name="load-ahead")
+        _RUNNING[thread] = stop
         thread.start()
         try:
             while (item := ready.get()) is not _END:
@@ -65,6 +67,12 @@ class LoadAhead:
             stop.set()
 
     def _make_ready(self, ready: queue.Queue[Any], stop: threading.Event) -> None:
+        try:
+            self._make_each_ready(ready, stop)
+        finally:
+            _RUNNING.pop(threading.current_thread(), None)
+
+    def _make_each_ready(self, ready: queue.Queue[Any], stop: threading.Event) -> None:
         try:
             with _on_side_stream(self.device):
                 for batch in self.loader:
@@ -92,6 +100,23 @@ class LoadAhead:
 
 
 _END = object()
+
+_RUNNING: dict[threading.Thread, threading.Event] = {}
+"""The threads making batches ready, each with its stop event."""
+
+EXIT_WAIT_S = 5.0
+"""How long the process's exit waits for each thread still making batches ready."""
+
+
+@atexit.register
+def stop_threads() -> None:
+    """Stops the threads still making batches ready and waits for each (at most `EXIT_WAIT_S`): one still inside a
+    CUDA or loader call when the interpreter finalises is ended there, and the process aborts ("terminate called
+    after throwing an instance of ''", exit 134, after a GPU test run that had passed, twice on an H100, 2026-12-06:
+    a test had left an epoch after one batch just before the process ended)."""
+    for thread, stop in list(_RUNNING.items()):
+        stop.set()
+        thread.join(timeout=EXIT_WAIT_S)
 
 
 def _hand(ready: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
