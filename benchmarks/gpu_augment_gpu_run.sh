@@ -6,7 +6,7 @@
 #     others: cpu16 cpu64 cpu128 gpu16 gpu64 gpu128 gpu256 (4 workers), gpu64g cpu64g (batch norm over groups of 16), gpu64gn gpu64n (the same, NCHW: channels-last off), gpu128w8 gpu256w8 (8 workers), each with
 #     _waits appended: the step's per-step reads kept (train/host_waits.py not installed), or _whole: the loss's
 #     assigner on the whole batch (train/grouped_assigner.py off), or _g<N>: on N groups, or _ownlists / _statlists: the
-#     loss's lists through Ultralytics' nonzero / sized on the host (train/static_lists.py off / on; on by default), or _pinned / _ownwaits: the loss's small host tensors copied without a wait / with Ultralytics' waits (train/pinned_copies.py on / off; on by default), or _densenorm: the assigner's normalisation dense, as Ultralytics' (train/pair_normalize.py off; on by default), or _denseassign: its top-k and choice of labels dense (train/pair_assign.py off; on by default); PROFILE=1 adds cProfile's, TRACE=1 PyTorch's (split by stage: benchmarks/trace_stages.py); without the RAM cache
+#     loss's lists through Ultralytics' nonzero / sized on the host (train/static_lists.py off / on; on by default), or _pinned / _ownwaits: the loss's small host tensors copied without a wait / with Ultralytics' waits (train/pinned_copies.py on / off; on by default), or _densenorm: the assigner's normalisation dense, as Ultralytics' (train/pair_normalize.py off; on by default), or _denseassign: its top-k and choice of labels dense (train/pair_assign.py off; on by default), or _densecands: its candidates by Ultralytics' dense comparisons (train/grid_candidates.py off; on by default); PROFILE=1 adds cProfile's, TRACE=1 PyTorch's (split by stage: benchmarks/trace_stages.py); without the RAM cache
 #     (issue 23's JPEG decoding): gpu128nj (nvJPEG, 4 workers), gpu128cv / gpu128cv16 (OpenCV in 4 / 16 workers),
 #     cpu128nc (Ultralytics' loader, 16 workers); DECODE=1 first times the decoders alone; MODEL=yolov8s;
 #     CPUS=0-5 runs the trainer on those CPUs alone (taskset: a node with fewer CPUs per GPU). SKIP_ALONE=1 skips the first.
@@ -58,6 +58,7 @@ print(ensure_shapes(Path('/tmp/gaug/${DATA_VARIANT:-shapes}'), n=${IMAGES:-4000}
       [ "${V%_ownwaits}" != "$V" ] && waits="--pinned-copies false"  # <variant>_ownwaits: Ultralytics' copies
       [ "${V%_densenorm}" != "$V" ] && waits="--pair-normalize false"  # <variant>_densenorm: the dense normalisation
       [ "${V%_denseassign}" != "$V" ] && waits="--pair-assign false"  # <variant>_denseassign: the dense top-k and choice
+      [ "${V%_densecands}" != "$V" ] && waits="--grid-candidates false"  # <variant>_densecands: the dense candidates' mask
       prof=""; [ -n "${PROFILE:-}" ] && prof="--profile $OUT/$V.prof.txt"  # PROFILE=1: cProfile of the last epoch
       [ -n "${TRACE:-}" ] && prof="$prof --trace $OUT/$V.trace.txt"  # TRACE=1: PyTorch's profiler over 8 steps
       case ${V%_*} in

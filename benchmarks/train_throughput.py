@@ -202,6 +202,10 @@ SWITCHES = {
         "the assigner's top-k and choice of a label per anchor over the listed pairs (with the normalisation over them)",
         "Ultralytics' dense ones",
     ),
+    "grid_candidates": (
+        "the assigner's candidates from each level's columns and rows (with the choice over the pairs)",
+        "Ultralytics' four dense comparisons",
+    ),
 }
 """The step's changes a run can switch (--static-lists, ...): what true and false give."""
 

@@ -150,7 +150,7 @@ def test_a_crowded_loss_with_static_lists_waits_for_nothing(
         step = NoWaitLoss(model)
         steps = step.lists
         assert steps is not None and step.padding is not None and step.assigner is not None
-        steps.set_for(batch[BOXES_PER_IMAGE], batch[BOX_SIDES] * 256)  # what the step sets from the batch
+        steps.set_for(batch[BOXES_PER_IMAGE], batch[BOX_SIDES] * 256, (256, 256))  # what the step sets from the batch
         step.padding.rows, step.assigner.counts = batch[MAX_BOXES], batch[BOXES_PER_IMAGE]
         torch.cuda.synchronize()
         losses: list[torch.Tensor] = []

@@ -54,7 +54,7 @@ def test_the_assigner_choosing_over_the_pairs_on_cuda_is_ultralytics_own(monkeyp
     assert lists is not None and lists.normalisation is not None
     boxes = inputs[4].cpu()
     sides = np.concatenate([(boxes[i, :n, 2:] - boxes[i, :n, :2]).numpy() for i, n in enumerate(counts)])
-    lists.set_for(np.array(counts), sides.astype(np.float64))
+    lists.set_for(np.array(counts), sides.astype(np.float64), (640, 640))  # candidates by columns and rows
     got = criterion.assigner(*inputs)
     assert lists.normalisation.choice_calls == 1
     assert int(expected[3].sum()) > 1000

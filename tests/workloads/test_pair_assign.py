@@ -135,7 +135,8 @@ def test_the_assigner_choosing_over_the_pairs_is_ultralytics_own(
         wrapped.counts, wrapped.on_images = np.array(counts), lists.on_images
     boxes = inputs[4]
     sides = np.concatenate([(boxes[i, :n, 2:] - boxes[i, :n, :2]).numpy() for i, n in enumerate(counts)])
-    lists.set_for(np.array(counts), sides.astype(np.float64))
+    lists.set_for(np.array(counts), sides.astype(np.float64), (128, 128))  # candidates by columns and rows
+    assert lists.metrics.grids == [(16, 16), (8, 8), (4, 4)]
     got = criterion.assigner(*inputs)
     assert lists.normalisation.choice_calls == lists.normalisation.pair_calls == (2 if grouped else 1)
     assert int(expected[3].sum()) > 50

@@ -166,7 +166,7 @@ class NoWaitLoss:
         if self.assigner is not None:
             self.assigner.counts = counts
         if self.lists is not None:
-            self.lists.set_for(counts, _sides_in_pixels(batch) if training else None)
+            self.lists.set_for(counts, _sides_in_pixels(batch) if training else None, _image_shape(batch))
         try:
             loss, items = self.inner(batch, preds)
         finally:
@@ -188,6 +188,12 @@ def _sides_in_pixels(batch: dict[str, Any]) -> np.ndarray | None:
         return None
     height, width = img.shape[-2:]
     return sides * np.array([width, height], dtype=np.float64)
+
+
+def _image_shape(batch: dict[str, Any]) -> tuple[int, int] | None:
+    """The batch's image height and width as the model sees them (None where its images are not a 4-d tensor)."""
+    img = batch.get("img")
+    return (int(img.shape[-2]), int(img.shape[-1])) if isinstance(img, torch.Tensor) and img.ndim == 4 else None
 
 
 def _padding_of(model: Any) -> _KnownRowsPadding | None:

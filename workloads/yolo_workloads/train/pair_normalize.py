@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from yolo_workloads.train import pair_assign, replayed
+from yolo_workloads.train import grid_candidates, pair_assign, replayed
 from yolo_workloads.train.pairs import Pairs
 
 ENABLED = True
@@ -72,7 +72,7 @@ class PairForward:
         shape = (a.bs, a.n_max_boxes, pd_bboxes.shape[-2])
         if pair_assign.usable(pd_scores, pd_bboxes, shape, a):
             self.choice_calls += 1
-            candidates = a.select_candidates_in_gts(anc_points, gt_bboxes, mask_gt) & mask_gt.bool()
+            candidates = grid_candidates.candidates(a, anc_points, gt_bboxes, mask_gt, self.metrics.grids)
             pairs = self.metrics.listed_pairs(pd_scores, pd_bboxes, gt_labels, gt_bboxes, candidates, **extra)
             target_gt_idx, fg_mask, positive = pair_assign.choose(pairs, shape, a.topk)
         else:

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from yolo_workloads.train import pair_normalize
+from yolo_workloads.train import grid_candidates, pair_normalize
 from yolo_workloads.train.pairs import Pairs
 
 ENABLED = True
@@ -113,6 +113,7 @@ class StaticBoxMetrics:
         self.bound: int | None = None
         self.static_calls = 0
         self.pairs: Pairs | None = None  # the last call's, for the normalisation (pair_normalize.py)
+        self.grids: list[tuple[int, int]] | None = None  # the anchors' levels, (rows, columns) each
 
     def listing(self) -> bool:
         """Whether calls now list their candidates on the host's bound."""
@@ -200,9 +201,12 @@ class StaticLists:
         self.topk, self.strides, self.floor = int(assigner.topk), list(assigner.stride), float(assigner.stride_val)
         self.per_image: np.ndarray | None = None  # candidates a step, each image's, for the grouped assigner
 
-    def set_for(self, counts: np.ndarray | None, sides: np.ndarray | None) -> None:
+    def set_for(
+        self, counts: np.ndarray | None, sides: np.ndarray | None, image_shape: tuple[int, int] | None = None
+    ) -> None:
         """The step's bounds from each image's label count and each label's sides in pixels (N, 2: w, h), labels
-        grouped by image in order (None, or no image with `MIN_LABELS`: Ultralytics' own lists this step)."""
+        grouped by image in order (None, or no image with `MIN_LABELS`: Ultralytics' own lists this step); with the
+        batch's `image_shape` (height, width), the anchors' grids (train/grid_candidates.py)."""
         if (
             counts is None
             or sides is None
@@ -211,6 +215,7 @@ class StaticLists:
         ):
             self.clear()
             return
+        self.metrics.grids = None if image_shape is None else grid_candidates.grids(image_shape, self.strides)
         per_label = candidates_per_label(sides, self.strides, self.floor)
         self.per_image = np.bincount(np.repeat(np.arange(len(counts)), counts), per_label, len(counts)).astype(np.int64)
         self.metrics.bound = int(self.per_image.sum())
@@ -222,7 +227,7 @@ class StaticLists:
             self.metrics.bound = int(self.per_image.sum() if index is None else self.per_image[index].sum())
 
     def clear(self) -> None:
-        self.per_image = self.metrics.bound = self.foreground.bound = None
+        self.per_image = self.metrics.bound = self.foreground.bound = self.metrics.grids = None
 
     def check_epoch(self) -> None:
         """Read the overflow flag (once an epoch); on an overflow say so: the lists are Ultralytics' own from now."""
