@@ -212,25 +212,28 @@ def test_a_list_pads_each_entry_on_an_index_of_its_own_and_flags_only_a_longer_l
     assert overflow.read() is (count > 40)
 
 
-def test_only_a_crowded_batch_is_listed_on_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With the module's default (undone by the file's fixture), a batch whose most crowded image has fewer than
-    `MIN_LABELS` labels keeps Ultralytics' lists (no bounds this step); one image at it gives the step its bounds."""
+def test_a_batch_under_the_threshold_keeps_ultralytics_lists(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch whose most crowded image has fewer than `MIN_LABELS` labels keeps Ultralytics' lists (no bounds this
+    step); one image at it gives the step its bounds. By default (undone by the file's fixture) every batch of
+    labels is listed, a batch of none is not."""
     from ultralytics.utils.loss import BboxLoss
     from ultralytics.utils.tal import TaskAlignedAssigner
     from yolo_workloads.train import static_lists
 
-    monkeypatch.setattr(static_lists, "MIN_LABELS", DEFAULT_MIN_LABELS)
+    assert DEFAULT_MIN_LABELS == 1
     criterion = _Criterion(TaskAlignedAssigner(topk=10, num_classes=20, stride=STRIDES), BboxLoss(16))
     lists = static_lists.install(criterion)
-    assert lists is not None and DEFAULT_MIN_LABELS > 1
-    few = np.array([DEFAULT_MIN_LABELS - 1, 3, 0])
-    lists.set_for(few, np.full((int(few.sum()), 2), 20.0))
-    assert lists.metrics.bound is None and lists.foreground.bound is None
-    lists.set_for(np.array([0]), np.zeros((0, 2)))
-    assert lists.metrics.bound is None
-    crowded = few + np.array([1, 0, 0])
-    lists.set_for(crowded, np.full((int(crowded.sum()), 2), 20.0))
-    assert lists.metrics.bound is not None and lists.foreground.bound == 10 * int(crowded.sum())
+    assert lists is not None
+    for threshold in (DEFAULT_MIN_LABELS, 32):
+        monkeypatch.setattr(static_lists, "MIN_LABELS", threshold)
+        few = np.array([threshold - 1, min(3, threshold - 1), 0])
+        lists.set_for(few, np.full((int(few.sum()), 2), 20.0))
+        assert lists.metrics.bound is None and lists.foreground.bound is None
+        lists.set_for(np.array([0]), np.zeros((0, 2)))
+        assert lists.metrics.bound is None
+        crowded = few + np.array([1, 0, 0])
+        lists.set_for(crowded, np.full((int(crowded.sum()), 2), 20.0))
+        assert lists.metrics.bound is not None and lists.foreground.bound == 10 * int(crowded.sum())
 
 
 @pytest.mark.parametrize(

@@ -41,11 +41,12 @@ ENABLED = True
 epochs end within 0.003 of Ultralytics' loader (docs/benchmarks.md, "The loss's lists sized on the host"). False:
 Ultralytics' own `nonzero` lists (train_throughput.py --static-lists false; the run script's _ownlists suffix)."""
 
-MIN_LABELS = 32
-"""A batch whose most crowded image has fewer labels keeps Ultralytics' lists: on the shapes set (at most 14-19
-labels an image after mosaic) the host-sized lists were 2.6% slower on an H100 (1,769 against 1,816 images/s,
-2026-12-06), where its few large boxes make loose bounds and little assignment to wait for; on the crowded set
-(133-167) they were 7.5% faster."""
+MIN_LABELS = 1
+"""A batch whose most crowded image has fewer labels keeps Ultralytics' lists. It was 32 (crowded batches only) while
+the host-sized lists were 2.6% slower on the shapes set (1,769 against 1,816 images/s on an H100, 2026-12-06: its
+few large boxes make loose bounds and little assignment to wait for); with the assigner's choice over the pairs and
+its candidates by columns and rows (pair_assign.py, grid_candidates.py) every batch of labels lists faster: shapes on
+an H200 2,283 / 2,294 images/s listed, 2,031 / 1,984 not (docs/benchmarks.md, "Candidates by columns and rows")."""
 
 ROUNDING_SLACK = 1
 """Centres added along each side to the exact bound, for a box whose host and GPU sides differ by float rounding."""
