@@ -78,7 +78,6 @@ def test_grids_that_do_not_lay_out_the_anchors_or_another_method_leave_ultralyti
     for level_grids in (None, grid_candidates.grids((96, 128), STRIDES)):  # none; another image's
         assert torch.equal(grid_candidates.candidates(assigner, points, boxes, mask_gt, level_grids), own)
     assert len(calls) == 2
-    monkeypatch.setattr(grid_candidates, "_MATCHED", {})  # read afresh: the method's code is now the stand-in's
     right = grid_candidates.grids((128, 128), STRIDES)
     assert torch.equal(grid_candidates.candidates(assigner, points, boxes, mask_gt, right), own)
     assert len(calls) == 3 and not grid_candidates.matches(TaskAlignedAssigner)  # other code: its own method

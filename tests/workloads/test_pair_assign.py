@@ -57,9 +57,8 @@ def test_the_choice_over_the_pairs_is_ultralytics_own_on_cases_full_of_ties(topk
         column = (pairs.pick // (shape[1] * shape[2]) * shape[2] + pairs.pick % shape[2])[top]
         several += int((column.bincount() > 1).sum())
         zero_filled += int((top & (pairs.align == 0)).sum())
-    assert several > 10 and zero_filled > (
-        0 if topk == 1 else 10
-    )  # anchors of several labels, and the top-k's fill, were exercised
+    # anchors of several labels, and the top-k's fill, were exercised
+    assert several > 10 and zero_filled > (0 if topk == 1 else 10)
 
 
 @pytest.mark.usefixtures("cuda_ties")
@@ -160,10 +159,8 @@ def test_another_ultralytics_keeps_its_own_choice(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(assigner, "topk2", 5)
     assert not pair_assign.usable(scores, boxes, (2, 30, 8400), assigner)
     monkeypatch.setattr(assigner, "topk2", 10)
-    monkeypatch.setattr(pair_assign, "_MATCHED", {})
     monkeypatch.setitem(pair_assign.REPLAYED_SHA256, "select_highest_overlaps", "0" * 64)
     assert not pair_assign.usable(scores, boxes, (2, 30, 8400), assigner)
     monkeypatch.setattr(pair_assign, "DEVICES", frozenset({"cuda"}))
-    monkeypatch.setattr(pair_assign, "_MATCHED", {})
     monkeypatch.delitem(pair_assign.REPLAYED_SHA256, "select_highest_overlaps")
     assert not pair_assign.usable(scores, boxes, (2, 30, 8400), assigner)  # the CPU

@@ -43,14 +43,8 @@ def grids(image_shape: tuple[int, int], strides: list[float]) -> list[tuple[int,
 
 
 def matches(assigner_type: type) -> bool:
-    """Whether `assigner_type.select_candidates_in_gts` is the method this module reproduces (read once a type)."""
-    if assigner_type not in _MATCHED:
-        own = assigner_type.select_candidates_in_gts  # type: ignore[attr-defined]
-        _MATCHED[assigner_type] = replayed.same_code(own, SELECT_SHA256)
-    return _MATCHED[assigner_type]
-
-
-_MATCHED: dict[type, bool] = {}
+    """Whether `assigner_type.select_candidates_in_gts` is the method this module reproduces."""
+    return replayed.same_code(assigner_type.select_candidates_in_gts, SELECT_SHA256)  # type: ignore[attr-defined]
 
 
 def candidates(

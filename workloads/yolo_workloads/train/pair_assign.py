@@ -51,14 +51,8 @@ REPLAYED_SHA256 = {
 
 
 def matches(assigner_type: type) -> bool:
-    """Whether `assigner_type`'s methods are those this choice was written against (read once a type)."""
-    if assigner_type not in _MATCHED:
-        code = REPLAYED_SHA256.items()
-        _MATCHED[assigner_type] = all(replayed.same_code(getattr(assigner_type, name), sha) for name, sha in code)
-    return _MATCHED[assigner_type]
-
-
-_MATCHED: dict[type, bool] = {}
+    """Whether `assigner_type`'s methods are those this choice was written against."""
+    return all(replayed.same_code(getattr(assigner_type, name), sha) for name, sha in REPLAYED_SHA256.items())
 
 
 class Choice(NamedTuple):

@@ -7,6 +7,7 @@ whose method differs (in anything but its docstring, comments and blank lines) k
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 from typing import Any
@@ -20,6 +21,7 @@ def code_lines(function: Any) -> str:
     return "\n".join(line for line in lines if line)
 
 
+@functools.cache
 def same_code(function: Any, sha256: str) -> bool:
-    """Whether `function`'s code lines hash to `sha256`."""
+    """Whether `function`'s code lines hash to `sha256` (read once a function: the checks run on the loss's path)."""
     return hashlib.sha256(code_lines(function).encode()).hexdigest() == sha256
